@@ -1,0 +1,1 @@
+"""Structured logging with PHI masking, Prometheus metrics, consumer-lag monitor and health."""

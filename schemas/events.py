@@ -1,0 +1,255 @@
+"""Event contracts: the value of every message on radstream's pipeline topics.
+
+:class:`ImageArrived` is the public contract PACS/DICOM routers integrate against. Events are
+facts in the past tense. Every model forbids unknown fields, so a router cannot smuggle patient
+attributes (``patient_name`` …) into the pipeline: such a message is rejected as
+``EVENT_MALFORMED`` and dead-lettered. No event has a field for a patient name, ID or birth date.
+
+Evolution rule (checked by ``tests/unit/schemas/test_contracts.py`` against the committed JSON
+Schemas in ``schemas/jsonschema/``): new fields must be optional; removing or retyping a field
+needs a new ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from schemas.errors import ErrorCode
+
+SCHEMA_VERSION = 1
+
+# DICOM UIDs: dot-separated numeric components, at most 64 characters (PS3.5 9.1).
+Uid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# Pseudonymous identifiers (user ids, router names): short, no spaces, no free text.
+Pseudonym = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:-]{1,64}$")]
+ModelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}(@[0-9A-Za-z.+-]{1,32})?$")]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Stage(StrEnum):
+    """Pipeline stages, as named in rejections, dead letters, logs and metrics."""
+
+    INGEST = "ingest"
+    VALIDATION = "validation"
+    INFERENCE = "inference"
+    RESULTS_SINK = "results_sink"
+    AUDIT = "audit"
+    API = "api"
+
+
+class Priority(StrEnum):
+    """Clinical urgency requested by the router."""
+
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    STAT = "stat"
+
+
+class ImageFormat(StrEnum):
+    """Image container formats radstream accepts (detected from the bytes)."""
+
+    DICOM = "dicom"
+    PNG = "png"
+    JPEG = "jpeg"
+
+
+class Event(BaseModel):
+    """Common configuration of every event model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetimes_in_utc(cls, value: object) -> object:
+        """Store every timestamp in UTC so ordering and hashing never depend on the sender."""
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return value
+
+
+class ImageArrived(Event):
+    """A router stored an image and asks radstream to process it (topic ``images.arrived``).
+
+    The message key is the StudyInstanceUID when present (so a study stays in one partition),
+    else the event id; the ``correlation_id`` header travels with it.
+    """
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    source: Pseudonym = Field(description="router name or DICOM AE title")
+    image_uri: str = Field(min_length=8, max_length=4096, description="file:// URI")
+    content_type: str | None = Field(None, max_length=100)
+    size_bytes: int | None = Field(None, ge=0)
+    sha256: Sha256Hex | None = None
+    study_instance_uid: Uid | None = None
+    series_instance_uid: Uid | None = None
+    sop_instance_uid: Uid | None = None
+    modality: str | None = Field(None, pattern=r"^[A-Z0-9]{1,16}$")
+    model_ids: tuple[ModelId, ...] = Field(default=(), max_length=8)
+    requested_by: Pseudonym | None = Field(None, description="pseudonymous user id")
+    priority: Priority = Priority.ROUTINE
+
+    def message_key(self) -> bytes:
+        """The Kafka key: StudyInstanceUID when known, else the event id."""
+        return (self.study_instance_uid or str(self.event_id)).encode()
+
+
+class ImageGeometry(BaseModel):
+    """What the validator decoded about the pixels, for later stages."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: ImageFormat
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    frames: int = Field(1, ge=1)
+    samples_per_pixel: int = Field(1, ge=1, le=4)
+    dtype: str = Field(pattern=r"^(u?int(8|16|32)|float(32|64)|bool)$")
+    bits_allocated: int | None = None
+    bits_stored: int | None = None
+    photometric_interpretation: str | None = Field(None, max_length=32)
+    transfer_syntax_uid: Uid | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
+    slice_thickness_mm: float | None = None
+    body_part: str | None = Field(None, max_length=32)
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+    window_center: float | None = None
+    window_width: float | None = None
+
+
+class ValidatorVerdict(BaseModel):
+    """The outcome of one named check; ``detail`` is free of patient data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    check: str = Field(max_length=64)
+    passed: bool
+    detail: str = Field("", max_length=256)
+
+
+class ImageValidated(Event):
+    """An image passed validation (topic ``images.validated``)."""
+
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime
+    validated_at: AwareDatetime = Field(default_factory=utc_now)
+    source: Pseudonym
+    image_uri: str
+    sha256: Sha256Hex
+    size_bytes: int = Field(ge=0)
+    study_instance_uid: Uid | None = None
+    series_instance_uid: Uid | None = None
+    sop_instance_uid: Uid | None = None
+    modality: str | None = None
+    model_ids: tuple[ModelId, ...] = ()
+    requested_by: Pseudonym | None = None
+    priority: Priority = Priority.ROUTINE
+    geometry: ImageGeometry
+    verdicts: tuple[ValidatorVerdict, ...] = ()
+
+
+class ImageRejected(Event):
+    """An image could not be processed by a stage (topic ``images.rejected``)."""
+
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime
+    rejected_at: AwareDatetime = Field(default_factory=utc_now)
+    stage: Stage
+    error_code: ErrorCode
+    reason: str = Field(max_length=500, description="short, without patient data")
+    retryable: bool = False
+    source: Pseudonym | None = None
+    requested_by: Pseudonym | None = None
+    study_instance_uid: Uid | None = None
+    model_id: ModelId | None = None
+
+
+class ModelRef(BaseModel):
+    """Which exact model produced a result."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    name: str = Field(max_length=64)
+    version: str = Field(max_length=32)
+    weights_sha256: Sha256Hex
+    runtime: str = Field(max_length=32)
+    provider: str = Field(max_length=64)
+
+
+class InferenceCompleted(Event):
+    """A model produced a result for an image (topic ``inference.results``).
+
+    Carries full provenance: which model and weights, which input bytes, which checks passed,
+    which thresholds turned scores into the decision.
+    """
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    result_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID
+    correlation_id: str = Field(max_length=64)
+    occurred_at: AwareDatetime
+    completed_at: AwareDatetime = Field(default_factory=utc_now)
+    model: ModelRef
+    input_sha256: Sha256Hex
+    verdicts: tuple[ValidatorVerdict, ...] = ()
+    thresholds: dict[str, float]
+    scores: dict[str, float]
+    decision: str = Field(max_length=64)
+    inference_seconds: float = Field(ge=0)
+    batch_size: int = Field(1, ge=1)
+    requested_by: Pseudonym | None = None
+    study_instance_uid: Uid | None = None
+    series_instance_uid: Uid | None = None
+    sop_instance_uid: Uid | None = None
+    modality: str | None = None
+    source: Pseudonym | None = None
+
+
+class DeadLetterHeader(BaseModel):
+    """One Kafka header of the original message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    value_b64: str
+
+
+class DeadLetter(Event):
+    """A message a stage could not process, kept whole for inspection and replay.
+
+    The original value is kept as base64 bytes: it is never logged, and the ``dlq show``
+    command prints it only through the PHI masker.
+    """
+
+    dead_letter_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    stage: Stage
+    error_code: ErrorCode
+    reason: str = Field(max_length=500)
+    attempts: int = Field(ge=1)
+    first_failure_at: AwareDatetime
+    last_failure_at: AwareDatetime
+    source_topic: str
+    source_partition: int = Field(ge=0)
+    source_offset: int = Field(ge=0)
+    key_b64: str | None = None
+    value_b64: str
+    headers: tuple[DeadLetterHeader, ...] = ()
+    correlation_id: str | None = Field(None, max_length=64)
+    event_id: uuid.UUID | None = None
+
+
+CORRELATION_ID_HEADER = "correlation_id"

@@ -1,0 +1,200 @@
+"""Every setting radstream reads, in one frozen object (env prefix ``RADSTREAM_``).
+
+Nested groups use ``__``: ``RADSTREAM_VALIDATION__MAX_FILE_BYTES=1000``. Secrets are
+:class:`~pydantic.SecretStr` and print masked. Build once with :func:`load_settings` at start-up
+and pass the object down; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://radstream@127.0.0.1:5432/radstream"
+DEFAULT_JWT_SECRET = "change-me-development-only-secret-32b!"  # noqa: S105 - refused outside dev
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Environment = Literal["development", "test", "production"]
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ValidationSettings(_Group):
+    """Limits the validation stage enforces before and while decoding."""
+
+    max_file_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    min_dimension: int = Field(64, gt=0)
+    max_dimension: int = Field(2048, gt=0)
+    max_frames: int = Field(1, ge=1, description="multi-frame policy: frames accepted per image")
+    allow_raw_dicom: bool = Field(False, description="accept DICOM without the Part 10 preamble")
+    clinical_rules_file: Path = PROJECT_ROOT / "streams" / "validation" / "clinical_rules.yaml"
+    missing_file_retries: int = Field(3, ge=0)
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> ValidationSettings:
+        if self.min_dimension > self.max_dimension:
+            raise ValueError("min_dimension must not exceed max_dimension")
+        return self
+
+
+class InferenceSettings(_Group):
+    """Model registry location, runtime provider and micro-batching."""
+
+    model_registry_dir: Path = PROJECT_ROOT / "model_registry"
+    routing_rules_file: Path = PROJECT_ROOT / "model_registry" / "routing.yaml"
+    onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    batch_size: int = Field(8, ge=1, le=256)
+    batch_wait_seconds: float = Field(0.05, ge=0)
+    intra_op_threads: int = Field(1, ge=0)
+
+
+class SinkSettings(_Group):
+    """Batched PostgreSQL writes and their retry policy."""
+
+    batch_size: int = Field(200, ge=1)
+    batch_wait_seconds: float = Field(0.2, ge=0)
+    retry_initial_seconds: float = Field(0.2, gt=0)
+    retry_max_seconds: float = Field(10.0, gt=0)
+    pool_size: int = Field(5, ge=1)
+
+
+class RetrySettings(_Group):
+    """Bounded exponential backoff for retryable errors inside agents."""
+
+    max_attempts: int = Field(4, ge=1)
+    initial_seconds: float = Field(0.1, gt=0)
+    max_seconds: float = Field(5.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+
+
+class LoggingSettings(_Group):
+    """structlog output and PHI masking."""
+
+    format: Literal["json", "console"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    mrn_patterns: tuple[str, ...] = (r"\bMRN[-:# ]?\d{5,10}\b",)
+    mask_ip_addresses: bool = False
+
+
+class AuditSettings(_Group):
+    """Hash chain checkpoints and their Ed25519 signing key."""
+
+    signing_key_file: Path = PROJECT_ROOT / ".state" / "audit" / "signing_key.pem"
+    checkpoint_file: Path = PROJECT_ROOT / ".state" / "audit" / "checkpoints.jsonl"
+    checkpoint_every_records: int = Field(100, ge=1)
+    checkpoint_every_seconds: float = Field(30.0, gt=0)
+
+
+class ApiSettings(_Group):
+    """HTTP gateway: listening address, JWT trust, limits and CORS."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithms: tuple[Literal["HS256", "RS256", "ES256"], ...] = ("HS256",)
+    jwt_public_key_file: Path | None = None
+    jwt_audience: str = "radstream"
+    jwt_issuer: str = "radstream-local"
+    jwt_leeway_seconds: int = Field(10, ge=0, le=120)
+    rate_limit_per_subject_per_minute: int = Field(120, ge=1)
+    rate_limit_global_per_minute: int = Field(2000, ge=1)
+    cors_allow_origins: tuple[str, ...] = ()
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_batch_items: int = Field(50, ge=1)
+
+
+class ObservabilitySettings(_Group):
+    """Where workers serve /metrics and health, and how lag is judged."""
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    lag_window_seconds: float = Field(300.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """radstream's whole configuration; see the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADSTREAM_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    environment: Environment = "development"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    topic_prefix: str = Field("radstream.", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
+    consumer_group_prefix: str = Field("radstream", pattern=r"^[A-Za-z0-9._-]+$")
+    storage_roots: Annotated[tuple[Path, ...], NoDecode] = (PROJECT_ROOT / "samples",)
+    worker_web_port: int = Field(6066, ge=0, le=65535)
+
+    validation: ValidationSettings = ValidationSettings()
+    inference: InferenceSettings = InferenceSettings()
+    sink: SinkSettings = SinkSettings()
+    retry: RetrySettings = RetrySettings()
+    logging: LoggingSettings = LoggingSettings()
+    audit: AuditSettings = AuditSettings()
+    api: ApiSettings = ApiSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+
+    @field_validator("storage_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """Accept the documented comma-separated form as well as a sequence."""
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("storage_roots")
+    @classmethod
+    def _roots_absolute(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        if not value:
+            raise ValueError("at least one storage root is required")
+        return tuple(path.expanduser().resolve() for path in value)
+
+    @model_validator(mode="after")
+    def _enforce_non_default_secrets(self) -> Settings:
+        """Refuse the development JWT secret, or a short one, outside development and test."""
+        secret = self.api.jwt_secret.get_secret_value()
+        if "HS256" in self.api.jwt_algorithms and len(secret.encode()) < 32:
+            raise ValueError("RADSTREAM_API__JWT_SECRET must be at least 32 bytes for HS256")
+        if self.environment == "production" and secret == DEFAULT_JWT_SECRET:
+            raise ValueError("set RADSTREAM_API__JWT_SECRET: the development secret is refused")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        """The database URL with SQLAlchemy's asyncpg driver selected."""
+        url = self.database_url.get_secret_value()
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        return url
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain data with every secret masked (for ``radstream config``)."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        data["database_url"] = _mask_url(self.database_url.get_secret_value())
+        data["api"]["jwt_secret"] = "**********"
+        return data
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password of a URL such as ``postgresql://user:pw@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':**********' if colon else ''}@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)

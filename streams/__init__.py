@@ -1,0 +1,1 @@
+"""Stream processing: topic catalogue, pure stage logic and the thin Faust agents around it."""

@@ -1,0 +1,104 @@
+"""The topic catalogue: every topic name radstream uses, and nowhere else.
+
+Names are ``<RADSTREAM_TOPIC_PREFIX><suffix>`` (default prefix ``radstream.``), so several
+deployments or test runs can share a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class TopicKey(StrEnum):
+    """The logical topics, by the suffix they are named with."""
+
+    IMAGES_ARRIVED = "images.arrived"
+    IMAGES_VALIDATED = "images.validated"
+    IMAGES_REJECTED = "images.rejected"
+    INFERENCE_RESULTS = "inference.results"
+    AUDIT_LOG = "audit.log"
+    DEADLETTER = "deadletter"
+    API_ACTIONS = "api.actions"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """How a topic is created: partitions, retention and cleanup policy."""
+
+    key: TopicKey
+    partitions: int
+    retention_ms: int
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    description: str = ""
+
+    def name(self, prefix: str) -> str:
+        """The topic's full name under ``prefix``."""
+        return f"{prefix}{self.key.value}"
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs as the broker takes them."""
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+        }
+
+
+TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
+    spec.key: spec
+    for spec in (
+        TopicSpec(TopicKey.IMAGES_ARRIVED, 6, 7 * DAY_MS, description="arrival events"),
+        TopicSpec(TopicKey.IMAGES_VALIDATED, 6, 7 * DAY_MS, description="validated images"),
+        TopicSpec(TopicKey.IMAGES_REJECTED, 3, 30 * DAY_MS, description="rejections"),
+        TopicSpec(TopicKey.INFERENCE_RESULTS, 6, 30 * DAY_MS, description="model results"),
+        # The audit log is never compacted and never expires: records are evidence.
+        TopicSpec(TopicKey.AUDIT_LOG, 1, -1, "delete", description="hash-chained audit trail"),
+        TopicSpec(TopicKey.DEADLETTER, 1, 30 * DAY_MS, description="dead letters"),
+        TopicSpec(TopicKey.API_ACTIONS, 3, 7 * DAY_MS, description="API actions to audit"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The full topic names for one prefix; build once from settings and pass down."""
+
+    prefix: str
+
+    def __getitem__(self, key: TopicKey) -> str:
+        return TOPIC_SPECS[key].name(self.prefix)
+
+    @property
+    def arrived(self) -> str:
+        return self[TopicKey.IMAGES_ARRIVED]
+
+    @property
+    def validated(self) -> str:
+        return self[TopicKey.IMAGES_VALIDATED]
+
+    @property
+    def rejected(self) -> str:
+        return self[TopicKey.IMAGES_REJECTED]
+
+    @property
+    def results(self) -> str:
+        return self[TopicKey.INFERENCE_RESULTS]
+
+    @property
+    def audit(self) -> str:
+        return self[TopicKey.AUDIT_LOG]
+
+    @property
+    def deadletter(self) -> str:
+        return self[TopicKey.DEADLETTER]
+
+    @property
+    def api_actions(self) -> str:
+        return self[TopicKey.API_ACTIONS]
+
+    def all(self) -> dict[TopicKey, str]:
+        """Every topic's full name, by key."""
+        return {key: self[key] for key in TOPIC_SPECS}
