@@ -10,6 +10,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from pydantic import BaseModel
+
+from schemas.events import (
+    DeadLetter,
+    ImageArrived,
+    ImageRejected,
+    ImageValidated,
+    InferenceCompleted,
+)
+
 DAY_MS = 24 * 60 * 60 * 1000
 
 
@@ -102,3 +112,18 @@ class TopicNames:
     def all(self) -> dict[TopicKey, str]:
         """Every topic's full name, by key."""
         return {key: self[key] for key in TOPIC_SPECS}
+
+
+def value_models() -> dict[TopicKey, type[BaseModel]]:
+    """The pydantic model of each topic's values (the contract consumers validate against)."""
+    from schemas.audit import ApiAction, AuditRecord  # noqa: PLC0415 - avoids an import cycle
+
+    return {
+        TopicKey.IMAGES_ARRIVED: ImageArrived,
+        TopicKey.IMAGES_VALIDATED: ImageValidated,
+        TopicKey.IMAGES_REJECTED: ImageRejected,
+        TopicKey.INFERENCE_RESULTS: InferenceCompleted,
+        TopicKey.AUDIT_LOG: AuditRecord,
+        TopicKey.DEADLETTER: DeadLetter,
+        TopicKey.API_ACTIONS: ApiAction,
+    }

@@ -1,0 +1,229 @@
+"""What every stage agent does around its pure logic: parse, guard, deliver, observe.
+
+A stage is a :class:`StageHandler` that turns a batch of consumed messages into messages to
+produce. :func:`process_batch` runs it so that
+
+* nothing escapes: Faust acks a ``take_events`` batch in a ``finally`` even when the body
+  raised, so an exception would silently skip the batch's offsets. A handler crash turns each
+  message of the batch into a dead letter instead;
+* nothing is acked before its outcome is on the broker: delivery is retried with bounded
+  backoff for as long as it takes (a broker outage stalls the stage, it loses nothing);
+* metrics are recorded in one place, from the outcomes themselves, through a
+  :class:`StageObserver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.errors import ErrorCode, RadstreamError, error_for
+from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage, utc_now
+from streams.kafka_io import Headers, Outgoing
+from streams.topics import TopicKey
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
+    TopicKey.IMAGES_VALIDATED: "validated",
+    TopicKey.IMAGES_REJECTED: "rejected",
+    TopicKey.INFERENCE_RESULTS: "inferred",
+    TopicKey.DEADLETTER: "dead_lettered",
+    TopicKey.AUDIT_LOG: "audited",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed message, independent of the consumer library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp: float | None = None
+
+    def header(self, name: str) -> str | None:
+        """A header's value as text, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("utf-8", errors="replace")
+        return None
+
+    @property
+    def correlation_id(self) -> str:
+        """The propagated correlation id; a fresh one when the producer sent none or junk."""
+        value = self.header(CORRELATION_ID_HEADER)
+        if value and len(value) <= 64 and value.isprintable():
+            return value
+        return uuid.uuid4().hex
+
+    def out_headers(self) -> Headers:
+        """Headers for every message produced from this one (carry the correlation id)."""
+        return ((CORRELATION_ID_HEADER, self.correlation_id.encode()),)
+
+
+@dataclass(slots=True)
+class FailureClock:
+    """When a message first and last failed, for its dead letter."""
+
+    first: datetime = field(default_factory=utc_now)
+    last: datetime = field(default_factory=utc_now)
+    attempts: int = 1
+
+
+class StageHandler(Protocol):
+    """A stage's logic over a batch of consumed messages."""
+
+    stage: Stage
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """Return the messages to produce for ``batch``; every input gets an outcome."""
+
+
+class StageObserver(Protocol):
+    """Hooks through which the runner reports what happened (metrics live behind it)."""
+
+    def batch_processed(
+        self, stage: Stage, size: int, seconds: float, outcomes: Sequence[tuple[str, str | None]]
+    ) -> None:
+        """A batch of ``size`` messages finished; outcomes are (outcome, error code) pairs."""
+
+    def delivery_retried(self, stage: Stage) -> None:
+        """Producing a batch's outcomes failed once and will be retried."""
+
+
+class NullObserver:
+    """An observer that records nothing (tools and unit tests)."""
+
+    def batch_processed(
+        self, stage: Stage, size: int, seconds: float, outcomes: Sequence[tuple[str, str | None]]
+    ) -> None:
+        """Record nothing."""
+
+    def delivery_retried(self, stage: Stage) -> None:
+        """Record nothing."""
+
+
+def dead_letter_for(
+    message: Incoming,
+    stage: Stage,
+    error: BaseException,
+    *,
+    clock: FailureClock | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Outgoing:
+    """A dead letter keeping ``message`` whole, with a reason safe to publish."""
+    from streams.deadletter import build_dead_letter  # noqa: PLC0415 - keeps this module light
+
+    clock = clock or FailureClock()
+    letter: DeadLetter = build_dead_letter(
+        stage=stage,
+        error=error,
+        attempts=clock.attempts,
+        first_failure_at=clock.first,
+        last_failure_at=clock.last,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=message.headers,
+        correlation_id=message.correlation_id,
+        event_id=event_id,
+    )
+    return Outgoing(TopicKey.DEADLETTER, message.key, letter, message.out_headers())
+
+
+def parse_event(message: Incoming, model: type[ModelT]) -> ModelT:
+    """Validate a message value against its contract.
+
+    Raises:
+        InputValidationError: EVENT_MALFORMED or EVENT_SCHEMA_VERSION_UNSUPPORTED, with a
+            reason naming only the offending field locations (never their values).
+    """
+    try:
+        return model.model_validate_json(message.value)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        locations = sorted({".".join(str(p) for p in e["loc"]) for e in errors})[:5]
+        code = (
+            ErrorCode.EVENT_SCHEMA_VERSION_UNSUPPORTED
+            if any(e["loc"] == ("schema_version",) for e in errors)
+            else ErrorCode.EVENT_MALFORMED
+        )
+        reason = f"{model.__name__} contract violated at: {', '.join(locations) or 'value'}"
+        raise error_for(code, reason) from exc
+
+
+async def deliver_until_done(
+    deliver: Callable[[Sequence[Outgoing]], Awaitable[None]],
+    messages: Sequence[Outgoing],
+    *,
+    on_retry: Callable[[], None],
+    initial_seconds: float = 0.2,
+    max_seconds: float = 10.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Deliver ``messages``, retrying transient broker failures with capped backoff, forever.
+
+    The consumed batch is acknowledged only after this returns, so blocking here is the
+    backpressure that keeps a broker outage from losing anything. Idempotent producing keeps
+    retries from duplicating what was already written.
+    """
+    delay = initial_seconds
+    while True:
+        try:
+            await deliver(messages)
+        except RadstreamError as exc:
+            if not exc.retryable:
+                raise
+            on_retry()
+            await sleep(delay)
+            delay = min(delay * 2, max_seconds)
+        else:
+            return
+
+
+async def process_batch(
+    handler: StageHandler,
+    batch: Sequence[Incoming],
+    deliver: Callable[[Sequence[Outgoing]], Awaitable[None]],
+    observer: StageObserver,
+    *,
+    on_handler_crash: Callable[[BaseException], None] | None = None,
+) -> list[Outgoing]:
+    """Run one batch through ``handler`` and deliver its outcomes before returning."""
+    started = time.perf_counter()
+    try:
+        outgoing = await handler.handle(batch)
+    except Exception as exc:  # noqa: BLE001 - an escaping exception would skip the offsets
+        if on_handler_crash is not None:
+            on_handler_crash(exc)
+        outgoing = [dead_letter_for(message, handler.stage, exc) for message in batch]
+    await deliver_until_done(
+        deliver, outgoing, on_retry=lambda: observer.delivery_retried(handler.stage)
+    )
+    observer.batch_processed(
+        handler.stage,
+        len(batch),
+        time.perf_counter() - started,
+        [_outcome_of(message) for message in outgoing],
+    )
+    return outgoing
+
+
+def _outcome_of(message: Outgoing) -> tuple[str, str | None]:
+    code = getattr(message.value, "error_code", None)
+    return OUTCOME_BY_TOPIC.get(message.topic, message.topic.value), (
+        str(code) if code is not None else None
+    )
