@@ -1,0 +1,189 @@
+"""Audit contracts: API actions to audit, hash-chained audit records and signed checkpoints.
+
+:class:`AuditRecord` follows the DICOM PS3.15 A.5 / RFC 3881 audit message: *what* happened
+(``event_type``, ``action``), *when* (``recorded_at``), *with what outcome* (``outcome``), *who*
+(``actor``), *to what* (``object``) and *where it came from* (``source``). Records carry codes,
+ids and UIDs only, never free text that could hold patient data: ``outcome_description`` is an
+:class:`~schemas.errors.ErrorCode` value or a fixed phrase, never an event's ``reason``.
+
+Each chain partition is a hash chain: ``hash = SHA-256(canonical bytes incl. prev_hash)``; see
+``streams/audit/chain.py``. :class:`AuditCheckpoint` is an Ed25519-signed statement "the chain
+had this head hash at this sequence", kept outside the audit store so truncation is detectable.
+
+:class:`ApiAction` is what the HTTP gateway publishes on the ``api.actions`` topic for every
+request worth auditing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from schemas.errors import ErrorCode
+from schemas.events import Pseudonym, Sha256Hex, Uid, utc_now
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first record of every chain."""
+
+# A short opaque identifier (correlation ids, roles, routes): no spaces, no free text.
+ShortToken = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:/{}\-]{1,128}$")]
+# Network addresses: IPv4/IPv6 literal or host name, optionally with a port.
+NetworkAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,64}$")]
+KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _datetimes_in_utc(cls, value: object) -> object:
+        """Keep every timestamp in UTC so the canonical bytes never depend on the sender."""
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return value
+
+
+# ---------------------------------------------------------------- API actions
+
+
+class ApiActionKind(StrEnum):
+    """What an API caller did (or tried to do)."""
+
+    SUBMIT = "submit"
+    READ = "read"
+    VERIFY = "verify"
+    AUTH_FAILURE = "auth_failure"
+    DLQ_PURGE = "dlq_purge"
+    DLQ_REPLAY = "dlq_replay"
+
+
+class ApiAction(_Frozen):
+    """One audited API request, published by the gateway on ``api.actions``.
+
+    Holds ids and codes only: no request body, no query text, no token.
+    """
+
+    schema_version: Literal[1] = 1
+    action: ApiActionKind
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    actor_id: Pseudonym | None = Field(None, description="the token subject; None if unknown")
+    roles: tuple[ShortToken, ...] = Field(default=(), max_length=16)
+    outcome: Literal["success", "failure"]
+    http_status: int = Field(ge=100, le=599)
+    route: ShortToken = Field(description="the route template, e.g. /v1/results/{result_id}")
+    event_id: uuid.UUID | None = None
+    result_id: uuid.UUID | None = None
+    correlation_id: ShortToken
+    network_address: NetworkAddress | None = None
+    error_code: ErrorCode | None = None
+
+
+# ---------------------------------------------------------------- audit records
+
+
+class AuditEventType(StrEnum):
+    """The audited event, as a stable code (append only; never rename or reuse)."""
+
+    IMAGE_ARRIVED = "IMAGE_ARRIVED"
+    IMAGE_VALIDATED = "IMAGE_VALIDATED"
+    IMAGE_REJECTED = "IMAGE_REJECTED"
+    INFERENCE_COMPLETED = "INFERENCE_COMPLETED"
+    DEAD_LETTERED = "DEAD_LETTERED"
+    API_SUBMIT = "API_SUBMIT"
+    API_READ = "API_READ"
+    API_VERIFY = "API_VERIFY"
+    API_AUTH_FAILURE = "API_AUTH_FAILURE"
+    DLQ_PURGED = "DLQ_PURGED"
+    DLQ_REPLAYED = "DLQ_REPLAYED"
+
+
+class AuditAction(StrEnum):
+    """RFC 3881 EventActionCode: create, read, update, delete, execute."""
+
+    CREATE = "C"
+    READ = "R"
+    UPDATE = "U"
+    DELETE = "D"
+    EXECUTE = "E"
+
+
+class AuditOutcome(IntEnum):
+    """RFC 3881 EventOutcomeIndicator."""
+
+    SUCCESS = 0
+    MINOR_FAILURE = 4
+    SERIOUS_FAILURE = 8
+    MAJOR_FAILURE = 12
+
+
+class AuditActor(_Frozen):
+    """Who acted: a pseudonymous user id or a radstream service name."""
+
+    user_id: Pseudonym
+    is_requester: bool
+    roles: tuple[ShortToken, ...] = ()
+    network_address: NetworkAddress | None = None
+
+
+class AuditObject(_Frozen):
+    """What was acted on: ids and DICOM UIDs only, never patient attributes."""
+
+    event_id: uuid.UUID | None = None
+    sop_instance_uid: Uid | None = None
+    series_instance_uid: Uid | None = None
+    study_instance_uid: Uid | None = None
+    result_id: uuid.UUID | None = None
+    dead_letter_id: uuid.UUID | None = None
+    model_name: ShortToken | None = None
+    model_version: ShortToken | None = None
+
+
+class AuditSource(_Frozen):
+    """Where the audited event was read from."""
+
+    topic: ShortToken
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class AuditDraft(_Frozen):
+    """An audit record before it is placed on a chain (no sequence, no hashes yet)."""
+
+    event_type: AuditEventType
+    action: AuditAction
+    recorded_at: AwareDatetime
+    outcome: AuditOutcome
+    outcome_description: ShortToken | None = Field(
+        None, description="an ErrorCode value or fixed phrase; never free text"
+    )
+    actor: AuditActor
+    object: AuditObject
+    correlation_id: ShortToken | None = None
+    source: AuditSource
+
+
+class AuditRecord(AuditDraft):
+    """One link of an audit hash chain."""
+
+    schema_version: Literal[1] = 1
+    chain_partition: int = Field(ge=0)
+    sequence: int = Field(ge=0, description="0-based, +1 per record within the chain")
+    prev_hash: Sha256Hex
+    hash: Sha256Hex
+
+
+class AuditCheckpoint(_Frozen):
+    """An Ed25519-signed statement of a chain's head at one sequence number."""
+
+    schema_version: Literal[1] = 1
+    chain_partition: int = Field(ge=0)
+    sequence: int = Field(ge=0, description="the sequence of the record whose hash is head_hash")
+    head_hash: Sha256Hex
+    created_at: AwareDatetime
+    key_id: KeyId
+    signature: str = Field(pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="base64 Ed25519")
