@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from schemas.audit import ApiAction, AuditRecord
 from schemas.events import (
     DeadLetter,
     ImageArrived,
@@ -116,8 +117,6 @@ class TopicNames:
 
 def value_models() -> dict[TopicKey, type[BaseModel]]:
     """The pydantic model of each topic's values (the contract consumers validate against)."""
-    from schemas.audit import ApiAction, AuditRecord  # noqa: PLC0415 - avoids an import cycle
-
     return {
         TopicKey.IMAGES_ARRIVED: ImageArrived,
         TopicKey.IMAGES_VALIDATED: ImageValidated,

@@ -1,0 +1,18 @@
+# The radstream worker/API image used by docker-compose.kafka.yml.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY streams ./streams
+COPY sinks ./sinks
+COPY gateway ./gateway
+COPY observability ./observability
+COPY model_registry ./model_registry
+COPY samples ./samples
+COPY app.py ./
+RUN pip install . && useradd --system --uid 10001 radstream && mkdir -p /data/images /var/lib/radstream \
+    && chown -R radstream /data/images /var/lib/radstream
+USER radstream
+ENTRYPOINT ["radstream"]
+CMD ["worker"]

@@ -1,0 +1,36 @@
+"""Topic catalogue: one place for every name, audit topic never compacted or expiring."""
+
+from __future__ import annotations
+
+from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
+
+
+class TestTopicCatalogue:
+    def test_required_topics_exist(self) -> None:
+        """The six topics the issue names are in the catalogue."""
+        suffixes = {key.value for key in TOPIC_SPECS}
+        assert {
+            "images.arrived", "images.validated", "images.rejected",
+            "inference.results", "audit.log", "deadletter",
+        } <= suffixes
+
+    def test_audit_topic_is_append_only_forever(self) -> None:
+        """The audit log is delete-policy with infinite retention, never compacted."""
+        spec = TOPIC_SPECS[TopicKey.AUDIT_LOG]
+        assert spec.configs() == {"cleanup.policy": "delete", "retention.ms": "-1"}
+
+    def test_names_carry_the_prefix(self) -> None:
+        """Every name is prefix + suffix, so deployments and test runs can share a cluster."""
+        names = TopicNames("site-a.")
+        assert names.arrived == "site-a.images.arrived"
+        assert names.validated == "site-a.images.validated"
+        assert names.rejected == "site-a.images.rejected"
+        assert names.results == "site-a.inference.results"
+        assert names.audit == "site-a.audit.log"
+        assert names.deadletter == "site-a.deadletter"
+        assert names.api_actions == "site-a.api.actions"
+        assert set(names.all().values()) == {f"site-a.{k.value}" for k in TOPIC_SPECS}
+
+    def test_every_topic_has_a_value_model(self) -> None:
+        """Each topic's values have a contract."""
+        assert set(value_models()) == set(TOPIC_SPECS)
