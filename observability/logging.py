@@ -1,0 +1,223 @@
+"""structlog set-up: one pipeline for radstream's own loggers and the libraries' stdlib loggers.
+
+Every line goes through the same processors, in this order::
+
+    merge_contextvars -> add_log_level -> TimeStamper(UTC ISO) -> format_exc_info
+        -> PhiMasker -> ControlCharacterEscaper -> JSONRenderer | ConsoleRenderer
+
+Lines of faust, aiokafka, uvicorn and every other stdlib logger are routed through structlog's
+:class:`~structlog.stdlib.ProcessorFormatter`, so they are masked and escaped too. Exceptions are
+formatted *before* masking, so patient data in a traceback's message is masked as well.
+
+Per-message context (correlation id, event id, stage, topic/partition/offset) lives in
+contextvars: bind it with :func:`message_context` around the processing of one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from contextvars import Token
+from typing import Any, Final, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+from observability.phi import PhiMasker, set_default_masker
+from schemas.events import CORRELATION_ID_HEADER, Stage
+from schemas.settings import LoggingSettings
+
+MESSAGE_CONTEXT_KEYS: Final = (
+    "correlation_id",
+    "event_id",
+    "stage",
+    "topic",
+    "partition",
+    "offset",
+)
+
+# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: each can forge or
+# split a log line when printed.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A correlation id taken from a header must look like an id, not like text.
+_CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_HANDLER_MARK = "_radstream_handler"
+
+
+def escape_control_characters(text: str) -> str:
+    """Escape newlines, carriage returns and other control characters as visible literals."""
+    return _CONTROL_RE.sub(
+        lambda m: (
+            _NAMED_ESCAPES.get(m.group(0)) or f"\\x{ord(m.group(0)):02x}"
+            if ord(m.group(0)) < 0x100
+            else f"\\u{ord(m.group(0)):04x}"
+        ),
+        text,
+    )
+
+
+class ControlCharacterEscaper:
+    """A structlog processor neutralising log injection in keys and (nested) string values."""
+
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """Escape every control character in the event dict."""
+        escaped: dict[str, Any] = self._escape(event_dict)
+        return escaped
+
+    def _escape(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return escape_control_characters(value)
+        if isinstance(value, Mapping):
+            return {self._escape(key): self._escape(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self._escape(item) for item in value)
+        return value
+
+
+def _shared_processors() -> list[Processor]:
+    """What every line gets before it is rendered, whatever logger produced it."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def build_renderer_chain(settings: LoggingSettings, masker: PhiMasker) -> list[Processor]:
+    """The processors after the shared ones: exceptions, masking, escaping, rendering."""
+    renderer: Processor
+    if settings.format == "console":
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=True)
+    return [
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        masker,
+        ControlCharacterEscaper(),
+        renderer,
+    ]
+
+
+def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None) -> PhiMasker:
+    """Configure structlog and stdlib logging once, at start-up; returns the masker in use.
+
+    Args:
+        settings: output format, level and the site's masking options.
+        stream: where lines go (stdout when omitted; tests pass a StringIO).
+    """
+    masker = PhiMasker.from_settings(settings)
+    set_default_masker(masker)
+    level = logging.getLevelNamesMapping()[settings.level]
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *build_renderer_chain(settings, masker),
+        ],
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    root = logging.getLogger()
+    # Replace only what an earlier call installed, so re-configuring never duplicates lines.
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        # Not cached: tests and the CLI may reconfigure; the lookup cost is negligible.
+        cache_logger_on_first_use=False,
+    )
+    return masker
+
+
+def new_correlation_id() -> str:
+    """A fresh correlation id for work that arrived without one."""
+    return uuid.uuid4().hex
+
+
+def correlation_id_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> str:
+    """The message's correlation id header when it is a well-formed id, else a new one."""
+    for key, value in headers or ():
+        if key == CORRELATION_ID_HEADER:
+            try:
+                candidate = value.decode("ascii")
+            except UnicodeDecodeError:
+                break
+            if _CORRELATION_ID_RE.match(candidate):
+                return candidate
+            break
+    return new_correlation_id()
+
+
+def bind_message_context(
+    correlation_id: str,
+    *,
+    event_id: uuid.UUID | str | None = None,
+    stage: Stage | str | None = None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Mapping[str, Token[Any]]:
+    """Bind one message's context to every log line in this task; returns reset tokens."""
+    values: dict[str, Any] = {
+        "correlation_id": correlation_id,
+        "event_id": None if event_id is None else str(event_id),
+        "stage": stage.value if isinstance(stage, Stage) else stage,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+    }
+    return structlog.contextvars.bind_contextvars(
+        **{key: value for key, value in values.items() if value is not None}
+    )
+
+
+def reset_message_context(tokens: Mapping[str, Token[Any]]) -> None:
+    """Undo :func:`bind_message_context`, restoring the context that was there before."""
+    structlog.contextvars.reset_contextvars(**tokens)
+
+
+@contextmanager
+def message_context(
+    correlation_id: str,
+    *,
+    event_id: uuid.UUID | str | None = None,
+    stage: Stage | str | None = None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Iterator[None]:
+    """Bind a message's context for the ``with`` block (what an agent wraps each message in)."""
+    tokens = bind_message_context(
+        correlation_id,
+        event_id=event_id,
+        stage=stage,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+    )
+    try:
+        yield
+    finally:
+        reset_message_context(tokens)

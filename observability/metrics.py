@@ -1,0 +1,500 @@
+"""Every Prometheus metric radstream exports, on a registry passed in, with small hooks.
+
+Agents, sinks and the API never touch metric objects: they call one hook per fact
+(``metrics.stage_processed(stage, outcome, seconds)``), as faust's sensors do, so what is
+recorded and how it is labelled lives here only. Names follow ``radstream_<thing>_<unit>`` with
+base units (``_seconds``) and ``_total`` for counters. Labels are bounded: stages, outcomes and
+error codes are enums and are checked; model names, routes and consumer groups are bounded by
+configuration; ids never become labels.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Final
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+from schemas.errors import ErrorCode
+from schemas.events import Stage
+
+# ~1.6x steps from 1 ms to 10 s: between neighbouring buckets a quantile estimate is off by at
+# most ~25 %, so p50/p95/p99 of stage and model latencies are meaningful.
+LATENCY_BUCKETS: Final = (
+    0.001,
+    0.0015,
+    0.0025,
+    0.004,
+    0.006,
+    0.01,
+    0.015,
+    0.025,
+    0.04,
+    0.06,
+    0.1,
+    0.15,
+    0.25,
+    0.4,
+    0.6,
+    1.0,
+    1.5,
+    2.5,
+    4.0,
+    6.0,
+    10.0,
+)
+# End to end includes queueing and retries: 10 ms to 10 min.
+END_TO_END_BUCKETS: Final = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    600.0,
+)
+BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+# Free-form labels (model names, routes, sinks, groups, topics) must look like names, not data.
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/{}@+-]{1,128}$")
+
+
+class Outcome(StrEnum):
+    """What became of one event at one stage."""
+
+    SUCCEEDED = "succeeded"
+    REJECTED = "rejected"
+    DEAD_LETTERED = "dead_lettered"
+    DUPLICATE = "duplicate"
+
+
+class LagStatus(StrEnum):
+    """A consumer group's health, judged like Burrow: by commits and lag trend, not a threshold."""
+
+    OK = "ok"
+    WARNING = "warning"
+    STALLED = "stalled"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+def _label(value: str) -> str:
+    """Refuse label values that are not name-like (protects cardinality and the scrape)."""
+    if not _LABEL_RE.match(value):
+        raise ValueError(f"label value {value!r} is not a bounded name")
+    return value
+
+
+class Metrics:
+    """radstream's metric families on one registry, and the hooks that move them.
+
+    Args:
+        registry: where the families are registered (one per process; tests use their own).
+        process_collector: also export the standard ``process_*`` metrics on this registry.
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, process_collector: bool = True) -> None:
+        self.registry = registry
+        r = registry
+        # ---------------------------------------------------------------- stages
+        self.events_received = Counter(
+            "radstream_stage_events_received_total",
+            "Events a stage took from its input topic.",
+            ["stage"],
+            registry=r,
+        )
+        self.events_processed = Counter(
+            "radstream_stage_events_processed_total",
+            "Events a stage finished, by outcome.",
+            ["stage", "outcome"],
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "radstream_stage_processing_seconds",
+            "Time a stage spent on one event.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "radstream_end_to_end_latency_seconds",
+            "Time from an image's occurred_at to its result being stored.",
+            ["stage"],
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.rejections = Counter(
+            "radstream_rejections_total",
+            "Events rejected, by stage and error code.",
+            ["stage", "error_code"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "radstream_retries_total",
+            "Retries of retryable errors, by stage and error code.",
+            ["stage", "error_code"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "radstream_dead_letters_total",
+            "Messages sent to the dead-letter topic, by stage and error code.",
+            ["stage", "error_code"],
+            registry=r,
+        )
+        self.stage_batch_size = Histogram(
+            "radstream_stage_batch_size_events",
+            "Events handled together in one batch by a stage.",
+            ["stage"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "radstream_stage_in_flight_events",
+            "Events a stage is processing right now.",
+            ["stage"],
+            registry=r,
+        )
+        self.deadletter_depth = Gauge(
+            "radstream_deadletter_depth_messages",
+            "Messages currently retained on the dead-letter topic.",
+            registry=r,
+        )
+        # ---------------------------------------------------------------- inference
+        self.inference_seconds = Histogram(
+            "radstream_inference_duration_seconds",
+            "Model runtime per batch.",
+            ["model", "model_version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_batch_size = Histogram(
+            "radstream_inference_batch_size_images",
+            "Images per inference batch.",
+            ["model", "model_version"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "radstream_model_load_failures_total",
+            "Models that failed to load.",
+            ["model", "model_version"],
+            registry=r,
+        )
+        self.model_checksum_refusals = Counter(
+            "radstream_model_checksum_refusals_total",
+            "Models refused because their weights did not match the declared SHA-256.",
+            ["model", "model_version"],
+            registry=r,
+        )
+        # ---------------------------------------------------------------- sinks
+        self.sink_rows_written = Counter(
+            "radstream_sink_rows_written_total",
+            "Rows a sink committed.",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_write_seconds = Histogram(
+            "radstream_sink_write_seconds",
+            "Time of one sink write (batch) including commit.",
+            ["sink"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sink_conflicts = Counter(
+            "radstream_sink_conflicts_total",
+            "Duplicate rows absorbed by idempotent upserts.",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_backpressure_seconds = Counter(
+            "radstream_sink_backpressure_seconds_total",
+            "Time a sink held its consumer back (waiting on the database).",
+            ["sink"],
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "radstream_database_up",
+            "1 when the last database check succeeded, else 0.",
+            registry=r,
+        )
+        # ---------------------------------------------------------------- API
+        self.api_request_seconds = Histogram(
+            "radstream_api_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_auth = Counter(
+            "radstream_api_auth_total",
+            "Authentication and authorisation decisions by outcome and reason.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.api_rate_limited = Counter(
+            "radstream_api_rate_limited_total",
+            "Requests refused by a rate limit, by scope.",
+            ["scope"],
+            registry=r,
+        )
+        # ---------------------------------------------------------------- consumer lag
+        self.consumer_lag_messages = Gauge(
+            "radstream_consumer_lag_messages",
+            "End offset minus committed offset.",
+            ["group", "topic", "partition"],
+            registry=r,
+        )
+        self.consumer_lag_seconds = Gauge(
+            "radstream_consumer_lag_seconds",
+            "Estimated age of the oldest unconsumed message.",
+            ["group", "topic", "partition"],
+            registry=r,
+        )
+        self.consumer_group_status = Gauge(
+            "radstream_consumer_group_status",
+            "1 for the group's current lag status, 0 for the others.",
+            ["group", "status"],
+            registry=r,
+        )
+        # ---------------------------------------------------------------- audit
+        self.audit_records = Counter(
+            "radstream_audit_records_appended_total",
+            "Records appended to the audit chain.",
+            registry=r,
+        )
+        self.audit_verifications = Counter(
+            "radstream_audit_verifications_total",
+            "Audit chain verifications run.",
+            registry=r,
+        )
+        self.audit_verification_failures = Counter(
+            "radstream_audit_verification_failures_total",
+            "Audit chain verifications that found a broken link, hash or checkpoint.",
+            registry=r,
+        )
+        self.audit_chain_valid = Gauge(
+            "radstream_audit_chain_valid",
+            "1 when the last audit verification succeeded, else 0.",
+            registry=r,
+        )
+        if process_collector:
+            ProcessCollector(registry=r)
+
+    # -------------------------------------------------------------------- stage hooks
+    def stage_received(self, stage: Stage) -> None:
+        """An event was taken from the stage's input topic."""
+        self.events_received.labels(Stage(stage).value).inc()
+
+    def stage_processed(self, stage: Stage, outcome: Outcome, seconds: float) -> None:
+        """A stage finished an event with ``outcome`` after ``seconds``."""
+        stage_label = Stage(stage).value
+        self.events_processed.labels(stage_label, Outcome(outcome).value).inc()
+        self.processing_seconds.labels(stage_label).observe(seconds)
+
+    def rejected(self, stage: Stage, code: ErrorCode) -> None:
+        """A stage rejected an event with ``code``."""
+        self.rejections.labels(Stage(stage).value, ErrorCode(code).value).inc()
+
+    def retried(self, stage: Stage, code: ErrorCode) -> None:
+        """A stage is about to retry after a retryable ``code``."""
+        self.retries.labels(Stage(stage).value, ErrorCode(code).value).inc()
+
+    def dead_lettered(self, stage: Stage, code: ErrorCode) -> None:
+        """A stage sent a message to the dead-letter topic."""
+        self.dead_letters.labels(Stage(stage).value, ErrorCode(code).value).inc()
+
+    def end_to_end(self, stage: Stage, seconds: float) -> None:
+        """A result was stored ``seconds`` after its image's occurred_at."""
+        # Clock skew between router and worker can make this negative; clamp rather than lie.
+        self.end_to_end_seconds.labels(Stage(stage).value).observe(max(seconds, 0.0))
+
+    def stage_batch(self, stage: Stage, size: int) -> None:
+        """A stage handled ``size`` events as one batch."""
+        self.stage_batch_size.labels(Stage(stage).value).observe(size)
+
+    @contextmanager
+    def in_flight_events(self, stage: Stage, count: int = 1) -> Iterator[None]:
+        """Count ``count`` events as in flight for the ``with`` block."""
+        gauge = self.in_flight.labels(Stage(stage).value)
+        gauge.inc(count)
+        try:
+            yield
+        finally:
+            gauge.dec(count)
+
+    def set_deadletter_depth(self, messages: int) -> None:
+        """The dead-letter topic currently retains ``messages`` messages."""
+        self.deadletter_depth.set(messages)
+
+    # -------------------------------------------------------------------- inference hooks
+    def inference_batch(self, model: str, model_version: str, size: int, seconds: float) -> None:
+        """A model ran one batch of ``size`` images in ``seconds``."""
+        labels = (_label(model), _label(model_version))
+        self.inference_seconds.labels(*labels).observe(seconds)
+        self.inference_batch_size.labels(*labels).observe(size)
+
+    def model_load_failed(self, model: str, model_version: str) -> None:
+        """A model could not be loaded."""
+        self.model_load_failures.labels(_label(model), _label(model_version)).inc()
+
+    def model_checksum_refused(self, model: str, model_version: str) -> None:
+        """A model's weights did not match their checksum and it is not served."""
+        self.model_checksum_refusals.labels(_label(model), _label(model_version)).inc()
+
+    # -------------------------------------------------------------------- sink hooks
+    def sink_written(self, sink: str, rows: int, seconds: float, conflicts: int = 0) -> None:
+        """A sink committed ``rows`` rows in ``seconds``, ``conflicts`` of them duplicates."""
+        label = _label(sink)
+        self.sink_rows_written.labels(label).inc(rows)
+        self.sink_write_seconds.labels(label).observe(seconds)
+        if conflicts:
+            self.sink_conflicts.labels(label).inc(conflicts)
+
+    def sink_backpressure(self, sink: str, seconds: float) -> None:
+        """A sink held its consumer back for ``seconds``."""
+        self.sink_backpressure_seconds.labels(_label(sink)).inc(seconds)
+
+    def set_database_up(self, up: bool) -> None:
+        """Record whether the database answered the last check."""
+        self.database_up.set(1 if up else 0)
+
+    # -------------------------------------------------------------------- API hooks
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """An HTTP request on route template ``route`` ended with ``status``."""
+        self.api_request_seconds.labels(_label(route), _label(method.upper()), str(status)).observe(
+            seconds
+        )
+
+    def api_auth_decided(self, *, success: bool, reason: str) -> None:
+        """An authentication/authorisation decision with a bounded ``reason`` name."""
+        outcome = "success" if success else "failure"
+        self.api_auth.labels(outcome, _label(reason)).inc()
+
+    def api_rate_limit_hit(self, scope: str) -> None:
+        """A request was refused by the ``scope`` ("subject" or "global") rate limit."""
+        self.api_rate_limited.labels(_label(scope)).inc()
+
+    # -------------------------------------------------------------------- lag hooks
+    def set_consumer_lag(
+        self, group: str, topic: str, partition: int, messages: int, seconds: float
+    ) -> None:
+        """Record one partition's lag for a consumer group."""
+        labels = (_label(group), _label(topic), str(int(partition)))
+        self.consumer_lag_messages.labels(*labels).set(messages)
+        self.consumer_lag_seconds.labels(*labels).set(seconds)
+
+    def set_consumer_group_status(self, group: str, status: LagStatus) -> None:
+        """Mark ``status`` as the group's current status (1) and every other status 0."""
+        current = LagStatus(status)
+        for candidate in LagStatus:
+            value = 1 if candidate is current else 0
+            self.consumer_group_status.labels(_label(group), candidate.value).set(value)
+
+    # -------------------------------------------------------------------- audit hooks
+    def audit_appended(self, records: int = 1) -> None:
+        """``records`` records were appended to the audit chain."""
+        self.audit_records.inc(records)
+
+    def audit_verified(self, *, ok: bool) -> None:
+        """An audit verification ran; ``ok`` says whether the chain verified."""
+        self.audit_verifications.inc()
+        if not ok:
+            self.audit_verification_failures.inc()
+        self.audit_chain_valid.set(1 if ok else 0)
+
+
+class Stopwatch:
+    """Seconds elapsed on a monotonic clock (for the ``seconds`` the hooks take)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the stopwatch was created."""
+        return time.perf_counter() - self._start
+
+
+# Series a family of each type exposes, beyond its own name (as PromQL sees them).
+_SUFFIXES: Final = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+    "stateset": ("",),
+    "enum": ("",),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "unknown": ("",),
+}
+
+
+def metric_family_names(registry: CollectorRegistry) -> frozenset[str]:
+    """Every metric family the registry exports, as written (counters with ``_total``)."""
+    names: set[str] = set()
+    for family in registry.collect():
+        names.add(f"{family.name}_total" if family.type == "counter" else family.name)
+    return frozenset(names)
+
+
+def exported_series_names(registry: CollectorRegistry) -> frozenset[str]:
+    """Every series name a PromQL query may use (``_bucket``/``_sum``/``_count`` included)."""
+    names: set[str] = set()
+    for family in registry.collect():
+        for suffix in _SUFFIXES.get(family.type, ("",)):
+            names.add(family.name + suffix)
+        if family.type == "histogram":
+            names.add(family.name)  # histogram_quantile users sometimes name the family
+    return frozenset(names)
+
+
+def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The exposition body and its content type, for any web framework's ``/metrics`` route."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int
+) -> tuple[WSGIServer, threading.Thread]:
+    """Serve ``/metrics`` of ``registry`` on ``host:port`` from a daemon thread.
+
+    Port 0 picks a free port (``server.server_port``); stop with ``server.shutdown()``.
+    """
+    return start_http_server(port, addr=host, registry=registry)
+
+
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "END_TO_END_BUCKETS",
+    "LATENCY_BUCKETS",
+    "LagStatus",
+    "Metrics",
+    "Outcome",
+    "Stopwatch",
+    "exported_series_names",
+    "metric_family_names",
+    "render_metrics",
+    "serve_metrics",
+]
