@@ -97,7 +97,9 @@ def asyncapi_document(
             c.channel_id: {
                 "address": c.address,
                 "description": c.description,
-                "messages": {c.model.__name__: {"$ref": f"#/components/messages/{c.model.__name__}"}},
+                "messages": {
+                    c.model.__name__: {"$ref": f"#/components/messages/{c.model.__name__}"}
+                },
                 "bindings": {"kafka": {"topic": c.address, "bindingVersion": "0.5.0"}},
             }
             for c in channels

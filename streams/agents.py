@@ -52,12 +52,14 @@ def register_agent(
     spec: AgentSpec,
     deliver: Callable[[Sequence[Outgoing]], Awaitable[None]],
     observer: StageObserver,
+    *,
     on_handler_crash: Callable[[BaseException], None] | None = None,
     on_batch_done: Callable[[str, Sequence[Outgoing]], None] | None = None,
 ) -> Any:
     """Declare the Faust agent that runs ``spec.handler`` over its topics."""
-    channel = app.topic(*spec.topics, key_type=bytes, value_type=bytes,
-                        key_serializer="raw", value_serializer="raw")
+    channel = app.topic(
+        *spec.topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
     async def agent(stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(spec.batch_size, within=spec.batch_wait_seconds):

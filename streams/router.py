@@ -28,7 +28,8 @@ def _routing_attributes(path: Path) -> dict[str, str]:
         return {}
     found: dict[str, str] = {}
     for keyword, field in zip(
-        _ROUTING_TAGS, ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "modality"),
+        _ROUTING_TAGS,
+        ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "modality"),
         strict=True,
     ):
         value = str(dataset.get(keyword, "") or "").strip()

@@ -8,6 +8,7 @@ the catalogue's is reported, never silently changed, because adding partitions m
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,16 +42,30 @@ class TopicReport:
 
 
 async def describe_topic_configs(
-    admin: AIOKafkaAdminClient, names: list[str], keys: tuple[str, ...]
+    admin: AIOKafkaAdminClient,
+    names: list[str],
+    keys: tuple[str, ...],
+    *,
+    attempts: int = 50,
 ) -> dict[str, dict[str, str]]:
-    """Read the named topic configs back from the broker."""
-    responses = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-    )
+    """Read the named topic configs back from the broker.
+
+    A topic created a moment ago can be unknown to the broker's config handler until its
+    metadata propagates, so unknown topics are asked for again, briefly (bounded).
+    """
     found: dict[str, dict[str, str]] = {}
-    for response in responses:
-        for _err, _msg, _rtype, resource_name, entries in response.resources:
-            found[resource_name] = {e[0]: e[1] for e in entries if e[0] in keys}
+    for _ in range(attempts):
+        missing = [name for name in names if name not in found]
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in missing]
+        )
+        for response in responses:
+            for error, _msg, _rtype, resource_name, entries in response.resources:
+                if error == 0:
+                    found[resource_name] = {e[0]: e[1] for e in entries if e[0] in keys}
+        if len(found) == len(names):
+            break
+        await asyncio.sleep(0.1)
     return found
 
 
@@ -84,9 +99,7 @@ async def ensure_topics(
             for key in selected
         ]
         response = await admin.create_topics(new_topics)
-        created = {
-            topic for topic, code, *_rest in response.topic_errors if code == 0
-        }
+        created = {topic for topic, code, *_rest in response.topic_errors if code == 0}
         failures = [
             f"{topic}: {message}"
             for topic, code, message in response.topic_errors
@@ -96,9 +109,7 @@ async def ensure_topics(
             raise RuntimeError("topic creation failed: " + "; ".join(failures))
         wanted_keys = ("cleanup.policy", "retention.ms")
         configs = await describe_topic_configs(admin, [names[k] for k in selected], wanted_keys)
-        described: list[dict[str, Any]] = await admin.describe_topics(
-            [names[k] for k in selected]
-        )
+        described: list[dict[str, Any]] = await admin.describe_topics([names[k] for k in selected])
         partition_counts = {d["topic"]: len(d["partitions"]) for d in described}
         reports = []
         for key in selected:

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 import app
 from schemas.contracts import JSONSCHEMA_DIR, breaking_changes, json_schema_of
-from schemas.events import ImageArrived, ImageRejected, Stage
 from schemas.errors import ErrorCode
+from schemas.events import ImageArrived, ImageRejected, Stage
 from streams.topics import value_models
 
 # A network address (the API caller's IP) is audit data, not a patient attribute.
@@ -82,7 +82,9 @@ class TestCommittedSchemas:
         stale = [p.name for p, text in files.items() if not p.exists() or p.read_text() != text]
         assert stale == [], f"run `make schemas`: stale {stale}"
 
-    @pytest.mark.parametrize("model", sorted(set(value_models().values()), key=lambda m: m.__name__))
+    @pytest.mark.parametrize(
+        "model", sorted(set(value_models().values()), key=lambda m: m.__name__)
+    )
     def test_models_stay_compatible_with_committed_schema(self, model: type) -> None:
         """Against the committed schema, fields were only added as optional."""
         committed = json.loads((JSONSCHEMA_DIR / f"{model.__name__}.json").read_text())

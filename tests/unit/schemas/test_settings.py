@@ -13,7 +13,11 @@ from schemas.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 class TestSettingsFromEnvironment:
     def test_defaults_point_at_local_services(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without overrides, Kafka and PostgreSQL are the locally started services."""
-        for name in ("RADSTREAM_KAFKA_BOOTSTRAP", "RADSTREAM_DATABASE_URL", "RADSTREAM_TOPIC_PREFIX"):
+        for name in (
+            "RADSTREAM_KAFKA_BOOTSTRAP",
+            "RADSTREAM_DATABASE_URL",
+            "RADSTREAM_TOPIC_PREFIX",
+        ):
             monkeypatch.delenv(name, raising=False)
         settings = load_settings()
         assert settings.kafka_bootstrap == "127.0.0.1:9092"

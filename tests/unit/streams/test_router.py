@@ -21,7 +21,8 @@ class TestArrivalForFile:
         assert event.sha256 == hashlib.sha256(data).hexdigest()
         assert event.size_bytes == len(data)
         assert event.modality == "CT"
-        assert event.study_instance_uid and event.study_instance_uid.startswith("1.3.6.1.4.1.5962")
+        assert event.study_instance_uid
+        assert event.study_instance_uid.startswith("1.3.6.1.4.1.5962")
         assert event.image_uri == path.resolve().as_uri()
         assert event.model_ids == ("lesion-detector",)
 

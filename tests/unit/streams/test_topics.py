@@ -10,8 +10,12 @@ class TestTopicCatalogue:
         """The six topics the issue names are in the catalogue."""
         suffixes = {key.value for key in TOPIC_SPECS}
         assert {
-            "images.arrived", "images.validated", "images.rejected",
-            "inference.results", "audit.log", "deadletter",
+            "images.arrived",
+            "images.validated",
+            "images.rejected",
+            "inference.results",
+            "audit.log",
+            "deadletter",
         } <= suffixes
 
     def test_audit_topic_is_append_only_forever(self) -> None:

@@ -1,0 +1,94 @@
+"""The results sink stage: store results and lifecycle steps in PostgreSQL, exactly once.
+
+Consumes ``inference.results``, ``images.validated`` and ``images.rejected``. The batch is
+written in one transaction through a :class:`ResultsWriter` (``sinks.results_sink``), which
+retries while PostgreSQL is unavailable; until it returns, the batch is not acknowledged, so the
+stage stops consuming (backpressure) and resumes where it stopped. Redelivered events are
+absorbed by the database's natural keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from schemas.errors import RadstreamError
+from schemas.events import ImageRejected, ImageValidated, InferenceCompleted, Stage
+from streams.kafka_io import Outgoing
+from streams.pipeline import Incoming, dead_letter_for, parse_event
+from streams.topics import TopicKey, TopicNames
+
+
+class ResultsWriter(Protocol):
+    """What the stage needs of the PostgreSQL sink."""
+
+    async def write_batch_with_backoff(
+        self,
+        results: Sequence[InferenceCompleted],
+        rejections: Sequence[ImageRejected] = (),
+        validated: Sequence[ImageValidated] = (),
+    ) -> Any:
+        """Write one batch in one transaction, waiting out database outages."""
+
+
+class ResultsStage:
+    """Parses the batch, writes it, and dead-letters only what cannot be stored."""
+
+    stage = Stage.RESULTS_SINK
+
+    def __init__(
+        self,
+        writer: ResultsWriter,
+        topics: TopicNames,
+        *,
+        on_stored: Callable[[InferenceCompleted], None] | None = None,
+        on_write_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._models: dict[str, type[BaseModel]] = {
+            topics[TopicKey.INFERENCE_RESULTS]: InferenceCompleted,
+            topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
+            topics[TopicKey.IMAGES_VALIDATED]: ImageValidated,
+        }
+        self._on_stored = on_stored
+        self._on_write_error = on_write_error
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """Store the batch; return dead letters for unparseable or unstorable messages."""
+        parsed: list[tuple[Incoming, BaseModel]] = []
+        out: list[Outgoing] = []
+        for message in batch:
+            model = self._models.get(message.topic)
+            if model is None:
+                wrong = ValueError(f"results stage does not consume {message.topic}")
+                out.append(dead_letter_for(message, self.stage, wrong))
+                continue
+            try:
+                parsed.append((message, parse_event(message, model)))
+            except RadstreamError as exc:
+                out.append(dead_letter_for(message, self.stage, exc))
+        try:
+            await self._write([event for _, event in parsed])
+        except Exception as exc:  # noqa: BLE001 - isolate the culprit instead of losing the batch
+            if self._on_write_error is not None:
+                self._on_write_error(exc)
+            # One bad row must not take its batch-mates with it: write them one by one.
+            for message, event in parsed:
+                try:
+                    await self._write([event])
+                except Exception as single:  # noqa: BLE001 - dead-lettered with its code
+                    out.append(dead_letter_for(message, self.stage, single))
+        return out
+
+    async def _write(self, events: Sequence[BaseModel]) -> None:
+        results = [e for e in events if isinstance(e, InferenceCompleted)]
+        await self._writer.write_batch_with_backoff(
+            results,
+            [e for e in events if isinstance(e, ImageRejected)],
+            [e for e in events if isinstance(e, ImageValidated)],
+        )
+        if self._on_stored is not None:
+            for result in results:
+                self._on_stored(result)

@@ -1,0 +1,78 @@
+"""Real broker: an arrival published with aiokafka is read back by Faust and a plain consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import faust
+from aiokafka import AIOKafkaConsumer
+
+from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from streams.agents import incoming_from_event
+from streams.kafka_io import KafkaPublisher
+from streams.pipeline import Incoming
+from streams.topic_admin import ensure_topics
+from streams.topics import TopicKey, TopicNames
+
+# Generous bound: a consumer group's first join on a loaded 2-core CI machine takes seconds.
+RECEIVE_TIMEOUT_SECONDS = 45
+
+
+async def test_arrival_reaches_faust_agent_and_plain_consumer(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """One published arrival is read intact, with its key and correlation header, by both."""
+    await ensure_topics(
+        kafka_bootstrap, topic_prefix, keys=(TopicKey.IMAGES_ARRIVED,), partitions_override=1
+    )
+    names = TopicNames(topic_prefix)
+    event = ImageArrived(
+        source="PACS1", image_uri="file:///data/ct.dcm", study_instance_uid="1.2.840.1"
+    )
+    received: asyncio.Queue[Incoming] = asyncio.Queue()
+    app = faust.App(
+        f"rstest-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        loop=asyncio.get_running_loop(),
+        topic_disable_leader=True,
+    )
+    channel = app.topic(names.arrived, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(channel)
+    async def arrivals(stream):  # type: ignore[no-untyped-def]
+        async for faust_event in stream.events():
+            await received.put(incoming_from_event(faust_event))
+
+    await app.start()
+    try:
+        async with KafkaPublisher(kafka_bootstrap, names) as publisher:
+            await publisher.publish(
+                TopicKey.IMAGES_ARRIVED,
+                event.message_key(),
+                event,
+                ((CORRELATION_ID_HEADER, b"corr-1"),),
+            )
+        via_faust = await asyncio.wait_for(received.get(), RECEIVE_TIMEOUT_SECONDS)
+    finally:
+        await app.stop()
+    assert ImageArrived.model_validate_json(via_faust.value) == event
+    assert via_faust.key == b"1.2.840.1"
+    assert via_faust.correlation_id == "corr-1"
+
+    consumer = AIOKafkaConsumer(
+        names.arrived,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), RECEIVE_TIMEOUT_SECONDS)
+    finally:
+        await consumer.stop()
+    assert ImageArrived.model_validate_json(record.value) == event
+    assert dict(record.headers)[CORRELATION_ID_HEADER] == b"corr-1"

@@ -1,0 +1,202 @@
+"""The stage runner: nothing escapes, nothing is acked before delivery, outcomes are measured."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from observability.metrics import Metrics
+from observability.stage_observer import MetricsObserver
+from schemas.errors import ErrorCode, InputValidationError, TransientError, error_for
+from schemas.events import CORRELATION_ID_HEADER, DeadLetter, ImageArrived, ImageRejected, Stage
+from streams.kafka_io import Outgoing
+from streams.pipeline import (
+    Incoming,
+    NullObserver,
+    dead_letter_for,
+    deliver_until_done,
+    parse_event,
+    process_batch,
+)
+from streams.topics import TopicKey
+
+
+def incoming(value: bytes, headers: tuple[tuple[str, bytes], ...] = ()) -> Incoming:
+    return Incoming(
+        topic="t.images.arrived", partition=0, offset=7, key=b"k", value=value, headers=headers
+    )
+
+
+class CrashingHandler:
+    stage = Stage.VALIDATION
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        raise ZeroDivisionError("boom with Doe^John inside")
+
+
+class RejectingHandler:
+    stage = Stage.VALIDATION
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        out = []
+        for message in batch:
+            event = parse_event(message, ImageArrived)
+            out.append(
+                Outgoing(
+                    TopicKey.IMAGES_REJECTED,
+                    message.key,
+                    ImageRejected(
+                        event_id=event.event_id,
+                        occurred_at=event.occurred_at,
+                        stage=self.stage,
+                        error_code=ErrorCode.IMAGE_EMPTY,
+                        reason="empty",
+                    ),
+                    message.out_headers(),
+                )
+            )
+        return out
+
+
+class RecordingDelivery:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.delivered: list[Outgoing] = []
+
+    async def __call__(self, messages: Sequence[Outgoing]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError(ErrorCode.BROKER_UNAVAILABLE)
+        self.delivered.extend(messages)
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+class TestIncoming:
+    def test_correlation_id_from_header(self) -> None:
+        """The producer's correlation id is kept and passed on."""
+        message = incoming(b"{}", ((CORRELATION_ID_HEADER, b"abc-123"),))
+        assert message.correlation_id == "abc-123"
+        assert message.out_headers() == ((CORRELATION_ID_HEADER, b"abc-123"),)
+
+    def test_junk_correlation_id_is_replaced(self) -> None:
+        """An overlong or unprintable correlation id is replaced with a fresh one."""
+        message = incoming(b"{}", ((CORRELATION_ID_HEADER, b"x\n" * 50),))
+        assert len(message.correlation_id) == 32
+        assert message.header("missing") is None
+
+
+class TestParseEvent:
+    def test_invalid_json_is_malformed(self) -> None:
+        """Bytes that are not JSON are EVENT_MALFORMED."""
+        with pytest.raises(InputValidationError) as info:
+            parse_event(incoming(b"\xff not json"), ImageArrived)
+        assert info.value.code is ErrorCode.EVENT_MALFORMED
+
+    def test_reason_names_fields_not_values(self) -> None:
+        """The reason lists offending fields but never echoes their (possibly PHI) values."""
+        value = b'{"source": "P", "image_uri": "file:///a/b.dcm", "patient_name": "Doe^John"}'
+        with pytest.raises(InputValidationError) as info:
+            parse_event(incoming(value), ImageArrived)
+        assert "patient_name" in info.value.reason
+        assert "Doe" not in info.value.reason
+
+    def test_wrong_schema_version_has_its_own_code(self) -> None:
+        """A schema version this release does not know is EVENT_SCHEMA_VERSION_UNSUPPORTED."""
+        value = b'{"schema_version": 9, "source": "P", "image_uri": "file:///a/b.dcm"}'
+        with pytest.raises(InputValidationError) as info:
+            parse_event(incoming(value), ImageArrived)
+        assert info.value.code is ErrorCode.EVENT_SCHEMA_VERSION_UNSUPPORTED
+
+
+class TestProcessBatch:
+    async def test_handler_crash_dead_letters_every_message(self) -> None:
+        """A crashing handler loses nothing: each message becomes a dead letter, PHI-free."""
+        delivery = RecordingDelivery()
+        crashes: list[BaseException] = []
+        batch = [incoming(b"one"), incoming(b"two")]
+        out = await process_batch(
+            CrashingHandler(), batch, delivery, NullObserver(), on_handler_crash=crashes.append
+        )
+        assert [m.topic for m in out] == [TopicKey.DEADLETTER, TopicKey.DEADLETTER]
+        letters = [m.value for m in delivery.delivered]
+        assert all(isinstance(x, DeadLetter) for x in letters)
+        assert [base64.b64decode(x.value_b64) for x in letters] == [b"one", b"two"]  # type: ignore[union-attr]
+        assert "Doe" not in out[0].value_bytes().decode()
+        assert isinstance(crashes[0], ZeroDivisionError)
+
+    async def test_outcomes_are_measured(self) -> None:
+        """Rejections are counted by stage and code through the metrics observer."""
+        registry = CollectorRegistry()
+        observer = MetricsObserver(Metrics(registry, process_collector=False))
+        event = ImageArrived(source="P", image_uri="file:///a/b.dcm")
+        await process_batch(
+            RejectingHandler(),
+            [incoming(event.model_dump_json().encode())],
+            RecordingDelivery(),
+            observer,
+        )
+        assert (
+            registry.get_sample_value(
+                "radstream_rejections_total", {"stage": "validation", "error_code": "IMAGE_EMPTY"}
+            )
+            == 1.0
+        )
+
+    async def test_dead_letters_are_measured(self) -> None:
+        """Dead letters are counted by stage and code."""
+        registry = CollectorRegistry()
+        observer = MetricsObserver(Metrics(registry, process_collector=False))
+        await process_batch(CrashingHandler(), [incoming(b"x")], RecordingDelivery(), observer)
+        assert (
+            registry.get_sample_value(
+                "radstream_dead_letters_total",
+                {"stage": "validation", "error_code": "INTERNAL_ERROR"},
+            )
+            == 1.0
+        )
+
+
+class TestDelivery:
+    async def test_transient_failures_are_retried_until_delivered(self) -> None:
+        """A broker outage delays delivery; it never drops the batch."""
+        delivery = RecordingDelivery(failures=3)
+        retries: list[int] = []
+        message = Outgoing(TopicKey.IMAGES_REJECTED, None, b"x")
+        await deliver_until_done(
+            delivery, [message], on_retry=lambda: retries.append(1), sleep=no_sleep
+        )
+        assert delivery.delivered == [message]
+        assert len(retries) == 3
+
+    async def test_permanent_failure_propagates(self) -> None:
+        """A non-retryable delivery error is not retried forever."""
+
+        async def refuse(_messages: Sequence[Outgoing]) -> None:
+            raise error_for(ErrorCode.INTERNAL_ERROR)
+
+        with pytest.raises(Exception, match="INTERNAL_ERROR"):
+            await deliver_until_done(refuse, [], on_retry=lambda: None, sleep=no_sleep)
+
+
+class TestDeadLetterFor:
+    def test_keeps_original_bytes_and_event_id(self) -> None:
+        """The dead letter has the original key, value, headers and source coordinates."""
+        event_id = uuid.uuid4()
+        message = incoming(b"payload", ((CORRELATION_ID_HEADER, b"c1"),))
+        out = dead_letter_for(
+            message, Stage.INFERENCE, error_for(ErrorCode.TIMEOUT), event_id=event_id
+        )
+        letter = out.value
+        assert isinstance(letter, DeadLetter)
+        assert letter.source_offset == 7
+        assert letter.event_id == event_id
+        assert letter.correlation_id == "c1"
+        assert letter.error_code is ErrorCode.TIMEOUT
+        assert out.key == b"k"
