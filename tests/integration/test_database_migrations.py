@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import pool
@@ -89,3 +91,36 @@ class TestMigrations:
         finally:
             await engine.dispose()
         assert diff == []
+
+
+class TestAlembicCommandLinePath:
+    """env.py also serves the ``alembic`` CLI, which passes a URL instead of a connection."""
+
+    def test_url_from_main_option(self, new_database: Callable[[], str]) -> None:
+        """sqlalchemy.url in the config is used when no connection is given."""
+        url = new_database()
+        config = migrate.alembic_config()
+        config.set_main_option("sqlalchemy.url", url)
+        run_in_thread(lambda: asyncio.to_thread(command.upgrade, config, "head"))
+        assert run_in_thread(lambda: migrate.current_revision_async(url)) == "0001"
+
+    def test_url_from_environment(
+        self, new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """RADSTREAM_DATABASE_URL is the fallback when the config names no URL."""
+        url = new_database()
+        monkeypatch.setenv("RADSTREAM_DATABASE_URL", url)
+        config = migrate.alembic_config()
+        run_in_thread(lambda: asyncio.to_thread(command.upgrade, config, "head"))
+        assert run_in_thread(lambda: migrate.current_revision_async(url)) == "0001"
+
+    def test_missing_url_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without any URL the environment refuses clearly."""
+        monkeypatch.delenv("RADSTREAM_DATABASE_URL", raising=False)
+        with pytest.raises(RuntimeError, match="RADSTREAM_DATABASE_URL"):
+            command.upgrade(migrate.alembic_config(), "head")
+
+    def test_offline_mode_is_refused(self) -> None:
+        """SQL-script (offline) mode is not supported and says so."""
+        with pytest.raises(RuntimeError, match="offline"):
+            command.upgrade(migrate.alembic_config(), "head", sql=True)
