@@ -1,1 +1,1 @@
-"""Sinks: the only code that talks SQL (PostgreSQL via SQLAlchemy 2 + asyncpg) and the audit topic."""
+"""Sinks: the only code that talks SQL (PostgreSQL via SQLAlchemy 2 + asyncpg)."""

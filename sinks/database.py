@@ -1,0 +1,137 @@
+"""The async engine and session factory, and the translation of driver errors into ours.
+
+Nothing here does I/O at import: :class:`Database` is built from a URL at start-up (by
+``app.py``) and disposed at shutdown. Driver and pool errors that mean "PostgreSQL is not
+reachable right now" become :class:`~schemas.errors.TransientError` (``DATABASE_UNAVAILABLE``)
+where they enter, so callers retry them and never see SQLAlchemy or asyncpg types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg  # type: ignore[import-untyped]  # stubs: asyncpg-stubs (see report)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from schemas.errors import ErrorCode, TransientError
+
+# Library errors that mean the server is unreachable, shutting down or refusing connections.
+# ``tests/unit/sinks/test_database_errors.py`` builds one of each and checks the translation.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused/reset connections, DNS failures and connect timeouts (TimeoutError)
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, incl. ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01: pg_ctl stop -m fast terminated our session
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.TooManyConnectionsError,  # 53300
+    asyncpg.InterfaceError,  # "connection is closed", "connection was closed in the middle"
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+)
+# asyncpg raises these subclasses of InterfaceError for bad parameters: retrying cannot help.
+_NOT_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.ClientConfigurationError,
+)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """Yield the error, SQLAlchemy's wrapped ``orig`` and every explicit cause, once each."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            pending.append(orig)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+
+
+def translate_error(error: BaseException) -> TransientError | None:
+    """Return our error for a library error that means "database unavailable", else ``None``."""
+    if isinstance(error, sa_exc.TimeoutError):
+        # The pool had no free connection in time: the database is too slow, not down.
+        return TransientError(ErrorCode.TIMEOUT, "timed out waiting for a database connection")
+    chain = list(_chain(error))
+    if any(isinstance(item, _NOT_UNAVAILABLE) for item in chain):
+        return None
+    invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    if invalidated or any(isinstance(item, UNAVAILABLE_ERRORS) for item in chain):
+        return TransientError(ErrorCode.DATABASE_UNAVAILABLE, "PostgreSQL is unavailable")
+    return None
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Translate "database unavailable" library errors raised inside the block into ours."""
+    try:
+        yield
+    except TransientError:
+        raise
+    except (sa_exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        translated = translate_error(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def to_async_url(url: str) -> str:
+    """Select SQLAlchemy's asyncpg driver for a plain ``postgresql://`` URL."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url[len(plain) :]
+    return url
+
+
+class Database:
+    """One async engine and its session factory, created at start-up and disposed at shutdown.
+
+    Args:
+        url: ``postgresql://`` or ``postgresql+asyncpg://`` URL (a secret: never logged).
+        pool_size: pooled connections kept open (``SinkSettings.pool_size``).
+        connect_timeout_seconds: how long a new connection may take before it counts as down.
+    """
+
+    def __init__(
+        self, url: str, *, pool_size: int = 5, connect_timeout_seconds: float = 5.0
+    ) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            to_async_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            # A restarted server leaves dead pooled connections; test each at checkout.
+            pool_pre_ping=True,
+            pool_timeout=connect_timeout_seconds,
+            connect_args={"timeout": connect_timeout_seconds},
+        )
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+
+    async def ping(self) -> bool:
+        """Whether PostgreSQL answers ``SELECT 1`` now (for health checks; never raises)."""
+        try:
+            with database_errors():
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except TransientError:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

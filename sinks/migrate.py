@@ -1,0 +1,82 @@
+"""Apply or revert the Alembic migrations from Python (``radstream db upgrade`` calls this).
+
+Alembic's configuration is built here rather than read from an ``alembic.ini``, so it works
+from any working directory and when radstream is installed as a package. Migrations run on an
+asyncpg connection through ``run_sync``; they are the only way tables are created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from sinks.database import database_errors, to_async_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at ``sinks/migrations`` (no ini file needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+async def _with_connection(url: str, action: str, revision: str) -> None:
+    engine = create_async_engine(to_async_url(url), poolclass=pool.NullPool)
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        if action == "upgrade":
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+
+    try:
+        with database_errors():
+            async with engine.connect() as connection:
+                await connection.run_sync(run)
+                await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_async(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` to ``revision`` (from inside a running event loop)."""
+    await _with_connection(url, "upgrade", revision)
+
+
+async def downgrade_async(url: str, revision: str) -> None:
+    """Downgrade the database at ``url`` to ``revision`` (``"base"`` drops every table)."""
+    await _with_connection(url, "downgrade", revision)
+
+
+async def current_revision_async(url: str) -> str | None:
+    """The revision the database at ``url`` is at, ``None`` when it was never migrated."""
+    engine = create_async_engine(to_async_url(url), poolclass=pool.NullPool)
+    try:
+        with database_errors():
+            async with engine.connect() as connection:
+                return await connection.run_sync(
+                    lambda sync: MigrationContext.configure(sync).get_current_revision()
+                )
+    finally:
+        await engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` to ``revision`` (from synchronous code such as the CLI)."""
+    asyncio.run(upgrade_async(url, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Downgrade the database at ``url`` to ``revision`` (from synchronous code)."""
+    asyncio.run(downgrade_async(url, revision))

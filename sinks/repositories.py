@@ -1,0 +1,346 @@
+"""Repositories: the only code in radstream with SQL in it.
+
+Write methods take the caller's :class:`~sqlalchemy.ext.asyncio.AsyncSession` so several writes
+share one transaction (the results sink commits a whole batch at once); read methods and
+``mark_verified`` open their own short session from the factory given at construction.
+Every write is idempotent (``INSERT ... ON CONFLICT DO NOTHING`` on a natural key), which is
+what makes at-least-once delivery from Kafka an exactly-once effect in the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Select,
+    and_,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas.errors import (
+    ConflictError,
+    ErrorCode,
+    InputValidationError,
+    ResourceNotFoundError,
+)
+from schemas.events import InferenceCompleted
+from sinks.database import database_errors
+from sinks.records import InferenceResultRecord, LifecycleEntry, Page, VerificationStatus
+from sinks.tables import image_events, inference_results
+
+MAX_PAGE_SIZE = 500
+_R = inference_results.c
+_E = image_events.c
+
+
+def result_row(result: InferenceCompleted) -> dict[str, Any]:
+    """The ``inference_results`` row of a result event (``stored_at`` is set by the server)."""
+    return {
+        "result_id": result.result_id,
+        "event_id": result.event_id,
+        "correlation_id": result.correlation_id,
+        "model_name": result.model.name,
+        "model_version": result.model.version,
+        "weights_sha256": result.model.weights_sha256,
+        "runtime": result.model.runtime,
+        "provider": result.model.provider,
+        "input_sha256": result.input_sha256,
+        "verdicts": [verdict.model_dump(mode="json") for verdict in result.verdicts],
+        "thresholds": dict(result.thresholds),
+        "scores": dict(result.scores),
+        "decision": result.decision,
+        "inference_seconds": result.inference_seconds,
+        "batch_size": result.batch_size,
+        "requested_by": result.requested_by,
+        "study_instance_uid": result.study_instance_uid,
+        "series_instance_uid": result.series_instance_uid,
+        "sop_instance_uid": result.sop_instance_uid,
+        "modality": result.modality,
+        "source": result.source,
+        "occurred_at": result.occurred_at,
+        "completed_at": result.completed_at,
+    }
+
+
+def encode_cursor(completed_at: datetime, result_id: uuid.UUID) -> str:
+    """An opaque keyset cursor for the row after which the next page starts."""
+    raw = json.dumps({"c": completed_at.isoformat(), "r": str(result_id)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Parse a cursor from :func:`encode_cursor`; a tampered one is a 400, not a 500."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        completed_at = datetime.fromisoformat(data["c"])
+        result_id = uuid.UUID(data["r"])
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InputValidationError(ErrorCode.REQUEST_INVALID, "invalid page cursor") from exc
+    if completed_at.tzinfo is None:
+        raise InputValidationError(ErrorCode.REQUEST_INVALID, "invalid page cursor")
+    return completed_at, result_id
+
+
+def _record(row: Mapping[Any, Any]) -> InferenceResultRecord:
+    return InferenceResultRecord.model_validate(dict(row))
+
+
+class ResultsRepository:
+    """Stored inference results: batch upsert, per-user pages, lookup and verification."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @staticmethod
+    async def upsert_results(session: AsyncSession, results: Sequence[InferenceCompleted]) -> int:
+        """Insert results, skipping ones already stored; return how many rows were new.
+
+        The natural key (event, model name, model version) decides "already stored", so a
+        redelivered event and a re-run of the same model on the same image both count as
+        duplicates (``len(results) - returned``).
+        """
+        if not results:
+            return 0
+        statement = (
+            insert(inference_results)
+            .on_conflict_do_nothing(index_elements=["event_id", "model_name", "model_version"])
+            .returning(_R.result_id)
+        )
+        with database_errors():
+            inserted = await session.execute(statement, [result_row(r) for r in results])
+        return len(inserted.all())
+
+    @staticmethod
+    def list_statement(
+        *,
+        user_id: str | None,
+        limit: int = 50,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model_name: str | None = None,
+        status: VerificationStatus | None = None,
+        study_uid: str | None = None,
+    ) -> Select[Any]:
+        """The SELECT behind a page (one row more than ``limit`` to know if a next page exists).
+
+        Public so tests can ``EXPLAIN`` exactly what the API runs.
+        """
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InputValidationError(
+                ErrorCode.REQUEST_INVALID, f"limit must be between 1 and {MAX_PAGE_SIZE}"
+            )
+        conditions: list[ColumnElement[bool]] = []
+        if user_id is not None:
+            conditions.append(_R.requested_by == user_id)
+        if cursor is not None:
+            after_completed, after_id = decode_cursor(cursor)
+            conditions.append(tuple_(_R.completed_at, _R.result_id) < (after_completed, after_id))
+        if since is not None:
+            conditions.append(_R.completed_at >= since)
+        if until is not None:
+            conditions.append(_R.completed_at < until)
+        if model_name is not None:
+            conditions.append(_R.model_name == model_name)
+        if status == "verified":
+            conditions.append(_R.verified_at.is_not(None))
+        elif status == "unverified":
+            conditions.append(_R.verified_at.is_(None))
+        if study_uid is not None:
+            conditions.append(_R.study_instance_uid == study_uid)
+        return (
+            select(inference_results)
+            .where(and_(true(), *conditions))
+            .order_by(_R.completed_at.desc(), _R.result_id.desc())
+            .limit(limit + 1)
+        )
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model_name: str | None = None,
+        status: VerificationStatus | None = None,
+        study_uid: str | None = None,
+    ) -> Page:
+        """One page of a user's results, newest first, filtered; keyset-paged by ``cursor``.
+
+        ``since`` is inclusive and ``until`` exclusive on ``completed_at``.
+        """
+        return await self._page(
+            self.list_statement(
+                user_id=user_id,
+                limit=limit,
+                cursor=cursor,
+                since=since,
+                until=until,
+                model_name=model_name,
+                status=status,
+                study_uid=study_uid,
+            ),
+            limit,
+        )
+
+    async def list_all(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model_name: str | None = None,
+        status: VerificationStatus | None = None,
+        study_uid: str | None = None,
+    ) -> Page:
+        """Like :meth:`list_for_user` over every user's results (administrators, operators)."""
+        return await self._page(
+            self.list_statement(
+                user_id=None,
+                limit=limit,
+                cursor=cursor,
+                since=since,
+                until=until,
+                model_name=model_name,
+                status=status,
+                study_uid=study_uid,
+            ),
+            limit,
+        )
+
+    async def _page(self, statement: Select[Any], limit: int) -> Page:
+        rows = await self._fetch(statement)
+        items = tuple(_record(row) for row in rows[:limit])
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(last.completed_at, last.result_id)
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def get(
+        self, result_id: uuid.UUID, *, user_id: str | None
+    ) -> InferenceResultRecord | None:
+        """The result, or ``None`` when it does not exist or belongs to another user.
+
+        ``user_id=None`` means "any user's" (for administrators and internal callers).
+        """
+        statement = select(inference_results).where(_R.result_id == result_id)
+        if user_id is not None:
+            statement = statement.where(_R.requested_by == user_id)
+        rows = await self._fetch(statement)
+        return _record(rows[0]) if rows else None
+
+    @staticmethod
+    def event_statement(event_id: uuid.UUID) -> Select[Any]:
+        """The SELECT of every model's result for one arrival event."""
+        return (
+            select(inference_results)
+            .where(_R.event_id == event_id)
+            .order_by(_R.model_name, _R.model_version)
+        )
+
+    async def list_for_event(self, event_id: uuid.UUID) -> list[InferenceResultRecord]:
+        """Every model's result for one arrival event (operators' "what happened to X")."""
+        return [_record(row) for row in await self._fetch(self.event_statement(event_id))]
+
+    async def mark_verified(
+        self,
+        result_id: uuid.UUID,
+        *,
+        user_id: str,
+        note: str | None = None,
+        owner_id: str | None = None,
+    ) -> InferenceResultRecord:
+        """Record that ``user_id`` verified the result, once; return the updated result.
+
+        Raises:
+            ResourceNotFoundError: no such result (or, with ``owner_id``, not that user's).
+            ConflictError: ``RESULT_ALREADY_VERIFIED`` when it was verified before.
+        """
+        if note is not None and len(note) > 2000:
+            raise InputValidationError(ErrorCode.REQUEST_INVALID, "note longer than 2000")
+        visible = _R.result_id == result_id
+        if owner_id is not None:
+            visible = and_(visible, _R.requested_by == owner_id)
+        # One UPDATE guarded by "not verified yet": two concurrent verifications cannot both win.
+        statement = (
+            update(inference_results)
+            .where(visible, _R.verified_at.is_(None))
+            .values(verified_by=user_id, verified_at=func.now(), verification_note=note)
+            .returning(*inference_results.c)
+        )
+        with database_errors():
+            async with self._sessions() as session, session.begin():
+                updated = (await session.execute(statement)).mappings().all()
+                if updated:
+                    return _record(updated[0])
+                exists = await session.execute(select(literal(1)).where(visible))
+                found = exists.first() is not None
+        if found:
+            raise ConflictError(ErrorCode.RESULT_ALREADY_VERIFIED)
+        raise ResourceNotFoundError(ErrorCode.RESOURCE_NOT_FOUND, "no such result")
+
+    async def _fetch(self, statement: Select[Any]) -> list[RowMapping]:
+        with database_errors():
+            async with self._sessions() as session:
+                return list((await session.execute(statement)).mappings().all())
+
+
+class LifecycleRepository:
+    """The ``image_events`` lifecycle: record steps idempotently, read one event's history."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @staticmethod
+    async def record(session: AsyncSession, entries: Sequence[LifecycleEntry]) -> int:
+        """Insert lifecycle steps, skipping ones already recorded; return how many were new."""
+        if not entries:
+            return 0
+        rows = [entry.model_dump(mode="python") | {"state": entry.state.value} for entry in entries]
+        # No conflict target: the only unique index besides the identity key is the
+        # (event, state, model) expression index, which is what "already recorded" means.
+        statement = insert(image_events).on_conflict_do_nothing().returning(_E.id)
+        with database_errors():
+            inserted = await session.execute(statement, rows)
+        return len(inserted.all())
+
+    async def lifecycle(self, event_id: uuid.UUID) -> list[LifecycleEntry]:
+        """Every recorded step of one arrival, in the order they happened."""
+        statement = (
+            select(
+                _E.event_id,
+                _E.state,
+                _E.at,
+                _E.error_code,
+                _E.stage,
+                _E.detail,
+                _E.model_name,
+                _E.model_version,
+            )
+            .where(_E.event_id == event_id)
+            .order_by(_E.at, _E.id)
+        )
+        with database_errors():
+            async with self._sessions() as session:
+                rows = (await session.execute(statement)).mappings().all()
+        return [LifecycleEntry.model_validate(dict(row)) for row in rows]

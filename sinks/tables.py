@@ -1,0 +1,140 @@
+"""The tables radstream stores, as SQLAlchemy Core metadata.
+
+This describes the schema for queries and for Alembic's comparison test; the tables themselves
+are created only by the migrations in ``sinks/migrations/versions/`` (a test checks both agree).
+Index names are part of the contract: ``EXPLAIN`` tests look for them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    literal,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class LifecycleState(StrEnum):
+    """What happened to an arrival, one row per state in ``image_events``."""
+
+    ARRIVED = "arrived"
+    VALIDATED = "validated"
+    REJECTED = "rejected"
+    INFERRED = "inferred"
+    FAILED = "failed"
+    STORED = "stored"
+
+
+def _tz() -> DateTime:
+    return DateTime(timezone=True)
+
+
+inference_results = Table(
+    "inference_results",
+    metadata,
+    Column("result_id", UUID(as_uuid=True), primary_key=True),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("weights_sha256", String(64), nullable=False),
+    Column("runtime", String(32), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("input_sha256", String(64), nullable=False),
+    Column("verdicts", JSONB, nullable=False),
+    Column("thresholds", JSONB, nullable=False),
+    Column("scores", JSONB, nullable=False),
+    Column("decision", String(64), nullable=False),
+    Column("inference_seconds", Double, nullable=False),
+    Column("batch_size", Integer, nullable=False),
+    Column("requested_by", String(64)),
+    Column("study_instance_uid", String(64)),
+    Column("series_instance_uid", String(64)),
+    Column("sop_instance_uid", String(64)),
+    Column("modality", String(16)),
+    Column("source", String(64)),
+    Column("occurred_at", _tz(), nullable=False),
+    Column("completed_at", _tz(), nullable=False),
+    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    Column("verified_by", String(64)),
+    Column("verified_at", _tz()),
+    Column("verification_note", Text),
+    # The natural key: a redelivered or re-inferred event never makes a second row.
+    UniqueConstraint(
+        "event_id", "model_name", "model_version", name="uq_inference_results_natural_key"
+    ),
+    CheckConstraint("(verified_by IS NULL) = (verified_at IS NULL)", name="verification_complete"),
+    CheckConstraint("char_length(verification_note) <= 2000", name="verification_note_length"),
+)
+
+# "My results, newest first" with keyset paging on (completed_at, result_id): the index order
+# matches ORDER BY completed_at DESC, result_id DESC exactly, so pages never sort.
+Index(
+    "ix_inference_results_user_completed",
+    inference_results.c.requested_by,
+    inference_results.c.completed_at.desc(),
+    inference_results.c.result_id.desc(),
+)
+Index(
+    "ix_inference_results_model_completed",
+    inference_results.c.model_name,
+    inference_results.c.completed_at.desc(),
+)
+Index("ix_inference_results_study", inference_results.c.study_instance_uid)
+# Lookups by event id use uq_inference_results_natural_key (event_id leads it); a separate
+# (event_id) index would only slow every insert down.
+
+image_events = Table(
+    "image_events",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error_code", String(64)),
+    Column("stage", String(32)),
+    Column("detail", String(500)),
+    Column("model_name", String(64)),
+    Column("model_version", String(32)),
+    Column("at", _tz(), nullable=False),
+    Column("recorded_at", _tz(), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{state.value}'" for state in LifecycleState) + ")",
+        name="state_known",
+    ),
+)
+
+# One row per (event, state, model): redelivery never duplicates. NULL model parts are folded
+# to '' because NULLs are distinct in a plain unique index.
+Index(
+    "uq_image_events_event_state_model",
+    image_events.c.event_id,
+    image_events.c.state,
+    func.coalesce(image_events.c.model_name, literal("")),
+    func.coalesce(image_events.c.model_version, literal("")),
+    unique=True,
+)
