@@ -17,7 +17,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, and_, func, literal, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Select,
+    and_,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -115,10 +126,10 @@ class ResultsRepository:
             inserted = await session.execute(statement, [result_row(r) for r in results])
         return len(inserted.all())
 
-    async def list_for_user(
-        self,
-        user_id: str,
+    @staticmethod
+    def list_statement(
         *,
+        user_id: str | None,
         limit: int = 50,
         cursor: str | None = None,
         since: datetime | None = None,
@@ -126,16 +137,18 @@ class ResultsRepository:
         model_name: str | None = None,
         status: VerificationStatus | None = None,
         study_uid: str | None = None,
-    ) -> Page:
-        """One page of a user's results, newest first, filtered; keyset-paged by cursor.
+    ) -> Select[Any]:
+        """The SELECT behind a page (one row more than ``limit`` to know if a next page exists).
 
-        ``since`` is inclusive and ``until`` exclusive on ``completed_at``.
+        Public so tests can ``EXPLAIN`` exactly what the API runs.
         """
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise InputValidationError(
                 ErrorCode.REQUEST_INVALID, f"limit must be between 1 and {MAX_PAGE_SIZE}"
             )
-        conditions = [_R.requested_by == user_id]
+        conditions: list[ColumnElement[bool]] = []
+        if user_id is not None:
+            conditions.append(_R.requested_by == user_id)
         if cursor is not None:
             after_completed, after_id = decode_cursor(cursor)
             conditions.append(tuple_(_R.completed_at, _R.result_id) < (after_completed, after_id))
@@ -151,12 +164,70 @@ class ResultsRepository:
             conditions.append(_R.verified_at.is_(None))
         if study_uid is not None:
             conditions.append(_R.study_instance_uid == study_uid)
-        statement = (
+        return (
             select(inference_results)
-            .where(and_(*conditions))
+            .where(and_(true(), *conditions))
             .order_by(_R.completed_at.desc(), _R.result_id.desc())
             .limit(limit + 1)
         )
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model_name: str | None = None,
+        status: VerificationStatus | None = None,
+        study_uid: str | None = None,
+    ) -> Page:
+        """One page of a user's results, newest first, filtered; keyset-paged by ``cursor``.
+
+        ``since`` is inclusive and ``until`` exclusive on ``completed_at``.
+        """
+        return await self._page(
+            self.list_statement(
+                user_id=user_id,
+                limit=limit,
+                cursor=cursor,
+                since=since,
+                until=until,
+                model_name=model_name,
+                status=status,
+                study_uid=study_uid,
+            ),
+            limit,
+        )
+
+    async def list_all(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model_name: str | None = None,
+        status: VerificationStatus | None = None,
+        study_uid: str | None = None,
+    ) -> Page:
+        """Like :meth:`list_for_user` over every user's results (administrators, operators)."""
+        return await self._page(
+            self.list_statement(
+                user_id=None,
+                limit=limit,
+                cursor=cursor,
+                since=since,
+                until=until,
+                model_name=model_name,
+                status=status,
+                study_uid=study_uid,
+            ),
+            limit,
+        )
+
+    async def _page(self, statement: Select[Any], limit: int) -> Page:
         rows = await self._fetch(statement)
         items = tuple(_record(row) for row in rows[:limit])
         next_cursor = None
@@ -178,14 +249,18 @@ class ResultsRepository:
         rows = await self._fetch(statement)
         return _record(rows[0]) if rows else None
 
-    async def list_for_event(self, event_id: uuid.UUID) -> list[InferenceResultRecord]:
-        """Every model's result for one arrival event (operators' "what happened to X")."""
-        statement = (
+    @staticmethod
+    def event_statement(event_id: uuid.UUID) -> Select[Any]:
+        """The SELECT of every model's result for one arrival event."""
+        return (
             select(inference_results)
             .where(_R.event_id == event_id)
             .order_by(_R.model_name, _R.model_version)
         )
-        return [_record(row) for row in await self._fetch(statement)]
+
+    async def list_for_event(self, event_id: uuid.UUID) -> list[InferenceResultRecord]:
+        """Every model's result for one arrival event (operators' "what happened to X")."""
+        return [_record(row) for row in await self._fetch(self.event_statement(event_id))]
 
     async def mark_verified(
         self,

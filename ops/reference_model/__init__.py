@@ -1,0 +1,1 @@
+"""The reference lesion-detector: synthetic phantoms, training and ONNX export (not clinical)."""

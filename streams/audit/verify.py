@@ -1,0 +1,308 @@
+"""Verify a stored audit chain against its signed checkpoints and name the first tampering.
+
+:func:`verify_chain` reads records in *stored* order (topic offset order, table insertion
+order) and checks each record's hash, the sequence (+1 per record) and the ``prev_hash`` link,
+every checkpoint's Ed25519 signature, and that every genuine checkpoint is covered: the log
+reaches its sequence with the same head hash.
+
+How the first problem is classified (``first_bad_sequence`` is what an auditor looks at):
+
+======================  =====================================================================
+kind                    evidence (first sequence reported)
+======================  =====================================================================
+``edited``              a record's hash does not match its content (its sequence); or a
+                        self-consistent record's ``prev_hash`` does not link to its predecessor
+                        (the predecessor, whose hash the successor no longer vouches for); or a
+                        record renumbered; or a second, *different* record claims a sequence
+                        already seen; or a record does not parse; or a genuine checkpoint's head
+                        differs from the log at its sequence (the log was rewritten after the
+                        last checkpoint that still matches: the sequence after it)
+``duplicated``          the same record (sequence and hash) appears a second time (its sequence)
+``reordered``           the sequence jumps ahead and the skipped sequence appears later (the
+                        skipped sequence)
+``deleted``             the sequence jumps ahead and the skipped sequence never appears (the
+                        first skipped sequence)
+``truncated``           the log ends before a genuine checkpoint's sequence (the first sequence
+                        after the log's end)
+``forged_checkpoint``   a checkpoint's key id or signature does not verify with the trusted
+                        public key (the checkpoint's sequence); it is not used for coverage
+======================  =====================================================================
+
+When several problems exist, the one with the lowest sequence is reported (chain problems
+before checkpoint problems on a tie). Records after a chain's tail that no checkpoint covers
+cannot be proven complete: a cut there is undetectable, which is why checkpoints are frequent.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from schemas.audit import GENESIS_HASH, AuditCheckpoint, AuditRecord
+from schemas.errors import ErrorCode
+from streams.audit.chain import hash_is_valid
+from streams.audit.checkpoints import checkpoint_signature_valid
+
+
+class TamperKind(StrEnum):
+    """What is wrong with a log that does not verify."""
+
+    EDITED = "edited"
+    REORDERED = "reordered"
+    DELETED = "deleted"
+    DUPLICATED = "duplicated"
+    TRUNCATED = "truncated"
+    FORGED_CHECKPOINT = "forged_checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRecord:
+    """A stored entry that does not parse as an :class:`AuditRecord` (counts as edited)."""
+
+    sequence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    sequence: int
+    kind: TamperKind
+    detail: str
+    rank: int = 0  # tie-break: chain findings (0) before checkpoint findings (1)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    """The outcome of verifying one chain (or several, merged)."""
+
+    ok: bool
+    records_checked: int
+    checkpoints_checked: int
+    chain_partition: int | None
+    last_sequence: int
+    head_hash: str
+    first_bad_sequence: int | None = None
+    problem: TamperKind | None = None
+    detail: str = ""
+    chains: int = 1
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """The error code a failed verification maps to (None when intact)."""
+        if self.ok:
+            return None
+        if self.problem in (TamperKind.FORGED_CHECKPOINT, TamperKind.TRUNCATED):
+            return ErrorCode.AUDIT_CHECKPOINT_INVALID
+        return ErrorCode.AUDIT_CHAIN_BROKEN
+
+    def summary(self) -> str:
+        """One line for the CLI: intact with counts, or the first bad sequence and why."""
+        where = (
+            f"audit chain {self.chain_partition}"
+            if self.chains == 1
+            else f"{self.chains} audit chains"
+        )
+        if self.ok:
+            return (
+                f"{where} intact: {self.records_checked} records, "
+                f"{self.checkpoints_checked} checkpoints verified, "
+                f"last sequence {self.last_sequence}, head {self.head_hash[:16]}"
+            )
+        problem = self.problem.value if self.problem else "unknown"
+        return (
+            f"{where} NOT intact: first bad sequence {self.first_bad_sequence}: {problem} "
+            f"({self.detail}); {self.records_checked} records, "
+            f"{self.checkpoints_checked} checkpoints read"
+        )
+
+
+def _prefix(digest: str) -> int:
+    """A compact stand-in for a hash, enough to tell a duplicate from a different record."""
+    return int(digest[:16], 16)
+
+
+class _Walker:
+    """Walks stored records in order, stopping judgement at the first anomaly."""
+
+    def __init__(self, chain_partition: int, watch: set[int]) -> None:
+        self.partition = chain_partition
+        self.expected = 0
+        self.head = GENESIS_HASH
+        self.seen: dict[int, int] = {}
+        self.watch = watch
+        self.hash_at: dict[int, str] = {}
+        self.count = 0
+        self.finding: _Finding | None = None
+        # A gap [gap_start, gap_end) is "deleted" unless one of its sequences shows up later.
+        self.gap: tuple[int, int] | None = None
+
+    def feed(self, item: AuditRecord | UnreadableRecord) -> None:
+        self.count += 1
+        if self.gap is not None:
+            self._diagnose_gap(item, self.gap)
+        elif self.finding is None:
+            self._judge(item)
+
+    def _diagnose_gap(self, item: AuditRecord | UnreadableRecord, gap: tuple[int, int]) -> None:
+        start, end = gap
+        if isinstance(item, AuditRecord) and start <= item.sequence < end:
+            self.finding = _Finding(start, TamperKind.REORDERED, "record stored out of order")
+            self.gap = None
+
+    def _flag(self, sequence: int, kind: TamperKind, detail: str) -> None:
+        self.finding = _Finding(sequence, kind, detail)
+
+    def _judge(self, item: AuditRecord | UnreadableRecord) -> None:
+        expected = self.expected
+        if isinstance(item, UnreadableRecord):
+            seq = expected if item.sequence is None else item.sequence
+            self._flag(seq, TamperKind.EDITED, "stored record does not parse")
+            return
+        record = item
+        if record.chain_partition != self.partition:
+            self._flag(expected, TamperKind.EDITED, "record names another chain partition")
+        elif record.sequence == expected:
+            self._judge_expected(record)
+        elif record.sequence < expected:
+            prior = self.seen.get(record.sequence)
+            if hash_is_valid(record) and prior == _prefix(record.hash):
+                self._flag(record.sequence, TamperKind.DUPLICATED, "record stored twice")
+            else:
+                self._flag(
+                    record.sequence, TamperKind.EDITED, "a different record repeats a sequence"
+                )
+        elif not hash_is_valid(record):
+            self._flag(expected, TamperKind.EDITED, "hash does not match content")
+        elif record.prev_hash == self.head:
+            self._flag(expected, TamperKind.EDITED, "record renumbered")
+        else:
+            self._flag(expected, TamperKind.DELETED, "sequence gap")
+            self.gap = (expected, record.sequence)
+
+    def _judge_expected(self, record: AuditRecord) -> None:
+        expected = self.expected
+        if not hash_is_valid(record):
+            self._flag(expected, TamperKind.EDITED, "hash does not match content")
+        elif record.prev_hash != self.head:
+            # The record itself is consistent but does not link to the predecessor we hold:
+            # the predecessor was replaced (or this link rewritten); the earlier one is first.
+            self._flag(max(expected - 1, 0), TamperKind.EDITED, "prev_hash link broken")
+        else:
+            self.seen[expected] = _prefix(record.hash)
+            if expected in self.watch:
+                self.hash_at[expected] = record.hash
+            self.head = record.hash
+            self.expected += 1
+
+
+def _infer_partition(
+    first: AuditRecord | UnreadableRecord | None, checkpoints: Sequence[AuditCheckpoint]
+) -> int:
+    if isinstance(first, AuditRecord):
+        return first.chain_partition
+    if checkpoints:
+        return checkpoints[0].chain_partition
+    return 0
+
+
+def verify_chain(
+    records: Iterable[AuditRecord | UnreadableRecord],
+    checkpoints: Sequence[AuditCheckpoint],
+    public_key: Ed25519PublicKey,
+    *,
+    chain_partition: int | None = None,
+) -> VerificationReport:
+    """Verify one chain's records (in stored order) against its checkpoints.
+
+    Args:
+        records: the chain's records as stored; may be a one-pass iterator.
+        checkpoints: checkpoints from outside the store (other chains' are ignored).
+        public_key: the trusted Ed25519 public key checkpoints must be signed with.
+        chain_partition: the chain to verify; by default the first record's.
+    """
+    iterator = iter(records)
+    first = next(iterator, None)
+    partition = (
+        chain_partition if chain_partition is not None else _infer_partition(first, checkpoints)
+    )
+    ours = [cp for cp in checkpoints if cp.chain_partition == partition]
+    walker = _Walker(partition, {cp.sequence for cp in ours})
+    if first is not None:
+        for item in itertools.chain((first,), iterator):
+            walker.feed(item)
+
+    findings: list[_Finding] = [walker.finding] if walker.finding else []
+    last_sequence = walker.expected - 1
+    genuine: list[AuditCheckpoint] = []
+    for cp in ours:
+        if checkpoint_signature_valid(cp, public_key):
+            genuine.append(cp)
+        else:
+            findings.append(
+                _Finding(
+                    cp.sequence,
+                    TamperKind.FORGED_CHECKPOINT,
+                    "checkpoint signature or key id does not verify",
+                    rank=1,
+                )
+            )
+    findings.extend(_coverage_findings(genuine, walker, last_sequence))
+
+    base = VerificationReport(
+        ok=not findings,
+        records_checked=walker.count,
+        checkpoints_checked=len(ours),
+        chain_partition=partition,
+        last_sequence=last_sequence,
+        head_hash=walker.head,
+    )
+    if not findings:
+        return base
+    worst = min(findings, key=lambda f: (f.sequence, f.rank))
+    return replace(base, first_bad_sequence=worst.sequence, problem=worst.kind, detail=worst.detail)
+
+
+def _coverage_findings(
+    genuine: list[AuditCheckpoint], walker: _Walker, last_sequence: int
+) -> list[_Finding]:
+    """Check the log reaches every genuine checkpoint with the signed head hash."""
+    limit = walker.finding.sequence if walker.finding else None
+    matched = -1
+    for cp in sorted(genuine, key=lambda c: c.sequence):
+        if limit is not None and cp.sequence >= limit:
+            break  # beyond the first chain problem nothing is trusted; it is reported already
+        if cp.sequence > last_sequence:
+            detail = f"log ends at sequence {last_sequence}; a checkpoint vouches for {cp.sequence}"
+            return [_Finding(last_sequence + 1, TamperKind.TRUNCATED, detail, rank=1)]
+        if walker.hash_at.get(cp.sequence) != cp.head_hash:
+            detail = f"head hash at checkpoint sequence {cp.sequence} differs from the signed one"
+            return [_Finding(matched + 1, TamperKind.EDITED, detail, rank=1)]
+        matched = cp.sequence
+    return []
+
+
+def merge_reports(reports: Sequence[VerificationReport]) -> VerificationReport:
+    """One report for several chains: the first failing chain's, with counts summed."""
+    if not reports:
+        return VerificationReport(
+            ok=True,
+            records_checked=0,
+            checkpoints_checked=0,
+            chain_partition=None,
+            last_sequence=-1,
+            head_hash=GENESIS_HASH,
+            chains=0,
+        )
+    if len(reports) == 1:
+        return reports[0]
+    failing = [report for report in reports if not report.ok]
+    chosen = failing[0] if failing else reports[-1]
+    return replace(
+        chosen,
+        records_checked=sum(r.records_checked for r in reports),
+        checkpoints_checked=sum(r.checkpoints_checked for r in reports),
+        chains=len(reports),
+    )

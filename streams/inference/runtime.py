@@ -1,0 +1,108 @@
+"""The ONNX Runtime adapter: the only code that creates sessions and runs them.
+
+Sessions are created from the very bytes whose SHA-256 was verified (never re-read from disk),
+so a file swapped between the check and the load cannot be served. Every runtime exception is
+translated where it enters, into ``MODEL_LOAD_FAILED`` or ``INFERENCE_FAILED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from schemas.errors import ErrorCode, InferenceError
+
+RUNTIME_NAME = "onnxruntime"
+
+
+class BatchRunner(Protocol):
+    """Anything that turns a batch of model inputs into a batch of scores."""
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that actually runs the model."""
+
+    def run_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """Run one batch (first axis is the batch) and return the first output."""
+
+
+def available_providers() -> list[str]:
+    """The execution providers this onnxruntime build offers."""
+    return list(ort.get_available_providers())
+
+
+class OnnxSession:
+    """An ONNX Runtime inference session with a fixed input and output tensor."""
+
+    def __init__(self, session: ort.InferenceSession, input_name: str, output_name: str) -> None:
+        self._session = session
+        self._input_name = input_name
+        self._output_name = output_name
+
+    @classmethod
+    def create(
+        cls,
+        model_bytes: bytes,
+        *,
+        input_name: str,
+        output_name: str,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 1,
+    ) -> OnnxSession:
+        """Create a session from verified model bytes, or raise ``MODEL_LOAD_FAILED``.
+
+        Every requested provider must exist in this build: silently falling back from a GPU
+        to the CPU would change latency and, for some models, results.
+        """
+        if not providers:
+            raise InferenceError(ErrorCode.MODEL_LOAD_FAILED, "no execution provider configured")
+        available = available_providers()
+        missing = [name for name in providers if name not in available]
+        if missing:
+            raise InferenceError(
+                ErrorCode.MODEL_LOAD_FAILED,
+                f"execution provider(s) {', '.join(missing)} not available in this onnxruntime "
+                f"build (available: {', '.join(available)})",
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: the worker logs through structlog
+        try:
+            session = ort.InferenceSession(
+                model_bytes, sess_options=options, providers=list(providers)
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped pybind errors
+            raise InferenceError(
+                ErrorCode.MODEL_LOAD_FAILED,
+                f"onnxruntime could not load the model: {type(exc).__name__}",
+            ) from exc
+        inputs = [node.name for node in session.get_inputs()]
+        outputs = [node.name for node in session.get_outputs()]
+        if input_name not in inputs or output_name not in outputs:
+            raise InferenceError(
+                ErrorCode.MODEL_LOAD_FAILED,
+                f"model tensors {inputs} -> {outputs} do not match the manifest's "
+                f"{input_name!r} -> {output_name!r}",
+            )
+        return cls(session, input_name, output_name)
+
+    @property
+    def provider(self) -> str:
+        """The execution provider ONNX Runtime chose first for this session."""
+        return str(self._session.get_providers()[0])
+
+    def run_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """Run one batch and return the declared output, or raise ``INFERENCE_FAILED``."""
+        try:
+            outputs = self._session.run(
+                [self._output_name], {self._input_name: np.ascontiguousarray(inputs)}
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped pybind errors
+            raise InferenceError(
+                ErrorCode.INFERENCE_FAILED, f"onnxruntime failed: {type(exc).__name__}"
+            ) from exc
+        return np.asarray(outputs[0])

@@ -1,0 +1,249 @@
+"""verify_chain: the intact chain verifies and each kind of tampering is named at its sequence."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas.audit import AuditCheckpoint, AuditRecord
+from schemas.errors import ErrorCode
+from streams.audit.chain import ChainState, append, record_hash
+from streams.audit.checkpoints import sign_checkpoint
+from streams.audit.verify import (
+    TamperKind,
+    UnreadableRecord,
+    VerificationReport,
+    merge_reports,
+    verify_chain,
+)
+from tests.unit.audit.factories import T0, build_chain, drafts
+
+Chain = tuple[list[AuditRecord], list[AuditCheckpoint]]
+KEY = Ed25519PrivateKey.generate()
+PUB = KEY.public_key()
+
+
+@pytest.fixture
+def chain() -> Chain:
+    """20 records, checkpoints at sequences 4, 9, 14, 19."""
+    return build_chain(20, KEY, every=5)
+
+
+def _problem(report: VerificationReport) -> tuple[int | None, TamperKind | None]:
+    return report.first_bad_sequence, report.problem
+
+
+def _rehash(record: AuditRecord, **update: object) -> AuditRecord:
+    changed = record.model_copy(update=update)
+    return changed.model_copy(update={"hash": record_hash(changed)})
+
+
+class TestIntact:
+    def test_intact_chain_verifies(self, chain: Chain) -> None:
+        """An untouched chain with its checkpoints verifies with counts in the summary."""
+        records, cps = chain
+        report = verify_chain(records, cps, PUB)
+        assert report.ok
+        assert (report.records_checked, report.checkpoints_checked, report.last_sequence) == (
+            20,
+            4,
+            19,
+        )
+        assert report.error_code is None
+        assert "intact: 20 records, 4 checkpoints" in report.summary()
+
+    def test_empty_log_without_checkpoints_verifies(self) -> None:
+        """No records and no checkpoints is a valid (empty) trail."""
+        report = verify_chain([], [], PUB)
+        assert report.ok
+        assert report.last_sequence == -1
+
+    def test_other_chains_checkpoints_ignored(self, chain: Chain) -> None:
+        """Checkpoints of another chain partition do not apply."""
+        records, cps = chain
+        other = sign_checkpoint(KEY, ChainState(1, 99, "d" * 64), T0)
+        assert verify_chain(records, [*cps, other], PUB).ok
+
+    def test_one_pass_iterator_accepted(self, chain: Chain) -> None:
+        """Records may come as a generator (streamed from a topic)."""
+        records, cps = chain
+        assert verify_chain((r for r in records), cps, PUB).records_checked == 20
+
+
+class TestTampering:
+    def test_edited_middle_record(self, chain: Chain) -> None:
+        """A changed field without a new hash is 'edited' at that record."""
+        records, cps = chain
+        records[7] = records[7].model_copy(update={"correlation_id": "forged"})
+        report = verify_chain(records, cps, PUB)
+        assert _problem(report) == (7, TamperKind.EDITED)
+        assert report.error_code is ErrorCode.AUDIT_CHAIN_BROKEN
+        assert "first bad sequence 7: edited" in report.summary()
+
+    def test_edited_and_rehashed_record(self, chain: Chain) -> None:
+        """A changed record with a recomputed hash breaks its successor's link: edited there."""
+        records, cps = chain
+        records[7] = _rehash(records[7], correlation_id="forged")
+        assert _problem(verify_chain(records, cps, PUB)) == (7, TamperKind.EDITED)
+
+    def test_edited_sequence_number_without_rehash(self, chain: Chain) -> None:
+        """A renumbered record whose hash is stale is 'edited' at its position."""
+        records, cps = chain
+        records[7] = records[7].model_copy(update={"sequence": 70})
+        assert _problem(verify_chain(records, cps, PUB)) == (7, TamperKind.EDITED)
+
+    def test_renumbered_and_rehashed(self, chain: Chain) -> None:
+        """A renumbered record with a fresh hash still links to its predecessor: edited."""
+        records, cps = chain
+        records[7] = _rehash(records[7], sequence=70)
+        assert _problem(verify_chain(records, cps, PUB)) == (7, TamperKind.EDITED)
+
+    def test_reordered_adjacent(self, chain: Chain) -> None:
+        """Two swapped records are 'reordered' at the lower sequence."""
+        records, cps = chain
+        records[5], records[6] = records[6], records[5]
+        assert _problem(verify_chain(records, cps, PUB)) == (5, TamperKind.REORDERED)
+
+    def test_reordered_distant(self, chain: Chain) -> None:
+        """A record moved far back is 'reordered' at the sequence missing from its place."""
+        records, cps = chain
+        moved = records.pop(3)
+        records.insert(12, moved)
+        assert _problem(verify_chain(records, cps, PUB)) == (3, TamperKind.REORDERED)
+
+    def test_deleted_middle_record(self, chain: Chain) -> None:
+        """A missing record is 'deleted' at its sequence."""
+        records, cps = chain
+        del records[11]
+        report = verify_chain(records, cps, PUB)
+        assert _problem(report) == (11, TamperKind.DELETED)
+        assert report.records_checked == 19
+
+    def test_deleted_first_record(self, chain: Chain) -> None:
+        """Losing the genesis record is 'deleted' at 0."""
+        records, cps = chain
+        assert _problem(verify_chain(records[1:], cps, PUB)) == (0, TamperKind.DELETED)
+
+    def test_duplicated_adjacent(self, chain: Chain) -> None:
+        """A record stored twice in a row is 'duplicated' at its sequence."""
+        records, cps = chain
+        records.insert(9, records[8])
+        assert _problem(verify_chain(records, cps, PUB)) == (8, TamperKind.DUPLICATED)
+
+    def test_duplicated_later(self, chain: Chain) -> None:
+        """A record replayed later in the log is 'duplicated' at its sequence."""
+        records, cps = chain
+        records.insert(15, records[2])
+        assert _problem(verify_chain(records, cps, PUB)) == (2, TamperKind.DUPLICATED)
+
+    def test_different_record_repeating_a_sequence(self, chain: Chain) -> None:
+        """A second, different record claiming a used sequence is 'edited'."""
+        records, cps = chain
+        records.insert(9, _rehash(records[8], correlation_id="other"))
+        assert _problem(verify_chain(records, cps, PUB)) == (8, TamperKind.EDITED)
+
+    def test_truncated_after_checkpoint(self, chain: Chain) -> None:
+        """Cutting the tail below the last checkpoint is 'truncated' after the new end."""
+        records, cps = chain
+        report = verify_chain(records[:17], cps, PUB)
+        assert _problem(report) == (17, TamperKind.TRUNCATED)
+        assert report.error_code is ErrorCode.AUDIT_CHECKPOINT_INVALID
+
+    def test_all_records_removed(self, chain: Chain) -> None:
+        """An emptied log with checkpoints is 'truncated' at 0."""
+        _, cps = chain
+        assert _problem(verify_chain([], cps, PUB)) == (0, TamperKind.TRUNCATED)
+
+    def test_rewritten_tail_mismatches_checkpoint(self, chain: Chain) -> None:
+        """A rebuilt tail differs from the signed head: edited after the last match."""
+        records, cps = chain
+        state = ChainState.after(records[9])
+        rebuilt = list(records[:10])
+        for draft in drafts(14)[4:]:  # different offsets → different content from 10 on
+            record, state = append(state, draft.model_copy(update={"correlation_id": "x"}))
+            rebuilt.append(record)
+        assert _problem(verify_chain(rebuilt, cps, PUB)) == (10, TamperKind.EDITED)
+
+    def test_forged_checkpoint(self, chain: Chain) -> None:
+        """A checkpoint signed by another key is 'forged_checkpoint' at its sequence."""
+        records, cps = chain
+        forged = sign_checkpoint(Ed25519PrivateKey.generate(), ChainState.after(records[12]), T0)
+        report = verify_chain(records, [*cps, forged], PUB)
+        assert _problem(report) == (12, TamperKind.FORGED_CHECKPOINT)
+
+    def test_forged_checkpoint_does_not_extend_coverage(self, chain: Chain) -> None:
+        """A forged checkpoint beyond the log's end is reported as forged, not truncation."""
+        records, cps = chain
+        forged = sign_checkpoint(Ed25519PrivateKey.generate(), ChainState(0, 50, "e" * 64), T0)
+        assert _problem(verify_chain(records, [*cps, forged], PUB)) == (
+            50,
+            TamperKind.FORGED_CHECKPOINT,
+        )
+
+    def test_unreadable_record(self, chain: Chain) -> None:
+        """A stored entry that does not parse is 'edited' at its sequence."""
+        records, cps = chain
+        items: list[AuditRecord | UnreadableRecord] = list(records)
+        items[4] = UnreadableRecord(sequence=4)
+        assert _problem(verify_chain(items, cps, PUB)) == (4, TamperKind.EDITED)
+
+    def test_unreadable_record_without_sequence(self, chain: Chain) -> None:
+        """An unparsable entry without a readable sequence is placed where one was expected."""
+        records, cps = chain
+        items: list[AuditRecord | UnreadableRecord] = list(records)
+        items[4] = UnreadableRecord()
+        assert _problem(verify_chain(items, cps, PUB)) == (4, TamperKind.EDITED)
+
+    def test_record_of_another_chain(self, chain: Chain) -> None:
+        """A record moved in from another chain partition is 'edited'."""
+        records, cps = chain
+        records[6] = _rehash(records[6], chain_partition=2)
+        assert _problem(verify_chain(records, cps, PUB, chain_partition=0)) == (
+            6,
+            TamperKind.EDITED,
+        )
+
+    def test_lowest_sequence_reported(self, chain: Chain) -> None:
+        """With a forged checkpoint at 3 and an edit at 7, the forged checkpoint is first."""
+        records, cps = chain
+        records[7] = records[7].model_copy(update={"correlation_id": "forged"})
+        forged = sign_checkpoint(Ed25519PrivateKey.generate(), ChainState.after(records[3]), T0)
+        assert _problem(verify_chain(records, [*cps, forged], PUB)) == (
+            3,
+            TamperKind.FORGED_CHECKPOINT,
+        )
+
+
+class TestMerge:
+    def test_merge_intact(self) -> None:
+        """Merged intact reports are intact with summed counts."""
+        a, cps_a = build_chain(3, KEY, every=3, chain_partition=0)
+        b, cps_b = build_chain(4, KEY, every=2, chain_partition=1)
+        merged = merge_reports([verify_chain(a, cps_a, PUB), verify_chain(b, cps_b, PUB)])
+        assert merged.ok
+        assert (merged.records_checked, merged.checkpoints_checked, merged.chains) == (7, 3, 2)
+        assert merged.summary().startswith("2 audit chains intact")
+
+    def test_merge_reports_first_failure(self) -> None:
+        """A failing chain makes the merged report fail with its problem."""
+        a, cps_a = build_chain(3, KEY, every=3, chain_partition=0)
+        b, cps_b = build_chain(4, KEY, every=2, chain_partition=1)
+        merged = merge_reports([verify_chain(a, cps_a, PUB), verify_chain(b[:1], cps_b, PUB)])
+        assert not merged.ok
+        assert (merged.chain_partition, merged.first_bad_sequence, merged.problem) == (
+            1,
+            1,
+            TamperKind.TRUNCATED,
+        )
+
+    def test_merge_nothing(self) -> None:
+        """No chains at all is an intact, empty trail."""
+        merged = merge_reports([])
+        assert merged.ok
+        assert merged.chains == 0
+
+    def test_merge_single(self) -> None:
+        """One report merges to itself."""
+        a, cps_a = build_chain(3, KEY, every=3)
+        report = verify_chain(a, cps_a, PUB)
+        assert merge_reports([report]) is report
