@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
 if TYPE_CHECKING:
     from observability.metrics import Metrics
     from streams.agents import AgentSpec
+    from streams.inference.registry import ModelRegistry
 
 ALL_STAGES = ("validation", "inference", "results", "audit")
 CHANNEL_KEYS: dict[TopicKey, str] = {
@@ -174,6 +176,72 @@ async def run_worker(
             await close()
 
 
+def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
+    """The validation agent: storage reads with retries, validation off the event loop."""
+    from streams.agents import AgentSpec  # noqa: PLC0415
+    from streams.retry import RetryPolicy  # noqa: PLC0415
+    from streams.stages.common import ImageReader  # noqa: PLC0415
+    from streams.stages.validation import ValidationStage  # noqa: PLC0415
+    from streams.validation import load_clinical_rules  # noqa: PLC0415
+
+    reader = ImageReader(settings.storage_roots, settings.validation.max_file_bytes,
+                         RetryPolicy.from_settings(settings.retry, jitter=0.2))
+    rules = load_clinical_rules(settings.validation.clinical_rules_file)
+    stage = ValidationStage(reader, settings.validation, rules)
+    return AgentSpec("validation", (topics.arrived,), stage, 16, 0.05)
+
+
+def load_model_registry(settings: Settings) -> ModelRegistry:
+    """The model registry with every weights file verified against its manifest."""
+    from streams.inference.registry import ModelRegistry  # noqa: PLC0415
+
+    return ModelRegistry.load(
+        settings.inference.model_registry_dir,
+        providers=settings.inference.onnx_providers,
+        intra_op_threads=settings.inference.intra_op_threads,
+    )
+
+
+def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metrics) -> AgentSpec:
+    """The inference agent: micro-batches of ``inference.batch_size`` within the wait time."""
+    from schemas.errors import ErrorCode  # noqa: PLC0415
+    from streams.agents import AgentSpec  # noqa: PLC0415
+    from streams.inference.routing import RoutingRules  # noqa: PLC0415
+    from streams.retry import RetryPolicy  # noqa: PLC0415
+    from streams.stages.common import ImageReader  # noqa: PLC0415
+    from streams.stages.inference import InferenceStage  # noqa: PLC0415
+
+    registry = load_model_registry(settings)
+    for status in registry.list():
+        if status.error_code is ErrorCode.MODEL_CHECKSUM_MISMATCH:
+            metrics.model_checksum_refused(status.name, status.version)
+        elif status.error_code is not None:
+            metrics.model_load_failed(status.name, status.version)
+    rules = RoutingRules.load(settings.inference.routing_rules_file)
+    reader = ImageReader(settings.storage_roots, settings.validation.max_file_bytes,
+                         RetryPolicy.from_settings(settings.retry, jitter=0.2))
+    stage = InferenceStage(reader, registry, rules, settings.validation,
+                           on_model_batch=metrics.inference_batch)
+    return AgentSpec("inference", (topics.validated,), stage, settings.inference.batch_size,
+                     settings.inference.batch_wait_seconds)
+
+
+async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
+    """The transactional audit agent (aiokafka, exactly-once consume→produce) until ``stop``."""
+    from streams.audit.checkpoints import CheckpointPolicy  # noqa: PLC0415
+    from streams.audit_agent import AuditAgent  # noqa: PLC0415
+
+    agent = AuditAgent(
+        bootstrap=settings.kafka_bootstrap,
+        prefix=settings.topic_prefix,
+        group_id=f"{settings.consumer_group_prefix}-audit",
+        signing_key_path=settings.audit.signing_key_file,
+        checkpoint_file=settings.audit.checkpoint_file,
+        policy=CheckpointPolicy.from_settings(settings.audit),
+    )
+    await agent.run(stop)
+
+
 def build_results_spec(
     settings: Settings, topics: TopicNames, metrics: Metrics
 ) -> tuple[AgentSpec, Callable[[], Awaitable[None]]]:
@@ -209,6 +277,133 @@ def build_results_spec(
         settings.sink.batch_wait_seconds,
     )
     return spec, database.dispose
+
+
+# ------------------------------------------------------------------------------------ demo
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+TERMINAL_STATES = frozenset({"stored", "rejected", "failed"})
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one published file, read back from PostgreSQL."""
+
+    path: Path
+    event_id: str
+    states: tuple[str, ...]
+    error_code: str | None
+    decisions: tuple[str, ...]
+
+    @property
+    def finished(self) -> bool:
+        """The arrival reached a terminal lifecycle state."""
+        return bool(TERMINAL_STATES & set(self.states))
+
+
+def demo_modality_hint(path: Path) -> str | None:
+    """The modality a router's worklist would know for an exported PNG/JPEG sample.
+
+    The bundled raster samples are named after their source modality (``ct_256.png``); DICOM
+    files carry their own Modality, which wins.
+    """
+    prefix = path.name.split("_", 1)[0].upper()
+    return prefix if prefix in {"CT", "MR", "US"} else None
+
+
+def sample_files() -> list[Path]:
+    """The bundled sample images, good and bad (see samples/README.md)."""
+    return sorted(p for p in SAMPLES_DIR.rglob("*") if p.suffix in {".dcm", ".png", ".jpg", ".bin"})
+
+
+async def run_pipeline_on_files(
+    settings: Settings,
+    files: Sequence[Path],
+    *,
+    timeout_seconds: float = 180.0,
+    requested_by: str = "demo-clinician",
+    registry: CollectorRegistry | None = None,
+) -> list[FileOutcome]:
+    """Start all stages in-process, publish ``files`` as a router would, wait for the outcomes.
+
+    Used by ``radstream demo`` and the end-to-end tests: the same worker code users run.
+    """
+    from sinks.database import Database  # noqa: PLC0415
+    from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
+    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
+    from streams.router import arrival_for_file  # noqa: PLC0415
+
+    stop, started = asyncio.Event(), asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(settings, ALL_STAGES, stop, started=started, registry=registry,
+                   serve_http=False)
+    )
+    database = Database(settings.database_url.get_secret_value(), pool_size=2)
+    try:
+        await asyncio.wait_for(started.wait(), 120)
+        events = []
+        async with KafkaPublisher(settings.kafka_bootstrap, TopicNames(settings.topic_prefix)) as pub:
+            for path in files:
+                event = arrival_for_file(path, source="radstream-demo", requested_by=requested_by,
+                                         modality=demo_modality_hint(path))
+                headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+                await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
+                events.append((path, event))
+        lifecycle = LifecycleRepository(database.sessions)
+        results = ResultsRepository(database.sessions)
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        outcomes: list[FileOutcome] = []
+        while True:
+            outcomes = []
+            for path, event in events:
+                steps = await lifecycle.lifecycle(event.event_id)
+                stored = await results.list_for_event(event.event_id)
+                codes = [s.error_code for s in steps if s.error_code]
+                outcomes.append(FileOutcome(
+                    path=path,
+                    event_id=str(event.event_id),
+                    states=tuple(str(s.state) for s in steps),
+                    error_code=codes[0] if codes else None,
+                    decisions=tuple(f"{r.model_name}@{r.model_version}: {r.decision}" for r in stored),
+                ))
+            if all(o.finished for o in outcomes) or asyncio.get_running_loop().time() > deadline:
+                return outcomes
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await worker
+        await database.dispose()
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the whole pipeline on the bundled samples and print what happened to each."""
+    import uuid  # noqa: PLC0415
+
+    from observability.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.logging.model_copy(update={"level": "WARNING"}))
+    cmd_db(settings, argparse.Namespace(action="upgrade", revision=None))
+    # A fresh topic prefix per demo run, so the output shows exactly this run's images.
+    prefix = f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:6]}."
+    demo_settings = settings.model_copy(update={"topic_prefix": prefix})
+    files = sample_files()
+    print(f"publishing {len(files)} sample images to {prefix}images.arrived ...")
+    outcomes = asyncio.run(run_pipeline_on_files(demo_settings, files))
+    width = max(len(str(o.path.relative_to(SAMPLES_DIR))) for o in outcomes)
+    for outcome in outcomes:
+        name = str(outcome.path.relative_to(SAMPLES_DIR))
+        if "stored" in outcome.states:
+            what = "stored   " + "; ".join(outcome.decisions)
+        elif outcome.finished:
+            what = f"rejected {outcome.error_code}"
+        else:
+            what = "UNFINISHED " + ",".join(outcome.states)
+        print(f"  {name:<{width}}  {what}")
+    stored = sum("stored" in o.states for o in outcomes)
+    rejected = sum(o.finished and "stored" not in o.states for o in outcomes)
+    unfinished = sum(not o.finished for o in outcomes)
+    print(f"{len(outcomes)} images: {stored} stored with results, {rejected} rejected with a "
+          f"code, {unfinished} unfinished")
+    return 1 if unfinished else 0
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -315,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--source", default="radstream-cli")
     publish.add_argument("--model", action="append", help="model id (repeatable)")
     publish.add_argument("--requested-by", default=None)
+    publish.add_argument("--modality", default=None, help="modality hint for PNG/JPEG files")
     publish.add_argument("--priority", default="routine", choices=[p.value for p in Priority])
     publish.set_defaults(func=cmd_publish)
 
@@ -331,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("revision", nargs="?", default=None)
     db.set_defaults(func=cmd_db)
 
+    sub.add_parser("demo", help="run the pipeline end to end on the bundled samples").set_defaults(
+        func=cmd_demo
+    )
     sub.add_parser("bootstrap", help="db upgrade + topics ensure").set_defaults(func=cmd_bootstrap)
 
     schemas = sub.add_parser("schemas", help="export or check the JSON Schema/AsyncAPI files")

@@ -46,8 +46,13 @@ def arrival_for_file(
     requested_by: str | None = None,
     priority: Priority = Priority.ROUTINE,
     with_checksum: bool = True,
+    modality: str | None = None,
 ) -> ImageArrived:
-    """An :class:`ImageArrived` event for ``path`` with size, SHA-256 and routing UIDs."""
+    """An :class:`ImageArrived` event for ``path`` with size, SHA-256 and routing UIDs.
+
+    ``modality`` is the router's hint for files without a DICOM header (PNG/JPEG exports);
+    a DICOM file's own Modality attribute wins over it.
+    """
     resolved = path.resolve()
     data = resolved.read_bytes()
     content_type, _ = mimetypes.guess_type(resolved.name)
@@ -61,6 +66,7 @@ def arrival_for_file(
         model_ids=tuple(model_ids),
         requested_by=requested_by,
         priority=priority,
+        modality=modality,
     )
     # Header values are untrusted: keep only those the contract accepts (a malformed UID in a
     # test file must not stop the router from publishing the rest of the event).

@@ -1,0 +1,63 @@
+"""Helpers the stage handlers share: reading image bytes with retries, dead letters with counts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from schemas.events import Stage
+from streams.kafka_io import Outgoing
+from streams.pipeline import FailureClock, Incoming, dead_letter_for
+from streams.retry import FailureRecord, RetryPolicy, run_with_retries
+from streams.validation import read_image_bytes, resolve_image_uri
+
+Sleep = Callable[[float], Awaitable[object]]
+
+
+class ImageReader:
+    """Reads an image URI's bytes from the storage roots, retrying a file not there yet."""
+
+    def __init__(
+        self,
+        roots: Sequence[Path],
+        max_bytes: int,
+        policy: RetryPolicy,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._roots = tuple(roots)
+        self._max_bytes = max_bytes
+        self._policy = policy
+        self._sleep = sleep
+
+    def _read(self, uri: str) -> bytes:
+        return read_image_bytes(resolve_image_uri(uri, self._roots), self._max_bytes)
+
+    async def read(self, uri: str, record: FailureRecord) -> bytes:
+        """The file's bytes; retryable storage errors are retried per the policy.
+
+        Raises:
+            RadstreamError: the input error, or ``RetriesExhaustedError`` after the last retry.
+        """
+        return await run_with_retries(
+            lambda: asyncio.to_thread(self._read, uri),
+            self._policy,
+            sleep=self._sleep,
+            record=record,
+        )
+
+
+def exhausted_dead_letter(
+    message: Incoming,
+    stage: Stage,
+    error: BaseException,
+    record: FailureRecord,
+    event_id: uuid.UUID | None,
+) -> Outgoing:
+    """A dead letter that remembers how often and when the message failed."""
+    clock = FailureClock()
+    if record.first_failure_at is not None and record.last_failure_at is not None:
+        clock = FailureClock(record.first_failure_at, record.last_failure_at, record.attempts)
+    return dead_letter_for(message, stage, error, clock=clock, event_id=event_id)

@@ -1,0 +1,142 @@
+"""The inference stage: micro-batched ONNX inference with per-image failure isolation.
+
+Per batch: re-read each validated image (its SHA-256 must still match what validation saw: a
+file replaced between the stages is refused, not inferred), decode it with the validator's own
+decoder, and run one batched inference per model. An image that fails — unreadable, changed,
+undecodable, unknown or refused model — fails alone as a rejection with its code; the rest of
+the batch is unaffected. The batch is acknowledged only after all outcomes are delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from schemas.errors import ErrorCode, RadstreamError, error_for
+from schemas.events import ImageRejected, ImageValidated, Stage
+from schemas.settings import ValidationSettings
+from streams.inference.batching import InferenceOutcome, InferenceRequest, infer_batch
+from streams.inference.registry import ModelRegistry
+from streams.inference.routing import RoutingRules
+from streams.kafka_io import Outgoing
+from streams.pipeline import Incoming, dead_letter_for, parse_event
+from streams.retry import FailureRecord, RetriesExhaustedError
+from streams.stages.common import ImageReader, exhausted_dead_letter
+from streams.topics import TopicKey
+from streams.validation import decode_pixels
+
+ModelBatchHook = Callable[[str, str, int, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    message: Incoming
+    request: InferenceRequest
+
+
+class InferenceStage:
+    """Turns a batch of validated images into results and per-image rejections."""
+
+    stage = Stage.INFERENCE
+
+    def __init__(
+        self,
+        reader: ImageReader,
+        registry: ModelRegistry,
+        rules: RoutingRules,
+        limits: ValidationSettings,
+        *,
+        on_model_batch: ModelBatchHook | None = None,
+    ) -> None:
+        self._reader = reader
+        self._registry = registry
+        self._rules = rules
+        self._limits = limits
+        self._on_model_batch = on_model_batch
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """Results and rejections for ``batch``; order of messages is kept per image."""
+        out: list[Outgoing] = []
+        prepared: list[_Prepared] = []
+        for message in batch:
+            ready = await self._prepare(message)
+            if isinstance(ready, Outgoing):
+                out.append(ready)
+            else:
+                prepared.append(ready)
+        if not prepared:
+            return out
+        by_request = {id(p.request): p.message for p in prepared}
+        started = time.perf_counter()
+        outcomes = await asyncio.to_thread(
+            infer_batch, [p.request for p in prepared], self._registry, self._rules
+        )
+        self._report_model_batches(outcomes, time.perf_counter() - started)
+        for outcome in outcomes:
+            message = by_request[id(outcome.request)]
+            if outcome.result is not None:
+                out.append(Outgoing(TopicKey.INFERENCE_RESULTS, message.key, outcome.result,
+                                    message.out_headers()))
+            else:
+                error = outcome.error or error_for(ErrorCode.INFERENCE_FAILED)
+                out.append(self._rejected(message, outcome.request.event, error, outcome.model_id))
+        return out
+
+    async def _prepare(self, message: Incoming) -> _Prepared | Outgoing:
+        try:
+            event = parse_event(message, ImageValidated)
+        except RadstreamError as exc:
+            return dead_letter_for(message, self.stage, exc)
+        record = FailureRecord()
+        try:
+            data = await self._reader.read(event.image_uri, record)
+        except RetriesExhaustedError as exc:
+            return exhausted_dead_letter(message, self.stage, exc, record, event.event_id)
+        except RadstreamError as exc:
+            return self._rejected(message, event, exc, None)
+        if hashlib.sha256(data).hexdigest() != event.sha256:
+            changed = error_for(
+                ErrorCode.CHECKSUM_MISMATCH, "image bytes changed after validation"
+            )
+            return self._rejected(message, event, changed, None)
+        try:
+            pixels = await asyncio.to_thread(
+                decode_pixels, data, event.geometry,
+                allow_raw_dicom=self._limits.allow_raw_dicom, limits=self._limits,
+            )
+        except RadstreamError as exc:
+            return self._rejected(message, event, exc, None)
+        request = InferenceRequest(event=event, correlation_id=message.correlation_id,
+                                   pixels=pixels)
+        return _Prepared(message, request)
+
+    def _report_model_batches(self, outcomes: Sequence[InferenceOutcome], seconds: float) -> None:
+        if self._on_model_batch is None:
+            return
+        sizes: dict[tuple[str, str], int] = {}
+        for outcome in outcomes:
+            if outcome.result is not None:
+                key = (outcome.result.model.name, outcome.result.model.version)
+                sizes[key] = sizes.get(key, 0) + 1
+        for (name, version), size in sizes.items():
+            self._on_model_batch(name, version, size, seconds)
+
+    def _rejected(
+        self, message: Incoming, event: ImageValidated, error: RadstreamError, model_id: str | None
+    ) -> Outgoing:
+        rejected = ImageRejected(
+            event_id=event.event_id,
+            occurred_at=event.occurred_at,
+            stage=self.stage,
+            error_code=error.code,
+            reason=error.reason,
+            retryable=error.retryable,
+            source=event.source,
+            requested_by=event.requested_by,
+            study_instance_uid=event.study_instance_uid,
+            model_id=model_id,
+        )
+        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())

@@ -1,0 +1,102 @@
+"""The validation stage: every arrival ends in exactly one of validated, rejected or dead letter.
+
+* invalid event (poison): dead letter, the original bytes kept for replay;
+* image not readable after the retries (still being written, storage hiccup): dead letter,
+  so ``radstream dlq replay`` completes it once the file is there;
+* anything wrong with the image or the clinical rules: ``images.rejected`` with a stable code;
+* otherwise ``images.validated`` with the geometry and verdicts later stages need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from schemas.errors import ErrorCode, RadstreamError
+from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
+from schemas.settings import ValidationSettings
+from streams.kafka_io import Outgoing
+from streams.pipeline import Incoming, dead_letter_for, parse_event
+from streams.retry import FailureRecord, RetriesExhaustedError
+from streams.stages.common import ImageReader, exhausted_dead_letter
+from streams.topics import TopicKey
+from streams.validation import ClinicalRules, ValidationAccepted, validate_image
+
+
+class ValidationStage:
+    """Reads each arrival's image and validates it off the event loop."""
+
+    stage = Stage.VALIDATION
+
+    def __init__(
+        self, reader: ImageReader, limits: ValidationSettings, rules: ClinicalRules
+    ) -> None:
+        self._reader = reader
+        self._limits = limits
+        self._rules = rules
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """One outcome per message, in order."""
+        return [await self._one(message) for message in batch]
+
+    async def _one(self, message: Incoming) -> Outgoing:
+        try:
+            event = parse_event(message, ImageArrived)
+        except RadstreamError as exc:
+            return dead_letter_for(message, self.stage, exc)
+        record = FailureRecord()
+        try:
+            data = await self._reader.read(event.image_uri, record)
+        except RetriesExhaustedError as exc:
+            return exhausted_dead_letter(message, self.stage, exc, record, event.event_id)
+        except RadstreamError as exc:
+            return self._rejected(message, event, exc.code, exc.reason, retryable=exc.retryable)
+        # Decoding is CPU-bound: off the loop, so heartbeats and other partitions keep going.
+        outcome = await asyncio.to_thread(
+            validate_image,
+            data,
+            limits=self._limits,
+            rules=self._rules,
+            declared_size=event.size_bytes,
+            declared_sha256=event.sha256,
+            model_ids=event.model_ids,
+            event_modality=event.modality,
+        )
+        if not isinstance(outcome, ValidationAccepted):
+            return self._rejected(
+                message, event, outcome.error_code, outcome.reason, retryable=outcome.retryable
+            )
+        validated = ImageValidated(
+            event_id=event.event_id,
+            occurred_at=event.occurred_at,
+            source=event.source,
+            image_uri=event.image_uri,
+            sha256=outcome.sha256,
+            size_bytes=outcome.size_bytes,
+            study_instance_uid=outcome.study_instance_uid or event.study_instance_uid,
+            series_instance_uid=outcome.series_instance_uid or event.series_instance_uid,
+            sop_instance_uid=outcome.sop_instance_uid or event.sop_instance_uid,
+            modality=outcome.modality or event.modality,
+            model_ids=event.model_ids,
+            requested_by=event.requested_by,
+            priority=event.priority,
+            geometry=outcome.geometry,
+            verdicts=outcome.verdicts,
+        )
+        return Outgoing(TopicKey.IMAGES_VALIDATED, message.key, validated, message.out_headers())
+
+    def _rejected(
+        self, message: Incoming, event: ImageArrived, code: ErrorCode, reason: str, *, retryable: bool
+    ) -> Outgoing:
+        rejected = ImageRejected(
+            event_id=event.event_id,
+            occurred_at=event.occurred_at,
+            stage=self.stage,
+            error_code=code,
+            reason=reason,
+            retryable=retryable,
+            source=event.source,
+            requested_by=event.requested_by,
+            study_instance_uid=event.study_instance_uid,
+        )
+        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
