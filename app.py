@@ -141,15 +141,7 @@ async def run_worker(
         stream_processing_timeout=120.0,
         topic_disable_leader=True,
     )
-    specs: list[AgentSpec] = []
-    if "validation" in stages:
-        specs.append(build_validation_spec(settings, topics))
-    if "inference" in stages:
-        specs.append(build_inference_spec(settings, topics, metrics))
-    if "results" in stages:
-        spec, dispose = build_results_spec(settings, topics, metrics)
-        specs.append(spec)
-        resources.append(dispose)
+    specs = build_agent_specs(settings, stages, topics, metrics, resources)
     for spec in specs:
         register_agent(app, spec, publisher.deliver, observer)
     background: list[asyncio.Task[None]] = []
@@ -176,6 +168,26 @@ async def run_worker(
             await close()
 
 
+def build_agent_specs(
+    settings: Settings,
+    stages: Sequence[str],
+    topics: TopicNames,
+    metrics: Metrics,
+    resources: list[Callable[[], Awaitable[None]]],
+) -> list[AgentSpec]:
+    """The Faust agents of the selected stages; closers of what they opened go to resources."""
+    specs: list[AgentSpec] = []
+    if "validation" in stages:
+        specs.append(build_validation_spec(settings, topics))
+    if "inference" in stages:
+        specs.append(build_inference_spec(settings, topics, metrics))
+    if "results" in stages:
+        spec, dispose = build_results_spec(settings, topics, metrics)
+        specs.append(spec)
+        resources.append(dispose)
+    return specs
+
+
 def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
     """The validation agent: storage reads with retries, validation off the event loop."""
     from streams.agents import AgentSpec  # noqa: PLC0415
@@ -184,8 +196,11 @@ def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
     from streams.stages.validation import ValidationStage  # noqa: PLC0415
     from streams.validation import load_clinical_rules  # noqa: PLC0415
 
-    reader = ImageReader(settings.storage_roots, settings.validation.max_file_bytes,
-                         RetryPolicy.from_settings(settings.retry, jitter=0.2))
+    reader = ImageReader(
+        settings.storage_roots,
+        settings.validation.max_file_bytes,
+        RetryPolicy.from_settings(settings.retry, jitter=0.2),
+    )
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(reader, settings.validation, rules)
     return AgentSpec("validation", (topics.arrived,), stage, 16, 0.05)
@@ -218,12 +233,21 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
         elif status.error_code is not None:
             metrics.model_load_failed(status.name, status.version)
     rules = RoutingRules.load(settings.inference.routing_rules_file)
-    reader = ImageReader(settings.storage_roots, settings.validation.max_file_bytes,
-                         RetryPolicy.from_settings(settings.retry, jitter=0.2))
-    stage = InferenceStage(reader, registry, rules, settings.validation,
-                           on_model_batch=metrics.inference_batch)
-    return AgentSpec("inference", (topics.validated,), stage, settings.inference.batch_size,
-                     settings.inference.batch_wait_seconds)
+    reader = ImageReader(
+        settings.storage_roots,
+        settings.validation.max_file_bytes,
+        RetryPolicy.from_settings(settings.retry, jitter=0.2),
+    )
+    stage = InferenceStage(
+        reader, registry, rules, settings.validation, on_model_batch=metrics.inference_batch
+    )
+    return AgentSpec(
+        "inference",
+        (topics.validated,),
+        stage,
+        settings.inference.batch_size,
+        settings.inference.batch_wait_seconds,
+    )
 
 
 async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
@@ -334,17 +358,22 @@ async def run_pipeline_on_files(
 
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
-        run_worker(settings, ALL_STAGES, stop, started=started, registry=registry,
-                   serve_http=False)
+        run_worker(settings, ALL_STAGES, stop, started=started, registry=registry, serve_http=False)
     )
     database = Database(settings.database_url.get_secret_value(), pool_size=2)
     try:
         await asyncio.wait_for(started.wait(), 120)
         events = []
-        async with KafkaPublisher(settings.kafka_bootstrap, TopicNames(settings.topic_prefix)) as pub:
+        async with KafkaPublisher(
+            settings.kafka_bootstrap, TopicNames(settings.topic_prefix)
+        ) as pub:
             for path in files:
-                event = arrival_for_file(path, source="radstream-demo", requested_by=requested_by,
-                                         modality=demo_modality_hint(path))
+                event = arrival_for_file(
+                    path,
+                    source="radstream-demo",
+                    requested_by=requested_by,
+                    modality=demo_modality_hint(path),
+                )
                 headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
                 await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
                 events.append((path, event))
@@ -358,13 +387,17 @@ async def run_pipeline_on_files(
                 steps = await lifecycle.lifecycle(event.event_id)
                 stored = await results.list_for_event(event.event_id)
                 codes = [s.error_code for s in steps if s.error_code]
-                outcomes.append(FileOutcome(
-                    path=path,
-                    event_id=str(event.event_id),
-                    states=tuple(str(s.state) for s in steps),
-                    error_code=codes[0] if codes else None,
-                    decisions=tuple(f"{r.model_name}@{r.model_version}: {r.decision}" for r in stored),
-                ))
+                outcomes.append(
+                    FileOutcome(
+                        path=path,
+                        event_id=str(event.event_id),
+                        states=tuple(str(s.state) for s in steps),
+                        error_code=codes[0] if codes else None,
+                        decisions=tuple(
+                            f"{r.model_name}@{r.model_version}: {r.decision}" for r in stored
+                        ),
+                    )
+                )
             if all(o.finished for o in outcomes) or asyncio.get_running_loop().time() > deadline:
                 return outcomes
             await asyncio.sleep(0.5)
@@ -401,8 +434,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     stored = sum("stored" in o.states for o in outcomes)
     rejected = sum(o.finished and "stored" not in o.states for o in outcomes)
     unfinished = sum(not o.finished for o in outcomes)
-    print(f"{len(outcomes)} images: {stored} stored with results, {rejected} rejected with a "
-          f"code, {unfinished} unfinished")
+    print(
+        f"{len(outcomes)} images: {stored} stored with results, {rejected} rejected with a "
+        f"code, {unfinished} unfinished"
+    )
     return 1 if unfinished else 0
 
 

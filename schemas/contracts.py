@@ -124,22 +124,19 @@ def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str,
     return schema
 
 
-def _accepts(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+def _accepts(schema: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a property schema that decides which values it accepts."""
-    resolved = _resolve(schema, root)
-    if isinstance(resolved, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in resolved.items():
-            if key in _DOC_KEYWORDS:
-                continue
-            if isinstance(value, Mapping):
-                out[key] = _accepts(value, root)
-            elif isinstance(value, list):
-                out[key] = [_accepts(v, root) if isinstance(v, Mapping) else v for v in value]
-            else:
-                out[key] = value
-        return out
-    return resolved
+    out: dict[str, Any] = {}
+    for key, value in _resolve(schema, root).items():
+        if key in _DOC_KEYWORDS:
+            continue
+        if isinstance(value, Mapping):
+            out[key] = _accepts(value, root)
+        elif isinstance(value, list):
+            out[key] = [_accepts(v, root) if isinstance(v, Mapping) else v for v in value]
+        else:
+            out[key] = value
+    return out
 
 
 def breaking_changes(old: Mapping[str, Any], new: Mapping[str, Any], path: str = "") -> list[str]:

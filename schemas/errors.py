@@ -391,19 +391,15 @@ class TransientError(RadstreamError):
 
 
 _CLASS_FOR_CATEGORY: dict[ErrorCategory, type[RadstreamError]] = {
-    cls.category: cls
-    for cls in (
-        InputValidationError,
-        AuthenticationError,
-        AuthorizationError,
-        ResourceNotFoundError,
-        ConflictError,
-        RateLimitError,
-        InferenceError,
-        IntegrityError,
-        TransientError,
-    )
-    if cls.category is not None
+    ErrorCategory.INPUT: InputValidationError,
+    ErrorCategory.AUTHENTICATION: AuthenticationError,
+    ErrorCategory.AUTHORIZATION: AuthorizationError,
+    ErrorCategory.NOT_FOUND: ResourceNotFoundError,
+    ErrorCategory.CONFLICT: ConflictError,
+    ErrorCategory.RATE_LIMIT: RateLimitError,
+    ErrorCategory.INFERENCE: InferenceError,
+    ErrorCategory.INTEGRITY: IntegrityError,
+    ErrorCategory.TRANSIENT: TransientError,
 }
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from schemas.errors import ErrorCode
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 # DICOM UIDs: dot-separated numeric components, at most 64 characters (PS3.5 9.1).
 Uid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]

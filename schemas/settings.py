@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://radstream@127.0.0.1:5432/radstream"
-DEFAULT_JWT_SECRET = "change-me-development-only-secret-32b!"  # noqa: S105 - refused outside dev
+DEFAULT_JWT_SECRET = "change-me-development-only-secret-32b!"  # noqa: S105 - refused outside dev  # nosec B105
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Environment = Literal["development", "test", "production"]

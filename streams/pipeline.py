@@ -117,7 +117,7 @@ class NullObserver:
 def dead_letter_for(
     message: Incoming,
     stage: Stage,
-    error: BaseException,
+    error: Exception,
     *,
     clock: FailureClock | None = None,
     event_id: uuid.UUID | None = None,

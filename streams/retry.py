@@ -74,7 +74,7 @@ class RetryPolicy:
 
     def delays(self) -> tuple[float, ...]:
         """The waits before attempts 2..max_attempts (same values for the same seed)."""
-        rng = random.Random(self.seed)  # noqa: S311 - spreading retries, not cryptography
+        rng = random.Random(self.seed)  # noqa: S311 - spreading retries, not crypto  # nosec B311
         result = []
         for retry in range(self.max_attempts - 1):
             base = min(self.max_seconds, self.initial_seconds * self.multiplier**retry)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +18,11 @@ import pytest
 from schemas.settings import DEFAULT_DATABASE_URL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-_MARK_BY_FOLDER = {"integration": "integration", "security": "security", "reliability": "reliability"}
+_MARK_BY_FOLDER = {
+    "integration": "integration",
+    "security": "security",
+    "reliability": "reliability",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,7 +57,10 @@ def admin_database_url() -> str:
     url = os.environ.get("RADSTREAM_DATABASE_URL", DEFAULT_DATABASE_URL)
     parts = urlsplit(url.replace("+asyncpg", ""))
     if not _reachable(parts.hostname or "127.0.0.1", parts.port or 5432):
-        pytest.fail(f"PostgreSQL is not reachable at {parts.hostname}:{parts.port}: run `make services-up`")
+        pytest.fail(
+            f"PostgreSQL is not reachable at {parts.hostname}:{parts.port}: "
+            "run `make services-up` first"
+        )
     return url.replace("+asyncpg", "")
 
 
@@ -65,6 +71,6 @@ def run_id() -> str:
 
 
 @pytest.fixture
-def topic_prefix(run_id: str) -> Iterator[str]:
+def topic_prefix(run_id: str) -> str:
     """A topic prefix unique to one test, so tests and concurrent runs never share topics."""
-    yield f"rstest.{run_id}.{uuid.uuid4().hex[:8]}."
+    return f"rstest.{run_id}.{uuid.uuid4().hex[:8]}."

@@ -52,7 +52,7 @@ class ImageReader:
 def exhausted_dead_letter(
     message: Incoming,
     stage: Stage,
-    error: BaseException,
+    error: Exception,
     record: FailureRecord,
     event_id: uuid.UUID | None,
 ) -> Outgoing:

@@ -78,8 +78,14 @@ class InferenceStage:
         for outcome in outcomes:
             message = by_request[id(outcome.request)]
             if outcome.result is not None:
-                out.append(Outgoing(TopicKey.INFERENCE_RESULTS, message.key, outcome.result,
-                                    message.out_headers()))
+                out.append(
+                    Outgoing(
+                        TopicKey.INFERENCE_RESULTS,
+                        message.key,
+                        outcome.result,
+                        message.out_headers(),
+                    )
+                )
             else:
                 error = outcome.error or error_for(ErrorCode.INFERENCE_FAILED)
                 out.append(self._rejected(message, outcome.request.event, error, outcome.model_id))
@@ -98,19 +104,21 @@ class InferenceStage:
         except RadstreamError as exc:
             return self._rejected(message, event, exc, None)
         if hashlib.sha256(data).hexdigest() != event.sha256:
-            changed = error_for(
-                ErrorCode.CHECKSUM_MISMATCH, "image bytes changed after validation"
-            )
+            changed = error_for(ErrorCode.CHECKSUM_MISMATCH, "image bytes changed after validation")
             return self._rejected(message, event, changed, None)
         try:
             pixels = await asyncio.to_thread(
-                decode_pixels, data, event.geometry,
-                allow_raw_dicom=self._limits.allow_raw_dicom, limits=self._limits,
+                decode_pixels,
+                data,
+                event.geometry,
+                allow_raw_dicom=self._limits.allow_raw_dicom,
+                limits=self._limits,
             )
         except RadstreamError as exc:
             return self._rejected(message, event, exc, None)
-        request = InferenceRequest(event=event, correlation_id=message.correlation_id,
-                                   pixels=pixels)
+        request = InferenceRequest(
+            event=event, correlation_id=message.correlation_id, pixels=pixels
+        )
         return _Prepared(message, request)
 
     def _report_model_batches(self, outcomes: Sequence[InferenceOutcome], seconds: float) -> None:

@@ -86,7 +86,13 @@ class ValidationStage:
         return Outgoing(TopicKey.IMAGES_VALIDATED, message.key, validated, message.out_headers())
 
     def _rejected(
-        self, message: Incoming, event: ImageArrived, code: ErrorCode, reason: str, *, retryable: bool
+        self,
+        message: Incoming,
+        event: ImageArrived,
+        code: ErrorCode,
+        reason: str,
+        *,
+        retryable: bool,
     ) -> Outgoing:
         rejected = ImageRejected(
             event_id=event.event_id,

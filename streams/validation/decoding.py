@@ -377,7 +377,7 @@ def check_pixel_format(header: ImageHeader) -> None:
         raise fail(
             ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "BitsStored missing or larger than BitsAllocated"
         )
-    assert header.dataset is not None  # noqa: S101 - DICOM headers always carry their dataset
+    assert header.dataset is not None  # noqa: S101 - DICOM headers carry their dataset  # nosec B101
     high_bit = _optional_int(header.dataset, "HighBit")
     if high_bit is not None and high_bit != stored - 1:
         raise fail(ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "HighBit is not BitsStored - 1")
