@@ -11,7 +11,6 @@ import json
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -114,15 +113,13 @@ async def run(pipeline_settings: Settings) -> AsyncIterator[dict[str, object]]:
         app.run_pipeline_on_files(pipeline_settings, files, registry=registry),
         PIPELINE_TIMEOUT_SECONDS,
     )
-    scrape = (
-        urllib.request.urlopen(  # noqa: S310 - our own loopback metrics endpoint
-            f"http://127.0.0.1:{server.server_port}/metrics", timeout=10
-        )
-        .read()
-        .decode()
-    )
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    scrape = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
     server.shutdown()
-    yield {"outcomes": {str(o.path.relative_to(SAMPLES)): o for o in outcomes}, "scrape": scrape}
+    yield {
+        "outcomes": {str(o.path.relative_to(SAMPLES)): o for o in outcomes},
+        "scrape": scrape.decode(),
+    }
 
 
 class TestEndToEnd:
