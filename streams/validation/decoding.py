@@ -596,7 +596,11 @@ def _decode_dicom(dataset: Dataset, *, first_frame_only: bool) -> NDArray[Any]:
             )
     except RadstreamError:
         raise
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        # Native plugins written in Rust (pylibjpeg-rle) raise pyo3's PanicException, a
+        # BaseException, on corrupt codestreams: it must become a verdict, not a crash.
         raise fail(ErrorCode.IMAGE_MALFORMED, "pixel data could not be decoded") from exc
     return decoded
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from io import BytesIO
 from pathlib import Path
 
@@ -39,13 +40,15 @@ def pydicom_file_bytes(name: str) -> bytes:
 def edited_dicom(name: str, **attributes: object) -> bytes:
     """A pydicom test file with some attributes replaced (None deletes), re-encoded."""
     dataset = dcmread(str(get_testdata_file(name)))
-    for keyword, value in attributes.items():
-        if value is None:
-            if keyword in dataset:
-                delattr(dataset, keyword)
-        else:
-            setattr(dataset, keyword, value)
-    return dataset_bytes(dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deliberately invalid values make pydicom warn
+        for keyword, value in attributes.items():
+            if value is None:
+                if keyword in dataset:
+                    delattr(dataset, keyword)
+            else:
+                setattr(dataset, keyword, value)
+        return dataset_bytes(dataset)
 
 
 def dataset_bytes(dataset: Dataset) -> bytes:

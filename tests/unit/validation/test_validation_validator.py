@@ -469,3 +469,18 @@ class TestNeverRaises:
         assert isinstance(outcome, ValidationRejected)
         assert outcome.error_code is ErrorCode.IMAGE_MALFORMED
         assert "CompressedSamples" not in outcome.reason
+
+
+class TestNativePluginPanics:
+    def test_rust_panic_becomes_verdict(self) -> None:
+        """A corrupt RLE segment that panics a Rust decoder plugin is IMAGE_MALFORMED.
+
+        pyo3's PanicException derives from BaseException, so ``except Exception`` would miss
+        it; the mutation (one bit at offset 5824 of the RLE sample) was found by fuzzing.
+        """
+        data = bytearray((SAMPLES / "dicom" / "mr_small_rle.dcm").read_bytes())
+        data[5824] ^= 1
+        outcome = _validate(bytes(data))
+        assert isinstance(outcome, ValidationRejected)
+        assert outcome.error_code is ErrorCode.IMAGE_MALFORMED
+        assert outcome.verdicts[-1].check == "decode"
