@@ -195,7 +195,6 @@ def _dicom_header(data: bytes, detected: DetectedFormat, max_inflated: int) -> I
         raise fail(ErrorCode.DICOM_INVALID_VALUE, "Rows, Columns, frames or samples not positive")
     if representation not in (0, 1):
         raise fail(ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "PixelRepresentation must be 0 or 1")
-    uid = UID(transfer_syntax)
     return ImageHeader(
         format=ImageFormat.DICOM,
         width=columns,
@@ -206,11 +205,19 @@ def _dicom_header(data: bytes, detected: DetectedFormat, max_inflated: int) -> I
         bits_stored=bits_stored,
         signed=representation == 1,
         photometric=_photometric(dataset),
-        transfer_syntax_uid=str(uid),
-        compressed=uid.is_encapsulated or uid.is_deflated,
+        transfer_syntax_uid=transfer_syntax,
+        compressed=_is_compressed(transfer_syntax),
         dataset=dataset,
         raw_dicom=detected.raw_dicom,
     )
+
+
+def _is_compressed(transfer_syntax: str) -> bool:
+    """Whether pixel data expands on decoding; unknown syntaxes count as compressed."""
+    uid = UID(transfer_syntax)
+    if not uid.is_transfer_syntax:
+        return True
+    return bool(uid.is_encapsulated or uid.is_deflated)
 
 
 def _part10_transfer_syntax(data: bytes, max_inflated: int) -> str:
@@ -220,9 +227,10 @@ def _part10_transfer_syntax(data: bytes, max_inflated: int) -> str:
         with library_warnings_guarded():
             read_preamble(stream, force=False)
             meta = _read_file_meta_info(stream)
+            # Values convert lazily on access, so read them while warnings are guarded.
+            transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip()
     except Exception as exc:
         raise fail(ErrorCode.IMAGE_MALFORMED, "DICOM file meta information unreadable") from exc
-    transfer_syntax = str(meta.get("TransferSyntaxUID", "") or "").strip()
     if not transfer_syntax:
         raise fail(ErrorCode.DICOM_TRANSFER_SYNTAX_MISSING, "file meta has no TransferSyntaxUID")
     if not _UID_PATTERN.match(transfer_syntax) or len(transfer_syntax) > 64:
@@ -526,7 +534,7 @@ def check_stored_values(source: PixelSource) -> None:
     if UID(str(header.transfer_syntax_uid)).is_encapsulated or allocated in (1, stored):
         return
     order = ">" if header.transfer_syntax_uid == RawDicomEncoding.EXPLICIT_BIG.value else "<"
-    pixel_bytes = source.dataset["PixelData"].value
+    pixel_bytes = element_value(source.dataset, "PixelData")
     count = expected_pixel_bytes(header) // (allocated // 8)
     values = np.frombuffer(pixel_bytes, dtype=f"{order}u{allocated // 8}", count=count)
     upper = values >> stored
@@ -588,7 +596,11 @@ def _decode_dicom(dataset: Dataset, *, first_frame_only: bool) -> NDArray[Any]:
             )
     except RadstreamError:
         raise
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        # Native plugins written in Rust (pylibjpeg-rle) raise pyo3's PanicException, a
+        # BaseException, on corrupt codestreams: it must become a verdict, not a crash.
         raise fail(ErrorCode.IMAGE_MALFORMED, "pixel data could not be decoded") from exc
     return decoded
 

@@ -94,11 +94,10 @@ def _to_presentation(
         low = -(1 << (stored - 1)) if header.signed else 0
         high = (1 << (stored - 1)) - 1 if header.signed else (1 << stored) - 1
         grey = np.float32(low + high) - grey
+    # check_pixel_format has already refused a zero or non-numeric RescaleSlope.
     slope = optional_float(dataset, "RescaleSlope")
     intercept = optional_float(dataset, "RescaleIntercept")
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
-    if slope == 0:
-        raise error_for(ErrorCode.DICOM_INVALID_VALUE, "RescaleSlope is zero")
     result: NDArray[np.float32] = grey * np.float32(slope) + np.float32(intercept)
     return result.astype(np.float32, copy=False)

@@ -68,16 +68,18 @@ def read_image_bytes(path: Path, max_bytes: int) -> bytes:
         raise error_for(ErrorCode.STORAGE_FILE_NOT_FOUND, "image file does not exist") from exc
     except OSError as exc:
         raise error_for(ErrorCode.STORAGE_READ_FAILED, "image file could not be opened") from exc
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise error_for(ErrorCode.STORAGE_READ_FAILED, "image path is not a regular file")
-            if info.st_size > max_bytes:
-                raise error_for(ErrorCode.IMAGE_TOO_LARGE, _too_large(max_bytes))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error_for(ErrorCode.STORAGE_READ_FAILED, "image path is not a regular file")
+        if info.st_size > max_bytes:
+            raise error_for(ErrorCode.IMAGE_TOO_LARGE, _too_large(max_bytes))
+        with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(max_bytes + 1)
-        except OSError as exc:
-            raise error_for(ErrorCode.STORAGE_READ_FAILED, "image file could not be read") from exc
+    except OSError as exc:
+        raise error_for(ErrorCode.STORAGE_READ_FAILED, "image file could not be read") from exc
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise error_for(ErrorCode.IMAGE_TOO_LARGE, _too_large(max_bytes))
     return data

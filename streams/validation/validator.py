@@ -134,7 +134,9 @@ def validate_image(
             retryable=error.retryable,
             verdicts=tuple(run.verdicts),
         )
-    except Exception:  # noqa: BLE001 - the stage must turn every input into a verdict
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - the stage must turn every input into a verdict
         # The exception text may quote header values, so only a fixed reason leaves here.
         return ValidationRejected(
             error_code=ErrorCode.IMAGE_MALFORMED,
