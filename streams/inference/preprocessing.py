@@ -87,7 +87,10 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``(H, W, C)`` to ``(height, width, C)`` with :func:`resample_matrix` per axis."""
     rows = resample_matrix(image.shape[0], height)
     cols = resample_matrix(image.shape[1], width)
-    return np.asarray(np.einsum("ih,hwc,jw->ijc", rows, image, cols, optimize=True))
+    # (C, H, W) so both products are plain batched matrix multiplications (BLAS).
+    channels_first = np.transpose(image, (2, 0, 1))
+    resized = np.matmul(np.matmul(rows, channels_first), cols.T)
+    return np.transpose(resized, (1, 2, 0))
 
 
 def preprocess(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
