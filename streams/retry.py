@@ -74,7 +74,8 @@ class RetryPolicy:
 
     def delays(self) -> tuple[float, ...]:
         """The waits before attempts 2..max_attempts (same values for the same seed)."""
-        rng = random.Random(self.seed)  # noqa: S311 - spreading retries, not crypto  # nosec B311
+        # Jitter spreads retries of many workers; it is not a secret, so a seeded PRNG is right.
+        rng = random.Random(self.seed)  # noqa: S311  # nosec B311
         result = []
         for retry in range(self.max_attempts - 1):
             base = min(self.max_seconds, self.initial_seconds * self.multiplier**retry)

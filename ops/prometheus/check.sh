@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Validate radstream's Prometheus files: rule syntax, rule unit tests and the scrape config.
+# Needs promtool (Debian: `apt-get install prometheus`); set PROMTOOL to use another binary.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+PROMTOOL="${PROMTOOL:-promtool}"
+if ! command -v "$PROMTOOL" >/dev/null 2>&1; then
+    echo "promtool not found (apt-get install prometheus, or set PROMTOOL)" >&2
+    exit 127
+fi
+"$PROMTOOL" check rules alerts.yml
+"$PROMTOOL" test rules alerts_test.yml
+"$PROMTOOL" check config prometheus.yml

@@ -1,0 +1,265 @@
+"""configure_logging: one masked, injection-safe pipeline for structlog and stdlib loggers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from observability.logging import (
+    MESSAGE_CONTEXT_KEYS,
+    bind_message_context,
+    configure_logging,
+    correlation_id_from_headers,
+    escape_control_characters,
+    message_context,
+    new_correlation_id,
+    reset_message_context,
+)
+from observability.phi import REDACTED_EMAIL, REDACTED_PHI, default_masker, set_default_masker
+from schemas.events import CORRELATION_ID_HEADER, Stage
+from schemas.settings import LoggingSettings
+
+
+@pytest.fixture
+def configured() -> Iterator[Any]:
+    """Configure logging into a buffer; undo everything afterwards."""
+    previous_masker = default_masker()
+    root = logging.getLogger()
+    previous_level = root.level
+    stream = io.StringIO()
+
+    def configure(**overrides: Any) -> io.StringIO:
+        configure_logging(LoggingSettings(**overrides), stream=stream)
+        return stream
+
+    yield configure
+    for handler in [h for h in root.handlers if getattr(h, "_radstream_handler", False)]:
+        root.removeHandler(handler)
+    root.setLevel(previous_level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    set_default_masker(previous_masker)
+
+
+def _raise(error: Exception) -> None:
+    """Raise ``error`` (so the tests can log from an except block)."""
+    raise error
+
+
+def _json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+
+class TestJsonOutput:
+    def test_lines_have_level_and_utc_iso_timestamp(self, configured: Any) -> None:
+        """Each JSON line carries the level and a UTC ISO-8601 timestamp."""
+        stream = configured()
+        structlog.get_logger().info("image_validated", latency_seconds=0.5)
+        (line,) = _json_lines(stream)
+        assert line["event"] == "image_validated"
+        assert line["level"] == "info"
+        assert line["timestamp"].endswith("Z")
+        assert line["latency_seconds"] == 0.5
+
+    def test_structlog_fields_are_masked(self, configured: Any) -> None:
+        """PHI in a structlog call's message and fields is masked in the output."""
+        stream = configured()
+        structlog.get_logger().warning("saw Doe^John", PatientID="PID-1", contact="a@b.org")
+        text = stream.getvalue()
+        assert "Doe^John" not in text
+        assert "PID-1" not in text
+        assert "a@b.org" not in text
+        (line,) = _json_lines(stream)
+        assert line["PatientID"] == REDACTED_PHI
+        assert line["contact"] == REDACTED_EMAIL
+
+    def test_stdlib_library_lines_are_masked(self, configured: Any) -> None:
+        """A library's stdlib logger (faust, aiokafka) goes through the same masking."""
+        stream = configured()
+        logging.getLogger("aiokafka.consumer").warning("bad record PatientName=%s", "Roe^Jane")
+        (line,) = _json_lines(stream)
+        assert "Roe" not in stream.getvalue()
+        assert line["logger"] == "aiokafka.consumer"
+        assert line["level"] == "warning"
+        assert line["event"] == f"bad record PatientName={REDACTED_PHI}"
+
+    def test_exception_text_is_masked(self, configured: Any) -> None:
+        """PHI in an exception message is masked in the rendered traceback."""
+        stream = configured()
+        try:
+            _raise(ValueError("PatientID=SECRET77; failed"))
+        except ValueError:
+            structlog.get_logger().exception("image_failed")
+        (line,) = _json_lines(stream)
+        assert "SECRET77" not in stream.getvalue()
+        assert "ValueError" in line["exception"]
+
+    def test_stdlib_exception_text_is_masked(self, configured: Any) -> None:
+        """A stdlib logger's exc_info traceback is masked too."""
+        stream = configured()
+        try:
+            _raise(RuntimeError("mail jane@example.org"))
+        except RuntimeError:
+            logging.getLogger("faust").exception("agent crashed")
+        assert "jane@example.org" not in stream.getvalue()
+        assert REDACTED_EMAIL in _json_lines(stream)[0]["exception"]
+
+    def test_level_filters_lines(self, configured: Any) -> None:
+        """Lines below the configured level are dropped, for structlog and stdlib alike."""
+        stream = configured(level="WARNING")
+        structlog.get_logger().info("dropped")
+        logging.getLogger("uvicorn").info("dropped too")
+        structlog.get_logger().warning("kept")
+        assert [line["event"] for line in _json_lines(stream)] == ["kept"]
+
+    def test_reconfiguring_does_not_duplicate_lines(self, configured: Any) -> None:
+        """Calling configure_logging twice leaves one handler, so each line appears once."""
+        configured()
+        stream = configured()
+        logging.getLogger("x").warning("once")
+        assert stream.getvalue().count("once") == 1
+
+    def test_configure_installs_site_masker(self, configured: Any) -> None:
+        """The site's MRN formats become the process-wide default masker."""
+        configured(mrn_patterns=(r"\bZ\d{3}\b",))
+        assert default_masker().mask_text("Z123") == "[REDACTED_MRN]"
+
+
+class TestLogInjection:
+    def test_json_values_keep_one_line_per_event(self, configured: Any) -> None:
+        """A newline in a value cannot forge a second JSON line."""
+        stream = configured()
+        forged = 'x\n{"event": "forged", "level": "critical"}'
+        structlog.get_logger().info("image_rejected", reason=forged)
+        lines = _json_lines(stream)
+        assert len(lines) == 1
+        assert lines[0]["reason"].startswith("x\\n")
+
+    def test_console_escapes_newlines_and_controls(self, configured: Any) -> None:
+        """Console output shows newlines, CRs and ESC as literals, one line per event."""
+        stream = configured(format="console")
+        structlog.get_logger().info("evil\r\nINFO fake", detail="a\x1b[31mred\u2028b")
+        text = stream.getvalue()
+        assert text.count("\n") == 1
+        assert "\\r\\n" in text
+        assert "\\x1b" in text
+        assert "\\u2028" in text
+
+    def test_keys_with_controls_are_escaped(self, configured: Any) -> None:
+        """Control characters in keys are escaped too."""
+        stream = configured()
+        structlog.get_logger().info("e", **{"bad\nkey": 1})
+        assert _json_lines(stream)[0]["bad\\nkey"] == 1
+
+    def test_console_traceback_stays_on_the_event_line(self, configured: Any) -> None:
+        """A console traceback is escaped into the event instead of spanning lines."""
+        stream = configured(format="console")
+        try:
+            _raise(KeyError("k"))
+        except KeyError:
+            structlog.get_logger().exception("failed")
+        assert "Traceback" in stream.getvalue()
+        assert stream.getvalue().rstrip("\n").count("\n") == 1
+
+    @pytest.mark.parametrize(
+        ("raw", "escaped"),
+        [("a\nb", "a\\nb"), ("\t", "\\t"), ("\x00", "\\x00"), ("\x85", "\\x85"), ("ok", "ok")],
+    )
+    def test_escape_function(self, raw: str, escaped: str) -> None:
+        """escape_control_characters renders controls as visible escapes."""
+        assert escape_control_characters(raw) == escaped
+
+    def test_nested_values_are_escaped(self, configured: Any) -> None:
+        """Control characters inside lists and dicts are escaped."""
+        stream = configured()
+        structlog.get_logger().info("e", items=["a\nb", ("c\rd",)], more={"k": "e\nf"})
+        line = _json_lines(stream)[0]
+        assert line["items"] == ["a\\nb", ["c\\rd"]]
+        assert line["more"] == {"k": "e\\nf"}
+
+
+class TestMessageContext:
+    def test_context_fields_appear_on_every_line(self, configured: Any) -> None:
+        """Lines inside message_context carry correlation id, event id, stage and position."""
+        stream = configured()
+        event_id = uuid.uuid4()
+        with message_context(
+            "corr-1",
+            event_id=event_id,
+            stage=Stage.VALIDATION,
+            topic="radstream.images.arrived",
+            partition=2,
+            offset=41,
+        ):
+            structlog.get_logger().info("image_validated")
+            logging.getLogger("faust").info("library line")
+        lines = _json_lines(stream)
+        assert len(lines) == 2
+        for line in lines:
+            assert {key: line[key] for key in MESSAGE_CONTEXT_KEYS} == {
+                "correlation_id": "corr-1",
+                "event_id": str(event_id),
+                "stage": "validation",
+                "topic": "radstream.images.arrived",
+                "partition": 2,
+                "offset": 41,
+            }
+
+    def test_context_is_removed_after_the_block(self, configured: Any) -> None:
+        """After the block, lines no longer carry the message's context."""
+        stream = configured()
+        with message_context("corr-2", stage="inference"):
+            pass
+        structlog.get_logger().info("idle")
+        assert "correlation_id" not in _json_lines(stream)[0]
+
+    def test_outer_context_is_restored(self) -> None:
+        """Binding then resetting restores the previously bound values."""
+        outer = bind_message_context("outer")
+        inner = bind_message_context("inner", offset=5)
+        reset_message_context(inner)
+        assert structlog.contextvars.get_contextvars() == {"correlation_id": "outer"}
+        reset_message_context(outer)
+        assert structlog.contextvars.get_contextvars() == {}
+
+    async def test_concurrent_tasks_keep_their_own_context(self) -> None:
+        """Two tasks processing messages concurrently do not see each other's ids."""
+
+        async def worker(cid: str) -> str:
+            with message_context(cid):
+                await asyncio.sleep(0)
+                return str(structlog.contextvars.get_contextvars()["correlation_id"])
+
+        assert await asyncio.gather(worker("a"), worker("b")) == ["a", "b"]
+
+
+class TestCorrelationIds:
+    def test_new_ids_are_unique_and_short(self) -> None:
+        """Generated correlation ids are unique and fit the 64-character limit."""
+        ids = {new_correlation_id() for _ in range(100)}
+        assert len(ids) == 100
+        assert all(len(i) <= 64 for i in ids)
+
+    def test_header_id_is_used(self) -> None:
+        """A well-formed correlation id header is propagated."""
+        headers = [("other", b"x"), (CORRELATION_ID_HEADER, b"abc-123")]
+        assert correlation_id_from_headers(headers) == "abc-123"
+
+    @pytest.mark.parametrize("value", [b"has space", b"line\nbreak", b"x" * 65, b"\xff\xfe", b""])
+    def test_malformed_header_gets_a_new_id(self, value: bytes) -> None:
+        """A header that does not look like an id is replaced by a fresh one."""
+        result = correlation_id_from_headers([(CORRELATION_ID_HEADER, value)])
+        assert result.encode() != value
+        assert len(result) == 32
+
+    def test_missing_header_gets_a_new_id(self) -> None:
+        """Without headers a fresh id is generated."""
+        assert len(correlation_id_from_headers(None)) == 32
