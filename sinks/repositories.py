@@ -324,9 +324,10 @@ class LifecycleRepository:
             inserted = await session.execute(statement, rows)
         return len(inserted.all())
 
-    async def lifecycle(self, event_id: uuid.UUID) -> list[LifecycleEntry]:
-        """Every recorded step of one arrival, in the order they happened."""
-        statement = (
+    @staticmethod
+    def lifecycle_statement(event_id: uuid.UUID) -> Select[Any]:
+        """The SELECT of one arrival's steps, oldest first."""
+        return (
             select(
                 _E.event_id,
                 _E.state,
@@ -340,7 +341,11 @@ class LifecycleRepository:
             .where(_E.event_id == event_id)
             .order_by(_E.at, _E.id)
         )
+
+    async def lifecycle(self, event_id: uuid.UUID) -> list[LifecycleEntry]:
+        """Every recorded step of one arrival, in the order they happened."""
         with database_errors():
             async with self._sessions() as session:
-                rows = (await session.execute(statement)).mappings().all()
+                result = await session.execute(self.lifecycle_statement(event_id))
+                rows = result.mappings().all()
         return [LifecycleEntry.model_validate(dict(row)) for row in rows]
