@@ -138,3 +138,23 @@ Index(
     func.coalesce(image_events.c.model_version, literal("")),
     unique=True,
 )
+
+# The audit trail's copy of the audit.log topic. Append-only: migration 0002 installs triggers
+# that refuse UPDATE, DELETE and TRUNCATE (see docs/audit.md). ``record`` is the authoritative
+# record as published; the other columns are copies for indexing. ``id`` is the insertion
+# order, which verification walks (so a reordered table shows).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("chain_partition", Integer, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("event_id", UUID(as_uuid=True)),
+    Column("recorded_at", _tz(), nullable=False),
+    Column("audit_offset", BigInteger, nullable=False),
+    Column("record", JSONB, nullable=False),
+    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    UniqueConstraint("chain_partition", "sequence", name="uq_audit_log_chain_sequence"),
+)
+Index("ix_audit_log_event_id", audit_log.c.event_id)

@@ -146,6 +146,9 @@ class AuditAgent:
             *self._source_keys,
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
+            # Static membership: a restarted agent (same chain, same id) takes its old place at
+            # once instead of waiting a session timeout for the dead member to be evicted.
+            group_instance_id=self.transactional_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",

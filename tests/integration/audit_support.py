@@ -22,14 +22,19 @@ from tests.unit.audit.factories import api_action, arrived, completed, rejected,
 SOURCE_PARTITIONS = 2
 
 
-async def create_topics(bootstrap: str, prefix: str, *, extra: tuple[str, ...] = ()) -> None:
-    """Create every radstream topic under ``prefix`` (plus ``extra`` audit-like topics)."""
-    names = TopicNames(prefix)
+async def create_audit_topic(bootstrap: str, name: str) -> None:
+    """Create one topic configured like the audit log (for tampered copies)."""
+    await create_topics(bootstrap, None, extra=(name,))
+
+
+async def create_topics(bootstrap: str, prefix: str | None, *, extra: tuple[str, ...] = ()) -> None:
+    """Create every radstream topic under ``prefix`` (if given) plus ``extra`` audit-like ones."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         topics = []
-        for key, spec in TOPIC_SPECS.items():
+        for key, spec in TOPIC_SPECS.items() if prefix is not None else ():
+            names = TopicNames(prefix)
             partitions = 1 if key is TopicKey.AUDIT_LOG else min(spec.partitions, SOURCE_PARTITIONS)
             topics.append(NewTopic(names[key], partitions, 1, topic_configs=spec.configs()))
         audit_configs = TOPIC_SPECS[TopicKey.AUDIT_LOG].configs()
@@ -104,3 +109,56 @@ async def publish_log(
             )
     finally:
         await producer.stop()
+
+
+class AuditedLog:
+    """An agent-written audit log: its records, checkpoints and the files that verify it."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        directory: Path,
+        records: list[AuditRecord],
+        checkpoints: list[AuditCheckpoint],
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.directory = directory
+        self.records = records
+        self.checkpoints = checkpoints
+        self.key_path = directory / "audit-key.pem"
+        self.checkpoint_file = directory / "checkpoints.jsonl"
+
+    @property
+    def topic(self) -> str:
+        """The agent's audit topic."""
+        return TopicNames(self.prefix).audit
+
+    def copy_directory(self, target: Path) -> Path:
+        """A copy of the key and checkpoint file in ``target`` (tests may append to it)."""
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("audit-key.pem", "checkpoints.jsonl"):
+            source = self.directory / name
+            (target / name).write_bytes(source.read_bytes())
+            (target / name).chmod(0o600)
+        return target
+
+
+async def produce_audited_log(
+    bootstrap: str, prefix: str, directory: Path, *, images: int = 5, every: int = 5
+) -> AuditedLog:
+    """Run the real agent over ``images`` images' events and read back what it wrote."""
+    from streams.audit.files import read_checkpoints  # noqa: PLC0415 - keep helpers light
+    from streams.audit_topic import read_audit_topic  # noqa: PLC0415
+
+    await create_topics(bootstrap, prefix)
+    await publish(bootstrap, prefix, pipeline_events(images))
+    agent = make_agent(bootstrap, prefix, directory, every=every)
+    # Idle after 0.5 s: all events were published before the agent started.
+    await agent.run_until_idle(idle_seconds=0.5)
+    content = (await read_audit_topic(bootstrap, TopicNames(prefix).audit))[0]
+    records = [r for r in content.records if isinstance(r, AuditRecord)]
+    return AuditedLog(
+        bootstrap, prefix, directory, records, read_checkpoints(directory / "checkpoints.jsonl")
+    )

@@ -11,6 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -19,6 +20,8 @@ from sinks.tables import metadata
 from tests.integration.database_helpers import run_in_thread
 
 TABLES = {"inference_results", "image_events"}
+# The newest revision, so adding a migration does not break these tests.
+HEAD = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
 
 
 async def _tables(url: str) -> set[str]:
@@ -38,7 +41,7 @@ class TestMigrations:
         url = new_database()
         await migrate.upgrade_async(url)
         assert await _tables(url) >= TABLES
-        assert await migrate.current_revision_async(url) == "0001"
+        assert await migrate.current_revision_async(url) == HEAD
 
     async def test_downgrade_to_base_removes_tables(self, new_database: Callable[[], str]) -> None:
         """Downgrading to base drops every table the migrations created."""
@@ -61,7 +64,7 @@ class TestMigrations:
         url = new_database()
         await migrate.upgrade_async(url)
         await migrate.upgrade_async(url)
-        assert await migrate.current_revision_async(url) == "0001"
+        assert await migrate.current_revision_async(url) == HEAD
 
     def test_sync_upgrade_works_from_any_directory(
         self,
@@ -102,7 +105,7 @@ class TestAlembicCommandLinePath:
         config = migrate.alembic_config()
         config.set_main_option("sqlalchemy.url", url)
         run_in_thread(lambda: asyncio.to_thread(command.upgrade, config, "head"))
-        assert run_in_thread(lambda: migrate.current_revision_async(url)) == "0001"
+        assert run_in_thread(lambda: migrate.current_revision_async(url)) == HEAD
 
     def test_url_from_environment(
         self, new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
@@ -112,7 +115,7 @@ class TestAlembicCommandLinePath:
         monkeypatch.setenv("RADSTREAM_DATABASE_URL", url)
         config = migrate.alembic_config()
         run_in_thread(lambda: asyncio.to_thread(command.upgrade, config, "head"))
-        assert run_in_thread(lambda: migrate.current_revision_async(url)) == "0001"
+        assert run_in_thread(lambda: migrate.current_revision_async(url)) == HEAD
 
     def test_missing_url_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without any URL the environment refuses clearly."""

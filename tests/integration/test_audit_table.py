@@ -1,0 +1,199 @@
+"""The audit_log table: append-only in the database, copied from the topic, tampering caught."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sinks.audit_sink import (
+    AuditLogRepository,
+    AuditSink,
+    trail_for_event_in_table,
+    verify_table,
+)
+from sinks.database import Database
+from sinks.migrate import upgrade_async
+from streams.audit.chain import ChainState
+from streams.audit.checkpoints import sign_checkpoint
+from streams.audit.files import append_checkpoint
+from streams.audit.verify import TamperKind, VerificationReport
+from tests.integration.audit_support import AuditedLog, produce_audited_log
+from tests.integration.database_helpers import run_in_thread
+from tests.unit.audit.factories import T0
+
+DISABLE = "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"
+
+
+@pytest.fixture(scope="module")
+def audited(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> AuditedLog:
+    """One agent run (20 records, checkpoints at 4, 9, 14, 19) shared by the module's tests."""
+    prefix = f"rstest.audit-table.{uuid.uuid4().hex[:8]}."
+    directory = tmp_path_factory.mktemp("audit-table")
+    return run_in_thread(lambda: produce_audited_log(kafka_bootstrap, prefix, directory))
+
+
+@pytest.fixture
+async def stored(audited: AuditedLog, new_database: Callable[[], str]) -> str:
+    """A fresh migrated database holding the agent's 20 records; its URL."""
+    url = new_database()
+    await upgrade_async(url)
+    database = Database(url, pool_size=1)
+    try:
+        await AuditLogRepository(database.engine).insert(
+            (record, index) for index, record in enumerate(audited.records)
+        )
+    finally:
+        await database.dispose()
+    return url
+
+
+async def _sql(url: str, *statements: str) -> None:
+    """Run statements as the table's owner, as an attacker with owner rights would."""
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def _verify(log: AuditedLog, url: str, directory: Path | None = None) -> VerificationReport:
+    where = directory or log.directory
+    return await verify_table(url, where / "checkpoints.jsonl", where / "audit-key.pem")
+
+
+def _bad(report: VerificationReport) -> tuple[int | None, TamperKind | None]:
+    return report.first_bad_sequence, report.problem
+
+
+class TestAppendOnly:
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "UPDATE audit_log SET hash = repeat('0', 64) WHERE sequence = 3",
+            "DELETE FROM audit_log WHERE sequence = 3",
+            "TRUNCATE audit_log",
+        ],
+    )
+    async def test_changes_refused_by_the_database(self, stored: str, statement: str) -> None:
+        """UPDATE, DELETE and TRUNCATE are refused by the trigger, even for the owner."""
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await _sql(stored, statement)
+
+    async def test_insert_is_idempotent(self, audited: AuditedLog, stored: str) -> None:
+        """Storing the same records again adds no row."""
+        database = Database(stored, pool_size=1)
+        try:
+            again = await AuditLogRepository(database.engine).insert(
+                (record, 0) for record in audited.records
+            )
+        finally:
+            await database.dispose()
+        assert again == 0
+        assert (await _verify(audited, stored)).records_checked == 20
+
+    async def test_fork_refused(self, audited: AuditedLog, stored: str) -> None:
+        """A different record under a stored sequence is refused as a broken chain."""
+        from schemas.errors import ErrorCode, IntegrityError  # noqa: PLC0415
+
+        other = audited.records[4].model_copy(update={"hash": "f" * 64})
+        database = Database(stored, pool_size=1)
+        try:
+            with pytest.raises(IntegrityError) as caught:
+                await AuditLogRepository(database.engine).insert([(other, 4)])
+        finally:
+            await database.dispose()
+        assert caught.value.code is ErrorCode.AUDIT_CHAIN_BROKEN
+
+
+class TestSink:
+    async def test_sink_copies_topic_into_table(
+        self, audited: AuditedLog, new_database: Callable[[], str]
+    ) -> None:
+        """The sink stores every record of the topic once; the table verifies and shows trails."""
+        url = new_database()
+        await upgrade_async(url)
+        database = Database(url, pool_size=2)
+        try:
+            sink = AuditSink(
+                bootstrap=audited.bootstrap,
+                prefix=audited.prefix,
+                group_id=f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}",
+                database=database,
+            )
+            # Idle after 0.5 s: the topic was complete before the sink started.
+            assert await sink.run_until_idle(idle_seconds=0.5) == 20
+            event_id = audited.records[0].object.event_id
+            assert event_id is not None
+            trail = await trail_for_event_in_table(database, event_id)
+        finally:
+            await database.dispose()
+        report = await _verify(audited, url)
+        assert report.ok, report.summary()
+        assert trail
+        assert all(r.object.event_id == event_id for r in trail)
+
+
+class TestTableTampering:
+    async def test_intact_table_verifies(self, audited: AuditedLog, stored: str) -> None:
+        """The stored copy of the agent's log verifies."""
+        report = await _verify(audited, stored)
+        assert report.ok, report.summary()
+
+    async def test_edited_middle_record(self, audited: AuditedLog, stored: str) -> None:
+        """A record edited around the trigger is reported as edited at its sequence."""
+        await _sql(
+            stored,
+            DISABLE,
+            "UPDATE audit_log SET record = jsonb_set(record, '{correlation_id}', '\"forged\"') "
+            "WHERE sequence = 7",
+        )
+        assert _bad(await _verify(audited, stored)) == (7, TamperKind.EDITED)
+
+    async def test_reordered_records(self, audited: AuditedLog, stored: str) -> None:
+        """Two rows whose records were swapped are reported as reordered."""
+        await _sql(
+            stored,
+            DISABLE,
+            "UPDATE audit_log AS a SET record = b.record FROM audit_log AS b "
+            "WHERE (a.sequence, b.sequence) IN ((5, 6), (6, 5))",
+        )
+        assert _bad(await _verify(audited, stored)) == (5, TamperKind.REORDERED)
+
+    async def test_deleted_record(self, audited: AuditedLog, stored: str) -> None:
+        """A row deleted around the trigger is reported as deleted at its sequence."""
+        await _sql(stored, DISABLE, "DELETE FROM audit_log WHERE sequence = 11")
+        assert _bad(await _verify(audited, stored)) == (11, TamperKind.DELETED)
+
+    async def test_duplicated_record(self, audited: AuditedLog, stored: str) -> None:
+        """A row copied (after dropping the unique constraint) is reported as duplicated."""
+        await _sql(
+            stored,
+            "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_chain_sequence",
+            "INSERT INTO audit_log (chain_partition, sequence, hash, event_id, recorded_at, "
+            "audit_offset, record) SELECT chain_partition, sequence, hash, event_id, "
+            "recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
+        )
+        assert _bad(await _verify(audited, stored)) == (8, TamperKind.DUPLICATED)
+
+    async def test_tail_cut_after_checkpoint(self, audited: AuditedLog, stored: str) -> None:
+        """Rows cut from the tail below the last checkpoint are reported as truncated."""
+        await _sql(stored, DISABLE, "DELETE FROM audit_log WHERE sequence >= 17")
+        assert _bad(await _verify(audited, stored)) == (17, TamperKind.TRUNCATED)
+
+    async def test_forged_checkpoint(
+        self, audited: AuditedLog, stored: str, tmp_path: Path
+    ) -> None:
+        """A checkpoint signed with another key is reported as forged at its sequence."""
+        directory = audited.copy_directory(tmp_path / "forged")
+        forged = sign_checkpoint(
+            Ed25519PrivateKey.generate(), ChainState.after(audited.records[12]), T0
+        )
+        append_checkpoint(directory / "checkpoints.jsonl", forged)
+        report = await _verify(audited, stored, directory)
+        assert _bad(report) == (12, TamperKind.FORGED_CHECKPOINT)
