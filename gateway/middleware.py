@@ -95,7 +95,9 @@ class HardeningMiddleware:
                 await self.app(scope, receive, send_hardened)
             except Exception:  # noqa: BLE001 - the last line of defence answers safely
                 # Full detail goes to the service log only; the client gets the safe shape.
-                _log.exception("api_request_failed", route=route_template(scope))
+                _log.exception(
+                    "api_request_failed", route=route_template(scope), correlation_id=correlation_id
+                )
                 if not status["started"]:
                     response = error_response(
                         ErrorCode.INTERNAL_ERROR,

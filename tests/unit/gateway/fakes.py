@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 from fastapi import FastAPI
-import httpx
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -95,7 +95,9 @@ class FakeAudit:
         self.actions.append(action)
 
 
-def make_result(owner: str, *, completed_at: datetime | None = None, **overrides: Any) -> ResultView:
+def make_result(
+    owner: str, *, completed_at: datetime | None = None, **overrides: Any
+) -> ResultView:
     """A plausible stored result requested by ``owner``."""
     moment = completed_at or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     values: dict[str, Any] = {
@@ -162,7 +164,9 @@ class FakeResults:
         offset = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
         page = rows[offset : offset + limit]
         more = offset + limit < len(rows)
-        next_cursor = base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+        next_cursor = (
+            base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+        )
         return ResultPage(items=tuple(page), next_cursor=next_cursor)
 
     async def get(self, result_id: uuid.UUID, *, user_id: str | None) -> ResultView | None:
@@ -297,11 +301,16 @@ class Harness:
         """The first storage root."""
         return self.settings.storage_roots[0]
 
-    def token(self, subject: str = "dr-house", roles: Sequence[str] = ("clinician",), **claims: Any) -> str:
+    def token(
+        self, subject: str = "dr-house", roles: Sequence[str] = ("clinician",), **claims: Any
+    ) -> str:
         """A valid HS256 token (claims override or, with value None, remove defaults)."""
-        return make_token(self.settings, subject=subject, roles=list(roles), **claims)
+        role_claim = roles if isinstance(roles, str) else list(roles)
+        return make_token(self.settings, sub=subject, roles=role_claim, **claims)
 
-    def auth(self, subject: str = "dr-house", roles: Sequence[str] = ("clinician",)) -> dict[str, str]:
+    def auth(
+        self, subject: str = "dr-house", roles: Sequence[str] = ("clinician",)
+    ) -> dict[str, str]:
         """An Authorization header for ``subject`` with ``roles``."""
         return {"Authorization": f"Bearer {self.token(subject, roles)}"}
 
