@@ -1,0 +1,122 @@
+"""Turn every failure into the API's one error shape ``{code, message, correlation_id}``.
+
+Messages come from the error catalogue or from a ``RadstreamError``'s patient-data-free
+``reason``; request-validation failures name the offending fields but never echo their values,
+and unexpected exceptions answer ``INTERNAL_ERROR`` without a stack trace.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas.api import ErrorBody
+from schemas.errors import (
+    AuthenticationError,
+    ErrorCode,
+    RadstreamError,
+    RateLimitError,
+    spec_for,
+)
+
+MAX_LISTED_FIELDS = 5
+_CODE_FOR_STATUS = {
+    401: ErrorCode.AUTHENTICATION_FAILED,
+    403: ErrorCode.AUTHORIZATION_FAILED,
+    404: ErrorCode.RESOURCE_NOT_FOUND,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    429: ErrorCode.RATE_LIMITED,
+}
+FALLBACK_CORRELATION_ID = "unknown"
+
+
+def correlation_id_of(scope: Mapping[str, Any]) -> str:
+    """The correlation id the hardening middleware stored for this request."""
+    state = scope.get("state") or {}
+    value = state.get("correlation_id")
+    return value if isinstance(value, str) else FALLBACK_CORRELATION_ID
+
+
+def error_response(
+    code: ErrorCode,
+    message: str,
+    correlation_id: str,
+    *,
+    status_code: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The JSON error response for ``code`` (status from the catalogue unless given)."""
+    body = ErrorBody(code=code, message=message[:500], correlation_id=correlation_id)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=status_code or spec_for(code).http_status,
+        headers=dict(headers or {}),
+    )
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """Name the invalid fields and why, without ever repeating the submitted values."""
+    described: list[str] = []
+    for error in list(errors)[:MAX_LISTED_FIELDS]:
+        loc = [str(part) for part in error.get("loc", ())]
+        kind = str(error.get("type", "invalid"))
+        if kind == "extra_forbidden" and loc:
+            # The unexpected key itself is client input (it could be a patient's name).
+            loc[-1] = "<unexpected field>"
+        described.append(f"{'.'.join(loc) or 'request'} ({kind})")
+    more = len(errors) - len(described)
+    suffix = f" and {more} more" if more > 0 else ""
+    return "invalid request: " + "; ".join(described) + suffix
+
+
+async def _radstream_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RadstreamError)  # noqa: S101 - registered for this class only
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_seconds)))
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="radstream"'
+    return error_response(
+        exc.code,
+        exc.reason,
+        correlation_id_of(request.scope),
+        status_code=exc.http_status,
+        headers=headers,
+    )
+
+
+async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
+    return error_response(
+        ErrorCode.REQUEST_INVALID,
+        describe_validation_errors(exc.errors()),
+        correlation_id_of(request.scope),
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
+    status = exc.status_code
+    default = ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.REQUEST_INVALID
+    code = _CODE_FOR_STATUS.get(status, default)
+    # The catalogue's description, never exc.detail: details may quote the request.
+    return error_response(
+        code,
+        spec_for(code).description,
+        correlation_id_of(request.scope),
+        status_code=status,
+        headers=exc.headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the one JSON shape."""
+    app.add_exception_handler(RadstreamError, _radstream_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)

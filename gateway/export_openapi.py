@@ -1,0 +1,110 @@
+"""Write the API's OpenAPI document to ``gateway/openapi.json`` (a test fails when it is stale).
+
+Run ``PYTHONPATH=. python -m gateway.export_openapi`` after changing a route or an API body.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway.app import create_app
+from schemas.api import (
+    LifecycleEntry,
+    ModelStatus,
+    ResultPage,
+    ResultView,
+    VerificationStatus,
+)
+from schemas.audit import ApiAction
+from schemas.errors import ErrorCode, TransientError
+from schemas.settings import Settings
+from streams.topics import TopicKey
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
+
+
+class _Unwired:
+    """Ports that only exist so the document can be generated; any call fails."""
+
+    async def publish(self, *_args: Any, **_kwargs: Any) -> None:
+        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        model_name: str | None,
+        status: VerificationStatus | None,
+        study_uid: str | None,
+    ) -> ResultPage:
+        raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
+
+    async def get(self, result_id: uuid.UUID, *, user_id: str | None) -> ResultView | None:
+        raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
+
+    async def mark_verified(self, result_id: uuid.UUID, *, user_id: str, note: str) -> ResultView:
+        raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
+
+    async def lifecycle(self, event_id: uuid.UUID) -> Sequence[LifecycleEntry]:
+        raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
+
+    async def submitted_by(self, event_id: uuid.UUID) -> str | None:
+        raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
+
+    def list(self) -> Sequence[ModelStatus]:
+        return ()
+
+
+class _UnwiredPublisher:
+    async def publish(
+        self,
+        topic_key: TopicKey,
+        key: bytes,
+        value: BaseModel,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
+
+
+class _UnwiredAudit:
+    async def publish(self, action: ApiAction) -> None:
+        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the API (it depends on no setting)."""
+    unwired = _Unwired()
+    app = create_app(
+        Settings(environment="test"),
+        publisher=_UnwiredPublisher(),
+        results=unwired,
+        lifecycle=unwired,
+        models=unwired,
+        audit=_UnwiredAudit(),
+    )
+    return app.openapi()
+
+
+def render(document: dict[str, Any]) -> str:
+    """The committed text form: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main() -> None:
+    """Regenerate ``gateway/openapi.json``."""
+    OPENAPI_PATH.write_text(render(openapi_document()), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The ports the gateway needs: publish events, read results, lifecycles and models, audit.
+
+The composition root passes real implementations (aiokafka, the results repository, the model
+registry); tests pass in-memory fakes. Nothing in ``gateway/`` talks SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from schemas.api import (
+    LifecycleEntry,
+    ModelStatus,
+    ResultPage,
+    ResultView,
+    VerificationStatus,
+)
+from schemas.audit import ApiAction
+from streams.topics import TopicKey
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+"""An async callable answering whether one dependency is ready (exceptions count as not)."""
+
+
+class EventPublisher(Protocol):
+    """Publishes one event on a pipeline topic and returns once the broker acknowledged it.
+
+    Implementations raise :class:`~schemas.errors.TransientError` (``BROKER_UNAVAILABLE``,
+    ``TIMEOUT``) when the broker cannot take the message.
+    """
+
+    async def publish(
+        self,
+        topic_key: TopicKey,
+        key: bytes,
+        value: BaseModel,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        """Publish ``value`` as JSON under ``key`` on the topic named by ``topic_key``."""
+
+
+class ResultsReader(Protocol):
+    """Reads and verifies stored results, always through the caller's visibility."""
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        model_name: str | None,
+        status: VerificationStatus | None,
+        study_uid: str | None,
+    ) -> ResultPage:
+        """One page of the results ``user_id`` may see, newest first."""
+
+    async def get(self, result_id: uuid.UUID, *, user_id: str | None) -> ResultView | None:
+        """The result, or None when it does not exist or ``user_id`` may not see it.
+
+        ``user_id=None`` means unrestricted (admin).
+        """
+
+    async def mark_verified(self, result_id: uuid.UUID, *, user_id: str, note: str) -> ResultView:
+        """Mark the result verified by ``user_id``.
+
+        Raises:
+            ConflictError: ``RESULT_ALREADY_VERIFIED`` on the second verification.
+            ResourceNotFoundError: the result does not exist or is not visible to ``user_id``.
+        """
+
+
+class LifecycleReader(Protocol):
+    """Reads what the pipeline did with a submitted image."""
+
+    async def lifecycle(self, event_id: uuid.UUID) -> Sequence[LifecycleEntry]:
+        """The image's lifecycle, oldest first; empty when the event is unknown."""
+
+    async def submitted_by(self, event_id: uuid.UUID) -> str | None:
+        """The ``requested_by`` of the arrival event, or None when unknown."""
+
+
+class ModelCatalog(Protocol):
+    """Lists the model registry."""
+
+    def list(self) -> Sequence[ModelStatus]:
+        """Every registered model with its status and input spec."""
+
+
+class ApiAuditPublisher(Protocol):
+    """Hands one :class:`~schemas.audit.ApiAction` to the audit trail (topic ``api.actions``)."""
+
+    async def publish(self, action: ApiAction) -> None:
+        """Publish ``action``; raises TransientError when it cannot be recorded."""
