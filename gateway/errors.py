@@ -76,7 +76,8 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 
 
 async def _radstream_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RadstreamError)  # noqa: S101 - registered for this class only
+    if not isinstance(exc, RadstreamError):  # registered for this class only
+        raise TypeError(type(exc).__name__)
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimitError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_seconds)))
@@ -92,7 +93,8 @@ async def _radstream_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
+    if not isinstance(exc, RequestValidationError):  # registered for this class only
+        raise TypeError(type(exc).__name__)
     return error_response(
         ErrorCode.REQUEST_INVALID,
         describe_validation_errors(exc.errors()),
@@ -101,7 +103,8 @@ async def _request_validation_error(request: Request, exc: Exception) -> JSONRes
 
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
+    if not isinstance(exc, StarletteHTTPException):  # registered for this class only
+        raise TypeError(type(exc).__name__)
     status = exc.status_code
     default = ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.REQUEST_INVALID
     code = _CODE_FOR_STATUS.get(status, default)

@@ -181,7 +181,7 @@ class Settings(BaseSettings):
         """Effective settings as plain data with every secret masked (for ``radstream config``)."""
         data: dict[str, Any] = self.model_dump(mode="json")
         data["database_url"] = _mask_url(self.database_url.get_secret_value())
-        data["api"]["jwt_secret"] = "**********"  # noqa: S105 - the mask, not a secret
+        data["api"]["jwt_secret"] = "**********"  # noqa: S105 - the mask, not a secret  # nosec B105
         return data
 
 

@@ -151,7 +151,7 @@ class TestSubmitUpload:
         )
         path = Path(_arrival(harness).image_uri.removeprefix("file://"))
         assert path.parent == harness.root / "uploads" / "2026-11-27"
-        assert path.read_bytes() == b"DICM-bytes"
+        assert path.read_bytes() == b"DICM-bytes"  # noqa: ASYNC240 - a tiny test file
 
     async def test_upload_event_has_size_and_sha256(self, harness: Harness) -> None:
         """Size and digest are computed while streaming."""
