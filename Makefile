@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup services-up services-down services-status demo test lint typecheck security unit integration run bench bench-smoke schemas clean
+.PHONY: help setup tools services-up services-down services-status demo test lint typecheck security unit integration run bench bench-smoke schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install radstream with its dev tools
+
+tools:  ## system tools the tests need (promtool), from Debian's packages if missing
+	bash ops/tools.sh
 
 services-up:  ## start Kafka and PostgreSQL (idempotent)
 	bash ops/services.sh up
@@ -46,7 +49,7 @@ typecheck: setup
 security: setup
 	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability app.py
 
-test: setup services-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
+test: setup tools services-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
 	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider
 
 unit: setup  ## unit tests only (no services)

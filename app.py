@@ -199,7 +199,7 @@ def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
     reader = ImageReader(
         settings.storage_roots,
         settings.validation.max_file_bytes,
-        RetryPolicy.from_settings(settings.retry, jitter=0.2),
+        RetryPolicy.from_settings(settings.retry, jitter=settings.retry.jitter),
     )
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(reader, settings.validation, rules)
@@ -236,7 +236,7 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
     reader = ImageReader(
         settings.storage_roots,
         settings.validation.max_file_bytes,
-        RetryPolicy.from_settings(settings.retry, jitter=0.2),
+        RetryPolicy.from_settings(settings.retry, jitter=settings.retry.jitter),
     )
     stage = InferenceStage(
         reader, registry, rules, settings.validation, on_model_batch=metrics.inference_batch

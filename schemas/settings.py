@@ -70,6 +70,7 @@ class RetrySettings(_Group):
     initial_seconds: float = Field(0.1, gt=0)
     max_seconds: float = Field(5.0, gt=0)
     multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1, description="share of each delay randomised away")
 
 
 class LoggingSettings(_Group):
