@@ -263,7 +263,22 @@ async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metr
         checkpoint_file=settings.audit.checkpoint_file,
         policy=CheckpointPolicy.from_settings(settings.audit),
     )
-    await agent.run(stop)
+    from sinks.audit_sink import AuditSink  # noqa: PLC0415
+    from sinks.database import Database  # noqa: PLC0415
+
+    database = Database(settings.database_url.get_secret_value(), pool_size=2)
+    sink = AuditSink(
+        bootstrap=settings.kafka_bootstrap,
+        prefix=settings.topic_prefix,
+        group_id=f"{settings.consumer_group_prefix}-audit-sink",
+        database=database,
+    )
+    try:
+        # The chain writer and its copy into the append-only table run side by side; either
+        # failing stops the worker's audit stage (and is logged), never silently.
+        await asyncio.gather(agent.run(stop), sink.run(stop))
+    finally:
+        await database.dispose()
 
 
 def build_results_spec(
@@ -399,28 +414,49 @@ async def run_pipeline_on_files(
                     )
                 )
             if all(o.finished for o in outcomes) or asyncio.get_running_loop().time() > deadline:
-                return outcomes
+                break
             await asyncio.sleep(0.5)
+        await _wait_for_audit(settings, [str(e.event_id) for _, e in events], deadline)
+        return outcomes
     finally:
         stop.set()
         await worker
         await database.dispose()
 
 
+async def _wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
+    """Wait (bounded) until the audit topic holds a record about each of ``event_ids``."""
+    from streams.audit_topic import read_audit_topic  # noqa: PLC0415
+
+    wanted = set(event_ids)
+    topic = TopicNames(settings.topic_prefix).audit
+    while asyncio.get_running_loop().time() < deadline:
+        content = await read_audit_topic(settings.kafka_bootstrap, topic)
+        seen = {
+            str(record.object.event_id)
+            for part in content.values()
+            for record in part.records
+            if getattr(record, "object", None) is not None
+        }
+        if wanted <= seen:
+            return
+        await asyncio.sleep(0.5)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Run the whole pipeline on the bundled samples and print what happened to each."""
-    import uuid  # noqa: PLC0415
-
     from observability.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.logging.model_copy(update={"level": "WARNING"}))
     cmd_db(settings, argparse.Namespace(action="upgrade", revision=None))
-    # A fresh topic prefix per demo run, so the output shows exactly this run's images.
-    prefix = f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:6]}."
-    demo_settings = settings.model_copy(update={"topic_prefix": prefix})
+    # The demo runs the deployment as configured (its topics, groups, audit chain and
+    # checkpoints), so a second run continues the same audit chain; it reports on the images it
+    # published itself, by event id.
+    prefix = settings.topic_prefix
+
     files = sample_files()
     print(f"publishing {len(files)} sample images to {prefix}images.arrived ...")
-    outcomes = asyncio.run(run_pipeline_on_files(demo_settings, files))
+    outcomes = asyncio.run(run_pipeline_on_files(settings, files))
     width = max(len(str(o.path.relative_to(SAMPLES_DIR))) for o in outcomes)
     for outcome in outcomes:
         name = str(outcome.path.relative_to(SAMPLES_DIR))
@@ -438,7 +474,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"{len(outcomes)} images: {stored} stored with results, {rejected} rejected with a "
         f"code, {unfinished} unfinished"
     )
-    return 1 if unfinished else 0
+    print("audit trail:")
+    audit_ok = cmd_audit(settings, argparse.Namespace(action="verify", source="both")) == 0
+    return 1 if unfinished or not audit_ok else 0
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -526,6 +564,64 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     return cmd_topics(settings, argparse.Namespace(partitions=None))
 
 
+def cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
+    """List the model registry: name, version, runtime, digest and serving status."""
+    rows = load_model_registry(settings).list()
+    print(f"{'NAME':<20} {'VERSION':<9} {'RUNTIME':<12} {'DEFAULT':<7} {'STATUS':<9} DIGEST")
+    for row in rows:
+        digest = (row.weights_sha256 or "-")[:16]
+        status = row.status.value + (f" ({row.error_code})" if row.error_code else "")
+        print(
+            f"{row.name:<20} {row.version:<9} {row.runtime or '-':<12} "
+            f"{'yes' if row.default else '':<7} {status:<9} {digest}"
+        )
+    return 0 if rows else 1
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    """Verify the audit trail (topic and table) or print one image's trail."""
+    import uuid  # noqa: PLC0415
+
+    from sinks.audit_sink import trail_for_event_in_table, verify_table  # noqa: PLC0415
+    from streams.audit_topic import trail_for_event, verify_topic  # noqa: PLC0415
+
+    topic = TopicNames(settings.topic_prefix).audit
+    audit = settings.audit
+    url = settings.database_url.get_secret_value()
+    if args.action == "show":
+        event_id = uuid.UUID(args.event_id)
+        trail = (
+            asyncio.run(trail_for_event(settings.kafka_bootstrap, topic, event_id))
+            if args.source != "table"
+            else asyncio.run(trail_for_event_in_table(url, event_id))
+        )
+        for record in trail:
+            print(record.model_dump_json())
+        return 0 if trail else 1
+    failures = 0
+    if args.source in ("topic", "both"):
+        report = asyncio.run(
+            verify_topic(
+                settings.kafka_bootstrap, topic, audit.checkpoint_file, audit.signing_key_file
+            )
+        )
+        print(f"topic {topic}: {report.summary()}")
+        failures += not report.ok
+    if args.source in ("table", "both"):
+        report = asyncio.run(verify_table(url, audit.checkpoint_file, audit.signing_key_file))
+        print(f"table audit_log: {report.summary()}")
+        failures += not report.ok
+    return 1 if failures else 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Issue a local HS256 token for the API (development and the demo)."""
+    from gateway.tokens import issue_token  # noqa: PLC0415
+
+    print(issue_token(settings, args.subject, args.role, args.ttl))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``radstream`` command line."""
     parser = argparse.ArgumentParser(prog="radstream", description=__doc__)
@@ -565,6 +661,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the pipeline end to end on the bundled samples").set_defaults(
         func=cmd_demo
     )
+    sub.add_parser("models", help="list the model registry").set_defaults(func=cmd_models)
+
+    audit = sub.add_parser("audit", help="verify the audit trail or show one image's trail")
+    audit.add_argument("action", choices=["verify", "show"])
+    audit.add_argument("--event-id", help="with show: the arrival event id")
+    audit.add_argument("--source", choices=["topic", "table", "both"], default="both")
+    audit.set_defaults(func=cmd_audit)
+
+    token = sub.add_parser("token", help="issue a local API token")
+    token.add_argument("--subject", required=True)
+    token.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["clinician", "service", "auditor", "admin"],
+    )
+    token.add_argument("--ttl", type=int, default=3600)
+    token.set_defaults(func=cmd_token)
+
     sub.add_parser("bootstrap", help="db upgrade + topics ensure").set_defaults(func=cmd_bootstrap)
 
     schemas = sub.add_parser("schemas", help="export or check the JSON Schema/AsyncAPI files")
