@@ -598,6 +598,9 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         for record in trail:
             print(record.model_dump_json())
         return 0 if trail else 1
+    if not audit.signing_key_file.exists():
+        print(f"radstream: no audit key at {audit.signing_key_file}", file=sys.stderr)
+        return 2
     failures = 0
     if args.source in ("topic", "both"):
         report = asyncio.run(
