@@ -393,14 +393,16 @@ def check_pixel_format(header: ImageHeader) -> None:
         raise fail(
             ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "BitsStored missing or larger than BitsAllocated"
         )
-    assert header.dataset is not None  # noqa: S101 - DICOM headers always carry their dataset
-    high_bit = _optional_int(header.dataset, "HighBit")
+    dataset = header.dataset
+    if dataset is None:  # DICOM headers always carry their dataset; narrow without assert
+        raise fail(ErrorCode.IMAGE_MALFORMED, "DICOM header without dataset")
+    high_bit = _optional_int(dataset, "HighBit")
     if high_bit is not None and high_bit != stored - 1:
         raise fail(ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "HighBit is not BitsStored - 1")
     if allocated == 1 and header.samples_per_pixel != 1:
         raise fail(ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "1-bit pixels must be single-sample")
-    if element_value(header.dataset, "RescaleSlope") is not None:
-        slope = optional_float(header.dataset, "RescaleSlope")
+    if element_value(dataset, "RescaleSlope") is not None:
+        slope = optional_float(dataset, "RescaleSlope")
         if slope is None or slope == 0:
             raise fail(ErrorCode.DICOM_INVALID_VALUE, "RescaleSlope is zero or not a number")
 
