@@ -111,9 +111,7 @@ def derivative_kernels(sigmas: tuple[float, ...]) -> np.ndarray:
     return np.stack(xx + yy + xy)[:, np.newaxis].astype(np.float32)
 
 
-def build_graph(
-    plan: VersionPlan, head: tuple[np.ndarray, float] | None = None
-) -> onnx.ModelProto:
+def build_graph(plan: VersionPlan, head: tuple[np.ndarray, float] | None = None) -> onnx.ModelProto:
     """The ONNX model: features only when ``head`` is None, else scores through the head."""
     kernels = derivative_kernels(plan.sigmas)
     scales = len(plan.sigmas)
@@ -168,7 +166,11 @@ def build_graph(
     graph = helper.make_graph(
         nodes,
         f"{MODEL_NAME}-{plan.version}",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 1, plan.size, plan.size])],
+        [
+            helper.make_tensor_value_info(
+                "image", TensorProto.FLOAT, [batch, 1, plan.size, plan.size]
+            )
+        ],
         [output],
         initializer=init,
     )
