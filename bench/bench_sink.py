@@ -215,9 +215,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("bench/results/sink.json"))
     args = parser.parse_args()
     sizes = [int(size) for size in args.batch_sizes.split(",")]
-    report = asyncio.run(
-        run(args.url.replace("+asyncpg", ""), args.rows, sizes, args.small_batch_rows)
-    )
+    url = args.url.replace("+asyncpg", "")
+    report = asyncio.run(run(url, args.rows, sizes, args.small_batch_rows, args.repeat))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["closest_to_copy"], indent=2))
