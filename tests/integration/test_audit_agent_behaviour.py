@@ -134,3 +134,46 @@ async def test_idle_agent_checkpoints_after_interval(
         assert [cp.sequence for cp in read_checkpoints(tmp_path / "checkpoints.jsonl")] == [3]
     finally:
         await agent.stop()
+
+
+async def test_run_restarts_after_a_broker_error(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker error inside run() restarts the agent instead of ending it."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
+    original = AuditAgent.process_batch
+    calls = {"n": 0}
+
+    async def failing_once(self: AuditAgent, timeout_ms: int = 500) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KafkaError("injected broker failure")
+        return await original(self, timeout_ms)
+
+    monkeypatch.setattr(AuditAgent, "process_batch", failing_once)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, restart_delay=0))
+    async with asyncio.timeout(20):
+        while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
+            await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert [r.sequence for r in await _records(kafka_bootstrap, topic_prefix)] == list(range(8))
+
+
+async def test_lost_checkpoint_file_entry_restored_from_topic(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A checkpoint committed to the topic but lost from the file is copied back at start."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+    await make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=2).run_until_idle(0.5)
+    checkpoint_file = tmp_path / "checkpoints.jsonl"
+    written = read_checkpoints(checkpoint_file)
+    checkpoint_file.write_text(written[0].model_dump_json() + "\n")  # as if a crash lost the rest
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=2)
+    await agent.start()
+    await agent.stop()
+    assert read_checkpoints(checkpoint_file) == [written[0], written[-1]]
