@@ -84,6 +84,12 @@ class TestPipelineEvents:
         assert (draft.object.model_name, draft.object.model_version) == ("chest-xray", "1.0.0")
         assert "DOE" not in draft.model_dump_json()
 
+    def test_rejected_without_model(self) -> None:
+        """A rejection before any model was chosen names no model."""
+        event = rejected(EID).model_copy(update={"model_id": None})
+        draft = draft_for_event(event, source())
+        assert (draft.object.model_name, draft.object.model_version) == (None, None)
+
     def test_completed(self) -> None:
         """A result records the result id, model and version and its own correlation id."""
         event = completed(EID)
