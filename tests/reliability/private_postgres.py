@@ -1,0 +1,82 @@
+"""A throwaway private PostgreSQL cluster for outage tests (never the shared one on 5432).
+
+Like ``ops/postgres.sh``, it runs the server as the ``postgres`` OS user when the tests run as
+root (PostgreSQL refuses root), in a directory under /tmp that user can reach, on a free port,
+with trust auth on 127.0.0.1 only. ``stop()`` is ``pg_ctl stop -m fast``: the same thing an
+administrator's restart does to connected clients.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+SUPERUSER = "postgres"
+
+
+def postgres_bin_dir() -> Path:
+    """The newest installed PostgreSQL's bin directory (Debian layout, else PATH)."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if candidates:
+        return candidates[-1]
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is None:
+        raise RuntimeError("PostgreSQL is not installed: run `bash ops/postgres.sh up` once")
+    return Path(pg_ctl).resolve().parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateCluster:
+    """initdb, start, stop and remove one private cluster."""
+
+    def __init__(self) -> None:
+        self.bin_dir = postgres_bin_dir()
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="radstream-pg-outage-"))
+        self.data = self.base / "data"
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.base, "postgres", "postgres")
+
+    @property
+    def admin_url(self) -> str:
+        """Superuser URL of the maintenance database."""
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self._as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, cwd="/", timeout=60)
+
+    def init(self) -> None:
+        """Create the cluster (trust auth, listening on loopback only)."""
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "--no-sync")
+
+    def start(self) -> None:
+        """Start and wait until it accepts connections (at most 30 s)."""
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        log = str(self.base / "server.log")
+        self._run(
+            "pg_ctl", "start", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "30"
+        )
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: abort transactions, disconnect clients, shut down."""
+        self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "30")
+
+    def remove(self) -> None:
+        """Stop if running and delete every file of the cluster."""
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

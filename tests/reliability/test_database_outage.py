@@ -1,0 +1,105 @@
+"""PostgreSQL stops and restarts in the middle of a stream of results: each is stored once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+
+from schemas.events import InferenceCompleted
+from schemas.settings import SinkSettings
+from sinks.database import Database
+from sinks.migrate import upgrade_async
+from sinks.results_sink import ResultsSink, SinkHooks, WriteReport
+from sinks.tables import inference_results
+from tests.reliability.private_postgres import PrivateCluster
+from tests.sink_events import make_result
+
+BATCHES = 60
+BATCH_SIZE = 20
+OUTAGE_AFTER_BATCH = 15
+OUTAGE_SECONDS = 1.5
+REPLAYED_BATCHES = (
+    3  # what Kafka redelivers after a crash: batches whose offsets were not committed
+)
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    """A private cluster of this test alone, removed afterwards."""
+    private = PrivateCluster()
+    try:
+        private.init()
+        private.start()
+        yield private
+    finally:
+        private.remove()
+
+
+@pytest.fixture
+async def database(cluster: PrivateCluster) -> AsyncIterator[Database]:
+    """The radstream database on the private cluster, migrated."""
+    admin = await asyncpg.connect(cluster.admin_url)
+    try:
+        await admin.execute("CREATE ROLE radstream LOGIN CREATEDB")
+        await admin.execute("CREATE DATABASE radstream OWNER radstream")
+    finally:
+        await admin.close()
+    url = f"postgresql://radstream@127.0.0.1:{cluster.port}/radstream"
+    await upgrade_async(url)
+    db = Database(url, pool_size=2, connect_timeout_seconds=2)
+    yield db
+    await db.dispose()
+
+
+async def test_every_result_stored_exactly_once_across_a_restart(
+    cluster: PrivateCluster, database: Database
+) -> None:
+    """Stop PostgreSQL mid-stream, restart it, replay: all results present, none twice."""
+    batches = [
+        [make_result(user="outage", index=b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]
+        for b in range(BATCHES)
+    ]
+    states: list[bool] = []
+    reports: list[WriteReport] = []
+    sink = ResultsSink(
+        database.sessions,
+        SinkSettings(retry_initial_seconds=0.05, retry_max_seconds=0.5),
+        SinkHooks(database_up=states.append),
+    )
+    outage_started = asyncio.Event()
+
+    async def stream() -> None:
+        for number, batch in enumerate(batches):
+            if number == OUTAGE_AFTER_BATCH:
+                outage_started.set()
+                await asyncio.sleep(0.1)  # let the stop begin while batches keep coming
+            reports.append(await sink.write_batch_with_backoff(batch))
+            await asyncio.sleep(0.01)
+        # The consumer restarts and redelivers what it had not committed: replays are harmless.
+        replayed: list[InferenceCompleted] = []
+        for batch in batches[OUTAGE_AFTER_BATCH - REPLAYED_BATCHES : OUTAGE_AFTER_BATCH]:
+            replayed += batch
+        reports.append(await sink.write_batch_with_backoff(replayed))
+
+    async def outage() -> None:
+        await outage_started.wait()
+        await asyncio.to_thread(cluster.stop)
+        await asyncio.sleep(OUTAGE_SECONDS)
+        await asyncio.to_thread(cluster.start)
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(stream(), outage())
+
+    async with database.sessions() as session:
+        total = (await session.execute(select(func.count()).select_from(inference_results))).one()
+        stored_ids = set((await session.execute(select(inference_results.c.result_id))).scalars())
+    expected = {result.result_id for batch in batches for result in batch}
+    assert total[0] == BATCHES * BATCH_SIZE
+    assert stored_ids == expected
+    assert states[:2] == [False, True]
+    assert max(report.attempts for report in reports) > 1
+    assert reports[-1].results_inserted == 0
