@@ -108,6 +108,49 @@ def build_renderer_chain(settings: LoggingSettings, masker: PhiMasker) -> list[P
     ]
 
 
+def build_handler(
+    settings: LoggingSettings, masker: PhiMasker, stream: TextIO | None = None
+) -> logging.Handler:
+    """A stdlib handler rendering any record through radstream's masking pipeline."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *build_renderer_chain(settings, masker),
+        ],
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    return handler
+
+
+def _handler_from_config(
+    settings: LoggingSettings, stream: TextIO | None = None
+) -> logging.Handler:
+    """dictConfig factory: the same handler configure_logging installs."""
+    return build_handler(settings, PhiMasker.from_settings(settings), stream)
+
+
+def worker_logging_config(
+    settings: LoggingSettings, *, stream: TextIO | None = None
+) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` dict that keeps radstream's masked handler on the root.
+
+    faust/mode's ``Worker`` applies its own dictConfig at start-up, replacing the root handlers
+    with an unmasked colour handler. Pass this as ``Worker(app, logging_config=...)`` so the
+    worker installs radstream's handler instead.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "radstream": {"()": _handler_from_config, "settings": settings, "stream": stream}
+        },
+        "root": {"level": settings.level, "handlers": ["radstream"]},
+    }
+
+
 def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None) -> PhiMasker:
     """Configure structlog and stdlib logging once, at start-up; returns the masker in use.
 
@@ -119,16 +162,7 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
     set_default_masker(masker)
     level = logging.getLevelNamesMapping()[settings.level]
 
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *build_renderer_chain(settings, masker),
-        ],
-    )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
-    handler.setFormatter(formatter)
-    setattr(handler, _HANDLER_MARK, True)
+    handler = build_handler(settings, masker, stream)
 
     root = logging.getLogger()
     # Replace only what an earlier call installed, so re-configuring never duplicates lines.

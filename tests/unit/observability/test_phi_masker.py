@@ -372,6 +372,25 @@ class TestNesting:
         assert out == {"event": f"saw {REDACTED_PHI}", "PatientID": REDACTED_PHI}
 
 
+class TestKeyCache:
+    def test_full_cache_is_cleared_and_results_stay_right(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the key cache is full it starts over; masking results do not change."""
+        monkeypatch.setattr("observability.phi._KEY_CACHE_SIZE", 2)
+        masker = PhiMasker()
+        data = {"PatientID": "P1", "note": "a@b.org", "topic": "t", "dob": "1970"}
+        expected = {
+            "PatientID": REDACTED_PHI,
+            "note": REDACTED_EMAIL,
+            "topic": "t",
+            "dob": REDACTED_DOB,
+        }
+        assert masker.mask_mapping(data) == expected
+        assert masker.mask_mapping(data) == expected
+        assert len(masker._key_cache) <= 2
+
+
 class TestDefaultMasker:
     def test_module_functions_use_the_configured_masker(self) -> None:
         """mask_text/mask_value follow the masker installed with set_default_masker."""
