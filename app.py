@@ -426,6 +426,7 @@ async def run_pipeline_on_files(
 
 async def _wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
     """Wait (bounded) until the audit topic holds a record about each of ``event_ids``."""
+    from schemas.audit import AuditRecord  # noqa: PLC0415
     from streams.audit_topic import read_audit_topic  # noqa: PLC0415
 
     wanted = set(event_ids)
@@ -436,7 +437,7 @@ async def _wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline
             str(record.object.event_id)
             for part in content.values()
             for record in part.records
-            if getattr(record, "object", None) is not None
+            if isinstance(record, AuditRecord)
         }
         if wanted <= seen:
             return

@@ -1,7 +1,8 @@
 """The error catalogue and the one exception hierarchy of radstream.
 
 Every rejection, dead letter and API error carries an :class:`ErrorCode`. Codes are stable: a
-code is never renamed, reused or removed (``tests/unit/schemas/test_error_codes_pinned.py`` pins the list).
+code is never renamed, reused or removed
+(``tests/unit/schemas/test_error_codes_pinned.py`` pins the list).
 Each code has one :class:`ErrorSpec` saying what it means, whether retrying can help and which
 HTTP status the API answers with.
 

@@ -19,8 +19,13 @@ READ_TIMEOUT_SECONDS = 30
 
 
 @pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, topic_prefix: str,
-            database_url: str, tmp_path: Path) -> str:
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_url: str,
+    tmp_path: Path,
+) -> str:
     """Point the CLI at this test's topics, the session database and a private audit key."""
     monkeypatch.setenv("RADSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("RADSTREAM_TOPIC_PREFIX", topic_prefix)
@@ -47,14 +52,30 @@ class TestCliWithServices:
         """`publish` sends one arrival event per file with the router's fields."""
         assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
         ct = app.SAMPLES_DIR / "dicom" / "ct_small.dcm"
-        assert app.main(["publish", str(ct), "--source", "PACS9", "--model", "lesion-detector",
-                         "--requested-by", "dr-b"]) == 0
+        assert (
+            app.main(
+                [
+                    "publish",
+                    str(ct),
+                    "--source",
+                    "PACS9",
+                    "--model",
+                    "lesion-detector",
+                    "--requested-by",
+                    "dr-b",
+                ]
+            )
+            == 0
+        )
         assert "published" in capsys.readouterr().out
 
         async def read_one() -> ImageArrived:
-            consumer = AIOKafkaConsumer(f"{cli_env}images.arrived", group_id=None,
-                                        bootstrap_servers=kafka_bootstrap,
-                                        auto_offset_reset="earliest")
+            consumer = AIOKafkaConsumer(
+                f"{cli_env}images.arrived",
+                group_id=None,
+                bootstrap_servers=kafka_bootstrap,
+                auto_offset_reset="earliest",
+            )
             await consumer.start()
             try:
                 record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
@@ -68,14 +89,16 @@ class TestCliWithServices:
         assert event.requested_by == "dr-b"
         assert event.modality == "CT"
 
-    def test_db_upgrade_reports_head(self, cli_env: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def test_db_upgrade_reports_head(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """`db upgrade` on a migrated database is a no-op that reports the head revision."""
         assert app.main(["db", "upgrade"]) == 0
         assert "database at revision 0002" in capsys.readouterr().out
 
-    def test_audit_verify_on_empty_trail(self, cli_env: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+    def test_audit_verify_on_empty_trail(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """With no records and no checkpoints the topic trail verifies as empty and intact."""
         assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
         load_or_create_signing_key(Path(os.environ["RADSTREAM_AUDIT__SIGNING_KEY_FILE"]))
@@ -91,11 +114,13 @@ class TestCliWithServices:
         assert app.main(["audit", "verify", "--source", "topic"]) == 2
         assert "audit key" in capsys.readouterr().err
 
-    def test_audit_show_unknown_event(self, cli_env: str,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+    def test_audit_show_unknown_event(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """Showing the trail of an unknown event prints nothing and exits 1."""
         assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
         capsys.readouterr()
-        assert app.main(["audit", "show", "--source", "topic",
-                         "--event-id", str(uuid.uuid4())]) == 1
+        assert (
+            app.main(["audit", "show", "--source", "topic", "--event-id", str(uuid.uuid4())]) == 1
+        )
         assert capsys.readouterr().out == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -17,15 +18,24 @@ class TestParser:
         """The commands the README lists exist with their arguments."""
         parser = app.build_parser()
         for argv in (
-            ["config"], ["topics", "ensure"], ["publish", "a.dcm", "--model", "m"],
-            ["worker", "--stages", "validation"], ["db", "upgrade"], ["bootstrap"],
-            ["schemas", "check"], ["models"], ["audit", "verify"], ["demo"],
-            ["audit", "show", "--event-id", "x"], ["token", "--subject", "s", "--role", "service"],
+            ["config"],
+            ["topics", "ensure"],
+            ["publish", "a.dcm", "--model", "m"],
+            ["worker", "--stages", "validation"],
+            ["db", "upgrade"],
+            ["bootstrap"],
+            ["schemas", "check"],
+            ["models"],
+            ["audit", "verify"],
+            ["demo"],
+            ["audit", "show", "--event-id", "x"],
+            ["token", "--subject", "s", "--role", "service"],
         ):
             assert callable(parser.parse_args(argv).func), argv
 
-    def test_invalid_settings_exit_2(self, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def test_invalid_settings_exit_2(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """A bad environment is reported clearly, not with a traceback."""
         monkeypatch.setenv("RADSTREAM_VALIDATION__MIN_DIMENSION", "5000")
         assert app.main(["config"]) == 2
@@ -33,8 +43,9 @@ class TestParser:
 
 
 class TestCommandsWithoutServices:
-    def test_config_prints_masked_settings(self, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+    def test_config_prints_masked_settings(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """`radstream config` prints JSON settings with the password masked."""
         monkeypatch.setenv("RADSTREAM_DATABASE_URL", "postgresql://u:topsecret@db:5432/x")
         assert app.main(["config"]) == 0
@@ -61,9 +72,13 @@ class TestCommandsWithoutServices:
         assert app.main(["token", "--subject", "dr-a", "--role", "clinician"]) == 0
         token = capsys.readouterr().out.strip()
         settings = load_settings()
-        claims = jwt.decode(token, settings.api.jwt_secret.get_secret_value(),
-                            algorithms=["HS256"], audience=settings.api.jwt_audience,
-                            issuer=settings.api.jwt_issuer)
+        claims = jwt.decode(
+            token,
+            settings.api.jwt_secret.get_secret_value(),
+            algorithms=["HS256"],
+            audience=settings.api.jwt_audience,
+            issuer=settings.api.jwt_issuer,
+        )
         assert claims["sub"] == "dr-a"
         assert "clinician" in str(claims)
 
@@ -74,7 +89,8 @@ class TestCommandsWithoutServices:
             "radstream-results+validation"
         )
         assert app.consumer_group(settings, ["validation"]) != app.consumer_group(
-            settings, ["inference"])
+            settings, ["inference"]
+        )
 
     def test_demo_modality_hints(self) -> None:
         """Raster samples get the modality their name says; DICOM and others get none."""
@@ -90,7 +106,5 @@ class TestCommandsWithoutServices:
 
     async def test_unknown_stage_is_refused(self) -> None:
         """A typo in --stages fails before anything starts."""
-        import asyncio
-
         with pytest.raises(ValueError, match="unknown stages"):
             await app.run_worker(load_settings(), ["validaton"], asyncio.Event())
