@@ -30,6 +30,8 @@ from schemas.settings import Settings, load_settings
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from observability.metrics import Metrics
     from streams.agents import AgentSpec
     from streams.inference.registry import ModelRegistry
@@ -626,6 +628,63 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def build_api(settings: Settings, *, registry: CollectorRegistry | None = None) -> FastAPI:
+    """The HTTP gateway wired to the real broker, database and model registry."""
+    from gateway.adapters import (  # noqa: PLC0415
+        RegistryModelCatalog,
+        RepositoryLifecycleReader,
+        RepositoryResultsReader,
+    )
+    from gateway.app import create_app  # noqa: PLC0415
+    from gateway.audit_publisher import TopicApiAuditPublisher  # noqa: PLC0415
+    from gateway.kafka_publisher import KafkaEventPublisher  # noqa: PLC0415
+    from sinks.database import Database  # noqa: PLC0415
+    from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
+
+    publisher = KafkaEventPublisher(settings.kafka_bootstrap, TopicNames(settings.topic_prefix))
+    database = Database(settings.database_url.get_secret_value(), pool_size=settings.sink.pool_size)
+
+    class DatabaseResource:
+        """Disposes the engine's pool when the API stops."""
+
+        async def start(self) -> None:
+            """Connections are opened lazily by the pool."""
+
+        async def stop(self) -> None:
+            await database.dispose()
+
+    return create_app(
+        settings,
+        publisher=publisher,
+        results=RepositoryResultsReader(ResultsRepository(database.sessions)),
+        lifecycle=RepositoryLifecycleReader(LifecycleRepository(database.sessions)),
+        models=RegistryModelCatalog(load_model_registry(settings)),
+        audit=TopicApiAuditPublisher(publisher),
+        metrics=registry if registry is not None else CollectorRegistry(),
+        readiness={"kafka": publisher.ready, "database": database.ping},
+        resources=(publisher, DatabaseResource()),
+    )
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    """Serve the HTTP API with uvicorn until SIGINT/SIGTERM."""
+    import uvicorn  # noqa: PLC0415
+
+    from observability.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.logging)
+    uvicorn.run(
+        build_api(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        # None: uvicorn's loggers go through our masked root handler, not their own.
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``radstream`` command line."""
     parser = argparse.ArgumentParser(prog="radstream", description=__doc__)
@@ -665,6 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the pipeline end to end on the bundled samples").set_defaults(
         func=cmd_demo
     )
+    sub.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
     sub.add_parser("models", help="list the model registry").set_defaults(func=cmd_models)
 
     audit = sub.add_parser("audit", help="verify the audit trail or show one image's trail")

@@ -374,6 +374,7 @@ class LifecycleRepository:
                 _E.detail,
                 _E.model_name,
                 _E.model_version,
+                _E.requested_by,
             )
             .where(_E.event_id == event_id)
             .order_by(_E.at, _E.id)
@@ -386,3 +387,15 @@ class LifecycleRepository:
                 result = await session.execute(self.lifecycle_statement(event_id))
                 rows = result.mappings().all()
         return [LifecycleEntry.model_validate(dict(row)) for row in rows]
+
+    async def submitted_by(self, event_id: uuid.UUID) -> str | None:
+        """The pseudonymous user who submitted the image, from any of its lifecycle rows."""
+        statement = (
+            select(_E.requested_by)
+            .where(_E.event_id == event_id, _E.requested_by.is_not(None))
+            .limit(1)
+        )
+        with database_errors():
+            async with self._sessions() as session:
+                value = (await session.execute(statement)).scalar_one_or_none()
+        return None if value is None else str(value)

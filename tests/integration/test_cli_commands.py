@@ -94,7 +94,7 @@ class TestCliWithServices:
     ) -> None:
         """`db upgrade` on a migrated database is a no-op that reports the head revision."""
         assert app.main(["db", "upgrade"]) == 0
-        assert "database at revision 0002" in capsys.readouterr().out
+        assert "database at revision 0003" in capsys.readouterr().out
 
     def test_audit_verify_on_empty_trail(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]
