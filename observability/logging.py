@@ -171,6 +171,9 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
+    # pydicom's warnings quote attribute values ("Invalid value for VR PN: 'Doe^John'"): the
+    # masker would catch most, but such lines carry no operational value, so they are dropped.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
     structlog.configure(
         processors=[

@@ -206,10 +206,14 @@ async def process_batch(
     started = time.perf_counter()
     try:
         outgoing = await handler.handle(batch)
-    except Exception as exc:  # noqa: BLE001 - an escaping exception would skip the offsets
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - native decoders raise BaseException panics
+        # Anything escaping would make Faust skip the batch's offsets: dead-letter it instead.
+        error = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
         if on_handler_crash is not None:
-            on_handler_crash(exc)
-        outgoing = [dead_letter_for(message, handler.stage, exc) for message in batch]
+            on_handler_crash(error)
+        outgoing = [dead_letter_for(message, handler.stage, error) for message in batch]
     await deliver_until_done(
         deliver, outgoing, on_retry=lambda: observer.delivery_retried(handler.stage)
     )
