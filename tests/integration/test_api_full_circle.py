@@ -74,8 +74,9 @@ def bearer(settings: Settings, subject: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings, subject, [role], 600)}"}
 
 
-async def poll(client: httpx.AsyncClient, url: str, headers: dict[str, str],
-               done: Any) -> dict[str, Any]:
+async def poll(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], done: Any
+) -> dict[str, Any]:
     """GET ``url`` until ``done(body)`` holds (bounded)."""
     body: dict[str, Any] = {}
     for _ in range(RESULT_TIMEOUT_SECONDS * 4):
@@ -88,19 +89,25 @@ async def poll(client: httpx.AsyncClient, url: str, headers: dict[str, str],
     return body
 
 
-async def test_submit_read_verify_and_audit(running: httpx.AsyncClient,
-                                           api_settings: Settings) -> None:
+async def test_submit_read_verify_and_audit(
+    running: httpx.AsyncClient, api_settings: Settings
+) -> None:
     """A clinician's submission becomes a stored, verifiable result with an audit trail."""
     client = running
     clinician = bearer(api_settings, "dr-x", "clinician")
     image = (api_settings.storage_roots[0] / "ct.dcm").as_uri()
-    submitted = await client.post("/infer", json={"source": "router-1", "image_uri": image},
-                                  headers=clinician)
+    submitted = await client.post(
+        "/infer", json={"source": "router-1", "image_uri": image}, headers=clinician
+    )
     assert submitted.status_code == 202, submitted.text
     event_id = submitted.json()["event_id"]
 
-    lifecycle = await poll(client, f"/events/{event_id}", clinician,
-                           lambda b: any(e["state"] == "stored" for e in b["entries"]))
+    lifecycle = await poll(
+        client,
+        f"/events/{event_id}",
+        clinician,
+        lambda b: any(e["state"] == "stored" for e in b["entries"]),
+    )
     assert [e["state"] for e in lifecycle["entries"]][-1] == "stored"
 
     page = await poll(client, "/results", clinician, lambda b: bool(b["items"]))
@@ -113,12 +120,14 @@ async def test_submit_read_verify_and_audit(running: httpx.AsyncClient,
     assert (await client.get(f"/results/{result['result_id']}", headers=other)).status_code == 404
     assert (await client.get(f"/events/{event_id}", headers=other)).status_code == 404
 
-    verify = await client.post(f"/results/{result['result_id']}/verify",
-                               json={"note": "agree"}, headers=clinician)
+    verify = await client.post(
+        f"/results/{result['result_id']}/verify", json={"note": "agree"}, headers=clinician
+    )
     assert verify.status_code == 200, verify.text
     assert verify.json()["status"] == "verified"
-    again = await client.post(f"/results/{result['result_id']}/verify",
-                              json={"note": "again"}, headers=clinician)
+    again = await client.post(
+        f"/results/{result['result_id']}/verify", json={"note": "again"}, headers=clinician
+    )
     assert again.status_code == 409
     assert again.json()["code"] == "RESULT_ALREADY_VERIFIED"
 
@@ -130,8 +139,12 @@ async def test_submit_read_verify_and_audit(running: httpx.AsyncClient,
     topic = TopicNames(api_settings.topic_prefix).audit
     for _ in range(RESULT_TIMEOUT_SECONDS):
         content = await read_audit_topic(api_settings.kafka_bootstrap, topic)
-        seen = {str(r.event_type) for part in content.values() for r in part.records
-                if isinstance(r, AuditRecord)}
+        seen = {
+            str(r.event_type)
+            for part in content.values()
+            for r in part.records
+            if isinstance(r, AuditRecord)
+        }
         if wanted <= seen:
             break
         await asyncio.sleep(1)

@@ -153,6 +153,7 @@ class TestProcessBatch:
 
     async def test_cancellation_is_not_swallowed(self) -> None:
         """Shutting the worker down cancels the batch instead of dead-lettering it."""
+
         class Cancelled:
             stage = Stage.VALIDATION
 
