@@ -31,7 +31,7 @@ RESULT_TIMEOUT_SECONDS = 60
 
 @pytest.fixture
 def api_settings(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, pipeline_database_url: str, topic_prefix: str, tmp_path: Path
 ) -> Settings:
     """Isolated topics, groups and audit key; storage root with one CT image in it."""
     root = tmp_path / "images"
@@ -39,7 +39,7 @@ def api_settings(
     shutil.copy(app.SAMPLES_DIR / "dicom" / "ct_small.dcm", root / "ct.dcm")
     return load_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(database_url),
+        database_url=SecretStr(pipeline_database_url),
         topic_prefix=topic_prefix,
         consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(root,),

@@ -92,13 +92,15 @@ class TestComposeFile:
         env = SERVICES["worker-validation"]["environment"]
         assert env["RADSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert "@postgres:5432/radstream" in env["RADSTREAM_DATABASE_URL"]
-        assert "PLAINTEXT://kafka:9092" in SERVICES["kafka"]["environment"][
-            "KAFKA_ADVERTISED_LISTENERS"]
+        assert (
+            "PLAINTEXT://kafka:9092"
+            in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        )
 
     def test_host_ports_match_local_defaults(self) -> None:
         """From the host, Kafka and PostgreSQL are where the settings' defaults point."""
-        defaults = Settings()
-        assert f"{defaults.kafka_bootstrap.rsplit(':', 1)[1]}:9094" in SERVICES["kafka"]["ports"]
+        default_bootstrap = str(Settings.model_fields["kafka_bootstrap"].default)
+        assert f"{default_bootstrap.rsplit(':', 1)[1]}:9094" in SERVICES["kafka"]["ports"]
         assert "5432:5432" in SERVICES["postgres"]["ports"]
         assert "8080:8080" in SERVICES["api"]["ports"]
 
@@ -110,8 +112,12 @@ class TestComposeFile:
     def test_prometheus_config_scrapes_the_workers(self) -> None:
         """The mounted Prometheus config exists and scrapes every worker service."""
         config = yaml.safe_load((ROOT / "ops/prometheus/prometheus.docker.yml").read_text())
-        targets = {t for job in config["scrape_configs"] for sc in job["static_configs"]
-                   for t in sc["targets"]}
+        targets = {
+            t
+            for job in config["scrape_configs"]
+            for sc in job["static_configs"]
+            for t in sc["targets"]
+        }
         for name in radstream_services():
             if name.startswith("worker-"):
                 assert f"{name}:9464" in targets
@@ -119,6 +125,13 @@ class TestComposeFile:
     def test_dockerfile_copies_what_the_app_needs(self) -> None:
         """The image contains every package and the model registry the workers load."""
         dockerfile = (ROOT / "Dockerfile").read_text()
-        for folder in ("schemas", "streams", "sinks", "gateway", "observability",
-                       "model_registry", "app.py"):
+        for folder in (
+            "schemas",
+            "streams",
+            "sinks",
+            "gateway",
+            "observability",
+            "model_registry",
+            "app.py",
+        ):
             assert f"COPY {folder}" in dockerfile
