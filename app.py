@@ -637,11 +637,16 @@ def build_api(settings: Settings, *, registry: CollectorRegistry | None = None) 
     )
     from gateway.app import create_app  # noqa: PLC0415
     from gateway.audit_publisher import TopicApiAuditPublisher  # noqa: PLC0415
-    from gateway.kafka_publisher import KafkaEventPublisher  # noqa: PLC0415
     from sinks.database import Database  # noqa: PLC0415
     from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
+    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
 
-    publisher = KafkaEventPublisher(settings.kafka_bootstrap, TopicNames(settings.topic_prefix))
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap,
+        TopicNames(settings.topic_prefix),
+        client_id="radstream-api",
+        send_timeout_seconds=10.0,
+    )
     database = Database(settings.database_url.get_secret_value(), pool_size=settings.sink.pool_size)
 
     class DatabaseResource:

@@ -15,9 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.app import create_app
 from gateway.audit_publisher import TopicApiAuditPublisher
-from gateway.kafka_publisher import KafkaEventPublisher
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import ImageArrived
+from streams.kafka_io import KafkaPublisher
 from streams.topics import TopicKey, TopicNames
 from tests.unit.gateway.fakes import (
     FakeLifecycle,
@@ -65,13 +65,13 @@ async def _first_message(
 async def wired(
     tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str, TopicNames, Path]]:
-    """The API wired to a started KafkaEventPublisher on a unique topic prefix."""
+    """The API wired to a started KafkaPublisher on a unique topic prefix."""
     topics = TopicNames(topic_prefix)
     await _create_topics(kafka_bootstrap, [topics.arrived, topics.api_actions])
     settings = settings_for(tmp_path).model_copy(
         update={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}
     )
-    publisher = KafkaEventPublisher(kafka_bootstrap, topics)
+    publisher = KafkaPublisher(kafka_bootstrap, topics)
     app = create_app(
         settings,
         publisher=publisher,
@@ -139,12 +139,12 @@ class TestApiPublish:
         assert response.json() == {"status": "ready", "checks": {"kafka": True}}
 
 
-class TestKafkaEventPublisherFailures:
+class TestKafkaPublisherFailures:
     """Kafka failures are translated to radstream errors where they enter."""
 
     async def test_publish_before_start_is_broker_unavailable(self) -> None:
         """An unstarted publisher refuses with BROKER_UNAVAILABLE."""
-        publisher = KafkaEventPublisher("127.0.0.1:9092", TopicNames("x."))
+        publisher = KafkaPublisher("127.0.0.1:9092", TopicNames("x."))
         event = ImageArrived(source="r1", image_uri="file:///srv/a.dcm")
         with pytest.raises(TransientError) as caught:
             await publisher.publish(TopicKey.IMAGES_ARRIVED, b"k", event, [])
@@ -152,11 +152,11 @@ class TestKafkaEventPublisherFailures:
 
     async def test_start_against_closed_port_is_broker_unavailable(self) -> None:
         """No broker listening: start raises BROKER_UNAVAILABLE (not a raw Kafka error)."""
-        publisher = KafkaEventPublisher("127.0.0.1:1", TopicNames(f"x{uuid.uuid4().hex}."))
+        publisher = KafkaPublisher("127.0.0.1:1", TopicNames(f"x{uuid.uuid4().hex}."))
         with pytest.raises(TransientError) as caught:
             await publisher.start()
         assert caught.value.code is ErrorCode.BROKER_UNAVAILABLE
 
     async def test_not_ready_before_start(self) -> None:
         """The readiness check is false until the producer is started."""
-        assert await KafkaEventPublisher("127.0.0.1:9092", TopicNames("x.")).ready() is False
+        assert await KafkaPublisher("127.0.0.1:9092", TopicNames("x.")).ready() is False
