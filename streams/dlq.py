@@ -121,6 +121,25 @@ def check_actor(actor: str) -> str:
 
 
 # ----------------------------------------------------------------------------- reading
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; empty when it does not exist (yet).
+
+    Raises:
+        TransientError: BROKER_UNAVAILABLE.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="radstream-dlq")
+    try:
+        await admin.start()
+        described: list[dict[str, Any]] = await admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "broker unreachable") from exc
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"] for d in described if d.get("error_code") == 0 for p in d["partitions"]
+    )
+
+
 async def read_topic_records(
     bootstrap: str, topic: str, *, timeout_seconds: float = READ_TIMEOUT_SECONDS
 ) -> tuple[list[Any], dict[int, int]]:
@@ -133,6 +152,10 @@ async def read_topic_records(
     Raises:
         TransientError: BROKER_UNAVAILABLE, or TIMEOUT when the end is not reached in time.
     """
+    partitions = await topic_partitions(bootstrap, topic)
+    if not partitions:
+        return [], {}
+    tps = [TopicPartition(topic, p) for p in partitions]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -142,9 +165,6 @@ async def read_topic_records(
     )
     try:
         await consumer.start()
-        if topic not in await consumer.topics():
-            return [], {}
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         starts: dict[TopicPartition, int] = await consumer.beginning_offsets(tps)
@@ -156,7 +176,7 @@ async def read_topic_records(
                 if not pending:
                     break
                 batch = await consumer.getmany(*pending, timeout_ms=200)
-                records.extend(r for rs in batch.values() for r in rs if r.offset < ends[r.tp])
+                records.extend(r for tp, rs in batch.items() for r in rs if r.offset < ends[tp])
         return records, {tp.partition: starts[tp] for tp in tps}
     except TimeoutError as exc:
         raise TransientError(ErrorCode.TIMEOUT, f"reading {topic} did not finish") from exc
