@@ -203,3 +203,54 @@ class TestPurge:
         assert records(settings, topics.deadletter) == []
         marks = asyncio.run(dlq.read_marks(bootstrap, topics))
         assert marks == {}
+
+
+async def publish_raw(bootstrap: str, topic: str, key: bytes | None, value: bytes | None) -> None:
+    """One raw record, as a stray producer would write it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+class TestStrayRecords:
+    def test_junk_on_deadletter_topic_is_skipped_and_blocks_deletion(
+        self, env: tuple[Settings, list[DeadLetter]]
+    ) -> None:
+        """A record that is no dead letter is not listed, and a purge never deletes past it."""
+        settings, _ = env
+        topics = TopicNames(settings.topic_prefix)
+        bootstrap = settings.kafka_bootstrap
+        asyncio.run(publish_raw(bootstrap, topics.deadletter, None, b"not a dead letter"))
+        snapshot = asyncio.run(dlq.read_snapshot(bootstrap, topics))
+        assert (len(snapshot.entries), snapshot.unreadable) == (2, [(0, 2)])
+        report = asyncio.run(dlq.purge(bootstrap, topics, actor="ops", stage="validation"))
+        assert report.delete_before == {0: 2}
+
+    def test_junk_on_marks_topic_is_ignored(self, env: tuple[Settings, list[DeadLetter]]) -> None:
+        """A stray value or a tombstone with a junk key on the marks topic changes no mark."""
+        settings, letters = env
+        topics = TopicNames(settings.topic_prefix)
+        bootstrap = settings.kafka_bootstrap
+        asyncio.run(dlq.replay(bootstrap, topics, actor="ops", ids=[letters[1].dead_letter_id]))
+        marks_topic = dlq.marks_topic(topics)
+        asyncio.run(publish_raw(bootstrap, marks_topic, b"k", b"{junk"))
+        asyncio.run(publish_raw(bootstrap, marks_topic, b"not-a-uuid", None))
+        marks = asyncio.run(dlq.read_marks(bootstrap, topics))
+        assert list(marks) == [letters[1].dead_letter_id]
+
+
+class TestBrokerTrouble:
+    def test_unreachable_broker_exits_1(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """No broker: one line naming BROKER_UNAVAILABLE and exit code 1, no traceback."""
+        settings = load_settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="rstest.nobroker.")
+        assert dlq_cli.cmd_dlq_list(settings, parse("list")) == 1
+        assert "BROKER_UNAVAILABLE" in capsys.readouterr().err
+
+    def test_unfiltered_replay_is_refused(self) -> None:
+        """Replaying everything needs an explicit filter (checked before any I/O)."""
+        topics = TopicNames("rstest.nobroker.")
+        with pytest.raises(ValueError, match="replay needs --id"):
+            asyncio.run(dlq.replay("127.0.0.1:1", topics, actor="ops"))
