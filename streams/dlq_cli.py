@@ -23,7 +23,6 @@ from observability.phi import PhiMasker, mask_text, mask_value, set_default_mask
 from schemas.errors import ErrorCode, RadstreamError
 from schemas.events import Stage
 from schemas.settings import Settings
-from streams import dlq
 from streams.deadletter import DeadLetterEntry
 from streams.topics import TopicNames
 
@@ -102,6 +101,8 @@ def entry_line(entry: DeadLetterEntry) -> str:
 
 def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     """Print the dead letters matching the filters."""
+    from streams import dlq  # noqa: PLC0415 - aiokafka loads only when a dlq command runs
+
     entries, code = _run(
         lambda: dlq.list_dead_letters(
             settings.kafka_bootstrap,
@@ -171,6 +172,8 @@ def render_entry(entry: DeadLetterEntry) -> list[str]:
 
 def cmd_dlq_show(settings: Settings, args: argparse.Namespace) -> int:
     """Print one dead letter; ``--raw`` (development only) prints the value unmasked."""
+    from streams import dlq  # noqa: PLC0415 - aiokafka loads only when a dlq command runs
+
     if args.raw and settings.environment != "development":
         print("radstream dlq: --raw is refused outside development", file=sys.stderr)
         return 2
@@ -196,6 +199,8 @@ def cmd_dlq_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     """Replay the selected dead letters; exit 1 when any was refused or nothing matched."""
+    from streams import dlq  # noqa: PLC0415 - aiokafka loads only when a dlq command runs
+
     report, code = _run(
         lambda: dlq.replay(
             settings.kafka_bootstrap,
@@ -223,6 +228,8 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
     """Purge the selected dead letters; exit 1 when nothing matched."""
+    from streams import dlq  # noqa: PLC0415 - aiokafka loads only when a dlq command runs
+
     report, code = _run(
         lambda: dlq.purge(
             settings.kafka_bootstrap,
