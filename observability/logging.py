@@ -47,6 +47,11 @@ _NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A correlation id taken from a header must look like an id, not like text.
 _CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _HANDLER_MARK = "_radstream_handler"
+# Library loggers that print message keys and values at DEBUG (aiokafka's producer logs every
+# send's key and value; its connection logs whole request and response reprs, record batches
+# included). Payloads are patient data, and bytes inside a repr defeat pattern masking, so these
+# never go below INFO whatever the configured level (tests/security/test_logs_have_no_phi.py).
+PAYLOAD_LOGGERS: Final = ("aiokafka.conn", "aiokafka.producer.producer")
 
 
 def escape_control_characters(text: str) -> str:
@@ -174,6 +179,8 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
     # pydicom's warnings quote attribute values ("Invalid value for VR PN: 'Doe^John'"): the
     # masker would catch most, but such lines carry no operational value, so they are dropped.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
 
     structlog.configure(
         processors=[
