@@ -27,6 +27,7 @@ from schemas.contracts import (
 )
 from schemas.events import CORRELATION_ID_HEADER, InferenceCompleted, Priority, Stage, utc_now
 from schemas.settings import Settings, load_settings
+from streams import dlq_cli
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ CHANNEL_KEYS: dict[TopicKey, str] = {
     TopicKey.INFERENCE_RESULTS: "the arrival's key",
     TopicKey.AUDIT_LOG: "the audit chain partition",
     TopicKey.DEADLETTER: "the original message's key",
+    TopicKey.DEADLETTER_MARKS: "the dead letter's id",
     TopicKey.API_ACTIONS: "the acting subject",
 }
 
@@ -750,6 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
 
     sub.add_parser("bootstrap", help="db upgrade + topics ensure").set_defaults(func=cmd_bootstrap)
+
+    dlq_cli.register(sub)
 
     schemas = sub.add_parser("schemas", help="export or check the JSON Schema/AsyncAPI files")
     schemas.add_argument("action", choices=["export", "check"])

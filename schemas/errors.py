@@ -94,6 +94,8 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # dead-letter operations
+    DEAD_LETTER_ALREADY_REPLAYED = "DEAD_LETTER_ALREADY_REPLAYED"
 
 
 class ErrorCategory(StrEnum):
@@ -269,6 +271,11 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         ErrorCategory.RATE_LIMIT,
         429,
         retryable=True,
+    ),
+    C.DEAD_LETTER_ALREADY_REPLAYED: ErrorSpec(
+        "The dead letter was replayed before; replay it again only with --force.",
+        ErrorCategory.CONFLICT,
+        409,
     ),
     C.AUDIT_CHAIN_BROKEN: ErrorSpec(
         "An audit record's hash or link to its predecessor does not verify.",

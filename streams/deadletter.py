@@ -374,6 +374,5 @@ def dlq_action(
         route=DLQ_ROUTES[kind],
         event_id=letter.event_id,
         correlation_id=correlation,
-        # Closest existing code for "already replayed" (a conflict); see docs/deadletters.md.
-        error_code=ErrorCode.REQUEST_INVALID if refused else None,
+        error_code=ErrorCode.DEAD_LETTER_ALREADY_REPLAYED if refused else None,
     )

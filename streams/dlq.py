@@ -40,13 +40,9 @@ from streams.deadletter import (
     plan_replay,
     select,
 )
-from streams.topics import TopicNames
+from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
 
-# The marks topic belongs in streams/topics.py (TopicKey.DEADLETTER_MARKS); until the catalogue
-# has it, its suffix and configs live here. Compacted and never expiring: the latest mark of a
-# dead letter must outlive every process, and tombstones remove marks of deleted dead letters.
-MARKS_TOPIC_SUFFIX = "deadletter.marks"
-MARKS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "retention.ms": "-1"}
+MARKS_TOPIC_CONFIGS = TOPIC_SPECS[TopicKey.DEADLETTER_MARKS].configs()
 _TOPIC_ALREADY_EXISTS = 36
 # Reading a topic to its end needs a few fetches; the bound only stops a hung broker.
 READ_TIMEOUT_SECONDS = 30.0
@@ -55,7 +51,7 @@ _ACTOR_RE = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
 
 def marks_topic(topics: TopicNames) -> str:
     """The full name of the dead-letter marks topic under ``topics``' prefix."""
-    return f"{topics.prefix}{MARKS_TOPIC_SUFFIX}"
+    return topics.deadletter_marks
 
 
 @dataclass(frozen=True, slots=True)

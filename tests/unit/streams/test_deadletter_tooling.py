@@ -312,7 +312,7 @@ class TestDlqAction:
         """A refused replay is audited as a 409 failure with an error code."""
         action = dlq_action(ApiActionKind.DLQ_REPLAY, entry(0), actor="ops", refused=True)
         assert (action.outcome, action.http_status) == ("failure", 409)
-        assert action.error_code is ErrorCode.REQUEST_INVALID
+        assert action.error_code is ErrorCode.DEAD_LETTER_ALREADY_REPLAYED
 
     def test_missing_correlation_id_gets_a_stable_one(self) -> None:
         """Without a correlation id the audit joins on one derived from the dead letter id."""
