@@ -224,7 +224,10 @@ _H = r"[0-9A-Fa-f]{1,4}"
 _IPV6_RE = re.compile(
     rf"(?<![\w:])(?:(?:{_H}:){{7}}{_H}|(?:{_H}:)+(?::{_H})+|(?:{_H}:)+:|::(?:{_H}:)*{_H})(?![\w:])"
 )
-_PERSON_NAME_RE = re.compile(rf"(?<![\w^]){_NAME_CHAR}+(?:\^{_NAME_CHAR}*){{1,4}}(?![\w^])")
+# Components may hold digits (``CompressedSamples^CT1`` is a real test-file name); what makes a
+# person name is the caret and at least two components with letters (see _person_name).
+_NAME_PART = r"[A-Za-z0-9\u00c0-\u024f'\-]"
+_PERSON_NAME_RE = re.compile(rf"(?<![\w^]){_NAME_PART}+(?:\^{_NAME_PART}*){{1,4}}(?![\w^])")
 
 
 _DIGIT_RE = re.compile(r"\d")

@@ -401,3 +401,17 @@ class TestDefaultMasker:
             assert mask_value({"k": "Q9999"}) == {"k": REDACTED_MRN}
         finally:
             set_default_masker(previous)
+
+
+class TestPersonNamesWithDigits:
+    def test_name_components_with_digits_are_masked(self) -> None:
+        """A DICOM person name whose components carry digits (CompressedSamples^CT1) is PHI."""
+        from observability.phi import REDACTED_PHI, mask_text  # noqa: PLC0415
+
+        assert mask_text("key=CompressedSamples^CT1 sent") == f"key={REDACTED_PHI} sent"
+
+    def test_caret_between_numbers_is_not_a_name(self) -> None:
+        """Only components with letters make a name: 2^10 stays as it is."""
+        from observability.phi import mask_text  # noqa: PLC0415
+
+        assert mask_text("size 2^10 bytes") == "size 2^10 bytes"
