@@ -134,7 +134,6 @@ _SAFE_SUFFIXES = ("uid", "_seconds", "_ms", "_at", "_sha256", "_bytes", "_count"
 _SCALARS = (bool, int, float, Decimal, uuid.UUID, datetime, date, time, timedelta, enum.Enum)
 
 # ----------------------------------------------------------------------------- patterns
-_NAME_CHAR = r"[A-Za-z\u00c0-\u024f'\-]"
 _DATE = (
     r"\d{4}-\d{2}-\d{2}|\d{4}/\d{2}/\d{2}|\d{8}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4}"
     r"|\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+\d{4}"
