@@ -76,11 +76,6 @@ class GroupSnapshot:
     members: int | None = None
     state: str = ""
 
-    @property
-    def lag(self) -> int:
-        """The group's total lag in messages."""
-        return sum(sample.lag for sample in self.samples)
-
 
 @dataclass(frozen=True, slots=True)
 class GroupVerdict:
