@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -326,6 +326,83 @@ async def probe_once(
         state.set_database_up(up)
 
 
+class ManagedSource(SnapshotSource, Protocol):
+    """A snapshot source with a lifecycle (a :class:`observability.lag.LagReader`)."""
+
+    async def start(self) -> None:
+        """Connect."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        ...
+
+
+class WorkerHealth:
+    """A worker's health probes and HTTP server, started and closed as one resource.
+
+    Owns its stop event, so closing it never depends on the worker's own stop having been set
+    (a worker whose start failed still closes cleanly).
+
+    Args:
+        state: the worker's :class:`HealthState` (the agents call ``record_progress`` on it).
+        reader: a :class:`observability.lag.LagReader` (not started: :meth:`start` starts it
+            and :meth:`close` stops it).
+        inputs: stage -> (consumer group, input topics or ``None``), see :func:`stage_lag_probe`.
+        database_probe: ``Database.ping`` when the worker runs the results stage.
+        registry: served on ``/metrics`` next to the probes.
+        address: ``(host, port)`` to serve on; ``None`` serves nothing (tests, the demo).
+        interval_seconds: seconds between probe rounds.
+    """
+
+    def __init__(
+        self,
+        state: HealthState,
+        reader: ManagedSource,
+        inputs: Mapping[str, tuple[str, Sequence[str] | None]],
+        *,
+        database_probe: Callable[[], Awaitable[bool]] | None = None,
+        registry: CollectorRegistry | None = None,
+        address: tuple[str, int] | None = None,
+        interval_seconds: float = 5.0,
+    ) -> None:
+        self.state = state
+        self.reader = reader
+        self.inputs = dict(inputs)
+        self.database_probe = database_probe
+        self.registry = registry
+        self.address = address
+        self.interval_seconds = interval_seconds
+        self.server: ThreadingHTTPServer | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the reader, the probe loop and (with an address) the HTTP server."""
+        await self.reader.start()
+        self._task = asyncio.create_task(
+            run_health_probes(
+                self.state,
+                self._stop,
+                lag_probe=stage_lag_probe(self.reader, self.inputs),
+                database_probe=self.database_probe,
+                interval_seconds=self.interval_seconds,
+            )
+        )
+        if self.address is not None:
+            self.server, _thread = serve_health(self.state, self.registry, *self.address)
+
+    async def close(self) -> None:
+        """Stop serving, end the probe loop and stop the reader."""
+        self._stop.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self._task is not None:
+            await self._task
+        await self.reader.stop()
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds`` or until ``stop`` is set, whichever is first."""
     try:
@@ -339,7 +416,9 @@ __all__ = [
     "DEFAULT_PROGRESS_TIMEOUT",
     "Check",
     "HealthState",
+    "ManagedSource",
     "StageLagProbe",
+    "WorkerHealth",
     "probe_once",
     "run_health_probes",
     "serve_health",

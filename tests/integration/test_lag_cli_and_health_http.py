@@ -29,7 +29,13 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from observability.health import HealthState, probe_once, serve_health, stage_lag_probe
+from observability.health import (
+    HealthState,
+    WorkerHealth,
+    probe_once,
+    serve_health,
+    stage_lag_probe,
+)
 from observability.lag import LagReader
 from observability.lag_cli import cmd_lag, run_lag_exporter
 from observability.metrics import Metrics
@@ -264,3 +270,33 @@ class TestHealthServer:
         _state, base = server
         status, _body = await asyncio.to_thread(get, f"{base}/admin")
         assert status == 404
+
+
+class TestWorkerHealth:
+    async def test_serves_probes_fed_by_the_real_broker(self, lagging: LaggingGroup) -> None:
+        """WorkerHealth starts a real LagReader, probes the broker, serves /readyz on its port."""
+        state = HealthState(["validation"], requires_database=False)
+        state.mark_started()
+        reader = LagReader(lagging.settings.kafka_bootstrap, lagging.settings.topic_prefix)
+        health = WorkerHealth(
+            state,
+            reader,
+            {"validation": (lagging.group, None)},
+            registry=CollectorRegistry(),
+            address=("127.0.0.1", 0),
+            interval_seconds=0.1,
+        )
+        await health.start()
+        try:
+            assert health.server is not None
+            url = f"http://127.0.0.1:{health.server.server_port}/readyz"
+            payload: dict[str, dict[str, dict[str, object]]] = {}
+            for _ in range(int(TIMEOUT_SECONDS / 0.1)):  # bounded: the first probe takes ~50 ms
+                status, body = await asyncio.to_thread(get, url)
+                payload = json.loads(body)
+                if status == 200:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.wait_for(health.close(), TIMEOUT_SECONDS)
+        assert payload["checks"]["stage:validation"]["detail"] == "lag 2, progress 0 s ago"

@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from observability.health import HealthState, probe_once, run_health_probes, stage_lag_probe
+from observability.health import (
+    HealthState,
+    WorkerHealth,
+    probe_once,
+    run_health_probes,
+    stage_lag_probe,
+)
 from observability.lag import GroupSnapshot, LagSample
 
 
@@ -290,3 +296,41 @@ class TestProbes:
         )
         await asyncio.wait_for(task, 5)  # bounded: the loop must stop once stop is set
         assert (calls, state.live()[0], state.evaluate()[1]["broker"].ok) == (3, True, True)
+
+
+class ManagedFake(FakeSource):
+    """A fake source that records its lifecycle."""
+
+    def __init__(self, snapshots: list[GroupSnapshot]) -> None:
+        super().__init__(snapshots)
+        self.events: list[str] = []
+
+    async def start(self) -> None:
+        """Record the start."""
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        """Record the stop."""
+        self.events.append("stop")
+
+
+class TestWorkerHealth:
+    async def test_start_probes_and_close_stops_everything(self) -> None:
+        """start() starts the reader and probes the stages; close() ends the loop and the reader."""
+        samples = (LagSample("w", "p.arrived", 0, 4, 6, 0.0),)
+        source = ManagedFake([GroupSnapshot("w", 0.0, samples, 1)])
+        state = HealthState(["validation"], requires_database=False)
+        health = WorkerHealth(state, source, {"validation": ("w", None)}, interval_seconds=0.01)
+        await health.start()
+        for _ in range(100):  # bounded: the first probe round runs at once
+            if source.asked:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(health.close(), 5)
+        checks = state.evaluate()[1]
+        assert (source.events, checks["broker"].ok, checks["stage:validation"].detail) == (
+            ["start", "stop"],
+            True,
+            "lag 2, progress 0 s ago",
+        )
+        assert health.server is None
