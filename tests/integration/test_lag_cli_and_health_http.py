@@ -218,11 +218,9 @@ class TestHealthServer:
             await asyncio.wait_for(probe_once(state, probe, None), TIMEOUT_SECONDS)
         status, body = await asyncio.to_thread(get, f"{base}/readyz")
         checks = json.loads(body)["checks"]
-        assert (status, checks["broker"]["ok"], checks["stage:validation"]["detail"]) == (
-            200,
-            True,
-            "lag 2, progress 0 s ago",
-        )
+        # The detail goes on with "progress N s ago"; N depends on the machine's speed.
+        stage_detail = checks["stage:validation"]["detail"].split(",")[0]
+        assert (status, checks["broker"]["ok"], stage_detail) == (200, True, "lag 2")
 
     async def test_readyz_503_before_start(self, server: tuple[HealthState, str]) -> None:
         """A worker whose consumers have not started is not ready (503, failing checks)."""
@@ -299,4 +297,5 @@ class TestWorkerHealth:
                 await asyncio.sleep(0.1)
         finally:
             await asyncio.wait_for(health.close(), TIMEOUT_SECONDS)
-        assert payload["checks"]["stage:validation"]["detail"] == "lag 2, progress 0 s ago"
+        stage = payload["checks"]["stage:validation"]
+        assert (stage["ok"], str(stage["detail"]).split(",")[0]) == (True, "lag 2")
