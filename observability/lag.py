@@ -348,14 +348,12 @@ class LagReader:
         self._consumer: Any = None
 
     async def start(self) -> None:
-        """Connect the admin client and the offset-reading consumer."""
+        """Connect the admin client and the offset reader; nothing stays open on failure."""
         from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - only the I/O part needs aiokafka
         from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
 
-        self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap, client_id="radstream-lag"
-        )
-        self._consumer = AIOKafkaConsumer(
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="radstream-lag")
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id="radstream-lag",
             group_id=None,
@@ -366,19 +364,22 @@ class LagReader:
             isolation_level="read_committed",
             max_partition_fetch_bytes=64 * 1024,
         )
-        await self._admin.start()
+        await admin.start()
         try:
-            await self._consumer.start()
+            await consumer.start()
         except BaseException:
-            await self._admin.close()
+            await admin.close()
             raise
+        self._admin, self._consumer = admin, consumer
 
     async def stop(self) -> None:
-        """Close the consumer and the admin client."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._admin is not None:
-            await self._admin.close()
+        """Close the consumer and the admin client; a no-op when not started (or stopped)."""
+        consumer, admin = self._consumer, self._admin
+        self._consumer = self._admin = None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
 
     async def __aenter__(self) -> LagReader:
         await self.start()

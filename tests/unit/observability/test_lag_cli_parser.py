@@ -1,4 +1,4 @@
-"""The ``radstream lag`` parser and the fetch planning of the lag reader (no broker)."""
+"""The ``radstream lag`` parser, the lag reader's fetch planning and lifecycle (no broker)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 from aiokafka.structs import TopicPartition
 
-from observability.lag import _rounds
+from observability.lag import LagReader, _rounds
 from observability.lag_cli import cmd_lag, register
 
 
@@ -35,3 +35,11 @@ class TestRounds:
         tp0, tp1 = TopicPartition("t", 0), TopicPartition("t", 1)
         rounds = _rounds([(tp0, 5), (tp0, 9), (tp1, 2)])
         assert rounds == [{tp0: 5, tp1: 2}, {tp0: 9}]
+
+
+class TestReaderLifecycle:
+    async def test_stop_before_start_is_a_no_op(self) -> None:
+        """Closing a reader whose start failed or never ran touches no connection."""
+        reader = LagReader("127.0.0.1:1", "p.")
+        await reader.stop()
+        assert (reader._admin, reader._consumer) == (None, None)
