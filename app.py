@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from observability import lag_cli
 from schemas.contracts import (
     ASYNCAPI_FILE,
     JSONSCHEMA_DIR,
@@ -33,6 +34,7 @@ from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from observability.health import HealthState, WorkerHealth
     from observability.metrics import Metrics
     from streams.agents import AgentSpec
     from streams.inference.registry import ModelRegistry
@@ -115,6 +117,7 @@ async def run_worker(
     """
     import faust  # noqa: PLC0415 - the worker's heavy imports stay out of the other commands
 
+    from observability.health import HealthState  # noqa: PLC0415
     from observability.metrics import Metrics  # noqa: PLC0415
     from observability.stage_observer import MetricsObserver  # noqa: PLC0415
     from streams.agents import register_agent  # noqa: PLC0415
@@ -145,31 +148,89 @@ async def run_worker(
         stream_processing_timeout=120.0,
         topic_disable_leader=True,
     )
+    health = HealthState(stages, requires_database="results" in stages)
     specs = build_agent_specs(settings, stages, topics, metrics, resources)
     for spec in specs:
-        register_agent(app, spec, publisher.deliver, observer)
+        register_agent(
+            app,
+            spec,
+            publisher.deliver,
+            observer,
+            on_batch_done=lambda stage, _outgoing: health.record_progress(stage),
+        )
     background: list[asyncio.Task[None]] = []
     if "audit" in stages:
         background.append(asyncio.create_task(run_audit_agent(settings, stop, metrics)))
-    if serve_http:
-        from observability.metrics import serve_metrics  # noqa: PLC0415
-
-        serve_metrics(
-            registry, settings.observability.metrics_host, settings.observability.metrics_port
-        )
+    # /livez, /readyz and /metrics on one port per worker (docs/observability.md).
+    worker_health = build_worker_health(
+        settings,
+        stages,
+        specs,
+        health,
+        registry=registry,
+        serve_http=serve_http,
+        resources=resources,
+    )
+    await worker_health.start()
+    resources.append(worker_health.close)
     try:
         if specs:
             await app.start()
+            health.mark_started()
         if started is not None:
             started.set()
         await stop.wait()
     finally:
+        # A failed start must not leave the audit task waiting for a stop that never comes.
+        stop.set()
         if specs:
             await app.stop()
         for task in background:
             await task
         for close in reversed(resources):
             await close()
+
+
+def build_worker_health(
+    settings: Settings,
+    stages: Sequence[str],
+    specs: Sequence[AgentSpec],
+    health: HealthState,
+    *,
+    registry: CollectorRegistry,
+    serve_http: bool,
+    resources: list[Callable[[], Awaitable[None]]],
+) -> WorkerHealth:
+    """The worker's lag, broker and database probes; /livez, /readyz and /metrics on one port."""
+    from observability.health import WorkerHealth  # noqa: PLC0415
+    from observability.lag import LagReader  # noqa: PLC0415
+
+    group = consumer_group(settings, stages)
+    inputs: dict[str, tuple[str, Sequence[str] | None]] = {
+        spec.name: (group, spec.topics) for spec in specs
+    }
+    if "audit" in stages:
+        inputs["audit"] = (f"{settings.consumer_group_prefix}-audit", None)
+    database_probe = None
+    if "results" in stages:
+        from sinks.database import Database  # noqa: PLC0415
+
+        # A pool of one of its own: a ping must not queue behind a sink's batch writes.
+        database = Database(settings.database_url.get_secret_value(), pool_size=1)
+        resources.append(database.dispose)
+        database_probe = database.ping
+    reader = LagReader(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        group_prefix=settings.consumer_group_prefix,
+        read_timestamps=False,  # readiness needs lag and commits, not message ages
+    )
+    address = None
+    if serve_http:
+        address = (settings.observability.metrics_host, settings.observability.metrics_port)
+    return WorkerHealth(
+        health, reader, inputs, database_probe=database_probe, registry=registry, address=address
+    )
 
 
 def build_agent_specs(
@@ -754,6 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bootstrap", help="db upgrade + topics ensure").set_defaults(func=cmd_bootstrap)
 
     dlq_cli.register(sub)
+    lag_cli.register(sub)
 
     schemas = sub.add_parser("schemas", help="export or check the JSON Schema/AsyncAPI files")
     schemas.add_argument("action", choices=["export", "check"])
