@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from observability.health import HealthState, WorkerHealth
     from observability.metrics import Metrics
     from streams.agents import AgentSpec
+    from streams.audit_agent import AuditAgent
     from streams.inference.registry import ModelRegistry
 
 ALL_STAGES = ("validation", "inference", "results", "audit")
@@ -179,16 +181,35 @@ async def run_worker(
             health.mark_started()
         if started is not None:
             started.set()
-        await stop.wait()
+        await _wait_for_stop_or_failure(stop, background)
     finally:
         # A failed start must not leave the audit task waiting for a stop that never comes.
         stop.set()
         if specs:
             await app.stop()
-        for task in background:
-            await task
+        # Failures were raised above already; here every stage only has to finish.
+        await asyncio.gather(*background, return_exceptions=True)
         for close in reversed(resources):
             await close()
+
+
+async def _wait_for_stop_or_failure(
+    stop: asyncio.Event, background: Sequence[asyncio.Task[None]]
+) -> None:
+    """Return when ``stop`` is set; raise when a background stage (the audit agent) failed.
+
+    A worker whose audit stage died must not go on validating and inferring unaudited: it
+    exits non-zero so the process supervisor restarts it, and the audit agent resumes from
+    its committed offsets.
+    """
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopper, *background], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise RuntimeError("a worker stage failed") from task.exception()
 
 
 def build_worker_health(
@@ -340,10 +361,26 @@ async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metr
     )
     try:
         # The chain writer and its copy into the append-only table run side by side; either
-        # failing stops the worker's audit stage (and is logged), never silently.
-        await asyncio.gather(agent.run(stop), sink.run(stop))
+        # failing ends the audit stage, which stops the whole worker (see run_worker).
+        await asyncio.gather(
+            agent.run(stop), sink.run(stop), _export_audit_counts(agent, metrics, stop)
+        )
     finally:
         await database.dispose()
+
+
+async def _export_audit_counts(agent: AuditAgent, metrics: Metrics, stop: asyncio.Event) -> None:
+    """Count the audit records the agent commits (its counter, sampled every second)."""
+    reported = 0
+    while True:
+        written = agent.records_written
+        if written > reported:
+            metrics.audit_appended(written - reported)
+            reported = written
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
 
 
 def build_results_spec(
