@@ -1,6 +1,7 @@
 # The radstream worker/API image used by docker-compose.kafka.yml.
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    OPENBLAS_NUM_THREADS=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -348,6 +349,7 @@ async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metr
         signing_key_path=settings.audit.signing_key_file,
         checkpoint_file=settings.audit.checkpoint_file,
         policy=CheckpointPolicy.from_settings(settings.audit),
+        batch_wait_seconds=settings.audit.batch_wait_seconds,
     )
     from sinks.audit_sink import AuditSink  # noqa: PLC0415
     from sinks.database import Database  # noqa: PLC0415
@@ -551,6 +553,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from observability.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.logging.model_copy(update={"level": "WARNING"}))
+    limit_blas_threads()
     cmd_db(settings, argparse.Namespace(action="upgrade", revision=None))
     # The demo runs the deployment as configured (its topics, groups, audit chain and
     # checkpoints), so a second run continues the same audit chain; it reports on the images it
@@ -619,6 +622,7 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
                     model_ids=args.model or (),
                     requested_by=args.requested_by,
                     priority=Priority(args.priority),
+                    modality=args.modality,
                 )
                 headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
                 await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
@@ -628,6 +632,17 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def limit_blas_threads() -> None:
+    """One OpenBLAS thread per worker unless the operator chose otherwise.
+
+    The resize matmuls are too small for a second BLAS thread to pay for its hand-over, and the
+    stages already decode and infer in threads of their own: with OpenBLAS's default pool the
+    inference stage spent twice the CPU per image (bench/README.md). Must run before numpy
+    loads, which the worker's lazy imports do later.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run the selected stages until SIGINT/SIGTERM."""
     import signal  # noqa: PLC0415
@@ -635,6 +650,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from observability.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.logging)
+    limit_blas_threads()
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
 
     async def run() -> None:

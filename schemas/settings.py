@@ -89,6 +89,9 @@ class AuditSettings(_Group):
     checkpoint_file: Path = PROJECT_ROOT / ".state" / "audit" / "checkpoints.jsonl"
     checkpoint_every_records: int = Field(100, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
+    batch_wait_seconds: float = Field(
+        0.1, ge=0, le=5, description="gather source messages this long per audit transaction"
+    )
 
 
 class ApiSettings(_Group):

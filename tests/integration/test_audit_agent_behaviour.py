@@ -177,3 +177,32 @@ async def test_lost_checkpoint_file_entry_restored_from_topic(
     await agent.start()
     await agent.stop()
     assert read_checkpoints(checkpoint_file) == [written[0], written[-1]]
+
+
+async def test_messages_trickling_in_share_one_transaction(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """At low rates the agent gathers for batch_wait_seconds instead of one transaction each."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=1000)
+    agent.batch_wait_seconds = 2.0
+    events = pipeline_events(2)
+    await agent.start()
+    try:
+        await publish(kafka_bootstrap, topic_prefix, events[:1])
+
+        async def trickle() -> None:
+            for event in events[1:]:
+                await asyncio.sleep(0.1)  # slower than one poll, faster than the wait
+                await publish(kafka_bootstrap, topic_prefix, [event])
+
+        trickling = asyncio.create_task(trickle())
+        async with asyncio.timeout(30):
+            first = 0
+            while first == 0:
+                first = await agent.process_batch(timeout_ms=500)
+        await trickling
+    finally:
+        await agent.stop()
+    # Without gathering, the first transaction would hold the one message there was.
+    assert first > 1

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 import app
 from schemas.events import ImageArrived
 from streams.audit.files import load_or_create_signing_key
+from streams.topics import TOPIC_SPECS
 
 # Bounded: reading back a message just produced to the local broker takes well under a second.
 READ_TIMEOUT_SECONDS = 30
@@ -42,8 +43,8 @@ class TestCliWithServices:
         first = capsys.readouterr().out
         assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
         second = capsys.readouterr().out
-        assert first.count("created") == 7
-        assert second.count("exists") == 7
+        assert first.count("created") == len(TOPIC_SPECS)
+        assert second.count("exists") == len(TOPIC_SPECS)
         assert f"{cli_env}audit.log" in second
 
     def test_publish_sends_an_arrival_per_file(
@@ -88,6 +89,33 @@ class TestCliWithServices:
         assert event.model_ids == ("lesion-detector",)
         assert event.requested_by == "dr-b"
         assert event.modality == "CT"
+
+    def test_publish_passes_the_modality_hint(
+        self, cli_env: str, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`publish --modality CT` gives a PNG export (no DICOM header) its modality."""
+        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        png = app.SAMPLES_DIR / "raster" / "ct_256.png"
+        assert app.main(["publish", str(png), "--modality", "CT"]) == 0
+        capsys.readouterr()
+
+        async def read_one() -> ImageArrived:
+            consumer = AIOKafkaConsumer(
+                f"{cli_env}images.arrived",
+                group_id=None,
+                bootstrap_servers=kafka_bootstrap,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            try:
+                record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
+            finally:
+                await consumer.stop()
+            return ImageArrived.model_validate_json(record.value)
+
+        event = asyncio.run(read_one())
+        assert event.modality == "CT"
+        assert event.study_instance_uid is None
 
     def test_db_upgrade_reports_head(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]

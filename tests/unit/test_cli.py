@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import jwt
@@ -151,3 +152,17 @@ class TestWorkerSupervision:
         stop.set()
         await task
         assert registry.get_sample_value("radstream_audit_records_appended_total") == 7.0
+
+
+class TestBlasThreads:
+    def test_default_is_one_thread(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Workers run OpenBLAS single-threaded unless told otherwise."""
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+        app.limit_blas_threads()
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+
+    def test_operator_choice_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An operator's own OPENBLAS_NUM_THREADS is kept."""
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+        app.limit_blas_threads()
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
