@@ -10,6 +10,7 @@ error of the measured end time.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,7 +36,9 @@ def percentile(values: Sequence[float], share: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(share * len(ordered) + 0.5)))
+    # Nearest rank: the smallest value with at least ``share`` of the samples at or below it
+    # (rounded first so 0.95 * 100 = 95.00000000000001 does not become rank 96).
+    rank = max(1, min(len(ordered), math.ceil(round(share * len(ordered), 9))))
     return ordered[rank - 1]
 
 
@@ -156,6 +159,12 @@ class Probe:
             done = committed.get(tp)
             lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
         return lag
+
+    async def audited_messages(self) -> int:
+        """Messages on every audited topic so far (sum of end offsets; none is transactional)."""
+        _, _, offsets = self._require()
+        ends = await offsets.end_offsets(self.audited_partitions())
+        return int(sum(ends.values()))
 
     async def audit_end_offset(self) -> int:
         """End offset of the audit topic (records + checkpoints + transaction markers)."""

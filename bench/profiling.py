@@ -67,7 +67,13 @@ def summarise(session: Session, top: int = 12) -> dict[str, Any]:
     root = session.root_frame()
     total = session.duration
     if root is None or total <= 0:
-        return {"seconds": 0.0, "idle_share": 0.0, "by_package": {}, "top_functions": []}
+        return {
+            "seconds": 0.0,
+            "process_cpu_seconds": 0.0,
+            "idle_share": 0.0,
+            "by_package": {},
+            "top_functions": [],
+        }
     by_function: defaultdict[str, float] = defaultdict(float)
     by_package: defaultdict[str, float] = defaultdict(float)
     idle = 0.0
@@ -84,6 +90,8 @@ def summarise(session: Session, top: int = 12) -> dict[str, Any]:
         by_package[package] += own
     return {
         "seconds": round(total, 3),
+        # CPU of the whole process (every thread) during the window, as pyinstrument read it.
+        "process_cpu_seconds": round(session.cpu_time, 3),
         "idle_share": round(idle / total, 3),
         "by_package": {k: round(v / total, 3) for k, v in _largest(by_package, top)},
         "top_functions": [

@@ -198,18 +198,34 @@ def service_pids(options: Options) -> tuple[dict[str, int], dict[str, int]]:
     return pids, groups
 
 
+def count_lines(path: Path) -> int:
+    """Lines in ``path`` (0 when it does not exist yet)."""
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
 async def measure_phase(
     probe: Probe,
     publish: Callable[[], Awaitable[Published]],
+    *,
     meter: CpuMeter,
     within: float,
     alive: Callable[[], bool],
+    checkpoint_file: Path,
 ) -> dict[str, Any]:
     """Publish, wait until done, and summarise throughput, latency and CPU per image."""
+    audited_before = await probe.audited_messages()
+    audit_offset_before = await probe.audit_end_offset()
+    checkpoints_before = count_lines(checkpoint_file)
     meter.start()
     published = await publish()
     done_at = await probe.wait_done(published.event_ids, within, alive=alive)
     cpu = meter.stop()
+    records = await probe.audited_messages() - audited_before
+    checkpoints = count_lines(checkpoint_file) - checkpoints_before
+    audit_offsets = await probe.audit_end_offset() - audit_offset_before
     events = len(published.event_ids)
     outcome = await probe.outcomes(published.event_ids)
     seconds = done_at - published.started_at
@@ -223,6 +239,12 @@ async def measure_phase(
         "finished_by_state": outcome["by_state"],
         "result_rows": outcome["result_rows"],
         "latency_occurred_to_stored": outcome["latency"],
+        "audit": {
+            "records": records,
+            "checkpoints": checkpoints,
+            # Each committed transaction leaves one commit marker on the audit partition.
+            "transactions": audit_offsets - records - checkpoints,
+        },
         "cpu_seconds": cpu,
         "cpu_seconds_per_image": {
             role: (round(value / events, 5) if value is not None else None)
@@ -275,9 +297,10 @@ async def run_workers(
         phases["saturation"] = await measure_phase(
             probe,
             lambda: publish_all(publisher, factory, items),
-            CpuMeter(pids, groups),
-            options.phase_timeout,
-            alive,
+            meter=CpuMeter(pids, groups),
+            within=options.phase_timeout,
+            alive=alive,
+            checkpoint_file=run.checkpoint_file,
         )
         if profile_dir is not None:
             signal_workers(workers, STOP_SIGNAL)
@@ -286,9 +309,10 @@ async def run_workers(
             phases["half_rate"] = await measure_phase(
                 probe,
                 lambda: publish_paced(publisher, factory, items, rate),
-                CpuMeter(pids, groups),
-                options.phase_timeout,
-                alive,
+                meter=CpuMeter(pids, groups),
+                within=options.phase_timeout,
+                alive=alive,
+                checkpoint_file=run.checkpoint_file,
             )
             phases["half_rate"]["target_rate"] = round(rate, 2)
         phases["audit_topic_end_offset"] = await probe.audit_end_offset()
@@ -322,7 +346,6 @@ def read_profiles(profile_dir: Path) -> dict[str, Any]:
 
 async def run_benchmark(options: Options) -> dict[str, Any]:
     """Every measurement of one run, as the JSON report."""
-    from bench.profiling import summarise, text_report  # noqa: PLC0415
     from bench.work_limit import measure_work_limit  # noqa: PLC0415
     from schemas.settings import load_settings  # noqa: PLC0415
     from sinks.migrate import upgrade_async  # noqa: PLC0415
@@ -353,6 +376,8 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
     work_limit, session = measure_work_limit(work_settings, items, factory, profile=options.profile)
     report["work_limit"] = work_limit
     if session is not None:
+        from bench.profiling import summarise, text_report  # noqa: PLC0415 - optional package
+
         profiles_dir.mkdir(parents=True, exist_ok=True)
         (profiles_dir / "work_limit.txt").write_text(text_report(session))
         report["profile"] = {"work_limit": summarise(session)}
@@ -530,8 +555,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     # Producing right after creating a topic logs NotLeaderForPartition retries until the
     # leaders are elected; they are retried and harmless, and would bury the table.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    report = asyncio.run(run_benchmark(options))
+    kafka_log = logging.getLogger("aiokafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.ERROR)
+    try:
+        report = asyncio.run(run_benchmark(options))
+    finally:
+        kafka_log.setLevel(level)
     print(render_table(report))
     for path in write_report(report, options.output_dir, smoke=options.smoke):
         print(f"wrote {path}")

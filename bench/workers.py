@@ -46,12 +46,17 @@ class RunSettings:
                 "RADSTREAM_CONSUMER_GROUP_PREFIX": self.group_prefix,
                 "RADSTREAM_STORAGE_ROOTS": str(REPO_ROOT / "samples"),
                 "RADSTREAM_AUDIT__SIGNING_KEY_FILE": str(self.state_dir / "audit_key.pem"),
-                "RADSTREAM_AUDIT__CHECKPOINT_FILE": str(self.state_dir / "checkpoints.jsonl"),
+                "RADSTREAM_AUDIT__CHECKPOINT_FILE": str(self.checkpoint_file),
                 # Several workers on one host: each serves /metrics on a free port.
                 "RADSTREAM_OBSERVABILITY__METRICS_PORT": "0",
             }
         )
         return env
+
+    @property
+    def checkpoint_file(self) -> Path:
+        """The audit agent's checkpoint file (one JSON line per checkpoint)."""
+        return self.state_dir / "checkpoints.jsonl"
 
     @property
     def audit_group(self) -> str:
@@ -88,7 +93,8 @@ class WorkerProcess:
 
     def tail(self, lines: int = 20) -> str:
         """The last lines of the worker's output, for error reports."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
