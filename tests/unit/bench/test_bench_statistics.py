@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
 
-from bench.probe import latency_summary, outgoing_arrival, percentile
+from bench.probe import latency_summary, outgoing_arrival, percentile, publish_all, publish_paced
+from bench.workload import ArrivalFactory, build_workload
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived
 from streams.topics import TopicKey
 
@@ -54,3 +56,34 @@ class TestOutgoingArrival:
         assert message.topic is TopicKey.IMAGES_ARRIVED
         assert message.key == event.message_key()
         assert message.headers == ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+
+
+class FakePublisher:
+    """Records each delivery and when it happened."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[float, int]] = []
+
+    async def deliver(self, messages: list[object]) -> None:
+        self.deliveries.append((asyncio.get_running_loop().time(), len(messages)))
+
+
+class TestPublishing:
+    async def test_saturation_sends_everything_in_one_delivery(self) -> None:
+        """All arrivals of a saturation phase go in one delivery, with their ids returned."""
+        publisher = FakePublisher()
+        items = build_workload(6)
+        published = await publish_all(publisher, ArrivalFactory(), items)  # type: ignore[arg-type]
+        assert [n for _, n in publisher.deliveries] == [6]
+        assert len(set(published.event_ids)) == 6
+        assert published.finished_at >= published.started_at
+
+    async def test_paced_publishing_keeps_the_rate(self) -> None:
+        """At 100/s, 5 arrivals are sent one by one over at least 40 ms."""
+        publisher = FakePublisher()
+        items = build_workload(5)
+        published = await publish_paced(publisher, ArrivalFactory(), items, 100.0)  # type: ignore[arg-type]
+        times = [t for t, _ in publisher.deliveries]
+        assert [n for _, n in publisher.deliveries] == [1] * 5
+        assert times[-1] - times[0] >= 0.039
+        assert len(published.event_ids) == 5
