@@ -44,11 +44,11 @@ from bench.cpu import CpuMeter, listening_pid
 from bench.probe import Probe, Published, publish_all, publish_paced
 from bench.workers import (
     REPO_ROOT,
-    STAGES,
     START_SIGNAL,
     STOP_SIGNAL,
     RunSettings,
     dead_workers,
+    roles_for,
     signal_workers,
     start_workers,
     stop_workers,
@@ -59,7 +59,12 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_EVENTS = 400
 SMOKE_EVENTS = 12
 STARTUP_TIMEOUT_SECONDS = 180.0
-SHORT = {"validation": "validate", "inference": "infer", "bench_driver": "driver"}
+SHORT = {
+    "validation": "validate",
+    "inference": "infer",
+    "inference.2": "infer.2",
+    "bench_driver": "driver",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Options:
     output_dir: Path
     phase_timeout: float
     idle_seconds: float
+    inference_processes: int
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -98,6 +104,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         ),
         help="server on which radstream_bench_<id> is created (the role needs CREATEDB)",
     )
+    parser.add_argument(
+        "--inference-processes",
+        type=int,
+        default=1,
+        help="inference worker processes (an experiment: the default run uses one per stage)",
+    )
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--phase-timeout", type=float, default=300.0, help="seconds per phase")
     args = parser.parse_args(argv)
@@ -118,6 +130,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         output_dir=args.output_dir,
         phase_timeout=args.phase_timeout,
         idle_seconds=1.0 if args.smoke else 5.0,
+        inference_processes=args.inference_processes,
     )
 
 
@@ -270,12 +283,13 @@ async def run_workers(
     from streams.topics import TopicNames  # noqa: PLC0415
 
     await ensure_topics(run.bootstrap, run.topic_prefix)
-    workers = start_workers(kind, run, log_dir, profile_dir=profile_dir)
+    roles = roles_for(options.inference_processes)
+    workers = start_workers(kind, run, log_dir, roles=roles, profile_dir=profile_dir)
     probe = Probe(run.bootstrap, run.database_url, run.topic_prefix, run.audit_group)
     publisher = KafkaPublisher(run.bootstrap, TopicNames(run.topic_prefix), client_id="bench")
     phases: dict[str, Any] = {}
     pids, groups = service_pids(options)
-    pids |= {w.stage: w.pid for w in workers} | {"bench_driver": os.getpid()}
+    pids |= {w.role: w.pid for w in workers} | {"bench_driver": os.getpid()}
 
     def alive() -> bool:
         return not dead_workers(workers)
@@ -317,7 +331,7 @@ async def run_workers(
             phases["half_rate"]["target_rate"] = round(rate, 2)
         phases["audit_topic_end_offset"] = await probe.audit_end_offset()
     except (TimeoutError, RuntimeError) as exc:
-        tails = "\n".join(f"--- {w.stage} ({w.log_path})\n{w.tail()}" for w in workers)
+        tails = "\n".join(f"--- {w.role} ({w.log_path})\n{w.tail()}" for w in workers)
         raise RuntimeError(f"{kind} run failed: {exc}\n{tails}") from exc
     finally:
         await publisher.stop()
@@ -334,13 +348,13 @@ async def measure_idle(meter: CpuMeter, seconds: float) -> dict[str, float | Non
     return {role: (round(v / seconds, 3) if v is not None else None) for role, v in spent.items()}
 
 
-def read_profiles(profile_dir: Path) -> dict[str, Any]:
-    """The per-stage summaries ``bench.profiled`` wrote."""
+def read_profiles(profile_dir: Path, roles: Sequence[str]) -> dict[str, Any]:
+    """The per-worker summaries ``bench.profiled`` wrote."""
     found = {}
-    for stage in STAGES:
-        path = profile_dir / f"{stage}.json"
+    for role in roles:
+        path = profile_dir / f"{role}.json"
         if path.exists():
-            found[stage] = json.loads(path.read_text())
+            found[role] = json.loads(path.read_text())
     return found
 
 
@@ -366,6 +380,7 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
     items = build_workload(options.events, bad_share=options.bad_share, seed=options.seed)
     report["workload"] = {
         "events": len(items),
+        "inference_processes": options.inference_processes,
         "bad_events": sum(item.bad for item in items),
         "seed": options.seed,
         "mix": mix_of(items),
@@ -434,7 +449,7 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
                     "saturation_images_per_second_under_profiler": profiled["saturation"][
                         "images_per_second"
                     ],
-                    "stages": read_profiles(profiles_dir),
+                    "stages": read_profiles(profiles_dir, roles_for(options.inference_processes)),
                 }
     finally:
         await drop_database(options.admin_database_url, db_name)
@@ -530,7 +545,9 @@ def render_table(report: dict[str, Any]) -> str:
         "CPU ms per image by process (work limit: "
         f"{1000 * report['work_limit']['cpu_seconds_per_image']:.1f} ms in one process)",
     ]
-    roles = [*STAGES, "broker", "postgres", "bench_driver"]  # total leaves the driver out
+    services = ["broker", "postgres", "bench_driver"]  # the total leaves the driver out
+    measured = [r for r in rows[0][1]["cpu_seconds_per_image"] if r not in services]
+    roles = [*measured, *services]
     lines.append(f"{'':<30}" + "".join(f"{SHORT.get(r, r):>9}" for r in roles) + f"{'total':>9}")
     for label, phase in rows:
         lines.append(_cpu_row(label, phase, roles))

@@ -64,8 +64,21 @@ class RunSettings:
         return f"{self.group_prefix}-audit"
 
 
-def worker_command(kind: str, stage: str, profile_dir: Path | None = None) -> list[str]:
+def roles_for(inference_processes: int = 1) -> list[str]:
+    """One role per worker process: each stage once, inference ``inference_processes`` times
+    (``inference``, ``inference.2``, ...: more members of the same consumer group)."""
+    extra = [f"inference.{n}" for n in range(2, inference_processes + 1)]
+    return [*STAGES[:2], *extra, *STAGES[2:]]
+
+
+def stage_of(role: str) -> str:
+    """The stage a worker role runs (``inference.2`` runs ``inference``)."""
+    return role.split(".", 1)[0]
+
+
+def worker_command(kind: str, role: str, profile_dir: Path | None = None) -> list[str]:
     """The argv of one worker: the pipeline's (``app``) or the aiokafka baseline's."""
+    stage = stage_of(role)
     if kind == "pipeline":
         command = ["-m", "app", "worker", "--stages", stage]
     elif kind == "baseline":
@@ -73,7 +86,7 @@ def worker_command(kind: str, stage: str, profile_dir: Path | None = None) -> li
     else:
         raise ValueError(f"unknown worker kind {kind!r}")
     if profile_dir is not None:
-        command = ["-m", "bench.profiled", str(profile_dir / stage), "--", *command]
+        command = ["-m", "bench.profiled", str(profile_dir / role), "--", *command]
     return [sys.executable, *command]
 
 
@@ -81,7 +94,7 @@ def worker_command(kind: str, stage: str, profile_dir: Path | None = None) -> li
 class WorkerProcess:
     """One started worker and where its output goes."""
 
-    stage: str
+    role: str
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
@@ -104,30 +117,30 @@ def start_workers(
     run: RunSettings,
     log_dir: Path,
     *,
-    stages: Sequence[str] = STAGES,
+    roles: Sequence[str] = STAGES,
     profile_dir: Path | None = None,
 ) -> list[WorkerProcess]:
-    """Start one worker process per stage, output to ``log_dir/<kind>-<stage>.log``."""
+    """Start one worker process per role, output to ``log_dir/<kind>-<role>.log``."""
     env = run.environment(os.environ)
     started = []
-    for stage in stages:
-        log_path = log_dir / f"{kind}-{stage}.log"
+    for role in roles:
+        log_path = log_dir / f"{kind}-{role}.log"
         log = log_path.open("wb")
         process = subprocess.Popen(
-            worker_command(kind, stage, profile_dir),
+            worker_command(kind, role, profile_dir),
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        started.append(WorkerProcess(stage, process, log_path, log))
+        started.append(WorkerProcess(role, process, log_path, log))
     return started
 
 
 def stop_workers(workers: Sequence[WorkerProcess], timeout: float = 60.0) -> dict[str, int]:
     """SIGTERM each worker (a clean shutdown, as the CLI handles it), wait; kill stragglers.
 
-    Returns each stage's exit code (negative: killed by that signal).
+    Returns each role's exit code (negative: killed by that signal).
     """
     for worker in workers:
         if worker.process.poll() is None:
@@ -135,10 +148,10 @@ def stop_workers(workers: Sequence[WorkerProcess], timeout: float = 60.0) -> dic
     codes = {}
     for worker in workers:
         try:
-            codes[worker.stage] = worker.process.wait(timeout)
+            codes[worker.role] = worker.process.wait(timeout)
         except subprocess.TimeoutExpired:
             worker.process.kill()
-            codes[worker.stage] = worker.process.wait()
+            codes[worker.role] = worker.process.wait()
         worker.log.close()
     return codes
 

@@ -15,7 +15,9 @@ from bench.workers import (
     RunSettings,
     WorkerProcess,
     dead_workers,
+    roles_for,
     signal_workers,
+    stage_of,
     stop_workers,
     worker_command,
 )
@@ -71,6 +73,15 @@ class TestCommands:
         wrapped = worker_command("pipeline", "results", tmp_path)
         assert wrapped[1:5] == ["-m", "bench.profiled", str(tmp_path / "results"), "--"]
         assert wrapped[5:] == ["-m", "app", "worker", "--stages", "results"]
+
+    def test_extra_inference_processes_are_roles_of_the_inference_stage(self) -> None:
+        """--inference-processes 3 starts inference three times, each as its own role."""
+        assert roles_for(1) == ["validation", "inference", "results", "audit"]
+        roles = roles_for(3)
+        assert roles[1:4] == ["inference", "inference.2", "inference.3"]
+        assert roles[-2:] == ["results", "audit"]
+        assert worker_command("pipeline", "inference.3")[-1] == "inference"
+        assert [stage_of(r) for r in roles].count("inference") == 3
 
     def test_unknown_kind_is_an_error(self) -> None:
         """Only the two kinds exist."""
