@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench.run_pipeline import (
+    combine_rounds,
     count_lines,
     parse_args,
     port_of,
@@ -99,6 +100,24 @@ class TestRatios:
     def test_driver_and_unmeasured_processes_are_left_out_of_the_total(self) -> None:
         """The bench driver plays the router; a None (unreadable) process adds nothing."""
         assert total_cpu_per_image(phase(1.0, {"a": 0.01, "bench_driver": 5.0, "b": None})) == 0.01
+
+
+class TestWorkLimitRounds:
+    def test_mean_of_the_rounds_before_and_after(self) -> None:
+        """The headline work limit is the mean of the two rounds, which are kept."""
+        before = {"images_per_second": 40.0, "cpu_seconds_per_image": 0.02, "seconds": 10.0}
+        after = {"images_per_second": 60.0, "cpu_seconds_per_image": 0.03, "seconds": 6.0}
+        combined = combine_rounds(before | {"events": 400}, after | {"events": 400})
+        assert combined["images_per_second"] == 50.0
+        assert combined["cpu_seconds_per_image"] == 0.025
+        assert combined["events"] == 800
+        assert [r["images_per_second"] for r in combined["rounds"]] == [40.0, 60.0]
+
+    def test_table_shows_both_rounds(self) -> None:
+        """The work-limit row says how far the two rounds were apart."""
+        built = report(half_rate=False)
+        built["work_limit"]["rounds"] = [{"images_per_second": 38.0}, {"images_per_second": 42.0}]
+        assert "(before 38.0, after 42.0)" in render_table(built)
 
 
 class TestTable:
