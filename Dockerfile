@@ -11,7 +11,8 @@ COPY observability ./observability
 COPY model_registry ./model_registry
 COPY samples ./samples
 COPY app.py ./
-RUN pip install . && useradd --system --uid 10001 radstream && mkdir -p /data/images /var/lib/radstream \
+# Editable: settings locate model_registry/ and the clinical rules relative to the source tree.
+RUN pip install -e . && useradd --system --uid 10001 radstream && mkdir -p /data/images /var/lib/radstream \
     && chown -R radstream /data/images /var/lib/radstream
 USER radstream
 ENTRYPOINT ["radstream"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from observability import lag_cli
 from schemas.contracts import (
     ASYNCAPI_FILE,
     JSONSCHEMA_DIR,
@@ -27,11 +29,16 @@ from schemas.contracts import (
 )
 from schemas.events import CORRELATION_ID_HEADER, InferenceCompleted, Priority, Stage, utc_now
 from schemas.settings import Settings, load_settings
+from streams import dlq_cli
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from observability.health import HealthState, WorkerHealth
     from observability.metrics import Metrics
     from streams.agents import AgentSpec
+    from streams.audit_agent import AuditAgent
     from streams.inference.registry import ModelRegistry
 
 ALL_STAGES = ("validation", "inference", "results", "audit")
@@ -42,6 +49,7 @@ CHANNEL_KEYS: dict[TopicKey, str] = {
     TopicKey.INFERENCE_RESULTS: "the arrival's key",
     TopicKey.AUDIT_LOG: "the audit chain partition",
     TopicKey.DEADLETTER: "the original message's key",
+    TopicKey.DEADLETTER_MARKS: "the dead letter's id",
     TopicKey.API_ACTIONS: "the acting subject",
 }
 
@@ -111,6 +119,7 @@ async def run_worker(
     """
     import faust  # noqa: PLC0415 - the worker's heavy imports stay out of the other commands
 
+    from observability.health import HealthState  # noqa: PLC0415
     from observability.metrics import Metrics  # noqa: PLC0415
     from observability.stage_observer import MetricsObserver  # noqa: PLC0415
     from streams.agents import register_agent  # noqa: PLC0415
@@ -141,31 +150,108 @@ async def run_worker(
         stream_processing_timeout=120.0,
         topic_disable_leader=True,
     )
+    health = HealthState(stages, requires_database="results" in stages)
     specs = build_agent_specs(settings, stages, topics, metrics, resources)
     for spec in specs:
-        register_agent(app, spec, publisher.deliver, observer)
+        register_agent(
+            app,
+            spec,
+            publisher.deliver,
+            observer,
+            on_batch_done=lambda stage, _outgoing: health.record_progress(stage),
+        )
     background: list[asyncio.Task[None]] = []
     if "audit" in stages:
         background.append(asyncio.create_task(run_audit_agent(settings, stop, metrics)))
-    if serve_http:
-        from observability.metrics import serve_metrics  # noqa: PLC0415
-
-        serve_metrics(
-            registry, settings.observability.metrics_host, settings.observability.metrics_port
-        )
+    # /livez, /readyz and /metrics on one port per worker (docs/observability.md).
+    worker_health = build_worker_health(
+        settings,
+        stages,
+        specs,
+        health,
+        registry=registry,
+        serve_http=serve_http,
+        resources=resources,
+    )
+    await worker_health.start()
+    resources.append(worker_health.close)
     try:
         if specs:
             await app.start()
+            health.mark_started()
         if started is not None:
             started.set()
-        await stop.wait()
+        await _wait_for_stop_or_failure(stop, background)
     finally:
+        # A failed start must not leave the audit task waiting for a stop that never comes.
+        stop.set()
         if specs:
             await app.stop()
-        for task in background:
-            await task
+        # Failures were raised above already; here every stage only has to finish.
+        await asyncio.gather(*background, return_exceptions=True)
         for close in reversed(resources):
             await close()
+
+
+async def _wait_for_stop_or_failure(
+    stop: asyncio.Event, background: Sequence[asyncio.Task[None]]
+) -> None:
+    """Return when ``stop`` is set; raise when a background stage (the audit agent) failed.
+
+    A worker whose audit stage died must not go on validating and inferring unaudited: it
+    exits non-zero so the process supervisor restarts it, and the audit agent resumes from
+    its committed offsets.
+    """
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([stopper, *background], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise RuntimeError("a worker stage failed") from task.exception()
+
+
+def build_worker_health(
+    settings: Settings,
+    stages: Sequence[str],
+    specs: Sequence[AgentSpec],
+    health: HealthState,
+    *,
+    registry: CollectorRegistry,
+    serve_http: bool,
+    resources: list[Callable[[], Awaitable[None]]],
+) -> WorkerHealth:
+    """The worker's lag, broker and database probes; /livez, /readyz and /metrics on one port."""
+    from observability.health import WorkerHealth  # noqa: PLC0415
+    from observability.lag import LagReader  # noqa: PLC0415
+
+    group = consumer_group(settings, stages)
+    inputs: dict[str, tuple[str, Sequence[str] | None]] = {
+        spec.name: (group, spec.topics) for spec in specs
+    }
+    if "audit" in stages:
+        inputs["audit"] = (f"{settings.consumer_group_prefix}-audit", None)
+    database_probe = None
+    if "results" in stages:
+        from sinks.database import Database  # noqa: PLC0415
+
+        # A pool of one of its own: a ping must not queue behind a sink's batch writes.
+        database = Database(settings.database_url.get_secret_value(), pool_size=1)
+        resources.append(database.dispose)
+        database_probe = database.ping
+    reader = LagReader(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        group_prefix=settings.consumer_group_prefix,
+        read_timestamps=False,  # readiness needs lag and commits, not message ages
+    )
+    address = None
+    if serve_http:
+        address = (settings.observability.metrics_host, settings.observability.metrics_port)
+    return WorkerHealth(
+        health, reader, inputs, database_probe=database_probe, registry=registry, address=address
+    )
 
 
 def build_agent_specs(
@@ -263,7 +349,38 @@ async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metr
         checkpoint_file=settings.audit.checkpoint_file,
         policy=CheckpointPolicy.from_settings(settings.audit),
     )
-    await agent.run(stop)
+    from sinks.audit_sink import AuditSink  # noqa: PLC0415
+    from sinks.database import Database  # noqa: PLC0415
+
+    database = Database(settings.database_url.get_secret_value(), pool_size=2)
+    sink = AuditSink(
+        bootstrap=settings.kafka_bootstrap,
+        prefix=settings.topic_prefix,
+        group_id=f"{settings.consumer_group_prefix}-audit-sink",
+        database=database,
+    )
+    try:
+        # The chain writer and its copy into the append-only table run side by side; either
+        # failing ends the audit stage, which stops the whole worker (see run_worker).
+        await asyncio.gather(
+            agent.run(stop), sink.run(stop), _export_audit_counts(agent, metrics, stop)
+        )
+    finally:
+        await database.dispose()
+
+
+async def _export_audit_counts(agent: AuditAgent, metrics: Metrics, stop: asyncio.Event) -> None:
+    """Count the audit records the agent commits (its counter, sampled every second)."""
+    reported = 0
+    while True:
+        written = agent.records_written
+        if written > reported:
+            metrics.audit_appended(written - reported)
+            reported = written
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
 
 
 def build_results_spec(
@@ -399,28 +516,50 @@ async def run_pipeline_on_files(
                     )
                 )
             if all(o.finished for o in outcomes) or asyncio.get_running_loop().time() > deadline:
-                return outcomes
+                break
             await asyncio.sleep(0.5)
+        await _wait_for_audit(settings, [str(e.event_id) for _, e in events], deadline)
+        return outcomes
     finally:
         stop.set()
         await worker
         await database.dispose()
 
 
+async def _wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
+    """Wait (bounded) until the audit topic holds a record about each of ``event_ids``."""
+    from schemas.audit import AuditRecord  # noqa: PLC0415
+    from streams.audit_topic import read_audit_topic  # noqa: PLC0415
+
+    wanted = set(event_ids)
+    topic = TopicNames(settings.topic_prefix).audit
+    while asyncio.get_running_loop().time() < deadline:
+        content = await read_audit_topic(settings.kafka_bootstrap, topic)
+        seen = {
+            str(record.object.event_id)
+            for part in content.values()
+            for record in part.records
+            if isinstance(record, AuditRecord)
+        }
+        if wanted <= seen:
+            return
+        await asyncio.sleep(0.5)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Run the whole pipeline on the bundled samples and print what happened to each."""
-    import uuid  # noqa: PLC0415
-
     from observability.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings.logging.model_copy(update={"level": "WARNING"}))
     cmd_db(settings, argparse.Namespace(action="upgrade", revision=None))
-    # A fresh topic prefix per demo run, so the output shows exactly this run's images.
-    prefix = f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:6]}."
-    demo_settings = settings.model_copy(update={"topic_prefix": prefix})
+    # The demo runs the deployment as configured (its topics, groups, audit chain and
+    # checkpoints), so a second run continues the same audit chain; it reports on the images it
+    # published itself, by event id.
+    prefix = settings.topic_prefix
+
     files = sample_files()
     print(f"publishing {len(files)} sample images to {prefix}images.arrived ...")
-    outcomes = asyncio.run(run_pipeline_on_files(demo_settings, files))
+    outcomes = asyncio.run(run_pipeline_on_files(settings, files))
     width = max(len(str(o.path.relative_to(SAMPLES_DIR))) for o in outcomes)
     for outcome in outcomes:
         name = str(outcome.path.relative_to(SAMPLES_DIR))
@@ -438,7 +577,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"{len(outcomes)} images: {stored} stored with results, {rejected} rejected with a "
         f"code, {unfinished} unfinished"
     )
-    return 1 if unfinished else 0
+    print("audit trail:")
+    audit_ok = cmd_audit(settings, argparse.Namespace(action="verify", source="both")) == 0
+    return 1 if unfinished or not audit_ok else 0
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -526,6 +667,129 @@ def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     return cmd_topics(settings, argparse.Namespace(partitions=None))
 
 
+def cmd_models(settings: Settings, _args: argparse.Namespace) -> int:
+    """List the model registry: name, version, runtime, digest and serving status."""
+    rows = load_model_registry(settings).list()
+    print(f"{'NAME':<20} {'VERSION':<9} {'RUNTIME':<12} {'DEFAULT':<7} {'STATUS':<9} DIGEST")
+    for row in rows:
+        digest = (row.weights_sha256 or "-")[:16]
+        status = row.status.value + (f" ({row.error_code})" if row.error_code else "")
+        print(
+            f"{row.name:<20} {row.version:<9} {row.runtime or '-':<12} "
+            f"{'yes' if row.default else '':<7} {status:<9} {digest}"
+        )
+    return 0 if rows else 1
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    """Verify the audit trail (topic and table) or print one image's trail."""
+    import uuid  # noqa: PLC0415
+
+    from sinks.audit_sink import trail_for_event_in_table, verify_table  # noqa: PLC0415
+    from streams.audit_topic import trail_for_event, verify_topic  # noqa: PLC0415
+
+    topic = TopicNames(settings.topic_prefix).audit
+    audit = settings.audit
+    url = settings.database_url.get_secret_value()
+    if args.action == "show":
+        event_id = uuid.UUID(args.event_id)
+        trail = (
+            asyncio.run(trail_for_event(settings.kafka_bootstrap, topic, event_id))
+            if args.source != "table"
+            else asyncio.run(trail_for_event_in_table(url, event_id))
+        )
+        for record in trail:
+            print(record.model_dump_json())
+        return 0 if trail else 1
+    if not audit.signing_key_file.exists():
+        print(f"radstream: no audit key at {audit.signing_key_file}", file=sys.stderr)
+        return 2
+    failures = 0
+    if args.source in ("topic", "both"):
+        report = asyncio.run(
+            verify_topic(
+                settings.kafka_bootstrap, topic, audit.checkpoint_file, audit.signing_key_file
+            )
+        )
+        print(f"topic {topic}: {report.summary()}")
+        failures += not report.ok
+    if args.source in ("table", "both"):
+        report = asyncio.run(verify_table(url, audit.checkpoint_file, audit.signing_key_file))
+        print(f"table audit_log: {report.summary()}")
+        failures += not report.ok
+    return 1 if failures else 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Issue a local HS256 token for the API (development and the demo)."""
+    from gateway.tokens import issue_token  # noqa: PLC0415
+
+    print(issue_token(settings, args.subject, args.role, args.ttl))
+    return 0
+
+
+def build_api(settings: Settings, *, registry: CollectorRegistry | None = None) -> FastAPI:
+    """The HTTP gateway wired to the real broker, database and model registry."""
+    from gateway.adapters import (  # noqa: PLC0415
+        RegistryModelCatalog,
+        RepositoryLifecycleReader,
+        RepositoryResultsReader,
+    )
+    from gateway.app import create_app  # noqa: PLC0415
+    from gateway.audit_publisher import TopicApiAuditPublisher  # noqa: PLC0415
+    from sinks.database import Database  # noqa: PLC0415
+    from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
+    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
+
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap,
+        TopicNames(settings.topic_prefix),
+        client_id="radstream-api",
+        send_timeout_seconds=10.0,
+    )
+    database = Database(settings.database_url.get_secret_value(), pool_size=settings.sink.pool_size)
+
+    class DatabaseResource:
+        """Disposes the engine's pool when the API stops."""
+
+        async def start(self) -> None:
+            """Connections are opened lazily by the pool."""
+
+        async def stop(self) -> None:
+            await database.dispose()
+
+    return create_app(
+        settings,
+        publisher=publisher,
+        results=RepositoryResultsReader(ResultsRepository(database.sessions)),
+        lifecycle=RepositoryLifecycleReader(LifecycleRepository(database.sessions)),
+        models=RegistryModelCatalog(load_model_registry(settings)),
+        audit=TopicApiAuditPublisher(publisher),
+        metrics=registry if registry is not None else CollectorRegistry(),
+        readiness={"kafka": publisher.ready, "database": database.ping},
+        resources=(publisher, DatabaseResource()),
+    )
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    """Serve the HTTP API with uvicorn until SIGINT/SIGTERM."""
+    import uvicorn  # noqa: PLC0415
+
+    from observability.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings.logging)
+    uvicorn.run(
+        build_api(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        # None: uvicorn's loggers go through our masked root handler, not their own.
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``radstream`` command line."""
     parser = argparse.ArgumentParser(prog="radstream", description=__doc__)
@@ -565,7 +829,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the pipeline end to end on the bundled samples").set_defaults(
         func=cmd_demo
     )
+    sub.add_parser("api", help="serve the HTTP API").set_defaults(func=cmd_api)
+    sub.add_parser("models", help="list the model registry").set_defaults(func=cmd_models)
+
+    audit = sub.add_parser("audit", help="verify the audit trail or show one image's trail")
+    audit.add_argument("action", choices=["verify", "show"])
+    audit.add_argument("--event-id", help="with show: the arrival event id")
+    audit.add_argument("--source", choices=["topic", "table", "both"], default="both")
+    audit.set_defaults(func=cmd_audit)
+
+    token = sub.add_parser("token", help="issue a local API token")
+    token.add_argument("--subject", required=True)
+    token.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["clinician", "service", "auditor", "admin"],
+    )
+    token.add_argument("--ttl", type=int, default=3600)
+    token.set_defaults(func=cmd_token)
+
     sub.add_parser("bootstrap", help="db upgrade + topics ensure").set_defaults(func=cmd_bootstrap)
+
+    dlq_cli.register(sub)
+    lag_cli.register(sub)
 
     schemas = sub.add_parser("schemas", help="export or check the JSON Schema/AsyncAPI files")
     schemas.add_argument("action", choices=["export", "check"])

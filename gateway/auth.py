@@ -8,7 +8,9 @@ Trust rules, each one a defence against a known JWT attack:
   secret is never checked against that key (HS/RS confusion);
 - ``exp``, ``iat``, ``aud``, ``iss`` and ``sub`` are required, ``nbf`` is honoured, with a small
   leeway; ``iat`` in the future is refused;
-- HMAC secrets shorter than 32 bytes are refused at start-up.
+- HMAC secrets shorter than 32 bytes are refused at start-up;
+- keys from a JWKS file are chosen by the token's ``kid`` and keep their own family: a JWKS never
+  holds HMAC (``oct``) keys, so a JWKS key can never verify an HS256 token.
 """
 
 from __future__ import annotations
@@ -78,7 +80,10 @@ class TokenVerifier:
                 raise ValueError("the HS256 secret must be at least 32 bytes")
             self._keys["HS256"] = secret
         asymmetric = allowed - {"HS256"}
-        if asymmetric:
+        self._jwks: dict[str, tuple[str, Any]] = {}
+        if settings.jwt_jwks_file is not None:
+            self._jwks = _load_jwks(settings.jwt_jwks_file, asymmetric)
+        if asymmetric and (settings.jwt_public_key_file is not None or not self._jwks):
             self._load_public_key(settings.jwt_public_key_file, asymmetric)
 
     def _load_public_key(self, path: Path | None, algorithms: Set[str]) -> None:
@@ -98,7 +103,21 @@ class TokenVerifier:
     @property
     def algorithms(self) -> tuple[str, ...]:
         """The algorithms a token may be signed with, given the keys actually loaded."""
-        return tuple(sorted(self._keys))
+        return tuple(sorted(set(self._keys) | {alg for alg, _ in self._jwks.values()}))
+
+    def _key_for(self, header: dict[str, Any]) -> tuple[str, Any]:
+        """(algorithm, key) to verify a token with this header, or raise."""
+        algorithm = header.get("alg")
+        kid = header.get("kid")
+        if isinstance(kid, str) and kid in self._jwks:
+            family, key = self._jwks[kid]
+            if algorithm != family:
+                raise _unauthenticated("the token's algorithm does not match its key")
+            return family, key
+        # The key is chosen by the algorithm family, and only families with a loaded key exist.
+        if not isinstance(algorithm, str) or algorithm not in self._keys:
+            raise _unauthenticated("the token's algorithm is not allowed")
+        return algorithm, self._keys[algorithm]
 
     def verify(self, token: str) -> Principal:
         """Return the caller of a valid ``token``; raise AuthenticationError otherwise."""
@@ -108,14 +127,11 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise _unauthenticated("the bearer token is malformed") from exc
-        algorithm = header.get("alg")
-        # The key is chosen by the algorithm family, and only families with a loaded key exist.
-        if not isinstance(algorithm, str) or algorithm not in self._keys:
-            raise _unauthenticated("the token's algorithm is not allowed")
+        algorithm, key = self._key_for(header)
         try:
             claims = jwt.decode(
                 token,
-                key=self._keys[algorithm],
+                key=key,
                 algorithms=[algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
@@ -129,6 +145,30 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise _unauthenticated("the token is not trusted") from exc
         return _principal(claims)
+
+
+_JWK_FAMILY = {"RSA": "RS256", "EC": "ES256"}
+
+
+def _load_jwks(path: Path, algorithms: Set[str]) -> dict[str, tuple[str, Any]]:
+    """Public keys of a JWKS file by ``kid``; refuses HMAC keys and families not allowed."""
+    try:
+        jwks = jwt.PyJWKSet.from_json(path.read_text())
+    except (jwt.PyJWKSetError, ValueError) as exc:
+        raise ValueError(f"api.jwt_jwks_file is not a usable JWKS: {exc}") from exc
+    keys: dict[str, tuple[str, Any]] = {}
+    for jwk in jwks.keys:
+        family = _JWK_FAMILY.get(jwk.key_type or "")
+        if family is None:
+            raise ValueError(f"api.jwt_jwks_file holds a {jwk.key_type} key; only RSA/EC allowed")
+        if family not in algorithms:
+            raise ValueError(
+                f"the JWKS key {jwk.key_id!r} is for {family}, not {sorted(algorithms)}"
+            )
+        if not jwk.key_id:
+            raise ValueError("every JWKS key needs a kid")
+        keys[jwk.key_id] = (family, jwk.key)
+    return keys
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

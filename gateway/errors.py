@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -76,36 +76,33 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 
 
 async def _radstream_error(request: Request, exc: Exception) -> JSONResponse:
-    if not isinstance(exc, RadstreamError):  # registered for this class only
-        raise TypeError(type(exc).__name__)
+    error = cast("RadstreamError", exc)  # registered for this class only
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimitError):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_seconds)))
-    if isinstance(exc, AuthenticationError):
+    if isinstance(error, RateLimitError):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_seconds)))
+    if isinstance(error, AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="radstream"'
     return error_response(
-        exc.code,
-        exc.reason,
+        error.code,
+        error.reason,
         correlation_id_of(request.scope),
-        status_code=exc.http_status,
+        status_code=error.http_status,
         headers=headers,
     )
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    if not isinstance(exc, RequestValidationError):  # registered for this class only
-        raise TypeError(type(exc).__name__)
+    error = cast("RequestValidationError", exc)  # registered for this class only
     return error_response(
         ErrorCode.REQUEST_INVALID,
-        describe_validation_errors(exc.errors()),
+        describe_validation_errors(error.errors()),
         correlation_id_of(request.scope),
     )
 
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
-    if not isinstance(exc, StarletteHTTPException):  # registered for this class only
-        raise TypeError(type(exc).__name__)
-    status = exc.status_code
+    error = cast("StarletteHTTPException", exc)  # registered for this class only
+    status = error.status_code
     default = ErrorCode.INTERNAL_ERROR if status >= 500 else ErrorCode.REQUEST_INVALID
     code = _CODE_FOR_STATUS.get(status, default)
     # The catalogue's description, never exc.detail: details may quote the request.
@@ -114,7 +111,7 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
         spec_for(code).description,
         correlation_id_of(request.scope),
         status_code=status,
-        headers=exc.headers,
+        headers=error.headers,
     )
 
 

@@ -59,7 +59,12 @@ class ResultsReader(Protocol):
         status: VerificationStatus | None,
         study_uid: str | None,
     ) -> ResultPage:
-        """One page of the results ``user_id`` may see, newest first."""
+        """One page of the results ``user_id`` may see, newest first.
+
+        Raises:
+            InputValidationError: ``REQUEST_INVALID`` for a cursor it did not issue (a client
+                error, never a 500).
+        """
 
     async def get(self, result_id: uuid.UUID, *, user_id: str | None) -> ResultView | None:
         """The result, or None when it does not exist or ``user_id`` may not see it.

@@ -47,6 +47,11 @@ _NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A correlation id taken from a header must look like an id, not like text.
 _CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _HANDLER_MARK = "_radstream_handler"
+# Library loggers that print message keys and values at DEBUG (aiokafka's producer logs every
+# send's key and value; its connection logs whole request and response reprs, record batches
+# included). Payloads are patient data, and bytes inside a repr defeat pattern masking, so these
+# never go below INFO whatever the configured level (tests/security/test_logs_have_no_phi.py).
+PAYLOAD_LOGGERS: Final = ("aiokafka.conn", "aiokafka.producer.producer")
 
 
 def escape_control_characters(text: str) -> str:
@@ -108,6 +113,49 @@ def build_renderer_chain(settings: LoggingSettings, masker: PhiMasker) -> list[P
     ]
 
 
+def build_handler(
+    settings: LoggingSettings, masker: PhiMasker, stream: TextIO | None = None
+) -> logging.Handler:
+    """A stdlib handler rendering any record through radstream's masking pipeline."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *build_renderer_chain(settings, masker),
+        ],
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    return handler
+
+
+def _handler_from_config(
+    settings: LoggingSettings, stream: TextIO | None = None
+) -> logging.Handler:
+    """dictConfig factory: the same handler configure_logging installs."""
+    return build_handler(settings, PhiMasker.from_settings(settings), stream)
+
+
+def worker_logging_config(
+    settings: LoggingSettings, *, stream: TextIO | None = None
+) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` dict that keeps radstream's masked handler on the root.
+
+    faust/mode's ``Worker`` applies its own dictConfig at start-up, replacing the root handlers
+    with an unmasked colour handler. Pass this as ``Worker(app, logging_config=...)`` so the
+    worker installs radstream's handler instead.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "radstream": {"()": _handler_from_config, "settings": settings, "stream": stream}
+        },
+        "root": {"level": settings.level, "handlers": ["radstream"]},
+    }
+
+
 def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None) -> PhiMasker:
     """Configure structlog and stdlib logging once, at start-up; returns the masker in use.
 
@@ -119,16 +167,7 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
     set_default_masker(masker)
     level = logging.getLevelNamesMapping()[settings.level]
 
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *build_renderer_chain(settings, masker),
-        ],
-    )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
-    handler.setFormatter(formatter)
-    setattr(handler, _HANDLER_MARK, True)
+    handler = build_handler(settings, masker, stream)
 
     root = logging.getLogger()
     # Replace only what an earlier call installed, so re-configuring never duplicates lines.
@@ -137,6 +176,11 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
+    # pydicom's warnings quote attribute values ("Invalid value for VR PN: 'Doe^John'"): the
+    # masker would catch most, but such lines carry no operational value, so they are dropped.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
 
     structlog.configure(
         processors=[

@@ -47,6 +47,8 @@ TRUNCATED = "[TRUNCATED]"
 
 # Nesting deeper than this is cut off: log values are small, and a cycle must not hang a worker.
 _MAX_DEPTH = 32
+# Distinct keys remembered per masker; the cache is simply cleared when full.
+_KEY_CACHE_SIZE = 4096
 
 
 def _normalise_key(key: str) -> str:
@@ -132,7 +134,6 @@ _SAFE_SUFFIXES = ("uid", "_seconds", "_ms", "_at", "_sha256", "_bytes", "_count"
 _SCALARS = (bool, int, float, Decimal, uuid.UUID, datetime, date, time, timedelta, enum.Enum)
 
 # ----------------------------------------------------------------------------- patterns
-_NAME_CHAR = r"[A-Za-z\u00c0-\u024f'\-]"
 _DATE = (
     r"\d{4}-\d{2}-\d{2}|\d{4}/\d{2}/\d{2}|\d{8}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4}"
     r"|\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+\d{4}"
@@ -157,9 +158,34 @@ _keyword_forms = sorted(
     key=len,
     reverse=True,
 )
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regex matching any of ``words``, as a trie (a flat alternation of ~300 is slow)."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [
+            (r"\s+" if char == " " else re.escape(char)) + emit(child)
+            for char, child in sorted(node.items())
+            if char
+        ]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(trie)
+
+
 _KEYWORD_VALUE_RE = re.compile(
     r"(?<![\w'])("
-    + "|".join(re.escape(form).replace(r"\ ", r"\s+") for form in _keyword_forms)
+    + _trie_pattern({form.lower() for form in _keyword_forms})
     + r")(?![\w'])(\s*[:=]\s*)("
     + _VALUE
     + r")",
@@ -197,7 +223,16 @@ _H = r"[0-9A-Fa-f]{1,4}"
 _IPV6_RE = re.compile(
     rf"(?<![\w:])(?:(?:{_H}:){{7}}{_H}|(?:{_H}:)+(?::{_H})+|(?:{_H}:)+:|::(?:{_H}:)*{_H})(?![\w:])"
 )
-_PERSON_NAME_RE = re.compile(rf"(?<![\w^]){_NAME_CHAR}+(?:\^{_NAME_CHAR}*){{1,4}}(?![\w^])")
+# Components may hold digits (``CompressedSamples^CT1`` is a real test-file name); what makes a
+# person name is the caret and at least two components with letters (see _person_name).
+_NAME_PART = r"[A-Za-z0-9\u00c0-\u024f'\-]"
+_PERSON_NAME_RE = re.compile(rf"(?<![\w^]){_NAME_PART}+(?:\^{_NAME_PART}*){{1,4}}(?![\w^])")
+
+
+_DIGIT_RE = re.compile(r"\d")
+# Substrings without which _DOB_RE / _PHONE_CONTEXT_RE cannot match (cheap pre-checks).
+_DOB_HINTS = ("dob", "birth", "born", "0010")
+_PHONE_HINTS = ("phone", "tel", "mobile", "fax")
 
 
 def _marker_for_tag(group: str, element: str) -> str | None:
@@ -211,6 +246,9 @@ def _marker_for_tag(group: str, element: str) -> str | None:
 class _Rule:
     pattern: re.Pattern[str]
     marker: str
+    # A character the text must contain for the rule to possibly match; "" means "a digit",
+    # None means always run (site MRN formats are arbitrary).
+    needs: str | None
 
 
 class PhiMasker:
@@ -229,11 +267,12 @@ class PhiMasker:
     ) -> None:
         self._mrn = tuple(re.compile(pattern) for pattern in mrn_patterns)
         self._mask_ips = mask_ip_addresses
-        rules = [_Rule(_EMAIL_RE, REDACTED_EMAIL), _Rule(_SSN_RE, REDACTED_SSN)]
-        rules += [_Rule(pattern, REDACTED_MRN) for pattern in self._mrn]
+        self._key_cache: dict[object, tuple[str | None, bool, object]] = {}
+        rules = [_Rule(_EMAIL_RE, REDACTED_EMAIL, "@"), _Rule(_SSN_RE, REDACTED_SSN, "")]
+        rules += [_Rule(pattern, REDACTED_MRN, None) for pattern in self._mrn]
         if mask_ip_addresses:
-            rules += [_Rule(_IPV4_RE, REDACTED_IP), _Rule(_IPV6_RE, REDACTED_IP)]
-        rules.append(_Rule(_PHONE_RE, REDACTED_PHONE))
+            rules += [_Rule(_IPV4_RE, REDACTED_IP, ""), _Rule(_IPV6_RE, REDACTED_IP, ":")]
+        rules.append(_Rule(_PHONE_RE, REDACTED_PHONE, ""))
         self._rules = tuple(rules)
 
     @classmethod
@@ -250,13 +289,24 @@ class PhiMasker:
     # ------------------------------------------------------------------ text
     def mask_text(self, text: str) -> str:
         """Replace every PHI pattern found in free text with its marker."""
-        text = _TAG_VALUE_RE.sub(self._tag_value, text)
-        text = _KEYWORD_VALUE_RE.sub(self._keyword_value, text)
-        text = _DOB_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED_DOB}", text)
-        text = _PHONE_CONTEXT_RE.sub(lambda m: f"{m.group(1)}{REDACTED_PHONE}", text)
+        # Cheap character tests skip the regexes that cannot match (most log strings are short
+        # event names and reasons without digits, separators or carets).
+        if "=" in text or ":" in text:
+            text = _TAG_VALUE_RE.sub(self._tag_value, text)
+            text = _KEYWORD_VALUE_RE.sub(self._keyword_value, text)
+        has_digit = _DIGIT_RE.search(text) is not None
+        if has_digit:
+            lowered = text.lower()
+            if any(word in lowered for word in _DOB_HINTS):
+                text = _DOB_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED_DOB}", text)
+            if any(word in lowered for word in _PHONE_HINTS):
+                text = _PHONE_CONTEXT_RE.sub(lambda m: f"{m.group(1)}{REDACTED_PHONE}", text)
         for rule in self._rules:
-            text = rule.pattern.sub(rule.marker, text)
-        return _PERSON_NAME_RE.sub(self._person_name, text)
+            if rule.needs is None or (rule.needs in text if rule.needs else has_digit):
+                text = rule.pattern.sub(rule.marker, text)
+        if "^" in text:
+            text = _PERSON_NAME_RE.sub(self._person_name, text)
+        return text
 
     @staticmethod
     def _tag_value(match: re.Match[str]) -> str:
@@ -323,18 +373,32 @@ class PhiMasker:
     def _mask_items(self, items: Iterable[object], depth: int) -> Iterable[Any]:
         return (self.mask_value(item, depth + 1) for item in items)
 
+    def _key_info(self, key: object) -> tuple[str | None, bool, object]:
+        """(value marker, safe key?, masked key) of ``key``, cached: log keys repeat a lot."""
+        cached = self._key_cache.get(key)
+        if cached is not None:
+            return cached
+        info = (
+            self.key_marker(key),
+            self.is_safe_key(key),
+            self.mask_text(key) if isinstance(key, str) else key,
+        )
+        if len(self._key_cache) >= _KEY_CACHE_SIZE:
+            self._key_cache.clear()
+        self._key_cache[key] = info
+        return info
+
     def mask_mapping(self, mapping: Mapping[Any, Any], _depth: int = 0) -> dict[Any, Any]:
         """Mask keys and values of one mapping (a structlog event dict or nested data)."""
         masked: dict[Any, Any] = {}
         for key, value in mapping.items():
-            marker = self.key_marker(key)
+            marker, safe, new_key = self._key_info(key)
             if marker is not None and value is not None:
                 new_value: Any = marker
-            elif self.is_safe_key(key) and (value is None or isinstance(value, (*_SCALARS, str))):
+            elif safe and (value is None or isinstance(value, (*_SCALARS, str))):
                 new_value = value
             else:
                 new_value = self.mask_value(value, _depth)
-            new_key = self.mask_text(key) if isinstance(key, str) else key
             if new_key in masked:
                 # Two keys masked to the same marker: keep both values, number the second.
                 suffix = 2

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.errors import ErrorCode
 from schemas.events import Pseudonym, Sha256Hex, Uid, utc_now
@@ -39,13 +39,13 @@ KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _datetimes_in_utc(cls, value: object) -> object:
-        """Keep every timestamp in UTC so the canonical bytes never depend on the sender."""
-        if isinstance(value, datetime):
-            return value.astimezone(UTC)
-        return value
+
+def _to_utc(value: datetime) -> datetime:
+    """Keep every timestamp in UTC so the canonical bytes never depend on the sender."""
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 # ---------------------------------------------------------------- API actions
@@ -70,7 +70,7 @@ class ApiAction(_Frozen):
 
     schema_version: Literal[1] = 1
     action: ApiActionKind
-    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    occurred_at: UtcDatetime = Field(default_factory=utc_now)
     actor_id: Pseudonym | None = Field(None, description="the token subject; None if unknown")
     roles: tuple[ShortToken, ...] = Field(default=(), max_length=16)
     outcome: Literal["success", "failure"]
@@ -156,7 +156,7 @@ class AuditDraft(_Frozen):
 
     event_type: AuditEventType
     action: AuditAction
-    recorded_at: AwareDatetime
+    recorded_at: UtcDatetime
     outcome: AuditOutcome
     outcome_description: ShortToken | None = Field(
         None, description="an ErrorCode value or fixed phrase; never free text"
@@ -184,6 +184,6 @@ class AuditCheckpoint(_Frozen):
     chain_partition: int = Field(ge=0)
     sequence: int = Field(ge=0, description="the sequence of the record whose hash is head_hash")
     head_hash: Sha256Hex
-    created_at: AwareDatetime
+    created_at: UtcDatetime
     key_id: KeyId
     signature: str = Field(pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="base64 Ed25519")

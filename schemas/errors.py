@@ -1,7 +1,8 @@
 """The error catalogue and the one exception hierarchy of radstream.
 
 Every rejection, dead letter and API error carries an :class:`ErrorCode`. Codes are stable: a
-code is never renamed, reused or removed (``tests/unit/schemas/test_error_codes_pinned.py`` pins the list).
+code is never renamed, reused or removed
+(``tests/unit/schemas/test_error_codes_pinned.py`` pins the list).
 Each code has one :class:`ErrorSpec` saying what it means, whether retrying can help and which
 HTTP status the API answers with.
 
@@ -93,6 +94,8 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # dead-letter operations
+    DEAD_LETTER_ALREADY_REPLAYED = "DEAD_LETTER_ALREADY_REPLAYED"
 
 
 class ErrorCategory(StrEnum):
@@ -268,6 +271,11 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         ErrorCategory.RATE_LIMIT,
         429,
         retryable=True,
+    ),
+    C.DEAD_LETTER_ALREADY_REPLAYED: ErrorSpec(
+        "The dead letter was replayed before; replay it again only with --force.",
+        ErrorCategory.CONFLICT,
+        409,
     ),
     C.AUDIT_CHAIN_BROKEN: ErrorSpec(
         "An audit record's hash or link to its predecessor does not verify.",

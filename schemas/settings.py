@@ -99,6 +99,9 @@ class ApiSettings(_Group):
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithms: tuple[Literal["HS256", "RS256", "ES256"], ...] = ("HS256",)
     jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = Field(
+        None, description="JWKS (RFC 7517) of the identity provider's RS256/ES256 keys, by kid"
+    )
     jwt_audience: str = "radstream"
     jwt_issuer: str = "radstream-local"
     jwt_leeway_seconds: int = Field(10, ge=0, le=120)

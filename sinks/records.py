@@ -87,11 +87,17 @@ class LifecycleEntry(_Record):
     detail: str | None = Field(None, max_length=500)
     model_name: str | None = None
     model_version: str | None = None
+    requested_by: str | None = Field(None, max_length=64)
 
     @classmethod
     def arrived(cls, event: ImageArrived) -> LifecycleEntry:
         """The router announced the image."""
-        return cls(event_id=event.event_id, state=LifecycleState.ARRIVED, at=event.occurred_at)
+        return cls(
+            event_id=event.event_id,
+            state=LifecycleState.ARRIVED,
+            at=event.occurred_at,
+            requested_by=event.requested_by,
+        )
 
     @classmethod
     def validated(cls, event: ImageValidated) -> LifecycleEntry:
@@ -101,6 +107,7 @@ class LifecycleEntry(_Record):
             state=LifecycleState.VALIDATED,
             at=event.validated_at,
             stage=Stage.VALIDATION.value,
+            requested_by=event.requested_by,
         )
 
     @classmethod
@@ -117,6 +124,7 @@ class LifecycleEntry(_Record):
             detail=event.reason,
             model_name=name,
             model_version=version,
+            requested_by=event.requested_by,
         )
 
     @classmethod
@@ -129,6 +137,7 @@ class LifecycleEntry(_Record):
             stage=Stage.INFERENCE.value,
             model_name=result.model.name,
             model_version=result.model.version,
+            requested_by=result.requested_by,
         )
 
     @classmethod
@@ -141,4 +150,5 @@ class LifecycleEntry(_Record):
             stage=Stage.RESULTS_SINK.value,
             model_name=result.model.name,
             model_version=result.model.version,
+            requested_by=result.requested_by,
         )

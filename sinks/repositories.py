@@ -21,7 +21,11 @@ from sqlalchemy import (
     ColumnElement,
     RowMapping,
     Select,
+    Table,
+    Text,
     and_,
+    bindparam,
+    cast,
     func,
     literal,
     select,
@@ -29,7 +33,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.errors import (
@@ -44,6 +48,7 @@ from sinks.records import InferenceResultRecord, LifecycleEntry, Page, Verificat
 from sinks.tables import image_events, inference_results
 
 MAX_PAGE_SIZE = 500
+_JSON_COLUMNS = frozenset({"verdicts", "thresholds", "scores"})
 _R = inference_results.c
 _E = image_events.c
 
@@ -75,6 +80,28 @@ def result_row(result: InferenceCompleted) -> dict[str, Any]:
         "occurred_at": result.occurred_at,
         "completed_at": result.completed_at,
     }
+
+
+def _unnest_source(
+    table: Table, rows: Sequence[Mapping[str, Any]], json_columns: frozenset[str] = frozenset()
+) -> tuple[list[str], Select[Any]]:
+    """``SELECT ... FROM unnest($1, $2, ...)``: one array parameter per column.
+
+    The statement text is the same for every batch size, so PostgreSQL and asyncpg prepare it
+    once, and a batch is one round trip however many rows it has (no 32k-parameter limit).
+    JSON travels as text arrays and is cast back, since JSONB arrays have no asyncpg codec.
+    """
+    columns = list(rows[0].keys())
+    arrays = []
+    for name in columns:
+        item_type = Text() if name in json_columns else table.c[name].type
+        values = [json.dumps(row[name]) if name in json_columns else row[name] for row in rows]
+        arrays.append(bindparam(f"rows_{name}", values, type_=ARRAY(item_type)))
+    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    selected = [
+        cast(source.c[name], JSONB) if name in json_columns else source.c[name] for name in columns
+    ]
+    return columns, select(*selected)
 
 
 def encode_cursor(completed_at: datetime, result_id: uuid.UUID) -> str:
@@ -117,13 +144,17 @@ class ResultsRepository:
         """
         if not results:
             return 0
+        columns, source = _unnest_source(
+            inference_results, [result_row(r) for r in results], _JSON_COLUMNS
+        )
         statement = (
             insert(inference_results)
+            .from_select(columns, source)
             .on_conflict_do_nothing(index_elements=["event_id", "model_name", "model_version"])
             .returning(_R.result_id)
         )
         with database_errors():
-            inserted = await session.execute(statement, [result_row(r) for r in results])
+            inserted = await session.execute(statement)
         return len(inserted.all())
 
     @staticmethod
@@ -319,9 +350,15 @@ class LifecycleRepository:
         rows = [entry.model_dump(mode="python") | {"state": entry.state.value} for entry in entries]
         # No conflict target: the only unique index besides the identity key is the
         # (event, state, model) expression index, which is what "already recorded" means.
-        statement = insert(image_events).on_conflict_do_nothing().returning(_E.id)
+        columns, source = _unnest_source(image_events, rows)
+        statement = (
+            insert(image_events)
+            .from_select(columns, source)
+            .on_conflict_do_nothing()
+            .returning(_E.id)
+        )
         with database_errors():
-            inserted = await session.execute(statement, rows)
+            inserted = await session.execute(statement)
         return len(inserted.all())
 
     @staticmethod
@@ -337,6 +374,7 @@ class LifecycleRepository:
                 _E.detail,
                 _E.model_name,
                 _E.model_version,
+                _E.requested_by,
             )
             .where(_E.event_id == event_id)
             .order_by(_E.at, _E.id)
@@ -349,3 +387,15 @@ class LifecycleRepository:
                 result = await session.execute(self.lifecycle_statement(event_id))
                 rows = result.mappings().all()
         return [LifecycleEntry.model_validate(dict(row)) for row in rows]
+
+    async def submitted_by(self, event_id: uuid.UUID) -> str | None:
+        """The pseudonymous user who submitted the image, from any of its lifecycle rows."""
+        statement = (
+            select(_E.requested_by)
+            .where(_E.event_id == event_id, _E.requested_by.is_not(None))
+            .limit(1)
+        )
+        with database_errors():
+            async with self._sessions() as session:
+                value = (await session.execute(statement)).scalar_one_or_none()
+        return None if value is None else str(value)

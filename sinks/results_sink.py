@@ -13,8 +13,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.errors import TransientError
@@ -83,7 +83,7 @@ class ResultsSink:
         """Write one batch in one transaction; raise ``TransientError`` if PostgreSQL is down.
 
         Lifecycle steps recorded: ``validated``, ``rejected``/``failed``, and for every result
-        ``inferred`` and ``stored`` (at the transaction's time).
+        ``inferred`` and ``stored`` (at the sink's clock when the batch was written).
         """
         started = time.perf_counter()
         with database_errors():
@@ -91,11 +91,11 @@ class ResultsSink:
                 inserted = await ResultsRepository.upsert_results(session, results)
                 entries = [LifecycleEntry.validated(event) for event in validated]
                 entries += [LifecycleEntry.rejected(event) for event in rejections]
-                if results:
-                    now = (await session.execute(select(func.now()))).scalar_one()
-                    for result in results:
-                        entries.append(LifecycleEntry.inferred(result))
-                        entries.append(LifecycleEntry.stored(result, now))
+                # The sink's clock, not the server's: saves a round trip per batch.
+                now = datetime.now(UTC)
+                for result in results:
+                    entries.append(LifecycleEntry.inferred(result))
+                    entries.append(LifecycleEntry.stored(result, now))
                 recorded = await LifecycleRepository.record(session, entries)
         report = WriteReport(
             results_received=len(results),

@@ -122,6 +122,7 @@ image_events = Table(
     Column("model_version", String(32)),
     Column("at", _tz(), nullable=False),
     Column("recorded_at", _tz(), nullable=False, server_default=func.now()),
+    Column("requested_by", String(64)),
     CheckConstraint(
         "state IN (" + ", ".join(f"'{state.value}'" for state in LifecycleState) + ")",
         name="state_known",

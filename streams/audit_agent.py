@@ -32,7 +32,7 @@ from pathlib import Path
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from schemas.audit import AuditCheckpoint, AuditDraft, AuditRecord, AuditSource
@@ -294,21 +294,29 @@ class AuditAgent:
             raise RuntimeError("the audit agent is not started")
         return self._consumer, self._producer
 
-    async def run(self, stop_event: asyncio.Event) -> None:
+    async def run(self, stop_event: asyncio.Event, *, restart_delay: float = 1.0) -> None:
         """Audit until ``stop_event`` is set; then checkpoint and stop.
 
-        A fenced agent (another writer of this chain started) stops at once and re-raises:
-        it must not write again.
+        On a broker error the agent restarts from durable state (head from the topic, offsets
+        from the group) after ``restart_delay``; nothing escapes the loop. A fenced agent
+        (another writer of this chain started) stops at once and re-raises: it must not write
+        again.
         """
-        await self.start()
-        try:
-            while not stop_event.is_set():
-                await self.process_batch()
-        except ProducerFenced:
-            log.exception("audit_agent_fenced", transactional_id=self.transactional_id)
-            await self.stop(checkpoint=False)
-            raise
-        await self.stop()
+        while not stop_event.is_set():
+            await self.start()
+            try:
+                while not stop_event.is_set():
+                    await self.process_batch()
+            except ProducerFenced:
+                log.exception("audit_agent_fenced", transactional_id=self.transactional_id)
+                await self.stop(checkpoint=False)
+                raise
+            except (KafkaError, OSError, TimeoutError):
+                log.exception("audit_agent_restarting", chain_partition=self.chain_partition)
+                await self.stop(checkpoint=False)
+                await asyncio.sleep(restart_delay)
+                continue
+            await self.stop()
 
     async def run_until_idle(self, idle_seconds: float = 1.0, deadline: float = 30.0) -> int:
         """Start, audit until nothing arrives for ``idle_seconds``, checkpoint, stop (tests/CLI).

@@ -6,8 +6,13 @@ topic/partition/offset. Exceptions that are not :class:`~schemas.errors.Radstrea
 ``INTERNAL_ERROR`` with a generic reason naming only the exception type: their text may hold
 anything (a file's content, a patient's name) and is never published.
 
+It also plans what ``radstream dlq`` does: which dead letters a filter selects, which of them a
+replay may republish (:func:`plan_replay`), how much of the topic a purge may really delete and
+what it can only mark (:func:`plan_purge`), and the audit action each operation publishes
+(:func:`dlq_action`). See docs/deadletters.md for the semantics.
+
 Pure: no Kafka, no logging; the agent publishes what :func:`build_dead_letter` returns and the
-CLI republishes what :func:`replay_record` returns.
+CLI (streams/dlq.py) does the I/O these plans describe.
 """
 
 from __future__ import annotations
@@ -15,16 +20,23 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from schemas.audit import ApiAction, ApiActionKind
+from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
 from schemas.errors import ErrorCode, RadstreamError
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, DeadLetterHeader, Stage
+from schemas.events import CORRELATION_ID_HEADER, DeadLetter, DeadLetterHeader, Stage, utc_now
+from streams.audit.records import safe_token
 
 _MAX_REASON = 500
 _MAX_CORRELATION_ID = 64
 
 ReplayRecord = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
+
+REPLAY_OF_HEADER = "dlq_replay_of"
+"""Header added to a replayed message: the id of the dead letter it was replayed from."""
 
 
 def _b64(data: bytes) -> str:
@@ -134,3 +146,233 @@ def matches(
         until is None or dead_letter.last_failure_at < until,
     )
     return all(checks)
+
+
+# ------------------------------------------------------------------------- dlq tooling
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """A dead letter as read back from its topic: where it sits and the latest mark on it."""
+
+    partition: int
+    offset: int
+    dead_letter: DeadLetter
+    mark: DeadLetterMark | None = None
+
+    @property
+    def replayed(self) -> bool:
+        """An operator replayed it (and did not purge it since)."""
+        return self.mark is not None and self.mark.kind is DeadLetterMarkKind.REPLAYED
+
+    @property
+    def purged(self) -> bool:
+        """An operator purged it: it is hidden, and may still be on the broker until deleted."""
+        return self.mark is not None and self.mark.kind is DeadLetterMarkKind.PURGED
+
+    @property
+    def state(self) -> str:
+        """``new``, ``replayed`` or ``purged``, for listings."""
+        return "new" if self.mark is None else self.mark.kind.value
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which dead letters an operation applies to; every given criterion must hold.
+
+    ``since`` is inclusive and ``until`` exclusive, both compared with the last failure time;
+    both must be timezone-aware.
+    """
+
+    ids: frozenset[uuid.UUID] = frozenset()
+    code: ErrorCode | None = None
+    stage: Stage | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.since, self.until):
+            if bound is not None and bound.tzinfo is None:
+                raise ValueError("time filters must be timezone-aware")
+
+    @property
+    def selective(self) -> bool:
+        """Whether any criterion is set (replay and purge refuse to act on everything)."""
+        return bool(self.ids) or any(
+            v is not None for v in (self.code, self.stage, self.since, self.until)
+        )
+
+    def matches(self, dead_letter: DeadLetter) -> bool:
+        """Whether ``dead_letter`` is selected."""
+        if self.ids and dead_letter.dead_letter_id not in self.ids:
+            return False
+        return matches(dead_letter, self.code, self.stage, self.since, self.until)
+
+
+def select(
+    entries: Iterable[DeadLetterEntry], flt: DeadLetterFilter, *, include_purged: bool = False
+) -> list[DeadLetterEntry]:
+    """The entries ``flt`` selects, in topic order; purged ones only when asked for."""
+    chosen = [e for e in entries if (include_purged or not e.purged) and flt.matches(e.dead_letter)]
+    return sorted(chosen, key=lambda e: (e.partition, e.offset))
+
+
+def replay_message(entry: DeadLetterEntry) -> ReplayRecord:
+    """The original message to republish, tagged with the dead letter it is replayed from.
+
+    Raises:
+        ValueError: the dead letter's base64 fields are corrupt.
+    """
+    topic, key, value, headers = replay_record(entry.dead_letter)
+    headers = [(k, v) for k, v in headers if k != REPLAY_OF_HEADER]
+    headers.append((REPLAY_OF_HEADER, str(entry.dead_letter.dead_letter_id).encode()))
+    return topic, key, value, headers
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """What a replay will republish and what it refuses, with the reason."""
+
+    to_replay: list[tuple[DeadLetterEntry, ReplayRecord]] = field(default_factory=list)
+    refused: list[tuple[DeadLetterEntry, str]] = field(default_factory=list)
+
+
+def plan_replay(
+    entries: Iterable[DeadLetterEntry],
+    flt: DeadLetterFilter,
+    *,
+    allowed_topics: Collection[str],
+    force: bool = False,
+) -> ReplayPlan:
+    """Decide which selected dead letters may be replayed.
+
+    A dead letter already replayed is refused unless ``force``; one whose source topic is not
+    one of this deployment's topics is always refused (a dead letter must not be able to write
+    anywhere else), and so is one whose stored bytes are corrupt.
+    """
+    plan = ReplayPlan()
+    for entry in select(entries, flt):
+        letter = entry.dead_letter
+        if letter.source_topic not in allowed_topics:
+            plan.refused.append((entry, "source topic is not one of this deployment's topics"))
+        elif entry.replayed and not force:
+            count = entry.mark.replay_count if entry.mark is not None else 0
+            plan.refused.append((entry, f"already replayed {count} time(s); use --force"))
+        else:
+            try:
+                plan.to_replay.append((entry, replay_message(entry)))
+            except ValueError:
+                plan.refused.append((entry, "dead letter holds invalid base64"))
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class PurgePlan:
+    """What a purge does.
+
+    Attributes:
+        purged: the dead letters this purge removes from view (newly selected ones).
+        delete_before: per dead-letter partition, the offset below which every record is
+            deleted from the broker (only partitions where that deletes something).
+        deleted: every entry below those offsets (this purge's and earlier purged ones).
+        marked_only: purged entries that stay on the broker, hidden by their mark, until the
+            topic's retention expires them or a later purge can delete up to them.
+    """
+
+    purged: list[DeadLetterEntry]
+    delete_before: dict[int, int]
+    deleted: list[DeadLetterEntry]
+    marked_only: list[DeadLetterEntry]
+
+
+def plan_purge(
+    entries: Iterable[DeadLetterEntry],
+    flt: DeadLetterFilter,
+    *,
+    unreadable: Iterable[tuple[int, int]] = (),
+    low_watermarks: dict[int, int] | None = None,
+) -> PurgePlan:
+    """Plan a purge: delete the longest purgeable prefix of each partition, mark the rest.
+
+    Kafka deletes records only as a prefix (everything before an offset). A prefix may go when
+    every record in it is selected by ``flt`` or was purged before; the first record that is
+    neither (or that could not even be decoded, see ``unreadable``) ends it. Selected dead
+    letters after that point can only be marked purged.
+
+    Args:
+        entries: every decodable dead letter on the topic, purged ones included.
+        flt: the selection.
+        unreadable: (partition, offset) of records that are not dead letters at all.
+        low_watermarks: each partition's first offset on the broker; a deletion that would not
+            move it is left out of the plan.
+    """
+    all_entries = sorted(entries, key=lambda e: (e.partition, e.offset))
+    purged = select(all_entries, flt)
+    chosen = {(e.partition, e.offset) for e in purged}
+    blockers: dict[int, int] = {}
+    for partition, offset in unreadable:
+        blockers[partition] = min(offset, blockers.get(partition, offset))
+    delete_before: dict[int, int] = {}
+    for entry in all_entries:
+        p = entry.partition
+        if p in blockers and entry.offset >= blockers[p]:
+            continue
+        if entry.purged or (p, entry.offset) in chosen:
+            delete_before[p] = entry.offset + 1
+        else:
+            blockers[p] = entry.offset
+    floors = low_watermarks or {}
+    delete_before = {p: o for p, o in delete_before.items() if o > floors.get(p, 0)}
+    deleted = [e for e in all_entries if e.offset < delete_before.get(e.partition, -1)]
+    deleted_keys = {(e.partition, e.offset) for e in deleted}
+    marked_only = [e for e in purged if (e.partition, e.offset) not in deleted_keys]
+    return PurgePlan(purged, delete_before, deleted, marked_only)
+
+
+def mark_for(
+    entry: DeadLetterEntry, kind: DeadLetterMarkKind, actor: str, *, at: datetime | None = None
+) -> DeadLetterMark:
+    """The mark recording that ``actor`` replayed or purged ``entry``."""
+    previous = entry.mark.replay_count if entry.mark is not None else 0
+    return DeadLetterMark(
+        dead_letter_id=entry.dead_letter.dead_letter_id,
+        kind=kind,
+        marked_at=at or utc_now(),
+        actor=actor,
+        replay_count=previous + (1 if kind is DeadLetterMarkKind.REPLAYED else 0),
+        deadletter_partition=entry.partition,
+        deadletter_offset=entry.offset,
+    )
+
+
+DLQ_ROUTES = {
+    ApiActionKind.DLQ_REPLAY: "cli/dlq/replay",
+    ApiActionKind.DLQ_PURGE: "cli/dlq/purge",
+}
+
+
+def dlq_action(
+    kind: ApiActionKind,
+    entry: DeadLetterEntry,
+    *,
+    actor: str,
+    refused: bool = False,
+    at: datetime | None = None,
+) -> ApiAction:
+    """The audit action for one dead letter replayed or purged (or refused) by ``actor``.
+
+    It carries the dead letter's event id and original correlation id, so the audit trail joins
+    the replay to the message's whole history. A refusal is recorded as a 409 failure.
+    """
+    letter = entry.dead_letter
+    correlation = safe_token(letter.correlation_id) or f"dlq-{letter.dead_letter_id.hex}"
+    return ApiAction(
+        action=kind,
+        occurred_at=at or utc_now(),
+        actor_id=actor,
+        roles=("operator",),
+        outcome="failure" if refused else "success",
+        http_status=409 if refused else 200,
+        route=DLQ_ROUTES[kind],
+        event_id=letter.event_id,
+        correlation_id=correlation,
+        error_code=ErrorCode.DEAD_LETTER_ALREADY_REPLAYED if refused else None,
+    )

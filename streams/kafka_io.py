@@ -38,13 +38,30 @@ class Outgoing:
         return self.value.model_dump_json().encode()
 
 
-class KafkaPublisher:
-    """An idempotent, acks=all aiokafka producer that confirms delivery of every message."""
+DEFAULT_SEND_TIMEOUT_SECONDS = 30.0
 
-    def __init__(self, bootstrap: str, topics: TopicNames, *, client_id: str = "radstream") -> None:
+
+class KafkaPublisher:
+    """An idempotent, acks=all aiokafka producer that confirms delivery of every message.
+
+    The one producer of radstream: stages deliver their outcomes with it, the API publishes
+    arrivals and audit actions with it, tools publish with it. Kafka failures are translated
+    where they enter: ``BROKER_UNAVAILABLE`` for client errors, ``TIMEOUT`` when the broker does
+    not acknowledge within ``send_timeout_seconds``; both are retryable.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: TopicNames,
+        *,
+        client_id: str = "radstream",
+        send_timeout_seconds: float = DEFAULT_SEND_TIMEOUT_SECONDS,
+    ) -> None:
         self._bootstrap = bootstrap
         self._topics = topics
         self._client_id = client_id
+        self._timeout = send_timeout_seconds
         self._producer: AIOKafkaProducer | None = None
 
     @property
@@ -72,8 +89,13 @@ class KafkaPublisher:
     async def stop(self) -> None:
         """Flush and disconnect."""
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def ready(self) -> bool:
+        """Readiness: the producer is started and knows at least one broker."""
+        producer = self._producer
+        return producer is not None and bool(producer.client.cluster.brokers())
 
     async def __aenter__(self) -> KafkaPublisher:
         await self.start()
@@ -86,27 +108,35 @@ class KafkaPublisher:
         """Send ``messages`` and wait until the broker acknowledged every one of them.
 
         Raises:
-            TransientError: BROKER_UNAVAILABLE when any message could not be delivered.
+            TransientError: BROKER_UNAVAILABLE when the publisher is not started or a message
+                could not be delivered; TIMEOUT when the broker did not acknowledge in time.
         """
         if self._producer is None:
-            raise RuntimeError("KafkaPublisher.start() was not called")
+            raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "the publisher is not started")
         producer = self._producer
         try:
-            futures = [
-                await producer.send(
-                    self._topics[m.topic],
-                    value=m.value_bytes(),
-                    key=m.key,
-                    headers=list(m.headers),
-                )
-                for m in messages
-            ]
-            await asyncio.gather(*futures)
+            async with asyncio.timeout(self._timeout):
+                futures = [
+                    await producer.send(
+                        self._topics[m.topic],
+                        value=m.value_bytes(),
+                        key=m.key,
+                        headers=list(m.headers),
+                    )
+                    for m in messages
+                ]
+                await asyncio.gather(*futures)
+        except TimeoutError as exc:
+            raise TransientError(ErrorCode.TIMEOUT, "Kafka did not acknowledge in time") from exc
         except KafkaError as exc:
             raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "delivery failed") from exc
 
     async def publish(
-        self, topic: TopicKey, key: bytes | None, value: BaseModel, headers: Headers = ()
+        self,
+        topic: TopicKey,
+        key: bytes | None,
+        value: BaseModel,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """Deliver one message (the API's and the router simulator's entry point)."""
-        await self.deliver([Outgoing(topic, key, value, headers)])
+        await self.deliver([Outgoing(topic, key, value, tuple(headers))])

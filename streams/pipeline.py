@@ -9,7 +9,11 @@ produce. :func:`process_batch` runs it so that
 * nothing is acked before its outcome is on the broker: delivery is retried with bounded
   backoff for as long as it takes (a broker outage stalls the stage, it loses nothing);
 * metrics are recorded in one place, from the outcomes themselves, through a
-  :class:`StageObserver`.
+  :class:`StageObserver`;
+* every outcome is logged once (``message_processed``, ``image_rejected``,
+  ``message_dead_lettered``) with the message's context bound: correlation id, event id, stage
+  and the consumed topic/partition/offset. Only ids, codes and the published, patient-data-free
+  reasons are logged, never a message value.
 """
 
 from __future__ import annotations
@@ -22,14 +26,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+import structlog
 from pydantic import BaseModel, ValidationError
 
+from observability.logging import (
+    correlation_id_from_headers,
+    message_context,
+    new_correlation_id,
+)
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage, utc_now
 from streams.kafka_io import Headers, Outgoing
 from streams.topics import TopicKey
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+log = structlog.get_logger("radstream.pipeline")
+_CORRELATION_NAMESPACE = uuid.UUID("5f0c8a56-6c1e-4c8e-9a39-2b7f3d1e0c42")
 
 OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.IMAGES_VALIDATED: "validated",
@@ -61,11 +74,20 @@ class Incoming:
 
     @property
     def correlation_id(self) -> str:
-        """The propagated correlation id; a fresh one when the producer sent none or junk."""
-        value = self.header(CORRELATION_ID_HEADER)
-        if value and len(value) <= 64 and value.isprintable():
-            return value
-        return uuid.uuid4().hex
+        """The propagated correlation id; a fresh one when the producer sent none or junk.
+
+        Only a plain id (letters, digits, ``._:-``, at most 64) is kept: correlation ids are
+        logged and published unmasked, so one that could be free text (a patient's name) is
+        replaced rather than carried into every log line and topic. The replacement is derived
+        from the message's position, so every outcome (and every redelivery) of one message
+        shares it.
+        """
+        checked = correlation_id_from_headers(self.headers)
+        if checked == self.header(CORRELATION_ID_HEADER):
+            return checked
+        return uuid.uuid5(
+            _CORRELATION_NAMESPACE, f"{self.topic}:{self.partition}:{self.offset}"
+        ).hex
 
     def out_headers(self) -> Headers:
         """Headers for every message produced from this one (carry the correlation id)."""
@@ -206,20 +228,77 @@ async def process_batch(
     started = time.perf_counter()
     try:
         outgoing = await handler.handle(batch)
-    except Exception as exc:  # noqa: BLE001 - an escaping exception would skip the offsets
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - native decoders raise BaseException panics
+        # Anything escaping would make Faust skip the batch's offsets: dead-letter it instead.
+        error = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
+        # The type only, no traceback: an exception's text may quote the message (a name
+        # without a caret the masker cannot recognise).
+        log.error(  # noqa: TRY400
+            "stage_handler_crashed", stage=handler.stage.value, error_type=type(exc).__name__
+        )
         if on_handler_crash is not None:
-            on_handler_crash(exc)
-        outgoing = [dead_letter_for(message, handler.stage, exc) for message in batch]
-    await deliver_until_done(
-        deliver, outgoing, on_retry=lambda: observer.delivery_retried(handler.stage)
-    )
+            on_handler_crash(error)
+        outgoing = [dead_letter_for(message, handler.stage, error) for message in batch]
+
+    def retried() -> None:
+        log.warning("delivery_retried", stage=handler.stage.value, messages=len(outgoing))
+        observer.delivery_retried(handler.stage)
+
+    await deliver_until_done(deliver, outgoing, on_retry=retried)
+    seconds = time.perf_counter() - started
+    log_outcomes(handler.stage, batch, outgoing)
+    log.debug("batch_processed", stage=handler.stage.value, size=len(batch), seconds=seconds)
     observer.batch_processed(
-        handler.stage,
-        len(batch),
-        time.perf_counter() - started,
-        [_outcome_of(message) for message in outgoing],
+        handler.stage, len(batch), seconds, [_outcome_of(message) for message in outgoing]
     )
     return outgoing
+
+
+def log_outcomes(stage: Stage, batch: Sequence[Incoming], outgoing: Sequence[Outgoing]) -> None:
+    """Log each delivered outcome once, bound to the context of the message it came from."""
+    sources: dict[str, Incoming] = {}
+    for message in batch:
+        sources.setdefault(message.correlation_id, message)
+    for out in outgoing:
+        correlation_id = next(
+            (v.decode("utf-8", "replace") for k, v in out.headers if k == CORRELATION_ID_HEADER),
+            None,
+        )
+        value = out.value
+        source = sources.get(correlation_id or "")
+        position: tuple[str | None, int | None, int | None] = (None, None, None)
+        if isinstance(value, DeadLetter):
+            position = (value.source_topic, value.source_partition, value.source_offset)
+        elif source is not None:
+            position = (source.topic, source.partition, source.offset)
+        with message_context(
+            correlation_id or new_correlation_id(),
+            event_id=getattr(value, "event_id", None),
+            stage=stage,
+            topic=position[0],
+            partition=position[1],
+            offset=position[2],
+        ):
+            _log_outcome(out)
+
+
+def _log_outcome(out: Outgoing) -> None:
+    value = out.value
+    outcome, code = _outcome_of(out)
+    if isinstance(value, DeadLetter):
+        log.warning(
+            "message_dead_lettered",
+            error_code=code,
+            attempts=value.attempts,
+            reason=value.reason,
+            dead_letter_id=str(value.dead_letter_id),
+        )
+    elif out.topic is TopicKey.IMAGES_REJECTED:
+        log.info("image_rejected", error_code=code, reason=getattr(value, "reason", None))
+    else:
+        log.info("message_processed", outcome=outcome, error_code=code)
 
 
 def _outcome_of(message: Outgoing) -> tuple[str, str | None]:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from schemas.audit import ApiAction, AuditRecord
+from schemas.deadletter_marks import DeadLetterMark
 from schemas.events import (
     DeadLetter,
     ImageArrived,
@@ -33,6 +34,7 @@ class TopicKey(StrEnum):
     INFERENCE_RESULTS = "inference.results"
     AUDIT_LOG = "audit.log"
     DEADLETTER = "deadletter"
+    DEADLETTER_MARKS = "deadletter.marks"
     API_ACTIONS = "api.actions"
 
 
@@ -68,6 +70,15 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
         # The audit log is never compacted and never expires: records are evidence.
         TopicSpec(TopicKey.AUDIT_LOG, 1, -1, "delete", description="hash-chained audit trail"),
         TopicSpec(TopicKey.DEADLETTER, 1, 30 * DAY_MS, description="dead letters"),
+        # Compacted, never expiring: a dead letter's latest mark (replayed/purged) must outlive
+        # every process; tombstones remove the marks of deleted dead letters.
+        TopicSpec(
+            TopicKey.DEADLETTER_MARKS,
+            1,
+            -1,
+            "compact",
+            description="replay/purge mark per dead letter",
+        ),
         TopicSpec(TopicKey.API_ACTIONS, 3, 7 * DAY_MS, description="API actions to audit"),
     )
 }
@@ -107,6 +118,10 @@ class TopicNames:
         return self[TopicKey.DEADLETTER]
 
     @property
+    def deadletter_marks(self) -> str:
+        return self[TopicKey.DEADLETTER_MARKS]
+
+    @property
     def api_actions(self) -> str:
         return self[TopicKey.API_ACTIONS]
 
@@ -124,5 +139,6 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.INFERENCE_RESULTS: InferenceCompleted,
         TopicKey.AUDIT_LOG: AuditRecord,
         TopicKey.DEADLETTER: DeadLetter,
+        TopicKey.DEADLETTER_MARKS: DeadLetterMark,
         TopicKey.API_ACTIONS: ApiAction,
     }

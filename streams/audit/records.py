@@ -101,7 +101,8 @@ def _model_parts(model_id: str | None) -> tuple[str | None, str | None]:
     if not model_id:
         return None, None
     name, _, version = model_id.partition("@")
-    return name, version or None
+    # ModelId versions may hold "+", which audit tokens do not; safe_token keeps them joinable.
+    return safe_token(name), safe_token(version)
 
 
 def draft_for_event(
@@ -265,7 +266,12 @@ def decode_event(key: TopicKey, value: bytes) -> SourceEvent:
 
 
 def draft_for_undecodable(
-    key: TopicKey, source: AuditSource, message_time: datetime, *, correlation_id: str | None
+    key: TopicKey,
+    source: AuditSource,
+    message_time: datetime,
+    *,
+    correlation_id: str | None,
+    code: ErrorCode = ErrorCode.EVENT_MALFORMED,
 ) -> AuditDraft:
     """The draft recording that a message on an audited topic broke its contract.
 
@@ -277,7 +283,7 @@ def draft_for_undecodable(
         action=AuditAction.EXECUTE,
         recorded_at=message_time.astimezone(UTC),
         outcome=AuditOutcome.SERIOUS_FAILURE,
-        outcome_description=ErrorCode.EVENT_MALFORMED.value,
+        outcome_description=code.value,
         actor=AuditActor(user_id=UNKNOWN_ACTOR, is_requester=False),
         object=AuditObject(),
         correlation_id=safe_token(correlation_id),
@@ -293,11 +299,20 @@ def draft_for_message(
     *,
     correlation_id: str | None = None,
 ) -> AuditDraft:
-    """The draft for one raw message of an audited topic, malformed or not."""
+    """The draft for one raw message of an audited topic, malformed or not; never raises.
+
+    A message that breaks its contract is recorded as ``EVENT_MALFORMED``; a valid event whose
+    draft cannot be built (a bug) as ``INTERNAL_ERROR``, so one message never stops the trail.
+    """
     if value is None:  # a tombstone: nothing to decode
         return draft_for_undecodable(key, source, message_time, correlation_id=correlation_id)
     try:
         event = decode_event(key, value)
     except ValidationError:
         return draft_for_undecodable(key, source, message_time, correlation_id=correlation_id)
-    return draft_for_event(event, source, correlation_id=correlation_id)
+    try:
+        return draft_for_event(event, source, correlation_id=correlation_id)
+    except ValidationError:
+        return draft_for_undecodable(
+            key, source, message_time, correlation_id=correlation_id, code=ErrorCode.INTERNAL_ERROR
+        )

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from pydantic import ValidationError
 
-from schemas.errors import ErrorCode, InferenceError, RadstreamError
+from schemas.errors import ErrorCode, InferenceError, RadstreamError, error_for
 from schemas.events import (
     ImageRejected,
     ImageValidated,
@@ -126,8 +127,44 @@ def _complete(
         )
         return InferenceOutcome(request, model.model_id, error=error)
     scores = {label: float(value) for label, value in zip(output.labels, row, strict=True)}
+    try:
+        result = _result_event(
+            prepared,
+            model,
+            provider,
+            scores,
+            share_seconds=share_seconds,
+            batch_size=batch_size,
+            clock=clock,
+        )
+    except ValidationError as exc:
+        # Only agent-supplied values can break the contract (a correlation id over 64 chars).
+        fields = ", ".join(sorted({str(error["loc"][0]) for error in exc.errors() if error["loc"]}))
+        return InferenceOutcome(
+            request,
+            model.model_id,
+            error=error_for(
+                ErrorCode.EVENT_MALFORMED, f"result does not fit the event contract: {fields}"
+            ),
+        )
+    return InferenceOutcome(request, model.model_id, result=result)
+
+
+def _result_event(
+    prepared: _Prepared,
+    model: RegisteredModel,
+    provider: str,
+    scores: dict[str, float],
+    *,
+    share_seconds: float,
+    batch_size: int,
+    clock: Callable[[], datetime],
+) -> InferenceCompleted:
+    """The provenance-complete result event of one image on one model."""
+    output = model.manifest.output
+    request = prepared.request
     event = request.event
-    result = InferenceCompleted(
+    return InferenceCompleted(
         result_id=uuid.uuid4(),
         event_id=event.event_id,
         correlation_id=request.correlation_id,
@@ -154,7 +191,6 @@ def _complete(
         modality=event.modality,
         source=event.source,
     )
-    return InferenceOutcome(request, model.model_id, result=result)
 
 
 def _scores_of(model: RegisteredModel, output: np.ndarray, expected_rows: int) -> np.ndarray:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from schemas.events import Stage
 from streams.kafka_io import Outgoing
@@ -14,6 +17,19 @@ from streams.retry import FailureRecord, RetryPolicy, run_with_retries
 from streams.validation import read_image_bytes, resolve_image_uri
 
 Sleep = Callable[[float], Awaitable[object]]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Image decoding runs off the event loop but on ONE thread: the decoders silence pydicom's and
+# Pillow's warnings (they quote header values, i.e. possibly patient data) with
+# warnings.catch_warnings, which is process-wide state and not thread-safe.
+_DECODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radstream-decode")
+
+
+async def run_decoder(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a decoding function on the single decoder thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_DECODER, functools.partial(fn, *args, **kwargs))
 
 
 class ImageReader:

@@ -24,7 +24,7 @@ from streams.inference.routing import RoutingRules
 from streams.kafka_io import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
-from streams.stages.common import ImageReader, exhausted_dead_letter
+from streams.stages.common import ImageReader, exhausted_dead_letter, run_decoder
 from streams.topics import TopicKey
 from streams.validation import decode_pixels
 
@@ -107,7 +107,7 @@ class InferenceStage:
             changed = error_for(ErrorCode.CHECKSUM_MISMATCH, "image bytes changed after validation")
             return self._rejected(message, event, changed, None)
         try:
-            pixels = await asyncio.to_thread(
+            pixels = await run_decoder(
                 decode_pixels,
                 data,
                 event.geometry,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from schemas.errors import ErrorCode, RadstreamError
@@ -18,7 +17,7 @@ from schemas.settings import ValidationSettings
 from streams.kafka_io import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
-from streams.stages.common import ImageReader, exhausted_dead_letter
+from streams.stages.common import ImageReader, exhausted_dead_letter, run_decoder
 from streams.topics import TopicKey
 from streams.validation import ClinicalRules, ValidationAccepted, validate_image
 
@@ -52,7 +51,7 @@ class ValidationStage:
         except RadstreamError as exc:
             return self._rejected(message, event, exc.code, exc.reason, retryable=exc.retryable)
         # Decoding is CPU-bound: off the loop, so heartbeats and other partitions keep going.
-        outcome = await asyncio.to_thread(
+        outcome = await run_decoder(
             validate_image,
             data,
             limits=self._limits,

@@ -88,6 +88,7 @@ _PNG_MODES: dict[str, str | None] = {
 _PNG_MODES |= {"P": "RGB", "PA": "RGB", "RGB": "RGB", "RGBA": "RGB"}
 _JPEG_MODES: dict[str, str | None] = {"L": "L", "RGB": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
 _PIXEL_DATA_TAG = 0x7FE00010
+_INFLATE_CHUNK = 64 * 1024
 _FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)
 
 
@@ -241,17 +242,24 @@ def _part10_transfer_syntax(data: bytes, max_inflated: int) -> str:
 
 
 def _check_inflated_size(deflated: bytes, max_inflated: int) -> None:
-    """Inflate with an output bound, so a deflate bomb is refused before pydicom inflates it."""
+    """Inflate in small steps, counting and discarding the output, before pydicom inflates it.
+
+    A deflate bomb is refused after at most ``max_inflated`` bytes of work and with only one
+    64 KiB chunk alive at a time.
+    """
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, pending = 0, deflated
     try:
-        inflated = inflater.decompress(deflated, max_inflated + 1)
+        while pending and not inflater.eof:
+            total += len(inflater.decompress(pending, _INFLATE_CHUNK))
+            if total > max_inflated:
+                raise fail(
+                    ErrorCode.IMAGE_DECOMPRESSION_BOMB,
+                    f"deflated DICOM dataset inflates beyond {max_inflated} bytes",
+                )
+            pending = inflater.unconsumed_tail
     except zlib.error as exc:
         raise fail(ErrorCode.IMAGE_MALFORMED, "deflated DICOM dataset is corrupt") from exc
-    if len(inflated) > max_inflated or inflater.unconsumed_tail:
-        raise fail(
-            ErrorCode.IMAGE_DECOMPRESSION_BOMB,
-            f"deflated DICOM dataset inflates beyond {max_inflated} bytes",
-        )
 
 
 def read_dicom(data: bytes, raw: RawDicomEncoding | None, *, stop_before_pixels: bool) -> Dataset:
@@ -385,14 +393,16 @@ def check_pixel_format(header: ImageHeader) -> None:
         raise fail(
             ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "BitsStored missing or larger than BitsAllocated"
         )
-    assert header.dataset is not None  # noqa: S101 - DICOM headers carry their dataset  # nosec B101
-    high_bit = _optional_int(header.dataset, "HighBit")
+    dataset = header.dataset
+    if dataset is None:  # DICOM headers always carry their dataset; narrow without assert
+        raise fail(ErrorCode.IMAGE_MALFORMED, "DICOM header without dataset")
+    high_bit = _optional_int(dataset, "HighBit")
     if high_bit is not None and high_bit != stored - 1:
         raise fail(ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "HighBit is not BitsStored - 1")
     if allocated == 1 and header.samples_per_pixel != 1:
         raise fail(ErrorCode.PIXEL_FORMAT_UNSUPPORTED, "1-bit pixels must be single-sample")
-    if element_value(header.dataset, "RescaleSlope") is not None:
-        slope = optional_float(header.dataset, "RescaleSlope")
+    if element_value(dataset, "RescaleSlope") is not None:
+        slope = optional_float(dataset, "RescaleSlope")
         if slope is None or slope == 0:
             raise fail(ErrorCode.DICOM_INVALID_VALUE, "RescaleSlope is zero or not a number")
 

@@ -52,6 +52,27 @@ def database_url(admin_database_url: str, run_id: str) -> Iterator[str]:
         run_in_thread(lambda: drop_database(admin_database_url, name))
 
 
+def migrated_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """A fresh, migrated database and its dropper.
+
+    Tests that run the audit stage need their own: ``audit_log`` holds ONE chain per audit topic
+    partition, so two pipelines with different audit topics must not share a database.
+    """
+    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
+    url = url_for_database(admin_url, name)
+    run_in_thread(lambda: create_database(admin_url, name))
+    run_in_thread(lambda: upgrade_async(url))
+    return url, lambda: run_in_thread(lambda: drop_database(admin_url, name))
+
+
+@pytest.fixture(scope="module")
+def pipeline_database_url(admin_database_url: str) -> Iterator[str]:
+    """A migrated database of this test module's own (see :func:`migrated_database`)."""
+    url, drop = migrated_database(admin_database_url)
+    yield url
+    drop()
+
+
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
     """A :class:`Database` on the session's test database, disposed after the test."""

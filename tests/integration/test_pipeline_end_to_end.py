@@ -75,14 +75,17 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest.fixture(scope="module")
 def pipeline_settings(
-    kafka_bootstrap: str, database_url: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    pipeline_database_url: str,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     """Settings for one isolated pipeline run: own topics, own audit key and checkpoint file."""
     tmp_path = tmp_path_factory.mktemp("pipeline")
     topic_prefix = f"rstest.{run_id}.e2e-{uuid.uuid4().hex[:6]}."
     return load_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(database_url),
+        database_url=SecretStr(pipeline_database_url),
         topic_prefix=topic_prefix,
         consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES,),
@@ -212,7 +215,7 @@ class TestEndToEnd:
         assert report.records_checked >= 2 * (len(GOOD) + len(BAD))
 
     async def test_no_patient_data_on_any_topic_or_table(
-        self, run: dict[str, object], pipeline_settings: Settings, database_url: str
+        self, run: dict[str, object], pipeline_settings: Settings
     ) -> None:
         """No sample's patient name, ID or birth date reaches a topic or a database row."""
         bootstrap = pipeline_settings.kafka_bootstrap

@@ -105,6 +105,7 @@ class TestPathTraversal:
             "file://{root}/%2e%2e/%2e%2e/etc/passwd",
             "file://{root}/a/../../outside.dcm",
             "file://{root}",
+            "file://{root}/x%ff%fe.dcm",
         ],
     )
     async def test_paths_outside_roots_are_refused(self, harness: Harness, uri: str) -> None:

@@ -7,11 +7,13 @@ from datetime import timedelta
 
 import pytest
 
+import streams.audit.records as records_module
 from schemas.audit import (
     ApiActionKind,
     AuditAction,
     AuditEventType,
     AuditOutcome,
+    AuditSource,
 )
 from schemas.errors import ErrorCode
 from streams.audit.records import (
@@ -83,6 +85,19 @@ class TestPipelineEvents:
         assert draft.outcome_description == ErrorCode.IMAGE_MALFORMED.value
         assert (draft.object.model_name, draft.object.model_version) == ("chest-xray", "1.0.0")
         assert "DOE" not in draft.model_dump_json()
+
+    def test_rejected_without_model(self) -> None:
+        """A rejection before any model was chosen names no model."""
+        event = rejected(EID).model_copy(update={"model_id": None})
+        draft = draft_for_event(event, source())
+        assert (draft.object.model_name, draft.object.model_version) == (None, None)
+
+    def test_rejected_model_version_with_plus(self) -> None:
+        """A ModelId version with '+' (not an audit token) becomes a digest, not an error."""
+        event = rejected(EID).model_copy(update={"model_id": "chest-xray@1.0+cpu"})
+        draft = draft_for_event(event, source())
+        assert draft.object.model_name == "chest-xray"
+        assert (draft.object.model_version or "").startswith("sha256:")
 
     def test_completed(self) -> None:
         """A result records the result id, model and version and its own correlation id."""
@@ -203,6 +218,20 @@ class TestMessages:
         raw = event.model_dump_json().encode()
         assert draft_for_message(TopicKey.IMAGES_ARRIVED, raw, source(), T0) == draft_for_event(
             event, source()
+        )
+
+    def test_draft_failure_recorded_not_raised(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A valid event whose draft cannot be built is recorded as INTERNAL_ERROR."""
+
+        def broken(*_args: object, **_kwargs: object) -> object:
+            return AuditSource.model_validate({})  # raises ValidationError
+
+        monkeypatch.setattr(records_module, "draft_for_event", broken)
+        raw = arrived().model_dump_json().encode()
+        draft = draft_for_message(TopicKey.IMAGES_ARRIVED, raw, source(), T0)
+        assert (draft.outcome, draft.outcome_description) == (
+            AuditOutcome.SERIOUS_FAILURE,
+            "INTERNAL_ERROR",
         )
 
     def test_deterministic_for_redelivery(self) -> None:

@@ -32,7 +32,13 @@ from schemas.api import (
     VerificationStatus,
 )
 from schemas.audit import ApiAction
-from schemas.errors import ConflictError, ErrorCode, RadstreamError, ResourceNotFoundError
+from schemas.errors import (
+    ConflictError,
+    ErrorCode,
+    InputValidationError,
+    RadstreamError,
+    ResourceNotFoundError,
+)
 from schemas.events import ModelRef, Stage
 from schemas.settings import Settings
 from streams.topics import TopicKey
@@ -124,6 +130,14 @@ def make_result(
     return ResultView(**values)
 
 
+def _decode_cursor(cursor: str) -> int:
+    """The offset in a cursor this fake issued; anything else is the client's error."""
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except ValueError as exc:  # binascii.Error and int() failures are ValueErrors
+        raise InputValidationError(ErrorCode.REQUEST_INVALID, "unknown cursor") from exc
+
+
 @dataclass
 class FakeResults:
     """Results in memory, with the repository's visibility and verification rules."""
@@ -161,7 +175,7 @@ class FakeResults:
             and (status is None or row.status == status)
             and (study_uid is None or row.study_instance_uid == study_uid)
         ]
-        offset = int(base64.urlsafe_b64decode(cursor.encode()).decode()) if cursor else 0
+        offset = _decode_cursor(cursor) if cursor else 0
         page = rows[offset : offset + limit]
         more = offset + limit < len(rows)
         next_cursor = (

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.errors import ErrorCode, InferenceError
 from schemas.events import Stage
-from streams.inference.batching import InferenceOutcome, decide, infer_batch
+from streams.inference.batching import InferenceOutcome, InferenceRequest, decide, infer_batch
 from streams.inference.manifest import OutputSpec
 from streams.inference.registry import ModelRegistry, RegisteredModel
 from streams.inference.routing import RoutingRules
@@ -17,6 +17,7 @@ from tests.unit.inference.inference_builders import (
     NO_RULES,
     FakeRunner,
     fake_registry,
+    make_event,
     make_manifest,
     make_request,
 )
@@ -230,6 +231,19 @@ class TestRuntimeFallback:
         assert _codes(infer_batch([make_request()], registry, CT_RULES)) == [
             ErrorCode.INFERENCE_FAILED
         ]
+
+
+class TestContractViolations:
+    """A result that cannot be built as an event fails only its item."""
+
+    def test_overlong_correlation_id_fails_alone(self) -> None:
+        """A correlation id over 64 characters makes EVENT_MALFORMED for that image only."""
+        registry, _ = _single()
+        bad = InferenceRequest(make_event(), "c" * 65, np.ones((4, 4), dtype=np.float32))
+        outcomes = infer_batch([make_request(), bad], registry, CT_RULES)
+        assert _codes(outcomes) == [None, ErrorCode.EVENT_MALFORMED]
+        assert outcomes[1].error is not None
+        assert outcomes[1].error.reason.endswith("correlation_id")
 
 
 class TestDecisionAndRejection:

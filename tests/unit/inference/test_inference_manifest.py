@@ -87,6 +87,10 @@ class TestInvalidManifests:
         data["output"]["thresholds"] = {"lesion": "0.5"}
         assert "thresholds" in _reason_of(data)
 
+    def test_string_default_flag_is_not_coerced(self) -> None:
+        """Strict mode on the top level too: default: "true" is not a boolean."""
+        assert "default" in _reason_of(manifest_data(default="true"))
+
     def test_unquoted_numeric_version_is_refused(self) -> None:
         """version: 1.0 (a YAML float) is refused instead of silently becoming '1.0'."""
         assert "version" in _reason_of(manifest_data(version=1.0))

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import logging.config
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from observability.logging import (
     message_context,
     new_correlation_id,
     reset_message_context,
+    worker_logging_config,
 )
 from observability.phi import REDACTED_EMAIL, REDACTED_PHI, default_masker, set_default_masker
 from schemas.events import CORRELATION_ID_HEADER, Stage
@@ -263,3 +265,24 @@ class TestCorrelationIds:
     def test_missing_header_gets_a_new_id(self) -> None:
         """Without headers a fresh id is generated."""
         assert len(correlation_id_from_headers(None)) == 32
+
+
+class TestWorkerLoggingConfig:
+    def test_dictconfig_installs_the_masked_handler(self, configured: Any) -> None:
+        """A worker's dictConfig with worker_logging_config keeps lines masked, once each."""
+        configured()
+        stream = io.StringIO()
+        logging.config.dictConfig(worker_logging_config(LoggingSettings(), stream=stream))
+        logging.getLogger("faust.worker").warning("PatientName=Doe; starting")
+        lines = _json_lines(stream)
+        assert [line["event"] for line in lines] == [f"PatientName={REDACTED_PHI}; starting"]
+
+    def test_dictconfig_handler_is_replaced_by_configure(self, configured: Any) -> None:
+        """configure_logging after a worker's dictConfig does not duplicate lines."""
+        logging.config.dictConfig(worker_logging_config(LoggingSettings(), stream=io.StringIO()))
+        stream = configured()
+        logging.getLogger("x").warning("once")
+        assert stream.getvalue().count("once") == 1
+        assert (
+            sum(getattr(h, "_radstream_handler", False) for h in logging.getLogger().handlers) == 1
+        )

@@ -372,6 +372,25 @@ class TestNesting:
         assert out == {"event": f"saw {REDACTED_PHI}", "PatientID": REDACTED_PHI}
 
 
+class TestKeyCache:
+    def test_full_cache_is_cleared_and_results_stay_right(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When the key cache is full it starts over; masking results do not change."""
+        monkeypatch.setattr("observability.phi._KEY_CACHE_SIZE", 2)
+        masker = PhiMasker()
+        data = {"PatientID": "P1", "note": "a@b.org", "topic": "t", "dob": "1970"}
+        expected = {
+            "PatientID": REDACTED_PHI,
+            "note": REDACTED_EMAIL,
+            "topic": "t",
+            "dob": REDACTED_DOB,
+        }
+        assert masker.mask_mapping(data) == expected
+        assert masker.mask_mapping(data) == expected
+        assert len(masker._key_cache) <= 2
+
+
 class TestDefaultMasker:
     def test_module_functions_use_the_configured_masker(self) -> None:
         """mask_text/mask_value follow the masker installed with set_default_masker."""
@@ -382,3 +401,17 @@ class TestDefaultMasker:
             assert mask_value({"k": "Q9999"}) == {"k": REDACTED_MRN}
         finally:
             set_default_masker(previous)
+
+
+class TestPersonNamesWithDigits:
+    def test_name_components_with_digits_are_masked(self) -> None:
+        """A DICOM person name whose components carry digits (CompressedSamples^CT1) is PHI."""
+        from observability.phi import REDACTED_PHI, mask_text  # noqa: PLC0415
+
+        assert mask_text("key=CompressedSamples^CT1 sent") == f"key={REDACTED_PHI} sent"
+
+    def test_caret_between_numbers_is_not_a_name(self) -> None:
+        """Only components with letters make a name: 2^10 stays as it is."""
+        from observability.phi import mask_text  # noqa: PLC0415
+
+        assert mask_text("size 2^10 bytes") == "size 2^10 bytes"

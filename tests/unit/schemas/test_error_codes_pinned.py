@@ -61,6 +61,7 @@ PINNED_CODES = (
     "TIMEOUT",
     "RETRIES_EXHAUSTED",
     "INTERNAL_ERROR",
+    "DEAD_LETTER_ALREADY_REPLAYED",
 )
 
 
@@ -81,3 +82,22 @@ class TestErrorCodesPinned:
     def test_every_code_has_a_catalogue_entry(self) -> None:
         """Every code is described in the catalogue."""
         assert set(ERROR_CATALOGUE) == set(ErrorCode)
+
+
+class TestReadmeDocumentsCodes:
+    def test_readme_table_matches_catalogue(self) -> None:
+        """The README lists every code with its HTTP status and retryability, and no others."""
+        from pathlib import Path  # noqa: PLC0415
+
+        from schemas.errors import ERROR_CATALOGUE  # noqa: PLC0415
+
+        readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+        table = readme.split("<!-- error-codes:start -->")[1].split("<!-- error-codes:end -->")[0]
+        rows = {
+            cells[1].strip("` "): (int(cells[2]), cells[3].strip() == "yes")
+            for line in table.splitlines()
+            if line.startswith("| `")
+            for cells in [line.split("|")]
+        }
+        expected = {c.value: (s.http_status, s.retryable) for c, s in ERROR_CATALOGUE.items()}
+        assert rows == expected

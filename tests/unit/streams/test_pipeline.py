@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import Sequence
@@ -36,6 +37,17 @@ class CrashingHandler:
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         raise ZeroDivisionError("boom with Doe^John inside")
+
+
+class NativePanic(BaseException):
+    """Stands in for pyo3's PanicException, which native decoders raise."""
+
+
+class PanickingHandler:
+    stage = Stage.INFERENCE
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        raise NativePanic("index out of bounds")
 
 
 class RejectingHandler:
@@ -130,6 +142,26 @@ class TestProcessBatch:
         assert [base64.b64decode(x.value_b64) for x in letters] == [b"one", b"two"]  # type: ignore[union-attr]
         assert "Doe" not in out[0].value_bytes().decode()
         assert isinstance(crashes[0], ZeroDivisionError)
+
+    async def test_base_exception_panic_is_dead_lettered(self) -> None:
+        """A native decoder's BaseException panic is contained like any other crash."""
+        delivery = RecordingDelivery()
+        out = await process_batch(PanickingHandler(), [incoming(b"x")], delivery, NullObserver())
+        assert [m.topic for m in out] == [TopicKey.DEADLETTER]
+        assert out[0].value.error_code is ErrorCode.INTERNAL_ERROR  # type: ignore[union-attr]
+        assert delivery.delivered == out
+
+    async def test_cancellation_is_not_swallowed(self) -> None:
+        """Shutting the worker down cancels the batch instead of dead-lettering it."""
+
+        class Cancelled:
+            stage = Stage.VALIDATION
+
+            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+                raise asyncio.CancelledError
+
+        with pytest.raises(asyncio.CancelledError):
+            await process_batch(Cancelled(), [incoming(b"x")], RecordingDelivery(), NullObserver())
 
     async def test_outcomes_are_measured(self) -> None:
         """Rejections are counted by stage and code through the metrics observer."""

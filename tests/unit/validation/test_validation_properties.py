@@ -28,6 +28,8 @@ def _assert_verdict(data: bytes) -> None:
     assert isinstance(outcome, (ValidationAccepted, ValidationRejected))
     if isinstance(outcome, ValidationRejected):
         assert outcome.error_code in ERROR_CATALOGUE
+        # Only a deliberate RadstreamError records a failed verdict; the catch-all for
+        # unexpected exceptions does not, so this also proves no library error slipped through.
         assert outcome.verdicts[-1].passed is False
 
 

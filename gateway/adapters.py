@@ -1,0 +1,186 @@
+"""Adapters from the real stores to the gateway's ports (wired by ``app.py``).
+
+The repositories speak in the sink's read models; the API speaks in ``schemas.api`` models.
+Translating here keeps SQL in ``sinks/`` and the HTTP shapes in ``gateway/``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from schemas.api import (
+    LifecycleEntry,
+    LifecycleState,
+    ModelStatus,
+    ResultPage,
+    ResultView,
+    SpecValue,
+    VerificationStatus,
+)
+from schemas.errors import ErrorCode
+from schemas.events import ModelRef, Stage, ValidatorVerdict
+from sinks.records import InferenceResultRecord
+from sinks.records import LifecycleEntry as StoredLifecycleEntry
+from sinks.repositories import LifecycleRepository, ResultsRepository
+from streams.inference.registry import ModelRegistry, ServingStatus
+
+# The API shows an image that failed during inference as rejected: one word for "no result".
+_STATE: dict[str, LifecycleState] = {
+    "arrived": LifecycleState.ARRIVED,
+    "validated": LifecycleState.VALIDATED,
+    "rejected": LifecycleState.REJECTED,
+    "failed": LifecycleState.REJECTED,
+    "inferred": LifecycleState.INFERRED,
+    "stored": LifecycleState.STORED,
+}
+_SERVING: dict[ServingStatus, str] = {
+    ServingStatus.AVAILABLE: "ready",
+    ServingStatus.REFUSED: "unavailable",
+    ServingStatus.LOAD_FAILED: "unavailable",
+}
+
+
+def result_view(record: InferenceResultRecord) -> ResultView:
+    """The API's view of one stored result, provenance included."""
+    return ResultView(
+        result_id=record.result_id,
+        event_id=record.event_id,
+        model=ModelRef(
+            name=record.model_name,
+            version=record.model_version,
+            weights_sha256=record.weights_sha256,
+            runtime=record.runtime,
+            provider=record.provider,
+        ),
+        input_sha256=record.input_sha256,
+        decision=record.decision,
+        scores=record.scores,
+        thresholds=record.thresholds,
+        verdicts=tuple(ValidatorVerdict.model_validate(v) for v in record.verdicts),
+        occurred_at=record.occurred_at,
+        completed_at=record.completed_at,
+        requested_by=record.requested_by,
+        study_instance_uid=record.study_instance_uid,
+        series_instance_uid=record.series_instance_uid,
+        sop_instance_uid=record.sop_instance_uid,
+        modality=record.modality,
+        status=(
+            VerificationStatus.VERIFIED if record.verified_at else VerificationStatus.UNVERIFIED
+        ),
+        verified_by=record.verified_by,
+        verified_at=record.verified_at,
+        verification_note=record.verification_note,
+    )
+
+
+def lifecycle_entry(entry: StoredLifecycleEntry) -> LifecycleEntry:
+    """The API's view of one lifecycle step."""
+    model = f"{entry.model_name}@{entry.model_version}" if entry.model_name else None
+    return LifecycleEntry(
+        state=_STATE[str(entry.state)],
+        stage=Stage(entry.stage) if entry.stage else None,
+        error_code=ErrorCode(entry.error_code) if entry.error_code else None,
+        at=entry.at,
+        model=model,
+    )
+
+
+class RepositoryResultsReader:
+    """:class:`gateway.ports.ResultsReader` over the PostgreSQL results repository."""
+
+    def __init__(self, repository: ResultsRepository) -> None:
+        self._repository = repository
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        model_name: str | None,
+        status: VerificationStatus | None,
+        study_uid: str | None,
+    ) -> ResultPage:
+        """One page of the caller's results (a cursor it did not issue is a 400)."""
+        page = await self._repository.list_for_user(
+            user_id,
+            limit=limit,
+            cursor=cursor,
+            since=since,
+            until=until,
+            model_name=model_name,
+            status=None if status is None else status.value,
+            study_uid=study_uid,
+        )
+        return ResultPage(
+            items=tuple(result_view(r) for r in page.items), next_cursor=page.next_cursor
+        )
+
+    async def get(self, result_id: uuid.UUID, *, user_id: str | None) -> ResultView | None:
+        """The result if ``user_id`` may see it (None = admin, unrestricted)."""
+        record = await self._repository.get(result_id, user_id=user_id)
+        return None if record is None else result_view(record)
+
+    async def mark_verified(self, result_id: uuid.UUID, *, user_id: str, note: str) -> ResultView:
+        """Verify the caller's own result, once."""
+        record = await self._repository.mark_verified(
+            result_id, user_id=user_id, note=note, owner_id=user_id
+        )
+        return result_view(record)
+
+
+class RepositoryLifecycleReader:
+    """:class:`gateway.ports.LifecycleReader` over the lifecycle repository."""
+
+    def __init__(self, repository: LifecycleRepository) -> None:
+        self._repository = repository
+
+    async def lifecycle(self, event_id: uuid.UUID) -> Sequence[LifecycleEntry]:
+        """Every recorded step of the image, oldest first."""
+        return [lifecycle_entry(e) for e in await self._repository.lifecycle(event_id)]
+
+    async def submitted_by(self, event_id: uuid.UUID) -> str | None:
+        """Who submitted the image (None when unknown)."""
+        return await self._repository.submitted_by(event_id)
+
+
+def _input_spec(spec: Any) -> dict[str, SpecValue]:
+    if spec is None:
+        return {}
+    data = spec.model_dump(mode="json")
+    normalisation = data.pop("normalisation", {}) or {}
+    flat: dict[str, SpecValue] = {
+        key: list(value) if isinstance(value, tuple | list) else value
+        for key, value in data.items()
+    }
+    for key, value in normalisation.items():
+        flat[f"normalisation_{key}"] = value
+    return flat
+
+
+class RegistryModelCatalog:
+    """:class:`gateway.ports.ModelCatalog` over the verified model registry."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def list(self) -> Sequence[ModelStatus]:
+        """Every version whose weights are known, with its serving status."""
+        return [
+            ModelStatus(
+                name=row.name,
+                version=row.version,
+                runtime=row.runtime or "unknown",
+                digest=row.weights_sha256,
+                status=_SERVING[row.status],  # type: ignore[arg-type]
+                default=row.default,
+                input_spec=_input_spec(row.input),
+            )
+            for row in self._registry.list()
+            if row.weights_sha256 is not None
+        ]

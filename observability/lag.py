@@ -1,0 +1,600 @@
+"""Consumer lag per group, topic and partition, judged like Burrow over a sliding window.
+
+A fixed lag threshold says little: a busy stage always has some lag, an idle one none, and a dead
+one may have very little. Like LinkedIn's Burrow, a group is judged by whether it *commits* and
+whether its lag *grows* over a window of snapshots (``ObservabilitySettings.lag_window_seconds``).
+
+Pure part (no I/O): :class:`LagSample`, :class:`GroupSnapshot`, :func:`judge_group` /
+:func:`evaluate_group`, :func:`estimate_lag_seconds`, :class:`LagWindows`.
+
+I/O part: :class:`LagReader` (one aiokafka admin client and one group-less consumer, reused
+between polls), :func:`collect` (one-off), and :class:`LagMonitor`, which keeps the windows and
+exports ``radstream_consumer_lag_*`` and ``radstream_consumer_group_status``.
+
+Lag in seconds is the *age of the oldest unconsumed message*: the record timestamp of the message
+at the committed offset, read with one fetch per lagging partition. When that record cannot be
+read (fetch timed out, reading disabled), it falls back to the *drain time*: lag divided by the
+consumption rate over the window; ``inf`` when the group does not consume at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final, Protocol
+
+from observability.metrics import LagStatus, Metrics
+
+# Worst last: a group's status is its worst partition's.
+_SEVERITY: Final = {
+    LagStatus.OK: 0,
+    LagStatus.WARNING: 1,
+    LagStatus.STALLED: 2,
+    LagStatus.STOPPED: 3,
+    LagStatus.ERROR: 4,
+}
+
+
+# ------------------------------------------------------------------------------------ pure part
+@dataclass(frozen=True, slots=True)
+class LagSample:
+    """One partition's offsets for one consumer group, read at ``timestamp`` (unix seconds).
+
+    ``committed_timestamp`` is the record timestamp (unix seconds) of the message at the
+    committed offset, when it was read; it gives the age of the oldest unconsumed message.
+    """
+
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    timestamp: float
+    committed_timestamp: float | None = None
+
+    @property
+    def lag(self) -> int:
+        """Messages between the committed offset and the end of the partition (never < 0)."""
+        return max(self.end - self.committed, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    """Every committed partition of one group at one moment, and the group's membership.
+
+    ``members`` is ``None`` when membership could not be read (it is then not judged).
+    """
+
+    group: str
+    taken_at: float
+    samples: tuple[LagSample, ...]
+    members: int | None = None
+    state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupVerdict:
+    """A group's status and the one-line reason for it (for the CLI and logs)."""
+
+    status: LagStatus
+    reason: str
+
+
+class EstimateMethod(StrEnum):
+    """How a lag in seconds was estimated."""
+
+    NONE = "none"  # no lag
+    AGE = "age"  # age of the message at the committed offset
+    DRAIN = "drain"  # lag / consumption rate over the window
+
+
+@dataclass(frozen=True, slots=True)
+class LagEstimate:
+    """Estimated time lag of one partition and how it was obtained."""
+
+    seconds: float
+    method: EstimateMethod
+
+
+def partition_series(window: Sequence[GroupSnapshot]) -> dict[tuple[str, int], list[LagSample]]:
+    """Each partition's samples across the window, oldest first."""
+    series: dict[tuple[str, int], list[LagSample]] = {}
+    for snapshot in window:
+        for sample in snapshot.samples:
+            series.setdefault((sample.topic, sample.partition), []).append(sample)
+    return series
+
+
+def _data_error(series: Sequence[LagSample]) -> GroupVerdict | None:
+    """An ERROR verdict when a partition's offsets are impossible for a healthy group."""
+    for before, after in itertools.pairwise(series):
+        if after.committed < before.committed or after.end < before.end:
+            return GroupVerdict(LagStatus.ERROR, "offsets went backwards")
+    if any(sample.committed > sample.end for sample in series):
+        return GroupVerdict(LagStatus.ERROR, "committed offset beyond the end of the partition")
+    return None
+
+
+def _judge_trend(series: Sequence[LagSample]) -> GroupVerdict:
+    """OK, WARNING or STALLED for a lagging partition with at least two samples."""
+    if series[-1].committed == series[0].committed:
+        return GroupVerdict(LagStatus.STALLED, "commits did not move while lag > 0")
+    lags = [sample.lag for sample in series]
+    if 0 in lags:
+        return GroupVerdict(LagStatus.OK, "caught up within the window")
+    never_shrank = all(after >= before for before, after in itertools.pairwise(lags))
+    if never_shrank and lags[-1] > lags[0]:
+        return GroupVerdict(LagStatus.WARNING, "lag grew across the window while committing")
+    return GroupVerdict(LagStatus.OK, "committing")
+
+
+def _judge_partition(series: Sequence[LagSample], members: int | None) -> GroupVerdict | None:
+    """One partition's status over the window, or None when it cannot be judged yet."""
+    error = _data_error(series)
+    if error is not None:
+        return error
+    if series[-1].lag == 0:
+        return GroupVerdict(LagStatus.OK, "caught up")
+    if members == 0:
+        return GroupVerdict(LagStatus.STOPPED, "no members while lag > 0")
+    if len(series) < 2:  # a trend needs two points
+        return None
+    return _judge_trend(series)
+
+
+def judge_group(window: Sequence[GroupSnapshot]) -> GroupVerdict:
+    """Judge a group over ``window`` (oldest first), Burrow-style; worst partition wins.
+
+    - OK: lag is zero, or committed offsets advance without lag growing throughout.
+    - WARNING: commits advance but lag grew in every step of the window.
+    - STALLED: members exist, lag > 0, and the committed offset did not move over the window.
+    - STOPPED: the group has no members while lag > 0.
+    - ERROR: offsets went backwards, or there is no data to judge (no snapshot, no committed
+      partition, a snapshot out of order, or lag > 0 with only one point in time).
+    """
+    if not window:
+        return GroupVerdict(LagStatus.ERROR, "no data")
+    if any(after.taken_at < before.taken_at for before, after in itertools.pairwise(window)):
+        return GroupVerdict(LagStatus.ERROR, "snapshots out of order")
+    latest = window[-1]
+    if not latest.samples:
+        return GroupVerdict(LagStatus.ERROR, "no committed offsets")
+    current = {(s.topic, s.partition) for s in latest.samples}
+    verdicts = [
+        verdict
+        for key, series in partition_series(window).items()
+        if key in current and (verdict := _judge_partition(series, latest.members)) is not None
+    ]
+    if not verdicts:
+        # Every lagging partition has a single point: progress cannot be told from a stall.
+        return GroupVerdict(LagStatus.ERROR, "not enough data: lag > 0 seen only once")
+    return max(verdicts, key=lambda verdict: _SEVERITY[verdict.status])
+
+
+def evaluate_group(window: Sequence[GroupSnapshot]) -> LagStatus:
+    """The group's :class:`LagStatus` over ``window`` (see :func:`judge_group`)."""
+    return judge_group(window).status
+
+
+def estimate_lag_seconds(series: Sequence[LagSample]) -> LagEstimate:
+    """Estimated time lag of one partition from its samples over the window (oldest first).
+
+    The age of the message at the committed offset when it was read; otherwise the drain time
+    at the consumption rate observed over the window; ``inf`` when nothing was consumed.
+    """
+    if not series or series[-1].lag == 0:
+        return LagEstimate(0.0, EstimateMethod.NONE)
+    first, last = series[0], series[-1]
+    if last.committed_timestamp is not None:
+        # Clock skew between producer and monitor must not make an age negative.
+        return LagEstimate(max(last.timestamp - last.committed_timestamp, 0.0), EstimateMethod.AGE)
+    elapsed = last.timestamp - first.timestamp
+    consumed = last.committed - first.committed
+    if elapsed <= 0 or consumed <= 0:
+        return LagEstimate(math.inf, EstimateMethod.DRAIN)
+    return LagEstimate(last.lag / (consumed / elapsed), EstimateMethod.DRAIN)
+
+
+class LagWindows:
+    """The sliding window of snapshots per group (pure bookkeeping, no I/O).
+
+    Snapshots older than ``window_seconds`` before the newest are dropped, but two are always
+    kept, so a poll interval longer than the window still shows a trend.
+    """
+
+    def __init__(self, window_seconds: float) -> None:
+        if window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        self.window_seconds = window_seconds
+        self._windows: dict[str, list[GroupSnapshot]] = {}
+
+    def add(self, snapshot: GroupSnapshot) -> list[GroupSnapshot]:
+        """Add ``snapshot`` to its group's window and return the window (oldest first)."""
+        window = self._windows.setdefault(snapshot.group, [])
+        window.append(snapshot)
+        cutoff = snapshot.taken_at - self.window_seconds
+        while len(window) > 2 and window[1].taken_at <= cutoff:
+            window.pop(0)
+        return list(window)
+
+    def window(self, group: str) -> list[GroupSnapshot]:
+        """The current window of ``group`` (empty when unknown)."""
+        return list(self._windows.get(group, ()))
+
+    def forget_except(self, groups: Iterable[str]) -> None:
+        """Drop the windows of groups that no longer exist."""
+        keep = set(groups)
+        for group in list(self._windows):
+            if group not in keep:
+                del self._windows[group]
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    """One partition's latest sample and its estimated time lag."""
+
+    sample: LagSample
+    estimate: LagEstimate
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """A group's verdict over its window and its partitions' latest lag."""
+
+    group: str
+    verdict: GroupVerdict
+    partitions: tuple[PartitionReport, ...] = field(default_factory=tuple)
+    members: int | None = None
+
+    @property
+    def lag(self) -> int:
+        """The group's total lag in messages."""
+        return sum(p.sample.lag for p in self.partitions)
+
+
+def report_group(window: Sequence[GroupSnapshot]) -> GroupReport:
+    """The verdict and per-partition estimates of a non-empty window."""
+    latest = window[-1]
+    series = partition_series(window)
+    partitions = tuple(
+        PartitionReport(sample, estimate_lag_seconds(series[(sample.topic, sample.partition)]))
+        for sample in sorted(latest.samples, key=lambda s: (s.topic, s.partition))
+    )
+    return GroupReport(latest.group, judge_group(window), partitions, latest.members)
+
+
+def group_matches(group: str, prefix: str) -> bool:
+    """A consumer group belongs to radstream: ``<prefix>`` itself or ``<prefix>-<stages>``."""
+    return group == prefix or group.startswith(prefix + "-")
+
+
+def format_reports(reports: Sequence[GroupReport]) -> str:
+    """A plain-text table: group/topic/partition, committed, end, lag, est. seconds, status."""
+    header = (
+        f"{'group / topic':<60} {'part':>4} {'committed':>10} {'end':>10} {'lag':>8} {'est. s':>9}"
+    )
+    lines = [header]
+    for report in reports:
+        members = "?" if report.members is None else str(report.members)
+        lines.append(
+            f"{report.group}  status={report.verdict.status.value} ({report.verdict.reason}) "
+            f"members={members} lag={report.lag}"
+        )
+        for part in report.partitions:
+            s = part.sample
+            lines.append(
+                f"  {s.topic:<58} {s.partition:>4} {s.committed:>10} {s.end:>10} {s.lag:>8} "
+                f"{_format_seconds(part.estimate):>9}"
+            )
+    if not reports:
+        lines.append("(no consumer groups)")
+    return "\n".join(lines)
+
+
+def _format_seconds(estimate: LagEstimate) -> str:
+    if math.isinf(estimate.seconds):
+        return "inf"
+    marker = {EstimateMethod.NONE: "", EstimateMethod.AGE: "", EstimateMethod.DRAIN: "~"}
+    return f"{marker[estimate.method]}{estimate.seconds:.1f}"
+
+
+# ------------------------------------------------------------------------------------ I/O part
+class SnapshotSource(Protocol):
+    """Where the monitor gets group snapshots from (a :class:`LagReader`, or a fake in tests)."""
+
+    async def snapshots(self, groups: Sequence[str] | None) -> list[GroupSnapshot]:
+        """One snapshot per selected group."""
+        ...
+
+
+class LagReader:
+    """Reads committed offsets, end offsets and membership from the broker (aiokafka).
+
+    One admin client and one group-less ``read_committed`` consumer are started once and reused
+    between polls. End offsets are read *after* committed offsets, so a healthy group never
+    shows a committed offset beyond the end.
+
+    Args:
+        bootstrap: the broker list.
+        topic_prefix: only partitions of topics with this prefix are reported.
+        group_prefix: with ``groups=None``, the groups named ``<group_prefix>[-...]``.
+        read_timestamps: fetch the message at each lagging committed offset for its age.
+        timeout_seconds: bound of each broker round (a broker that hangs must not hang the
+            monitor).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_prefix: str,
+        *,
+        group_prefix: str = "radstream",
+        read_timestamps: bool = True,
+        timeout_seconds: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic_prefix = topic_prefix
+        self.group_prefix = group_prefix
+        self.read_timestamps = read_timestamps
+        self.timeout_seconds = timeout_seconds
+        self._clock = clock
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        """Connect the admin client and the offset reader; nothing stays open on failure."""
+        from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - only the I/O part needs aiokafka
+        from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="radstream-lag")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id="radstream-lag",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # The end offset a read_committed consumer can reach (the LSO): open transactions on
+            # the audit topic are not work the group could do yet.
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=64 * 1024,
+        )
+        await admin.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await admin.close()
+            raise
+        self._admin, self._consumer = admin, consumer
+
+    async def stop(self) -> None:
+        """Close the consumer and the admin client; a no-op when not started (or stopped)."""
+        consumer, admin = self._consumer, self._admin
+        self._consumer = self._admin = None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+    async def __aenter__(self) -> LagReader:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    async def list_groups(self) -> list[str]:
+        """The radstream consumer groups on the cluster (named ``<group_prefix>[-...]``)."""
+        listed = await asyncio.wait_for(self._admin.list_consumer_groups(), self.timeout_seconds)
+        return sorted({str(g[0]) for g in listed if group_matches(str(g[0]), self.group_prefix)})
+
+    async def snapshots(self, groups: Sequence[str] | None) -> list[GroupSnapshot]:
+        """One :class:`GroupSnapshot` per group (``None``: every radstream group)."""
+        names = list(groups) if groups is not None else await self.list_groups()
+        if not names:
+            return []
+        membership = await self._membership(names)
+        topics = set(await asyncio.wait_for(self._admin.list_topics(), self.timeout_seconds))
+        committed: dict[str, dict[Any, int]] = {}
+        for group in names:
+            offsets = await asyncio.wait_for(
+                self._admin.list_consumer_group_offsets(group), self.timeout_seconds
+            )
+            committed[group] = {
+                tp: int(meta.offset)
+                for tp, meta in offsets.items()
+                # Offsets of deleted topics linger in the group; end offsets of a missing topic
+                # would block. -1 means "no offset".
+                if tp.topic.startswith(self.topic_prefix)
+                and tp.topic in topics
+                and meta.offset >= 0
+            }
+        partitions = sorted({tp for offsets in committed.values() for tp in offsets})
+        ends: dict[Any, int] = {}
+        if partitions:
+            ends = await asyncio.wait_for(
+                self._consumer.end_offsets(partitions), self.timeout_seconds
+            )
+        now = self._clock()
+        ages = await self._committed_timestamps(committed, ends)
+        result = []
+        for group in names:
+            members, state = membership.get(group, (None, ""))
+            samples = tuple(
+                LagSample(
+                    group=group,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    committed=offset,
+                    end=int(ends[tp]),
+                    timestamp=now,
+                    committed_timestamp=ages.get((tp, offset)),
+                )
+                for tp, offset in sorted(committed[group].items())
+                if tp in ends
+            )
+            result.append(GroupSnapshot(group, now, samples, members, state))
+        return result
+
+    async def _membership(self, names: Sequence[str]) -> dict[str, tuple[int | None, str]]:
+        """Members and state per group from DescribeGroups (unknown groups are left out).
+
+        One group per request: aiokafka 0.14 decodes DescribeGroups v3 answers with the v2
+        schema (``DescribeGroupsRequest_v3.RESPONSE_TYPE``), which ignores the trailing
+        ``authorized_operations`` of a single group but misreads every group after the first.
+        """
+        found: dict[str, tuple[int | None, str]] = {}
+        for name in names:
+            responses = await asyncio.wait_for(
+                self._admin.describe_consumer_groups([name]), self.timeout_seconds
+            )
+            for response in responses:
+                for error_code, group_id, state, _ptype, _protocol, members, *_ in response.groups:
+                    if error_code == 0 and group_id == name:
+                        found[name] = (len(members), str(state))
+        return found
+
+    async def _committed_timestamps(
+        self, committed: Mapping[str, Mapping[Any, int]], ends: Mapping[Any, int]
+    ) -> dict[tuple[Any, int], float]:
+        """Record timestamps (unix s) of the messages at lagging committed offsets."""
+        wanted = {
+            (tp, offset)
+            for offsets in committed.values()
+            for tp, offset in offsets.items()
+            if tp in ends and ends[tp] > offset
+        }
+        if not self.read_timestamps or not wanted:
+            return {}
+        found: dict[tuple[Any, int], float] = {}
+        # Several groups can sit at different offsets of one partition: one fetch per position.
+        for offset_round in _rounds(wanted):
+            found.update(await self._fetch_first_records(offset_round))
+        return found
+
+    async def _fetch_first_records(
+        self, positions: Mapping[Any, int]
+    ) -> dict[tuple[Any, int], float]:
+        """Seek each partition to its position and take the first record's timestamp."""
+        consumer = self._consumer
+        consumer.assign(list(positions))
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        found: dict[tuple[Any, int], float] = {}
+        loop = asyncio.get_running_loop()
+        # Bounded: a fetch that finds nothing (compacted away, transaction markers only) must
+        # not hold the poll; such partitions fall back to the drain-time estimate.
+        deadline = loop.time() + min(self.timeout_seconds, 2.0)
+        try:
+            while len(found) < len(positions) and (remaining := deadline - loop.time()) > 0:
+                batch = await consumer.getmany(timeout_ms=max(int(remaining * 1000), 1))
+                for tp, records in batch.items():
+                    key = (tp, positions[tp])
+                    if key in found or not records:
+                        continue
+                    consumer.pause(tp)
+                    if records[0].timestamp >= 0:
+                        found[key] = records[0].timestamp / 1000.0
+        finally:
+            consumer.unsubscribe()
+        return found
+
+
+def _rounds(wanted: Iterable[tuple[Any, int]]) -> list[dict[Any, int]]:
+    """Split (partition, offset) pairs into rounds with each partition at most once."""
+    rounds: list[dict[Any, int]] = []
+    for tp, offset in sorted(wanted, key=lambda item: (item[0].topic, item[0].partition, item[1])):
+        for positions in rounds:
+            if tp not in positions:
+                positions[tp] = offset
+                break
+        else:
+            rounds.append({tp: offset})
+    return rounds
+
+
+async def collect(
+    bootstrap: str,
+    groups: Sequence[str] | None,
+    topic_prefix: str,
+    *,
+    group_prefix: str = "radstream",
+    read_timestamps: bool = True,
+) -> list[LagSample]:
+    """Every committed partition's lag, once (``groups=None``: the ``<group_prefix>-*`` groups)."""
+    async with LagReader(
+        bootstrap, topic_prefix, group_prefix=group_prefix, read_timestamps=read_timestamps
+    ) as reader:
+        snapshots = await reader.snapshots(groups)
+    return [sample for snapshot in snapshots for sample in snapshot.samples]
+
+
+class LagMonitor:
+    """Polls snapshots, keeps each group's window, judges it and exports the gauges.
+
+    Args:
+        source: where snapshots come from (a started :class:`LagReader`).
+        window_seconds: the Burrow window (``settings.observability.lag_window_seconds``).
+        metrics: gauges to set; ``None`` for the one-off CLI table.
+        groups: the groups to watch; ``None`` for every radstream group the source lists.
+    """
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        window_seconds: float,
+        *,
+        metrics: Metrics | None = None,
+        groups: Sequence[str] | None = None,
+    ) -> None:
+        self.source = source
+        self.windows = LagWindows(window_seconds)
+        self.metrics = metrics
+        self.groups = list(groups) if groups is not None else None
+
+    async def poll(self) -> list[GroupReport]:
+        """Take one snapshot of every group, judge the windows, export, and report."""
+        return self.observe(await self.source.snapshots(self.groups))
+
+    def observe(self, snapshots: Sequence[GroupSnapshot]) -> list[GroupReport]:
+        """Add ``snapshots`` to the windows and export each group's lag and status."""
+        if self.groups is None:
+            self.windows.forget_except(s.group for s in snapshots)
+        reports = [report_group(self.windows.add(snapshot)) for snapshot in snapshots]
+        if self.metrics is not None:
+            for report in reports:
+                for part in report.partitions:
+                    s = part.sample
+                    self.metrics.set_consumer_lag(
+                        s.group, s.topic, s.partition, s.lag, part.estimate.seconds
+                    )
+                self.metrics.set_consumer_group_status(report.group, report.verdict.status)
+        return reports
+
+
+__all__ = [
+    "EstimateMethod",
+    "GroupReport",
+    "GroupSnapshot",
+    "GroupVerdict",
+    "LagEstimate",
+    "LagMonitor",
+    "LagReader",
+    "LagSample",
+    "LagWindows",
+    "PartitionReport",
+    "SnapshotSource",
+    "collect",
+    "estimate_lag_seconds",
+    "evaluate_group",
+    "format_reports",
+    "group_matches",
+    "judge_group",
+    "partition_series",
+    "report_group",
+]

@@ -1,0 +1,179 @@
+"""The audit agent over time: stopping, fencing, failed transactions, idle checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from schemas.audit import AuditRecord
+from streams.audit.checkpoints import CheckpointPolicy
+from streams.audit.files import read_checkpoints
+from streams.audit_agent import AuditAgent
+from streams.audit_topic import read_audit_topic, verify_topic
+from streams.topics import TopicNames
+from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
+
+# Loops below poll the real broker; each is bounded (asyncio.timeout) so a broken agent fails
+# the test within seconds instead of hanging CI.
+
+
+async def _records(bootstrap: str, prefix: str) -> list[AuditRecord]:
+    content = await read_audit_topic(bootstrap, TopicNames(prefix).audit)
+    return [r for r in content[0].records if isinstance(r, AuditRecord)]
+
+
+async def _until_work_done(agent: AuditAgent) -> None:
+    """Process batches until one audited something (bounded: 20 s)."""
+    async with asyncio.timeout(20):
+        while not await agent.process_batch(timeout_ms=200):
+            pass
+
+
+async def test_run_until_stopped_checkpoints_the_tail(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """run() audits until the stop event, then leaves a checkpoint covering the last record."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=100)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    async with asyncio.timeout(20):
+        while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
+            await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert [cp.sequence for cp in read_checkpoints(tmp_path / "checkpoints.jsonl")] == [7]
+
+
+async def test_second_writer_fences_the_first(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A second agent for the same chain fences the first, which can no longer write."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    first = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
+    await first.start()
+    second = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
+    await second.start()
+    try:
+        await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+        with pytest.raises(ProducerFenced):
+            await _until_work_done(first)
+    finally:
+        await first.stop(checkpoint=False)
+        await second.stop(checkpoint=False)
+    assert await _records(kafka_bootstrap, topic_prefix) == []
+
+
+async def test_failed_transaction_is_redone_not_skipped(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose transaction fails is audited again: every event once, chain intact."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    events = pipeline_events(3)
+    await publish(kafka_bootstrap, topic_prefix, events)
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
+    send = AuditAgent._send_record
+    calls = {"n": 0}
+
+    async def flaky(self: AuditAgent, *args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third record of the first batch: mid-transaction
+            raise KafkaError("injected broker failure")
+        return await send(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AuditAgent, "_send_record", flaky)
+    await agent.start()
+    try:
+        with pytest.raises(KafkaError, match="injected"):
+            await _until_work_done(agent)
+        async with asyncio.timeout(20):
+            while agent.records_written < len(events):
+                await agent.process_batch(timeout_ms=200)
+    finally:
+        await agent.stop()
+    records = await _records(kafka_bootstrap, topic_prefix)
+    assert [r.sequence for r in records] == list(range(len(events)))
+    assert len({(r.source.topic, r.source.partition, r.source.offset) for r in records}) == 12
+    report = await verify_topic(
+        kafka_bootstrap,
+        agent.audit_topic,
+        tmp_path / "checkpoints.jsonl",
+        tmp_path / "audit-key.pem",
+    )
+    assert report.ok, report.summary()
+
+
+async def test_idle_agent_checkpoints_after_interval(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """With no new messages, a checkpoint is still taken once every_seconds has passed."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+    now = {"t": 0.0}
+    agent = AuditAgent(
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        group_id=f"{topic_prefix}audit",
+        signing_key_path=tmp_path / "audit-key.pem",
+        checkpoint_file=tmp_path / "checkpoints.jsonl",
+        policy=CheckpointPolicy(every_records=1000, every_seconds=5),
+        clock=lambda: now["t"],
+    )
+    await agent.start()
+    try:
+        async with asyncio.timeout(20):
+            while agent.records_written < 4:
+                await agent.process_batch(timeout_ms=200)
+        assert read_checkpoints(tmp_path / "checkpoints.jsonl") == []
+        now["t"] = 6.0
+        assert await agent.process_batch(timeout_ms=100) == 0
+        assert [cp.sequence for cp in read_checkpoints(tmp_path / "checkpoints.jsonl")] == [3]
+    finally:
+        await agent.stop()
+
+
+async def test_run_restarts_after_a_broker_error(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker error inside run() restarts the agent instead of ending it."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
+    original = AuditAgent.process_batch
+    calls = {"n": 0}
+
+    async def failing_once(self: AuditAgent, timeout_ms: int = 500) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KafkaError("injected broker failure")
+        return await original(self, timeout_ms)
+
+    monkeypatch.setattr(AuditAgent, "process_batch", failing_once)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop, restart_delay=0))
+    async with asyncio.timeout(20):
+        while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
+            await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert [r.sequence for r in await _records(kafka_bootstrap, topic_prefix)] == list(range(8))
+
+
+async def test_lost_checkpoint_file_entry_restored_from_topic(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A checkpoint committed to the topic but lost from the file is copied back at start."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+    await make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=2).run_until_idle(0.5)
+    checkpoint_file = tmp_path / "checkpoints.jsonl"
+    written = read_checkpoints(checkpoint_file)
+    checkpoint_file.write_text(written[0].model_dump_json() + "\n")  # as if a crash lost the rest
+    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=2)
+    await agent.start()
+    await agent.stop()
+    assert read_checkpoints(checkpoint_file) == [written[0], written[-1]]

@@ -1,0 +1,126 @@
+"""CLI commands against the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+import app
+from schemas.events import ImageArrived
+from streams.audit.files import load_or_create_signing_key
+
+# Bounded: reading back a message just produced to the local broker takes well under a second.
+READ_TIMEOUT_SECONDS = 30
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_url: str,
+    tmp_path: Path,
+) -> str:
+    """Point the CLI at this test's topics, the session database and a private audit key."""
+    monkeypatch.setenv("RADSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("RADSTREAM_TOPIC_PREFIX", topic_prefix)
+    monkeypatch.setenv("RADSTREAM_DATABASE_URL", database_url)
+    monkeypatch.setenv("RADSTREAM_AUDIT__SIGNING_KEY_FILE", str(tmp_path / "key.pem"))
+    monkeypatch.setenv("RADSTREAM_AUDIT__CHECKPOINT_FILE", str(tmp_path / "cp.jsonl"))
+    return topic_prefix
+
+
+class TestCliWithServices:
+    def test_topics_ensure_twice(self, cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """`topics ensure` creates, then finds, every topic (exit 0 both times)."""
+        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        first = capsys.readouterr().out
+        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        second = capsys.readouterr().out
+        assert first.count("created") == 7
+        assert second.count("exists") == 7
+        assert f"{cli_env}audit.log" in second
+
+    def test_publish_sends_an_arrival_per_file(
+        self, cli_env: str, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`publish` sends one arrival event per file with the router's fields."""
+        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        ct = app.SAMPLES_DIR / "dicom" / "ct_small.dcm"
+        assert (
+            app.main(
+                [
+                    "publish",
+                    str(ct),
+                    "--source",
+                    "PACS9",
+                    "--model",
+                    "lesion-detector",
+                    "--requested-by",
+                    "dr-b",
+                ]
+            )
+            == 0
+        )
+        assert "published" in capsys.readouterr().out
+
+        async def read_one() -> ImageArrived:
+            consumer = AIOKafkaConsumer(
+                f"{cli_env}images.arrived",
+                group_id=None,
+                bootstrap_servers=kafka_bootstrap,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()
+            try:
+                record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
+            finally:
+                await consumer.stop()
+            return ImageArrived.model_validate_json(record.value)
+
+        event = asyncio.run(read_one())
+        assert event.source == "PACS9"
+        assert event.model_ids == ("lesion-detector",)
+        assert event.requested_by == "dr-b"
+        assert event.modality == "CT"
+
+    def test_db_upgrade_reports_head(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`db upgrade` on a migrated database is a no-op that reports the head revision."""
+        assert app.main(["db", "upgrade"]) == 0
+        assert "database at revision 0003" in capsys.readouterr().out
+
+    def test_audit_verify_on_empty_trail(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With no records and no checkpoints the topic trail verifies as empty and intact."""
+        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        load_or_create_signing_key(Path(os.environ["RADSTREAM_AUDIT__SIGNING_KEY_FILE"]))
+        code = app.main(["audit", "verify", "--source", "topic"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert "intact" in out
+
+    def test_audit_verify_without_key_is_a_clear_error(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Verifying without the public key says so and exits 2 instead of crashing."""
+        assert app.main(["audit", "verify", "--source", "topic"]) == 2
+        assert "audit key" in capsys.readouterr().err
+
+    def test_audit_show_unknown_event(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Showing the trail of an unknown event prints nothing and exits 1."""
+        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        capsys.readouterr()
+        assert (
+            app.main(["audit", "show", "--source", "topic", "--event-id", str(uuid.uuid4())]) == 1
+        )
+        assert capsys.readouterr().out == ""

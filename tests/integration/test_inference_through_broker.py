@@ -1,0 +1,123 @@
+"""Inference through the real broker: one result per event per model, provenance, refusals.
+
+The worker runs the validation and inference stages over a copy of the model registry in which
+one version's weights were tampered with: that version is refused (rejection with
+MODEL_CHECKSUM_MISMATCH, metric), the other keeps serving with complete provenance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
+import app
+from schemas.events import CORRELATION_ID_HEADER, ImageRejected, InferenceCompleted
+from schemas.settings import load_settings
+from streams.kafka_io import KafkaPublisher
+from streams.router import arrival_for_file
+from streams.topic_admin import ensure_topics
+from streams.topics import TopicKey, TopicNames
+
+# Bounded: two images through two stages take a few seconds here.
+OUTCOME_TIMEOUT_SECONDS = 60
+
+
+async def collect(bootstrap: str, topics: list[str], want: int) -> list[tuple[str, bytes]]:
+    """Read (topic, value) pairs until ``want`` messages arrived or the bound passed."""
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[tuple[str, bytes]] = []
+    try:
+        async with asyncio.timeout(OUTCOME_TIMEOUT_SECONDS):
+            while len(got) < want:
+                record = await consumer.getone()
+                got.append((record.topic, record.value))
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_results_with_provenance_and_tampered_model_refused(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """1.0.0 serves with full provenance; tampered 1.1.0 is refused per event, not a crash."""
+    registry_dir = tmp_path / "model_registry"
+    shutil.copytree(app.load_settings().inference.model_registry_dir, registry_dir)
+    tampered = registry_dir / "lesion-detector" / "1.1.0" / "model.onnx"
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    settings = load_settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
+        storage_roots=(app.SAMPLES_DIR,),
+        inference={
+            "model_registry_dir": registry_dir,
+            "routing_rules_file": registry_dir / "routing.yaml",
+        },
+    )
+    await ensure_topics(kafka_bootstrap, topic_prefix)
+    metrics = CollectorRegistry()
+    stop, started = asyncio.Event(), asyncio.Event()
+    worker = asyncio.create_task(
+        app.run_worker(
+            settings,
+            ["validation", "inference"],
+            stop,
+            started=started,
+            registry=metrics,
+            serve_http=False,
+        )
+    )
+    ct = app.SAMPLES_DIR / "dicom" / "ct_small.dcm"
+    good = arrival_for_file(ct, source="PACS1", model_ids=["lesion-detector@1.0.0"])
+    refused = arrival_for_file(ct, source="PACS1", model_ids=["lesion-detector@1.1.0"])
+    names = TopicNames(topic_prefix)
+    try:
+        await asyncio.wait_for(started.wait(), OUTCOME_TIMEOUT_SECONDS)
+        async with KafkaPublisher(kafka_bootstrap, names) as publisher:
+            for event in (good, refused):
+                await publisher.publish(
+                    TopicKey.IMAGES_ARRIVED,
+                    event.message_key(),
+                    event,
+                    ((CORRELATION_ID_HEADER, b"corr-" + event.event_id.hex[:8].encode()),),
+                )
+        outcomes = await collect(kafka_bootstrap, [names.results, names.rejected], want=2)
+    finally:
+        stop.set()
+        await worker
+    results = [InferenceCompleted.model_validate_json(v) for t, v in outcomes if t == names.results]
+    rejected = [ImageRejected.model_validate_json(v) for t, v in outcomes if t == names.rejected]
+
+    (result,) = results
+    assert result.event_id == good.event_id
+    assert result.correlation_id == "corr-" + good.event_id.hex[:8]
+    assert (result.model.name, result.model.version) == ("lesion-detector", "1.0.0")
+    weights = registry_dir / "lesion-detector" / "1.0.0" / "model.onnx"
+    assert result.model.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert result.model.runtime == "onnxruntime"
+    assert result.model.provider == "CPUExecutionProvider"
+    assert result.input_sha256 == hashlib.sha256(ct.read_bytes()).hexdigest()
+    assert set(result.scores) == set(result.thresholds)
+    assert result.verdicts
+    assert result.completed_at >= result.occurred_at
+
+    (refusal,) = rejected
+    assert refusal.event_id == refused.event_id
+    assert refusal.error_code == "MODEL_CHECKSUM_MISMATCH"
+    assert refusal.stage == "inference"
+    assert (
+        metrics.get_sample_value(
+            "radstream_model_checksum_refusals_total",
+            {"model": "lesion-detector", "model_version": "1.1.0"},
+        )
+        == 1.0
+    )

@@ -1,0 +1,163 @@
+"""The stage runner logs each outcome once, with its message context and without PHI."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+import structlog
+
+from observability.logging import PAYLOAD_LOGGERS, configure_logging
+from schemas.errors import ErrorCode, error_for
+from schemas.events import CORRELATION_ID_HEADER, ImageArrived, ImageRejected, Stage
+from schemas.settings import LoggingSettings
+from streams.kafka_io import Outgoing
+from streams.pipeline import Incoming, NullObserver, dead_letter_for, parse_event, process_batch
+from streams.topics import TopicKey
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """JSON logging at DEBUG into a buffer; undone afterwards."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    previous = root.level
+    configure_logging(LoggingSettings(format="json", level="DEBUG"), stream=stream)
+    yield stream
+    for handler in [h for h in root.handlers if getattr(h, "_radstream_handler", False)]:
+        root.removeHandler(handler)
+    root.setLevel(previous)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    structlog.reset_defaults()
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    """The JSON lines written so far."""
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def message(offset: int, value: bytes, correlation_id: bytes | None = b"corr-1") -> Incoming:
+    """A consumed arrival at ``offset``."""
+    headers = () if correlation_id is None else ((CORRELATION_ID_HEADER, correlation_id),)
+    return Incoming("p.images.arrived", 3, offset, b"k", value, headers)
+
+
+class MixedHandler:
+    """Dead-letters poison, rejects an arrival whose source is "bad", passes the rest through."""
+
+    stage = Stage.VALIDATION
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for m in batch:
+            try:
+                event = parse_event(m, ImageArrived)
+            except Exception as exc:  # noqa: BLE001 - the test handler mirrors a stage's guard
+                out.append(dead_letter_for(m, self.stage, exc))
+                continue
+            if event.source == "bad":
+                rejected = ImageRejected(
+                    event_id=event.event_id,
+                    occurred_at=event.occurred_at,
+                    stage=self.stage,
+                    error_code=ErrorCode.IMAGE_EMPTY,
+                    reason="image file is empty",
+                )
+                out.append(Outgoing(TopicKey.IMAGES_REJECTED, m.key, rejected, m.out_headers()))
+            else:
+                out.append(Outgoing(TopicKey.IMAGES_VALIDATED, m.key, event, m.out_headers()))
+        return out
+
+
+async def deliver(_messages: Sequence[Outgoing]) -> None:
+    """A broker that accepts everything."""
+
+
+def arrival(source: str) -> bytes:
+    """An arrival event's bytes."""
+    return ImageArrived(source=source, image_uri="file:///data/x.dcm").model_dump_json().encode()
+
+
+class TestOutcomeLogging:
+    async def test_each_outcome_is_logged_with_context(self, logs: io.StringIO) -> None:
+        """Processed, rejected and dead-lettered messages each log one line with their position."""
+        batch = [
+            message(10, arrival("good"), b"c-good"),
+            message(11, arrival("bad"), b"c-bad"),
+            message(12, b'{"PatientName": "Doe^John"', b"c-poison"),
+        ]
+        await process_batch(MixedHandler(), batch, deliver, NullObserver())
+        found = {
+            line["event"]: line
+            for line in lines(logs)
+            if line["event"] in {"message_processed", "image_rejected", "message_dead_lettered"}
+        }
+        assert {k: (v["correlation_id"], v["offset"]) for k, v in found.items()} == {
+            "message_processed": ("c-good", 10),
+            "image_rejected": ("c-bad", 11),
+            "message_dead_lettered": ("c-poison", 12),
+        }
+        assert found["image_rejected"]["error_code"] == "IMAGE_EMPTY"
+        assert {v["stage"] for v in found.values()} == {"validation"}
+        assert {v["topic"] for v in found.values()} == {"p.images.arrived"}
+
+    async def test_poison_value_never_logged(self, logs: io.StringIO) -> None:
+        """The dead-lettered message's bytes are not in the log, only its code and reason."""
+        await process_batch(
+            MixedHandler(), [message(1, b'{"PatientName": "Doe^John"')], deliver, NullObserver()
+        )
+        assert "Doe" not in logs.getvalue()
+
+    async def test_handler_crash_logs_only_the_type(self, logs: io.StringIO) -> None:
+        """A crashing handler is logged by exception type; its message text is not."""
+
+        class Crashing:
+            stage = Stage.INFERENCE
+
+            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+                raise RuntimeError("Smith^Anna broke it")
+
+        await process_batch(Crashing(), [message(1, b"{}")], deliver, NullObserver())
+        crash = [line for line in lines(logs) if line["event"] == "stage_handler_crashed"]
+        assert crash[0]["error_type"] == "RuntimeError"
+        assert "Smith" not in logs.getvalue()
+
+    async def test_delivery_retry_is_logged(self, logs: io.StringIO) -> None:
+        """A failed delivery attempt is logged as a warning before it is retried."""
+        calls: list[int] = []
+
+        async def flaky(_messages: Sequence[Outgoing]) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise error_for(ErrorCode.BROKER_UNAVAILABLE, "down")
+
+        await process_batch(MixedHandler(), [message(1, arrival("good"))], flaky, NullObserver())
+        retried = [line for line in lines(logs) if line["event"] == "delivery_retried"]
+        assert retried[0]["level"] == "warning"
+
+
+class TestCorrelationId:
+    def test_phi_shaped_header_is_replaced(self) -> None:
+        """A correlation id that is free text (a patient's name) is not propagated."""
+        assert message(1, b"", b"Doe^John").correlation_id != "Doe^John"
+
+    def test_replacement_is_stable_per_message(self) -> None:
+        """Every outcome of one message, and every redelivery, shares the replacement id."""
+        first, again = message(5, b"", None), message(5, b"", None)
+        assert first.correlation_id == again.correlation_id
+        assert first.correlation_id != message(6, b"", None).correlation_id
+        assert uuid.UUID(hex=first.correlation_id)
+
+
+class TestPayloadLoggers:
+    def test_payload_loggers_stay_at_info(self, logs: io.StringIO) -> None:
+        """aiokafka's payload-printing loggers never log at DEBUG, whatever the level."""
+        for name in PAYLOAD_LOGGERS:
+            assert logging.getLogger(name).getEffectiveLevel() == logging.INFO
+        logging.getLogger("aiokafka.producer.producer").debug("Sending value=%s", b"Doe^John")
+        assert "Sending" not in logs.getvalue()

@@ -1,0 +1,39 @@
+"""The validation core stays pure: it imports only schemas/, itself and its libraries."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.unit.validation.support import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "streams" / "validation"
+ALLOWED_ROOTS = {
+    "__future__", "collections", "contextlib", "dataclasses", "datetime", "enum", "hashlib",
+    "hmac", "io", "math", "os", "pathlib", "re", "stat", "struct", "typing", "urllib",
+    "warnings", "zlib", "numpy", "PIL", "pydicom", "pydantic", "yaml", "schemas", "streams",
+}  # fmt: skip
+FORBIDDEN_STREAMS = ("streams.topics", "streams.inference", "streams.audit")
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
+def test_only_pure_imports(path: Path) -> None:
+    """No Kafka, SQL, HTTP, logging or metrics import in streams/validation."""
+    imports = _imports(path)
+    assert imports, "the parser found no imports at all"
+    for name in imports:
+        assert name.split(".")[0] in ALLOWED_ROOTS, name
+        assert not name.startswith(FORBIDDEN_STREAMS), name
