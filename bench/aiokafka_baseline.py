@@ -7,8 +7,9 @@ same delivery (``KafkaPublisher``, delivery confirmed before the offsets are com
 consumption differs: a minimal ``getmany`` loop that collects up to ``batch_size`` messages
 within ``batch_wait_seconds`` of the first (Faust's ``take_events``), runs the batch through
 ``streams.pipeline.process_batch`` and commits its offsets. The audit stage is already a plain
-aiokafka agent, so it is the same code in both runs. The difference between the two runs'
-throughputs is therefore what Faust's consumption costs.
+aiokafka agent, so it is the same code in both runs, and the worker health (lag probes and the
+/livez, /readyz, /metrics server of ``app.build_worker_health``) runs in both. The difference
+between the two runs' throughputs is therefore what Faust's consumption costs.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ async def consume(
     deliver: Deliver,
     observer: StageObserver,
     stop: asyncio.Event,
+    *,
+    on_batch_done: Callable[[str], None] | None = None,
 ) -> None:
     """One stage's loop: take a batch, process and deliver it, commit its offsets."""
     consumer = AIOKafkaConsumer(
@@ -105,24 +108,57 @@ async def consume(
             batch = [incoming_from_record(r) for r in records]
             await process_batch(spec.handler, batch, deliver, observer)
             await consumer.commit(next_offsets(records))
+            if on_batch_done is not None:
+                on_batch_done(spec.name)
     finally:
         await consumer.stop()
 
 
 async def run_baseline_worker(
-    settings: Settings, stages: Sequence[str], stop: asyncio.Event
+    settings: Settings, stages: Sequence[str], stop: asyncio.Event, *, serve_http: bool = True
 ) -> None:
-    """Run the selected stages with plain aiokafka consumers until ``stop`` is set."""
+    """Run the selected stages with plain aiokafka consumers until ``stop`` is set.
+
+    Everything but consumption is the pipeline worker's: the stage handlers, the delivery, the
+    audit agent, and the worker health (lag probes, /livez, /readyz, /metrics), so that the
+    difference between the two runs is Faust.
+    """
+    from observability.health import HealthState  # noqa: PLC0415
+
     topics = TopicNames(settings.topic_prefix)
     await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
-    metrics = Metrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
     observer = MetricsObserver(metrics)
     publisher = KafkaPublisher(settings.kafka_bootstrap, topics, client_id="radstream-baseline")
     await publisher.start()
     resources: list[Callable[[], Awaitable[None]]] = [publisher.stop]
     try:
         specs = app.build_agent_specs(settings, stages, topics, metrics, resources)
-        tasks = [consume(settings, spec, publisher.deliver, observer, stop) for spec in specs]
+        health = HealthState(stages, requires_database="results" in stages)
+        worker_health = app.build_worker_health(
+            settings,
+            stages,
+            specs,
+            health,
+            registry=registry,
+            serve_http=serve_http,
+            resources=resources,
+        )
+        await worker_health.start()
+        resources.append(worker_health.close)
+        health.mark_started()
+        tasks = [
+            consume(
+                settings,
+                spec,
+                publisher.deliver,
+                observer,
+                stop,
+                on_batch_done=health.record_progress,
+            )
+            for spec in specs
+        ]
         if "audit" in stages:
             tasks.append(app.run_audit_agent(settings, stop, metrics))
         await asyncio.gather(*tasks)

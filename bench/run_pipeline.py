@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.bench_inference import cpu_model
 from bench.cpu import CpuMeter, listening_pid
 from bench.probe import Probe, Published, publish_all, publish_paced
 from bench.workers import (
@@ -135,17 +137,6 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 # ------------------------------------------------------------------------------------ machine
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def memory_mb() -> int | None:
     """Total memory in MiB from /proc/meminfo."""
     try:
@@ -358,16 +349,30 @@ def read_profiles(profile_dir: Path, roles: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-async def run_benchmark(options: Options) -> dict[str, Any]:
-    """Every measurement of one run, as the JSON report."""
-    from bench.work_limit import measure_work_limit  # noqa: PLC0415
-    from schemas.settings import load_settings  # noqa: PLC0415
+@contextlib.asynccontextmanager
+async def fresh_database(admin_url: str, suffix: str) -> AsyncIterator[str]:
+    """``radstream_bench_<suffix>``: created, migrated to head, dropped on the way out."""
     from sinks.migrate import upgrade_async  # noqa: PLC0415
     from tests.integration.database_helpers import (  # noqa: PLC0415
         create_database,
         drop_database,
         url_for_database,
     )
+
+    name = f"radstream_bench_{suffix}"
+    await create_database(admin_url, name)
+    try:
+        url = url_for_database(admin_url, name)
+        await upgrade_async(url)
+        yield url
+    finally:
+        await drop_database(admin_url, name)
+
+
+async def run_benchmark(options: Options) -> dict[str, Any]:
+    """Every measurement of one run, as the JSON report."""
+    from bench.work_limit import measure_work_limit  # noqa: PLC0415
+    from schemas.settings import load_settings  # noqa: PLC0415
 
     run_id = uuid.uuid4().hex[:8]
     report: dict[str, Any] = {
@@ -397,62 +402,47 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
         (profiles_dir / "work_limit.txt").write_text(text_report(session))
         report["profile"] = {"work_limit": summarise(session)}
 
-    db_name = f"radstream_bench_{run_id}"
-    await create_database(options.admin_database_url, db_name)
-    try:
-        database_url = url_for_database(options.admin_database_url, db_name)
-        await upgrade_async(database_url)
-        with tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp:
-            log_dir = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp:
+        log_dir = Path(tmp)
 
-            def settings_for(kind: str) -> RunSettings:
-                state = log_dir / kind
+        async def run_kind(
+            kind: str, label: str, *, half_rate: bool, profile_dir: Path | None = None
+        ) -> dict[str, Any]:
+            # One database per set of workers: each set writes its own audit chain 0, and the
+            # audit sink refuses a second chain 0 in one audit_log table.
+            async with fresh_database(options.admin_database_url, f"{run_id}_{label}") as url:
+                state = log_dir / label
                 state.mkdir()
-                return RunSettings(
+                run = RunSettings(
                     bootstrap=options.bootstrap,
-                    database_url=database_url,
-                    topic_prefix=f"rsbench.{run_id}.{kind}.",
-                    group_prefix=f"rsbench-{run_id}-{kind}",
+                    database_url=url,
+                    topic_prefix=f"rsbench.{run_id}.{label}.",
+                    group_prefix=f"rsbench-{run_id}-{label}",
                     state_dir=state,
                 )
-
-            report["pipeline"] = await run_workers(
-                "pipeline",
-                options,
-                settings_for("pipeline"),
-                items,
-                factory,
-                half_rate=options.half_rate,
-                log_dir=log_dir,
-            )
-            report["aiokafka_baseline"] = await run_workers(
-                "baseline",
-                options,
-                settings_for("baseline"),
-                items,
-                factory,
-                half_rate=False,
-                log_dir=log_dir,
-            )
-            if options.profile:
-                profiled = await run_workers(
-                    "pipeline",
+                return await run_workers(
+                    kind,
                     options,
-                    settings_for("profiled"),
+                    run,
                     items,
                     factory,
-                    half_rate=False,
+                    half_rate=half_rate,
                     log_dir=log_dir,
-                    profile_dir=profiles_dir,
+                    profile_dir=profile_dir,
                 )
-                report["profile"]["pipeline_workers"] = {
-                    "saturation_images_per_second_under_profiler": profiled["saturation"][
-                        "images_per_second"
-                    ],
-                    "stages": read_profiles(profiles_dir, roles_for(options.inference_processes)),
-                }
-    finally:
-        await drop_database(options.admin_database_url, db_name)
+
+        report["pipeline"] = await run_kind("pipeline", "pipeline", half_rate=options.half_rate)
+        report["aiokafka_baseline"] = await run_kind("baseline", "baseline", half_rate=False)
+        if options.profile:
+            profiled = await run_kind(
+                "pipeline", "profiled", half_rate=False, profile_dir=profiles_dir
+            )
+            report["profile"]["pipeline_workers"] = {
+                "saturation_images_per_second_under_profiler": profiled["saturation"][
+                    "images_per_second"
+                ],
+                "stages": read_profiles(profiles_dir, roles_for(options.inference_processes)),
+            }
     # The work loop again, after the workers: the machine is shared, and the two rounds show
     # how much its load moved during the run. The headline is their mean.
     after, _ = measure_work_limit(work_settings, items, factory)

@@ -69,7 +69,9 @@ async def test_baseline_validation_gives_one_outcome_per_arrival_and_commits(
     async with KafkaPublisher(kafka_bootstrap, topics) as publisher:
         await publisher.deliver([outgoing_arrival(a) for a in arrivals])
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_baseline_worker(settings, ["validation"], stop))
+    worker = asyncio.create_task(
+        run_baseline_worker(settings, ["validation"], stop, serve_http=False)
+    )
     try:
         values = await read_outcomes(kafka_bootstrap, topics, 2)
     finally:
