@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived
@@ -93,6 +94,23 @@ async def publish_paced(
         await publisher.deliver([outgoing_arrival(event)])
         ids.append(event.event_id)
     return Published(ids, started, time.time())
+
+
+async def delete_run_topics(bootstrap: str, topic_prefix: str) -> bool:
+    """Delete a run's topics (every catalogue topic under ``topic_prefix``); True when done.
+
+    A shared broker's metadata grows with every topic left behind, and so does the cost of
+    anything that lists all topics.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(sorted(TopicNames(topic_prefix).all().values()))
+    except KafkaError:
+        return False
+    finally:
+        await admin.close()
+    return True
 
 
 class Probe:

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from bench.bench_inference import cpu_model
 from bench.cpu import CpuMeter, listening_pid
-from bench.probe import Probe, Published, publish_all, publish_paced
+from bench.probe import Probe, Published, delete_run_topics, publish_all, publish_paced
 from bench.workers import (
     REPO_ROOT,
     START_SIGNAL,
@@ -328,6 +328,7 @@ async def run_workers(
         await publisher.stop()
         await probe.close()
         phases["exit_codes"] = stop_workers(workers)
+        phases["topics_deleted"] = await delete_run_topics(run.bootstrap, run.topic_prefix)
     return phases
 
 

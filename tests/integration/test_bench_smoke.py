@@ -98,6 +98,7 @@ class TestBenchSmoke:
             assert all(per_image[stage] > 0 for stage in ("validation", "inference"))
             assert set(STAGES) <= set(per_image)
             assert smoke_report[run]["exit_codes"] == dict.fromkeys(STAGES, 0)
+            assert smoke_report[run]["topics_deleted"] is True
 
     def test_smoke_has_no_half_rate_phase_or_profile(self, smoke_report: dict[str, Any]) -> None:
         """The smoke variant skips the half-rate phase and profiling, and says what it ran."""
