@@ -1,0 +1,245 @@
+"""Publishing the workload and watching it finish: the database and the audit group's offsets.
+
+An arrival is *finished* when PostgreSQL holds a terminal lifecycle row for it (``stored``,
+``rejected`` or ``failed``); a phase is *done* when every arrival of the phase is finished and
+the audit agent's committed offsets have reached the end of every audited topic (so every
+message the phase produced is on the hash chain). Both are polled; the poll interval bounds the
+error of the measured end time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from bench.workload import ArrivalFactory, WorkItem
+from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from streams.audit.records import AUDITED_TOPICS
+from streams.kafka_io import KafkaPublisher, Outgoing
+from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
+
+TERMINAL = ["stored", "rejected", "failed"]
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile (``share`` in 0..1) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    # Nearest rank: the smallest value with at least ``share`` of the samples at or below it
+    # (rounded first so 0.95 * 100 = 95.00000000000001 does not become rank 96).
+    rank = max(1, min(len(ordered), math.ceil(round(share * len(ordered), 9))))
+    return ordered[rank - 1]
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float | int]:
+    """p50/p95/p99/max in milliseconds and the sample count."""
+    return {
+        "count": len(seconds),
+        "p50_ms": round(1000 * percentile(seconds, 0.50), 1),
+        "p95_ms": round(1000 * percentile(seconds, 0.95), 1),
+        "p99_ms": round(1000 * percentile(seconds, 0.99), 1),
+        "max_ms": round(1000 * max(seconds), 1) if seconds else float("nan"),
+    }
+
+
+def outgoing_arrival(event: ImageArrived) -> Outgoing:
+    """The arrival message as a router publishes it (key, correlation id header)."""
+    headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+    return Outgoing(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
+
+
+@dataclass
+class Published:
+    """What a phase published: the event ids and when publishing started and ended (wall)."""
+
+    event_ids: list[uuid.UUID]
+    started_at: float
+    finished_at: float
+
+
+async def publish_all(
+    publisher: KafkaPublisher, factory: ArrivalFactory, items: Sequence[WorkItem]
+) -> Published:
+    """Saturation: every arrival in one delivery, as fast as the producer sends."""
+    started = time.time()
+    events = [factory.fresh(item) for item in items]
+    await publisher.deliver([outgoing_arrival(event) for event in events])
+    return Published([e.event_id for e in events], started, time.time())
+
+
+async def publish_paced(
+    publisher: KafkaPublisher, factory: ArrivalFactory, items: Sequence[WorkItem], rate: float
+) -> Published:
+    """A steady ``rate`` arrivals per second, each event occurring when it is sent."""
+    loop = asyncio.get_running_loop()
+    begin, started = loop.time(), time.time()
+    ids = []
+    for index, item in enumerate(items):
+        delay = begin + index / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event = factory.fresh(item)
+        await publisher.deliver([outgoing_arrival(event)])
+        ids.append(event.event_id)
+    return Published(ids, started, time.time())
+
+
+async def delete_run_topics(bootstrap: str, topic_prefix: str) -> bool:
+    """Delete a run's topics (every catalogue topic under ``topic_prefix``); True when done.
+
+    A shared broker's metadata grows with every topic left behind, and so does the cost of
+    anything that lists all topics.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(sorted(TopicNames(topic_prefix).all().values()))
+    except KafkaError:
+        return False
+    finally:
+        await admin.close()
+    return True
+
+
+class Probe:
+    """Reads the run's database and the audit group's progress."""
+
+    def __init__(self, bootstrap: str, database_url: str, topic_prefix: str, audit_group: str):
+        self._bootstrap = bootstrap
+        self._database_url = database_url
+        self._topics = TopicNames(topic_prefix)
+        self._audit_group = audit_group
+        self._db: asyncpg.Connection | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        """Connect to PostgreSQL and the broker."""
+        self._db = await asyncpg.connect(self._database_url)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await self._admin.start()
+        self._offsets = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+        await self._offsets.start()
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self._offsets is not None:
+            await self._offsets.stop()
+        if self._admin is not None:
+            await self._admin.close()
+        if self._db is not None:
+            await self._db.close()
+
+    def _require(self) -> tuple[asyncpg.Connection, AIOKafkaAdminClient, AIOKafkaConsumer]:
+        if self._db is None or self._admin is None or self._offsets is None:
+            raise RuntimeError("Probe.start() was not called")
+        return self._db, self._admin, self._offsets
+
+    def audited_partitions(self) -> list[TopicPartition]:
+        """Every partition the audit agent consumes."""
+        return [
+            TopicPartition(self._topics[key], partition)
+            for key in AUDITED_TOPICS
+            for partition in range(TOPIC_SPECS[key].partitions)
+        ]
+
+    async def finished(self, event_ids: Sequence[uuid.UUID]) -> int:
+        """How many of ``event_ids`` reached a terminal lifecycle state."""
+        db, _, _ = self._require()
+        count: int = await db.fetchval(
+            "SELECT count(DISTINCT event_id) FROM image_events"
+            " WHERE event_id = ANY($1::uuid[]) AND state = ANY($2::text[])",
+            list(event_ids),
+            TERMINAL,
+        )
+        return count
+
+    async def audit_lag(self) -> int:
+        """Messages on the audited topics the audit agent has not committed yet."""
+        _, admin, offsets = self._require()
+        partitions = self.audited_partitions()
+        ends = await offsets.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(self._audit_group)
+        lag = 0
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
+        return lag
+
+    async def audited_messages(self) -> int:
+        """Messages on every audited topic so far (sum of end offsets; none is transactional)."""
+        _, _, offsets = self._require()
+        ends = await offsets.end_offsets(self.audited_partitions())
+        return int(sum(ends.values()))
+
+    async def audit_end_offset(self) -> int:
+        """End offset of the audit topic (records + checkpoints + transaction markers)."""
+        _, _, offsets = self._require()
+        tp = TopicPartition(self._topics.audit, 0)
+        return int((await offsets.end_offsets([tp]))[tp])
+
+    async def wait_done(
+        self,
+        event_ids: Sequence[uuid.UUID],
+        within: float,
+        *,
+        poll: float = 0.1,
+        alive: Any = None,
+    ) -> float:
+        """Wait until every arrival finished and the audit caught up; the wall time it did.
+
+        Raises:
+            TimeoutError: not done ``within`` seconds (the message says how far it got).
+            RuntimeError: ``alive()`` returned False (a worker died).
+        """
+        deadline = time.monotonic() + within
+        finished = lag = -1
+        while time.monotonic() < deadline:
+            if alive is not None and not alive():
+                raise RuntimeError("a worker process exited during the phase")
+            finished = await self.finished(event_ids)
+            if finished >= len(event_ids):
+                lag = await self.audit_lag()
+                if lag == 0:
+                    return time.time()
+            await asyncio.sleep(poll)
+        raise TimeoutError(
+            f"{finished}/{len(event_ids)} arrivals finished, audit lag {lag} after {within:.0f} s"
+        )
+
+    async def outcomes(self, event_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+        """Stored/rejected counts, result rows, latencies and the last commit time of a phase."""
+        db, _, _ = self._require()
+        ids = list(event_ids)
+        rows = await db.fetch(
+            "SELECT occurred_at, stored_at FROM inference_results WHERE event_id = ANY($1::uuid[])",
+            ids,
+        )
+        states = await db.fetch(
+            "SELECT state, count(DISTINCT event_id) AS n FROM image_events"
+            " WHERE event_id = ANY($1::uuid[]) AND state = ANY($2::text[]) GROUP BY state",
+            ids,
+            TERMINAL,
+        )
+        last: datetime | None = await db.fetchval(
+            "SELECT max(recorded_at) FROM image_events WHERE event_id = ANY($1::uuid[])", ids
+        )
+        latencies = [(r["stored_at"] - r["occurred_at"]).total_seconds() for r in rows]
+        return {
+            "by_state": {r["state"]: r["n"] for r in states},
+            "result_rows": len(rows),
+            "latency": latency_summary(latencies),
+            "last_row_at": last.timestamp() if last is not None else None,
+        }

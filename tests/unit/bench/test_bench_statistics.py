@@ -1,0 +1,89 @@
+"""Percentiles and latency summaries of the benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from bench.probe import latency_summary, outgoing_arrival, percentile, publish_all, publish_paced
+from bench.workload import ArrivalFactory, build_workload
+from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from streams.topics import TopicKey
+
+
+class TestPercentile:
+    @pytest.mark.parametrize(("share", "expected"), [(0.5, 50), (0.95, 95), (0.99, 99), (1.0, 100)])
+    def test_nearest_rank(self, share: float, expected: int) -> None:
+        """Nearest-rank percentiles of 1..100 are the values themselves."""
+        assert percentile(list(range(100, 0, -1)), share) == expected
+
+    def test_small_samples_take_an_observed_value(self) -> None:
+        """With three values p99 is the largest, p50 the middle one (never interpolated)."""
+        assert percentile([3.0, 1.0, 2.0], 0.99) == 3.0
+        assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+
+    def test_empty_is_nan(self) -> None:
+        """No samples: not a number, rather than a misleading zero."""
+        assert math.isnan(percentile([], 0.5))
+
+
+class TestLatencySummary:
+    def test_milliseconds_and_count(self) -> None:
+        """Seconds in, rounded milliseconds out, with the sample count."""
+        summary = latency_summary([0.1, 0.2, 0.3, 0.4])
+        assert summary == {
+            "count": 4,
+            "p50_ms": 200.0,
+            "p95_ms": 400.0,
+            "p99_ms": 400.0,
+            "max_ms": 400.0,
+        }
+
+    def test_empty_summary_has_no_numbers(self) -> None:
+        """No stored results: count 0 and NaN percentiles."""
+        summary = latency_summary([])
+        assert summary["count"] == 0
+        assert math.isnan(summary["max_ms"])
+
+
+class TestOutgoingArrival:
+    def test_published_like_a_router(self) -> None:
+        """Arrivals go to images.arrived, keyed like the router, with the correlation id."""
+        event = ImageArrived(source="bench", image_uri="file:///x/y.png")
+        message = outgoing_arrival(event)
+        assert message.topic is TopicKey.IMAGES_ARRIVED
+        assert message.key == event.message_key()
+        assert message.headers == ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+
+
+class FakePublisher:
+    """Records each delivery and when it happened."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[float, int]] = []
+
+    async def deliver(self, messages: list[object]) -> None:
+        self.deliveries.append((asyncio.get_running_loop().time(), len(messages)))
+
+
+class TestPublishing:
+    async def test_saturation_sends_everything_in_one_delivery(self) -> None:
+        """All arrivals of a saturation phase go in one delivery, with their ids returned."""
+        publisher = FakePublisher()
+        items = build_workload(6)
+        published = await publish_all(publisher, ArrivalFactory(), items)  # type: ignore[arg-type]
+        assert [n for _, n in publisher.deliveries] == [6]
+        assert len(set(published.event_ids)) == 6
+        assert published.finished_at >= published.started_at
+
+    async def test_paced_publishing_keeps_the_rate(self) -> None:
+        """At 100/s, 5 arrivals are sent one by one over at least 40 ms."""
+        publisher = FakePublisher()
+        items = build_workload(5)
+        published = await publish_paced(publisher, ArrivalFactory(), items, 100.0)  # type: ignore[arg-type]
+        times = [t for t, _ in publisher.deliveries]
+        assert [n for _, n in publisher.deliveries] == [1] * 5
+        assert times[-1] - times[0] >= 0.039
+        assert len(published.event_ids) == 5
