@@ -64,5 +64,8 @@ schemas: setup  ## regenerate the committed JSON Schema and AsyncAPI documents
 bench: setup services-up  ## end-to-end benchmark (not part of the test suite)
 	$(BIN)/python -m bench.run_pipeline
 
+bench-smoke: setup services-up  ## 12-event end-to-end benchmark check
+	$(BIN)/python -m bench.run_pipeline --smoke
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -299,3 +299,35 @@ class TestWorkerHealth:
             await asyncio.wait_for(health.close(), TIMEOUT_SECONDS)
         stage = payload["checks"]["stage:validation"]
         assert (stage["ok"], str(stage["detail"]).split(",")[0]) == (True, "lag 2")
+
+
+class TestDeletedTopics:
+    async def test_offsets_of_a_deleted_topic_are_skipped_and_not_recreated(
+        self, lagging: LaggingGroup, kafka_bootstrap: str
+    ) -> None:
+        """A group's lingering offsets on a deleted topic neither block nor resurrect it."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([lagging.topic])
+            for _ in range(50):  # deletion is asynchronous in KRaft; bounded wait
+                if lagging.topic not in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.1)
+            reader = LagReader(
+                kafka_bootstrap,
+                lagging.settings.topic_prefix,
+                group_prefix=lagging.settings.consumer_group_prefix,
+            )
+            await reader.start()
+            try:
+                async with asyncio.timeout(TIMEOUT_SECONDS):
+                    (snapshot,) = await reader.snapshots([lagging.group])
+            finally:
+                await reader.stop()
+            await asyncio.sleep(0.5)
+            still_deleted = lagging.topic not in await admin.list_topics()
+        finally:
+            await admin.close()
+        assert snapshot.samples == ()
+        assert still_deleted

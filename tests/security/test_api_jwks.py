@@ -124,6 +124,7 @@ class TestJwksStartup:
 
 def _hmac_token(secret: bytes, headers: dict[str, str]) -> str:
     """An HS256 token keyed with ``secret``, built by hand (PyJWT refuses PEM HMAC keys)."""
+
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
