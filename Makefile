@@ -61,11 +61,13 @@ integration: setup services-up
 schemas: setup  ## regenerate the committed JSON Schema and AsyncAPI documents
 	$(BIN)/radstream schemas export
 
+# One OpenBLAS thread, as `radstream worker` runs (app.limit_blas_threads): the work-limit loop
+# in the driver process then does the same work the workers do.
 bench: setup services-up  ## end-to-end benchmark (not part of the test suite)
-	$(BIN)/python -m bench.run_pipeline
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline
 
 bench-smoke: setup services-up  ## 12-event end-to-end benchmark check
-	$(BIN)/python -m bench.run_pipeline --smoke
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline --smoke
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

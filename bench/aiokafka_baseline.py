@@ -178,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown stages: {sorted(unknown)}")
     settings = load_settings()
     configure_logging(settings.logging)
+    app.limit_blas_threads()  # the same as `radstream worker`, so the comparison stays fair
 
     async def run() -> None:
         stop = asyncio.Event()
