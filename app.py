@@ -15,7 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -581,7 +581,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"code, {unfinished} unfinished"
     )
     print("audit trail:")
-    audit_ok = cmd_audit(settings, argparse.Namespace(action="verify", source="both")) == 0
+    audit_ok = (
+        cmd_audit(settings, argparse.Namespace(action="verify", source="both", every=None)) == 0
+    )
     return 1 if unfinished or not audit_ok else 0
 
 
@@ -701,8 +703,8 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     """Verify the audit trail (topic and table) or print one image's trail."""
     import uuid  # noqa: PLC0415
 
-    from sinks.audit_sink import trail_for_event_in_table, verify_table  # noqa: PLC0415
-    from streams.audit_topic import trail_for_event, verify_topic  # noqa: PLC0415
+    from sinks.audit_sink import trail_for_event_in_table  # noqa: PLC0415
+    from streams.audit_topic import trail_for_event  # noqa: PLC0415
 
     topic = TopicNames(settings.topic_prefix).audit
     audit = settings.audit
@@ -720,20 +722,70 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     if not audit.signing_key_file.exists():
         print(f"radstream: no audit key at {audit.signing_key_file}", file=sys.stderr)
         return 2
-    failures = 0
-    if args.source in ("topic", "both"):
-        report = asyncio.run(
-            verify_topic(
-                settings.kafka_bootstrap, topic, audit.checkpoint_file, audit.signing_key_file
-            )
+    if args.every is None:
+        reports = asyncio.run(verify_audit_trail(settings, args.source))
+        for where, report in reports:
+            print(f"{where}: {report.summary()}")
+        return 0 if all(report.ok for _, report in reports) else 1
+    return asyncio.run(_serve_audit_verification(settings, args.source, args.every))
+
+
+async def verify_audit_trail(settings: Settings, source: str) -> list[tuple[str, Any]]:
+    """Verify the chains on the audit topic and/or in the audit table; one report each."""
+    from sinks.audit_sink import verify_table  # noqa: PLC0415
+    from streams.audit_topic import verify_topic  # noqa: PLC0415
+
+    topic = TopicNames(settings.topic_prefix).audit
+    audit = settings.audit
+    reports: list[tuple[str, Any]] = []
+    if source in ("topic", "both"):
+        report = await verify_topic(
+            settings.kafka_bootstrap, topic, audit.checkpoint_file, audit.signing_key_file
         )
-        print(f"topic {topic}: {report.summary()}")
-        failures += not report.ok
-    if args.source in ("table", "both"):
-        report = asyncio.run(verify_table(url, audit.checkpoint_file, audit.signing_key_file))
-        print(f"table audit_log: {report.summary()}")
-        failures += not report.ok
-    return 1 if failures else 0
+        reports.append((f"topic {topic}", report))
+    if source in ("table", "both"):
+        url = settings.database_url.get_secret_value()
+        report = await verify_table(url, audit.checkpoint_file, audit.signing_key_file)
+        reports.append(("table audit_log", report))
+    return reports
+
+
+async def _serve_audit_verification(
+    settings: Settings,
+    source: str,
+    every: float,
+    *,
+    stop: asyncio.Event | None = None,
+    registry: CollectorRegistry | None = None,
+) -> int:
+    """Verify every ``every`` seconds and export the outcome until SIGINT/SIGTERM.
+
+    This is what feeds the ``radstream_audit_*`` verification metrics the alert rules watch.
+    """
+    import signal  # noqa: PLC0415
+
+    from observability.metrics import Metrics, serve_metrics  # noqa: PLC0415
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    server, _thread = serve_metrics(
+        registry, settings.observability.metrics_host, settings.observability.metrics_port
+    )
+    try:
+        while not stop.is_set():
+            reports = await verify_audit_trail(settings, source)
+            metrics.audit_verified(ok=all(report.ok for _, report in reports))
+            for where, report in reports:
+                print(f"{where}: {report.summary()}", flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+    finally:
+        server.shutdown()
+    return 0
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -852,6 +904,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("action", choices=["verify", "show"])
     audit.add_argument("--event-id", help="with show: the arrival event id")
     audit.add_argument("--source", choices=["topic", "table", "both"], default="both")
+    audit.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with verify: repeat every SECONDS and export radstream_audit_* metrics",
+    )
     audit.set_defaults(func=cmd_audit)
 
     token = sub.add_parser("token", help="issue a local API token")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
 
 import app
 from schemas.events import ImageArrived
@@ -134,6 +135,24 @@ class TestCliWithServices:
         out = capsys.readouterr().out
         assert code == 0, out
         assert "intact" in out
+
+    async def test_periodic_verification_exports_metrics(self, cli_env: str) -> None:
+        """`audit verify --every` keeps verifying and exports the metrics the alerts watch."""
+        assert await asyncio.to_thread(app.main, ["topics", "ensure", "--partitions", "1"]) == 0
+        load_or_create_signing_key(Path(os.environ["RADSTREAM_AUDIT__SIGNING_KEY_FILE"]))
+        settings = app.load_settings(observability={"metrics_port": 0})
+        registry = CollectorRegistry()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.5, stop.set)
+        code = await app._serve_audit_verification(
+            settings, "topic", 0.2, stop=stop, registry=registry
+        )
+        assert code == 0
+        runs = registry.get_sample_value("radstream_audit_verifications_total")
+        assert runs is not None
+        assert runs >= 2
+        assert registry.get_sample_value("radstream_audit_chain_valid") == 1.0
+        assert registry.get_sample_value("radstream_audit_verification_failures_total") == 0.0
 
     def test_audit_verify_without_key_is_a_clear_error(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]
