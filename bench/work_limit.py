@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import app
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.audit import AuditSource
-from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
+from schemas.events import ImageArrived, ImageRejected, Stage
 from schemas.settings import Settings
 from streams.audit.chain import ChainState, append
 from streams.audit.checkpoints import CheckpointPolicy, sign_checkpoint
@@ -31,6 +31,7 @@ from streams.audit.records import SourceEvent, draft_for_event
 from streams.inference.batching import InferenceRequest, infer_batch
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
+from streams.stages.validation import validated_event
 from streams.topics import TopicKey
 from streams.validation import (
     ClinicalRules,
@@ -146,21 +147,7 @@ class WorkLoop:
             self._audit(trail, TopicKey.IMAGES_REJECTED, rejected)
             outcomes["rejected"] += 1
             return None
-        validated = ImageValidated(
-            event_id=event.event_id,
-            occurred_at=event.occurred_at,
-            source=event.source,
-            image_uri=event.image_uri,
-            sha256=outcome.sha256,
-            size_bytes=outcome.size_bytes,
-            study_instance_uid=outcome.study_instance_uid or event.study_instance_uid,
-            sop_instance_uid=outcome.sop_instance_uid or event.sop_instance_uid,
-            modality=outcome.modality or event.modality,
-            model_ids=event.model_ids,
-            requested_by=event.requested_by,
-            geometry=outcome.geometry,
-            verdicts=outcome.verdicts,
-        )
+        validated = validated_event(event, outcome)
         self._audit(trail, TopicKey.IMAGES_VALIDATED, validated)
         started = time.perf_counter()
         pixels = decode_pixels(

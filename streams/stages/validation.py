@@ -22,6 +22,27 @@ from streams.topics import TopicKey
 from streams.validation import ClinicalRules, ValidationAccepted, validate_image
 
 
+def validated_event(event: ImageArrived, outcome: ValidationAccepted) -> ImageValidated:
+    """The ``images.validated`` event of an accepted image: header facts win over the router's."""
+    return ImageValidated(
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        source=event.source,
+        image_uri=event.image_uri,
+        sha256=outcome.sha256,
+        size_bytes=outcome.size_bytes,
+        study_instance_uid=outcome.study_instance_uid or event.study_instance_uid,
+        series_instance_uid=outcome.series_instance_uid or event.series_instance_uid,
+        sop_instance_uid=outcome.sop_instance_uid or event.sop_instance_uid,
+        modality=outcome.modality or event.modality,
+        model_ids=event.model_ids,
+        requested_by=event.requested_by,
+        priority=event.priority,
+        geometry=outcome.geometry,
+        verdicts=outcome.verdicts,
+    )
+
+
 class ValidationStage:
     """Reads each arrival's image and validates it off the event loop."""
 
@@ -65,23 +86,7 @@ class ValidationStage:
             return self._rejected(
                 message, event, outcome.error_code, outcome.reason, retryable=outcome.retryable
             )
-        validated = ImageValidated(
-            event_id=event.event_id,
-            occurred_at=event.occurred_at,
-            source=event.source,
-            image_uri=event.image_uri,
-            sha256=outcome.sha256,
-            size_bytes=outcome.size_bytes,
-            study_instance_uid=outcome.study_instance_uid or event.study_instance_uid,
-            series_instance_uid=outcome.series_instance_uid or event.series_instance_uid,
-            sop_instance_uid=outcome.sop_instance_uid or event.sop_instance_uid,
-            modality=outcome.modality or event.modality,
-            model_ids=event.model_ids,
-            requested_by=event.requested_by,
-            priority=event.priority,
-            geometry=outcome.geometry,
-            verdicts=outcome.verdicts,
-        )
+        validated = validated_event(event, outcome)
         return Outgoing(TopicKey.IMAGES_VALIDATED, message.key, validated, message.out_headers())
 
     def _rejected(

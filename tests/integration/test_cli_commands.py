@@ -20,6 +20,19 @@ from streams.topics import TOPIC_SPECS
 READ_TIMEOUT_SECONDS = 30
 
 
+async def first_arrival(bootstrap: str, topic: str) -> ImageArrived:
+    """The first arrival event on ``topic`` (bounded wait)."""
+    consumer = AIOKafkaConsumer(
+        topic, group_id=None, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
+    finally:
+        await consumer.stop()
+    return ImageArrived.model_validate_json(record.value)
+
+
 @pytest.fixture
 def cli_env(
     monkeypatch: pytest.MonkeyPatch,
@@ -71,21 +84,7 @@ class TestCliWithServices:
         )
         assert "published" in capsys.readouterr().out
 
-        async def read_one() -> ImageArrived:
-            consumer = AIOKafkaConsumer(
-                f"{cli_env}images.arrived",
-                group_id=None,
-                bootstrap_servers=kafka_bootstrap,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-            try:
-                record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
-            finally:
-                await consumer.stop()
-            return ImageArrived.model_validate_json(record.value)
-
-        event = asyncio.run(read_one())
+        event = asyncio.run(first_arrival(kafka_bootstrap, f"{cli_env}images.arrived"))
         assert event.source == "PACS9"
         assert event.model_ids == ("lesion-detector",)
         assert event.requested_by == "dr-b"
@@ -100,21 +99,7 @@ class TestCliWithServices:
         assert app.main(["publish", str(png), "--modality", "CT"]) == 0
         capsys.readouterr()
 
-        async def read_one() -> ImageArrived:
-            consumer = AIOKafkaConsumer(
-                f"{cli_env}images.arrived",
-                group_id=None,
-                bootstrap_servers=kafka_bootstrap,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-            try:
-                record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
-            finally:
-                await consumer.stop()
-            return ImageArrived.model_validate_json(record.value)
-
-        event = asyncio.run(read_one())
+        event = asyncio.run(first_arrival(kafka_bootstrap, f"{cli_env}images.arrived"))
         assert event.modality == "CT"
         assert event.study_instance_uid is None
 
