@@ -513,7 +513,9 @@ async def run_pipeline_on_files(
                         states=tuple(str(s.state) for s in steps),
                         error_code=codes[0] if codes else None,
                         decisions=tuple(
-                            f"{r.model_name}@{r.model_version}: {r.decision}" for r in stored
+                            f"{r.model_name}@{r.model_version}: {r.decision} "
+                            f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(r.scores.items()))})"
+                            for r in stored
                         ),
                     )
                 )
