@@ -9,14 +9,18 @@ message with more, losing it on restart; scale with partitions and processes ins
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
 from streams.kafka_io import Outgoing
 from streams.pipeline import Incoming, StageHandler, StageObserver, process_batch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,25 @@ def incoming_from_event(event: Any) -> Incoming:
     )
 
 
+async def finish_even_if_cancelled(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` to its end even when the caller is cancelled, then re-raise the cancel.
+
+    ``take_events`` acknowledges a batch in a ``finally`` when its generator closes, and a
+    worker shutting down cancels the agent mid-batch: without this, the batch would be acked
+    (and its offsets committed on shutdown) while its outcomes were still undelivered. The
+    batch is finished first; if it cannot finish (broker down) shutdown waits, and a killed
+    process commits nothing, so the batch is redelivered.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+        raise
+
+
 def register_agent(
     app: faust.App,
     spec: AgentSpec,
@@ -64,8 +87,10 @@ def register_agent(
     async def agent(stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(spec.batch_size, within=spec.batch_wait_seconds):
             batch = [incoming_from_event(event) for event in events]
-            outgoing = await process_batch(
-                spec.handler, batch, deliver, observer, on_handler_crash=on_handler_crash
+            outgoing = await finish_even_if_cancelled(
+                process_batch(
+                    spec.handler, batch, deliver, observer, on_handler_crash=on_handler_crash
+                )
             )
             if on_batch_done is not None:
                 on_batch_done(spec.name, outgoing)

@@ -1,0 +1,153 @@
+"""Shutting a worker down mid-batch never acknowledges undelivered outcomes.
+
+Faust's ``take_events`` acks a batch in a ``finally`` when the generator closes (read
+``faust/streams.py``); :class:`FakeStream` reproduces exactly that, so these tests show the
+agent's behaviour against Faust's real acknowledgement rule without a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from schemas.events import Stage
+from streams.agents import AgentSpec, finish_even_if_cancelled, register_agent
+from streams.kafka_io import Outgoing
+from streams.pipeline import Incoming, NullObserver
+from streams.topics import TopicKey
+
+
+class FakeStream:
+    """take_events as Faust implements it: yields a batch, acks it in ``finally``."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.values = values
+        self.acked: list[bytes] = []
+        self.generator: AsyncIterator[list[Any]] | None = None
+
+    def take_events(self, _max: int, within: float) -> AsyncIterator[list[Any]]:
+        self.generator = self._take_events()
+        return self.generator
+
+    async def _take_events(self) -> AsyncIterator[list[Any]]:
+        events = [
+            SimpleNamespace(
+                message=SimpleNamespace(
+                    topic="t", partition=0, offset=i, key=None, value=v, headers=(), timestamp=0.0
+                )
+            )
+            for i, v in enumerate(self.values)
+        ]
+        try:
+            yield events
+            await asyncio.sleep(3600)  # no second batch
+        finally:
+            self.acked.extend(e.message.value for e in events)
+
+
+class FakeApp:
+    """Captures the agent function Faust would run."""
+
+    def __init__(self) -> None:
+        self.agent_fn: Callable[[Any], AsyncIterator[None]] | None = None
+
+    def topic(self, *_args: Any, **_kwargs: Any) -> object:
+        return object()
+
+    def agent(self, _channel: object, **_kwargs: Any) -> Callable[[Any], Any]:
+        def decorate(fn: Callable[[Any], AsyncIterator[None]]) -> Any:
+            self.agent_fn = fn
+            return fn
+
+        return decorate
+
+
+class PassThrough:
+    stage = Stage.VALIDATION
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        return [Outgoing(TopicKey.IMAGES_VALIDATED, m.key, m.value) for m in batch]
+
+
+class SlowDelivery:
+    """Delivery that completes only when the test says so (a broker taking its time)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.delivered: list[bytes] = []
+
+    async def __call__(self, messages: Sequence[Outgoing]) -> None:
+        await self.release.wait()
+        self.delivered.extend(m.value_bytes() for m in messages)
+
+
+class TestShutdownMidBatch:
+    async def test_batch_is_delivered_before_it_is_acked(self) -> None:
+        """Cancelling the agent mid-delivery waits for delivery; only then is the batch acked."""
+        app, stream, delivery = FakeApp(), FakeStream([b"a", b"b"]), SlowDelivery()
+        spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
+        register_agent(app, spec, delivery, NullObserver())  # type: ignore[arg-type]
+        assert app.agent_fn is not None
+
+        async def consume() -> None:
+            async for _ in app.agent_fn(stream):
+                pass
+
+        agent = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)  # the batch is in delivery now
+        agent.cancel()
+        await asyncio.sleep(0.05)
+        assert stream.acked == []  # shutdown is waiting for the batch, nothing acked yet
+        assert not agent.done()
+        delivery.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await agent
+        assert delivery.delivered == [b"a", b"b"]
+        # Faust closes the stream's generator on stop; that is when the batch is acked.
+        assert stream.generator is not None
+        await stream.generator.aclose()  # type: ignore[attr-defined]
+        assert stream.acked == [b"a", b"b"]
+
+
+class TestFinishEvenIfCancelled:
+    async def test_result_returned_when_not_cancelled(self) -> None:
+        """Without cancellation it is a plain await."""
+
+        async def work() -> int:
+            return 7
+
+        assert await finish_even_if_cancelled(work()) == 7
+
+    async def test_work_errors_propagate(self) -> None:
+        """An error of the work itself is not swallowed."""
+
+        async def work() -> None:
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            await finish_even_if_cancelled(work())
+
+    async def test_repeated_cancellation_still_waits(self) -> None:
+        """A second cancel during the wait does not abandon the work either."""
+        done = asyncio.Event()
+        finished: list[bool] = []
+
+        async def work() -> None:
+            await done.wait()
+            finished.append(True)
+
+        outer = asyncio.create_task(finish_even_if_cancelled(work()))
+        await asyncio.sleep(0.01)
+        outer.cancel()
+        await asyncio.sleep(0.01)
+        outer.cancel()
+        await asyncio.sleep(0.01)
+        assert not outer.done()
+        done.set()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        assert finished == [True]
