@@ -150,6 +150,10 @@ async def run_worker(
         # Above the slowest batch (inference of a full batch of 2048 px images on 2 cores).
         stream_processing_timeout=120.0,
         topic_disable_leader=True,
+        # Faust's 60 s default keeps a crashed worker's partitions unassigned for a minute;
+        # heartbeats run in the background, so a slow batch does not need a long timeout.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     health = HealthState(stages, requires_database="results" in stages)
     specs = build_agent_specs(settings, stages, topics, metrics, resources)
