@@ -76,6 +76,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     purge.set_defaults(func=cmd_dlq_purge)
 
 
+def _selection(args: argparse.Namespace) -> dict[str, Any]:
+    """The dead-letter filters every dlq command takes (--id, --code, --stage, --since, --until)."""
+    return {
+        "ids": args.id,
+        "code": args.code,
+        "stage": args.stage,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> tuple[T | None, int]:
     """Run one dlq coroutine; bad input exits 2 and broker trouble 1, each with one line."""
     try:
@@ -107,11 +118,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
         lambda: dlq.list_dead_letters(
             settings.kafka_bootstrap,
             TopicNames(settings.topic_prefix),
-            ids=args.id,
-            code=args.code,
-            stage=args.stage,
-            since=args.since,
-            until=args.until,
+            **_selection(args),
             limit=args.limit,
             include_purged=args.include_purged,
         )
@@ -206,11 +213,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
             settings.kafka_bootstrap,
             TopicNames(settings.topic_prefix),
             actor=args.actor,
-            ids=args.id,
-            code=args.code,
-            stage=args.stage,
-            since=args.since,
-            until=args.until,
+            **_selection(args),
             force=args.force,
             dry_run=args.dry_run,
         )
@@ -235,11 +238,7 @@ def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
             settings.kafka_bootstrap,
             TopicNames(settings.topic_prefix),
             actor=args.actor,
-            ids=args.id,
-            code=args.code,
-            stage=args.stage,
-            since=args.since,
-            until=args.until,
+            **_selection(args),
             dry_run=args.dry_run,
         )
     )
