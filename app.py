@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from streams.agents import AgentSpec
     from streams.audit_agent import AuditAgent
     from streams.inference.registry import ModelRegistry
+    from streams.stages.common import ImageReader
 
 ALL_STAGES = ("validation", "inference", "results", "audit")
 CHANNEL_KEYS: dict[TopicKey, str] = {
@@ -279,19 +280,25 @@ def build_agent_specs(
     return specs
 
 
+def build_image_reader(settings: Settings) -> ImageReader:
+    """Reads images from the storage roots, retrying a file not there yet (both stages)."""
+    from streams.retry import RetryPolicy  # noqa: PLC0415
+    from streams.stages.common import ImageReader  # noqa: PLC0415
+
+    return ImageReader(
+        settings.storage_roots,
+        settings.validation.max_file_bytes,
+        RetryPolicy.from_settings(settings.retry),
+    )
+
+
 def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
     """The validation agent: storage reads with retries, validation off the event loop."""
     from streams.agents import AgentSpec  # noqa: PLC0415
-    from streams.retry import RetryPolicy  # noqa: PLC0415
-    from streams.stages.common import ImageReader  # noqa: PLC0415
     from streams.stages.validation import ValidationStage  # noqa: PLC0415
     from streams.validation import load_clinical_rules  # noqa: PLC0415
 
-    reader = ImageReader(
-        settings.storage_roots,
-        settings.validation.max_file_bytes,
-        RetryPolicy.from_settings(settings.retry, jitter=settings.retry.jitter),
-    )
+    reader = build_image_reader(settings)
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(reader, settings.validation, rules)
     return AgentSpec("validation", (topics.arrived,), stage, 16, 0.05)
@@ -313,8 +320,6 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
     from schemas.errors import ErrorCode  # noqa: PLC0415
     from streams.agents import AgentSpec  # noqa: PLC0415
     from streams.inference.routing import RoutingRules  # noqa: PLC0415
-    from streams.retry import RetryPolicy  # noqa: PLC0415
-    from streams.stages.common import ImageReader  # noqa: PLC0415
     from streams.stages.inference import InferenceStage  # noqa: PLC0415
 
     registry = load_model_registry(settings)
@@ -324,11 +329,7 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
         elif status.error_code is not None:
             metrics.model_load_failed(status.name, status.version)
     rules = RoutingRules.load(settings.inference.routing_rules_file)
-    reader = ImageReader(
-        settings.storage_roots,
-        settings.validation.max_file_bytes,
-        RetryPolicy.from_settings(settings.retry, jitter=settings.retry.jitter),
-    )
+    reader = build_image_reader(settings)
     stage = InferenceStage(
         reader, registry, rules, settings.validation, on_model_batch=metrics.inference_batch
     )

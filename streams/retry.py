@@ -59,16 +59,14 @@ class RetryPolicy:
             raise ValueError("jitter must be between 0 and 1")
 
     @classmethod
-    def from_settings(
-        cls, settings: RetrySettings, *, jitter: float = 0.0, seed: int | None = None
-    ) -> RetryPolicy:
-        """The policy the deployment configured."""
+    def from_settings(cls, settings: RetrySettings, *, seed: int | None = None) -> RetryPolicy:
+        """The policy the deployment configured, jitter included."""
         return cls(
             max_attempts=settings.max_attempts,
             initial_seconds=settings.initial_seconds,
             max_seconds=settings.max_seconds,
             multiplier=settings.multiplier,
-            jitter=jitter,
+            jitter=settings.jitter,
             seed=seed,
         )
 

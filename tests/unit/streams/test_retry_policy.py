@@ -58,8 +58,18 @@ class TestRetryPolicy:
 
     def test_from_settings(self) -> None:
         """The policy takes attempts and backoff from RetrySettings."""
-        settings = RetrySettings(max_attempts=3, initial_seconds=0.2, max_seconds=1, multiplier=3)
+        settings = RetrySettings(
+            max_attempts=3, initial_seconds=0.2, max_seconds=1, multiplier=3, jitter=0
+        )
         assert RetryPolicy.from_settings(settings).delays() == pytest.approx((0.2, 0.6))
+
+    def test_from_settings_takes_the_jitter(self) -> None:
+        """The configured jitter spreads the delays, within its bounds."""
+        settings = RetrySettings(max_attempts=4, initial_seconds=1, max_seconds=8, jitter=0.5)
+        delays = RetryPolicy.from_settings(settings, seed=3).delays()
+        assert delays != (1.0, 2.0, 4.0)
+        for base, delay in zip((1.0, 2.0, 4.0), delays, strict=True):
+            assert base * 0.5 <= delay <= base
 
     def test_seeded_jitter_is_deterministic(self) -> None:
         """The same seed gives the same jittered delays."""
