@@ -13,7 +13,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,16 +80,26 @@ async def publish_all(
 
 
 async def publish_paced(
-    publisher: KafkaPublisher, factory: ArrivalFactory, items: Sequence[WorkItem], rate: float
+    publisher: KafkaPublisher,
+    factory: ArrivalFactory,
+    items: Sequence[WorkItem],
+    rate: float,
+    *,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> Published:
-    """A steady ``rate`` arrivals per second, each event occurring when it is sent."""
-    loop = asyncio.get_running_loop()
-    begin, started = loop.time(), time.time()
+    """A steady ``rate`` arrivals per second, each event occurring when it is sent.
+
+    ``clock`` (default: the event loop's monotonic clock) and ``sleep`` are injectable so the
+    pacing can be tested without measuring real time.
+    """
+    clock = clock or asyncio.get_running_loop().time
+    begin, started = clock(), time.time()
     ids = []
     for index, item in enumerate(items):
-        delay = begin + index / rate - loop.time()
+        delay = begin + index / rate - clock()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await sleep(delay)
         event = factory.fresh(item)
         await publisher.deliver([outgoing_arrival(event)])
         ids.append(event.event_id)

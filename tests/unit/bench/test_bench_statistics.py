@@ -61,11 +61,34 @@ class TestOutgoingArrival:
 class FakePublisher:
     """Records each delivery and when it happened."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None, *, cost: float = 0.0) -> None:
         self.deliveries: list[tuple[float, int]] = []
+        self._clock = clock
+        self._cost = cost
 
     async def deliver(self, messages: list[object]) -> None:
-        self.deliveries.append((asyncio.get_running_loop().time(), len(messages)))
+        now = self._clock.now() if self._clock else asyncio.get_running_loop().time()
+        self.deliveries.append((now, len(messages)))
+        if self._clock is not None:
+            self._clock.advance(self._cost)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when slept on or advanced."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += seconds
 
 
 class TestPublishing:
@@ -79,11 +102,33 @@ class TestPublishing:
         assert published.finished_at >= published.started_at
 
     async def test_paced_publishing_keeps_the_rate(self) -> None:
-        """At 100/s, 5 arrivals are sent one by one over at least 40 ms."""
-        publisher = FakePublisher()
+        """At 100/s, 5 arrivals are sent one by one, each 10 ms after the previous one."""
+        clock = FakeClock()
+        publisher = FakePublisher(clock)
         items = build_workload(5)
-        published = await publish_paced(publisher, ArrivalFactory(), items, 100.0)  # type: ignore[arg-type]
+        published = await publish_paced(
+            publisher,  # type: ignore[arg-type]
+            ArrivalFactory(),
+            items,
+            100.0,
+            clock=clock.now,
+            sleep=clock.sleep,
+        )
         times = [t for t, _ in publisher.deliveries]
         assert [n for _, n in publisher.deliveries] == [1] * 5
-        assert times[-1] - times[0] >= 0.039
+        assert times == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04])
         assert len(published.event_ids) == 5
+
+    async def test_paced_publishing_does_not_wait_when_behind(self) -> None:
+        """A publisher slower than the rate is never made to wait on top of its own delay."""
+        clock = FakeClock()
+        publisher = FakePublisher(clock, cost=0.05)
+        await publish_paced(
+            publisher,  # type: ignore[arg-type]
+            ArrivalFactory(),
+            build_workload(3),
+            100.0,
+            clock=clock.now,
+            sleep=clock.sleep,
+        )
+        assert clock.slept == []
