@@ -253,3 +253,6 @@ class DeadLetter(Event):
 
 
 CORRELATION_ID_HEADER = "correlation_id"
+
+StorableEvent = InferenceCompleted | ImageRejected | ImageValidated
+"""The events the results sink stores: results, and the lifecycle steps consumed beside them."""
