@@ -10,19 +10,19 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sinks.audit_sink import (
-    AuditLogRepository,
-    AuditSink,
-    trail_for_event_in_table,
-    verify_table,
-)
 from sinks.database import Database
 from sinks.migrate import upgrade_async
+from sinks.repositories import AuditLogRepository
 from streams.audit.chain import ChainState
 from streams.audit.checkpoints import sign_checkpoint
 from streams.audit.files import append_checkpoint
+from streams.audit.io import (
+    trail_for_event_in_table,
+    verify_table,
+)
 from streams.audit.verify import TamperKind, VerificationReport
-from tests.integration.audit_support import AuditedLog, produce_audited_log
+from streams.kafka.loop import run_until_idle
+from tests.integration.audit_support import AuditedLog, make_table_writer, produce_audited_log
 from tests.integration.database_helpers import run_in_thread
 from tests.unit.audit.factories import T0
 
@@ -44,7 +44,7 @@ async def stored(audited: AuditedLog, new_database: Callable[[], str]) -> str:
     await upgrade_async(url)
     database = Database(url, pool_size=1)
     try:
-        await AuditLogRepository(database.engine).insert(
+        await AuditLogRepository(database.sessions).insert(
             (record, index) for index, record in enumerate(audited.records)
         )
     finally:
@@ -64,7 +64,12 @@ async def _sql(url: str, *statements: str) -> None:
 
 async def _verify(log: AuditedLog, url: str, directory: Path | None = None) -> VerificationReport:
     where = directory or log.directory
-    return await verify_table(url, where / "checkpoints.jsonl", where / "audit-key.pem")
+    database = Database(url, pool_size=1)
+    try:
+        repository = AuditLogRepository(database.sessions)
+        return await verify_table(repository, where / "checkpoints.jsonl", where / "audit-key.pem")
+    finally:
+        await database.dispose()
 
 
 def _bad(report: VerificationReport) -> tuple[int | None, TamperKind | None]:
@@ -89,7 +94,7 @@ class TestAppendOnly:
         """Storing the same records again adds no row."""
         database = Database(stored, pool_size=1)
         try:
-            again = await AuditLogRepository(database.engine).insert(
+            again = await AuditLogRepository(database.sessions).insert(
                 (record, 0) for record in audited.records
             )
         finally:
@@ -105,7 +110,7 @@ class TestAppendOnly:
         database = Database(stored, pool_size=1)
         try:
             with pytest.raises(IntegrityError) as caught:
-                await AuditLogRepository(database.engine).insert([(other, 4)])
+                await AuditLogRepository(database.sessions).insert([(other, 4)])
         finally:
             await database.dispose()
         assert caught.value.code is ErrorCode.AUDIT_CHAIN_BROKEN
@@ -115,22 +120,20 @@ class TestSink:
     async def test_sink_copies_topic_into_table(
         self, audited: AuditedLog, new_database: Callable[[], str]
     ) -> None:
-        """The sink stores every record of the topic once; the table verifies and shows trails."""
+        """The writer stores every record of the topic once; the table verifies and shows trails."""
         url = new_database()
         await upgrade_async(url)
         database = Database(url, pool_size=2)
         try:
-            sink = AuditSink(
-                bootstrap=audited.bootstrap,
-                prefix=audited.prefix,
-                group_id=f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}",
-                database=database,
-            )
-            # Idle after 0.5 s: the topic was complete before the sink started.
-            assert await sink.run_until_idle(idle_seconds=0.5) == 20
+            repository = AuditLogRepository(database.sessions)
+            group = f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}"
+            writer = make_table_writer(audited.bootstrap, audited.prefix, database, group_id=group)
+            # Idle after 0.5 s: the topic was complete before the writer started.
+            await run_until_idle(writer, idle_seconds=0.5)
+            assert writer.stored == 20
             event_id = audited.records[0].object.event_id
             assert event_id is not None
-            trail = await trail_for_event_in_table(database, event_id)
+            trail = await trail_for_event_in_table(repository, event_id)
         finally:
             await database.dispose()
         report = await _verify(audited, url)

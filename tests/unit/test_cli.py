@@ -111,10 +111,6 @@ class TestCommandsWithoutServices:
             await app.run_worker(load_settings(), ["validaton"], asyncio.Event())
 
 
-class FakeAgent:
-    records_written = 0
-
-
 class TestWorkerSupervision:
     async def test_failed_background_stage_raises(self) -> None:
         """A dead audit stage ends the worker with an error instead of running unaudited."""
@@ -134,24 +130,6 @@ class TestWorkerSupervision:
         await app._wait_for_stop_or_failure(stop, [forever])
         assert not forever.done()
         forever.cancel()
-
-    async def test_audit_counts_exported_as_deltas(self) -> None:
-        """Records the agent committed are added to the counter once each."""
-        from prometheus_client import CollectorRegistry  # noqa: PLC0415
-
-        from observability.metrics import Metrics  # noqa: PLC0415
-
-        registry = CollectorRegistry()
-        agent, stop = FakeAgent(), asyncio.Event()
-        agent.records_written = 5
-        task = asyncio.create_task(
-            app._export_audit_counts(agent, Metrics(registry, process_collector=False), stop)  # type: ignore[arg-type]
-        )
-        await asyncio.sleep(0.05)
-        agent.records_written = 7
-        stop.set()
-        await task
-        assert registry.get_sample_value("radstream_audit_records_appended_total") == 7.0
 
 
 class TestBlasThreads:

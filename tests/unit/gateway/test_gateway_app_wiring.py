@@ -1,14 +1,11 @@
-"""create_app wiring: lifespan resources, the audit adapter and error helpers."""
+"""create_app wiring: lifespan resources and error helpers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.audit_publisher import TopicApiAuditPublisher
 from gateway.errors import describe_validation_errors
-from schemas.audit import ApiAction, ApiActionKind
-from streams.topics import TopicKey
-from tests.unit.gateway.fakes import FakePublisher, build_harness
+from tests.unit.gateway.fakes import build_harness
 
 
 class TestLifespan:
@@ -20,37 +17,6 @@ class TestLifespan:
         async with harness.app.router.lifespan_context(harness.app):
             assert (harness.publisher.started, harness.publisher.stopped) == (True, False)
         assert harness.publisher.stopped
-
-
-class TestTopicApiAuditPublisher:
-    """ApiActions go to api.actions keyed by actor."""
-
-    def _action(self, actor: str | None) -> ApiAction:
-        return ApiAction(
-            action=ApiActionKind.READ,
-            actor_id=actor,
-            outcome="success",
-            http_status=200,
-            route="/results",
-            correlation_id="c-1",
-        )
-
-    async def test_published_on_api_actions_keyed_by_actor(self) -> None:
-        """Topic, key and correlation header."""
-        publisher = FakePublisher()
-        await TopicApiAuditPublisher(publisher).publish(self._action("dr-house"))
-        message = publisher.messages[0]
-        assert (message.topic_key, message.key, message.headers) == (
-            TopicKey.API_ACTIONS,
-            b"dr-house",
-            [("correlation_id", b"c-1")],
-        )
-
-    async def test_anonymous_actions_share_a_key(self) -> None:
-        """Actions without an actor (auth failures) are keyed 'anonymous'."""
-        publisher = FakePublisher()
-        await TopicApiAuditPublisher(publisher).publish(self._action(None))
-        assert publisher.messages[0].key == b"anonymous"
 
 
 class TestDescribeValidationErrors:
