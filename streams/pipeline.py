@@ -22,8 +22,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import structlog
@@ -34,9 +33,10 @@ from observability.logging import (
     message_context,
     new_correlation_id,
 )
-from schemas.errors import ErrorCode, RadstreamError, error_for
+from schemas.errors import ErrorCode, error_for
 from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage, utc_now
-from streams.kafka_io import Headers, Outgoing
+from streams.kafka import Headers, Outgoing
+from streams.retry import FailureRecord, RetryPolicy, run_with_retries
 from streams.topics import TopicKey
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -94,15 +94,6 @@ class Incoming:
         return ((CORRELATION_ID_HEADER, self.correlation_id.encode()),)
 
 
-@dataclass(slots=True)
-class FailureClock:
-    """When a message first and last failed, for its dead letter."""
-
-    first: datetime = field(default_factory=utc_now)
-    last: datetime = field(default_factory=utc_now)
-    attempts: int = 1
-
-
 class StageHandler(Protocol):
     """A stage's logic over a batch of consumed messages."""
 
@@ -141,19 +132,22 @@ def dead_letter_for(
     stage: Stage,
     error: Exception,
     *,
-    clock: FailureClock | None = None,
+    failures: FailureRecord | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Outgoing:
-    """A dead letter keeping ``message`` whole, with a reason safe to publish."""
+    """A dead letter keeping ``message`` whole, with a reason safe to publish.
+
+    ``failures`` says how often and when the work on it failed; without one it failed once, now.
+    """
     from streams.deadletter import build_dead_letter  # noqa: PLC0415 - keeps this module light
 
-    clock = clock or FailureClock()
+    attempts, first, last = (failures or FailureRecord()).span(utc_now())
     letter: DeadLetter = build_dead_letter(
         stage=stage,
         error=error,
-        attempts=clock.attempts,
-        first_failure_at=clock.first,
-        last_failure_at=clock.last,
+        attempts=attempts,
+        first_failure_at=first,
+        last_failure_at=last,
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
@@ -187,33 +181,32 @@ def parse_event(message: Incoming, model: type[ModelT]) -> ModelT:
         raise error_for(code, reason) from exc
 
 
+# Delivery waits out a broker outage (backpressure): every delay capped, no attempt limit.
+DELIVERY_RETRY = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=10.0, jitter=0.2)
+
+
 async def deliver_until_done(
     deliver: Callable[[Sequence[Outgoing]], Awaitable[None]],
     messages: Sequence[Outgoing],
     *,
     on_retry: Callable[[], None],
-    initial_seconds: float = 0.2,
-    max_seconds: float = 10.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    policy: RetryPolicy = DELIVERY_RETRY,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
-    """Deliver ``messages``, retrying transient broker failures with capped backoff, forever.
+    """Deliver ``messages``, retrying transient broker failures per ``policy``.
 
     The consumed batch is acknowledged only after this returns, so blocking here is the
-    backpressure that keeps a broker outage from losing anything. Idempotent producing keeps
+    backpressure that keeps a broker outage from losing anything; with the default policy it
+    blocks until the broker is back (each wait capped at 10 s). Idempotent producing keeps
     retries from duplicating what was already written.
+
+    Raises:
+        RetriesExhaustedError: only with a policy that bounds attempts or time.
+        RadstreamError: a delivery error that retrying cannot fix.
     """
-    delay = initial_seconds
-    while True:
-        try:
-            await deliver(messages)
-        except RadstreamError as exc:
-            if not exc.retryable:
-                raise
-            on_retry()
-            await sleep(delay)
-            delay = min(delay * 2, max_seconds)
-        else:
-            return
+    await run_with_retries(
+        lambda: deliver(messages), policy, sleep=sleep, on_retry=lambda *_: on_retry()
+    )
 
 
 async def process_batch(

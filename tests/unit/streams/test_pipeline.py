@@ -14,7 +14,7 @@ from observability.metrics import Metrics
 from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, InputValidationError, TransientError, error_for
 from schemas.events import CORRELATION_ID_HEADER, DeadLetter, ImageArrived, ImageRejected, Stage
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import (
     Incoming,
     NullObserver,

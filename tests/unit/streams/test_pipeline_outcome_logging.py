@@ -15,7 +15,7 @@ from observability.logging import PAYLOAD_LOGGERS, configure_logging
 from schemas.errors import ErrorCode, error_for
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived, ImageRejected, Stage
 from schemas.settings import LoggingSettings
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, NullObserver, dead_letter_for, parse_event, process_batch
 from streams.topics import TopicKey
 
