@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from observability.health import HealthState, WorkerHealth
     from observability.metrics import Metrics
     from streams.agents import AgentSpec
-    from streams.audit_agent import AuditAgent
     from streams.inference.registry import ModelRegistry
     from streams.stages.common import ImageReader
 
@@ -125,23 +124,24 @@ async def run_worker(
     from observability.metrics import Metrics  # noqa: PLC0415
     from observability.stage_observer import MetricsObserver  # noqa: PLC0415
     from streams.agents import register_agent  # noqa: PLC0415
-    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
-    from streams.topic_admin import ensure_topics  # noqa: PLC0415
+    from streams.audit.io import run_audit_stage  # noqa: PLC0415
+    from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics  # noqa: PLC0415
 
     unknown = set(stages) - set(ALL_STAGES)
     if unknown:
         raise ValueError(f"unknown stages: {sorted(unknown)}")
     topics = TopicNames(settings.topic_prefix)
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    kafka = KafkaClientConfig.from_settings(settings, client_id="radstream-worker")
+    await ensure_topics(kafka, settings.topic_prefix)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     observer = MetricsObserver(metrics)
-    publisher = KafkaPublisher(settings.kafka_bootstrap, topics, client_id="radstream-worker")
+    publisher = KafkaPublisher(kafka, topics)
     await publisher.start()
     resources: list[Callable[[], Awaitable[None]]] = [publisher.stop]
     app = faust.App(
         consumer_group(settings, stages),
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=kafka.faust_broker_url,
         store="memory://",
         web_enabled=False,
         loop=asyncio.get_running_loop(),
@@ -168,7 +168,7 @@ async def run_worker(
         )
     background: list[asyncio.Task[None]] = []
     if "audit" in stages:
-        background.append(asyncio.create_task(run_audit_agent(settings, stop, metrics)))
+        background.append(asyncio.create_task(run_audit_stage(settings, stop, metrics)))
     # /livez, /readyz and /metrics on one port per worker (docs/observability.md).
     worker_health = build_worker_health(
         settings,
@@ -246,12 +246,8 @@ def build_worker_health(
         database = Database(settings.database_url.get_secret_value(), pool_size=1)
         resources.append(database.dispose)
         database_probe = database.ping
-    reader = LagReader(
-        settings.kafka_bootstrap,
-        settings.topic_prefix,
-        group_prefix=settings.consumer_group_prefix,
-        read_timestamps=False,  # readiness needs lag and commits, not message ages
-    )
+    # Readiness needs lag and commits, not message ages.
+    reader = LagReader.from_settings(settings, read_timestamps=False)
     address = None
     if serve_http:
         address = (settings.observability.metrics_host, settings.observability.metrics_port)
@@ -342,61 +338,14 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
     )
 
 
-async def run_audit_agent(settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
-    """The transactional audit agent (aiokafka, exactly-once consume→produce) until ``stop``."""
-    from streams.audit.checkpoints import CheckpointPolicy  # noqa: PLC0415
-    from streams.audit_agent import AuditAgent  # noqa: PLC0415
-
-    agent = AuditAgent(
-        bootstrap=settings.kafka_bootstrap,
-        prefix=settings.topic_prefix,
-        group_id=f"{settings.consumer_group_prefix}-audit",
-        signing_key_path=settings.audit.signing_key_file,
-        checkpoint_file=settings.audit.checkpoint_file,
-        policy=CheckpointPolicy.from_settings(settings.audit),
-        batch_wait_seconds=settings.audit.batch_wait_seconds,
-    )
-    from sinks.audit_sink import AuditSink  # noqa: PLC0415
-    from sinks.database import Database  # noqa: PLC0415
-
-    database = Database(settings.database_url.get_secret_value(), pool_size=2)
-    sink = AuditSink(
-        bootstrap=settings.kafka_bootstrap,
-        prefix=settings.topic_prefix,
-        group_id=f"{settings.consumer_group_prefix}-audit-sink",
-        database=database,
-    )
-    try:
-        # The chain writer and its copy into the append-only table run side by side; either
-        # failing ends the audit stage, which stops the whole worker (see run_worker).
-        await asyncio.gather(
-            agent.run(stop), sink.run(stop), _export_audit_counts(agent, metrics, stop)
-        )
-    finally:
-        await database.dispose()
-
-
-async def _export_audit_counts(agent: AuditAgent, metrics: Metrics, stop: asyncio.Event) -> None:
-    """Count the audit records the agent commits (its counter, sampled every second)."""
-    reported = 0
-    while True:
-        written = agent.records_written
-        if written > reported:
-            metrics.audit_appended(written - reported)
-            reported = written
-        if stop.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-
-
 def build_results_spec(
     settings: Settings, topics: TopicNames, metrics: Metrics
 ) -> tuple[AgentSpec, Callable[[], Awaitable[None]]]:
     """The results sink agent: PostgreSQL writes with backpressure, measured."""
     from sinks.database import Database  # noqa: PLC0415
-    from sinks.results_sink import ResultsSink, SinkHooks, WriteReport  # noqa: PLC0415
+    from sinks.results_sink import ResultsSink, WriteReport  # noqa: PLC0415
     from streams.agents import AgentSpec  # noqa: PLC0415
+    from streams.batching_sink import SinkHooks  # noqa: PLC0415
     from streams.stages.results import ResultsStage  # noqa: PLC0415
 
     database = Database(settings.database_url.get_secret_value(), pool_size=settings.sink.pool_size)
@@ -477,7 +426,7 @@ async def run_pipeline_on_files(
     """
     from sinks.database import Database  # noqa: PLC0415
     from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
-    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
+    from streams.kafka import KafkaPublisher  # noqa: PLC0415
     from streams.router import arrival_for_file  # noqa: PLC0415
 
     stop, started = asyncio.Event(), asyncio.Event()
@@ -488,9 +437,7 @@ async def run_pipeline_on_files(
     try:
         await asyncio.wait_for(started.wait(), 120)
         events = []
-        async with KafkaPublisher(
-            settings.kafka_bootstrap, TopicNames(settings.topic_prefix)
-        ) as pub:
+        async with KafkaPublisher.from_settings(settings) as pub:
             for path in files:
                 event = arrival_for_file(
                     path,
@@ -538,12 +485,13 @@ async def run_pipeline_on_files(
 async def _wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
     """Wait (bounded) until the audit topic holds a record about each of ``event_ids``."""
     from schemas.audit import AuditRecord  # noqa: PLC0415
-    from streams.audit_topic import read_audit_topic  # noqa: PLC0415
+    from streams.audit.io import read_audit_topic  # noqa: PLC0415
+    from streams.kafka import KafkaClientConfig  # noqa: PLC0415
 
     wanted = set(event_ids)
     topic = TopicNames(settings.topic_prefix).audit
     while asyncio.get_running_loop().time() < deadline:
-        content = await read_audit_topic(settings.kafka_bootstrap, topic)
+        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic)
         seen = {
             str(record.object.event_id)
             for part in content.values()
@@ -603,12 +551,11 @@ def cmd_config(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     """Create or check every topic idempotently."""
-    from streams.topic_admin import ensure_topics  # noqa: PLC0415 - aiokafka only when needed
+    from streams.kafka import KafkaClientConfig, ensure_topics  # noqa: PLC0415
 
+    kafka = KafkaClientConfig.from_settings(settings, client_id="radstream-topics")
     reports = asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap, settings.topic_prefix, partitions_override=args.partitions
-        )
+        ensure_topics(kafka, settings.topic_prefix, partitions_override=args.partitions)
     )
     for report in reports:
         print(report.line())
@@ -617,13 +564,11 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     """Publish arrival events for local files, as a router would."""
-    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
+    from streams.kafka import KafkaPublisher  # noqa: PLC0415
     from streams.router import arrival_for_file  # noqa: PLC0415
 
     async def publish() -> None:
-        async with KafkaPublisher(
-            settings.kafka_bootstrap, TopicNames(settings.topic_prefix)
-        ) as pub:
+        async with KafkaPublisher.from_settings(settings) as pub:
             for path in args.files:
                 event = arrival_for_file(
                     Path(path),
@@ -710,19 +655,12 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     """Verify the audit trail (topic and table) or print one image's trail."""
     import uuid  # noqa: PLC0415
 
-    from sinks.audit_sink import trail_for_event_in_table  # noqa: PLC0415
-    from streams.audit_topic import trail_for_event  # noqa: PLC0415
+    from streams.audit.io import AuditTrail  # noqa: PLC0415
 
-    topic = TopicNames(settings.topic_prefix).audit
     audit = settings.audit
-    url = settings.database_url.get_secret_value()
     if args.action == "show":
         event_id = uuid.UUID(args.event_id)
-        trail = (
-            asyncio.run(trail_for_event(settings.kafka_bootstrap, topic, event_id))
-            if args.source != "table"
-            else asyncio.run(trail_for_event_in_table(url, event_id))
-        )
+        trail = asyncio.run(AuditTrail.from_settings(settings).trail(event_id, args.source))
         for record in trail:
             print(record.model_dump_json())
         return 0 if trail else 1
@@ -739,22 +677,9 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def verify_audit_trail(settings: Settings, source: str) -> list[tuple[str, Any]]:
     """Verify the chains on the audit topic and/or in the audit table; one report each."""
-    from sinks.audit_sink import verify_table  # noqa: PLC0415
-    from streams.audit_topic import verify_topic  # noqa: PLC0415
+    from streams.audit.io import AuditTrail  # noqa: PLC0415
 
-    topic = TopicNames(settings.topic_prefix).audit
-    audit = settings.audit
-    reports: list[tuple[str, Any]] = []
-    if source in ("topic", "both"):
-        report = await verify_topic(
-            settings.kafka_bootstrap, topic, audit.checkpoint_file, audit.signing_key_file
-        )
-        reports.append((f"topic {topic}", report))
-    if source in ("table", "both"):
-        url = settings.database_url.get_secret_value()
-        report = await verify_table(url, audit.checkpoint_file, audit.signing_key_file)
-        reports.append(("table audit_log", report))
-    return reports
+    return await AuditTrail.from_settings(settings).verify(source)
 
 
 async def _serve_audit_verification(
@@ -811,16 +736,13 @@ def build_api(settings: Settings, *, registry: CollectorRegistry | None = None) 
         RepositoryResultsReader,
     )
     from gateway.app import create_app  # noqa: PLC0415
-    from gateway.audit_publisher import TopicApiAuditPublisher  # noqa: PLC0415
     from sinks.database import Database  # noqa: PLC0415
     from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
-    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
+    from streams.audit.io import TopicApiAuditPublisher  # noqa: PLC0415
+    from streams.kafka import KafkaPublisher  # noqa: PLC0415
 
-    publisher = KafkaPublisher(
-        settings.kafka_bootstrap,
-        TopicNames(settings.topic_prefix),
-        client_id="radstream-api",
-        send_timeout_seconds=10.0,
+    publisher = KafkaPublisher.from_settings(
+        settings, client_id="radstream-api", send_timeout_seconds=10.0
     )
     database = Database(settings.database_url.get_secret_value(), pool_size=settings.sink.pool_size)
 

@@ -20,8 +20,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 import app
@@ -30,9 +28,18 @@ from observability.metrics import Metrics
 from observability.stage_observer import MetricsObserver
 from schemas.settings import Settings, load_settings
 from streams.agents import AgentSpec
-from streams.kafka_io import KafkaPublisher, Outgoing
+from streams.audit.io import run_audit_stage
+from streams.kafka import (
+    ConsumerRecord,
+    KafkaClientConfig,
+    KafkaConsumer,
+    KafkaPublisher,
+    Outgoing,
+    TopicPartition,
+    build_consumer,
+    ensure_topics,
+)
 from streams.pipeline import Incoming, StageObserver, process_batch
-from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
 
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
@@ -61,7 +68,7 @@ def next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]
 
 
 async def take_batch(
-    consumer: AIOKafkaConsumer, size: int, within: float, *, idle_ms: int = 500
+    consumer: KafkaConsumer, size: int, within: float, *, idle_ms: int = 500
 ) -> list[ConsumerRecord]:
     """Up to ``size`` records: wait (``idle_ms``) for the first, then fill for ``within`` s."""
     first = await consumer.getmany(timeout_ms=idle_ms, max_records=size)
@@ -91,12 +98,10 @@ async def consume(
     on_batch_done: Callable[[str], None] | None = None,
 ) -> None:
     """One stage's loop: take a batch, process and deliver it, commit its offsets."""
-    consumer = AIOKafkaConsumer(
+    consumer = build_consumer(
+        KafkaClientConfig.from_settings(settings, client_id="radstream-baseline"),
         *spec.topics,
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=app.consumer_group(settings, [spec.name]),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
         max_poll_records=500,
     )
     await consumer.start()
@@ -126,11 +131,12 @@ async def run_baseline_worker(
     from observability.health import HealthState  # noqa: PLC0415
 
     topics = TopicNames(settings.topic_prefix)
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    kafka = KafkaClientConfig.from_settings(settings, client_id="radstream-baseline")
+    await ensure_topics(kafka, settings.topic_prefix)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     observer = MetricsObserver(metrics)
-    publisher = KafkaPublisher(settings.kafka_bootstrap, topics, client_id="radstream-baseline")
+    publisher = KafkaPublisher(kafka, topics)
     await publisher.start()
     resources: list[Callable[[], Awaitable[None]]] = [publisher.stop]
     try:
@@ -160,7 +166,7 @@ async def run_baseline_worker(
             for spec in specs
         ]
         if "audit" in stages:
-            tasks.append(app.run_audit_agent(settings, stop, metrics))
+            tasks.append(run_audit_stage(settings, stop, metrics))
         await asyncio.gather(*tasks)
     finally:
         for close in reversed(resources):

@@ -46,11 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _reader(settings: Settings) -> LagReader:
-    return LagReader(
-        settings.kafka_bootstrap,
-        settings.topic_prefix,
-        group_prefix=settings.consumer_group_prefix,
-    )
+    return LagReader.from_settings(settings)
 
 
 async def lag_once(

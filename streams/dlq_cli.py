@@ -116,7 +116,7 @@ def cmd_dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
     entries, code = _run(
         lambda: dlq.list_dead_letters(
-            settings.kafka_bootstrap,
+            dlq.client_config(settings),
             TopicNames(settings.topic_prefix),
             **_selection(args),
             limit=args.limit,
@@ -187,7 +187,7 @@ def cmd_dlq_show(settings: Settings, args: argparse.Namespace) -> int:
     set_default_masker(PhiMasker.from_settings(settings.logging))
     entry, code = _run(
         lambda: dlq.get_dead_letter(
-            settings.kafka_bootstrap, TopicNames(settings.topic_prefix), args.dead_letter_id
+            dlq.client_config(settings), TopicNames(settings.topic_prefix), args.dead_letter_id
         )
     )
     if code:
@@ -210,7 +210,7 @@ def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
 
     report, code = _run(
         lambda: dlq.replay(
-            settings.kafka_bootstrap,
+            dlq.client_config(settings),
             TopicNames(settings.topic_prefix),
             actor=args.actor,
             **_selection(args),
@@ -235,7 +235,7 @@ def cmd_dlq_purge(settings: Settings, args: argparse.Namespace) -> int:
 
     report, code = _run(
         lambda: dlq.purge(
-            settings.kafka_bootstrap,
+            dlq.client_config(settings),
             TopicNames(settings.topic_prefix),
             actor=args.actor,
             **_selection(args),

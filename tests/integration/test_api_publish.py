@@ -14,10 +14,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.app import create_app
-from gateway.audit_publisher import TopicApiAuditPublisher
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import ImageArrived
-from streams.kafka_io import KafkaPublisher
+from streams.audit.io import TopicApiAuditPublisher
+from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.topics import TopicKey, TopicNames
 from tests.unit.gateway.fakes import (
     FakeLifecycle,
@@ -71,7 +71,7 @@ async def wired(
     settings = settings_for(tmp_path).model_copy(
         update={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}
     )
-    publisher = KafkaPublisher(kafka_bootstrap, topics)
+    publisher = KafkaPublisher(KafkaClientConfig(kafka_bootstrap), topics)
     app = create_app(
         settings,
         publisher=publisher,
@@ -144,7 +144,7 @@ class TestKafkaPublisherFailures:
 
     async def test_publish_before_start_is_broker_unavailable(self) -> None:
         """An unstarted publisher refuses with BROKER_UNAVAILABLE."""
-        publisher = KafkaPublisher("127.0.0.1:9092", TopicNames("x."))
+        publisher = KafkaPublisher(KafkaClientConfig("127.0.0.1:9092"), TopicNames("x."))
         event = ImageArrived(source="r1", image_uri="file:///srv/a.dcm")
         with pytest.raises(TransientError) as caught:
             await publisher.publish(TopicKey.IMAGES_ARRIVED, b"k", event, [])
@@ -152,11 +152,16 @@ class TestKafkaPublisherFailures:
 
     async def test_start_against_closed_port_is_broker_unavailable(self) -> None:
         """No broker listening: start raises BROKER_UNAVAILABLE (not a raw Kafka error)."""
-        publisher = KafkaPublisher("127.0.0.1:1", TopicNames(f"x{uuid.uuid4().hex}."))
+        publisher = KafkaPublisher(
+            KafkaClientConfig("127.0.0.1:1"), TopicNames(f"x{uuid.uuid4().hex}.")
+        )
         with pytest.raises(TransientError) as caught:
             await publisher.start()
         assert caught.value.code is ErrorCode.BROKER_UNAVAILABLE
 
     async def test_not_ready_before_start(self) -> None:
         """The readiness check is false until the producer is started."""
-        assert await KafkaPublisher("127.0.0.1:9092", TopicNames("x.")).ready() is False
+        assert (
+            await KafkaPublisher(KafkaClientConfig("127.0.0.1:9092"), TopicNames("x.")).ready()
+            is False
+        )

@@ -15,7 +15,7 @@ from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage
 from schemas.settings import Settings, load_settings
 from streams import dlq, dlq_cli
 from streams.deadletter import build_dead_letter
-from streams.topic_admin import ensure_topics
+from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.topics import TopicNames
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -49,7 +49,7 @@ def letter(topics: TopicNames, code: ErrorCode, value: bytes) -> DeadLetter:
 
 async def setup(bootstrap: str, prefix: str) -> list[DeadLetter]:
     """Create the topics and put a malformed and a timed-out dead letter on them."""
-    await ensure_topics(bootstrap, prefix, partitions_override=1)
+    await ensure_topics(KafkaClientConfig(bootstrap), prefix, partitions_override=1)
     topics = TopicNames(prefix)
     letters = [
         letter(topics, ErrorCode.EVENT_MALFORMED, b'{"PatientName": "Doe^John", "x": '),
@@ -75,7 +75,7 @@ def env(kafka_bootstrap: str, topic_prefix: str) -> tuple[Settings, list[DeadLet
 
 def records(settings: Settings, topic: str) -> list[object]:
     """Every record on ``topic`` now."""
-    return asyncio.run(dlq.read_topic_records(settings.kafka_bootstrap, topic))[0]
+    return asyncio.run(read_topic(dlq.client_config(settings), topic)).all_records()
 
 
 class TestList:
@@ -174,7 +174,7 @@ class TestPurge:
         assert dlq_cli.cmd_dlq_purge(settings, args) == 0
         assert "(deleted)" in capsys.readouterr().out
         remaining = asyncio.run(
-            dlq.list_dead_letters(settings.kafka_bootstrap, TopicNames(settings.topic_prefix))
+            dlq.list_dead_letters(dlq.client_config(settings), TopicNames(settings.topic_prefix))
         )
         assert len(remaining) == 2
 
@@ -194,14 +194,12 @@ class TestPurge:
         """A dead letter first only marked is deleted once the records before it go too."""
         settings, _ = env
         topics = TopicNames(settings.topic_prefix)
-        bootstrap = settings.kafka_bootstrap
-        asyncio.run(dlq.purge(bootstrap, topics, actor="ops", code=ErrorCode.TIMEOUT))
-        report = asyncio.run(
-            dlq.purge(bootstrap, topics, actor="ops", code=ErrorCode.EVENT_MALFORMED)
-        )
+        kafka = dlq.client_config(settings)
+        asyncio.run(dlq.purge(kafka, topics, actor="ops", code=ErrorCode.TIMEOUT))
+        report = asyncio.run(dlq.purge(kafka, topics, actor="ops", code=ErrorCode.EVENT_MALFORMED))
         assert report.delete_before == {0: 2}
         assert records(settings, topics.deadletter) == []
-        marks = asyncio.run(dlq.read_marks(bootstrap, topics))
+        marks = asyncio.run(dlq.read_marks(kafka, topics))
         assert marks == {}
 
 
@@ -222,23 +220,23 @@ class TestStrayRecords:
         """A record that is no dead letter is not listed, and a purge never deletes past it."""
         settings, _ = env
         topics = TopicNames(settings.topic_prefix)
-        bootstrap = settings.kafka_bootstrap
+        bootstrap, kafka = settings.kafka_bootstrap, dlq.client_config(settings)
         asyncio.run(publish_raw(bootstrap, topics.deadletter, None, b"not a dead letter"))
-        snapshot = asyncio.run(dlq.read_snapshot(bootstrap, topics))
+        snapshot = asyncio.run(dlq.read_snapshot(kafka, topics))
         assert (len(snapshot.entries), snapshot.unreadable) == (2, [(0, 2)])
-        report = asyncio.run(dlq.purge(bootstrap, topics, actor="ops", stage="validation"))
+        report = asyncio.run(dlq.purge(kafka, topics, actor="ops", stage="validation"))
         assert report.delete_before == {0: 2}
 
     def test_junk_on_marks_topic_is_ignored(self, env: tuple[Settings, list[DeadLetter]]) -> None:
         """A stray value or a tombstone with a junk key on the marks topic changes no mark."""
         settings, letters = env
         topics = TopicNames(settings.topic_prefix)
-        bootstrap = settings.kafka_bootstrap
-        asyncio.run(dlq.replay(bootstrap, topics, actor="ops", ids=[letters[1].dead_letter_id]))
+        bootstrap, kafka = settings.kafka_bootstrap, dlq.client_config(settings)
+        asyncio.run(dlq.replay(kafka, topics, actor="ops", ids=[letters[1].dead_letter_id]))
         marks_topic = dlq.marks_topic(topics)
         asyncio.run(publish_raw(bootstrap, marks_topic, b"k", b"{junk"))
         asyncio.run(publish_raw(bootstrap, marks_topic, b"not-a-uuid", None))
-        marks = asyncio.run(dlq.read_marks(bootstrap, topics))
+        marks = asyncio.run(dlq.read_marks(kafka, topics))
         assert list(marks) == [letters[1].dead_letter_id]
 
 
@@ -253,4 +251,4 @@ class TestBrokerTrouble:
         """Replaying everything needs an explicit filter (checked before any I/O)."""
         topics = TopicNames("rstest.nobroker.")
         with pytest.raises(ValueError, match="replay needs --id"):
-            asyncio.run(dlq.replay("127.0.0.1:1", topics, actor="ops"))
+            asyncio.run(dlq.replay(KafkaClientConfig("127.0.0.1:1"), topics, actor="ops"))

@@ -33,7 +33,7 @@ from observability.logging import configure_logging
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived
 from schemas.settings import LoggingSettings, load_settings
 from sinks.migrate import upgrade_async
-from streams.topic_admin import ensure_topics
+from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
 from tests.integration.database_helpers import (
     create_database,
@@ -130,6 +130,7 @@ def database_url(admin_database_url: str) -> Iterator[str]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def output(
     kafka_bootstrap: str,
+    kafka: KafkaClientConfig,
     database_url: str,
     run_id: str,
     tmp_path_factory: pytest.TempPathFactory,
@@ -153,7 +154,7 @@ async def output(
     with captured_fds() as fds:
         configure_logging(LoggingSettings(format="json", level="DEBUG"), stream=logs)
         try:
-            await ensure_topics(kafka_bootstrap, settings.topic_prefix)
+            await ensure_topics(kafka, settings.topic_prefix)
             await publish_poison(kafka_bootstrap, TopicNames(settings.topic_prefix), tmp)
             outcomes = await asyncio.wait_for(
                 app.run_pipeline_on_files(settings, files), PIPELINE_TIMEOUT_SECONDS
