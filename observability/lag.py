@@ -31,12 +31,15 @@ from typing import Final, Protocol
 from observability.metrics import LagStatus, Metrics
 from schemas.settings import Settings
 from streams.kafka import (
+    AsyncResource,
     KafkaAdmin,
     KafkaClientConfig,
     KafkaConsumer,
     TopicPartition,
     build_admin,
     build_consumer,
+    start_all,
+    stop_all,
 )
 
 # Worst last: a group's status is its worst partition's.
@@ -321,7 +324,7 @@ class SnapshotSource(Protocol):
         ...
 
 
-class LagReader:
+class LagReader(AsyncResource):
     """Reads committed offsets, end offsets and membership from the broker.
 
     One admin client and one group-less ``read_committed`` consumer (both from the Kafka layer,
@@ -369,31 +372,14 @@ class LagReader:
         admin = build_admin(self.kafka)
         # Small fetches: only the first record at a committed offset is wanted, for its age.
         consumer = build_consumer(self.kafka, max_partition_fetch_bytes=64 * 1024)
-        await admin.start()
-        try:
-            await consumer.start()
-        except BaseException:
-            await admin.stop()
-            raise
+        await start_all(admin, consumer)
         self._admin, self._consumer = admin, consumer
 
     async def stop(self) -> None:
         """Close the consumer and the admin client; a no-op when not started (or stopped)."""
         consumer, admin = self._consumer, self._admin
         self._consumer = self._admin = None
-        try:
-            if consumer is not None:
-                await consumer.stop()
-        finally:
-            if admin is not None:
-                await admin.stop()
-
-    async def __aenter__(self) -> LagReader:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+        await stop_all(consumer, admin)
 
     def _require(self) -> tuple[KafkaAdmin, KafkaConsumer]:
         if self._admin is None or self._consumer is None:

@@ -19,6 +19,7 @@ Everything that talks to the broker outside Faust's own consumption goes through
 
 from streams.kafka.admin import TopicReport, ensure_topics
 from streams.kafka.clients import (
+    AsyncResource,
     ConsumerRecord,
     KafkaAdmin,
     KafkaConsumer,
@@ -27,14 +28,16 @@ from streams.kafka.clients import (
     build_admin,
     build_consumer,
     build_producer,
+    start_all,
+    stop_all,
 )
 from streams.kafka.config import KafkaClientConfig
-from streams.kafka.errors import kafka_errors, translate_kafka_error
 from streams.kafka.messages import Headers, Outgoing, RawMessage
 from streams.kafka.publisher import KafkaPublisher
 from streams.kafka.reader import TopicContent, TopicReader, read_topic
 
 __all__ = [
+    "AsyncResource",
     "ConsumerRecord",
     "Headers",
     "KafkaAdmin",
@@ -52,7 +55,7 @@ __all__ = [
     "build_consumer",
     "build_producer",
     "ensure_topics",
-    "kafka_errors",
     "read_topic",
-    "translate_kafka_error",
+    "start_all",
+    "stop_all",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
@@ -29,6 +29,7 @@ from streams.kafka.errors import kafka_errors
 from streams.kafka.messages import RawMessage
 
 __all__ = [
+    "AsyncResource",
     "ConsumerRecord",
     "KafkaAdmin",
     "KafkaConsumer",
@@ -37,39 +38,106 @@ __all__ = [
     "build_admin",
     "build_consumer",
     "build_producer",
+    "start_all",
+    "stop_all",
 ]
 
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
 
 
-class KafkaProducer:
-    """An acks=all, idempotent producer; transactional when built with a transactional id."""
-
-    def __init__(self, producer: AIOKafkaProducer, config: KafkaClientConfig) -> None:
-        self._producer = producer
-        self._config = config
+class AsyncResource:
+    """Something started and stopped around its use: ``async with`` starts and stops it."""
 
     async def start(self) -> None:
-        """Connect (and, when transactional, fence older producers with the same id)."""
-        with kafka_errors("connecting a producer"):
-            try:
-                await self._producer.start()
-            except BaseException:
-                await self._producer.stop()
-                raise
+        """Connect."""
+        raise NotImplementedError
 
     async def stop(self) -> None:
-        """Flush what is pending and disconnect."""
-        with kafka_errors("stopping a producer"):
-            await self._producer.stop()
+        """Disconnect."""
+        raise NotImplementedError
 
-    async def __aenter__(self) -> KafkaProducer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
+
+
+class _Client(AsyncResource):
+    """A wrapped aiokafka client: started and stopped with errors translated."""
+
+    kind: ClassVar[str]
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Connect; a client that fails to start is closed again (nothing stays open)."""
+        with kafka_errors(f"connecting {self.kind}"):
+            try:
+                await self._open()
+            except BaseException:
+                await self._close()
+                raise
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        with kafka_errors(f"stopping {self.kind}"):
+            await self._close()
+
+
+async def start_all(*resources: AsyncResource) -> None:
+    """Start the resources in order; when one fails, stop those already started, then raise."""
+    started: list[AsyncResource] = []
+    try:
+        for resource in resources:
+            await resource.start()
+            started.append(resource)
+    except BaseException:
+        await stop_all(*reversed(started))
+        raise
+
+
+async def stop_all(*resources: AsyncResource | None) -> None:
+    """Stop every resource given (``None`` skipped), all of them even when one fails.
+
+    Raises:
+        BaseException: the first failure, after every resource was asked to stop.
+    """
+    failure: BaseException | None = None
+    for resource in resources:
+        if resource is None:
+            continue
+        try:
+            await resource.stop()
+        except BaseException as exc:  # noqa: BLE001 - the others must still be stopped
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+class KafkaProducer(_Client):
+    """An acks=all, idempotent producer; transactional when built with a transactional id.
+
+    Starting a transactional producer fences older producers with the same id.
+    """
+
+    kind = "a producer"
+
+    def __init__(self, producer: AIOKafkaProducer, config: KafkaClientConfig) -> None:
+        self._producer = producer
+        self._config = config
+
+    async def _open(self) -> None:
+        await self._producer.start()
+
+    async def _close(self) -> None:
+        await self._producer.stop()
 
     def knows_brokers(self) -> bool:
         """Whether the producer has metadata naming at least one broker (readiness)."""
@@ -111,33 +179,23 @@ class KafkaProducer:
             )
 
 
-class KafkaConsumer:
-    """A manually committing ``read_committed`` consumer (group member or by assignment)."""
+class KafkaConsumer(_Client):
+    """A manually committing ``read_committed`` consumer (group member or by assignment).
+
+    Starting joins the group, when there is one; stopping leaves it.
+    """
+
+    kind = "a consumer"
 
     def __init__(self, consumer: AIOKafkaConsumer, config: KafkaClientConfig) -> None:
         self._consumer = consumer
         self._config = config
 
-    async def start(self) -> None:
-        """Connect (and join the group, when there is one)."""
-        with kafka_errors("connecting a consumer"):
-            try:
-                await self._consumer.start()
-            except BaseException:
-                await self._consumer.stop()
-                raise
+    async def _open(self) -> None:
+        await self._consumer.start()
 
-    async def stop(self) -> None:
-        """Leave the group and disconnect."""
-        with kafka_errors("stopping a consumer"):
-            await self._consumer.stop()
-
-    async def __aenter__(self) -> KafkaConsumer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+    async def _close(self) -> None:
+        await self._consumer.stop()
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int, max_records: int | None = None
@@ -203,34 +261,21 @@ class KafkaConsumer:
         return {tp: int(offset) for tp, offset in found.items()}
 
 
-class KafkaAdmin:
+class KafkaAdmin(_Client):
     """Topic and consumer-group administration; every round bounded by the admin timeout."""
+
+    kind = "an admin client"
 
     def __init__(self, admin: AIOKafkaAdminClient, config: KafkaClientConfig) -> None:
         self._admin = admin
         self._timeout = config.admin_timeout_seconds
 
-    async def start(self) -> None:
-        """Connect."""
-        with kafka_errors("connecting an admin client"):
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._admin.start()
-            except BaseException:
-                await self._admin.close()
-                raise
+    async def _open(self) -> None:
+        async with asyncio.timeout(self._timeout):
+            await self._admin.start()
 
-    async def stop(self) -> None:
-        """Disconnect."""
-        with kafka_errors("stopping an admin client"):
-            await self._admin.close()
-
-    async def __aenter__(self) -> KafkaAdmin:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+    async def _close(self) -> None:
+        await self._admin.close()
 
     async def topic_partitions(self, topics: Collection[str]) -> dict[str, list[int]]:
         """The partitions of each of ``topics`` that exists; missing topics are left out.

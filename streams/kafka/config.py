@@ -8,7 +8,6 @@ so adding a parameter (TLS, SASL/SCRAM credentials for issue #16) means changing
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +50,6 @@ class KafkaClientConfig:
     ) -> KafkaClientConfig:
         """The deployment's connection parameters, for a client named ``client_id``."""
         return cls(bootstrap=settings.kafka_bootstrap, client_id=client_id)
-
-    def named(self, client_id: str) -> KafkaClientConfig:
-        """The same connection under another client id (one per tool, for the broker's logs)."""
-        return dataclasses.replace(self, client_id=client_id)
 
     def connection(self) -> dict[str, Any]:
         """Keyword arguments every aiokafka client (producer, consumer, admin) takes alike."""

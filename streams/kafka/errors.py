@@ -75,8 +75,3 @@ def kafka_errors(action: str) -> Iterator[None]:
         yield
     except TRANSLATED_ERRORS as exc:
         raise translate_kafka_error(exc, action) from exc
-
-
-def is_refused(error: BaseException) -> bool:
-    """Whether ``error`` is a translated refusal (retrying with the same identity cannot help)."""
-    return isinstance(error, TransientError) and error.code is ErrorCode.BROKER_REQUEST_REFUSED

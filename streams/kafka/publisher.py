@@ -15,13 +15,13 @@ from pydantic import BaseModel
 
 from schemas.errors import ErrorCode, TransientError
 from schemas.settings import Settings
-from streams.kafka.clients import KafkaProducer, build_producer
+from streams.kafka.clients import AsyncResource, KafkaProducer, build_producer
 from streams.kafka.config import KafkaClientConfig
 from streams.kafka.messages import Outgoing, RawMessage
 from streams.topics import TopicKey, TopicNames
 
 
-class KafkaPublisher:
+class KafkaPublisher(AsyncResource):
     """An idempotent, acks=all producer that confirms delivery of every message.
 
     The one publisher of radstream: stages deliver their outcomes with it, the API publishes
@@ -70,13 +70,6 @@ class KafkaPublisher:
         """Readiness: the publisher is started and knows at least one broker."""
         producer = self._producer
         return producer is not None and producer.knows_brokers()
-
-    async def __aenter__(self) -> KafkaPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
 
     async def deliver(self, messages: Sequence[Outgoing | RawMessage]) -> None:
         """Send ``messages`` and wait until the broker acknowledged every one of them.

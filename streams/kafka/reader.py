@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 
 from schemas.errors import ErrorCode, TransientError
 from streams.kafka.clients import (
+    AsyncResource,
     ConsumerRecord,
     KafkaAdmin,
     KafkaConsumer,
     TopicPartition,
     build_admin,
     build_consumer,
+    start_all,
+    stop_all,
 )
 from streams.kafka.config import KafkaClientConfig
 
@@ -40,7 +43,7 @@ class TopicContent:
         return [r for partition in sorted(self.records) for r in self.records[partition]]
 
 
-class TopicReader:
+class TopicReader(AsyncResource):
     """One group-less reader (a consumer and an admin client), reusable for many reads.
 
     Args:
@@ -65,26 +68,11 @@ class TopicReader:
 
     async def start(self) -> None:
         """Connect; nothing stays open when this fails."""
-        await self._admin.start()
-        try:
-            await self._consumer.start()
-        except BaseException:
-            await self._admin.stop()
-            raise
+        await start_all(self._admin, self._consumer)
 
     async def stop(self) -> None:
         """Disconnect."""
-        try:
-            await self._consumer.stop()
-        finally:
-            await self._admin.stop()
-
-    async def __aenter__(self) -> TopicReader:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+        await stop_all(self._consumer, self._admin)
 
     async def partitions(self, topic: str) -> list[int]:
         """The partition numbers of ``topic``; empty when it does not exist (yet)."""

@@ -53,6 +53,7 @@ from streams.kafka import (
     TopicReader,
     build_consumer,
     build_producer,
+    stop_all,
 )
 from streams.topics import TopicKey, TopicNames
 
@@ -204,12 +205,7 @@ class AuditAgent:
         finally:
             consumer, producer = self._consumer, self._producer
             self._consumer = self._producer = None
-            try:
-                if consumer is not None:
-                    await consumer.stop()
-            finally:
-                if producer is not None:
-                    await producer.stop()
+            await stop_all(consumer, producer)
 
     async def process_batch(self, timeout_ms: int = 500) -> int:
         """Audit one batch of source messages in one transaction; the number recorded."""

@@ -26,13 +26,6 @@ class TestKafkaClientConfig:
             "request_timeout_ms": 5000,
         }
 
-    def test_named_keeps_the_connection(self) -> None:
-        """Another client id, the same brokers and bounds."""
-        config = KafkaClientConfig("k:9092", send_timeout_seconds=3)
-        renamed = config.named("radstream-lag")
-        assert renamed.client_id == "radstream-lag"
-        assert dataclasses.replace(renamed, client_id=config.client_id) == config
-
     def test_faust_uses_the_same_brokers(self) -> None:
         """Faust's broker URL is derived, not configured a second time."""
         assert KafkaClientConfig("k:9092").faust_broker_url == "kafka://k:9092"
