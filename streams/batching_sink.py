@@ -52,11 +52,21 @@ class SinkHooks(Generic[ReportT]):
 
 @dataclass(frozen=True, slots=True)
 class Backpressure:
-    """How a runtime waits while a sink's destination is unavailable, and whom it tells."""
+    """How a runtime waits while a sink's destination is unavailable, and whom it tells.
+
+    Attributes:
+        policy: how long to wait between flushes (and whether to give up).
+        hooks: told about the outage.
+        sleep: awaited with each wait (a fake in tests).
+        stop: when set, the runtime is shutting down: the wait ends at once and the last
+            error is raised instead of flushing again, so shutdown is not held up by an
+            outage (the offsets stay uncommitted; the batch is redelivered after a restart).
+    """
 
     policy: RetryPolicy
     hooks: SinkHooks[Any] = field(default_factory=SinkHooks)
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    stop: asyncio.Event | None = None
 
     @classmethod
     def from_settings(
@@ -65,6 +75,7 @@ class Backpressure:
         hooks: SinkHooks[Any] | None = None,
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        stop: asyncio.Event | None = None,
     ) -> Backpressure:
         """Wait until the database is back: doubling delays capped at ``retry_max_seconds``."""
         policy = RetryPolicy.until_done(
@@ -72,7 +83,24 @@ class Backpressure:
             max_seconds=settings.retry_max_seconds,
             jitter=settings.retry_jitter,
         )
-        return cls(policy, hooks or SinkHooks(), sleep)
+        return cls(policy, hooks or SinkHooks(), sleep, stop)
+
+    def stopping(self) -> bool:
+        """Whether the runtime is shutting down."""
+        return self.stop is not None and self.stop.is_set()
+
+    async def wait(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the runtime starts shutting down meanwhile."""
+        if self.stop is None:
+            await self.sleep(seconds)
+            return
+        waiting = asyncio.ensure_future(self.sleep(seconds))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait([waiting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            stopping.cancel()
 
 
 class BatchingSink(Protocol[ItemT_contra, ReportT_co]):
@@ -103,7 +131,8 @@ async def flush_until_committed(sink: BatchingSink[Any, ReportT]) -> ReportT:
     """Flush ``sink``, waiting out backpressure; returns once the items are committed.
 
     Raises:
-        RadstreamError: a failure that waiting cannot fix (or the policy's bound passed).
+        RadstreamError: a failure that waiting cannot fix, the policy's bound passed, or the
+            last error when the runtime started shutting down during the outage.
         Exception: anything else the sink raised.
     """
     backpressure = sink.backpressure
@@ -122,7 +151,8 @@ async def flush_until_committed(sink: BatchingSink[Any, ReportT]) -> ReportT:
     return await run_with_retries(
         sink.flush,
         backpressure.policy,
-        sleep=backpressure.sleep,
+        is_retryable=lambda error: error.retryable and not backpressure.stopping(),
+        sleep=backpressure.wait,
         on_retry=waiting,
         on_recovered=recovered,
     )

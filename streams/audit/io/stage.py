@@ -25,6 +25,9 @@ async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metr
     backpressure = Backpressure.from_settings(
         settings.sink,
         SinkHooks(backpressure=lambda seconds: metrics.sink_backpressure("audit", seconds)),
+        # A shutdown during a database outage ends the wait; nothing was committed, so the
+        # records are copied after the restart.
+        stop=stop,
     )
     writer = AuditTableWriter.from_settings(settings, database, backpressure)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
@@ -87,3 +89,28 @@ class TestFlushUntilCommitted:
         with pytest.raises(ValueError, match="bad row"):
             await flush_until_committed(sink)
         assert sink.flushes == 1
+
+
+class TestShutdownDuringAnOutage:
+    async def test_stop_ends_the_wait_with_the_last_error(self) -> None:
+        """A runtime shutting down is not held up by the outage; nothing is committed."""
+        stop = asyncio.Event()
+        sink = ScriptedSink([DOWN] * 1000)
+        never = asyncio.Event()
+
+        async def long_sleep(_seconds: float) -> None:
+            stop.set()  # the worker is told to stop while it waits
+            await never.wait()
+
+        sink.backpressure = Backpressure(sink.backpressure.policy, SinkHooks(), long_sleep, stop)
+        sink.add("a")
+        with pytest.raises(RadstreamError) as caught:
+            await asyncio.wait_for(flush_until_committed(sink), 5)
+        assert caught.value is DOWN
+        assert (sink.flushes, sink.stored, sink.pending) == (2, [], ["a"])
+
+    async def test_without_a_stop_the_wait_is_the_plain_sleep(self) -> None:
+        """The results stage (no stop event) waits exactly as its policy says."""
+        sink = ScriptedSink([DOWN])
+        assert await flush_until_committed(sink) == 0
+        assert sink.sleep.delays == [0.5]
