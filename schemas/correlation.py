@@ -122,11 +122,21 @@ def correlation_id_from_headers(
 def with_correlation_header(
     headers: Iterable[tuple[str, bytes]], correlation_id: CorrelationId
 ) -> list[tuple[str, bytes]]:
-    """``headers`` with every ``correlation_id`` header replaced by one holding ``correlation_id``.
+    """``headers`` with exactly one ``correlation_id`` header, holding ``correlation_id``.
 
-    Used wherever headers that came from outside are kept (dead letters, replays), so a refused
-    original never travels on beside the id that replaced it.
+    The first correlation header is replaced in place (appended when there is none) and any
+    further one dropped. Used wherever headers that came from outside are kept (dead letters,
+    replays), so a refused original never travels on beside the id that replaced it.
     """
-    kept = [(key, value) for key, value in headers if key != CORRELATION_ID_HEADER]
-    kept.append((CORRELATION_ID_HEADER, correlation_id.encode("ascii")))
-    return kept
+    header = (CORRELATION_ID_HEADER, correlation_id.encode("ascii"))
+    result: list[tuple[str, bytes]] = []
+    placed = False
+    for key, value in headers:
+        if key != CORRELATION_ID_HEADER:
+            result.append((key, value))
+        elif not placed:
+            result.append(header)
+            placed = True
+    if not placed:
+        result.append(header)
+    return result

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 # The header's name belongs to the correlation-id owner; re-exported here for the modules being
 # rewritten in parallel (the Kafka layer, the CLI) until they import it from there.
 from schemas.correlation import CORRELATION_ID_HEADER as CORRELATION_ID_HEADER  # noqa: PLC0414
+from schemas.correlation import CorrelationId, accept_correlation_id, derived_correlation_id
 from schemas.errors import ErrorCode
 
 SCHEMA_VERSION: Final = 1
@@ -221,6 +222,16 @@ class InferenceCompleted(Event):
     modality: str | None = None
     source: Pseudonym | None = None
 
+    def effective_correlation_id(self) -> CorrelationId:
+        """``correlation_id`` when the rule accepts it, else an id derived from the result id.
+
+        The inference stage only ever writes accepted ids; this guards what the results table and
+        the audit trail keep against results written before the rule or by anyone else.
+        """
+        return accept_correlation_id(self.correlation_id) or derived_correlation_id(
+            "result", self.result_id
+        )
+
 
 class DeadLetterHeader(BaseModel):
     """One Kafka header of the original message."""
@@ -253,3 +264,14 @@ class DeadLetter(Event):
     headers: tuple[DeadLetterHeader, ...] = ()
     correlation_id: str | None = Field(None, max_length=64)
     event_id: uuid.UUID | None = None
+
+    def effective_correlation_id(self) -> CorrelationId:
+        """``correlation_id`` when the rule accepts it, else an id derived from the letter's id.
+
+        Stages only ever write accepted ids; for a dead letter written before the rule (or by
+        anyone else) its replay, its audit record and the audit of what was done with it still
+        share one id, and the refused original is never copied on.
+        """
+        return accept_correlation_id(self.correlation_id) or derived_correlation_id(
+            "dead-letter", self.dead_letter_id
+        )

@@ -163,14 +163,24 @@ class TestHeaders:
         assert correlation_id_from_headers([(CORRELATION_ID_HEADER, b"MRN-55667788")]) is None
 
     def test_with_header_replaces_every_original(self) -> None:
-        """Kept headers lose every original correlation header and gain exactly one."""
+        """The first correlation header is replaced in place, later ones are dropped."""
         cid = new_correlation_id()
         headers = [
+            ("first", b"1"),
             (CORRELATION_ID_HEADER, b"MRN-55667788"),
             ("other", b"x"),
             (CORRELATION_ID_HEADER, b"Pembertonwhistle-Agatha"),
         ]
         assert with_correlation_header(headers, cid) == [
+            ("first", b"1"),
+            (CORRELATION_ID_HEADER, cid.encode()),
+            ("other", b"x"),
+        ]
+
+    def test_with_header_appends_when_missing(self) -> None:
+        """Headers without a correlation header gain one at the end."""
+        cid = new_correlation_id()
+        assert with_correlation_header([("other", b"x")], cid) == [
             ("other", b"x"),
             (CORRELATION_ID_HEADER, cid.encode()),
         ]
