@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.ports import EventPublisher
 from schemas.audit import ApiAction
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
 from streams.topics import TopicKey
 
 ANONYMOUS_KEY = b"anonymous"
