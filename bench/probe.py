@@ -24,7 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.workload import ArrivalFactory, WorkItem
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.correlation import new_correlation_id, with_correlation_header
+from schemas.events import ImageArrived
 from streams.audit.records import AUDITED_TOPICS
 from streams.kafka_io import KafkaPublisher, Outgoing
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
@@ -56,7 +57,7 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int]:
 
 def outgoing_arrival(event: ImageArrived) -> Outgoing:
     """The arrival message as a router publishes it (key, correlation id header)."""
-    headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+    headers = tuple(with_correlation_header((), new_correlation_id()))
     return Outgoing(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
 
 
