@@ -41,8 +41,8 @@ def letter(topics: TopicNames, code: ErrorCode, value: bytes) -> DeadLetter:
         offset=0,
         key=b"k",
         value=value,
-        headers=[(CORRELATION_ID_HEADER, b"corr-cli")],
-        correlation_id="corr-cli",
+        headers=[(CORRELATION_ID_HEADER, b"cc" * 16)],
+        correlation_id="cc" * 16,
         event_id=uuid.uuid4(),
     )
 
