@@ -39,6 +39,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"pragma", b"no-cache"),
 )
 _log = structlog.get_logger("gateway")
+_CORRELATION_HEADER_NAME = CORRELATION_HTTP_HEADER.lower().encode()  # ASGI header names
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -50,7 +51,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def request_correlation_id(scope: Scope) -> CorrelationId:
     """The client's correlation id when the rule accepts it (canonical), else a fresh one."""
-    supplied = _header(scope, CORRELATION_HTTP_HEADER.lower().encode())
+    supplied = _header(scope, _CORRELATION_HEADER_NAME)
     return accept_correlation_id(supplied) or new_correlation_id()
 
 
@@ -92,7 +93,7 @@ class HardeningMiddleware:
                     if key.lower() not in {name for name, _ in SECURITY_HEADERS}
                 ]
                 headers.extend(SECURITY_HEADERS)
-                headers.append((CORRELATION_HTTP_HEADER.lower().encode(), correlation_id.encode()))
+                headers.append((_CORRELATION_HEADER_NAME, correlation_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
