@@ -278,6 +278,16 @@ class TestKeys:
         masked = masker.mask_mapping({"a@example.org": 1, "b@example.org": 2})
         assert masked == {REDACTED_EMAIL: 1, f"{REDACTED_EMAIL}#2": 2}
 
+    def test_third_colliding_key_gets_the_next_number(self, masker: PhiMasker) -> None:
+        """A third key masked to the same marker is numbered past the taken suffixes."""
+        masked = masker.mask_mapping({"a@example.org": 1, "b@example.org": 2, "c@example.org": 3})
+        assert masked == {REDACTED_EMAIL: 1, f"{REDACTED_EMAIL}#2": 2, f"{REDACTED_EMAIL}#3": 3}
+
+    def test_keys_that_are_neither_text_nor_tags_name_no_phi(self, masker: PhiMasker) -> None:
+        """A float or None key has no marker; its value is still masked as a value."""
+        assert masker.key_marker(1.5) is None
+        assert masker.mask_mapping({None: "Doe^John"}) == {None: REDACTED_PHI}
+
     def test_unknown_keys_with_person_names_are_masked(self, masker: PhiMasker) -> None:
         """A DICOM PN value under a key the masker does not know is still masked."""
         assert masker.mask_mapping({"Alphabetic": "Doe^John"}) == {"Alphabetic": REDACTED_PHI}
