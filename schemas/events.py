@@ -22,7 +22,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 # The header's name belongs to the correlation-id owner; re-exported here for the modules being
 # rewritten in parallel (the Kafka layer, the CLI) until they import it from there.
 from schemas.correlation import CORRELATION_ID_HEADER as CORRELATION_ID_HEADER  # noqa: PLC0414
-from schemas.correlation import CorrelationId, accept_correlation_id, derived_correlation_id
+from schemas.correlation import (
+    MAX_CORRELATION_ID_LENGTH,
+    CorrelationId,
+    accept_correlation_id,
+    derived_correlation_id,
+)
 from schemas.errors import ErrorCode
 
 SCHEMA_VERSION: Final = 1
@@ -204,7 +209,7 @@ class InferenceCompleted(Event):
 
     result_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_id: uuid.UUID
-    correlation_id: str = Field(max_length=64)
+    correlation_id: str = Field(max_length=MAX_CORRELATION_ID_LENGTH)
     occurred_at: AwareDatetime
     completed_at: AwareDatetime = Field(default_factory=utc_now)
     model: ModelRef
@@ -262,7 +267,7 @@ class DeadLetter(Event):
     key_b64: str | None = None
     value_b64: str
     headers: tuple[DeadLetterHeader, ...] = ()
-    correlation_id: str | None = Field(None, max_length=64)
+    correlation_id: str | None = Field(None, max_length=MAX_CORRELATION_ID_LENGTH)
     event_id: uuid.UUID | None = None
 
     def effective_correlation_id(self) -> CorrelationId:
