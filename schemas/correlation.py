@@ -17,7 +17,7 @@ The rule:
   accepted on the way in, so ``3F2504E0-4F89-11D3-9A0C-0305E82C3301`` becomes
   ``3f2504e04f8911d39a0c0305e82c3301``.
 * A value made of decimal digits only is refused even at those lengths: it has the shape of a
-  zero-padded record number, and a random id is all digits about once in two million draws (the
+  zero-padded record number, and a random id is all digits about once in three million draws (the
   ids radstream generates never are, see :func:`_id_of`).
 * **Anything else is replaced**, and the original is neither stored nor logged nor hashed: the
   replacement carries no information about it. A plain SHA-256 of an eight-digit MRN is undone
