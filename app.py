@@ -28,7 +28,8 @@ from schemas.contracts import (
     jsonschema_files,
     render,
 )
-from schemas.events import CORRELATION_ID_HEADER, InferenceCompleted, Priority, Stage, utc_now
+from schemas.correlation import new_correlation_id, with_correlation_header
+from schemas.events import InferenceCompleted, Priority, Stage, utc_now
 from schemas.settings import Settings, load_settings
 from streams import dlq_cli
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
@@ -445,7 +446,7 @@ async def run_pipeline_on_files(
                     requested_by=requested_by,
                     modality=demo_modality_hint(path),
                 )
-                headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+                headers = with_correlation_header((), new_correlation_id())
                 await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
                 events.append((path, event))
         lifecycle = LifecycleRepository(database.sessions)
@@ -578,7 +579,7 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
                     priority=Priority(args.priority),
                     modality=args.modality,
                 )
-                headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+                headers = with_correlation_header((), new_correlation_id())
                 await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
                 print(f"published {event.event_id} {Path(path).name}")
 

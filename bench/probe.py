@@ -21,8 +21,9 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from bench.workload import ArrivalFactory, WorkItem
+from schemas.correlation import new_correlation_id, with_correlation_header
 from schemas.errors import TransientError
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.events import ImageArrived
 from streams.audit.records import AUDITED_TOPICS
 from streams.kafka import (
     KafkaAdmin,
@@ -63,7 +64,7 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int]:
 
 def outgoing_arrival(event: ImageArrived) -> Outgoing:
     """The arrival message as a router publishes it (key, correlation id header)."""
-    headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+    headers = tuple(with_correlation_header((), new_correlation_id()))
     return Outgoing(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
 
 

@@ -63,7 +63,7 @@ def result_row(result: InferenceCompleted) -> dict[str, Any]:
     return {
         "result_id": result.result_id,
         "event_id": result.event_id,
-        "correlation_id": result.correlation_id,
+        "correlation_id": result.effective_correlation_id(),
         "model_name": result.model.name,
         "model_version": result.model.version,
         "weights_sha256": result.model.weights_sha256,

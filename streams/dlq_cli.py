@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from observability.logging import escape_control_characters
 from observability.phi import PhiMasker, mask_text, mask_value, set_default_masker
+from schemas.correlation import with_correlation_header
 from schemas.errors import ErrorCode, RadstreamError
 from schemas.events import Stage
 from schemas.settings import Settings
@@ -150,8 +151,13 @@ def render_value(data: bytes) -> str:
 
 
 def render_entry(entry: DeadLetterEntry) -> list[str]:
-    """``show``'s lines: the dead letter's metadata, masked key and headers, masked value."""
+    """``show``'s lines: the dead letter's metadata, masked key and headers, masked value.
+
+    The correlation id shown (as a field and as a header) is the one a replay carries: a refused
+    original kept by an older release is never printed.
+    """
     letter = entry.dead_letter
+    correlation_id = letter.effective_correlation_id()
     key = None if letter.key_b64 is None else base64.b64decode(letter.key_b64)
     lines = [
         f"dead_letter_id: {letter.dead_letter_id}",
@@ -165,14 +171,14 @@ def render_entry(entry: DeadLetterEntry) -> list[str]:
         f"last_failure:   {letter.last_failure_at.isoformat()}",
         f"source:         {letter.source_topic}[{letter.source_partition}]@{letter.source_offset}",
         f"deadletter_at:  partition {entry.partition} offset {entry.offset}",
-        f"correlation_id: {escape_control_characters(mask_text(letter.correlation_id or '-'))}",
+        f"correlation_id: {correlation_id}",
         f"event_id:       {letter.event_id or '-'}",
         f"key:            {'-' if key is None else render_value(key)}",
         "headers:",
     ]
-    for header in letter.headers:
-        value = render_value(base64.b64decode(header.value_b64))
-        lines.append(f"  {escape_control_characters(mask_text(header.key))}: {value}")
+    headers = [(h.key, base64.b64decode(h.value_b64)) for h in letter.headers]
+    for name, data in with_correlation_header(headers, correlation_id):
+        lines.append(f"  {escape_control_characters(mask_text(name))}: {render_value(data)}")
     lines += ["value:", render_value(base64.b64decode(letter.value_b64))]
     return lines
 

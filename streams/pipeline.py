@@ -28,13 +28,16 @@ from typing import Protocol, TypeVar
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from observability.logging import (
+from observability.logging import message_context
+from schemas.correlation import (
+    CorrelationId,
     correlation_id_from_headers,
-    message_context,
+    derived_correlation_id,
     new_correlation_id,
+    with_correlation_header,
 )
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage, utc_now
+from schemas.events import DeadLetter, Stage, utc_now
 from streams.kafka import Headers, Outgoing
 from streams.retry import FailureRecord, RetryPolicy, run_with_retries
 from streams.topics import TopicKey
@@ -42,7 +45,6 @@ from streams.topics import TopicKey
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 log = structlog.get_logger("radstream.pipeline")
-_CORRELATION_NAMESPACE = uuid.UUID("5f0c8a56-6c1e-4c8e-9a39-2b7f3d1e0c42")
 
 OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.IMAGES_VALIDATED: "validated",
@@ -73,25 +75,22 @@ class Incoming:
         return None
 
     @property
-    def correlation_id(self) -> str:
-        """The propagated correlation id; a fresh one when the producer sent none or junk.
+    def correlation_id(self) -> CorrelationId:
+        """The propagated correlation id: the producer's when the rule accepts it, else derived.
 
-        Only a plain id (letters, digits, ``._:-``, at most 64) is kept: correlation ids are
-        logged and published unmasked, so one that could be free text (a patient's name) is
-        replaced rather than carried into every log line and topic. The replacement is derived
-        from the message's position, so every outcome (and every redelivery) of one message
-        shares it.
+        Correlation ids are logged and published unmasked, so a header that is not a UUID or a
+        hex digest (it could be a patient's name or record number) is replaced, never copied
+        (``schemas/correlation.py``). The replacement is derived from the message's position,
+        so every outcome and every redelivery of one message share it, and so does the audit
+        agent's record of the same message.
         """
-        checked = correlation_id_from_headers(self.headers)
-        if checked == self.header(CORRELATION_ID_HEADER):
-            return checked
-        return uuid.uuid5(
-            _CORRELATION_NAMESPACE, f"{self.topic}:{self.partition}:{self.offset}"
-        ).hex
+        return correlation_id_from_headers(self.headers) or derived_correlation_id(
+            self.topic, self.partition, self.offset
+        )
 
     def out_headers(self) -> Headers:
         """Headers for every message produced from this one (carry the correlation id)."""
-        return ((CORRELATION_ID_HEADER, self.correlation_id.encode()),)
+        return tuple(with_correlation_header((), self.correlation_id))
 
 
 class StageHandler(Protocol):
@@ -255,19 +254,16 @@ def log_outcomes(stage: Stage, batch: Sequence[Incoming], outgoing: Sequence[Out
     for message in batch:
         sources.setdefault(message.correlation_id, message)
     for out in outgoing:
-        correlation_id = next(
-            (v.decode("utf-8", "replace") for k, v in out.headers if k == CORRELATION_ID_HEADER),
-            None,
-        )
+        correlation_id = correlation_id_from_headers(out.headers) or new_correlation_id()
         value = out.value
-        source = sources.get(correlation_id or "")
+        source = sources.get(correlation_id)
         position: tuple[str | None, int | None, int | None] = (None, None, None)
         if isinstance(value, DeadLetter):
             position = (value.source_topic, value.source_partition, value.source_offset)
         elif source is not None:
             position = (source.topic, source.partition, source.offset)
         with message_context(
-            correlation_id or new_correlation_id(),
+            correlation_id,
             event_id=getattr(value, "event_id", None),
             stage=stage,
             topic=position[0],

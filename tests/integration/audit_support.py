@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel
 
 from schemas.audit import AuditCheckpoint, AuditRecord
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.settings import SinkSettings
 from sinks.database import Database
 from sinks.repositories import AuditLogRepository

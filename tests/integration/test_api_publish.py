@@ -29,6 +29,7 @@ from tests.unit.gateway.fakes import (
 
 # Generous but bounded: a cold broker may need a few seconds to elect leaders of new topics.
 RECEIVE_TIMEOUT_SECONDS = 30.0
+CORR_1, CORR_2 = "d1" * 16, "d2" * 16
 
 
 async def _create_topics(bootstrap: str, names: list[str]) -> None:
@@ -104,7 +105,7 @@ class TestApiPublish:
                 "image_uri": (root / "a.dcm").as_uri(),
                 "study_instance_uid": "1.2.840.99",
             },
-            headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": "int-corr-1"},
+            headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": CORR_1},
         )
         assert response.status_code == 202
         key, value, headers = await _first_message(kafka_bootstrap, topics.arrived)
@@ -113,7 +114,7 @@ class TestApiPublish:
             response.json()["event_id"],
             "svc-int",
             b"1.2.840.99",
-            [("correlation_id", b"int-corr-1")],
+            [("correlation_id", CORR_1.encode())],
         )
 
     async def test_audit_action_reaches_api_actions(
@@ -121,13 +122,13 @@ class TestApiPublish:
     ) -> None:
         """An auth failure is published on api.actions as an ApiAction."""
         client, _token, topics, _root = wired
-        await client.get("/models", headers={"X-Correlation-ID": "int-corr-2"})
+        await client.get("/models", headers={"X-Correlation-ID": CORR_2})
         key, value, _headers = await _first_message(kafka_bootstrap, topics.api_actions)
         action = json.loads(value)
         assert (key, action["action"], action["correlation_id"]) == (
             b"anonymous",
             "auth_failure",
-            "int-corr-2",
+            CORR_2,
         )
 
     async def test_readiness_reports_connected_producer(

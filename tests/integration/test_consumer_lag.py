@@ -19,7 +19,7 @@ import pytest_asyncio
 import app
 from observability.lag import LagReader, LagSample, collect, evaluate_group
 from observability.metrics import LagStatus
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.settings import Settings, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.router import arrival_for_file

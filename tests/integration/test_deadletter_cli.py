@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage
+from schemas.events import DeadLetter, Stage
 from schemas.settings import Settings, load_settings
 from streams import dlq, dlq_cli
 from streams.deadletter import build_dead_letter
@@ -41,8 +42,8 @@ def letter(topics: TopicNames, code: ErrorCode, value: bytes) -> DeadLetter:
         offset=0,
         key=b"k",
         value=value,
-        headers=[(CORRELATION_ID_HEADER, b"corr-cli")],
-        correlation_id="corr-cli",
+        headers=[(CORRELATION_ID_HEADER, b"cc" * 16)],
+        correlation_id="cc" * 16,
         event_id=uuid.uuid4(),
     )
 

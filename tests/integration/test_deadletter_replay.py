@@ -24,8 +24,9 @@ from aiokafka import AIOKafkaProducer
 
 import app
 from schemas.audit import ApiAction, ApiActionKind
+from schemas.correlation import CORRELATION_ID_HEADER, new_correlation_id
 from schemas.errors import ErrorCode
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived, ImageValidated, Stage
+from schemas.events import ImageArrived, ImageValidated, Stage
 from schemas.settings import Settings, load_settings
 from streams import dlq
 from streams.deadletter import REPLAY_OF_HEADER, DeadLetterEntry
@@ -129,7 +130,7 @@ async def run(
     await producer.start()
     try:
         for name, value in messages.items():
-            correlation_id = f"corr-{name}-{uuid.uuid4().hex[:8]}"
+            correlation_id = new_correlation_id()
             meta = await producer.send_and_wait(
                 topics.arrived,
                 value=value,

@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 import app
-from schemas.events import CORRELATION_ID_HEADER, ImageRejected, InferenceCompleted
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageRejected, InferenceCompleted
 from schemas.settings import load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
@@ -82,12 +83,12 @@ async def test_results_with_provenance_and_tampered_model_refused(
     try:
         await asyncio.wait_for(started.wait(), OUTCOME_TIMEOUT_SECONDS)
         async with KafkaPublisher(kafka, names) as publisher:
-            for event in (good, refused):
+            for number, event in enumerate((good, refused), start=1):
                 await publisher.publish(
                     TopicKey.IMAGES_ARRIVED,
                     event.message_key(),
                     event,
-                    ((CORRELATION_ID_HEADER, b"corr-" + event.event_id.hex[:8].encode()),),
+                    ((CORRELATION_ID_HEADER, f"a{number}".encode() * 16),),
                 )
         outcomes = await collect(kafka_bootstrap, [names.results, names.rejected], want=2)
     finally:
@@ -98,7 +99,7 @@ async def test_results_with_provenance_and_tampered_model_refused(
 
     (result,) = results
     assert result.event_id == good.event_id
-    assert result.correlation_id == "corr-" + good.event_id.hex[:8]
+    assert result.correlation_id == "a1" * 16
     assert (result.model.name, result.model.version) == ("lesion-detector", "1.0.0")
     weights = registry_dir / "lesion-detector" / "1.0.0" / "model.onnx"
     assert result.model.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -8,7 +8,8 @@ import uuid
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageArrived
 from streams.agents import incoming_from_event
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.pipeline import Incoming
@@ -16,6 +17,7 @@ from streams.topics import TopicKey, TopicNames
 
 # Generous bound: a consumer group's first join on a loaded 2-core CI machine takes seconds.
 RECEIVE_TIMEOUT_SECONDS = 45
+CORRELATION_ID = "0c" * 16
 
 
 async def test_arrival_reaches_faust_agent_and_plain_consumer(
@@ -50,14 +52,14 @@ async def test_arrival_reaches_faust_agent_and_plain_consumer(
                 TopicKey.IMAGES_ARRIVED,
                 event.message_key(),
                 event,
-                ((CORRELATION_ID_HEADER, b"corr-1"),),
+                ((CORRELATION_ID_HEADER, CORRELATION_ID.upper().encode()),),
             )
         via_faust = await asyncio.wait_for(received.get(), RECEIVE_TIMEOUT_SECONDS)
     finally:
         await app.stop()
     assert ImageArrived.model_validate_json(via_faust.value) == event
     assert via_faust.key == b"1.2.840.1"
-    assert via_faust.correlation_id == "corr-1"
+    assert via_faust.correlation_id == CORRELATION_ID  # canonical: lower case
 
     consumer = AIOKafkaConsumer(
         names.arrived,
@@ -72,4 +74,4 @@ async def test_arrival_reaches_faust_agent_and_plain_consumer(
     finally:
         await consumer.stop()
     assert ImageArrived.model_validate_json(record.value) == event
-    assert dict(record.headers)[CORRELATION_ID_HEADER] == b"corr-1"
+    assert dict(record.headers)[CORRELATION_ID_HEADER] == CORRELATION_ID.upper().encode()

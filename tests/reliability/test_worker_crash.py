@@ -21,7 +21,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 import app
-from schemas.events import CORRELATION_ID_HEADER, ImageRejected, ImageValidated, InferenceCompleted
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageRejected, ImageValidated, InferenceCompleted
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames

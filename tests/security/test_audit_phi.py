@@ -15,7 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
 from pydicom.data import get_testdata_file
 
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageArrived
 from sinks.database import Database
 from sinks.migrate import upgrade_async
 from streams.kafka.loop import run_until_idle

@@ -8,7 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from schemas.audit import ApiAction
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
 from streams.kafka import Outgoing
 from streams.topics import TopicKey
 

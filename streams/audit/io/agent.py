@@ -36,7 +36,8 @@ from pathlib import Path
 import structlog
 
 from schemas.audit import AuditCheckpoint, AuditDraft, AuditSource
-from schemas.events import CORRELATION_ID_HEADER, utc_now
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import utc_now
 from schemas.settings import Settings
 from streams.audit.chain import ChainState, append
 from streams.audit.checkpoints import CheckpointPolicy, sign_checkpoint

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from schemas.audit import AuditCheckpoint, AuditRecord
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
 from streams.audit.chain import ChainState
 from streams.audit.files import load_public_key, read_checkpoints
 from streams.audit.verify import UnreadableRecord, VerificationReport, verify_chains

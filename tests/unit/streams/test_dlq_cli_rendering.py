@@ -10,14 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, Stage
+from schemas.events import DeadLetterHeader, Stage
 from schemas.settings import load_settings
 from streams import dlq_cli
 from streams.deadletter import DeadLetterEntry, build_dead_letter
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CORR = "c7" * 16
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,8 +42,8 @@ def entry(value: bytes, *, mark: DeadLetterMark | None = None) -> DeadLetterEntr
         offset=40,
         key=b"Doe^John",
         value=value,
-        headers=[(CORRELATION_ID_HEADER, b"corr-7"), ("note", b"PatientName=Roe^Richard")],
-        correlation_id="corr-7",
+        headers=[(CORRELATION_ID_HEADER, CORR.encode()), ("note", b"PatientName=Roe^Richard")],
+        correlation_id=CORR,
         event_id=None,
     )
     return DeadLetterEntry(0, 9, letter, mark)
@@ -122,6 +124,33 @@ class TestRenderEntry:
         assert "deadletter_at:  partition 0 offset 9" in text
         for secret in ("Doe^John", "Roe^Richard", "12345678"):
             assert secret not in text
+
+    def test_correlation_id_is_shown(self) -> None:
+        """The dead letter's own (accepted) correlation id is shown, once as header too."""
+        text = "\n".join(dlq_cli.render_entry(entry(b"x")))
+        assert f"correlation_id: {CORR}" in text
+        assert f"  {CORRELATION_ID_HEADER}: {CORR}" in text
+
+    @pytest.mark.parametrize("stored", ["Pembertonwhistle-Agatha", "MRN-55667788"])
+    def test_refused_id_of_an_older_letter_is_never_printed(self, stored: str) -> None:
+        """A dead letter from before the rule shows the id its replay carries, not the text."""
+        old = entry(b"x").dead_letter
+        old = old.model_copy(
+            update={
+                "correlation_id": stored,
+                "headers": (
+                    DeadLetterHeader(
+                        key=CORRELATION_ID_HEADER,
+                        value_b64=base64.b64encode(stored.encode()).decode(),
+                    ),
+                ),
+            }
+        )
+        text = "\n".join(dlq_cli.render_entry(DeadLetterEntry(0, 9, old)))
+        assert stored not in text
+        derived = derived_correlation_id("dead-letter", old.dead_letter_id)
+        assert f"correlation_id: {derived}" in text
+        assert f"  {CORRELATION_ID_HEADER}: {derived}" in text
 
     def test_mark_is_shown(self) -> None:
         """A replayed dead letter says who replayed it and when."""
