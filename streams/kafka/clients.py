@@ -349,6 +349,13 @@ class KafkaAdmin(_Client):
                     {TopicPartition(topic, p): RecordsToDelete(o) for p, o in before.items()}
                 )
 
+    async def list_topics(self) -> list[str]:
+        """Every topic name on the cluster."""
+        with kafka_errors("listing topics"):
+            async with asyncio.timeout(self._timeout):
+                names = await self._admin.list_topics()
+        return sorted(str(name) for name in names)
+
     async def delete_topics(self, names: Collection[str]) -> None:
         """Delete the named topics."""
         with kafka_errors("deleting topics"):

@@ -25,9 +25,11 @@ from tests.unit.audit.factories import T0
 
 
 @pytest.fixture(scope="module")
-def audited(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> AuditedLog:
+def audited(
+    kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> AuditedLog:
     """One agent run (20 records, checkpoints at 4, 9, 14, 19) shared by the module's tests."""
-    prefix = f"rstest.audit-tamper.{uuid.uuid4().hex[:8]}."
+    prefix = f"rstest.{run_id}.audit-tamper.{uuid.uuid4().hex[:8]}."
     directory = tmp_path_factory.mktemp("audit-topic")
     return run_in_thread(lambda: produce_audited_log(kafka_bootstrap, prefix, directory))
 
