@@ -14,15 +14,11 @@ import pytest
 from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
 
+from bench.sink_events import BASE_TIME, sha
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from sinks.repositories import LifecycleRepository, ResultsRepository, encode_cursor
-from tests.integration.database_helpers import (
-    create_database,
-    drop_database,
-    run_in_thread,
-    url_for_database,
-)
-from tests.sink_events import BASE_TIME, sha
+from tests.integration.database_helpers import run_in_thread
 
 ROWS = 20_000
 USERS = [f"user-{n}" for n in range(200)]

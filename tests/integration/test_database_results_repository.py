@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bench.sink_events import BASE_TIME, make_result
 from schemas.errors import ConflictError, InputValidationError, ResourceNotFoundError
 from schemas.events import InferenceCompleted
 from sinks.database import Database
 from sinks.repositories import ResultsRepository, encode_cursor
 from sinks.tables import inference_results
-from tests.sink_events import BASE_TIME, make_result
 
 
 def _user() -> str:

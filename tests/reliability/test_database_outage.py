@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select
 
+from bench.sink_events import make_result
 from schemas.events import InferenceCompleted
 from schemas.settings import SinkSettings
 from sinks.database import Database
@@ -16,7 +17,6 @@ from sinks.migrate import upgrade_async
 from sinks.results_sink import ResultsSink, SinkHooks, WriteReport
 from sinks.tables import inference_results
 from tests.reliability.private_postgres import PrivateCluster
-from tests.sink_events import make_result
 
 BATCHES = 60
 BATCH_SIZE = 20

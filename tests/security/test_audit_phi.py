@@ -19,9 +19,9 @@ from schemas.events import CORRELATION_ID_HEADER, ImageArrived
 from sinks.audit_sink import AuditSink
 from sinks.database import Database
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.topics import TopicKey, TopicNames
 from tests.integration.audit_support import create_topics, make_agent, publish
-from tests.integration.database_helpers import create_database, drop_database, url_for_database
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
 SAMPLES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm")

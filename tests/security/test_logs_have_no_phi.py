@@ -33,14 +33,10 @@ from observability.logging import configure_logging
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived
 from schemas.settings import LoggingSettings, load_settings
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
-from tests.integration.database_helpers import (
-    create_database,
-    drop_database,
-    run_in_thread,
-    url_for_database,
-)
+from tests.integration.database_helpers import run_in_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
