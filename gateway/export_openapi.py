@@ -1,6 +1,6 @@
-"""Write the API's OpenAPI document to ``gateway/openapi.json`` (a test fails when it is stale).
+"""The API's OpenAPI document, committed as ``gateway/openapi.json`` (a test fails when stale).
 
-Run ``PYTHONPATH=. python -m gateway.export_openapi`` after changing a route or an API body.
+Run ``radstream schemas export`` after changing a route or an API body.
 """
 
 from __future__ import annotations
@@ -87,12 +87,3 @@ def openapi_document() -> dict[str, Any]:
 def render(document: dict[str, Any]) -> str:
     """The committed text form: sorted keys, two-space indent, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def main() -> None:
-    """Regenerate ``gateway/openapi.json``."""
-    OPENAPI_PATH.write_text(render(openapi_document()), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()
