@@ -7,13 +7,17 @@ skip: a skipped integration test would let CI go green without proving anything.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import structlog
 
 from schemas.settings import DEFAULT_DATABASE_URL
 
@@ -74,3 +78,22 @@ def run_id() -> str:
 def topic_prefix(run_id: str) -> str:
     """A topic prefix unique to one test, so tests and concurrent runs never share topics."""
     return f"rstest.{run_id}.{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Undo what a command run in-process did to logging (handlers on stderr, warnings capture).
+
+    ``radstream`` configures logging once per process; a test running several commands would
+    otherwise leave handlers pointing at the streams of a finished test's capture.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    gc.collect()  # what the run left unclosed is reported now, while its streams still exist
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()

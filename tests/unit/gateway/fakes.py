@@ -64,8 +64,6 @@ class FakePublisher:
 
     messages: list[Published] = field(default_factory=list)
     fail_with: Exception | None = None
-    started: bool = False
-    stopped: bool = False
 
     async def publish(
         self,
@@ -78,14 +76,6 @@ class FakePublisher:
         if self.fail_with is not None:
             raise self.fail_with
         self.messages.append(Published(topic_key, key, value, list(headers)))
-
-    async def start(self) -> None:
-        """Remember being started."""
-        self.started = True
-
-    async def stop(self) -> None:
-        """Remember being stopped."""
-        self.stopped = True
 
 
 @dataclass
@@ -377,7 +367,6 @@ def build_harness(
         audit=audit,
         metrics=registry,
         readiness=_readiness(ready),
-        resources=(publisher,),
         clock=clock,
         today=lambda: today,
         max_json_body_bytes=max_json_body_bytes,
