@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,47 @@ _MARK_BY_FOLDER = {
     "security": "security",
     "reliability": "reliability",
 }
+
+
+_TREE_STATUS = pytest.StashKey[frozenset[str] | None]()
+
+
+def work_tree_status() -> frozenset[str] | None:
+    """``git status --porcelain`` lines of the checkout (None outside a git checkout)."""
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return frozenset(result.stdout.splitlines())
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the work tree's state, so the session can prove it left no litter."""
+    session.config.stash[_TREE_STATUS] = work_tree_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when it left files in the work tree (``make test`` must leave it clean)."""
+    before = session.config.stash.get(_TREE_STATUS, None)
+    after = work_tree_status()
+    if before is None or after is None:
+        return
+    litter = sorted(after - before)
+    if litter:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line("the tests left the work tree changed (git status):", red=True)
+            for line in litter:
+                reporter.write_line(f"  {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
