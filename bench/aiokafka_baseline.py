@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord
 import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
 from cli.main import run_command
-from cli.params import CommaList
+from cli.worker import stages_option
 from streams.agents import AgentSpec
 from streams.pipeline import Incoming, process_batch
 
@@ -104,13 +104,7 @@ async def aiokafka_consumer_loop(worker: app.Worker, stop: asyncio.Event) -> Non
 
 
 @click.command("aiokafka-baseline", cls=Command)
-@click.option(
-    "--stages",
-    type=CommaList(app.ALL_STAGES),
-    default=",".join(app.ALL_STAGES),
-    show_default=True,
-    help="The stages to run, comma-separated.",
-)
+@stages_option
 @pass_invocation
 def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
     """Run the stages like `radstream worker`, consuming with plain aiokafka loops."""

@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,11 +27,13 @@ from observability.logging import escape_control_characters
 from observability.phi import mask_text, mask_value
 from schemas.errors import ErrorCode
 from schemas.events import Pseudonym, Stage
+from schemas.settings import Settings
 from streams import dlq
 from streams.deadletter import DeadLetterEntry, DeadLetterFilter
 from streams.topics import TopicNames
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @click.group("dlq", cls=Group)
@@ -92,6 +94,26 @@ def selection_options(action: F) -> F:
     for option in reversed(options):
         wrapped = option(wrapped)
     return wrapped  # type: ignore[no-any-return]
+
+
+def actor_option(action: F) -> F:
+    """``--actor``: who replays or purges, for the audit trail."""
+    return click.option(
+        "--actor",
+        required=True,
+        type=Validated(Pseudonym, "actor id"),
+        help="Your pseudonymous id, recorded in the audit trail (never a name).",
+    )(action)
+
+
+def on_topics(
+    settings: Settings,
+    doing: str,
+    action: Callable[[str, TopicNames], Coroutine[Any, Any, T]],
+) -> T:
+    """Run ``action(bootstrap, topics)`` on this deployment's topics, with progress."""
+    with progress(doing):
+        return asyncio.run(action(settings.kafka_bootstrap, TopicNames(settings.topic_prefix)))
 
 
 def require_selection(selection: DeadLetterFilter, verb: str) -> None:
@@ -155,17 +177,13 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List the dead letters matching the filters, oldest first (purged ones hidden)."""
-    settings = invocation.start()
-    with progress("reading the dead-letter topic"):
-        entries = asyncio.run(
-            dlq.list_dead_letters(
-                settings.kafka_bootstrap,
-                TopicNames(settings.topic_prefix),
-                selection,
-                limit=limit,
-                include_purged=include_purged,
-            )
-        )
+    entries = on_topics(
+        invocation.start(),
+        "reading the dead-letter topic",
+        lambda bootstrap, topics: dlq.list_dead_letters(
+            bootstrap, topics, selection, limit=limit, include_purged=include_purged
+        ),
+    )
     if as_json:
         emit_json([entry_summary(entry) for entry in entries])
     else:
@@ -263,10 +281,10 @@ def show_command(
             f"--raw is refused in the {settings.environment} environment",
             advice="Read masked values only; --raw exists for development",
         )
-    entry = asyncio.run(
-        dlq.get_dead_letter(
-            settings.kafka_bootstrap, TopicNames(settings.topic_prefix), dead_letter_id
-        )
+    entry = on_topics(
+        settings,
+        "reading the dead-letter topic",
+        lambda bootstrap, topics: dlq.get_dead_letter(bootstrap, topics, dead_letter_id),
     )
     if entry is None:
         raise CommandError(
@@ -295,12 +313,7 @@ def nothing_selected(verb: str) -> CommandError:
 
 @command.command("replay")
 @selection_options
-@click.option(
-    "--actor",
-    required=True,
-    type=Validated(Pseudonym, "actor id"),
-    help="Your pseudonymous id, recorded in the audit trail (never a name).",
-)
+@actor_option
 @click.option("--dry-run", is_flag=True, help="Only say what would be replayed.")
 @click.option("--force", is_flag=True, help="Replay again what was replayed before.")
 @json_option
@@ -321,18 +334,13 @@ def replay_command(
     an earlier replay, and 1 when another refusal happened.
     """
     require_selection(selection, "replay")
-    settings = invocation.start()
-    with progress("replaying dead letters"):
-        report = asyncio.run(
-            dlq.replay(
-                settings.kafka_bootstrap,
-                TopicNames(settings.topic_prefix),
-                selection,
-                actor=actor,
-                force=force,
-                dry_run=dry_run,
-            )
-        )
+    report = on_topics(
+        invocation.start(),
+        "replaying dead letters",
+        lambda bootstrap, topics: dlq.replay(
+            bootstrap, topics, selection, actor=actor, force=force, dry_run=dry_run
+        ),
+    )
     verb = "would replay" if report.dry_run else "replayed"
     rows = [
         (e.dead_letter.dead_letter_id, verb, e.dead_letter.source_topic) for e in report.replayed
@@ -355,12 +363,7 @@ def replay_command(
 
 @command.command("purge")
 @selection_options
-@click.option(
-    "--actor",
-    required=True,
-    type=Validated(Pseudonym, "actor id"),
-    help="Your pseudonymous id, recorded in the audit trail (never a name).",
-)
+@actor_option
 @click.option("--dry-run", is_flag=True, help="Only say what would be purged.")
 @json_option
 @pass_invocation
@@ -379,17 +382,13 @@ def purge_command(
     Exits 4 when nothing matches.
     """
     require_selection(selection, "purge")
-    settings = invocation.start()
-    with progress("purging dead letters"):
-        report = asyncio.run(
-            dlq.purge(
-                settings.kafka_bootstrap,
-                TopicNames(settings.topic_prefix),
-                selection,
-                actor=actor,
-                dry_run=dry_run,
-            )
-        )
+    report = on_topics(
+        invocation.start(),
+        "purging dead letters",
+        lambda bootstrap, topics: dlq.purge(
+            bootstrap, topics, selection, actor=actor, dry_run=dry_run
+        ),
+    )
     deleted = {(e.partition, e.offset) for e in report.deleted}
     verb = "would purge" if report.dry_run else "purged"
     rows = [

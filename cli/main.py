@@ -104,6 +104,19 @@ def root(ctx: click.Context, verbose: bool, debug: bool) -> None:
     invocation.debug = debug
 
 
+def runnable_commands() -> dict[str, click.Command]:
+    """Every runnable command by its full name (``dlq list``); imports every command module."""
+    ctx = click.Context(root)
+    found: dict[str, click.Command] = {}
+    for name in root.list_commands(ctx):
+        command = root.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            found |= {f"{name} {sub}": command.commands[sub] for sub in command.list_commands(ctx)}
+        elif command is not None:
+            found[name] = command
+    return found
+
+
 def usage_failure(error: click.UsageError) -> tuple[str, Failure]:
     """The command and the one-line failure of a bad command line."""
     ctx = error.ctx

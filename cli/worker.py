@@ -10,9 +10,7 @@ import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
 from cli.params import CommaList
 
-
-@click.command("worker", cls=Command)
-@click.option(
+stages_option = click.option(
     "--stages",
     type=CommaList(app.ALL_STAGES),
     default=",".join(app.ALL_STAGES),
@@ -20,6 +18,10 @@ from cli.params import CommaList
     help="The stages to run, comma-separated. Each stage set is its own consumer group, so "
     "each stage scales on its own.",
 )
+
+
+@click.command("worker", cls=Command)
+@stages_option
 @pass_invocation
 def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
     """Run pipeline stages until SIGINT or SIGTERM.

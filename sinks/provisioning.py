@@ -25,21 +25,21 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def create_database(admin_url: str, name: str) -> None:
-    """CREATE DATABASE ``name`` on the server of ``admin_url``."""
+async def _execute(admin_url: str, statement: str) -> None:
+    """Run one statement on a connection of its own (CREATE/DROP DATABASE cannot share one)."""
     with database_errors():
         connection = await asyncpg.connect(admin_url)
     try:
-        await connection.execute(f"CREATE DATABASE {_quoted(name)}")
+        await connection.execute(statement)
     finally:
         await connection.close()
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    """CREATE DATABASE ``name`` on the server of ``admin_url``."""
+    await _execute(admin_url, f"CREATE DATABASE {_quoted(name)}")
 
 
 async def drop_database(admin_url: str, name: str) -> None:
     """DROP DATABASE ``name``, disconnecting any session still in it."""
-    with database_errors():
-        connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
-    finally:
-        await connection.close()
+    await _execute(admin_url, f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")

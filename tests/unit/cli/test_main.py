@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import click
 import pytest
 
 from cli import main as cli_main
 from cli.errors import EXIT_CODE_MEANINGS, ExitCode
-from cli.main import COMMANDS, main, root
+from cli.main import COMMANDS, main, root, runnable_commands
 from schemas.errors import ErrorCode
 
-
-def leaf_commands() -> Iterator[tuple[str, click.Command]]:
-    """Every runnable command with its full name (``dlq list``), loading each module."""
-    ctx = click.Context(root)
-    for name in root.list_commands(ctx):
-        command = root.get_command(ctx, name)
-        assert command is not None, name
-        if isinstance(command, click.Group):
-            for sub in command.list_commands(ctx):
-                yield f"{name} {sub}", command.commands[sub]
-        else:
-            yield name, command
-
-
-LEAVES = dict(leaf_commands())
+LEAVES = runnable_commands()
 
 
 class TestCommands:
