@@ -20,7 +20,6 @@ when one is down; an outage after that is waited out (backpressure, ``/readyz``)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from gateway.adapters import (
     RepositoryResultsReader,
 )
 from gateway.app import create_app
-from gateway.audit_publisher import TopicApiAuditPublisher
 from observability.health import HealthState, WorkerHealth
 from observability.lag import LagReader
 from observability.metrics import Metrics
@@ -45,23 +43,21 @@ from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
 from schemas.settings import Settings
-from sinks.audit_sink import AuditSink
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
-from sinks.results_sink import ResultsSink, SinkHooks, WriteReport
+from sinks.results_sink import ResultsSink, WriteReport
 from streams.agents import AgentSpec, register_agent
-from streams.audit.checkpoints import CheckpointPolicy
-from streams.audit_agent import AuditAgent
+from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
+from streams.batching_sink import SinkHooks
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
-from streams.kafka_io import DEFAULT_SEND_TIMEOUT_SECONDS, KafkaPublisher, Outgoing
+from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics
 from streams.pipeline import StageObserver
 from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
 from streams.stages.validation import ValidationStage
-from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
 from streams.validation import load_clinical_rules
 
@@ -85,18 +81,15 @@ async def open_publisher(
     settings: Settings,
     *,
     client_id: str,
-    send_timeout_seconds: float = DEFAULT_SEND_TIMEOUT_SECONDS,
+    send_timeout_seconds: float | None = None,
 ) -> KafkaPublisher:
     """The started delivery-confirming producer, stopped when ``stack`` closes.
 
     Raises:
         TransientError: ``BROKER_UNAVAILABLE`` when the broker does not answer.
     """
-    publisher = KafkaPublisher(
-        settings.kafka_bootstrap,
-        TopicNames(settings.topic_prefix),
-        client_id=client_id,
-        send_timeout_seconds=send_timeout_seconds,
+    publisher = KafkaPublisher.from_settings(
+        settings, client_id=client_id, send_timeout_seconds=send_timeout_seconds
     )
     return await stack.enter_async_context(publisher)
 
@@ -199,46 +192,6 @@ def build_results_spec(
     )
 
 
-async def run_audit_stage(
-    settings: Settings, metrics: Metrics, database: Database, stop: asyncio.Event
-) -> None:
-    """The transactional audit agent and its copy into ``audit_log``, until ``stop``.
-
-    The chain writer and the table writer run side by side; either failing ends the audit
-    stage, which stops the whole worker (see :func:`run_worker`).
-    """
-    agent = AuditAgent(
-        bootstrap=settings.kafka_bootstrap,
-        prefix=settings.topic_prefix,
-        group_id=f"{settings.consumer_group_prefix}-audit",
-        signing_key_path=settings.audit.signing_key_file,
-        checkpoint_file=settings.audit.checkpoint_file,
-        policy=CheckpointPolicy.from_settings(settings.audit),
-        batch_wait_seconds=settings.audit.batch_wait_seconds,
-    )
-    sink = AuditSink(
-        bootstrap=settings.kafka_bootstrap,
-        prefix=settings.topic_prefix,
-        group_id=f"{settings.consumer_group_prefix}-audit-sink",
-        database=database,
-    )
-    await asyncio.gather(agent.run(stop), sink.run(stop), export_audit_counts(agent, metrics, stop))
-
-
-async def export_audit_counts(agent: AuditAgent, metrics: Metrics, stop: asyncio.Event) -> None:
-    """Count the audit records the agent commits (its counter, sampled every second)."""
-    reported = 0
-    while True:
-        written = agent.records_written
-        if written > reported:
-            metrics.audit_appended(written - reported)
-            reported = written
-        if stop.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-
-
 # ---------------------------------------------------------------------------------- worker
 @dataclass(frozen=True)
 class Worker:
@@ -303,7 +256,7 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     faust_app = faust.App(
         worker.group_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=KafkaClientConfig.from_settings(settings).faust_broker_url,
         datadir=str(settings.worker_data_dir / worker.group_id),
         store="memory://",
         web_enabled=False,
@@ -360,7 +313,10 @@ async def build_worker(
     topics = TopicNames(settings.topic_prefix)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    await ensure_topics(
+        KafkaClientConfig.from_settings(settings, client_id="radstream-worker"),
+        settings.topic_prefix,
+    )
     publisher = await open_publisher(stack, settings, client_id="radstream-worker")
     probe = None
     if DATABASE_STAGES & set(stages):
@@ -408,12 +364,8 @@ def build_worker_health(
     }
     if "audit" in worker.stages:
         inputs["audit"] = (f"{settings.consumer_group_prefix}-audit", None)
-    reader = LagReader(
-        settings.kafka_bootstrap,
-        settings.topic_prefix,
-        group_prefix=settings.consumer_group_prefix,
-        read_timestamps=False,  # readiness needs lag and commits, not message ages
-    )
+    # Readiness needs lag and commits, not message ages.
+    reader = LagReader.from_settings(settings, read_timestamps=False)
     address = None
     if serve_http:
         address = (settings.observability.metrics_host, settings.observability.metrics_port)
@@ -460,9 +412,7 @@ async def run_worker(
         if worker.specs:
             tasks.append(asyncio.create_task(consumer_loop(worker, stop)))
         if "audit" in stages:
-            database = await open_database(stack, settings, pool_size=2, check=False)
-            audit = run_audit_stage(settings, worker.metrics, database, stop)
-            tasks.append(asyncio.create_task(audit))
+            tasks.append(asyncio.create_task(run_audit_stage(settings, stop, worker.metrics)))
         if not worker.specs:
             worker.mark_started()
         try:

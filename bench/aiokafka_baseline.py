@@ -17,14 +17,19 @@ import sys
 from collections.abc import Sequence
 
 import click
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
 from cli.main import run_command
 from cli.worker import stages_option
 from streams.agents import AgentSpec
+from streams.kafka import (
+    ConsumerRecord,
+    KafkaClientConfig,
+    KafkaConsumer,
+    TopicPartition,
+    build_consumer,
+)
 from streams.pipeline import Incoming, process_batch
 
 
@@ -51,7 +56,7 @@ def next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]
 
 
 async def take_batch(
-    consumer: AIOKafkaConsumer, size: int, within: float, *, idle_ms: int = 500
+    consumer: KafkaConsumer, size: int, within: float, *, idle_ms: int = 500
 ) -> list[ConsumerRecord]:
     """Up to ``size`` records: wait (``idle_ms``) for the first, then fill for ``within`` s."""
     first = await consumer.getmany(timeout_ms=idle_ms, max_records=size)
@@ -74,12 +79,10 @@ async def take_batch(
 async def consume(worker: app.Worker, spec: AgentSpec, stop: asyncio.Event) -> None:
     """One stage's loop: take a batch, process and deliver it, commit its offsets."""
     settings = worker.settings
-    consumer = AIOKafkaConsumer(
+    consumer = build_consumer(
+        KafkaClientConfig.from_settings(settings, client_id="radstream-baseline"),
         *spec.topics,
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=app.consumer_group(settings, [spec.name]),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
         max_poll_records=500,
     )
     await consumer.start()

@@ -20,19 +20,17 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.audit import AuditCheckpoint, AuditRecord, AuditSource
 from schemas.events import ImageArrived
 from streams.audit.chain import ChainState, append
 from streams.audit.checkpoints import CheckpointPolicy, sign_checkpoint
+from streams.audit.io import AuditAgent, verify_topic
 from streams.audit.records import draft_for_event
 from streams.audit.verify import verify_chain
-from streams.audit_agent import AuditAgent
-from streams.audit_topic import verify_topic
-from streams.topics import TOPIC_SPECS, TopicNames
+from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics
+from streams.topics import TopicKey, TopicNames
 
 RESULTS = Path(__file__).resolve().parent / "results" / "audit.json"
 STUDY = "1.2.840.113619.2.55.3.1"
@@ -102,30 +100,16 @@ async def bench_kafka(
     """The agent through the real broker (transactional), then verify_topic (read + verify)."""
     prefix = f"rsbench.{uuid.uuid4().hex[:8]}."
     names = TopicNames(prefix)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(names[key], 1, 1, topic_configs=spec.configs())
-                for key, spec in TOPIC_SPECS.items()
-            ]
+    kafka = KafkaClientConfig(bootstrap, client_id="radstream-bench")
+    await ensure_topics(kafka, prefix, partitions_override=1)
+    async with KafkaPublisher(kafka, names) as publisher:
+        await publisher.deliver(
+            [Outgoing(TopicKey.IMAGES_ARRIVED, None, e) for e in _events(count)]
         )
-    finally:
-        await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(names.arrived, e.model_dump_json().encode()) for e in _events(count)
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         agent = AuditAgent(
-            bootstrap=bootstrap,
+            kafka=kafka,
             prefix=prefix,
             group_id=f"{prefix}audit",
             signing_key_path=directory / "key.pem",
@@ -143,7 +127,7 @@ async def bench_kafka(
             await agent.stop()
         started = time.perf_counter()
         report = await verify_topic(
-            bootstrap, names.audit, directory / "checkpoints.jsonl", directory / "key.pem"
+            kafka, names.audit, directory / "checkpoints.jsonl", directory / "key.pem"
         )
         verify_elapsed = time.perf_counter() - started
     if not report.ok:

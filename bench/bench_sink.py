@@ -8,7 +8,7 @@ dropped; nothing else is touched)::
 Measured, each on an emptied table, with events built before the clock starts:
 
 - ``upsert``: ``ResultsRepository.upsert_results`` in one transaction per batch (results only);
-- ``sink``: ``ResultsSink.write_batch`` (results + 2 lifecycle rows each, one transaction);
+- ``sink``: ``ResultsSink`` add + ``flush`` (results + 2 lifecycle rows each, one transaction);
 - ``copy``: asyncpg ``copy_records_to_table`` of the same result rows (the ceiling), and
   ``copy+lifecycle`` of the same rows the sink writes.
 
@@ -93,7 +93,9 @@ async def _time_batches(
     for start in range(0, len(results), batch_size):
         batch = results[start : start + batch_size]
         if mode == "sink":
-            await sink.write_batch(batch)
+            for result in batch:
+                sink.add(result)
+            await sink.flush()
         else:
             async with database.sessions() as session, session.begin():
                 await ResultsRepository.upsert_results(session, batch)

@@ -19,14 +19,22 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from bench.workload import ArrivalFactory, WorkItem
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.correlation import new_correlation_id, with_correlation_header
+from schemas.errors import TransientError
+from schemas.events import ImageArrived
 from streams.audit.records import AUDITED_TOPICS
-from streams.kafka_io import KafkaPublisher, Outgoing
+from streams.kafka import (
+    KafkaAdmin,
+    KafkaClientConfig,
+    KafkaConsumer,
+    KafkaPublisher,
+    Outgoing,
+    TopicPartition,
+    build_admin,
+    build_consumer,
+)
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
 
 TERMINAL = ["stored", "rejected", "failed"]
@@ -56,7 +64,7 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int]:
 
 def outgoing_arrival(event: ImageArrived) -> Outgoing:
     """The arrival message as a router publishes it (key, correlation id header)."""
-    headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+    headers = tuple(with_correlation_header((), new_correlation_id()))
     return Outgoing(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
 
 
@@ -112,15 +120,16 @@ async def delete_run_topics(bootstrap: str, topic_prefix: str) -> bool:
     A shared broker's metadata grows with every topic left behind, and so does the cost of
     anything that lists all topics.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
-        await admin.delete_topics(sorted(TopicNames(topic_prefix).all().values()))
-    except KafkaError:
+        async with build_admin(_config(bootstrap)) as admin:
+            await admin.delete_topics(TopicNames(topic_prefix).all().values())
+    except TransientError:
         return False
-    finally:
-        await admin.close()
     return True
+
+
+def _config(bootstrap: str) -> KafkaClientConfig:
+    return KafkaClientConfig(bootstrap, client_id="radstream-bench")
 
 
 class Probe:
@@ -132,15 +141,15 @@ class Probe:
         self._topics = TopicNames(topic_prefix)
         self._audit_group = audit_group
         self._db: asyncpg.Connection | None = None
-        self._admin: AIOKafkaAdminClient | None = None
-        self._offsets: AIOKafkaConsumer | None = None
+        self._admin: KafkaAdmin | None = None
+        self._offsets: KafkaConsumer | None = None
 
     async def start(self) -> None:
         """Connect to PostgreSQL and the broker."""
         self._db = await asyncpg.connect(self._database_url)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        self._admin = build_admin(_config(self._bootstrap))
         await self._admin.start()
-        self._offsets = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+        self._offsets = build_consumer(_config(self._bootstrap))
         await self._offsets.start()
 
     async def close(self) -> None:
@@ -148,11 +157,11 @@ class Probe:
         if self._offsets is not None:
             await self._offsets.stop()
         if self._admin is not None:
-            await self._admin.close()
+            await self._admin.stop()
         if self._db is not None:
             await self._db.close()
 
-    def _require(self) -> tuple[asyncpg.Connection, AIOKafkaAdminClient, AIOKafkaConsumer]:
+    def _require(self) -> tuple[asyncpg.Connection, KafkaAdmin, KafkaConsumer]:
         if self._db is None or self._admin is None or self._offsets is None:
             raise RuntimeError("Probe.start() was not called")
         return self._db, self._admin, self._offsets
@@ -181,12 +190,8 @@ class Probe:
         _, admin, offsets = self._require()
         partitions = self.audited_partitions()
         ends = await offsets.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(self._audit_group)
-        lag = 0
-        for tp, end in ends.items():
-            done = committed.get(tp)
-            lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
-        return lag
+        committed = await admin.group_offsets(self._audit_group)
+        return sum(max(0, end - max(committed.get(tp, 0), 0)) for tp, end in ends.items())
 
     async def audited_messages(self) -> int:
         """Messages on every audited topic so far (sum of end offsets; none is transactional)."""
@@ -198,7 +203,7 @@ class Probe:
         """End offset of the audit topic (records + checkpoints + transaction markers)."""
         _, _, offsets = self._require()
         tp = TopicPartition(self._topics.audit, 0)
-        return int((await offsets.end_offsets([tp]))[tp])
+        return (await offsets.end_offsets([tp]))[tp]
 
     async def wait_done(
         self,

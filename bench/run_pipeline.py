@@ -269,15 +269,15 @@ async def run_workers(
     profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Start the workers of ``kind``, warm them up, measure saturation (and half rate), stop."""
-    from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
-    from streams.topic_admin import ensure_topics  # noqa: PLC0415
+    from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics  # noqa: PLC0415
     from streams.topics import TopicNames  # noqa: PLC0415
 
-    await ensure_topics(run.bootstrap, run.topic_prefix)
+    kafka = KafkaClientConfig(run.bootstrap, client_id="bench")
+    await ensure_topics(kafka, run.topic_prefix)
     roles = roles_for(options.inference_processes)
     workers = start_workers(kind, run, log_dir, roles=roles, profile_dir=profile_dir)
     probe = Probe(run.bootstrap, run.database_url, run.topic_prefix, run.audit_group)
-    publisher = KafkaPublisher(run.bootstrap, TopicNames(run.topic_prefix), client_id="bench")
+    publisher = KafkaPublisher(kafka, TopicNames(run.topic_prefix))
     phases: dict[str, Any] = {}
     pids, groups = service_pids(options)
     pids |= {w.role: w.pid for w in workers} | {"bench_driver": os.getpid()}

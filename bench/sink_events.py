@@ -40,7 +40,7 @@ def make_result(
     occurred = BASE_TIME + timedelta(seconds=index)
     return InferenceCompleted(
         event_id=event_id or uuid.uuid4(),
-        correlation_id=f"corr-{index}",
+        correlation_id=f"c{index:031x}",  # canonical (schemas/correlation.py)
         occurred_at=occurred,
         completed_at=completed_at or occurred + timedelta(seconds=1),
         model=ModelRef(

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import app
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.audit import AuditSource
+from schemas.correlation import new_correlation_id
 from schemas.events import ImageArrived, ImageRejected, Stage
 from schemas.settings import Settings
 from streams.audit.chain import ChainState, append
@@ -154,7 +155,7 @@ class WorkLoop:
             data, validated.geometry, allow_raw_dicom=limits.allow_raw_dicom, limits=limits
         )
         self.steps["decode_for_inference"] += time.perf_counter() - started
-        return InferenceRequest(event=validated, correlation_id=event.event_id.hex, pixels=pixels)
+        return InferenceRequest(event=validated, correlation_id=new_correlation_id(), pixels=pixels)
 
     def _infer(
         self, batch: list[InferenceRequest], trail: _AuditTrail, outcomes: Counter[str]

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import Callable
-from typing import Final
 
 import click
 from prometheus_client import CollectorRegistry
@@ -20,12 +19,10 @@ from observability.metrics import Metrics
 from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
-from sinks.audit_sink import trail_for_event_in_table, verify_table
+from streams.audit.io import AuditTrail
+from streams.audit.io.trail import SOURCES
 from streams.audit.verify import VerificationReport
-from streams.audit_topic import trail_for_event, verify_topic
-from streams.topics import TopicNames
 
-SOURCES: Final = ("topic", "table", "both")
 Verified = list[tuple[str, VerificationReport]]
 
 
@@ -48,18 +45,7 @@ async def verify_audit_trail(settings: Settings, source: str) -> Verified:
             advice="Run the audit stage once (it creates the key), or point "
             "RADSTREAM_AUDIT__SIGNING_KEY_FILE at the key it signs with",
         )
-    reports: Verified = []
-    if source in ("topic", "both"):
-        topic = TopicNames(settings.topic_prefix).audit
-        report = await verify_topic(
-            settings.kafka_bootstrap, topic, audit.checkpoint_file, audit.signing_key_file
-        )
-        reports.append((f"topic {topic}", report))
-    if source in ("table", "both"):
-        url = settings.database_url.get_secret_value()
-        report = await verify_table(url, audit.checkpoint_file, audit.signing_key_file)
-        reports.append(("table audit_log", report))
-    return reports
+    return await AuditTrail.from_settings(settings).verify(source)
 
 
 def verification_data(reports: Verified) -> list[dict[str, object]]:
@@ -172,15 +158,6 @@ def record_row(record: AuditRecord) -> tuple[object, ...]:
     )
 
 
-async def read_trail(settings: Settings, event_id: uuid.UUID, source: str) -> list[AuditRecord]:
-    """The audit records about ``event_id`` in the topic or the table, in chain order."""
-    if source == "table":
-        return await trail_for_event_in_table(settings.database_url.get_secret_value(), event_id)
-    return await trail_for_event(
-        settings.kafka_bootstrap, TopicNames(settings.topic_prefix).audit, event_id
-    )
-
-
 @command.command("show")
 @click.option(
     "--event-id",
@@ -205,7 +182,7 @@ def show_command(invocation: Invocation, event_id: uuid.UUID, source: str, as_js
     """
     settings = invocation.start()
     with progress("reading the audit trail"):
-        trail = asyncio.run(read_trail(settings, event_id, source))
+        trail = asyncio.run(AuditTrail.from_settings(settings).trail(event_id, source))
     if not trail:
         raise CommandError(
             ErrorCode.RESOURCE_NOT_FOUND,

@@ -32,7 +32,8 @@ from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
-from streams.audit_topic import read_audit_topic
+from streams.audit.io import read_audit_topic
+from streams.kafka import KafkaClientConfig
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
 
@@ -112,7 +113,7 @@ async def wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline:
     topic = TopicNames(settings.topic_prefix).audit
     loop = asyncio.get_running_loop()
     while loop.time() < deadline:
-        content = await read_audit_topic(settings.kafka_bootstrap, topic)
+        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic)
         seen = {
             str(record.object.event_id)
             for part in content.values()

@@ -25,11 +25,13 @@ from cli.output import emit, emit_json, emit_table, progress
 from cli.params import AwareTime, ErrorCodeType, Validated, json_option
 from observability.logging import escape_control_characters
 from observability.phi import mask_text, mask_value
+from schemas.correlation import with_correlation_header
 from schemas.errors import ErrorCode
 from schemas.events import Pseudonym, Stage
 from schemas.settings import Settings
 from streams import dlq
 from streams.deadletter import DeadLetterEntry, DeadLetterFilter
+from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,11 +111,11 @@ def actor_option(action: F) -> F:
 def on_topics(
     settings: Settings,
     doing: str,
-    action: Callable[[str, TopicNames], Coroutine[Any, Any, T]],
+    action: Callable[[KafkaClientConfig, TopicNames], Coroutine[Any, Any, T]],
 ) -> T:
-    """Run ``action(bootstrap, topics)`` on this deployment's topics, with progress."""
+    """Run ``action(kafka, topics)`` on this deployment's topics, with progress."""
     with progress(doing):
-        return asyncio.run(action(settings.kafka_bootstrap, TopicNames(settings.topic_prefix)))
+        return asyncio.run(action(dlq.client_config(settings), TopicNames(settings.topic_prefix)))
 
 
 def require_selection(selection: DeadLetterFilter, verb: str) -> None:
@@ -180,8 +182,8 @@ def list_command(
     entries = on_topics(
         invocation.start(),
         "reading the dead-letter topic",
-        lambda bootstrap, topics: dlq.list_dead_letters(
-            bootstrap, topics, selection, limit=limit, include_purged=include_purged
+        lambda kafka, topics: dlq.list_dead_letters(
+            kafka, topics, selection, limit=limit, include_purged=include_purged
         ),
     )
     if as_json:
@@ -209,22 +211,26 @@ def render_value(data: bytes) -> str:
 
 
 def masked_entry(entry: DeadLetterEntry) -> dict[str, Any]:
-    """``show``'s facts: the dead letter's metadata, masked key, headers and value."""
+    """``show``'s facts: the dead letter's metadata, masked key, headers and value.
+
+    The correlation id shown (as a field and as a header) is the one a replay carries: a refused
+    original kept by an older release is never printed.
+    """
     letter = entry.dead_letter
+    correlation_id = letter.effective_correlation_id()
     key = None if letter.key_b64 is None else base64.b64decode(letter.key_b64)
+    headers = [(h.key, base64.b64decode(h.value_b64)) for h in letter.headers]
     return {
         **entry_summary(entry),
         "marked_by": entry.mark.actor if entry.mark else None,
         "marked_at": entry.mark.marked_at.isoformat() if entry.mark else None,
         "reason": escape_control_characters(mask_text(letter.reason)),
-        "correlation_id": escape_control_characters(mask_text(letter.correlation_id or "-")),
+        "correlation_id": correlation_id,
         "event_id": str(letter.event_id) if letter.event_id else None,
         "key": None if key is None else render_value(key),
         "headers": {
-            escape_control_characters(mask_text(header.key)): render_value(
-                base64.b64decode(header.value_b64)
-            )
-            for header in letter.headers
+            escape_control_characters(mask_text(name)): render_value(data)
+            for name, data in with_correlation_header(headers, correlation_id)
         },
         "value": render_value(base64.b64decode(letter.value_b64)),
     }
@@ -284,7 +290,7 @@ def show_command(
     entry = on_topics(
         settings,
         "reading the dead-letter topic",
-        lambda bootstrap, topics: dlq.get_dead_letter(bootstrap, topics, dead_letter_id),
+        lambda kafka, topics: dlq.get_dead_letter(kafka, topics, dead_letter_id),
     )
     if entry is None:
         raise CommandError(
@@ -337,8 +343,8 @@ def replay_command(
     report = on_topics(
         invocation.start(),
         "replaying dead letters",
-        lambda bootstrap, topics: dlq.replay(
-            bootstrap, topics, selection, actor=actor, force=force, dry_run=dry_run
+        lambda kafka, topics: dlq.replay(
+            kafka, topics, selection, actor=actor, force=force, dry_run=dry_run
         ),
     )
     verb = "would replay" if report.dry_run else "replayed"
@@ -385,9 +391,7 @@ def purge_command(
     report = on_topics(
         invocation.start(),
         "purging dead letters",
-        lambda bootstrap, topics: dlq.purge(
-            bootstrap, topics, selection, actor=actor, dry_run=dry_run
-        ),
+        lambda kafka, topics: dlq.purge(kafka, topics, selection, actor=actor, dry_run=dry_run),
     )
     deleted = {(e.partition, e.offset) for e in report.deleted}
     verb = "would purge" if report.dry_run else "purged"

@@ -57,6 +57,8 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
 
 # Codes whose exit status is not their category's.
 _EXIT_BY_CODE: Final = {
+    # Transient by category, but retrying cannot help: the broker said no.
+    ErrorCode.BROKER_REQUEST_REFUSED: ExitCode.REFUSED,
     ErrorCode.CHECK_FAILED: ExitCode.CHECK_FAILED,
     ErrorCode.REQUEST_INVALID: ExitCode.USAGE,
     ErrorCode.SETTINGS_INVALID: ExitCode.SETTINGS,
@@ -84,6 +86,8 @@ _ADVICE: Final = {
     "again",
     ErrorCode.RETRIES_EXHAUSTED: "The service kept failing; check its log, then run the "
     "command again",
+    ErrorCode.BROKER_REQUEST_REFUSED: "Check the broker's ACLs for this client, and that no "
+    "other process writes with the same transactional id",
     ErrorCode.AUDIT_CHAIN_BROKEN: "Keep the evidence (do not restart or reset anything) and "
     "follow docs/audit.md, 'When verification fails'",
     ErrorCode.AUDIT_CHECKPOINT_INVALID: "Keep the evidence (do not restart or reset anything) "
@@ -94,16 +98,6 @@ _ADVICE: Final = {
     "the log (it is masked)",
 }
 _DEFAULT_ADVICE: Final = "See the README, 'Error codes' and 'Exit codes'"
-# A library error that escaped its layer untranslated still names the service it came from.
-# The layers translate their errors where they enter (conventions, "Errors"); this is the net
-# under them, so that a missed translation prints one line instead of a traceback.
-# (SQL errors are translated in sinks/database.py, all of them: no net needed there.)
-_SERVICE_OF_LIBRARY: Final = {
-    "aiokafka": ErrorCode.BROKER_UNAVAILABLE,
-    "kafka": ErrorCode.BROKER_UNAVAILABLE,
-}
-
-
 class CommandError(RadstreamError):
     """A failure a command reports itself, with the advice for the operator.
 
@@ -154,11 +148,8 @@ def _radstream_error(error: BaseException) -> RadstreamError:
             return item
     if isinstance(error, TimeoutError):
         return TransientError(ErrorCode.TIMEOUT, "the operation timed out")
-    for item in _chain(error):
-        code = _SERVICE_OF_LIBRARY.get(type(item).__module__.partition(".")[0])
-        if code is not None:
-            return TransientError(code, spec_for(code).description)
-    # The type's name only: an unexpected error's message may quote data.
+    # The layers translate library errors where they enter (streams/kafka/errors.py, sinks/
+    # database.py); anything else is a bug. The type's name only: its message may quote data.
     return error_for(ErrorCode.INTERNAL_ERROR, f"unexpected {type(error).__name__}")
 
 

@@ -35,11 +35,7 @@ FAILING: Final = frozenset({LagStatus.STALLED, LagStatus.STOPPED, LagStatus.ERRO
 
 
 def _reader(settings: Settings) -> LagReader:
-    return LagReader(
-        settings.kafka_bootstrap,
-        settings.topic_prefix,
-        group_prefix=settings.consumer_group_prefix,
-    )
+    return LagReader.from_settings(settings)
 
 
 async def lag_once(

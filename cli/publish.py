@@ -12,18 +12,19 @@ from cli.context import Command, Invocation, pass_invocation
 from cli.output import emit_json, emit_table
 from cli.params import Validated, json_option
 from observability.phi import mask_text
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived, ModelId, Priority, Pseudonym
+from schemas.correlation import new_correlation_id, with_correlation_header
+from schemas.events import ImageArrived, ModelId, Priority, Pseudonym
 from schemas.settings import Settings
-from streams.kafka_io import KafkaPublisher
+from streams.kafka import KafkaPublisher
 from streams.router import arrival_for_file
-from streams.topics import TopicKey, TopicNames
+from streams.topics import TopicKey
 
 
 async def publish_arrivals(settings: Settings, events: Sequence[ImageArrived]) -> None:
     """Publish ``events`` to ``images.arrived``, keyed and headed as a router sends them."""
-    async with KafkaPublisher(settings.kafka_bootstrap, TopicNames(settings.topic_prefix)) as pub:
+    async with KafkaPublisher.from_settings(settings) as pub:
         for event in events:
-            headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
+            headers = with_correlation_header((), new_correlation_id())
             await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
 
 

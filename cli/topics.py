@@ -13,7 +13,7 @@ from cli.output import emit_json, emit_table
 from cli.params import json_option
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
-from streams.topic_admin import TopicReport, ensure_topics
+from streams.kafka import KafkaClientConfig, TopicReport, ensure_topics
 
 
 @click.group("topics", cls=Group)
@@ -23,11 +23,8 @@ def command() -> None:
 
 def ensure(settings: Settings, partitions: int | None = None) -> list[TopicReport]:
     """Create the missing topics and correct drifted settings; one report per topic."""
-    return asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap, settings.topic_prefix, partitions_override=partitions
-        )
-    )
+    kafka = KafkaClientConfig.from_settings(settings, client_id="radstream-topics")
+    return asyncio.run(ensure_topics(kafka, settings.topic_prefix, partitions_override=partitions))
 
 
 def show_reports(reports: Sequence[TopicReport], *, as_json: bool) -> None:

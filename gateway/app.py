@@ -16,7 +16,7 @@ from gateway.auth import TokenVerifier
 from gateway.dependencies import GatewayContext
 from gateway.errors import install_error_handlers
 from gateway.metrics import ApiMetrics
-from gateway.middleware import CORRELATION_HEADER, BodyLimitMiddleware, HardeningMiddleware
+from gateway.middleware import BodyLimitMiddleware, HardeningMiddleware
 from gateway.openapi_docs import add_upload_schema
 from gateway.ports import (
     ApiAuditPublisher,
@@ -31,6 +31,7 @@ from gateway.routes import lifecycle as lifecycle_routes
 from gateway.routes import operations as operation_routes
 from gateway.routes import results as result_routes
 from gateway.routes import submissions as submission_routes
+from schemas.correlation import CORRELATION_HTTP_HEADER
 from schemas.settings import Settings
 
 API_TITLE = "radstream API"
@@ -143,8 +144,8 @@ def create_app(
         allow_origins=origins,
         allow_credentials=False,
         allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
-        expose_headers=[CORRELATION_HEADER, "Retry-After"],
+        allow_headers=["Authorization", "Content-Type", CORRELATION_HTTP_HEADER],
+        expose_headers=[CORRELATION_HTTP_HEADER, "Retry-After"],
         max_age=600,
     )
     app.add_middleware(HardeningMiddleware, metrics=api_metrics)

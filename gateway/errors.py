@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ErrorBody
+from schemas.correlation import CorrelationId, accept_correlation_id, new_correlation_id
 from schemas.errors import (
     AuthenticationError,
     ErrorCode,
@@ -33,14 +34,17 @@ _CODE_FOR_STATUS = {
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     429: ErrorCode.RATE_LIMITED,
 }
-FALLBACK_CORRELATION_ID = "unknown"
 
 
-def correlation_id_of(scope: Mapping[str, Any]) -> str:
-    """The correlation id the hardening middleware stored for this request."""
+def correlation_id_of(scope: Mapping[str, Any]) -> CorrelationId:
+    """The correlation id the hardening middleware stored for this request.
+
+    A fresh one outside the middleware (it is the outermost layer, so only an app assembled
+    without it gets there).
+    """
     state = scope.get("state") or {}
     value = state.get("correlation_id")
-    return value if isinstance(value, str) else FALLBACK_CORRELATION_ID
+    return accept_correlation_id(value if isinstance(value, str) else None) or new_correlation_id()
 
 
 def error_response(

@@ -2,13 +2,15 @@
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so request bodies stream through untouched and the limit
 can stop reading at the first byte over it.
+
+A client's ``X-Correlation-ID`` is kept only when ``schemas/correlation.py`` accepts it (a UUID
+or a 32/64-hex digest, in canonical form); anything else is replaced by a fresh id, which the
+response names. The refused value is neither logged nor stored.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -17,10 +19,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import correlation_id_of, error_response
 from gateway.metrics import ApiMetrics
+from observability.logging import message_context
+from schemas.correlation import (
+    CORRELATION_HTTP_HEADER,
+    CorrelationId,
+    accept_correlation_id,
+    new_correlation_id,
+)
 from schemas.errors import ErrorCode
 
-CORRELATION_HEADER = "X-Correlation-ID"
-_VALID_CORRELATION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
     (b"x-content-type-options", b"nosniff"),
@@ -32,13 +39,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"pragma", b"no-cache"),
 )
 _log = structlog.get_logger("gateway")
-
-
-def accepted_correlation_id(value: str | None) -> str:
-    """The client's correlation id when it is safe to echo and log, else a fresh one."""
-    if value is not None and _VALID_CORRELATION_ID.fullmatch(value):
-        return value
-    return uuid.uuid4().hex
+_CORRELATION_HEADER_NAME = CORRELATION_HTTP_HEADER.lower().encode()  # ASGI header names
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -46,6 +47,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def request_correlation_id(scope: Scope) -> CorrelationId:
+    """The client's correlation id when the rule accepts it (canonical), else a fresh one."""
+    supplied = _header(scope, _CORRELATION_HEADER_NAME)
+    return accept_correlation_id(supplied) or new_correlation_id()
 
 
 def route_template(scope: Scope) -> str:
@@ -70,7 +77,7 @@ class HardeningMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        correlation_id = accepted_correlation_id(_header(scope, b"x-correlation-id"))
+        correlation_id = request_correlation_id(scope)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["correlation_id"] = correlation_id
         started = self.clock()
@@ -86,11 +93,11 @@ class HardeningMiddleware:
                     if key.lower() not in {name for name, _ in SECURITY_HEADERS}
                 ]
                 headers.extend(SECURITY_HEADERS)
-                headers.append((b"x-correlation-id", correlation_id.encode()))
+                headers.append((_CORRELATION_HEADER_NAME, correlation_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+        with message_context(correlation_id):
             try:
                 await self.app(scope, receive, send_hardened)
             except Exception:  # noqa: BLE001 - the last line of defence answers safely

@@ -7,9 +7,9 @@ whether its lag *grows* over a window of snapshots (``ObservabilitySettings.lag_
 Pure part (no I/O): :class:`LagSample`, :class:`GroupSnapshot`, :func:`judge_group` /
 :func:`evaluate_group`, :func:`estimate_lag_seconds`, :class:`LagWindows`.
 
-I/O part: :class:`LagReader` (one aiokafka admin client and one group-less consumer, reused
-between polls), :func:`collect` (one-off), and :class:`LagMonitor`, which keeps the windows and
-exports ``radstream_consumer_lag_*`` and ``radstream_consumer_group_status``.
+I/O part: :class:`LagReader` (one admin client and one group-less consumer of the Kafka layer,
+reused between polls), :func:`collect` (one-off), and :class:`LagMonitor`, which keeps the
+windows and exports ``radstream_consumer_lag_*`` and ``radstream_consumer_group_status``.
 
 Lag in seconds is the *age of the oldest unconsumed message*: the record timestamp of the message
 at the committed offset, read with one fetch per lagging partition. When that record cannot be
@@ -26,9 +26,21 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from observability.metrics import LagStatus, Metrics
+from schemas.settings import Settings
+from streams.kafka import (
+    AsyncResource,
+    KafkaAdmin,
+    KafkaClientConfig,
+    KafkaConsumer,
+    TopicPartition,
+    build_admin,
+    build_consumer,
+    start_all,
+    stop_all,
+)
 
 # Worst last: a group's status is its worst partition's.
 _SEVERITY: Final = {
@@ -312,135 +324,102 @@ class SnapshotSource(Protocol):
         ...
 
 
-class LagReader:
-    """Reads committed offsets, end offsets and membership from the broker (aiokafka).
+class LagReader(AsyncResource):
+    """Reads committed offsets, end offsets and membership from the broker.
 
-    One admin client and one group-less ``read_committed`` consumer are started once and reused
-    between polls. End offsets are read *after* committed offsets, so a healthy group never
-    shows a committed offset beyond the end.
+    One admin client and one group-less ``read_committed`` consumer (both from the Kafka layer,
+    :mod:`streams.kafka`) are started once and reused between polls. End offsets are read
+    *after* committed offsets, so a healthy group never shows a committed offset beyond the end.
+    Every broker round is bounded by the configuration's ``admin_timeout_seconds`` (a broker
+    that hangs must not hang the monitor) and fails as a ``TransientError``.
 
     Args:
-        bootstrap: the broker list.
+        kafka: the Kafka connection.
         topic_prefix: only partitions of topics with this prefix are reported.
         group_prefix: with ``groups=None``, the groups named ``<group_prefix>[-...]``.
         read_timestamps: fetch the message at each lagging committed offset for its age.
-        timeout_seconds: bound of each broker round (a broker that hangs must not hang the
-            monitor).
     """
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaClientConfig,
         topic_prefix: str,
         *,
         group_prefix: str = "radstream",
         read_timestamps: bool = True,
-        timeout_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic_prefix = topic_prefix
         self.group_prefix = group_prefix
         self.read_timestamps = read_timestamps
-        self.timeout_seconds = timeout_seconds
         self._clock = clock
-        self._admin: Any = None
-        self._consumer: Any = None
+        self._admin: KafkaAdmin | None = None
+        self._consumer: KafkaConsumer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, read_timestamps: bool = True) -> LagReader:
+        """The deployment's reader: its topic prefix and consumer groups."""
+        return cls(
+            KafkaClientConfig.from_settings(settings, client_id="radstream-lag"),
+            settings.topic_prefix,
+            group_prefix=settings.consumer_group_prefix,
+            read_timestamps=read_timestamps,
+        )
 
     async def start(self) -> None:
         """Connect the admin client and the offset reader; nothing stays open on failure."""
-        from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - only the I/O part needs aiokafka
-        from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="radstream-lag")
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            client_id="radstream-lag",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # The end offset a read_committed consumer can reach (the LSO): open transactions on
-            # the audit topic are not work the group could do yet.
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=64 * 1024,
-        )
-        await admin.start()
-        try:
-            await consumer.start()
-        except BaseException:
-            await admin.close()
-            raise
+        admin = build_admin(self.kafka)
+        # Small fetches: only the first record at a committed offset is wanted, for its age.
+        consumer = build_consumer(self.kafka, max_partition_fetch_bytes=64 * 1024)
+        await start_all(admin, consumer)
         self._admin, self._consumer = admin, consumer
 
     async def stop(self) -> None:
         """Close the consumer and the admin client; a no-op when not started (or stopped)."""
         consumer, admin = self._consumer, self._admin
         self._consumer = self._admin = None
-        if consumer is not None:
-            await consumer.stop()
-        if admin is not None:
-            await admin.close()
+        await stop_all(consumer, admin)
 
-    async def __aenter__(self) -> LagReader:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.stop()
+    def _require(self) -> tuple[KafkaAdmin, KafkaConsumer]:
+        if self._admin is None or self._consumer is None:
+            raise RuntimeError("LagReader.start() was not called")
+        return self._admin, self._consumer
 
     async def list_groups(self) -> list[str]:
         """The radstream consumer groups on the cluster (named ``<group_prefix>[-...]``)."""
-        listed = await asyncio.wait_for(self._admin.list_consumer_groups(), self.timeout_seconds)
-        return sorted({str(g[0]) for g in listed if group_matches(str(g[0]), self.group_prefix)})
-
-    async def _existing_topics(self, candidates: set[str]) -> set[str]:
-        """Which of ``candidates`` exist, from a metadata request for just those topics.
-
-        Built by hand because aiokafka's ``describe_topics`` asks with auto-creation allowed,
-        which would recreate a deleted topic on a broker that auto-creates.
-        """
-        if not candidates:
-            return set()
-        from aiokafka.protocol.metadata import MetadataRequest  # noqa: PLC0415
-
-        request = MetadataRequest(sorted(candidates), allow_auto_topic_creation=False)
-        response = await asyncio.wait_for(
-            self._admin._send_request(request),  # private: see docstring
-            self.timeout_seconds,
-        )
-        return {str(topic[1]) for topic in response.topics if topic[0] == 0}
+        admin, _ = self._require()
+        return [g for g in await admin.list_groups() if group_matches(g, self.group_prefix)]
 
     async def snapshots(self, groups: Sequence[str] | None) -> list[GroupSnapshot]:
         """One :class:`GroupSnapshot` per group (``None``: every radstream group)."""
+        admin, consumer = self._require()
         names = list(groups) if groups is not None else await self.list_groups()
         if not names:
             return []
-        membership = await self._membership(names)
-        raw: dict[str, dict[Any, int]] = {}
+        membership = {}
         for group in names:
-            offsets = await asyncio.wait_for(
-                self._admin.list_consumer_group_offsets(group), self.timeout_seconds
-            )
+            described = await admin.group_membership(group)
+            if described is not None:
+                membership[group] = described
+        raw: dict[str, dict[TopicPartition, int]] = {}
+        for group in names:
             # -1 means "no offset".
             raw[group] = {
-                tp: int(meta.offset)
-                for tp, meta in offsets.items()
-                if tp.topic.startswith(self.topic_prefix) and meta.offset >= 0
+                tp: offset
+                for tp, offset in (await admin.group_offsets(group)).items()
+                if tp.topic.startswith(self.topic_prefix) and offset >= 0
             }
         # Offsets of deleted topics linger in the group, and end offsets of a missing topic would
         # block: keep only topics that exist, asking about these few topics only (listing every
         # topic of a busy cluster every probe cost ~50 ms of CPU, bench/README.md).
-        topics = await self._existing_topics({tp.topic for o in raw.values() for tp in o})
+        topics = set(await admin.topic_partitions({tp.topic for o in raw.values() for tp in o}))
         committed = {
             group: {tp: offset for tp, offset in offsets.items() if tp.topic in topics}
             for group, offsets in raw.items()
         }
         partitions = sorted({tp for offsets in committed.values() for tp in offsets})
-        ends: dict[Any, int] = {}
-        if partitions:
-            ends = await asyncio.wait_for(
-                self._consumer.end_offsets(partitions), self.timeout_seconds
-            )
+        ends = await consumer.end_offsets(partitions)
         now = self._clock()
         ages = await self._committed_timestamps(committed, ends)
         result = []
@@ -452,7 +431,7 @@ class LagReader:
                     topic=tp.topic,
                     partition=tp.partition,
                     committed=offset,
-                    end=int(ends[tp]),
+                    end=ends[tp],
                     timestamp=now,
                     committed_timestamp=ages.get((tp, offset)),
                 )
@@ -462,27 +441,11 @@ class LagReader:
             result.append(GroupSnapshot(group, now, samples, members, state))
         return result
 
-    async def _membership(self, names: Sequence[str]) -> dict[str, tuple[int | None, str]]:
-        """Members and state per group from DescribeGroups (unknown groups are left out).
-
-        One group per request: aiokafka 0.14 decodes DescribeGroups v3 answers with the v2
-        schema (``DescribeGroupsRequest_v3.RESPONSE_TYPE``), which ignores the trailing
-        ``authorized_operations`` of a single group but misreads every group after the first.
-        """
-        found: dict[str, tuple[int | None, str]] = {}
-        for name in names:
-            responses = await asyncio.wait_for(
-                self._admin.describe_consumer_groups([name]), self.timeout_seconds
-            )
-            for response in responses:
-                for error_code, group_id, state, _ptype, _protocol, members, *_ in response.groups:
-                    if error_code == 0 and group_id == name:
-                        found[name] = (len(members), str(state))
-        return found
-
     async def _committed_timestamps(
-        self, committed: Mapping[str, Mapping[Any, int]], ends: Mapping[Any, int]
-    ) -> dict[tuple[Any, int], float]:
+        self,
+        committed: Mapping[str, Mapping[TopicPartition, int]],
+        ends: Mapping[TopicPartition, int],
+    ) -> dict[tuple[TopicPartition, int], float]:
         """Record timestamps (unix s) of the messages at lagging committed offsets."""
         wanted = {
             (tp, offset)
@@ -492,25 +455,25 @@ class LagReader:
         }
         if not self.read_timestamps or not wanted:
             return {}
-        found: dict[tuple[Any, int], float] = {}
+        found: dict[tuple[TopicPartition, int], float] = {}
         # Several groups can sit at different offsets of one partition: one fetch per position.
         for offset_round in _rounds(wanted):
             found.update(await self._fetch_first_records(offset_round))
         return found
 
     async def _fetch_first_records(
-        self, positions: Mapping[Any, int]
-    ) -> dict[tuple[Any, int], float]:
+        self, positions: Mapping[TopicPartition, int]
+    ) -> dict[tuple[TopicPartition, int], float]:
         """Seek each partition to its position and take the first record's timestamp."""
-        consumer = self._consumer
-        consumer.assign(list(positions))
+        _, consumer = self._require()
+        consumer.assign(positions)
         for tp, offset in positions.items():
             consumer.seek(tp, offset)
-        found: dict[tuple[Any, int], float] = {}
+        found: dict[tuple[TopicPartition, int], float] = {}
         loop = asyncio.get_running_loop()
         # Bounded: a fetch that finds nothing (compacted away, transaction markers only) must
         # not hold the poll; such partitions fall back to the drain-time estimate.
-        deadline = loop.time() + min(self.timeout_seconds, 2.0)
+        deadline = loop.time() + min(self.kafka.admin_timeout_seconds, 2.0)
         try:
             while len(found) < len(positions) and (remaining := deadline - loop.time()) > 0:
                 batch = await consumer.getmany(timeout_ms=max(int(remaining * 1000), 1))
@@ -526,9 +489,9 @@ class LagReader:
         return found
 
 
-def _rounds(wanted: Iterable[tuple[Any, int]]) -> list[dict[Any, int]]:
+def _rounds(wanted: Iterable[tuple[TopicPartition, int]]) -> list[dict[TopicPartition, int]]:
     """Split (partition, offset) pairs into rounds with each partition at most once."""
-    rounds: list[dict[Any, int]] = []
+    rounds: list[dict[TopicPartition, int]] = []
     for tp, offset in sorted(wanted, key=lambda item: (item[0].topic, item[0].partition, item[1])):
         for positions in rounds:
             if tp not in positions:
@@ -540,7 +503,7 @@ def _rounds(wanted: Iterable[tuple[Any, int]]) -> list[dict[Any, int]]:
 
 
 async def collect(
-    bootstrap: str,
+    kafka: KafkaClientConfig,
     groups: Sequence[str] | None,
     topic_prefix: str,
     *,
@@ -549,7 +512,7 @@ async def collect(
 ) -> list[LagSample]:
     """Every committed partition's lag, once (``groups=None``: the ``<group_prefix>-*`` groups)."""
     async with LagReader(
-        bootstrap, topic_prefix, group_prefix=group_prefix, read_timestamps=read_timestamps
+        kafka, topic_prefix, group_prefix=group_prefix, read_timestamps=read_timestamps
     ) as reader:
         snapshots = await reader.snapshots(groups)
     return [sample for snapshot in snapshots for sample in snapshot.samples]

@@ -10,7 +10,10 @@ Lines of faust, aiokafka, uvicorn and every other stdlib logger are routed throu
 formatted *before* masking, so patient data in a traceback's message is masked as well.
 
 Per-message context (correlation id, event id, stage, topic/partition/offset) lives in
-contextvars: bind it with :func:`message_context` around the processing of one message.
+contextvars: bind it with :func:`message_context` around the processing of one message or
+request. Only a :data:`~schemas.correlation.CorrelationId` made by ``schemas/correlation.py``
+(the id's one owner) can be bound, and the masker refuses any other value logged as
+``correlation_id``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import structlog
 from structlog.typing import Processor
 
 from observability.phi import PhiMasker, set_default_masker
-from schemas.events import CORRELATION_ID_HEADER, Stage
+from schemas.correlation import CorrelationId
+from schemas.events import Stage
 from schemas.settings import LoggingSettings
 
 MESSAGE_CONTEXT_KEYS: Final = (
@@ -44,8 +48,6 @@ MESSAGE_CONTEXT_KEYS: Final = (
 # split a log line when printed.
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# A correlation id taken from a header must look like an id, not like text.
-_CORRELATION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _HANDLER_MARK = "_radstream_handler"
 # Library loggers that print message keys and values at DEBUG (aiokafka's producer logs every
 # send's key and value; its connection logs whole request and response reprs, record batches
@@ -207,27 +209,8 @@ def configure_logging(
     return masker
 
 
-def new_correlation_id() -> str:
-    """A fresh correlation id for work that arrived without one."""
-    return uuid.uuid4().hex
-
-
-def correlation_id_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> str:
-    """The message's correlation id header when it is a well-formed id, else a new one."""
-    for key, value in headers or ():
-        if key == CORRELATION_ID_HEADER:
-            try:
-                candidate = value.decode("ascii")
-            except UnicodeDecodeError:
-                break
-            if _CORRELATION_ID_RE.match(candidate):
-                return candidate
-            break
-    return new_correlation_id()
-
-
 def bind_message_context(
-    correlation_id: str,
+    correlation_id: CorrelationId,
     *,
     event_id: uuid.UUID | str | None = None,
     stage: Stage | str | None = None,
@@ -256,7 +239,7 @@ def reset_message_context(tokens: Mapping[str, Token[Any]]) -> None:
 
 @contextmanager
 def message_context(
-    correlation_id: str,
+    correlation_id: CorrelationId,
     *,
     event_id: uuid.UUID | str | None = None,
     stage: Stage | str | None = None,
@@ -264,7 +247,7 @@ def message_context(
     partition: int | None = None,
     offset: int | None = None,
 ) -> Iterator[None]:
-    """Bind a message's context for the ``with`` block (what an agent wraps each message in)."""
+    """Bind a message's (or request's) context for the ``with`` block around its processing."""
     tokens = bind_message_context(
         correlation_id,
         event_id=event_id,

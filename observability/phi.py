@@ -16,8 +16,12 @@ bodies). Masking works on two levels:
 
 Scalar values of keys known to be safe (UIDs, event and correlation ids, error codes, stages,
 topics, offsets, timestamps, latencies) are passed through untouched so logs stay useful; their
-formats cannot carry a name. Names written without a caret (``John Doe``) in free text cannot be
-told from other words and are not detected: such text must never reach a log in the first place.
+formats cannot carry a name. ``correlation_id`` is the one safe key whose value a sender can
+choose, so it is checked against its owner's rule (``schemas/correlation.py``): a value that is
+not a canonical correlation id is replaced whole by ``[REDACTED_ID]``, whoever logged it.
+
+Names written without a caret (``John Doe``) in free text cannot be told from other words and are
+not detected: such text must never reach a log in the first place.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from observability.phi_attributes import BIRTH_DATE_KEYWORDS, PHI_ATTRIBUTES
+from schemas.correlation import accept_correlation_id
 from schemas.settings import LoggingSettings
 
 REDACTED_EMAIL = "[REDACTED_EMAIL]"
@@ -43,6 +48,7 @@ REDACTED_DOB = "[REDACTED_DOB]"
 REDACTED_MRN = "[REDACTED_MRN]"
 REDACTED_IP = "[REDACTED_IP]"
 REDACTED_PHI = "[REDACTED_PHI]"
+REDACTED_ID = "[REDACTED_ID]"
 TRUNCATED = "[TRUNCATED]"
 
 # Nesting deeper than this is cut off: log values are small, and a cycle must not hang a worker.
@@ -130,6 +136,9 @@ _SAFE_KEYS = frozenset(
         "lag",
     )
 )
+# Safe keys whose values a sender may have chosen: logged only when their owner's rule accepts
+# them unchanged (a canonical correlation id), else replaced whole.
+_CHECKED_KEYS = frozenset({_normalise_key("correlation_id")})
 _SAFE_SUFFIXES = ("uid", "_seconds", "_ms", "_at", "_sha256", "_bytes", "_count")
 _SCALARS = (bool, int, float, Decimal, uuid.UUID, datetime, date, time, timedelta, enum.Enum)
 
@@ -267,7 +276,7 @@ class PhiMasker:
     ) -> None:
         self._mrn = tuple(re.compile(pattern) for pattern in mrn_patterns)
         self._mask_ips = mask_ip_addresses
-        self._key_cache: dict[object, tuple[str | None, bool, object]] = {}
+        self._key_cache: dict[object, tuple[str | None, bool, bool, object]] = {}
         rules = [_Rule(_EMAIL_RE, REDACTED_EMAIL, "@"), _Rule(_SSN_RE, REDACTED_SSN, "")]
         rules += [_Rule(pattern, REDACTED_MRN, None) for pattern in self._mrn]
         if mask_ip_addresses:
@@ -373,14 +382,18 @@ class PhiMasker:
     def _mask_items(self, items: Iterable[object], depth: int) -> Iterable[Any]:
         return (self.mask_value(item, depth + 1) for item in items)
 
-    def _key_info(self, key: object) -> tuple[str | None, bool, object]:
-        """(value marker, safe key?, masked key) of ``key``, cached: log keys repeat a lot."""
+    def _key_info(self, key: object) -> tuple[str | None, bool, bool, object]:
+        """(value marker, safe key?, checked key?, masked key) of ``key``, cached.
+
+        Log keys repeat a lot, so what is learnt of a key is remembered.
+        """
         cached = self._key_cache.get(key)
         if cached is not None:
             return cached
         info = (
             self.key_marker(key),
             self.is_safe_key(key),
+            isinstance(key, str) and _normalise_key(key) in _CHECKED_KEYS,
             self.mask_text(key) if isinstance(key, str) else key,
         )
         if len(self._key_cache) >= _KEY_CACHE_SIZE:
@@ -392,9 +405,11 @@ class PhiMasker:
         """Mask keys and values of one mapping (a structlog event dict or nested data)."""
         masked: dict[Any, Any] = {}
         for key, value in mapping.items():
-            marker, safe, new_key = self._key_info(key)
+            marker, safe, checked, new_key = self._key_info(key)
             if marker is not None and value is not None:
                 new_value: Any = marker
+            elif checked and isinstance(value, str) and accept_correlation_id(value) != value:
+                new_value = REDACTED_ID
             elif safe and (value is None or isinstance(value, (*_SCALARS, str))):
                 new_value = value
             else:

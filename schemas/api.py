@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.correlation import MAX_CORRELATION_ID_LENGTH
 from schemas.errors import ErrorCode
 from schemas.events import (
     ModelId,
@@ -49,7 +50,7 @@ class ErrorBody(_Response):
 
     code: ErrorCode
     message: str = Field(max_length=500, description="patient-data-free explanation")
-    correlation_id: str = Field(max_length=64)
+    correlation_id: str = Field(max_length=MAX_CORRELATION_ID_LENGTH)
 
 
 class ImageReference(_Request):

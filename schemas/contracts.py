@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from schemas.correlation import CORRELATION_ID_HEADER, SUPPLIED_PATTERN
+
 JSONSCHEMA_DIR = Path(__file__).resolve().parent / "jsonschema"
 ASYNCAPI_FILE = Path(__file__).resolve().parent / "asyncapi.json"
 
@@ -66,10 +68,14 @@ def asyncapi_document(
             "headers": {
                 "type": "object",
                 "properties": {
-                    "correlation_id": {
+                    CORRELATION_ID_HEADER: {
                         "type": "string",
-                        "maxLength": 64,
-                        "description": "propagated from the arrival to every derived event",
+                        "pattern": SUPPLIED_PATTERN,
+                        "description": (
+                            "propagated from the arrival to every derived event; kept only as a"
+                            " UUID or a 32/64-hex digest (not digits only), in lower case"
+                            " without hyphens; any other value is replaced, never stored"
+                        ),
                     }
                 },
             },

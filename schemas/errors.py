@@ -96,6 +96,8 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     # dead-letter operations
     DEAD_LETTER_ALREADY_REPLAYED = "DEAD_LETTER_ALREADY_REPLAYED"
+    # infrastructure (appended)
+    BROKER_REQUEST_REFUSED = "BROKER_REQUEST_REFUSED"
     # operating radstream (the command line)
     SETTINGS_INVALID = "SETTINGS_INVALID"
     CHECK_FAILED = "CHECK_FAILED"
@@ -308,6 +310,12 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     C.TIMEOUT: ErrorSpec("An operation timed out.", _T, 504, retryable=True),
     C.RETRIES_EXHAUSTED: ErrorSpec(
         "A retryable error persisted through every allowed retry.", _T, 503
+    ),
+    C.BROKER_REQUEST_REFUSED: ErrorSpec(
+        "The Kafka broker refused the request (not authorised, or the producer was fenced by a "
+        "newer one with the same transactional id); retrying will not help.",
+        _T,
+        503,
     ),
     C.INTERNAL_ERROR: ErrorSpec(
         "An unexpected internal error; details are in the service log only.",

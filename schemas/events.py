@@ -19,6 +19,14 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+# The header's name belongs to the correlation-id owner; re-exported here for the modules being
+# rewritten in parallel (the Kafka layer, the CLI) until they import it from there.
+from schemas.correlation import (
+    MAX_CORRELATION_ID_LENGTH,
+    CorrelationId,
+    accept_correlation_id,
+    derived_correlation_id,
+)
 from schemas.errors import ErrorCode
 
 SCHEMA_VERSION: Final = 1
@@ -200,7 +208,7 @@ class InferenceCompleted(Event):
 
     result_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     event_id: uuid.UUID
-    correlation_id: str = Field(max_length=64)
+    correlation_id: str = Field(max_length=MAX_CORRELATION_ID_LENGTH)
     occurred_at: AwareDatetime
     completed_at: AwareDatetime = Field(default_factory=utc_now)
     model: ModelRef
@@ -217,6 +225,16 @@ class InferenceCompleted(Event):
     sop_instance_uid: Uid | None = None
     modality: str | None = None
     source: Pseudonym | None = None
+
+    def effective_correlation_id(self) -> CorrelationId:
+        """``correlation_id`` when the rule accepts it, else an id derived from the result id.
+
+        The inference stage only ever writes accepted ids; this guards what the results table and
+        the audit trail keep against results written before the rule or by anyone else.
+        """
+        return accept_correlation_id(self.correlation_id) or derived_correlation_id(
+            "result", self.result_id
+        )
 
 
 class DeadLetterHeader(BaseModel):
@@ -248,8 +266,20 @@ class DeadLetter(Event):
     key_b64: str | None = None
     value_b64: str
     headers: tuple[DeadLetterHeader, ...] = ()
-    correlation_id: str | None = Field(None, max_length=64)
+    correlation_id: str | None = Field(None, max_length=MAX_CORRELATION_ID_LENGTH)
     event_id: uuid.UUID | None = None
 
+    def effective_correlation_id(self) -> CorrelationId:
+        """``correlation_id`` when the rule accepts it, else an id derived from the letter's id.
 
-CORRELATION_ID_HEADER = "correlation_id"
+        Stages only ever write accepted ids; for a dead letter written before the rule (or by
+        anyone else) its replay, its audit record and the audit of what was done with it still
+        share one id, and the refused original is never copied on.
+        """
+        return accept_correlation_id(self.correlation_id) or derived_correlation_id(
+            "dead-letter", self.dead_letter_id
+        )
+
+
+StorableEvent = InferenceCompleted | ImageRejected | ImageValidated
+"""The events the results sink stores: results, and the lifecycle steps consumed beside them."""

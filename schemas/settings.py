@@ -72,12 +72,13 @@ class InferenceSettings(_Group):
 
 
 class SinkSettings(_Group):
-    """Batched PostgreSQL writes and their retry policy."""
+    """Batched PostgreSQL writes and how long to wait while the database is away."""
 
     batch_size: int = Field(200, ge=1)
     batch_wait_seconds: float = Field(0.2, ge=0)
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
+    retry_jitter: float = Field(0.2, ge=0, le=1, description="share of each delay randomised away")
     pool_size: int = Field(5, ge=1)
 
 

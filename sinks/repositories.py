@@ -1,8 +1,9 @@
 """Repositories: the only code in radstream with SQL in it.
 
-Write methods take the caller's :class:`~sqlalchemy.ext.asyncio.AsyncSession` so several writes
-share one transaction (the results sink commits a whole batch at once); read methods and
-``mark_verified`` open their own short session from the factory given at construction.
+Write methods of the results and lifecycle repositories take the caller's
+:class:`~sqlalchemy.ext.asyncio.AsyncSession` so several writes share one transaction (the
+results sink commits a whole batch at once); read methods, ``mark_verified`` and the append-only
+audit log open their own short session from the factory given at construction.
 Every write is idempotent (``INSERT ... ON CONFLICT DO NOTHING`` on a natural key), which is
 what makes at-least-once delivery from Kafka an exactly-once effect in the database.
 """
@@ -13,10 +14,11 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
     RowMapping,
@@ -37,16 +39,19 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.api import ResultQuery, VerificationStatus
+from schemas.audit import AuditRecord
 from schemas.errors import (
     ConflictError,
     ErrorCode,
     InputValidationError,
     ResourceNotFoundError,
+    error_for,
 )
 from schemas.events import InferenceCompleted
 from sinks.database import database_errors
 from sinks.records import InferenceResultRecord, LifecycleEntry, Page
-from sinks.tables import image_events, inference_results
+from sinks.tables import audit_log, image_events, inference_results
+from streams.audit.verify import UnreadableRecord
 
 MAX_PAGE_SIZE = 500
 DEFAULT_QUERY = ResultQuery()  # the newest page of everything the caller may see
@@ -60,7 +65,7 @@ def result_row(result: InferenceCompleted) -> dict[str, Any]:
     return {
         "result_id": result.result_id,
         "event_id": result.event_id,
-        "correlation_id": result.correlation_id,
+        "correlation_id": result.effective_correlation_id(),
         "model_name": result.model.name,
         "model_version": result.model.version,
         "weights_sha256": result.model.weights_sha256,
@@ -343,3 +348,104 @@ class LifecycleRepository:
             async with self._sessions() as session:
                 value = (await session.execute(statement)).scalar_one_or_none()
         return None if value is None else str(value)
+
+
+class AuditLogRepository:
+    """Inserts into and reads the append-only ``audit_log`` table (never updates: it forbids it)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def insert(self, rows: Iterable[tuple[AuditRecord, int]]) -> int:
+        """Store records (with their audit-topic offsets) in one transaction; the number new.
+
+        Idempotent on ``(chain_partition, sequence)``: a redelivered record is skipped, after
+        checking it equals the stored one.
+
+        Raises:
+            IntegrityError: AUDIT_CHAIN_BROKEN, a stored record of the same sequence has a
+                different hash (a forked chain: neither copy is silently kept).
+            TransientError: DATABASE_UNAVAILABLE.
+        """
+        rows = list(rows)
+        if not rows:
+            return 0
+        values = [
+            {
+                "chain_partition": record.chain_partition,
+                "sequence": record.sequence,
+                "hash": record.hash,
+                "event_id": record.object.event_id,
+                "recorded_at": record.recorded_at,
+                "audit_offset": offset,
+                "record": record.model_dump(mode="json"),
+            }
+            for record, offset in rows
+        ]
+        statement = (
+            insert(audit_log)
+            .values(values)
+            .on_conflict_do_nothing(constraint="uq_audit_log_chain_sequence")
+            .returning(audit_log.c.chain_partition, audit_log.c.sequence)
+        )
+        with database_errors():
+            async with self._sessions() as session, session.begin():
+                inserted = {tuple(row) for row in await session.execute(statement)}
+                skipped = [
+                    record
+                    for record, _ in rows
+                    if (record.chain_partition, record.sequence) not in inserted
+                ]
+                if skipped:
+                    await self._check_same(session, skipped)
+        return len(inserted)
+
+    @staticmethod
+    async def _check_same(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
+        """A redelivered record must equal the stored one; anything else is a fork."""
+        by_key = {(r.chain_partition, r.sequence): r.hash for r in records}
+        rows = await session.execute(
+            select(audit_log.c.chain_partition, audit_log.c.sequence, audit_log.c.hash).where(
+                audit_log.c.sequence.in_([r.sequence for r in records])
+            )
+        )
+        for row in rows:
+            expected = by_key.get((row.chain_partition, row.sequence))
+            if expected is not None and expected != row.hash:
+                raise error_for(
+                    ErrorCode.AUDIT_CHAIN_BROKEN,
+                    f"chain {row.chain_partition} sequence {row.sequence} already stored "
+                    "with another hash",
+                )
+
+    async def chains(self) -> dict[int, list[AuditRecord | UnreadableRecord]]:
+        """Every stored record per chain, in insertion order (the order verification walks)."""
+        result: dict[int, list[AuditRecord | UnreadableRecord]] = {}
+        query = select(audit_log.c.chain_partition, audit_log.c.record).order_by(audit_log.c.id)
+        with database_errors():
+            async with self._sessions() as session:
+                stream = await session.stream(query)
+                async for row in stream:
+                    result.setdefault(row.chain_partition, []).append(_audit_row(row.record))
+        return result
+
+    async def trail(self, event_id: uuid.UUID) -> list[AuditRecord]:
+        """Every stored record about one image, in chain order."""
+        query = (
+            select(audit_log.c.record)
+            .where(audit_log.c.event_id == event_id)
+            .order_by(audit_log.c.chain_partition, audit_log.c.sequence)
+        )
+        with database_errors():
+            async with self._sessions() as session:
+                rows = (await session.execute(query)).all()
+        return [AuditRecord.model_validate(row.record) for row in rows]
+
+
+def _audit_row(data: object) -> AuditRecord | UnreadableRecord:
+    """A stored record, or unreadable (tampered) with its sequence when that still reads."""
+    try:
+        return AuditRecord.model_validate(data)
+    except ValidationError:
+        sequence = data.get("sequence") if isinstance(data, dict) else None
+        return UnreadableRecord(sequence if isinstance(sequence, int) else None)

@@ -1,28 +1,30 @@
-"""The write path of the results sink agent, independent of Faust.
+"""The results sink: results and lifecycle steps to PostgreSQL, one transaction per batch.
 
-A batch of result events (plus the rejections and validations consumed beside them) is written
-in ONE transaction: every row or none. Writes are idempotent, so the agent may redeliver a batch
-after a crash and nothing doubles. The agent commits its Kafka offsets only after
-:meth:`ResultsSink.write_batch_with_backoff` returns; while PostgreSQL is down that call keeps
-retrying with bounded exponential backoff, the agent stops consuming, and nothing is lost.
+A :class:`~streams.batching_sink.BatchingSink`: the results stage adds the events of one consumed
+batch (results, plus the rejections and validations consumed beside them) and flushes them in
+ONE transaction — every row or none. Writes are idempotent, so a batch redelivered after a crash
+doubles nothing. The stage commits its Kafka offsets only after the flush committed; while
+PostgreSQL is down the flush raises ``DATABASE_UNAVAILABLE`` and the runtime waits and flushes
+again (:func:`~streams.batching_sink.flush_until_committed`): the stage stops consuming and
+nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.errors import TransientError
-from schemas.events import ImageRejected, ImageValidated, InferenceCompleted
+from schemas.events import ImageRejected, ImageValidated, InferenceCompleted, StorableEvent
 from schemas.settings import SinkSettings
 from sinks.database import database_errors
 from sinks.records import LifecycleEntry
 from sinks.repositories import LifecycleRepository, ResultsRepository
+from streams.batching_sink import Backpressure, SinkHooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,6 @@ class WriteReport:
     lifecycle_received: int
     lifecycle_inserted: int
     seconds: float
-    attempts: int = 1
 
     @property
     def results_duplicates(self) -> int:
@@ -42,63 +43,77 @@ class WriteReport:
         return self.results_received - self.results_inserted
 
 
-@dataclass(frozen=True, slots=True)
-class SinkHooks:
-    """Optional callbacks through which the agent records metrics and health, in one place.
-
-    Attributes:
-        database_up: called with ``False`` when a write finds PostgreSQL unavailable and with
-            ``True`` when a write succeeds again after that.
-        backpressure: called with the seconds about to be spent waiting before a retry.
-        batch_written: called with the report of every committed batch.
-    """
-
-    database_up: Callable[[bool], None] | None = None
-    backpressure: Callable[[float], None] | None = None
-    batch_written: Callable[[WriteReport], None] | None = None
+@dataclass(slots=True)
+class _Pending:
+    results: list[InferenceCompleted] = field(default_factory=list)
+    rejections: list[ImageRejected] = field(default_factory=list)
+    validated: list[ImageValidated] = field(default_factory=list)
 
 
 class ResultsSink:
-    """Writes batches of results and lifecycle steps to PostgreSQL, exactly once in effect."""
+    """Writes batches of results and lifecycle steps to PostgreSQL, exactly once in effect.
+
+    Args:
+        sessions: the session factory of the started :class:`~sinks.database.Database`.
+        settings: batch and backoff settings.
+        hooks: metrics and health callbacks (backpressure, database up, batch written).
+        sleep: awaited while waiting out an outage (a fake in tests).
+    """
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         settings: SinkSettings,
-        hooks: SinkHooks | None = None,
+        hooks: SinkHooks[WriteReport] | None = None,
         *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._sessions = sessions
-        self._settings = settings
-        self._hooks = hooks or SinkHooks()
-        self._sleep = sleep
+        self._hooks: SinkHooks[WriteReport] = hooks or SinkHooks()
+        self._backpressure = Backpressure.from_settings(settings, self._hooks, sleep=sleep)
+        self._pending = _Pending()
 
-    async def write_batch(
-        self,
-        results: Sequence[InferenceCompleted],
-        rejections: Sequence[ImageRejected] = (),
-        validated: Sequence[ImageValidated] = (),
-    ) -> WriteReport:
-        """Write one batch in one transaction; raise ``TransientError`` if PostgreSQL is down.
+    @property
+    def backpressure(self) -> Backpressure:
+        """How the runtime waits while PostgreSQL is unavailable."""
+        return self._backpressure
+
+    def add(self, event: StorableEvent) -> None:
+        """Collect one event of the batch (a result, a rejection or a validation)."""
+        if isinstance(event, InferenceCompleted):
+            self._pending.results.append(event)
+        elif isinstance(event, ImageRejected):
+            self._pending.rejections.append(event)
+        else:
+            self._pending.validated.append(event)
+
+    def clear(self) -> None:
+        """Forget the collected events."""
+        self._pending = _Pending()
+
+    async def flush(self) -> WriteReport:
+        """Write the collected events in one transaction; ``TransientError`` if PostgreSQL is down.
 
         Lifecycle steps recorded: ``validated``, ``rejected``/``failed``, and for every result
-        ``inferred`` and ``stored`` (at the sink's clock when the batch was written).
+        ``inferred`` and ``stored`` (at the sink's clock when the batch was written). The events
+        stay collected when the write fails.
         """
+        pending = self._pending
         started = time.perf_counter()
         with database_errors():
             async with self._sessions() as session, session.begin():
-                inserted = await ResultsRepository.upsert_results(session, results)
-                entries = [LifecycleEntry.validated(event) for event in validated]
-                entries += [LifecycleEntry.rejected(event) for event in rejections]
+                inserted = await ResultsRepository.upsert_results(session, pending.results)
+                entries = [LifecycleEntry.validated(event) for event in pending.validated]
+                entries += [LifecycleEntry.rejected(event) for event in pending.rejections]
                 # The sink's clock, not the server's: saves a round trip per batch.
                 now = datetime.now(UTC)
-                for result in results:
+                for result in pending.results:
                     entries.append(LifecycleEntry.inferred(result))
                     entries.append(LifecycleEntry.stored(result, now))
                 recorded = await LifecycleRepository.record(session, entries)
+        self.clear()
         report = WriteReport(
-            results_received=len(results),
+            results_received=len(pending.results),
             results_inserted=inserted,
             lifecycle_received=len(entries),
             lifecycle_inserted=recorded,
@@ -107,47 +122,3 @@ class ResultsSink:
         if self._hooks.batch_written is not None:
             self._hooks.batch_written(report)
         return report
-
-    def retry_delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based): doubling, capped."""
-        initial = self._settings.retry_initial_seconds
-        # The exponent is capped so a days-long outage cannot overflow the float.
-        exponent = min(max(attempt - 1, 0), 32)
-        return float(min(initial * 2**exponent, self._settings.retry_max_seconds))
-
-    async def write_batch_with_backoff(
-        self,
-        results: Sequence[InferenceCompleted],
-        rejections: Sequence[ImageRejected] = (),
-        validated: Sequence[ImageValidated] = (),
-    ) -> WriteReport:
-        """Write the batch, retrying retryable failures until it commits or the task is cancelled.
-
-        Only retryable :class:`TransientError` (database unavailable, pool timeout) is retried;
-        any other error propagates for the agent to dead-letter.
-        """
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                report = await self.write_batch(results, rejections, validated)
-            except TransientError as error:
-                if not error.retryable:
-                    raise
-                if attempt == 1 and self._hooks.database_up is not None:
-                    self._hooks.database_up(False)
-                delay = self.retry_delay(attempt)
-                if self._hooks.backpressure is not None:
-                    self._hooks.backpressure(delay)
-                await self._sleep(delay)
-                continue
-            if attempt > 1 and self._hooks.database_up is not None:
-                self._hooks.database_up(True)
-            return WriteReport(
-                results_received=report.results_received,
-                results_inserted=report.results_inserted,
-                lifecycle_received=report.lifecycle_received,
-                lifecycle_inserted=report.lifecycle_inserted,
-                seconds=report.seconds,
-                attempts=attempt,
-            )

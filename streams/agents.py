@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import faust
 
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, StageHandler, StageObserver, process_batch
 
 T = TypeVar("T")

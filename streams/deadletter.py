@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.audit import ApiAction, ApiActionKind
+from schemas.correlation import CorrelationId, with_correlation_header
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
 from schemas.errors import ErrorCode, RadstreamError
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, DeadLetterHeader, Stage, utc_now
-from streams.audit.records import safe_token
+from schemas.events import DeadLetter, DeadLetterHeader, Stage, utc_now
 
 _MAX_REASON = 500
-_MAX_CORRELATION_ID = 64
 
 ReplayRecord = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -79,10 +78,15 @@ def build_dead_letter(
     key: bytes | None,
     value: bytes,
     headers: Sequence[tuple[str, bytes]],
-    correlation_id: str | None,
+    correlation_id: CorrelationId,
     event_id: uuid.UUID | str | None,
 ) -> DeadLetter:
-    """The dead letter for a message ``stage`` could not process."""
+    """The dead letter for a message ``stage`` could not process.
+
+    The original headers are kept except the correlation header, which holds
+    ``correlation_id`` (the id the stage used): a refused original, possibly a patient's name,
+    is not kept in the dead letter either.
+    """
     code, reason = error_code_and_reason(error)
     return DeadLetter(
         stage=stage,
@@ -96,8 +100,11 @@ def build_dead_letter(
         source_offset=offset,
         key_b64=None if key is None else _b64(key),
         value_b64=_b64(value),
-        headers=tuple(DeadLetterHeader(key=k, value_b64=_b64(v)) for k, v in headers),
-        correlation_id=None if correlation_id is None else correlation_id[:_MAX_CORRELATION_ID],
+        headers=tuple(
+            DeadLetterHeader(key=k, value_b64=_b64(v))
+            for k, v in with_correlation_header(headers, correlation_id)
+        ),
+        correlation_id=correlation_id,
         event_id=_as_uuid(event_id),
     )
 
@@ -105,8 +112,9 @@ def build_dead_letter(
 def replay_record(dead_letter: DeadLetter) -> ReplayRecord:
     """(topic, key, value, headers) that republish the original message unchanged.
 
-    The original correlation id travels along: when the original headers lacked it, the dead
-    letter's correlation id is added, so the replayed work joins the same trace.
+    Except its correlation header: the replay carries the dead letter's correlation id
+    (:meth:`~schemas.events.DeadLetter.effective_correlation_id`), so the replayed work joins
+    the same trace and a refused original kept by an older release is not republished.
 
     Raises:
         ValueError: the dead letter's base64 fields are corrupt.
@@ -117,10 +125,7 @@ def replay_record(dead_letter: DeadLetter) -> ReplayRecord:
         headers = [(h.key, _unb64(h.value_b64)) for h in dead_letter.headers]
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError("dead letter holds invalid base64") from exc
-    if dead_letter.correlation_id is not None and not any(
-        k == CORRELATION_ID_HEADER for k, _ in headers
-    ):
-        headers.append((CORRELATION_ID_HEADER, dead_letter.correlation_id.encode()))
+    headers = with_correlation_header(headers, dead_letter.effective_correlation_id())
     return dead_letter.source_topic, key, value, headers
 
 
@@ -347,11 +352,10 @@ def dlq_action(
 ) -> ApiAction:
     """The audit action for one dead letter replayed or purged (or refused) by ``actor``.
 
-    It carries the dead letter's event id and original correlation id, so the audit trail joins
-    the replay to the message's whole history. A refusal is recorded as a 409 failure.
+    It carries the dead letter's event id and correlation id, so the audit trail joins the
+    replay to the message's whole history. A refusal is recorded as a 409 failure.
     """
     letter = entry.dead_letter
-    correlation = safe_token(letter.correlation_id) or f"dlq-{letter.dead_letter_id.hex}"
     return ApiAction(
         action=kind,
         occurred_at=at or utc_now(),
@@ -361,6 +365,6 @@ def dlq_action(
         http_status=409 if refused else 200,
         route=DLQ_ROUTES[kind],
         event_id=letter.event_id,
-        correlation_id=correlation,
+        correlation_id=letter.effective_correlation_id(),
         error_code=ErrorCode.DEAD_LETTER_ALREADY_REPLAYED if refused else None,
     )

@@ -22,27 +22,29 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from observability.logging import (
+from observability.logging import message_context
+from schemas.correlation import (
+    CorrelationId,
     correlation_id_from_headers,
-    message_context,
+    derived_correlation_id,
     new_correlation_id,
+    with_correlation_header,
 )
-from schemas.errors import ErrorCode, RadstreamError, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage, utc_now
-from streams.kafka_io import Headers, Outgoing
+from schemas.errors import ErrorCode, error_for
+from schemas.events import DeadLetter, Stage, utc_now
+from streams.kafka import Headers, Outgoing
+from streams.retry import FailureRecord, RetryPolicy, run_with_retries
 from streams.topics import TopicKey
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 log = structlog.get_logger("radstream.pipeline")
-_CORRELATION_NAMESPACE = uuid.UUID("5f0c8a56-6c1e-4c8e-9a39-2b7f3d1e0c42")
 
 OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.IMAGES_VALIDATED: "validated",
@@ -73,34 +75,22 @@ class Incoming:
         return None
 
     @property
-    def correlation_id(self) -> str:
-        """The propagated correlation id; a fresh one when the producer sent none or junk.
+    def correlation_id(self) -> CorrelationId:
+        """The propagated correlation id: the producer's when the rule accepts it, else derived.
 
-        Only a plain id (letters, digits, ``._:-``, at most 64) is kept: correlation ids are
-        logged and published unmasked, so one that could be free text (a patient's name) is
-        replaced rather than carried into every log line and topic. The replacement is derived
-        from the message's position, so every outcome (and every redelivery) of one message
-        shares it.
+        Correlation ids are logged and published unmasked, so a header that is not a UUID or a
+        hex digest (it could be a patient's name or record number) is replaced, never copied
+        (``schemas/correlation.py``). The replacement is derived from the message's position,
+        so every outcome and every redelivery of one message share it, and so does the audit
+        agent's record of the same message.
         """
-        checked = correlation_id_from_headers(self.headers)
-        if checked == self.header(CORRELATION_ID_HEADER):
-            return checked
-        return uuid.uuid5(
-            _CORRELATION_NAMESPACE, f"{self.topic}:{self.partition}:{self.offset}"
-        ).hex
+        return correlation_id_from_headers(self.headers) or derived_correlation_id(
+            self.topic, self.partition, self.offset
+        )
 
     def out_headers(self) -> Headers:
         """Headers for every message produced from this one (carry the correlation id)."""
-        return ((CORRELATION_ID_HEADER, self.correlation_id.encode()),)
-
-
-@dataclass(slots=True)
-class FailureClock:
-    """When a message first and last failed, for its dead letter."""
-
-    first: datetime = field(default_factory=utc_now)
-    last: datetime = field(default_factory=utc_now)
-    attempts: int = 1
+        return tuple(with_correlation_header((), self.correlation_id))
 
 
 class StageHandler(Protocol):
@@ -141,19 +131,22 @@ def dead_letter_for(
     stage: Stage,
     error: Exception,
     *,
-    clock: FailureClock | None = None,
+    failures: FailureRecord | None = None,
     event_id: uuid.UUID | None = None,
 ) -> Outgoing:
-    """A dead letter keeping ``message`` whole, with a reason safe to publish."""
+    """A dead letter keeping ``message`` whole, with a reason safe to publish.
+
+    ``failures`` says how often and when the work on it failed; without one it failed once, now.
+    """
     from streams.deadletter import build_dead_letter  # noqa: PLC0415 - keeps this module light
 
-    clock = clock or FailureClock()
+    attempts, first, last = (failures or FailureRecord()).span(utc_now())
     letter: DeadLetter = build_dead_letter(
         stage=stage,
         error=error,
-        attempts=clock.attempts,
-        first_failure_at=clock.first,
-        last_failure_at=clock.last,
+        attempts=attempts,
+        first_failure_at=first,
+        last_failure_at=last,
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
@@ -187,33 +180,32 @@ def parse_event(message: Incoming, model: type[ModelT]) -> ModelT:
         raise error_for(code, reason) from exc
 
 
+# Delivery waits out a broker outage (backpressure): every delay capped, no attempt limit.
+DELIVERY_RETRY = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=10.0, jitter=0.2)
+
+
 async def deliver_until_done(
     deliver: Callable[[Sequence[Outgoing]], Awaitable[None]],
     messages: Sequence[Outgoing],
     *,
     on_retry: Callable[[], None],
-    initial_seconds: float = 0.2,
-    max_seconds: float = 10.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    policy: RetryPolicy = DELIVERY_RETRY,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
-    """Deliver ``messages``, retrying transient broker failures with capped backoff, forever.
+    """Deliver ``messages``, retrying transient broker failures per ``policy``.
 
     The consumed batch is acknowledged only after this returns, so blocking here is the
-    backpressure that keeps a broker outage from losing anything. Idempotent producing keeps
+    backpressure that keeps a broker outage from losing anything; with the default policy it
+    blocks until the broker is back (each wait capped at 10 s). Idempotent producing keeps
     retries from duplicating what was already written.
+
+    Raises:
+        RetriesExhaustedError: only with a policy that bounds attempts or time.
+        RadstreamError: a delivery error that retrying cannot fix.
     """
-    delay = initial_seconds
-    while True:
-        try:
-            await deliver(messages)
-        except RadstreamError as exc:
-            if not exc.retryable:
-                raise
-            on_retry()
-            await sleep(delay)
-            delay = min(delay * 2, max_seconds)
-        else:
-            return
+    await run_with_retries(
+        lambda: deliver(messages), policy, sleep=sleep, on_retry=lambda *_: on_retry()
+    )
 
 
 async def process_batch(
@@ -262,19 +254,16 @@ def log_outcomes(stage: Stage, batch: Sequence[Incoming], outgoing: Sequence[Out
     for message in batch:
         sources.setdefault(message.correlation_id, message)
     for out in outgoing:
-        correlation_id = next(
-            (v.decode("utf-8", "replace") for k, v in out.headers if k == CORRELATION_ID_HEADER),
-            None,
-        )
+        correlation_id = correlation_id_from_headers(out.headers) or new_correlation_id()
         value = out.value
-        source = sources.get(correlation_id or "")
+        source = sources.get(correlation_id)
         position: tuple[str | None, int | None, int | None] = (None, None, None)
         if isinstance(value, DeadLetter):
             position = (value.source_topic, value.source_partition, value.source_offset)
         elif source is not None:
             position = (source.topic, source.partition, source.offset)
         with message_context(
-            correlation_id or new_correlation_id(),
+            correlation_id,
             event_id=getattr(value, "event_id", None),
             stage=stage,
             topic=position[0],

@@ -21,6 +21,7 @@ import pytest
 import structlog
 
 from schemas.settings import DEFAULT_DATABASE_URL
+from streams.kafka import KafkaClientConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _MARK_BY_FOLDER = {
@@ -95,6 +96,12 @@ def kafka_bootstrap() -> str:
     if not _reachable(host, int(port)):
         pytest.fail(f"Kafka is not reachable at {bootstrap}: run `make services-up` first")
     return bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_bootstrap: str) -> KafkaClientConfig:
+    """The Kafka layer's connection to the real broker."""
+    return KafkaClientConfig(kafka_bootstrap, client_id="radstream-test")
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,9 @@ from schemas.api import (
     UploadFields,
 )
 from schemas.audit import ApiActionKind
+from schemas.correlation import with_correlation_header
 from schemas.errors import ErrorCode, InputValidationError, RadstreamError
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.events import ImageArrived
 from streams.topics import TopicKey
 
 router = APIRouter(tags=["submissions"])
@@ -58,7 +59,7 @@ async def publish_arrival(context: GatewayContext, request: Request, event: Imag
         TopicKey.IMAGES_ARRIVED,
         event.message_key(),
         event,
-        [(CORRELATION_ID_HEADER, correlation_id_of(request.scope).encode())],
+        with_correlation_header((), correlation_id_of(request.scope)),
     )
 
 

@@ -4,6 +4,11 @@ Only codes, ids, UIDs and pseudonyms are copied. Free text an event carries (``r
 ``detail``, ``image_uri``, ``decision``, dead-letter payloads) is never copied, because it could
 hold patient data; a failure is described by its :class:`~schemas.errors.ErrorCode` value.
 
+Correlation ids follow their owner's rule (``schemas/correlation.py``): a supplied id is kept
+only in canonical form, and a refused one is replaced by the id derived from the message's
+position, the same one the stage processing that message uses, so the trail and the pipeline
+still join.
+
 Drafts are deterministic functions of the event and its source coordinates (the event's own
 timestamp is the record time), so auditing a redelivered event yields the same draft.
 """
@@ -28,6 +33,7 @@ from schemas.audit import (
     AuditOutcome,
     AuditSource,
 )
+from schemas.correlation import CorrelationId, accept_correlation_id, derived_correlation_id
 from schemas.errors import ErrorCode
 from schemas.events import (
     DeadLetter,
@@ -86,8 +92,9 @@ def service_actor(stage: Stage) -> AuditActor:
 def safe_token(value: str | None) -> str | None:
     """``value`` if it is a short opaque token, else a SHA-256 stand-in (never the text itself).
 
-    Correlation ids come from routers and clients; one that is not a plain token might carry
-    text, so it is replaced by ``sha256:<16 hex>`` that still joins records of one request.
+    Only for model names and versions, which come from radstream's model registry. Correlation
+    ids never come here (:func:`_correlation`): a plain hash of a guessable value such as a
+    record number is reversed by hashing every candidate.
     """
     if value is None or value == "":
         return None
@@ -105,6 +112,16 @@ def _model_parts(model_id: str | None) -> tuple[str | None, str | None]:
     return safe_token(name), safe_token(version)
 
 
+def _correlation(source: AuditSource, supplied: str | None) -> CorrelationId:
+    """The supplied id when the rule accepts it, else the one derived from the message position.
+
+    The stage that consumed the same message derives the same id (``Incoming.correlation_id``).
+    """
+    return accept_correlation_id(supplied) or derived_correlation_id(
+        source.topic, source.partition, source.offset
+    )
+
+
 def draft_for_event(
     event: SourceEvent, source: AuditSource, *, correlation_id: str | None = None
 ) -> AuditDraft:
@@ -113,7 +130,9 @@ def draft_for_event(
     Args:
         event: the decoded pipeline event or API action.
         source: the topic, partition and offset it was read from.
-        correlation_id: the message's ``correlation_id`` header, used when the event has none.
+        correlation_id: the message's ``correlation_id`` header, for events without a
+            correlation id field (a refused or missing one is replaced, see
+            :func:`_correlation`).
     """
     if isinstance(event, ApiAction):
         return _api_draft(event, source)
@@ -124,8 +143,8 @@ def draft_for_event(
     if isinstance(event, ImageRejected):
         return _rejected_draft(event, source, correlation_id)
     if isinstance(event, InferenceCompleted):
-        return _completed_draft(event, source, correlation_id)
-    return _dead_letter_draft(event, source, correlation_id)
+        return _completed_draft(event, source)
+    return _dead_letter_draft(event, source)
 
 
 def _arrived_draft(event: ImageArrived, source: AuditSource, corr: str | None) -> AuditDraft:
@@ -141,7 +160,7 @@ def _arrived_draft(event: ImageArrived, source: AuditSource, corr: str | None) -
             series_instance_uid=event.series_instance_uid,
             study_instance_uid=event.study_instance_uid,
         ),
-        correlation_id=safe_token(corr),
+        correlation_id=_correlation(source, corr),
         source=source,
     )
 
@@ -159,7 +178,7 @@ def _validated_draft(event: ImageValidated, source: AuditSource, corr: str | Non
             series_instance_uid=event.series_instance_uid,
             study_instance_uid=event.study_instance_uid,
         ),
-        correlation_id=safe_token(corr),
+        correlation_id=_correlation(source, corr),
         source=source,
     )
 
@@ -182,14 +201,12 @@ def _rejected_draft(event: ImageRejected, source: AuditSource, corr: str | None)
             model_name=name,
             model_version=version,
         ),
-        correlation_id=safe_token(corr),
+        correlation_id=_correlation(source, corr),
         source=source,
     )
 
 
-def _completed_draft(
-    event: InferenceCompleted, source: AuditSource, corr: str | None
-) -> AuditDraft:
+def _completed_draft(event: InferenceCompleted, source: AuditSource) -> AuditDraft:
     return AuditDraft(
         event_type=AuditEventType.INFERENCE_COMPLETED,
         action=AuditAction.CREATE,
@@ -205,12 +222,12 @@ def _completed_draft(
             model_name=safe_token(event.model.name),
             model_version=safe_token(event.model.version),
         ),
-        correlation_id=safe_token(event.correlation_id or corr),
+        correlation_id=event.effective_correlation_id(),
         source=source,
     )
 
 
-def _dead_letter_draft(event: DeadLetter, source: AuditSource, corr: str | None) -> AuditDraft:
+def _dead_letter_draft(event: DeadLetter, source: AuditSource) -> AuditDraft:
     # A dead letter leaves the image unprocessed until someone replays it: "major" failure.
     return AuditDraft(
         event_type=AuditEventType.DEAD_LETTERED,
@@ -220,7 +237,7 @@ def _dead_letter_draft(event: DeadLetter, source: AuditSource, corr: str | None)
         outcome_description=event.error_code.value,
         actor=service_actor(event.stage),
         object=AuditObject(event_id=event.event_id, dead_letter_id=event.dead_letter_id),
-        correlation_id=safe_token(event.correlation_id or corr),
+        correlation_id=event.effective_correlation_id(),
         source=source,
     )
 
@@ -247,7 +264,7 @@ def _api_draft(event: ApiAction, source: AuditSource) -> AuditDraft:
             network_address=event.network_address,
         ),
         object=AuditObject(event_id=event.event_id, result_id=event.result_id),
-        correlation_id=event.correlation_id,
+        correlation_id=_correlation(source, event.correlation_id),
         source=source,
     )
 
@@ -286,7 +303,7 @@ def draft_for_undecodable(
         outcome_description=code.value,
         actor=AuditActor(user_id=UNKNOWN_ACTOR, is_requester=False),
         object=AuditObject(),
-        correlation_id=safe_token(correlation_id),
+        correlation_id=_correlation(source, correlation_id),
         source=source,
     )
 

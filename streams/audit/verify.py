@@ -36,7 +36,7 @@ cannot be proven complete: a cut there is undetectable, which is why checkpoints
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -305,4 +305,22 @@ def merge_reports(reports: Sequence[VerificationReport]) -> VerificationReport:
         records_checked=sum(r.records_checked for r in reports),
         checkpoints_checked=sum(r.checkpoints_checked for r in reports),
         chains=len(reports),
+    )
+
+
+def verify_chains(
+    chains: Mapping[int, Sequence[AuditRecord | UnreadableRecord]],
+    checkpoints: Iterable[AuditCheckpoint],
+    public_key: Ed25519PublicKey,
+) -> VerificationReport:
+    """Verify every stored chain (and every chain a checkpoint names) as one report.
+
+    A chain a checkpoint vouches for but the store lacks entirely is verified as empty, so a
+    store cut to nothing is reported as truncated. Checkpoints found twice (in the checkpoint
+    file and on the topic) count once.
+    """
+    unique = list({cp.model_dump_json(): cp for cp in checkpoints}.values())
+    partitions = sorted(set(chains) | {cp.chain_partition for cp in unique})
+    return merge_reports(
+        [verify_chain(chains.get(p, ()), unique, public_key, chain_partition=p) for p in partitions]
     )

@@ -1,18 +1,14 @@
-"""Helpers the stage handlers share: reading image bytes with retries, dead letters with counts."""
+"""Helpers the stage handlers share: reading image bytes with retries, decoding off the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from schemas.events import Stage
-from streams.kafka_io import Outgoing
-from streams.pipeline import FailureClock, Incoming, dead_letter_for
 from streams.retry import FailureRecord, RetryPolicy, run_with_retries
 from streams.validation import read_image_bytes, resolve_image_uri
 
@@ -63,17 +59,3 @@ class ImageReader:
             sleep=self._sleep,
             record=record,
         )
-
-
-def exhausted_dead_letter(
-    message: Incoming,
-    stage: Stage,
-    error: Exception,
-    record: FailureRecord,
-    event_id: uuid.UUID | None,
-) -> Outgoing:
-    """A dead letter that remembers how often and when the message failed."""
-    clock = FailureClock()
-    if record.first_failure_at is not None and record.last_failure_at is not None:
-        clock = FailureClock(record.first_failure_at, record.last_failure_at, record.attempts)
-    return dead_letter_for(message, stage, error, clock=clock, event_id=event_id)

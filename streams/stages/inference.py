@@ -21,10 +21,10 @@ from schemas.settings import ValidationSettings
 from streams.inference.batching import InferenceOutcome, InferenceRequest, infer_batch
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
-from streams.stages.common import ImageReader, exhausted_dead_letter, run_decoder
+from streams.stages.common import ImageReader, run_decoder
 from streams.topics import TopicKey
 from streams.validation import decode_pixels
 
@@ -100,7 +100,9 @@ class InferenceStage:
         try:
             data = await self._reader.read(event.image_uri, record)
         except RetriesExhaustedError as exc:
-            return exhausted_dead_letter(message, self.stage, exc, record, event.event_id)
+            return dead_letter_for(
+                message, self.stage, exc, failures=record, event_id=event.event_id
+            )
         except RadstreamError as exc:
             return self._rejected(message, event, exc, None)
         if hashlib.sha256(data).hexdigest() != event.sha256:

@@ -1,36 +1,30 @@
 """The results sink stage: store results and lifecycle steps in PostgreSQL, exactly once.
 
-Consumes ``inference.results``, ``images.validated`` and ``images.rejected``. The batch is
-written in one transaction through a :class:`ResultsWriter` (``sinks.results_sink``), which
-retries while PostgreSQL is unavailable; until it returns, the batch is not acknowledged, so the
-stage stops consuming (backpressure) and resumes where it stopped. Redelivered events are
-absorbed by the database's natural keys.
+Consumes ``inference.results``, ``images.validated`` and ``images.rejected``. The stage is the
+runtime of a :class:`~streams.batching_sink.BatchingSink` (``sinks.results_sink``): it adds the
+batch's events and flushes them in one transaction, waiting out database outages
+(:func:`~streams.batching_sink.flush_until_committed`); until that returns, the batch is not
+acknowledged, so the stage stops consuming (backpressure) and resumes where it stopped.
+Redelivered events are absorbed by the database's natural keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
-
-from pydantic import BaseModel
+from typing import Any
 
 from schemas.errors import RadstreamError
-from schemas.events import ImageRejected, ImageValidated, InferenceCompleted, Stage
-from streams.kafka_io import Outgoing
+from schemas.events import (
+    ImageRejected,
+    ImageValidated,
+    InferenceCompleted,
+    Stage,
+    StorableEvent,
+)
+from streams.batching_sink import BatchingSink, flush_until_committed
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.topics import TopicKey, TopicNames
-
-
-class ResultsWriter(Protocol):
-    """What the stage needs of the PostgreSQL sink."""
-
-    async def write_batch_with_backoff(
-        self,
-        results: Sequence[InferenceCompleted],
-        rejections: Sequence[ImageRejected] = (),
-        validated: Sequence[ImageValidated] = (),
-    ) -> Any:
-        """Write one batch in one transaction, waiting out database outages."""
 
 
 class ResultsStage:
@@ -40,14 +34,14 @@ class ResultsStage:
 
     def __init__(
         self,
-        writer: ResultsWriter,
+        sink: BatchingSink[StorableEvent, Any],
         topics: TopicNames,
         *,
         on_stored: Callable[[InferenceCompleted], None] | None = None,
         on_write_error: Callable[[BaseException], None] | None = None,
     ) -> None:
-        self._writer = writer
-        self._models: dict[str, type[BaseModel]] = {
+        self._sink = sink
+        self._models: dict[str, type[StorableEvent]] = {
             topics[TopicKey.INFERENCE_RESULTS]: InferenceCompleted,
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
             topics[TopicKey.IMAGES_VALIDATED]: ImageValidated,
@@ -57,7 +51,7 @@ class ResultsStage:
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Store the batch; return dead letters for unparseable or unstorable messages."""
-        parsed: list[tuple[Incoming, BaseModel]] = []
+        parsed: list[tuple[Incoming, StorableEvent]] = []
         out: list[Outgoing] = []
         for message in batch:
             model = self._models.get(message.topic)
@@ -82,13 +76,15 @@ class ResultsStage:
                     out.append(dead_letter_for(message, self.stage, single))
         return out
 
-    async def _write(self, events: Sequence[BaseModel]) -> None:
-        results = [e for e in events if isinstance(e, InferenceCompleted)]
-        await self._writer.write_batch_with_backoff(
-            results,
-            [e for e in events if isinstance(e, ImageRejected)],
-            [e for e in events if isinstance(e, ImageValidated)],
-        )
+    async def _write(self, events: Sequence[StorableEvent]) -> None:
+        self._sink.clear()
+        for event in events:
+            self._sink.add(event)
+        try:
+            await flush_until_committed(self._sink)
+        finally:
+            self._sink.clear()
         if self._on_stored is not None:
-            for result in results:
-                self._on_stored(result)
+            for event in events:
+                if isinstance(event, InferenceCompleted):
+                    self._on_stored(event)

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from schemas.errors import ErrorCode, RadstreamError
 from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
 from schemas.settings import ValidationSettings
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
-from streams.stages.common import ImageReader, exhausted_dead_letter, run_decoder
+from streams.stages.common import ImageReader, run_decoder
 from streams.topics import TopicKey
 from streams.validation import ClinicalRules, ValidationAccepted, validate_image
 
@@ -68,7 +68,9 @@ class ValidationStage:
         try:
             data = await self._reader.read(event.image_uri, record)
         except RetriesExhaustedError as exc:
-            return exhausted_dead_letter(message, self.stage, exc, record, event.event_id)
+            return dead_letter_for(
+                message, self.stage, exc, failures=record, event_id=event.event_id
+            )
         except RadstreamError as exc:
             return self._rejected(message, event, exc.code, exc.reason, retryable=exc.retryable)
         # Decoding is CPU-bound: off the loop, so heartbeats and other partitions keep going.

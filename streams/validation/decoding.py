@@ -213,9 +213,15 @@ def _dicom_header(data: bytes, detected: DetectedFormat, max_inflated: int) -> I
     )
 
 
+def _syntax_uid(transfer_syntax: str) -> UID:
+    """``UID(transfer_syntax)`` with pydicom's invalid-value warning (which quotes it) silenced."""
+    with library_warnings_guarded():
+        return UID(transfer_syntax)
+
+
 def _is_compressed(transfer_syntax: str) -> bool:
     """Whether pixel data expands on decoding; unknown syntaxes count as compressed."""
-    uid = UID(transfer_syntax)
+    uid = _syntax_uid(transfer_syntax)
     if not uid.is_transfer_syntax:
         return True
     return bool(uid.is_encapsulated or uid.is_deflated)
@@ -408,9 +414,10 @@ def check_pixel_format(header: ImageHeader) -> None:
 
 
 def _check_transfer_syntax(transfer_syntax: str) -> None:
-    uid = UID(transfer_syntax)
+    uid = _syntax_uid(transfer_syntax)
     try:
-        decoder = get_decoder(uid)
+        with library_warnings_guarded():  # get_decoder makes a UID of its own
+            decoder = get_decoder(uid)
     except NotImplementedError:
         decoder = None
     if decoder is None or not decoder.is_available:
@@ -469,7 +476,7 @@ def load_pixels(data: bytes, header: ImageHeader) -> PixelSource:
     pixel_bytes = element_value(dataset, "PixelData")
     if not isinstance(pixel_bytes, bytes) or not pixel_bytes:
         raise fail(ErrorCode.PIXEL_DATA_MISSING, "PixelData element is empty")
-    if UID(str(header.transfer_syntax_uid)).is_encapsulated:
+    if _syntax_uid(str(header.transfer_syntax_uid)).is_encapsulated:
         _check_codestreams(pixel_bytes, header)
     else:
         expected = expected_pixel_bytes(header)
@@ -541,7 +548,7 @@ def check_stored_values(source: PixelSource) -> None:
     if header.format is not ImageFormat.DICOM or source.dataset is None:
         return
     allocated, stored = header.bits_allocated or 8, header.bits_stored or 8
-    if UID(str(header.transfer_syntax_uid)).is_encapsulated or allocated in (1, stored):
+    if _syntax_uid(str(header.transfer_syntax_uid)).is_encapsulated or allocated in (1, stored):
         return
     order = ">" if header.transfer_syntax_uid == RawDicomEncoding.EXPLICIT_BIG.value else "<"
     pixel_bytes = element_value(source.dataset, "PixelData")

@@ -11,10 +11,22 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import BaseModel
 
 from schemas.audit import AuditCheckpoint, AuditRecord
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.settings import SinkSettings
+from sinks.database import Database
+from sinks.repositories import AuditLogRepository
 from streams.audit.checkpoints import CheckpointPolicy
-from streams.audit_agent import AuditAgent
-from streams.audit_topic import CHECKPOINT, RECORD, RECORD_TYPE_HEADER, chain_key
+from streams.audit.io import (
+    CHECKPOINT,
+    RECORD,
+    RECORD_TYPE_HEADER,
+    AuditAgent,
+    AuditTableSink,
+    AuditTableWriter,
+    chain_key,
+)
+from streams.batching_sink import Backpressure
+from streams.kafka import KafkaClientConfig
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
 from tests.unit.audit.factories import api_action, arrived, completed, rejected, validated
 
@@ -47,12 +59,25 @@ async def create_topics(bootstrap: str, prefix: str | None, *, extra: tuple[str,
 def make_agent(bootstrap: str, prefix: str, tmp_path: Path, *, every: int = 5) -> AuditAgent:
     """An agent on ``prefix`` with its key and checkpoint file under ``tmp_path``."""
     return AuditAgent(
-        bootstrap=bootstrap,
+        kafka=KafkaClientConfig(bootstrap, client_id="radstream-test"),
         prefix=prefix,
         group_id=f"{prefix}audit",
         signing_key_path=tmp_path / "audit-key.pem",
         checkpoint_file=tmp_path / "checkpoints.jsonl",
         policy=CheckpointPolicy(every_records=every, every_seconds=3600),
+    )
+
+
+def make_table_writer(
+    bootstrap: str, prefix: str, database: Database, *, group_id: str | None = None
+) -> AuditTableWriter:
+    """A writer copying ``prefix``'s audit topic into ``database``'s ``audit_log``."""
+    repository = AuditLogRepository(database.sessions)
+    return AuditTableWriter(
+        kafka=KafkaClientConfig(bootstrap, client_id="radstream-test"),
+        prefix=prefix,
+        group_id=group_id or f"{prefix}sink",
+        sink=AuditTableSink(repository, Backpressure.from_settings(SinkSettings())),
     )
 
 
@@ -131,6 +156,11 @@ class AuditedLog:
         self.checkpoint_file = directory / "checkpoints.jsonl"
 
     @property
+    def kafka(self) -> KafkaClientConfig:
+        """The Kafka layer's connection to the broker the log is on."""
+        return KafkaClientConfig(self.bootstrap, client_id="radstream-test")
+
+    @property
     def topic(self) -> str:
         """The agent's audit topic."""
         return TopicNames(self.prefix).audit
@@ -150,14 +180,15 @@ async def produce_audited_log(
 ) -> AuditedLog:
     """Run the real agent over ``images`` images' events and read back what it wrote."""
     from streams.audit.files import read_checkpoints  # noqa: PLC0415 - keep helpers light
-    from streams.audit_topic import read_audit_topic  # noqa: PLC0415
+    from streams.audit.io import read_audit_topic  # noqa: PLC0415
+    from streams.kafka.loop import run_until_idle  # noqa: PLC0415
 
     await create_topics(bootstrap, prefix)
     await publish(bootstrap, prefix, pipeline_events(images))
     agent = make_agent(bootstrap, prefix, directory, every=every)
     # Idle after 0.5 s: all events were published before the agent started.
-    await agent.run_until_idle(idle_seconds=0.5)
-    content = (await read_audit_topic(bootstrap, TopicNames(prefix).audit))[0]
+    await run_until_idle(agent, idle_seconds=0.5)
+    content = (await read_audit_topic(agent.kafka, TopicNames(prefix).audit))[0]
     records = [r for r in content.records if isinstance(r, AuditRecord)]
     return AuditedLog(
         bootstrap, prefix, directory, records, read_checkpoints(directory / "checkpoints.jsonl")

@@ -22,8 +22,8 @@ import app
 from gateway.tokens import issue_token
 from schemas.audit import AuditRecord
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
-from streams.audit_topic import read_audit_topic
-from streams.topic_admin import ensure_topics
+from streams.audit.io import read_audit_topic
+from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
 
 # Bounded waits: on this machine the pipeline stores a result within a few seconds.
@@ -54,7 +54,7 @@ def api_settings(
 @pytest.fixture
 async def running(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Worker with every stage in the background, API client in front."""
-    await ensure_topics(api_settings.kafka_bootstrap, api_settings.topic_prefix)
+    await ensure_topics(KafkaClientConfig.from_settings(api_settings), api_settings.topic_prefix)
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
         app.run_worker(api_settings, app.ALL_STAGES, stop, started=started, serve_http=False)
@@ -139,7 +139,7 @@ async def test_submit_read_verify_and_audit(
     seen: set[str] = set()
     topic = TopicNames(api_settings.topic_prefix).audit
     for _ in range(RESULT_TIMEOUT_SECONDS):
-        content = await read_audit_topic(api_settings.kafka_bootstrap, topic)
+        content = await read_audit_topic(KafkaClientConfig.from_settings(api_settings), topic)
         seen = {
             str(r.event_type)
             for part in content.values()

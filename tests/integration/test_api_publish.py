@@ -14,10 +14,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.app import create_app
-from gateway.audit_publisher import TopicApiAuditPublisher
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import ImageArrived
-from streams.kafka_io import KafkaPublisher
+from streams.audit.io import TopicApiAuditPublisher
+from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.topics import TopicKey, TopicNames
 from tests.unit.gateway.fakes import (
     FakeLifecycle,
@@ -29,6 +29,7 @@ from tests.unit.gateway.fakes import (
 
 # Generous but bounded: a cold broker may need a few seconds to elect leaders of new topics.
 RECEIVE_TIMEOUT_SECONDS = 30.0
+CORR_1, CORR_2 = "d1" * 16, "d2" * 16
 
 
 async def _create_topics(bootstrap: str, names: list[str]) -> None:
@@ -72,7 +73,7 @@ async def wired(
         update={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}
     )
     token = make_token(settings, sub="svc-int", roles=["service"])
-    async with KafkaPublisher(kafka_bootstrap, topics) as publisher:
+    async with KafkaPublisher(KafkaClientConfig(kafka_bootstrap), topics) as publisher:
         app = create_app(
             settings,
             publisher=publisher,
@@ -102,7 +103,7 @@ class TestApiPublish:
                 "image_uri": (root / "a.dcm").as_uri(),
                 "study_instance_uid": "1.2.840.99",
             },
-            headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": "int-corr-1"},
+            headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": CORR_1},
         )
         assert response.status_code == 202
         key, value, headers = await _first_message(kafka_bootstrap, topics.arrived)
@@ -111,7 +112,7 @@ class TestApiPublish:
             response.json()["event_id"],
             "svc-int",
             b"1.2.840.99",
-            [("correlation_id", b"int-corr-1")],
+            [("correlation_id", CORR_1.encode())],
         )
 
     async def test_audit_action_reaches_api_actions(
@@ -119,13 +120,13 @@ class TestApiPublish:
     ) -> None:
         """An auth failure is published on api.actions as an ApiAction."""
         client, _token, topics, _root = wired
-        await client.get("/models", headers={"X-Correlation-ID": "int-corr-2"})
+        await client.get("/models", headers={"X-Correlation-ID": CORR_2})
         key, value, _headers = await _first_message(kafka_bootstrap, topics.api_actions)
         action = json.loads(value)
         assert (key, action["action"], action["correlation_id"]) == (
             b"anonymous",
             "auth_failure",
-            "int-corr-2",
+            CORR_2,
         )
 
     async def test_readiness_reports_connected_producer(
@@ -142,7 +143,7 @@ class TestKafkaPublisherFailures:
 
     async def test_publish_before_start_is_broker_unavailable(self) -> None:
         """An unstarted publisher refuses with BROKER_UNAVAILABLE."""
-        publisher = KafkaPublisher("127.0.0.1:9092", TopicNames("x."))
+        publisher = KafkaPublisher(KafkaClientConfig("127.0.0.1:9092"), TopicNames("x."))
         event = ImageArrived(source="r1", image_uri="file:///srv/a.dcm")
         with pytest.raises(TransientError) as caught:
             await publisher.publish(TopicKey.IMAGES_ARRIVED, b"k", event, [])
@@ -150,11 +151,16 @@ class TestKafkaPublisherFailures:
 
     async def test_start_against_closed_port_is_broker_unavailable(self) -> None:
         """No broker listening: start raises BROKER_UNAVAILABLE (not a raw Kafka error)."""
-        publisher = KafkaPublisher("127.0.0.1:1", TopicNames(f"x{uuid.uuid4().hex}."))
+        publisher = KafkaPublisher(
+            KafkaClientConfig("127.0.0.1:1"), TopicNames(f"x{uuid.uuid4().hex}.")
+        )
         with pytest.raises(TransientError) as caught:
             await publisher.start()
         assert caught.value.code is ErrorCode.BROKER_UNAVAILABLE
 
     async def test_not_ready_before_start(self) -> None:
         """The readiness check is false until the producer is started."""
-        assert await KafkaPublisher("127.0.0.1:9092", TopicNames("x.")).ready() is False
+        assert (
+            await KafkaPublisher(KafkaClientConfig("127.0.0.1:9092"), TopicNames("x.")).ready()
+            is False
+        )

@@ -6,13 +6,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaError, ProducerFenced
 
 from schemas.audit import AuditRecord
+from schemas.errors import ErrorCode, TransientError
 from streams.audit.checkpoints import CheckpointPolicy
 from streams.audit.files import read_checkpoints
-from streams.audit_agent import AuditAgent
-from streams.audit_topic import read_audit_topic, verify_topic
+from streams.audit.io import AuditAgent, read_audit_topic, verify_topic
+from streams.kafka import KafkaClientConfig, KafkaProducer, RawMessage
+from streams.kafka.loop import run_until_idle, run_until_stopped
+from streams.retry import RetryPolicy
 from streams.topics import TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
 
@@ -21,7 +23,7 @@ from tests.integration.audit_support import create_topics, make_agent, pipeline_
 
 
 async def _records(bootstrap: str, prefix: str) -> list[AuditRecord]:
-    content = await read_audit_topic(bootstrap, TopicNames(prefix).audit)
+    content = await read_audit_topic(KafkaClientConfig(bootstrap), TopicNames(prefix).audit)
     return [r for r in content[0].records if isinstance(r, AuditRecord)]
 
 
@@ -33,14 +35,14 @@ async def _until_work_done(agent: AuditAgent) -> None:
 
 
 async def test_run_until_stopped_checkpoints_the_tail(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
-    """run() audits until the stop event, then leaves a checkpoint covering the last record."""
+    """Run until stopped, the agent leaves a checkpoint covering the last record."""
     await create_topics(kafka_bootstrap, topic_prefix)
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
     agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=100)
     stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
+    task = asyncio.create_task(run_until_stopped(agent, stop))
     async with asyncio.timeout(20):
         while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
             await asyncio.sleep(0.05)
@@ -50,7 +52,7 @@ async def test_run_until_stopped_checkpoints_the_tail(
 
 
 async def test_second_writer_fences_the_first(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """A second agent for the same chain fences the first, which can no longer write."""
     await create_topics(kafka_bootstrap, topic_prefix)
@@ -60,35 +62,42 @@ async def test_second_writer_fences_the_first(
     await second.start()
     try:
         await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
-        with pytest.raises(ProducerFenced):
+        with pytest.raises(TransientError) as fenced:
             await _until_work_done(first)
+        assert fenced.value.code is ErrorCode.BROKER_REQUEST_REFUSED
+        assert not fenced.value.retryable
     finally:
-        await first.stop(checkpoint=False)
-        await second.stop(checkpoint=False)
+        await first.stop(clean=False)
+        await second.stop(clean=False)
     assert await _records(kafka_bootstrap, topic_prefix) == []
 
 
 async def test_failed_transaction_is_redone_not_skipped(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str,
+    kafka: KafkaClientConfig,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A batch whose transaction fails is audited again: every event once, chain intact."""
     await create_topics(kafka_bootstrap, topic_prefix)
     events = pipeline_events(3)
     await publish(kafka_bootstrap, topic_prefix, events)
     agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
-    send = AuditAgent._send_record
+    send_all = KafkaProducer.send_all
     calls = {"n": 0}
 
-    async def flaky(self: AuditAgent, *args: object) -> object:
+    async def flaky(self: KafkaProducer, messages: list[RawMessage]) -> None:
         calls["n"] += 1
-        if calls["n"] == 3:  # the third record of the first batch: mid-transaction
-            raise KafkaError("injected broker failure")
-        return await send(self, *args)  # type: ignore[arg-type]
+        if calls["n"] == 1:  # the first batch: two records sent, then the broker fails
+            await send_all(self, messages[:2])
+            raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "injected broker failure")
+        await send_all(self, messages)
 
-    monkeypatch.setattr(AuditAgent, "_send_record", flaky)
+    monkeypatch.setattr(KafkaProducer, "send_all", flaky)
     await agent.start()
     try:
-        with pytest.raises(KafkaError, match="injected"):
+        with pytest.raises(TransientError, match="injected"):
             await _until_work_done(agent)
         async with asyncio.timeout(20):
             while agent.records_written < len(events):
@@ -99,7 +108,7 @@ async def test_failed_transaction_is_redone_not_skipped(
     assert [r.sequence for r in records] == list(range(len(events)))
     assert len({(r.source.topic, r.source.partition, r.source.offset) for r in records}) == 12
     report = await verify_topic(
-        kafka_bootstrap,
+        kafka,
         agent.audit_topic,
         tmp_path / "checkpoints.jsonl",
         tmp_path / "audit-key.pem",
@@ -108,14 +117,14 @@ async def test_failed_transaction_is_redone_not_skipped(
 
 
 async def test_idle_agent_checkpoints_after_interval(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """With no new messages, a checkpoint is still taken once every_seconds has passed."""
     await create_topics(kafka_bootstrap, topic_prefix)
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
     now = {"t": 0.0}
     agent = AuditAgent(
-        bootstrap=kafka_bootstrap,
+        kafka=kafka,
         prefix=topic_prefix,
         group_id=f"{topic_prefix}audit",
         signing_key_path=tmp_path / "audit-key.pem",
@@ -137,9 +146,13 @@ async def test_idle_agent_checkpoints_after_interval(
 
 
 async def test_run_restarts_after_a_broker_error(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str,
+    kafka: KafkaClientConfig,
+    topic_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A broker error inside run() restarts the agent instead of ending it."""
+    """A broker error while running restarts the agent instead of ending it."""
     await create_topics(kafka_bootstrap, topic_prefix)
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
     agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
@@ -149,12 +162,13 @@ async def test_run_restarts_after_a_broker_error(
     async def failing_once(self: AuditAgent, timeout_ms: int = 500) -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise KafkaError("injected broker failure")
+            raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "injected broker failure")
         return await original(self, timeout_ms)
 
     monkeypatch.setattr(AuditAgent, "process_batch", failing_once)
     stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop, restart_delay=0))
+    restart = RetryPolicy.until_done(initial_seconds=0, max_seconds=0)
+    task = asyncio.create_task(run_until_stopped(agent, stop, restart=restart))
     async with asyncio.timeout(20):
         while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
             await asyncio.sleep(0.05)
@@ -164,12 +178,14 @@ async def test_run_restarts_after_a_broker_error(
 
 
 async def test_lost_checkpoint_file_entry_restored_from_topic(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """A checkpoint committed to the topic but lost from the file is copied back at start."""
     await create_topics(kafka_bootstrap, topic_prefix)
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
-    await make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=2).run_until_idle(0.5)
+    await run_until_idle(
+        make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=2), idle_seconds=0.5
+    )
     checkpoint_file = tmp_path / "checkpoints.jsonl"
     written = read_checkpoints(checkpoint_file)
     checkpoint_file.write_text(written[0].model_dump_json() + "\n")  # as if a crash lost the rest
@@ -180,7 +196,7 @@ async def test_lost_checkpoint_file_entry_restored_from_topic(
 
 
 async def test_messages_trickling_in_share_one_transaction(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """At low rates the agent gathers for batch_wait_seconds instead of one transaction each."""
     await create_topics(kafka_bootstrap, topic_prefix)

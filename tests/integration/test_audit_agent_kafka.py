@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from streams.audit.files import read_checkpoints
-from streams.audit_topic import read_audit_topic, trail_for_event, verify_topic
+from streams.audit.io import read_audit_topic, trail_for_event, verify_topic
+from streams.kafka import KafkaClientConfig
+from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
 
@@ -14,7 +16,7 @@ from tests.integration.audit_support import create_topics, make_agent, pipeline_
 
 
 async def test_audits_every_event_once_into_a_verified_chain(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Every source event becomes exactly one record; the chain and checkpoints verify."""
     await create_topics(kafka_bootstrap, topic_prefix)
@@ -22,51 +24,53 @@ async def test_audits_every_event_once_into_a_verified_chain(
     await publish(kafka_bootstrap, topic_prefix, events)
     agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=5)
 
-    assert await agent.run_until_idle() == len(events)
+    assert await run_until_idle(agent) == len(events)
 
     names = TopicNames(topic_prefix)
-    content = await read_audit_topic(kafka_bootstrap, names.audit)
+    content = await read_audit_topic(kafka, names.audit)
     records = content[0].records
     assert [r.sequence for r in records] == list(range(len(events)))  # type: ignore[union-attr]
     cps = read_checkpoints(tmp_path / "checkpoints.jsonl")
     assert [cp.sequence for cp in cps] == [4, 9, 14, 15]  # every 5, then the tail at stop
     report = await verify_topic(
-        kafka_bootstrap, names.audit, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
+        kafka, names.audit, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
     )
     assert report.ok, report.summary()
     assert report.records_checked == len(events)
 
 
 async def test_restart_continues_the_chain(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """A new agent resumes from the stored head: no duplicate of old events, no gap."""
     await create_topics(kafka_bootstrap, topic_prefix)
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
-    assert await make_agent(kafka_bootstrap, topic_prefix, tmp_path).run_until_idle() == 8
+    assert await run_until_idle(make_agent(kafka_bootstrap, topic_prefix, tmp_path)) == 8
 
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
     second = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
-    assert await second.run_until_idle() == 4
+    assert await run_until_idle(second) == 4
 
     names = TopicNames(topic_prefix)
-    records = (await read_audit_topic(kafka_bootstrap, names.audit))[0].records
+    records = (await read_audit_topic(kafka, names.audit))[0].records
     assert [r.sequence for r in records] == list(range(12))  # type: ignore[union-attr]
     report = await verify_topic(
-        kafka_bootstrap, names.audit, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
+        kafka, names.audit, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
     )
     assert report.ok, report.summary()
 
 
-async def test_trail_for_one_image(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+async def test_trail_for_one_image(
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
+) -> None:
     """The trail of one event id lists its arrival, validation, result and API read in order."""
     await create_topics(kafka_bootstrap, topic_prefix)
     events = pipeline_events(3)
     await publish(kafka_bootstrap, topic_prefix, events)
-    await make_agent(kafka_bootstrap, topic_prefix, tmp_path).run_until_idle()
+    await run_until_idle(make_agent(kafka_bootstrap, topic_prefix, tmp_path))
 
     event_id = events[4][1].event_id  # type: ignore[attr-defined]
-    trail = await trail_for_event(kafka_bootstrap, TopicNames(topic_prefix).audit, event_id)
+    trail = await trail_for_event(kafka, TopicNames(topic_prefix).audit, event_id)
     assert sorted(r.source.topic.removeprefix(topic_prefix) for r in trail) == sorted(
         k.value
         for k in (

@@ -1,4 +1,4 @@
-"""The audit_log table: append-only in the database, copied from the topic, tampering caught."""
+"""The audit_log table: append-only, copied from the topic, tampering caught, read back."""
 
 from __future__ import annotations
 
@@ -10,19 +10,21 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sinks.audit_sink import (
-    AuditLogRepository,
-    AuditSink,
-    trail_for_event_in_table,
-    verify_table,
-)
+from schemas.settings import AuditSettings
 from sinks.database import Database
 from sinks.migrate import upgrade_async
+from sinks.repositories import AuditLogRepository
 from streams.audit.chain import ChainState
 from streams.audit.checkpoints import sign_checkpoint
 from streams.audit.files import append_checkpoint
+from streams.audit.io import (
+    AuditTrail,
+    trail_for_event_in_table,
+    verify_table,
+)
 from streams.audit.verify import TamperKind, VerificationReport
-from tests.integration.audit_support import AuditedLog, produce_audited_log
+from streams.kafka.loop import run_until_idle
+from tests.integration.audit_support import AuditedLog, make_table_writer, produce_audited_log
 from tests.integration.database_helpers import run_in_thread
 from tests.unit.audit.factories import T0
 
@@ -44,7 +46,7 @@ async def stored(audited: AuditedLog, new_database: Callable[[], str]) -> str:
     await upgrade_async(url)
     database = Database(url, pool_size=1)
     try:
-        await AuditLogRepository(database.engine).insert(
+        await AuditLogRepository(database.sessions).insert(
             (record, index) for index, record in enumerate(audited.records)
         )
     finally:
@@ -64,7 +66,12 @@ async def _sql(url: str, *statements: str) -> None:
 
 async def _verify(log: AuditedLog, url: str, directory: Path | None = None) -> VerificationReport:
     where = directory or log.directory
-    return await verify_table(url, where / "checkpoints.jsonl", where / "audit-key.pem")
+    database = Database(url, pool_size=1)
+    try:
+        repository = AuditLogRepository(database.sessions)
+        return await verify_table(repository, where / "checkpoints.jsonl", where / "audit-key.pem")
+    finally:
+        await database.dispose()
 
 
 def _bad(report: VerificationReport) -> tuple[int | None, TamperKind | None]:
@@ -89,7 +96,7 @@ class TestAppendOnly:
         """Storing the same records again adds no row."""
         database = Database(stored, pool_size=1)
         try:
-            again = await AuditLogRepository(database.engine).insert(
+            again = await AuditLogRepository(database.sessions).insert(
                 (record, 0) for record in audited.records
             )
         finally:
@@ -105,7 +112,7 @@ class TestAppendOnly:
         database = Database(stored, pool_size=1)
         try:
             with pytest.raises(IntegrityError) as caught:
-                await AuditLogRepository(database.engine).insert([(other, 4)])
+                await AuditLogRepository(database.sessions).insert([(other, 4)])
         finally:
             await database.dispose()
         assert caught.value.code is ErrorCode.AUDIT_CHAIN_BROKEN
@@ -115,22 +122,20 @@ class TestSink:
     async def test_sink_copies_topic_into_table(
         self, audited: AuditedLog, new_database: Callable[[], str]
     ) -> None:
-        """The sink stores every record of the topic once; the table verifies and shows trails."""
+        """The writer stores every record of the topic once; the table verifies and shows trails."""
         url = new_database()
         await upgrade_async(url)
         database = Database(url, pool_size=2)
         try:
-            sink = AuditSink(
-                bootstrap=audited.bootstrap,
-                prefix=audited.prefix,
-                group_id=f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}",
-                database=database,
-            )
-            # Idle after 0.5 s: the topic was complete before the sink started.
-            assert await sink.run_until_idle(idle_seconds=0.5) == 20
+            repository = AuditLogRepository(database.sessions)
+            group = f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}"
+            writer = make_table_writer(audited.bootstrap, audited.prefix, database, group_id=group)
+            # Idle after 0.5 s: the topic was complete before the writer started.
+            await run_until_idle(writer, idle_seconds=0.5)
+            assert writer.stored == 20
             event_id = audited.records[0].object.event_id
             assert event_id is not None
-            trail = await trail_for_event_in_table(database, event_id)
+            trail = await trail_for_event_in_table(repository, event_id)
         finally:
             await database.dispose()
         report = await _verify(audited, url)
@@ -197,3 +202,49 @@ class TestTableTampering:
         append_checkpoint(directory / "checkpoints.jsonl", forged)
         report = await _verify(audited, stored, directory)
         assert _bad(report) == (12, TamperKind.FORGED_CHECKPOINT)
+
+
+@pytest.fixture
+async def trail(audited: AuditedLog, new_database: Callable[[], str]) -> AuditTrail:
+    """The log on its topic, and copied into a fresh table."""
+    url = new_database()
+    await upgrade_async(url)
+    database = Database(url, pool_size=2)
+    try:
+        # A group of its own: each test copies the whole topic into its own database.
+        group = f"{audited.prefix}trail-{uuid.uuid4().hex[:6]}"
+        writer = make_table_writer(audited.bootstrap, audited.prefix, database, group_id=group)
+        await run_until_idle(writer, idle_seconds=0.5)
+    finally:
+        await database.dispose()
+    files = AuditSettings(
+        signing_key_file=audited.key_path, checkpoint_file=audited.checkpoint_file
+    )
+    return AuditTrail(audited.kafka, audited.topic, url, files)
+
+
+class TestAuditTrail:
+    async def test_both_stores_verify(self, trail: AuditTrail) -> None:
+        """verify('both') reports the topic, then the table, each intact with every record."""
+        reports = await trail.verify("both")
+        assert [where for where, _ in reports] == [f"topic {trail.topic}", "table audit_log"]
+        assert all(report.ok and report.records_checked == 20 for _, report in reports)
+
+    async def test_one_image_from_either_store(
+        self, audited: AuditedLog, trail: AuditTrail
+    ) -> None:
+        """show finds the same trail of one image on the topic and in the table."""
+        event_id = audited.records[0].object.event_id
+        assert event_id is not None
+        on_topic = await trail.trail(event_id, "topic")
+        in_table = await trail.trail(event_id, "table")
+        assert on_topic == in_table
+        assert on_topic
+        assert all(r.object.event_id == event_id for r in on_topic)
+
+    async def test_unknown_source_is_refused(self, trail: AuditTrail) -> None:
+        """A source that is neither topic, table nor both is a usage error, before any I/O."""
+        with pytest.raises(ValueError, match="source must be one of"):
+            await trail.verify("file")
+        with pytest.raises(ValueError, match="source must be one of"):
+            await trail.trail(uuid.uuid4(), "file")

@@ -12,8 +12,8 @@ from schemas.audit import AuditCheckpoint, AuditRecord
 from streams.audit.chain import ChainState
 from streams.audit.checkpoints import sign_checkpoint
 from streams.audit.files import append_checkpoint
+from streams.audit.io import verify_topic
 from streams.audit.verify import TamperKind, VerificationReport
-from streams.audit_topic import verify_topic
 from tests.integration.audit_support import (
     AuditedLog,
     create_audit_topic,
@@ -41,7 +41,7 @@ async def _verify_copy(
     await publish_log(log.bootstrap, topic, items)
     where = directory or log.directory
     return await verify_topic(
-        log.bootstrap, topic, where / "checkpoints.jsonl", where / "audit-key.pem"
+        log.kafka, topic, where / "checkpoints.jsonl", where / "audit-key.pem"
     )
 
 
@@ -58,7 +58,7 @@ class TestTopicTampering:
     async def test_intact_log_verifies(self, audited: AuditedLog) -> None:
         """The agent's own topic verifies."""
         report = await verify_topic(
-            audited.bootstrap, audited.topic, audited.checkpoint_file, audited.key_path
+            audited.kafka, audited.topic, audited.checkpoint_file, audited.key_path
         )
         assert report.ok, report.summary()
         assert report.records_checked == 20

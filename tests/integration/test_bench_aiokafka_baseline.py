@@ -20,8 +20,7 @@ from bench.probe import outgoing_arrival
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.events import ImageRejected, ImageValidated
 from schemas.settings import SAMPLES_DIR, load_settings
-from streams.kafka_io import KafkaPublisher
-from streams.topic_admin import ensure_topics
+from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicNames
 
 # Bounded: validation of two small files takes well under a second once the group joined.
@@ -50,7 +49,7 @@ async def read_outcomes(bootstrap: str, topics: TopicNames, expected: int) -> li
 
 
 async def test_baseline_validation_gives_one_outcome_per_arrival_and_commits(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """A good PNG is validated, an empty DICOM rejected, and the offsets committed past both."""
     settings = load_settings(
@@ -61,13 +60,13 @@ async def test_baseline_validation_gives_one_outcome_per_arrival_and_commits(
         audit={"signing_key_file": tmp_path / "k.pem", "checkpoint_file": tmp_path / "c.jsonl"},
     )
     topics = TopicNames(topic_prefix)
-    await ensure_topics(kafka_bootstrap, topic_prefix, partitions_override=1)
+    await ensure_topics(kafka, topic_prefix, partitions_override=1)
     factory = ArrivalFactory()
     arrivals = [
         factory.fresh(WorkItem(SAMPLES_DIR / "raster" / "ct_64.png", bad=False)),
         factory.fresh(WorkItem(SAMPLES_DIR / "bad" / "empty.dcm", bad=True)),
     ]
-    async with KafkaPublisher(kafka_bootstrap, topics) as publisher:
+    async with KafkaPublisher(kafka, topics) as publisher:
         await publisher.deliver([outgoing_arrival(a) for a in arrivals])
     stop = asyncio.Event()
     worker = asyncio.create_task(

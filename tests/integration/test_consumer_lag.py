@@ -19,9 +19,9 @@ import pytest_asyncio
 import app
 from observability.lag import LagReader, LagSample, collect, evaluate_group
 from observability.metrics import LagStatus
-from schemas.events import CORRELATION_ID_HEADER
+from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
-from streams.kafka_io import KafkaPublisher
+from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
 
@@ -73,7 +73,7 @@ async def worker(
 
 async def publish_arrivals(settings: Settings, count: int) -> None:
     """Publish ``count`` arrivals of the same file (one key, so one partition)."""
-    async with KafkaPublisher(settings.kafka_bootstrap, TopicNames(settings.topic_prefix)) as pub:
+    async with KafkaPublisher.from_settings(settings) as pub:
         for _ in range(count):
             event = arrival_for_file(SAMPLE, source="rstest-lag")
             headers = ((CORRELATION_ID_HEADER, event.event_id.hex.encode()),)
@@ -83,7 +83,9 @@ async def publish_arrivals(settings: Settings, count: int) -> None:
 async def arrived_samples(settings: Settings, group: str) -> list[LagSample]:
     """The group's samples on images.arrived."""
     arrived = TopicNames(settings.topic_prefix).arrived
-    samples = await collect(settings.kafka_bootstrap, [group], settings.topic_prefix)
+    samples = await collect(
+        KafkaClientConfig.from_settings(settings), [group], settings.topic_prefix
+    )
     return [s for s in samples if s.topic == arrived]
 
 
@@ -113,7 +115,9 @@ async def test_stopped_stage_shows_backlog_then_drains(
     backlog = await arrived_samples(settings, group)
     assert sum(s.lag for s in backlog) == BACKLOG
     assert sum(s.committed for s in backlog) == sum(s.committed for s in baseline)
-    async with LagReader(settings.kafka_bootstrap, settings.topic_prefix) as reader:
+    async with LagReader(
+        KafkaClientConfig.from_settings(settings), settings.topic_prefix
+    ) as reader:
         window = await reader.snapshots([group])
     assert (window[0].members, evaluate_group(window)) == (0, LagStatus.STOPPED)
     # The age of the oldest unconsumed message was read from its record timestamp.

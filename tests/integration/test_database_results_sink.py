@@ -1,10 +1,10 @@
-"""ResultsSink: one transaction per batch, idempotent, retried while PostgreSQL is down."""
+"""ResultsSink: one transaction per flush, idempotent, flushed again while PostgreSQL is down."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from sqlalchemy import exc as sa_exc
@@ -13,15 +13,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.sink_events import make_rejection, make_result, make_validated
 from schemas.errors import ErrorCode, TransientError
+from schemas.events import StorableEvent
 from schemas.settings import SinkSettings
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository
-from sinks.results_sink import ResultsSink, SinkHooks, WriteReport
+from sinks.results_sink import ResultsSink, WriteReport
 from sinks.tables import LifecycleState, inference_results
+from streams.batching_sink import SinkHooks, flush_until_committed
 
 # Nothing listens on port 1: connecting there is refused at once, a real "database down".
 DOWN_URL = "postgresql://radstream@127.0.0.1:1/radstream"
-FAST = SinkSettings(retry_initial_seconds=0.01, retry_max_seconds=0.04)
+FAST = SinkSettings(retry_initial_seconds=0.01, retry_max_seconds=0.04, retry_jitter=0)
+
+
+def added(sink: ResultsSink, *groups: Sequence[StorableEvent]) -> ResultsSink:
+    """``sink`` with every event of ``groups`` added (one consumed batch)."""
+    for group in groups:
+        for event in group:
+            sink.add(event)
+    return sink
 
 
 async def _count_user(database: Database, user: str) -> int:
@@ -70,7 +80,7 @@ class FlakySessions:
         return self.down.sessions() if self.calls <= self.failures else self.up.sessions()
 
 
-class TestWriteBatch:
+class TestFlush:
     """One batch, one transaction."""
 
     async def test_writes_results_and_lifecycle(self, database: Database) -> None:
@@ -79,9 +89,9 @@ class TestWriteBatch:
         result = make_result(user=user)
         validated = make_validated(event_id=result.event_id)
         rejection = make_rejection()
-        report = await ResultsSink(database.sessions, FAST).write_batch(
-            [result], [rejection], [validated]
-        )
+        report = await added(
+            ResultsSink(database.sessions, FAST), [result, rejection, validated]
+        ).flush()
         assert (report.results_received, report.results_inserted) == (1, 1)
         assert report.lifecycle_inserted == report.lifecycle_received == 4
         history = await LifecycleRepository(database.sessions).lifecycle(result.event_id)
@@ -97,8 +107,8 @@ class TestWriteBatch:
         user = f"u-{uuid.uuid4().hex[:10]}"
         results = [make_result(user=user, index=i) for i in range(20)]
         sink = ResultsSink(database.sessions, FAST)
-        await sink.write_batch(results, [make_rejection()])
-        replay = await sink.write_batch(results, [])
+        await added(sink, results, [make_rejection()]).flush()
+        replay = await added(sink, results).flush()
         assert replay.results_inserted == 0
         assert replay.results_duplicates == 20
         assert replay.lifecycle_inserted == 0
@@ -111,13 +121,13 @@ class TestWriteBatch:
         results = [make_result(user=user, index=i) for i in range(10)]
         sink = ResultsSink(database.sessions, FAST)
         with pytest.raises(sa_exc.DBAPIError):
-            await sink.write_batch(results, [make_rejection(reason="boom")])
+            await added(sink, results, [make_rejection(reason="boom")]).flush()
         assert await _count_user(database, user) == 0
 
     async def test_unavailable_database_raises_transient(self, down_database: Database) -> None:
         """A refused connection surfaces as a retryable DATABASE_UNAVAILABLE error."""
         with pytest.raises(TransientError) as caught:
-            await ResultsSink(down_database.sessions, FAST).write_batch([make_result()])
+            await added(ResultsSink(down_database.sessions, FAST), [make_result()]).flush()
         assert caught.value.code is ErrorCode.DATABASE_UNAVAILABLE
         assert caught.value.retryable
 
@@ -125,7 +135,7 @@ class TestWriteBatch:
         """The batch_written hook receives the report of each committed batch."""
         reports: list[WriteReport] = []
         sink = ResultsSink(database.sessions, FAST, SinkHooks(batch_written=reports.append))
-        await sink.write_batch([make_result(user="hook-user")])
+        await added(sink, [make_result(user="hook-user")]).flush()
         assert [r.results_inserted for r in reports] == [1]
 
 
@@ -151,8 +161,8 @@ class TestBackoff:
             sleep=fake_sleep,
         )
         user = f"u-{uuid.uuid4().hex[:10]}"
-        report = await sink.write_batch_with_backoff([make_result(user=user)])
-        assert report.attempts == 4
+        report = await flush_until_committed(added(sink, [make_result(user=user)]))
+        assert sessions.calls == 4
         assert report.results_inserted == 1
         assert delays == waited == [0.01, 0.02, 0.04]
         assert states == [False, True]
@@ -162,8 +172,7 @@ class TestBackoff:
         """A write that succeeds at once does not call the health hook."""
         states: list[bool] = []
         sink = ResultsSink(database.sessions, FAST, SinkHooks(database_up=states.append))
-        report = await sink.write_batch_with_backoff([make_result(user="quiet")])
-        assert report.attempts == 1
+        await flush_until_committed(added(sink, [make_result(user="quiet")]))
         assert states == []
 
     @pytest.mark.usefixtures("failing_trigger")
@@ -176,23 +185,23 @@ class TestBackoff:
 
         sink = ResultsSink(database.sessions, FAST, sleep=fake_sleep)
         with pytest.raises(sa_exc.DBAPIError):
-            await sink.write_batch_with_backoff([], [make_rejection(reason="boom")])
+            await flush_until_committed(added(sink, [make_rejection(reason="boom")]))
         assert slept == []
 
     async def test_non_retryable_transient_is_not_retried(self, database: Database) -> None:
         """A TransientError whose code is not retryable propagates at once."""
 
         class ExhaustedSink(ResultsSink):
-            async def write_batch(self, *args: object, **kwargs: object) -> WriteReport:
+            async def flush(self) -> WriteReport:
                 raise TransientError(ErrorCode.RETRIES_EXHAUSTED)
 
         with pytest.raises(TransientError):
-            await ExhaustedSink(database.sessions, FAST).write_batch_with_backoff([])
+            await flush_until_committed(ExhaustedSink(database.sessions, FAST))
 
     async def test_cancellation_stops_the_retry_loop(self, down_database: Database) -> None:
         """Cancelling the task ends the forever-retry while the database is down."""
         sink = ResultsSink(down_database.sessions, FAST)
-        task = asyncio.create_task(sink.write_batch_with_backoff([make_result()]))
+        task = asyncio.create_task(flush_until_committed(added(sink, [make_result()])))
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

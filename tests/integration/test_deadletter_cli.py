@@ -11,12 +11,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from cli.main import main
+from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage
+from schemas.events import DeadLetter, Stage
 from schemas.settings import Settings, load_settings
 from streams import dlq
 from streams.deadletter import DeadLetterFilter, build_dead_letter
-from streams.topic_admin import ensure_topics
+from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.topics import TopicNames
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -40,15 +41,15 @@ def letter(topics: TopicNames, code: ErrorCode, value: bytes) -> DeadLetter:
         offset=0,
         key=b"k",
         value=value,
-        headers=[(CORRELATION_ID_HEADER, b"corr-cli")],
-        correlation_id="corr-cli",
+        headers=[(CORRELATION_ID_HEADER, b"cc" * 16)],
+        correlation_id="cc" * 16,
         event_id=uuid.uuid4(),
     )
 
 
 async def setup(bootstrap: str, prefix: str) -> list[DeadLetter]:
     """Create the topics and put a malformed and a timed-out dead letter on them."""
-    await ensure_topics(bootstrap, prefix, partitions_override=1)
+    await ensure_topics(KafkaClientConfig(bootstrap), prefix, partitions_override=1)
     topics = TopicNames(prefix)
     letters = [
         letter(topics, ErrorCode.EVENT_MALFORMED, b'{"PatientName": "Doe^John", "x": '),
@@ -74,7 +75,7 @@ def env(kafka_bootstrap: str, topic_prefix: str) -> tuple[Settings, list[DeadLet
 
 def records(settings: Settings, topic: str) -> list[object]:
     """Every record on ``topic`` now."""
-    return asyncio.run(dlq.read_topic_records(settings.kafka_bootstrap, topic))[0]
+    return asyncio.run(read_topic(dlq.client_config(settings), topic)).all_records()
 
 
 class TestList:
@@ -188,7 +189,7 @@ class TestPurge:
         assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["would", "purge", "deleted"]
         remaining = asyncio.run(
             dlq.list_dead_letters(
-                settings.kafka_bootstrap, TopicNames(settings.topic_prefix), DeadLetterFilter()
+                dlq.client_config(settings), TopicNames(settings.topic_prefix), DeadLetterFilter()
             )
         )
         assert len(remaining) == 2
@@ -215,18 +216,14 @@ class TestPurge:
         """A dead letter first only marked is deleted once the records before it go too."""
         settings, _ = env
         topics = TopicNames(settings.topic_prefix)
-        bootstrap = settings.kafka_bootstrap
-        asyncio.run(
-            dlq.purge(bootstrap, topics, DeadLetterFilter(code=ErrorCode.TIMEOUT), actor="ops")
-        )
+        kafka = dlq.client_config(settings)
+        asyncio.run(dlq.purge(kafka, topics, DeadLetterFilter(code=ErrorCode.TIMEOUT), actor="ops"))
         report = asyncio.run(
-            dlq.purge(
-                bootstrap, topics, DeadLetterFilter(code=ErrorCode.EVENT_MALFORMED), actor="ops"
-            )
+            dlq.purge(kafka, topics, DeadLetterFilter(code=ErrorCode.EVENT_MALFORMED), actor="ops")
         )
         assert report.delete_before == {0: 2}
         assert records(settings, topics.deadletter) == []
-        marks = asyncio.run(dlq.read_marks(bootstrap, topics))
+        marks = asyncio.run(dlq.read_marks(kafka, topics))
         assert marks == {}
 
 
@@ -247,25 +244,25 @@ class TestStrayRecords:
         """A record that is no dead letter is not listed, and a purge never deletes past it."""
         settings, _ = env
         topics = TopicNames(settings.topic_prefix)
-        bootstrap = settings.kafka_bootstrap
+        bootstrap, kafka = settings.kafka_bootstrap, dlq.client_config(settings)
         asyncio.run(publish_raw(bootstrap, topics.deadletter, None, b"not a dead letter"))
-        snapshot = asyncio.run(dlq.read_snapshot(bootstrap, topics))
+        snapshot = asyncio.run(dlq.read_snapshot(kafka, topics))
         assert (len(snapshot.entries), snapshot.unreadable) == (2, [(0, 2)])
         selection = DeadLetterFilter(stage=Stage.VALIDATION)
-        report = asyncio.run(dlq.purge(bootstrap, topics, selection, actor="ops"))
+        report = asyncio.run(dlq.purge(kafka, topics, selection, actor="ops"))
         assert report.delete_before == {0: 2}
 
     def test_junk_on_marks_topic_is_ignored(self, env: tuple[Settings, list[DeadLetter]]) -> None:
         """A stray value or a tombstone with a junk key on the marks topic changes no mark."""
         settings, letters = env
         topics = TopicNames(settings.topic_prefix)
-        bootstrap = settings.kafka_bootstrap
+        bootstrap, kafka = settings.kafka_bootstrap, dlq.client_config(settings)
         selection = DeadLetterFilter(ids=frozenset({letters[1].dead_letter_id}))
-        asyncio.run(dlq.replay(bootstrap, topics, selection, actor="ops"))
+        asyncio.run(dlq.replay(kafka, topics, selection, actor="ops"))
         marks_topic = dlq.marks_topic(topics)
         asyncio.run(publish_raw(bootstrap, marks_topic, b"k", b"{junk"))
         asyncio.run(publish_raw(bootstrap, marks_topic, b"not-a-uuid", None))
-        marks = asyncio.run(dlq.read_marks(bootstrap, topics))
+        marks = asyncio.run(dlq.read_marks(kafka, topics))
         assert list(marks) == [letters[1].dead_letter_id]
 
 
@@ -280,6 +277,6 @@ class TestBrokerTrouble:
 
     def test_unfiltered_replay_is_refused(self) -> None:
         """Replaying everything needs an explicit filter (checked before any I/O)."""
-        topics = TopicNames("rstest.nobroker.")
+        topics, nowhere = TopicNames("rstest.nobroker."), KafkaClientConfig("127.0.0.1:1")
         with pytest.raises(ValueError, match="replay needs --id"):
-            asyncio.run(dlq.replay("127.0.0.1:1", topics, DeadLetterFilter(), actor="ops"))
+            asyncio.run(dlq.replay(nowhere, topics, DeadLetterFilter(), actor="ops"))

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -23,13 +24,14 @@ from aiokafka import AIOKafkaProducer
 
 import app
 from schemas.audit import ApiAction, ApiActionKind
+from schemas.correlation import CORRELATION_ID_HEADER, new_correlation_id
 from schemas.errors import ErrorCode
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived, ImageValidated, Stage
+from schemas.events import ImageArrived, ImageValidated, Stage
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from streams import dlq
 from streams.deadletter import REPLAY_OF_HEADER, DeadLetterEntry, DeadLetterFilter
+from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.router import arrival_for_file
-from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -63,11 +65,17 @@ class Run:
     published: dict[str, Published]
 
 
-async def wait_for_records(bootstrap: str, topic: str, count: int) -> list[object]:
+async def read_records(kafka: KafkaClientConfig, topic: str) -> tuple[list[Any], dict[int, int]]:
+    """Every record on ``topic`` now, and each partition's first offset."""
+    content = await read_topic(kafka, topic)
+    return content.all_records(), content.starts
+
+
+async def wait_for_records(kafka: KafkaClientConfig, topic: str, count: int) -> list[object]:
     """The topic's records once it holds at least ``count`` (bounded by OUTCOME_SECONDS)."""
     async with asyncio.timeout(OUTCOME_SECONDS):
         while True:
-            records, _ = await dlq.read_topic_records(bootstrap, topic)
+            records, _ = await read_records(kafka, topic)
             if len(records) >= count:
                 return records
             await asyncio.sleep(0.2)
@@ -82,7 +90,10 @@ def arrival_json(event: ImageArrived, **changes: object) -> bytes:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def run(
-    kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    kafka: KafkaClientConfig,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Run]:
     """Publish poison, late and good arrivals on one partition; run the validation worker."""
     storage = tmp_path_factory.mktemp("storage")
@@ -104,7 +115,7 @@ async def run(
     )
     topics = TopicNames(settings.topic_prefix)
     # One partition, so the good arrival really sits behind the poison ones.
-    await ensure_topics(kafka_bootstrap, settings.topic_prefix, partitions_override=1)
+    await ensure_topics(kafka, settings.topic_prefix, partitions_override=1)
     messages = {
         "invalid_json": b'{"source": "router-1", "image_uri": ',
         "wrong_version": arrival_json(good_event, schema_version=99, event_id=str(uuid.uuid4())),
@@ -119,7 +130,7 @@ async def run(
     await producer.start()
     try:
         for name, value in messages.items():
-            correlation_id = f"corr-{name}-{uuid.uuid4().hex[:8]}"
+            correlation_id = new_correlation_id()
             meta = await producer.send_and_wait(
                 topics.arrived,
                 value=value,
@@ -145,9 +156,9 @@ async def run(
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def dead_letters(run: Run) -> dict[str, DeadLetterEntry]:
     """The dead letters the worker produced, by the name of the message they came from."""
-    await wait_for_records(run.settings.kafka_bootstrap, run.topics.deadletter, 4)
+    await wait_for_records(dlq.client_config(run.settings), run.topics.deadletter, 4)
     entries = await dlq.list_dead_letters(
-        run.settings.kafka_bootstrap, run.topics, DeadLetterFilter()
+        dlq.client_config(run.settings), run.topics, DeadLetterFilter()
     )
     by_offset = {p.offset: p.name for p in run.published.values()}
     return {by_offset[e.dead_letter.source_offset]: e for e in entries}
@@ -165,13 +176,13 @@ class Replayed:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def replayed(run: Run, dead_letters: dict[str, DeadLetterEntry]) -> Replayed:
     """Write the late file, replay its dead letter, wait for validation, replay again."""
-    bootstrap = run.settings.kafka_bootstrap
+    kafka = dlq.client_config(run.settings)
     shutil.copy(SAMPLES_DIR / "raster" / "ct_64.png", run.late_file)
     letter_id = dead_letters["late_file"].dead_letter.dead_letter_id
     selection = DeadLetterFilter(ids=frozenset({letter_id}))
-    first = await dlq.replay(bootstrap, run.topics, selection, actor="ops-alice")
-    records = await wait_for_records(bootstrap, run.topics.validated, 2)
-    second = await dlq.replay(bootstrap, run.topics, selection, actor="ops-alice")
+    first = await dlq.replay(kafka, run.topics, selection, actor="ops-alice")
+    records = await wait_for_records(kafka, run.topics.validated, 2)
+    second = await dlq.replay(kafka, run.topics, selection, actor="ops-alice")
     validated = [
         (ImageValidated.model_validate_json(r.value), dict(r.headers))  # type: ignore[attr-defined]
         for r in records
@@ -183,7 +194,7 @@ async def replayed(run: Run, dead_letters: dict[str, DeadLetterEntry]) -> Replay
 async def purged(run: Run, replayed: Replayed) -> dlq.PurgeReport:
     """Purge the EVENT_MALFORMED dead letters (the first one, and one behind a kept one)."""
     return await dlq.purge(
-        run.settings.kafka_bootstrap,
+        dlq.client_config(run.settings),
         run.topics,
         DeadLetterFilter(code=ErrorCode.EVENT_MALFORMED),
         actor="ops-bob",
@@ -192,7 +203,7 @@ async def purged(run: Run, replayed: Replayed) -> dlq.PurgeReport:
 
 async def api_actions(run: Run) -> list[ApiAction]:
     """Every audit action on the run's api.actions topic."""
-    records, _ = await dlq.read_topic_records(run.settings.kafka_bootstrap, run.topics.api_actions)
+    records, _ = await read_records(dlq.client_config(run.settings), run.topics.api_actions)
     return [ApiAction.model_validate_json(r.value) for r in records]
 
 
@@ -201,7 +212,7 @@ class TestDeadLettering:
         self, run: Run, dead_letters: dict[str, DeadLetterEntry]
     ) -> None:
         """The good arrival published after every poison message still reaches validated."""
-        records = await wait_for_records(run.settings.kafka_bootstrap, run.topics.validated, 1)
+        records = await wait_for_records(dlq.client_config(run.settings), run.topics.validated, 1)
         first = ImageValidated.model_validate_json(records[0].value)  # type: ignore[attr-defined]
         assert first.event_id == run.good_event.event_id
 
@@ -265,7 +276,7 @@ class TestReplay:
         self, run: Run, replayed: Replayed
     ) -> None:
         """The arrived topic gets the original value again, tagged with the dead letter id."""
-        records, _ = await dlq.read_topic_records(run.settings.kafka_bootstrap, run.topics.arrived)
+        records, _ = await read_records(dlq.client_config(run.settings), run.topics.arrived)
         again = [r for r in records if r.offset > run.published["good"].offset]
         assert [r.value for r in again] == [run.published["late_file"].value]
         letter_id = replayed.first.replayed[0].dead_letter.dead_letter_id
@@ -294,15 +305,13 @@ class TestPurge:
         first = dead_letters["invalid_json"]
         assert purged.delete_before == {first.partition: first.offset + 1}
         assert [e.offset for e in purged.marked_only] == [dead_letters["unknown_field"].offset]
-        _, starts = await dlq.read_topic_records(
-            run.settings.kafka_bootstrap, run.topics.deadletter
-        )
+        _, starts = await read_records(dlq.client_config(run.settings), run.topics.deadletter)
         assert starts == {first.partition: first.offset + 1}
 
     async def test_purged_dead_letters_are_hidden(self, run: Run, purged: dlq.PurgeReport) -> None:
         """list no longer shows any EVENT_MALFORMED dead letter; the others remain."""
         left = await dlq.list_dead_letters(
-            run.settings.kafka_bootstrap, run.topics, DeadLetterFilter()
+            dlq.client_config(run.settings), run.topics, DeadLetterFilter()
         )
         assert sorted(e.dead_letter.error_code for e in left) == [
             ErrorCode.EVENT_SCHEMA_VERSION_UNSUPPORTED,

@@ -17,11 +17,11 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 import app
-from schemas.events import CORRELATION_ID_HEADER, ImageRejected, InferenceCompleted
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageRejected, InferenceCompleted
 from schemas.settings import SAMPLES_DIR, load_settings
-from streams.kafka_io import KafkaPublisher
+from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
-from streams.topic_admin import ensure_topics
 from streams.topics import TopicKey, TopicNames
 
 # Bounded: two images through two stages take a few seconds here.
@@ -46,7 +46,7 @@ async def collect(bootstrap: str, topics: list[str], want: int) -> list[tuple[st
 
 
 async def test_results_with_provenance_and_tampered_model_refused(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """1.0.0 serves with full provenance; tampered 1.1.0 is refused per event, not a crash."""
     registry_dir = tmp_path / "model_registry"
@@ -63,7 +63,7 @@ async def test_results_with_provenance_and_tampered_model_refused(
             "routing_rules_file": registry_dir / "routing.yaml",
         },
     )
-    await ensure_topics(kafka_bootstrap, topic_prefix)
+    await ensure_topics(kafka, topic_prefix)
     metrics = CollectorRegistry()
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
@@ -82,13 +82,13 @@ async def test_results_with_provenance_and_tampered_model_refused(
     names = TopicNames(topic_prefix)
     try:
         await asyncio.wait_for(started.wait(), OUTCOME_TIMEOUT_SECONDS)
-        async with KafkaPublisher(kafka_bootstrap, names) as publisher:
-            for event in (good, refused):
+        async with KafkaPublisher(kafka, names) as publisher:
+            for number, event in enumerate((good, refused), start=1):
                 await publisher.publish(
                     TopicKey.IMAGES_ARRIVED,
                     event.message_key(),
                     event,
-                    ((CORRELATION_ID_HEADER, b"corr-" + event.event_id.hex[:8].encode()),),
+                    ((CORRELATION_ID_HEADER, f"a{number}".encode() * 16),),
                 )
         outcomes = await collect(kafka_bootstrap, [names.results, names.rejected], want=2)
     finally:
@@ -99,7 +99,7 @@ async def test_results_with_provenance_and_tampered_model_refused(
 
     (result,) = results
     assert result.event_id == good.event_id
-    assert result.correlation_id == "corr-" + good.event_id.hex[:8]
+    assert result.correlation_id == "a1" * 16
     assert (result.model.name, result.model.version) == ("lesion-detector", "1.0.0")
     weights = registry_dir / "lesion-detector" / "1.0.0" / "model.onnx"
     assert result.model.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()

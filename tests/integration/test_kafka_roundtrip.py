@@ -8,24 +8,23 @@ import uuid
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageArrived
 from streams.agents import incoming_from_event
-from streams.kafka_io import KafkaPublisher
+from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.pipeline import Incoming
-from streams.topic_admin import ensure_topics
 from streams.topics import TopicKey, TopicNames
 
 # Generous bound: a consumer group's first join on a loaded 2-core CI machine takes seconds.
 RECEIVE_TIMEOUT_SECONDS = 45
+CORRELATION_ID = "0c" * 16
 
 
 async def test_arrival_reaches_faust_agent_and_plain_consumer(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str
 ) -> None:
     """One published arrival is read intact, with its key and correlation header, by both."""
-    await ensure_topics(
-        kafka_bootstrap, topic_prefix, keys=(TopicKey.IMAGES_ARRIVED,), partitions_override=1
-    )
+    await ensure_topics(kafka, topic_prefix, keys=(TopicKey.IMAGES_ARRIVED,), partitions_override=1)
     names = TopicNames(topic_prefix)
     event = ImageArrived(
         source="PACS1", image_uri="file:///data/ct.dcm", study_instance_uid="1.2.840.1"
@@ -48,19 +47,19 @@ async def test_arrival_reaches_faust_agent_and_plain_consumer(
 
     await app.start()
     try:
-        async with KafkaPublisher(kafka_bootstrap, names) as publisher:
+        async with KafkaPublisher(kafka, names) as publisher:
             await publisher.publish(
                 TopicKey.IMAGES_ARRIVED,
                 event.message_key(),
                 event,
-                ((CORRELATION_ID_HEADER, b"corr-1"),),
+                ((CORRELATION_ID_HEADER, CORRELATION_ID.upper().encode()),),
             )
         via_faust = await asyncio.wait_for(received.get(), RECEIVE_TIMEOUT_SECONDS)
     finally:
         await app.stop()
     assert ImageArrived.model_validate_json(via_faust.value) == event
     assert via_faust.key == b"1.2.840.1"
-    assert via_faust.correlation_id == "corr-1"
+    assert via_faust.correlation_id == CORRELATION_ID  # canonical: lower case
 
     consumer = AIOKafkaConsumer(
         names.arrived,
@@ -75,4 +74,4 @@ async def test_arrival_reaches_faust_agent_and_plain_consumer(
     finally:
         await consumer.stop()
     assert ImageArrived.model_validate_json(record.value) == event
-    assert dict(record.headers)[CORRELATION_ID_HEADER] == b"corr-1"
+    assert dict(record.headers)[CORRELATION_ID_HEADER] == CORRELATION_ID.upper().encode()

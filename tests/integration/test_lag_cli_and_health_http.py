@@ -227,9 +227,7 @@ class TestHealthServer:
         """A started worker whose broker probe succeeded is ready; the stage's lag is reported."""
         state, base = server
         state.mark_started()
-        async with LagReader(
-            lagging.settings.kafka_bootstrap, lagging.settings.topic_prefix
-        ) as reader:
+        async with LagReader.from_settings(lagging.settings) as reader:
             probe = stage_lag_probe(reader, {"validation": (lagging.group, (lagging.topic,))})
             await asyncio.wait_for(probe_once(state, probe, None), TIMEOUT_SECONDS)
         status, body = await asyncio.to_thread(get, f"{base}/readyz")
@@ -291,7 +289,7 @@ class TestWorkerHealth:
         """WorkerHealth starts a real LagReader, probes the broker, serves /readyz on its port."""
         state = HealthState(["validation"], requires_database=False)
         state.mark_started()
-        reader = LagReader(lagging.settings.kafka_bootstrap, lagging.settings.topic_prefix)
+        reader = LagReader.from_settings(lagging.settings)
         health = WorkerHealth(
             state,
             reader,
@@ -330,11 +328,7 @@ class TestDeletedTopics:
                 if lagging.topic not in await admin.list_topics():
                     break
                 await asyncio.sleep(0.1)
-            reader = LagReader(
-                kafka_bootstrap,
-                lagging.settings.topic_prefix,
-                group_prefix=lagging.settings.consumer_group_prefix,
-            )
+            reader = LagReader.from_settings(lagging.settings)
             await reader.start()
             try:
                 async with asyncio.timeout(TIMEOUT_SECONDS):

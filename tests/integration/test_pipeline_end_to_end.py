@@ -25,7 +25,8 @@ from observability.metrics import serve_metrics
 from schemas.events import DeadLetter, ImageRejected, ImageValidated
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from sinks.database import Database
-from streams.audit_topic import verify_topic
+from streams.audit.io import verify_topic
+from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
 
 SAMPLES = SAMPLES_DIR
@@ -106,9 +107,10 @@ async def run(pipeline_settings: Settings) -> AsyncIterator[dict[str, object]]:
     producer = AIOKafkaProducer(bootstrap_servers=pipeline_settings.kafka_bootstrap)
     await producer.start()
     topics = TopicNames(pipeline_settings.topic_prefix)
-    from streams.topic_admin import ensure_topics  # noqa: PLC0415
+    from streams.kafka import ensure_topics  # noqa: PLC0415
 
-    await ensure_topics(pipeline_settings.kafka_bootstrap, pipeline_settings.topic_prefix)
+    kafka = KafkaClientConfig.from_settings(pipeline_settings)
+    await ensure_topics(kafka, pipeline_settings.topic_prefix)
     await producer.send_and_wait(topics.arrived, b'{"patient_name": "Doe^John", "not": "json')
     await producer.stop()
     files = [SAMPLES / name for name in [*GOOD, *BAD]]
@@ -205,7 +207,7 @@ class TestEndToEnd:
         """The audit topic's chain verifies against the signed checkpoints."""
         audit = pipeline_settings.audit
         report = await verify_topic(
-            pipeline_settings.kafka_bootstrap,
+            KafkaClientConfig.from_settings(pipeline_settings),
             TopicNames(pipeline_settings.topic_prefix).audit,
             audit.checkpoint_file,
             audit.signing_key_file,

@@ -7,7 +7,9 @@ import asyncio
 from pathlib import Path
 
 from streams.audit.checkpoints import CheckpointPolicy
-from streams.audit_agent import AuditAgent
+from streams.audit.io import AuditAgent
+from streams.kafka import KafkaClientConfig
+from streams.kafka.loop import run_until_stopped
 
 
 def main() -> None:
@@ -19,7 +21,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=5)
     args = parser.parse_args()
     agent = AuditAgent(
-        bootstrap=args.bootstrap,
+        kafka=KafkaClientConfig(args.bootstrap, client_id="radstream-test"),
         prefix=args.prefix,
         group_id=f"{args.prefix}audit",
         signing_key_path=args.directory / "audit-key.pem",
@@ -27,7 +29,7 @@ def main() -> None:
         policy=CheckpointPolicy(every_records=7, every_seconds=3600),
         max_batch=args.max_batch,
     )
-    asyncio.run(agent.run(asyncio.Event()))
+    asyncio.run(run_until_stopped(agent, asyncio.Event()))
 
 
 if __name__ == "__main__":

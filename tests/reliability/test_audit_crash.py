@@ -11,7 +11,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.audit import AuditRecord
-from streams.audit_topic import read_audit_topic, verify_topic
+from streams.audit.io import read_audit_topic, verify_topic
+from streams.kafka import KafkaClientConfig
+from streams.kafka.loop import run_until_idle
 from streams.topics import TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
 
@@ -35,7 +37,7 @@ async def _wait_for_records(bootstrap: str, topic: str, minimum: int) -> None:
 
 
 async def test_sigkill_mid_stream_then_restart(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """A SIGKILLed agent's successor audits every event exactly once on one unbroken chain."""
     await create_topics(kafka_bootstrap, topic_prefix)
@@ -61,22 +63,21 @@ async def test_sigkill_mid_stream_then_restart(
         child.send_signal(signal.SIGKILL)
         await asyncio.wait_for(child.wait(), timeout=10)
     audited_before_restart = sum(
-        isinstance(r, AuditRecord)
-        for r in (await read_audit_topic(kafka_bootstrap, audit_topic))[0].records
+        isinstance(r, AuditRecord) for r in (await read_audit_topic(kafka, audit_topic))[0].records
     )
     assert 0 < audited_before_restart < len(events), "the kill must land mid-stream"
 
-    await make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=7).run_until_idle()
+    await run_until_idle(make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=7))
 
     records = [
         r
-        for r in (await read_audit_topic(kafka_bootstrap, audit_topic))[0].records
+        for r in (await read_audit_topic(kafka, audit_topic))[0].records
         if isinstance(r, AuditRecord)
     ]
     assert [r.sequence for r in records] == list(range(len(events)))
     coordinates = {(r.source.topic, r.source.partition, r.source.offset) for r in records}
     assert len(coordinates) == len(events)  # every source message exactly once
     report = await verify_topic(
-        kafka_bootstrap, audit_topic, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
+        kafka, audit_topic, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
     )
     assert report.ok, report.summary()

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from schemas.events import CORRELATION_ID_HEADER, ImageRejected, ImageValidated, InferenceCompleted
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageRejected, ImageValidated, InferenceCompleted
 from schemas.settings import SAMPLES_DIR
-from streams.kafka_io import KafkaPublisher
+from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
-from streams.topic_admin import ensure_topics
 from streams.topics import TopicKey, TopicNames
 
 EVENTS = 60
@@ -90,7 +90,7 @@ async def first_message(bootstrap: str, topic: str) -> None:
 
 
 async def test_killed_worker_loses_nothing(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Kill -9 mid-stream, restart: every arrival is validated and inferred."""
     root = tmp_path / "images"
@@ -98,7 +98,7 @@ async def test_killed_worker_loses_nothing(
     # A 512 px export: the worker needs a few seconds for 60, so the kill lands mid-stream.
     shutil.copy(SAMPLES_DIR / "raster" / "ct_512.png", root / "ct.png")
     names = TopicNames(topic_prefix)
-    await ensure_topics(kafka_bootstrap, topic_prefix, partitions_override=2)
+    await ensure_topics(kafka, topic_prefix, partitions_override=2)
     env = {
         **os.environ,
         "RADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -116,7 +116,7 @@ async def test_killed_worker_loses_nothing(
 
     worker = start_worker(env)
     try:
-        async with KafkaPublisher(kafka_bootstrap, names) as publisher:
+        async with KafkaPublisher(kafka, names) as publisher:
             for arrival in arrivals:
                 await publisher.publish(
                     TopicKey.IMAGES_ARRIVED,

@@ -13,6 +13,7 @@ from tests.unit.gateway.fakes import Harness, build_harness
 
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "MRN-8675309"
+CORR_500, CORR_LOG = "c5" * 16, "c1" * 16
 
 
 @pytest.fixture
@@ -56,10 +57,10 @@ class TestNoStackTraces:
         """The safe 500 carries the correlation id and the hardening headers."""
         harness.results.fail_with = RuntimeError("boom")
         response = await harness.client.get(
-            "/results", headers={**harness.auth(), "X-Correlation-ID": "c-500"}
+            "/results", headers={**harness.auth(), "X-Correlation-ID": CORR_500}
         )
-        assert response.headers["x-correlation-id"] == "c-500"
-        assert response.json()["correlation_id"] == "c-500"
+        assert response.headers["x-correlation-id"] == CORR_500
+        assert response.json()["correlation_id"] == CORR_500
         assert response.headers["x-content-type-options"] == "nosniff"
 
     async def test_500_is_logged_with_correlation_id(
@@ -68,10 +69,10 @@ class TestNoStackTraces:
         """The full failure is logged once, tied to the request's correlation id."""
         harness.results.fail_with = RuntimeError("boom")
         await harness.client.get(
-            "/results", headers={**harness.auth(), "X-Correlation-ID": "c-log"}
+            "/results", headers={**harness.auth(), "X-Correlation-ID": CORR_LOG}
         )
         failures = [entry for entry in captured_logs if entry["event"] == "api_request_failed"]
-        assert [entry.get("correlation_id") for entry in failures] == ["c-log"]
+        assert [entry.get("correlation_id") for entry in failures] == [CORR_LOG]
 
 
 class TestNoPatientData:

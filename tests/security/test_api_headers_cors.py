@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import create_app
+from schemas.correlation import accept_correlation_id
 from tests.unit.gateway.fakes import (
     FakeAudit,
     FakeLifecycle,
@@ -19,6 +20,7 @@ from tests.unit.gateway.fakes import (
 )
 
 ALLOWED = "https://viewer.hospital.example"
+CORR = "c7" * 16
 EXPECTED_HEADERS = {
     "strict-transport-security": "max-age=63072000; includeSubDomains",
     "x-content-type-options": "nosniff",
@@ -108,38 +110,63 @@ class TestCors:
 
 
 class TestCorrelationId:
-    """Every response names its correlation id; valid client ids are kept."""
+    """Every response names its correlation id; client ids are kept only as UUIDs or digests."""
 
-    async def test_valid_client_id_is_returned(self, harness: Harness) -> None:
-        """A well-formed X-Correlation-ID comes back unchanged."""
-        response = await harness.client.get("/healthz", headers={"X-Correlation-ID": "req-42.a_b"})
-        assert response.headers["x-correlation-id"] == "req-42.a_b"
+    @pytest.mark.parametrize(
+        ("supplied", "kept"),
+        [
+            ("3F2504E0-4F89-11D3-9A0C-0305E82C3301", "3f2504e04f8911d39a0c0305e82c3301"),
+            ("4bf92f3577b34da6a3ce929d0e0e4736", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("ab" * 32, "ab" * 32),
+        ],
+    )
+    async def test_uuid_or_digest_is_returned_canonical(
+        self, harness: Harness, supplied: str, kept: str
+    ) -> None:
+        """A UUID or hex digest X-Correlation-ID comes back in canonical form."""
+        response = await harness.client.get("/healthz", headers={"X-Correlation-ID": supplied})
+        assert response.headers["x-correlation-id"] == kept
 
-    @pytest.mark.parametrize("bad", ["has space", "x" * 65, "<script>", "a\\b"])
-    async def test_invalid_client_id_is_replaced(self, harness: Harness, bad: str) -> None:
-        """An id that is too long or has unsafe characters is replaced by a generated one."""
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "has space",
+            "x" * 65,
+            "<script>",
+            "a\\b",
+            "req-42.a_b",
+            "MRN-55667788",
+            "Pembertonwhistle-Agatha",
+            "55667788",
+            "0" * 32,
+        ],
+    )
+    async def test_other_client_id_is_replaced(self, harness: Harness, bad: str) -> None:
+        """Any other id (text, a record number, unsafe characters) is replaced by a fresh one."""
         response = await harness.client.get("/healthz", headers={"X-Correlation-ID": bad})
-        assert response.headers["x-correlation-id"] != bad
-        assert len(response.headers["x-correlation-id"]) == 32
+        replaced = response.headers["x-correlation-id"]
+        assert replaced != bad
+        assert accept_correlation_id(replaced) == replaced
 
     async def test_generated_when_absent(self, harness: Harness) -> None:
         """Without a client id, one is generated."""
         response = await harness.client.get("/healthz")
-        assert len(response.headers["x-correlation-id"]) == 32
+        generated = response.headers["x-correlation-id"]
+        assert accept_correlation_id(generated) == generated
 
     async def test_error_body_names_the_same_id(self, harness: Harness) -> None:
         """The error body's correlation_id equals the response header."""
-        response = await harness.client.get("/models", headers={"X-Correlation-ID": "abc-1"})
-        assert response.json()["correlation_id"] == "abc-1"
+        response = await harness.client.get("/models", headers={"X-Correlation-ID": CORR})
+        assert response.json()["correlation_id"] == CORR
 
     async def test_published_event_carries_the_id(self, harness: Harness) -> None:
         """The correlation id travels as the Kafka header of the published event."""
         await harness.client.post(
             "/infer",
             json={"source": "r1", "image_uri": (harness.root / "a.dcm").as_uri()},
-            headers={**harness.auth(roles=["service"]), "X-Correlation-ID": "corr-7"},
+            headers={**harness.auth(roles=["service"]), "X-Correlation-ID": CORR},
         )
-        assert harness.publisher.messages[0].headers == [("correlation_id", b"corr-7")]
+        assert harness.publisher.messages[0].headers == [("correlation_id", CORR.encode())]
 
 
 class TestRateLimits:

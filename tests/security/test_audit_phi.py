@@ -15,13 +15,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
 from pydicom.data import get_testdata_file
 
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived
-from sinks.audit_sink import AuditSink
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import ImageArrived
 from sinks.database import Database
 from sinks.migrate import upgrade_async
 from sinks.provisioning import create_database, drop_database, url_for_database
+from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
-from tests.integration.audit_support import create_topics, make_agent, publish
+from tests.integration.audit_support import (
+    create_topics,
+    make_agent,
+    make_table_writer,
+    publish,
+)
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
 SAMPLES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm")
@@ -121,16 +127,12 @@ async def test_no_phi_in_audit_trail(
         phi |= sample_phi
     assert {"CompressedSamples^CT1", "1CT1", "11111111"} <= phi  # the scan looks for real PHI
     await _publish_malformed(kafka_bootstrap, topic_prefix, phi)
-    assert await make_agent(kafka_bootstrap, topic_prefix, tmp_path).run_until_idle() == 19
+    assert await run_until_idle(make_agent(kafka_bootstrap, topic_prefix, tmp_path)) == 19
     database = Database(database_url, pool_size=1)
     try:
-        sink = AuditSink(
-            bootstrap=kafka_bootstrap,
-            prefix=topic_prefix,
-            group_id=f"{topic_prefix}sink",
-            database=database,
-        )
-        assert await sink.run_until_idle(idle_seconds=0.5) == 19
+        writer = make_table_writer(kafka_bootstrap, topic_prefix, database)
+        await run_until_idle(writer, idle_seconds=0.5)
+        assert writer.stored == 19
     finally:
         await database.dispose()
 

@@ -65,10 +65,6 @@ class TestWorker:
                 await app.build_worker(stack, load_settings(), ["validaton"])
 
 
-class FakeAgent:
-    records_written = 0
-
-
 class TestSupervision:
     async def test_failed_stage_raises(self) -> None:
         """A dead audit stage ends the worker with an error instead of running unaudited."""
@@ -98,17 +94,3 @@ class TestSupervision:
         await app.wait_for_stop_or_failure(stop, [forever])
         assert not forever.done()
         forever.cancel()
-
-    async def test_audit_counts_exported_as_deltas(self) -> None:
-        """Records the agent committed are added to the counter once each."""
-        registry = CollectorRegistry()
-        agent, stop = FakeAgent(), asyncio.Event()
-        agent.records_written = 5
-        task = asyncio.create_task(
-            app.export_audit_counts(agent, Metrics(registry, process_collector=False), stop)  # type: ignore[arg-type]
-        )
-        await asyncio.sleep(0.05)
-        agent.records_written = 7
-        stop.set()
-        await task
-        assert registry.get_sample_value("radstream_audit_records_appended_total") == 7.0

@@ -37,6 +37,10 @@ STUDY = "1.2.840.113619.2.55.3.1"
 SERIES = "1.2.840.113619.2.55.3.1.2"
 SOP = "1.2.840.113619.2.55.3.1.2.3"
 SHA = "a" * 64
+# Canonical correlation ids (schemas/correlation.py) of the result, dead letter and API action.
+RESULT_CORRELATION = "c1" * 16
+DEAD_LETTER_CORRELATION = "c2" * 16
+API_CORRELATION = "c3" * 16
 
 
 def arrived(**overrides: object) -> ImageArrived:
@@ -89,7 +93,7 @@ def completed(event_id: uuid.UUID) -> InferenceCompleted:
     """An inference result for ``event_id``."""
     return InferenceCompleted(
         event_id=event_id,
-        correlation_id="corr-1",
+        correlation_id=RESULT_CORRELATION,
         occurred_at=T0,
         completed_at=T0 + timedelta(seconds=3),
         model=ModelRef(
@@ -117,7 +121,7 @@ def dead_letter(event_id: uuid.UUID | None, *, reason: str = "boom") -> DeadLett
         source_partition=0,
         source_offset=7,
         value_b64=base64.b64encode(b'{"patient":"x"}').decode(),
-        correlation_id="corr-2",
+        correlation_id=DEAD_LETTER_CORRELATION,
         event_id=event_id,
     )
 
@@ -133,7 +137,7 @@ def api_action(kind: ApiActionKind = ApiActionKind.READ, **overrides: object) ->
         "http_status": 200,
         "route": "/v1/results/{result_id}",
         "result_id": uuid.uuid4(),
-        "correlation_id": "corr-3",
+        "correlation_id": API_CORRELATION,
         "network_address": "10.0.0.1",
     }
     fields.update(overrides)

@@ -15,6 +15,7 @@ from schemas.audit import (
     AuditOutcome,
     AuditSource,
 )
+from schemas.correlation import derived_correlation_id
 from schemas.errors import ErrorCode
 from streams.audit.records import (
     ANONYMOUS_ACTOR,
@@ -24,8 +25,12 @@ from streams.audit.records import (
     draft_for_message,
     safe_token,
 )
+from streams.pipeline import Incoming
 from streams.topics import TopicKey
 from tests.unit.audit.factories import (
+    API_CORRELATION,
+    DEAD_LETTER_CORRELATION,
+    RESULT_CORRELATION,
     SOP,
     STUDY,
     T0,
@@ -39,13 +44,15 @@ from tests.unit.audit.factories import (
 )
 
 EID = uuid.UUID(int=7)
+CORR = "0a" * 16
+PHI_IDS = ["MRN-55667788", "Pembertonwhistle-Agatha", "55667788", "Doe^Jane", "c-1"]
 
 
 class TestPipelineEvents:
     def test_arrived(self) -> None:
         """An arrival is a successful create by the requesting user, with the image's UIDs."""
         event = arrived()
-        draft = draft_for_event(event, source(3), correlation_id="c-1")
+        draft = draft_for_event(event, source(3), correlation_id=CORR.upper())
         assert (draft.event_type, draft.action, draft.outcome) == (
             AuditEventType.IMAGE_ARRIVED,
             AuditAction.CREATE,
@@ -53,7 +60,7 @@ class TestPipelineEvents:
         )
         assert (draft.actor.user_id, draft.actor.is_requester) == ("dr.who", True)
         assert (draft.object.event_id, draft.object.study_instance_uid) == (event.event_id, STUDY)
-        assert (draft.correlation_id, draft.source.offset, draft.recorded_at) == ("c-1", 3, T0)
+        assert (draft.correlation_id, draft.source.offset, draft.recorded_at) == (CORR, 3, T0)
 
     def test_arrived_without_requester_names_router(self) -> None:
         """Without a requester the router is the actor."""
@@ -102,10 +109,10 @@ class TestPipelineEvents:
     def test_completed(self) -> None:
         """A result records the result id, model and version and its own correlation id."""
         event = completed(EID)
-        draft = draft_for_event(event, source(), correlation_id="header")
+        draft = draft_for_event(event, source(), correlation_id=CORR)
         assert draft.object.result_id == event.result_id
         assert (draft.object.model_name, draft.object.model_version) == ("chest-xray", "1.0.0")
-        assert draft.correlation_id == "corr-1"
+        assert draft.correlation_id == RESULT_CORRELATION
         assert "abnormal" not in draft.model_dump_json()
 
     def test_dead_letter(self) -> None:
@@ -241,10 +248,75 @@ class TestMessages:
         assert draft_for_message(TopicKey.IMAGES_ARRIVED, raw, source(), T0) == first
 
 
+class TestCorrelationIds:
+    @pytest.mark.parametrize("supplied", [*PHI_IDS, None])
+    def test_refused_header_is_replaced_by_the_position_id(self, supplied: str | None) -> None:
+        """A refused or missing header becomes the id derived from topic/partition/offset."""
+        at = source(5)
+        draft = draft_for_event(arrived(), at, correlation_id=supplied)
+        assert draft.correlation_id == derived_correlation_id(at.topic, at.partition, at.offset)
+        if supplied:
+            assert supplied not in draft.model_dump_json()
+
+    def test_replacement_joins_the_stage_that_read_the_same_message(self) -> None:
+        """The audit agent and the stage derive the same id for one refused arrival header."""
+        event = arrived()
+        at = source(9)
+        raw = event.model_dump_json().encode()
+        headers = (("correlation_id", b"MRN-55667788"),)
+        stage_view = Incoming(at.topic, at.partition, at.offset, None, raw, headers)
+        draft = draft_for_message(
+            TopicKey.IMAGES_ARRIVED, raw, at, T0, correlation_id="MRN-55667788"
+        )
+        assert draft.correlation_id == stage_view.correlation_id
+
+    @pytest.mark.parametrize("supplied", PHI_IDS)
+    def test_malformed_message_header_is_replaced(self, supplied: str) -> None:
+        """The record of a malformed message does not keep its refused header either."""
+        at = source(2)
+        draft = draft_for_message(TopicKey.IMAGES_ARRIVED, b"{", at, T0, correlation_id=supplied)
+        assert draft.correlation_id == derived_correlation_id(at.topic, at.partition, at.offset)
+
+    @pytest.mark.parametrize("supplied", PHI_IDS)
+    def test_result_with_refused_id_gets_one_derived_from_its_result_id(
+        self, supplied: str
+    ) -> None:
+        """A result written with a refused id is recorded under an id derived from it."""
+        event = completed(EID).model_copy(update={"correlation_id": supplied})
+        draft = draft_for_event(event, source(), correlation_id=CORR)
+        assert draft.correlation_id == derived_correlation_id("result", event.result_id)
+
+    @pytest.mark.parametrize("supplied", [*PHI_IDS, None])
+    def test_dead_letter_with_refused_id_gets_one_derived_from_its_id(
+        self, supplied: str | None
+    ) -> None:
+        """A dead letter from before the rule is recorded under its derived id, not the text."""
+        event = dead_letter(EID).model_copy(update={"correlation_id": supplied})
+        draft = draft_for_event(event, source(), correlation_id=CORR)
+        assert draft.correlation_id == derived_correlation_id("dead-letter", event.dead_letter_id)
+
+    def test_dead_letter_keeps_its_own_valid_id(self) -> None:
+        """A dead letter radstream wrote keeps its id in the trail."""
+        assert draft_for_event(dead_letter(EID), source()).correlation_id == (
+            DEAD_LETTER_CORRELATION
+        )
+
+    @pytest.mark.parametrize("supplied", ["MRN-55667788", "Pembertonwhistle-Agatha"])
+    def test_api_action_with_refused_id_is_replaced(self, supplied: str) -> None:
+        """An API action carrying a refused id (forged or from an old release) is not copied."""
+        at = source(4)
+        draft = draft_for_event(api_action(correlation_id=supplied), at)
+        assert draft.correlation_id == derived_correlation_id(at.topic, at.partition, at.offset)
+
+    def test_api_action_keeps_its_valid_id(self) -> None:
+        """An API action's own (canonical) id is kept."""
+        assert draft_for_event(api_action(), source()).correlation_id == API_CORRELATION
+
+
 class TestSafeToken:
     def test_plain_token_kept(self) -> None:
-        """A plain correlation id is kept as is."""
-        assert safe_token("req-123_abc") == "req-123_abc"
+        """A plain model name is kept as is."""
+        assert safe_token("chest-xray_v2") == "chest-xray_v2"
 
     def test_text_replaced_by_digest(self) -> None:
         """An id containing spaces or other text is replaced by a digest."""

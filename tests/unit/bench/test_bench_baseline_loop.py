@@ -24,7 +24,7 @@ def record(offset: int, *, partition: int = 0, value: bytes | None = b"{}") -> C
         checksum=None,
         serialized_key_size=1,
         serialized_value_size=2,
-        headers=[("correlation_id", b"abc"), ("empty", None)],
+        headers=[("correlation_id", b"abc" * 8 + b"abcdef12"), ("empty", None)],
     )
 
 
@@ -48,9 +48,9 @@ class TestIncoming:
         """Coordinates, key, value, headers (None as b'') and timestamp (seconds) carry over."""
         incoming = incoming_from_record(record(7))
         assert (incoming.topic, incoming.partition, incoming.offset) == ("t", 0, 7)
-        assert incoming.headers == (("correlation_id", b"abc"), ("empty", b""))
+        assert incoming.headers == (("correlation_id", b"abc" * 8 + b"abcdef12"), ("empty", b""))
         assert incoming.timestamp == 1_700_000_000.0
-        assert incoming.correlation_id == "abc"
+        assert incoming.correlation_id == "abc" * 8 + "abcdef12"
 
     def test_tombstone_value_is_empty_bytes(self) -> None:
         """A None value reaches the stage as b'' (its guard dead-letters it)."""

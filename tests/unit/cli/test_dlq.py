@@ -12,13 +12,15 @@ import pytest
 
 from cli import dlq
 from cli.main import main
+from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, Stage
+from schemas.events import DeadLetterHeader, Stage
 from schemas.settings import load_settings
 from streams.deadletter import DeadLetterEntry, DeadLetterFilter, build_dead_letter
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CORR = "c7" * 16
 # Nothing listens on port 1: a command that reached the broker would fail with exit 5.
 NO_BROKER = load_settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="rstest.nobroker.")
 
@@ -36,8 +38,8 @@ def entry(value: bytes, *, mark: DeadLetterMark | None = None) -> DeadLetterEntr
         offset=40,
         key=b"Doe^John",
         value=value,
-        headers=[(CORRELATION_ID_HEADER, b"corr-7"), ("note", b"PatientName=Roe^Richard")],
-        correlation_id="corr-7",
+        headers=[(CORRELATION_ID_HEADER, CORR.encode()), ("note", b"PatientName=Roe^Richard")],
+        correlation_id=CORR,
         event_id=None,
     )
     return DeadLetterEntry(0, 9, letter, mark)
@@ -143,6 +145,34 @@ class TestRenderEntry:
         assert '"error_code": "EVENT_MALFORMED"' in facts
         for secret in ("Doe^John", "Roe^Richard", "12345678"):
             assert secret not in facts
+
+    def test_correlation_id_is_shown(self) -> None:
+        """The dead letter's own (accepted) correlation id is shown, once as header too."""
+        text = "\n".join(dlq.render_entry(entry(b"x")))
+        assert f"correlation_id: {CORR}" in text
+        assert f"  {CORRELATION_ID_HEADER}: {CORR}" in text
+
+    @pytest.mark.parametrize("stored", ["Pembertonwhistle-Agatha", "MRN-55667788"])
+    def test_refused_id_of_an_older_letter_is_never_printed(self, stored: str) -> None:
+        """A dead letter from before the rule shows the id its replay carries, not the text."""
+        old = entry(b"x").dead_letter
+        old = old.model_copy(
+            update={
+                "correlation_id": stored,
+                "headers": (
+                    DeadLetterHeader(
+                        key=CORRELATION_ID_HEADER,
+                        value_b64=base64.b64encode(stored.encode()).decode(),
+                    ),
+                ),
+            }
+        )
+        shown = DeadLetterEntry(0, 9, old)
+        text = "\n".join(dlq.render_entry(shown)) + json.dumps(dlq.masked_entry(shown))
+        assert stored not in text
+        derived = derived_correlation_id("dead-letter", old.dead_letter_id)
+        assert f"correlation_id: {derived}" in text
+        assert f"  {CORRELATION_ID_HEADER}: {derived}" in text
 
     def test_mark_is_shown(self) -> None:
         """A replayed dead letter says who replayed it and when."""

@@ -10,13 +10,6 @@ from schemas.errors import ErrorCode, IntegrityError, TransientError, error_for
 from schemas.settings import load_settings
 
 
-class FakeKafkaError(Exception):
-    """Stands in for an aiokafka error that escaped its layer untranslated."""
-
-
-FakeKafkaError.__module__ = "aiokafka.errors"
-
-
 class TestExitCodes:
     @pytest.mark.parametrize("code", list(ErrorCode))
     def test_every_code_has_a_documented_exit_status(self, code: ErrorCode) -> None:
@@ -36,6 +29,7 @@ class TestExitCodes:
             (ErrorCode.AUDIT_CHAIN_BROKEN, ExitCode.INTEGRITY),
             (ErrorCode.AUDIT_CHECKPOINT_INVALID, ExitCode.INTEGRITY),
             (ErrorCode.DEAD_LETTER_ALREADY_REPLAYED, ExitCode.REFUSED),
+            (ErrorCode.BROKER_REQUEST_REFUSED, ExitCode.REFUSED),
             (ErrorCode.AUTHORIZATION_FAILED, ExitCode.REFUSED),
             (ErrorCode.INTERNAL_ERROR, ExitCode.INTERNAL),
         ],
@@ -73,13 +67,11 @@ class TestFailureFor:
         """A bare TimeoutError is TIMEOUT (exit 5)."""
         assert failure_for(TimeoutError()).code is ErrorCode.TIMEOUT
 
-    def test_untranslated_kafka_error_names_the_broker(self) -> None:
-        """The net under the Kafka layer: an aiokafka error is BROKER_UNAVAILABLE."""
-        failure = failure_for(FakeKafkaError("Unable to bootstrap"))
-        assert (failure.code, failure.exit_code) == (
-            ErrorCode.BROKER_UNAVAILABLE,
-            ExitCode.UNAVAILABLE,
-        )
+    def test_a_refusing_broker_is_refused_not_unavailable(self) -> None:
+        """BROKER_REQUEST_REFUSED is transient by category, but retrying cannot help: exit 7."""
+        failure = failure_for(TransientError(ErrorCode.BROKER_REQUEST_REFUSED))
+        assert failure.exit_code is ExitCode.REFUSED
+        assert "ACLs" in failure.advice
 
     def test_anything_else_is_internal_without_its_message(self) -> None:
         """An unexpected error names its type only: its message may quote patient data."""

@@ -1,43 +1,8 @@
-"""create_app wiring: the audit adapter and error helpers."""
+"""create_app wiring: error helpers."""
 
 from __future__ import annotations
 
-from gateway.audit_publisher import TopicApiAuditPublisher
 from gateway.errors import describe_validation_errors
-from schemas.audit import ApiAction, ApiActionKind
-from streams.topics import TopicKey
-from tests.unit.gateway.fakes import FakePublisher
-
-
-class TestTopicApiAuditPublisher:
-    """ApiActions go to api.actions keyed by actor."""
-
-    def _action(self, actor: str | None) -> ApiAction:
-        return ApiAction(
-            action=ApiActionKind.READ,
-            actor_id=actor,
-            outcome="success",
-            http_status=200,
-            route="/results",
-            correlation_id="c-1",
-        )
-
-    async def test_published_on_api_actions_keyed_by_actor(self) -> None:
-        """Topic, key and correlation header."""
-        publisher = FakePublisher()
-        await TopicApiAuditPublisher(publisher).publish(self._action("dr-house"))
-        message = publisher.messages[0]
-        assert (message.topic_key, message.key, message.headers) == (
-            TopicKey.API_ACTIONS,
-            b"dr-house",
-            [("correlation_id", b"c-1")],
-        )
-
-    async def test_anonymous_actions_share_a_key(self) -> None:
-        """Actions without an actor (auth failures) are keyed 'anonymous'."""
-        publisher = FakePublisher()
-        await TopicApiAuditPublisher(publisher).publish(self._action(None))
-        assert publisher.messages[0].key == b"anonymous"
 
 
 class TestDescribeValidationErrors:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aiokafka.structs import TopicPartition
-
 from observability.lag import LagReader, _rounds
+from streams.kafka import KafkaClientConfig, TopicPartition
 
 
 class TestRounds:
@@ -18,6 +17,6 @@ class TestRounds:
 class TestReaderLifecycle:
     async def test_stop_before_start_is_a_no_op(self) -> None:
         """Closing a reader whose start failed or never ran touches no connection."""
-        reader = LagReader("127.0.0.1:1", "p.")
+        reader = LagReader(KafkaClientConfig("127.0.0.1:1"), "p.")
         await reader.stop()
         assert (reader._admin, reader._consumer) == (None, None)

@@ -18,16 +18,26 @@ from observability.logging import (
     MESSAGE_CONTEXT_KEYS,
     bind_message_context,
     configure_logging,
-    correlation_id_from_headers,
     escape_control_characters,
     message_context,
-    new_correlation_id,
     reset_message_context,
     worker_logging_config,
 )
-from observability.phi import REDACTED_EMAIL, REDACTED_PHI, default_masker, set_default_masker
-from schemas.events import CORRELATION_ID_HEADER, Stage
+from observability.phi import (
+    REDACTED_EMAIL,
+    REDACTED_ID,
+    REDACTED_PHI,
+    default_masker,
+    set_default_masker,
+)
+from schemas.correlation import CorrelationId, derived_correlation_id
+from schemas.events import Stage
 from schemas.settings import LoggingSettings
+
+
+def cid(name: str) -> CorrelationId:
+    """A canonical correlation id standing for ``name`` in a test."""
+    return derived_correlation_id("test", name)
 
 
 @pytest.fixture
@@ -194,7 +204,7 @@ class TestMessageContext:
         stream = configured()
         event_id = uuid.uuid4()
         with message_context(
-            "corr-1",
+            cid("corr-1"),
             event_id=event_id,
             stage=Stage.VALIDATION,
             topic="radstream.images.arrived",
@@ -207,7 +217,7 @@ class TestMessageContext:
         assert len(lines) == 2
         for line in lines:
             assert {key: line[key] for key in MESSAGE_CONTEXT_KEYS} == {
-                "correlation_id": "corr-1",
+                "correlation_id": cid("corr-1"),
                 "event_id": str(event_id),
                 "stage": "validation",
                 "topic": "radstream.images.arrived",
@@ -218,53 +228,39 @@ class TestMessageContext:
     def test_context_is_removed_after_the_block(self, configured: Any) -> None:
         """After the block, lines no longer carry the message's context."""
         stream = configured()
-        with message_context("corr-2", stage="inference"):
+        with message_context(cid("corr-2"), stage="inference"):
             pass
         structlog.get_logger().info("idle")
         assert "correlation_id" not in _json_lines(stream)[0]
 
     def test_outer_context_is_restored(self) -> None:
         """Binding then resetting restores the previously bound values."""
-        outer = bind_message_context("outer")
-        inner = bind_message_context("inner", offset=5)
+        outer = bind_message_context(cid("outer"))
+        inner = bind_message_context(cid("inner"), offset=5)
         reset_message_context(inner)
-        assert structlog.contextvars.get_contextvars() == {"correlation_id": "outer"}
+        assert structlog.contextvars.get_contextvars() == {"correlation_id": cid("outer")}
         reset_message_context(outer)
         assert structlog.contextvars.get_contextvars() == {}
 
     async def test_concurrent_tasks_keep_their_own_context(self) -> None:
         """Two tasks processing messages concurrently do not see each other's ids."""
 
-        async def worker(cid: str) -> str:
-            with message_context(cid):
+        async def worker(correlation_id: CorrelationId) -> str:
+            with message_context(correlation_id):
                 await asyncio.sleep(0)
                 return str(structlog.contextvars.get_contextvars()["correlation_id"])
 
-        assert await asyncio.gather(worker("a"), worker("b")) == ["a", "b"]
+        assert await asyncio.gather(worker(cid("a")), worker(cid("b"))) == [cid("a"), cid("b")]
 
 
-class TestCorrelationIds:
-    def test_new_ids_are_unique_and_short(self) -> None:
-        """Generated correlation ids are unique and fit the 64-character limit."""
-        ids = {new_correlation_id() for _ in range(100)}
-        assert len(ids) == 100
-        assert all(len(i) <= 64 for i in ids)
-
-    def test_header_id_is_used(self) -> None:
-        """A well-formed correlation id header is propagated."""
-        headers = [("other", b"x"), (CORRELATION_ID_HEADER, b"abc-123")]
-        assert correlation_id_from_headers(headers) == "abc-123"
-
-    @pytest.mark.parametrize("value", [b"has space", b"line\nbreak", b"x" * 65, b"\xff\xfe", b""])
-    def test_malformed_header_gets_a_new_id(self, value: bytes) -> None:
-        """A header that does not look like an id is replaced by a fresh one."""
-        result = correlation_id_from_headers([(CORRELATION_ID_HEADER, value)])
-        assert result.encode() != value
-        assert len(result) == 32
-
-    def test_missing_header_gets_a_new_id(self) -> None:
-        """Without headers a fresh id is generated."""
-        assert len(correlation_id_from_headers(None)) == 32
+class TestCorrelationIdsInLogs:
+    def test_a_refused_id_logged_by_hand_is_redacted(self, configured: Any) -> None:
+        """A PHI-shaped correlation id passed straight to a logger never reaches the line."""
+        stream = configured()
+        structlog.get_logger().warning("api_request_failed", correlation_id="MRN-55667788")
+        line = _json_lines(stream)[0]
+        assert line["correlation_id"] == REDACTED_ID
+        assert "55667788" not in stream.getvalue()
 
 
 class TestWorkerLoggingConfig:

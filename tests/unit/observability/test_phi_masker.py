@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from observability.phi import (
     REDACTED_DOB,
     REDACTED_EMAIL,
+    REDACTED_ID,
     REDACTED_IP,
     REDACTED_MRN,
     REDACTED_PHI,
@@ -23,6 +24,7 @@ from observability.phi import (
     mask_value,
     set_default_masker,
 )
+from schemas.correlation import new_correlation_id
 from schemas.errors import ErrorCode
 from schemas.events import Stage
 from schemas.settings import LoggingSettings
@@ -276,6 +278,16 @@ class TestKeys:
         masked = masker.mask_mapping({"a@example.org": 1, "b@example.org": 2})
         assert masked == {REDACTED_EMAIL: 1, f"{REDACTED_EMAIL}#2": 2}
 
+    def test_third_colliding_key_gets_the_next_number(self, masker: PhiMasker) -> None:
+        """A third key masked to the same marker is numbered past the taken suffixes."""
+        masked = masker.mask_mapping({"a@example.org": 1, "b@example.org": 2, "c@example.org": 3})
+        assert masked == {REDACTED_EMAIL: 1, f"{REDACTED_EMAIL}#2": 2, f"{REDACTED_EMAIL}#3": 3}
+
+    def test_keys_that_are_neither_text_nor_tags_name_no_phi(self, masker: PhiMasker) -> None:
+        """A float or None key has no marker; its value is still masked as a value."""
+        assert masker.key_marker(1.5) is None
+        assert masker.mask_mapping({None: "Doe^John"}) == {None: REDACTED_PHI}
+
     def test_unknown_keys_with_person_names_are_masked(self, masker: PhiMasker) -> None:
         """A DICOM PN value under a key the masker does not know is still masked."""
         assert masker.mask_mapping({"Alphabetic": "Doe^John"}) == {"Alphabetic": REDACTED_PHI}
@@ -290,7 +302,7 @@ class TestSafeFields:
             "study_instance_uid": "1.2.840.113619.2.55.3.604688119.969.1268071029.320",
             "sop_instance_uid": "2.25.123456789012345678901234567890",
             "event_id": event_id,
-            "correlation_id": uuid.uuid4().hex,
+            "correlation_id": new_correlation_id(),
             "dead_letter_id": str(uuid.uuid4()),
             "error_code": ErrorCode.STORAGE_FILE_NOT_FOUND,
             "stage": Stage.VALIDATION,
@@ -319,6 +331,31 @@ class TestSafeFields:
         assert masker.mask_mapping({"status": {"PatientID": "P1"}}) == {
             "status": {"PatientID": REDACTED_PHI}
         }
+
+
+class TestCorrelationIds:
+    @pytest.mark.parametrize(
+        "value",
+        ["MRN-55667788", "Pembertonwhistle-Agatha", "c-1", "AB" * 16, str(uuid.uuid4()), ""],
+    )
+    def test_values_the_owner_would_not_keep_are_replaced(
+        self, masker: PhiMasker, value: str
+    ) -> None:
+        """A correlation_id that is not canonical is replaced whole, whoever logged it."""
+        assert masker.mask_mapping({"correlation_id": value}) == {"correlation_id": REDACTED_ID}
+
+    def test_nested_values_are_checked_too(self, masker: PhiMasker) -> None:
+        """The rule holds inside nested data (a logged model or dict)."""
+        cid = new_correlation_id()
+        logged = {"action": {"correlation_id": "Pembertonwhistle-Agatha"}, "correlation_id": cid}
+        assert masker.mask_mapping(logged) == {
+            "action": {"correlation_id": REDACTED_ID},
+            "correlation_id": cid,
+        }
+
+    def test_none_stays_none(self, masker: PhiMasker) -> None:
+        """A missing correlation id is logged as missing."""
+        assert masker.mask_mapping({"correlation_id": None}) == {"correlation_id": None}
 
 
 class TestNesting:

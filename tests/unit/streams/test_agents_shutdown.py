@@ -16,7 +16,7 @@ import pytest
 
 from schemas.events import Stage
 from streams.agents import AgentSpec, finish_even_if_cancelled, register_agent
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, NullObserver
 from streams.topics import TopicKey
 

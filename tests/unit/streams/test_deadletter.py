@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage
+from schemas.events import DeadLetter, DeadLetterHeader, Stage
 from streams.deadletter import (
     DeadLetterFilter,
     build_dead_letter,
@@ -20,6 +21,7 @@ from streams.deadletter import (
 from streams.retry import RetriesExhaustedError
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CORR = "c9" * 16
 
 
 def make(**overrides: Any) -> DeadLetter:
@@ -35,8 +37,8 @@ def make(**overrides: Any) -> DeadLetter:
         "offset": 1234,
         "key": b"1.2.840.1",
         "value": b"{not json\x00\xff",
-        "headers": [(CORRELATION_ID_HEADER, b"corr-9"), ("trace", b"\x01\x02")],
-        "correlation_id": "corr-9",
+        "headers": [(CORRELATION_ID_HEADER, CORR.encode()), ("trace", b"\x01\x02")],
+        "correlation_id": CORR,
         "event_id": None,
     }
     kwargs.update(overrides)
@@ -57,7 +59,7 @@ class TestBuild:
             4,
             1234,
         )
-        assert dl.correlation_id == "corr-9"
+        assert dl.correlation_id == CORR
 
     def test_original_bytes_are_base64(self) -> None:
         """Key, value and header bytes are stored exactly, as base64."""
@@ -66,9 +68,20 @@ class TestBuild:
         assert dl.key_b64 is not None
         assert base64.b64decode(dl.key_b64) == b"1.2.840.1"
         assert [(h.key, base64.b64decode(h.value_b64)) for h in dl.headers] == [
-            (CORRELATION_ID_HEADER, b"corr-9"),
+            (CORRELATION_ID_HEADER, CORR.encode()),
             ("trace", b"\x01\x02"),
         ]
+
+    @pytest.mark.parametrize("original", [b"MRN-55667788", b"Pembertonwhistle-Agatha"])
+    def test_refused_original_header_is_not_kept(self, original: bytes) -> None:
+        """The stored headers hold the id the stage used, never the refused original."""
+        dl = make(headers=[(CORRELATION_ID_HEADER, original), ("trace", b"t")])
+        assert [(h.key, base64.b64decode(h.value_b64)) for h in dl.headers] == [
+            (CORRELATION_ID_HEADER, CORR.encode()),
+            ("trace", b"t"),
+        ]
+        assert original.decode() not in dl.model_dump_json()
+        assert base64.b64encode(original).decode() not in dl.model_dump_json()
 
     def test_foreign_exception_text_is_never_published(self) -> None:
         """A non-radstream exception becomes INTERNAL_ERROR without its message."""
@@ -100,10 +113,6 @@ class TestBuild:
         assert dl.key_b64 is None
         assert dl.attempts == 1
 
-    def test_long_correlation_id_is_truncated(self) -> None:
-        """An over-long correlation id is cut to the contract's 64 characters."""
-        assert make(correlation_id="c" * 100).correlation_id == "c" * 64
-
     def test_long_reason_is_truncated(self) -> None:
         """A radstream reason longer than the contract allows is cut, not refused."""
         code, reason = error_code_and_reason(error_for(ErrorCode.IMAGE_MALFORMED, "r" * 800))
@@ -118,18 +127,33 @@ class TestReplay:
         assert topic == "radstream.images.arrived"
         assert key == b"1.2.840.1"
         assert value == b"{not json\x00\xff"
-        assert headers == [(CORRELATION_ID_HEADER, b"corr-9"), ("trace", b"\x01\x02")]
+        assert headers == [(CORRELATION_ID_HEADER, CORR.encode()), ("trace", b"\x01\x02")]
 
     def test_replay_adds_missing_correlation_header(self) -> None:
         """When the original had no correlation header, the dead letter's id is added."""
-        _, _, _, headers = replay_record(make(headers=[], correlation_id="corr-x"))
-        assert headers == [(CORRELATION_ID_HEADER, b"corr-x")]
+        _, _, _, headers = replay_record(make(headers=[]))
+        assert headers == [(CORRELATION_ID_HEADER, CORR.encode())]
 
-    def test_replay_without_any_correlation_id(self) -> None:
-        """Without a correlation id anywhere, no header is invented."""
-        _, key, _, headers = replay_record(make(headers=[], correlation_id=None, key=None))
-        assert headers == []
-        assert key is None
+    @pytest.mark.parametrize("stored", ["Pembertonwhistle-Agatha", "MRN-55667788", None])
+    def test_letter_from_before_the_rule_replays_with_a_derived_id(
+        self, stored: str | None
+    ) -> None:
+        """A dead letter holding a refused id (an older release's) replays under a derived one."""
+        old = make().model_copy(
+            update={
+                "correlation_id": stored,
+                "headers": (
+                    DeadLetterHeader(
+                        key=CORRELATION_ID_HEADER,
+                        value_b64=base64.b64encode((stored or "x").encode()).decode(),
+                    ),
+                ),
+            }
+        )
+        _, key, _, headers = replay_record(old)
+        derived = derived_correlation_id("dead-letter", old.dead_letter_id)
+        assert headers == [(CORRELATION_ID_HEADER, derived.encode())]
+        assert key == b"1.2.840.1"
 
     def test_corrupt_base64_is_reported(self) -> None:
         """A tampered dead letter with invalid base64 raises ValueError."""

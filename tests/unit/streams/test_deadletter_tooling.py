@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from schemas.audit import ApiActionKind
+from schemas.correlation import CORRELATION_ID_HEADER, CorrelationId, derived_correlation_id
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage
+from schemas.events import DeadLetter, Stage
 from streams.deadletter import (
     REPLAY_OF_HEADER,
     DeadLetterEntry,
@@ -28,6 +29,7 @@ from streams.deadletter import (
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ARRIVED = "radstream.images.arrived"
+CORR = CorrelationId("c1" * 16)
 
 
 def letter(
@@ -36,7 +38,6 @@ def letter(
     stage: Stage = Stage.VALIDATION,
     at: datetime = T0,
     topic: str = ARRIVED,
-    correlation_id: str | None = "corr-1",
 ) -> DeadLetter:
     """A dead letter with the given code, stage, failure time and source topic."""
     return build_dead_letter(
@@ -50,8 +51,8 @@ def letter(
         offset=3,
         key=b"k",
         value=b"original",
-        headers=[(CORRELATION_ID_HEADER, b"corr-1")],
-        correlation_id=correlation_id,
+        headers=[(CORRELATION_ID_HEADER, CORR.encode())],
+        correlation_id=CORR,
         event_id=uuid.uuid4(),
     )
 
@@ -128,7 +129,7 @@ class TestReplayMessage:
         dl = letter()
         topic, key, value, headers = replay_message(entry(0, dl))
         assert (topic, key, value) == (ARRIVED, b"k", b"original")
-        assert (CORRELATION_ID_HEADER, b"corr-1") in headers
+        assert (CORRELATION_ID_HEADER, CORR.encode()) in headers
         assert (REPLAY_OF_HEADER, str(dl.dead_letter_id).encode()) in headers
 
     def test_replay_tag_is_not_duplicated(self) -> None:
@@ -149,7 +150,7 @@ class TestReplayMessage:
                         key=None,
                         value=b"",
                         headers=[(REPLAY_OF_HEADER, b"older-id")],
-                        correlation_id=None,
+                        correlation_id=CORR,
                         event_id=None,
                     ).headers,
                 )
@@ -303,7 +304,7 @@ class TestDlqAction:
         )
         assert (action.event_id, action.correlation_id, action.actor_id) == (
             dl.event_id,
-            "corr-1",
+            CORR,
             "ops-a",
         )
         assert action.route == "cli/dlq/replay"
@@ -314,18 +315,16 @@ class TestDlqAction:
         assert (action.outcome, action.http_status) == ("failure", 409)
         assert action.error_code is ErrorCode.DEAD_LETTER_ALREADY_REPLAYED
 
-    def test_missing_correlation_id_gets_a_stable_one(self) -> None:
-        """Without a correlation id the audit joins on one derived from the dead letter id."""
-        dl = letter(correlation_id=None)
+    @pytest.mark.parametrize("stored", [None, "Doe John", "MRN-55667788"])
+    def test_refused_or_missing_id_gets_the_derived_one(self, stored: str | None) -> None:
+        """A dead letter from before the rule is audited under the id its replay carries."""
+        dl = letter().model_copy(update={"correlation_id": stored})
         action = dlq_action(ApiActionKind.DLQ_PURGE, entry(0, dl), actor="ops")
-        assert action.correlation_id == f"dlq-{dl.dead_letter_id.hex}"
-
-    def test_free_text_correlation_id_is_hashed(self) -> None:
-        """A correlation id that could be text is replaced by a hash in the audit action."""
-        dl = letter(correlation_id="Doe John")
-        action = dlq_action(ApiActionKind.DLQ_PURGE, entry(0, dl), actor="ops")
-        assert action.correlation_id.startswith("sha256:")
-        assert "Doe" not in action.model_dump_json()
+        derived = derived_correlation_id("dead-letter", dl.dead_letter_id)
+        assert action.correlation_id == derived
+        assert replay_message(entry(0, dl))[3][0] == (CORRELATION_ID_HEADER, derived.encode())
+        if stored:
+            assert stored not in action.model_dump_json()
 
 
 def test_base64_roundtrip_of_value() -> None:

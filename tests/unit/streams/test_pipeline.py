@@ -12,9 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from observability.metrics import Metrics
 from observability.stage_observer import MetricsObserver
+from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.errors import ErrorCode, InputValidationError, TransientError, error_for
-from schemas.events import CORRELATION_ID_HEADER, DeadLetter, ImageArrived, ImageRejected, Stage
-from streams.kafka_io import Outgoing
+from schemas.events import DeadLetter, ImageArrived, ImageRejected, Stage
+from streams.kafka import Outgoing
 from streams.pipeline import (
     Incoming,
     NullObserver,
@@ -93,14 +94,14 @@ async def no_sleep(_seconds: float) -> None:
 class TestIncoming:
     def test_correlation_id_from_header(self) -> None:
         """The producer's correlation id is kept and passed on."""
-        message = incoming(b"{}", ((CORRELATION_ID_HEADER, b"abc-123"),))
-        assert message.correlation_id == "abc-123"
-        assert message.out_headers() == ((CORRELATION_ID_HEADER, b"abc-123"),)
+        message = incoming(b"{}", ((CORRELATION_ID_HEADER, b"abc123" * 5 + b"ef"),))
+        assert message.correlation_id == "abc123" * 5 + "ef"
+        assert message.out_headers() == ((CORRELATION_ID_HEADER, b"abc123" * 5 + b"ef"),)
 
     def test_junk_correlation_id_is_replaced(self) -> None:
-        """An overlong or unprintable correlation id is replaced with a fresh one."""
+        """An overlong or unprintable correlation id is replaced with the derived one."""
         message = incoming(b"{}", ((CORRELATION_ID_HEADER, b"x\n" * 50),))
-        assert len(message.correlation_id) == 32
+        assert message.correlation_id == derived_correlation_id("t.images.arrived", 0, 7)
         assert message.header("missing") is None
 
 
@@ -221,7 +222,7 @@ class TestDeadLetterFor:
     def test_keeps_original_bytes_and_event_id(self) -> None:
         """The dead letter has the original key, value, headers and source coordinates."""
         event_id = uuid.uuid4()
-        message = incoming(b"payload", ((CORRELATION_ID_HEADER, b"c1"),))
+        message = incoming(b"payload", ((CORRELATION_ID_HEADER, b"c1" * 16),))
         out = dead_letter_for(
             message, Stage.INFERENCE, error_for(ErrorCode.TIMEOUT), event_id=event_id
         )
@@ -229,6 +230,6 @@ class TestDeadLetterFor:
         assert isinstance(letter, DeadLetter)
         assert letter.source_offset == 7
         assert letter.event_id == event_id
-        assert letter.correlation_id == "c1"
+        assert letter.correlation_id == "c1" * 16
         assert letter.error_code is ErrorCode.TIMEOUT
         assert out.key == b"k"

@@ -12,10 +12,11 @@ import pytest
 import structlog
 
 from observability.logging import PAYLOAD_LOGGERS, configure_logging
+from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.errors import ErrorCode, error_for
-from schemas.events import CORRELATION_ID_HEADER, ImageArrived, ImageRejected, Stage
+from schemas.events import ImageArrived, ImageRejected, Stage
 from schemas.settings import LoggingSettings
-from streams.kafka_io import Outgoing
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming, NullObserver, dead_letter_for, parse_event, process_batch
 from streams.topics import TopicKey
 
@@ -41,7 +42,10 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-def message(offset: int, value: bytes, correlation_id: bytes | None = b"corr-1") -> Incoming:
+GOOD, BAD, POISON = "a1" * 16, "b2" * 16, "c3" * 16
+
+
+def message(offset: int, value: bytes, correlation_id: bytes | None = GOOD.encode()) -> Incoming:
     """A consumed arrival at ``offset``."""
     headers = () if correlation_id is None else ((CORRELATION_ID_HEADER, correlation_id),)
     return Incoming("p.images.arrived", 3, offset, b"k", value, headers)
@@ -87,9 +91,9 @@ class TestOutcomeLogging:
     async def test_each_outcome_is_logged_with_context(self, logs: io.StringIO) -> None:
         """Processed, rejected and dead-lettered messages each log one line with their position."""
         batch = [
-            message(10, arrival("good"), b"c-good"),
-            message(11, arrival("bad"), b"c-bad"),
-            message(12, b'{"PatientName": "Doe^John"', b"c-poison"),
+            message(10, arrival("good"), GOOD.encode()),
+            message(11, arrival("bad"), BAD.encode()),
+            message(12, b'{"PatientName": "Doe^John"', POISON.encode()),
         ]
         await process_batch(MixedHandler(), batch, deliver, NullObserver())
         found = {
@@ -98,9 +102,9 @@ class TestOutcomeLogging:
             if line["event"] in {"message_processed", "image_rejected", "message_dead_lettered"}
         }
         assert {k: (v["correlation_id"], v["offset"]) for k, v in found.items()} == {
-            "message_processed": ("c-good", 10),
-            "image_rejected": ("c-bad", 11),
-            "message_dead_lettered": ("c-poison", 12),
+            "message_processed": (GOOD, 10),
+            "image_rejected": (BAD, 11),
+            "message_dead_lettered": (POISON, 12),
         }
         assert found["image_rejected"]["error_code"] == "IMAGE_EMPTY"
         assert {v["stage"] for v in found.values()} == {"validation"}
@@ -142,9 +146,35 @@ class TestOutcomeLogging:
 
 
 class TestCorrelationId:
-    def test_phi_shaped_header_is_replaced(self) -> None:
-        """A correlation id that is free text (a patient's name) is not propagated."""
-        assert message(1, b"", b"Doe^John").correlation_id != "Doe^John"
+    @pytest.mark.parametrize(
+        "header", [b"Doe^John", b"MRN-55667788", b"Pembertonwhistle-Agatha", b"c-good"]
+    )
+    def test_phi_shaped_header_is_replaced(self, header: bytes) -> None:
+        """A correlation id that is not a UUID or hex digest is replaced by the position's id."""
+        replaced = message(1, b"", header)
+        assert replaced.correlation_id == message(1, b"", None).correlation_id
+        assert replaced.out_headers() == (
+            (CORRELATION_ID_HEADER, replaced.correlation_id.encode()),
+        )
+
+    def test_accepted_header_is_kept_canonical(self) -> None:
+        """A UUID header travels on in canonical form."""
+        supplied = uuid.uuid4()
+        assert message(1, b"", str(supplied).upper().encode()).correlation_id == supplied.hex
+
+    async def test_refused_header_never_reaches_logs_or_dead_letters(
+        self, logs: io.StringIO
+    ) -> None:
+        """The outcome lines and the dead letter of a message with a PHI-shaped id lack it."""
+        batch = [
+            message(20, arrival("good"), b"MRN-55667788"),
+            message(21, b"{not json", b"Pembertonwhistle-Agatha"),
+        ]
+        out = await process_batch(MixedHandler(), batch, deliver, NullObserver())
+        produced = repr([(o.headers, o.value.model_dump_json()) for o in out])
+        for text in ("55667788", "Pembertonwhistle", "UGVtYmVydG9ud2hpc3RsZ"):  # base64 too
+            assert text not in logs.getvalue()
+            assert text not in produced
 
     def test_replacement_is_stable_per_message(self) -> None:
         """Every outcome of one message, and every redelivery, shares the replacement id."""

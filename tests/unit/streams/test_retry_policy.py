@@ -1,7 +1,8 @@
-"""RetryPolicy and run_with_retries: bounded backoff, retry only what can succeed later."""
+"""The one retry mechanism: capped, jittered backoff; retry only what can succeed later."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -50,32 +51,32 @@ class TestRetryPolicy:
     def test_delays_grow_exponentially_and_are_capped(self) -> None:
         """Delays double from the initial value and never exceed the cap."""
         policy = RetryPolicy(max_attempts=6, initial_seconds=0.5, max_seconds=3.0, multiplier=2.0)
-        assert policy.delays() == (0.5, 1.0, 2.0, 3.0, 3.0)
+        assert tuple(policy.delays()) == (0.5, 1.0, 2.0, 3.0, 3.0)
 
     def test_one_attempt_means_no_delays(self) -> None:
         """With a single attempt there is nothing to wait for."""
-        assert RetryPolicy(max_attempts=1).delays() == ()
+        assert tuple(RetryPolicy(max_attempts=1).delays()) == ()
 
     def test_from_settings(self) -> None:
         """The policy takes attempts and backoff from RetrySettings."""
         settings = RetrySettings(
             max_attempts=3, initial_seconds=0.2, max_seconds=1, multiplier=3, jitter=0
         )
-        assert RetryPolicy.from_settings(settings).delays() == pytest.approx((0.2, 0.6))
+        assert tuple(RetryPolicy.from_settings(settings).delays()) == pytest.approx((0.2, 0.6))
 
     def test_from_settings_takes_the_jitter(self) -> None:
         """The configured jitter spreads the delays, within its bounds."""
         settings = RetrySettings(max_attempts=4, initial_seconds=1, max_seconds=8, jitter=0.5)
-        delays = RetryPolicy.from_settings(settings, seed=3).delays()
+        delays = tuple(RetryPolicy.from_settings(settings, seed=3).delays())
         assert delays != (1.0, 2.0, 4.0)
         for base, delay in zip((1.0, 2.0, 4.0), delays, strict=True):
             assert base * 0.5 <= delay <= base
 
     def test_seeded_jitter_is_deterministic(self) -> None:
         """The same seed gives the same jittered delays."""
-        first = RetryPolicy(max_attempts=5, jitter=0.5, seed=7).delays()
-        assert first == RetryPolicy(max_attempts=5, jitter=0.5, seed=7).delays()
-        assert first != RetryPolicy(max_attempts=5, jitter=0.5, seed=8).delays()
+        first = tuple(RetryPolicy(max_attempts=5, jitter=0.5, seed=7).delays())
+        assert first == tuple(RetryPolicy(max_attempts=5, jitter=0.5, seed=7).delays())
+        assert first != tuple(RetryPolicy(max_attempts=5, jitter=0.5, seed=8).delays())
 
     def test_jitter_only_shortens_within_bounds(self) -> None:
         """Jittered delays lie between (1 - jitter) x base and base."""
@@ -84,6 +85,18 @@ class TestRetryPolicy:
         for base, delay in zip(plain, jittered, strict=True):
             assert base * 0.7 <= delay <= base
 
+    def test_until_done_never_runs_out_of_delays(self) -> None:
+        """Without an attempt bound the delays go on, each capped at max_seconds."""
+        policy = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=10.0, jitter=0)
+        delays = list(itertools.islice(policy.delays(), 1000))
+        assert delays[:7] == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0])
+        assert set(delays[6:]) == {10.0}
+
+    def test_a_days_long_outage_does_not_overflow(self) -> None:
+        """A huge multiplier and a million retries still give the capped delay, no OverflowError."""
+        policy = RetryPolicy(max_attempts=None, multiplier=1e300, max_seconds=7.0)
+        assert next(itertools.islice(policy.delays(), 10**6, None)) == 7.0
+
     @pytest.mark.parametrize(
         "kwargs",
         [
@@ -91,6 +104,7 @@ class TestRetryPolicy:
             {"initial_seconds": -1.0},
             {"multiplier": 0.5},
             {"jitter": 1.5},
+            {"max_elapsed_seconds": 0},
         ],
     )
     def test_invalid_policies_are_refused(self, kwargs: dict[str, float]) -> None:
@@ -146,7 +160,7 @@ class TestRunWithRetries:
                 failing_then([KeyError("x")]), RetryPolicy(), sleep=FakeSleep(), record=record
             )
         assert record.attempts == 1
-        assert record.codes == [ErrorCode.INTERNAL_ERROR]
+        assert record.last_code is ErrorCode.INTERNAL_ERROR
 
     async def test_is_retryable_overrides_the_flag(self) -> None:
         """A custom is_retryable can refuse to retry an otherwise retryable error."""
@@ -206,3 +220,76 @@ class TestRunWithRetries:
         assert record.attempts == 3
         assert record.first_failure_at == start + timedelta(seconds=1)
         assert record.last_failure_at == start + timedelta(seconds=3)
+
+    async def test_until_done_retries_past_any_attempt_count(self) -> None:
+        """An unbounded policy keeps retrying (here 50 failures) until the work succeeds."""
+        transient = error_for(ErrorCode.BROKER_UNAVAILABLE)
+        sleep = FakeSleep()
+        policy = RetryPolicy.until_done(initial_seconds=0.1, max_seconds=1.0)
+        result = await run_with_retries(
+            failing_then([transient] * 50 + ["up"]), policy, sleep=sleep
+        )
+        assert result == "up"
+        assert len(sleep.delays) == 50
+        assert max(sleep.delays) <= 1.0
+
+    async def test_overall_bound_gives_up_on_the_injected_clock(self) -> None:
+        """Past max_elapsed_seconds (measured on the injected clock) the error is exhausted."""
+        transient = error_for(ErrorCode.TIMEOUT)
+        now = {"t": 100.0}
+        sleep_calls: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleep_calls.append(seconds)
+            now["t"] += seconds
+
+        policy = RetryPolicy.until_done(
+            initial_seconds=1.0, max_seconds=4.0, jitter=0, max_elapsed_seconds=10.0
+        )
+        with pytest.raises(RetriesExhaustedError) as info:
+            await run_with_retries(
+                failing_then([transient] * 100), policy, sleep=sleep, clock=lambda: now["t"]
+            )
+        # 1 + 2 + 4 = 7 s waited; the next 4 s would end at 11 s > 10 s: give up instead.
+        assert sleep_calls == [1.0, 2.0, 4.0]
+        assert info.value.attempts == 4
+        assert info.value.original_code is ErrorCode.TIMEOUT
+
+    async def test_recovery_is_reported_once_after_failures(self) -> None:
+        """on_recovered sees the failure record when an attempt succeeds after failing."""
+        transient = error_for(ErrorCode.DATABASE_UNAVAILABLE)
+        recovered: list[int] = []
+        await run_with_retries(
+            failing_then([transient, transient, "ok"]),
+            RetryPolicy(),
+            sleep=FakeSleep(),
+            on_recovered=lambda record: recovered.append(record.attempts),
+        )
+        assert recovered == [2]
+
+    async def test_no_recovery_without_a_failure(self) -> None:
+        """A first-time success is no recovery."""
+        recovered: list[int] = []
+        await run_with_retries(
+            failing_then(["ok"]),
+            RetryPolicy(),
+            sleep=FakeSleep(),
+            on_recovered=lambda record: recovered.append(record.attempts),
+        )
+        assert recovered == []
+
+
+class TestFailureRecord:
+    def test_span_of_a_record_that_never_failed_is_one_failure_now(self) -> None:
+        """A dead letter for work that failed once, outside any retry, says 1 attempt, now."""
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        assert FailureRecord().span(now) == (1, now, now)
+
+    def test_span_of_noted_failures(self) -> None:
+        """Attempts and the first and last failure times come from the notes."""
+        first, last = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+        record = FailureRecord()
+        record.note(1, ErrorCode.TIMEOUT, first)
+        record.note(2, ErrorCode.TIMEOUT, last)
+        assert record.span(datetime(2027, 1, 1, tzinfo=UTC)) == (2, first, last)
+        assert record.failed

@@ -73,3 +73,14 @@ def test_header_edits(seed: bytes, offset: int, value: int, width: int) -> None:
     if offset + width <= len(data):
         struct.pack_into("<H" if width == 2 else "<I", data, offset, value & (2 ** (8 * width) - 1))
     _assert_verdict(bytes(data))
+
+
+def test_transfer_syntax_uid_with_a_leading_zero_component() -> None:
+    """A bit flip making the transfer syntax UID invalid (``1.2.840.00008...``) gets a verdict.
+
+    Found by test_bit_flips: pydicom's warning about the invalid UID escaped the warnings guard.
+    """
+    data = bytearray(SEEDS[2])
+    at = data.find(b"1.2.840.10008.1.2.4.91")
+    data[at + len("1.2.840.")] ^= 1  # "1" -> "0"
+    _assert_verdict(bytes(data))

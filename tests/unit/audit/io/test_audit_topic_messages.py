@@ -1,13 +1,20 @@
-"""Parsing audit-topic messages and table rows: records, checkpoints and damaged entries."""
+"""Audit-topic messages: building and parsing records, checkpoints and damaged entries."""
 
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.audit import AuditCheckpoint, AuditRecord
-from sinks.audit_sink import _parse_row
+from streams.audit.io.topic import (
+    CHECKPOINT,
+    RECORD,
+    RECORD_TYPE_HEADER,
+    chain_key,
+    checkpoint_message,
+    parse_message,
+    record_message,
+)
 from streams.audit.verify import UnreadableRecord
-from streams.audit_topic import CHECKPOINT, RECORD, RECORD_TYPE_HEADER, chain_key, parse_message
 from tests.unit.audit.factories import build_chain
 
 
@@ -46,16 +53,24 @@ class TestParseMessage:
         assert chain_key(3) == b"chain-3"
 
 
-class TestParseRow:
-    def test_row_record(self) -> None:
-        """A stored JSON record parses back to the record."""
+class TestMessages:
+    def test_record_message(self) -> None:
+        """A record goes to its chain's partition, keyed by chain, typed, with its correlation."""
         record, _ = _record_and_checkpoint()
-        assert _parse_row(record.model_dump(mode="json")) == record
+        message = record_message("p.audit.log", record)
+        assert (message.topic, message.key, message.partition) == ("p.audit.log", b"chain-0", 0)
+        assert message.headers[0] == (RECORD_TYPE_HEADER, RECORD)
+        assert parse_message(message.value, message.headers) == record
 
-    def test_damaged_row(self) -> None:
-        """A stored record that no longer parses is unreadable with its sequence."""
-        assert _parse_row({"sequence": 2}) == UnreadableRecord(2)
+    def test_record_without_correlation_id_has_only_the_type_header(self) -> None:
+        """No empty correlation header is invented for a record without one."""
+        record, _ = _record_and_checkpoint()
+        bare = record.model_copy(update={"correlation_id": None})
+        assert record_message("t", bare).headers == ((RECORD_TYPE_HEADER, RECORD),)
 
-    def test_damaged_row_without_sequence(self) -> None:
-        """A stored non-object is unreadable without a sequence."""
-        assert _parse_row([1]) == UnreadableRecord(None)
+    def test_checkpoint_message(self) -> None:
+        """A checkpoint travels typed as a checkpoint on its chain's partition."""
+        _, checkpoint = _record_and_checkpoint()
+        message = checkpoint_message("t", checkpoint)
+        assert message.partition == checkpoint.chain_partition
+        assert parse_message(message.value, message.headers) == checkpoint

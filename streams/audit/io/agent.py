@@ -1,11 +1,11 @@
-"""The audit agent: an aiokafka transactional consume→produce loop (exactly once per event).
+"""The audit agent: a transactional consume→produce loop (exactly once per event).
 
 It does not use Faust's ``processing_guarantee="exactly_once"`` (open bugs: duplicates,
 ProducerFenced on rebalance, sends outside the transaction). Per batch of source messages:
 
-1. ``async with producer.transaction()``: turn each message into a record appended to the
-   chain, produce it to ``audit.log`` partition ``chain_partition``; produce a signed checkpoint
-   when the :class:`CheckpointPolicy` says so; ``send_offsets_to_transaction`` for the batch.
+1. in one producer transaction: turn each message into a record appended to the chain, produce
+   it to ``audit.log`` partition ``chain_partition``; produce a signed checkpoint when the
+   :class:`CheckpointPolicy` says so; commit the batch's source offsets in the transaction.
 2. Only after the commit succeeded: adopt the new chain head and append the checkpoints to the
    checkpoint file (fsync). A checkpoint in the file therefore always names a committed head.
 
@@ -15,45 +15,53 @@ The chain head is recovered at start-up from the topic (the last committed recor
 memory, so a restart continues with the next sequence and the same ``prev_hash``.
 
 ``transactional_id`` is ``<group_id>.audit-chain-<chain_partition>``: exactly one writer per
-chain. Starting a second agent for the same chain fences the first (its next transaction
-fails with ``ProducerFenced``) and aborts its open transaction; that is the intended protection
+chain. Starting a second agent for the same chain fences the first (its next transaction fails
+with ``BROKER_REQUEST_REFUSED``) and aborts its open transaction; that is the intended protection
 against two writers forking a chain. Run one agent per chain partition; the audit topic has one
-partition, so one agent. aiokafka's ``send_offsets_to_transaction`` does not carry the consumer
-group generation (KIP-447), so do not run several agents in one consumer group on one chain.
+partition, so one agent. The offsets sent to the transaction do not carry the consumer group
+generation (aiokafka has no KIP-447), so do not run several agents in one group on one chain.
+
+The agent is a :class:`~streams.kafka.loop.BatchLoop`: run it with
+:func:`~streams.kafka.loop.run_until_stopped` (restarts after broker errors, stops for good when
+fenced) or :func:`~streams.kafka.loop.run_until_idle`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from schemas.audit import AuditCheckpoint, AuditDraft, AuditRecord, AuditSource
-from schemas.events import CORRELATION_ID_HEADER, utc_now
+from schemas.audit import AuditCheckpoint, AuditDraft, AuditSource
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import utc_now
+from schemas.settings import Settings
 from streams.audit.chain import ChainState, append
 from streams.audit.checkpoints import CheckpointPolicy, sign_checkpoint
 from streams.audit.files import append_checkpoint, load_or_create_signing_key, read_checkpoints
+from streams.audit.io.topic import checkpoint_message, record_message, recover_head
 from streams.audit.records import AUDITED_TOPICS, draft_for_message
-from streams.audit_topic import (
-    CHECKPOINT,
-    RECORD,
-    RECORD_TYPE_HEADER,
-    chain_key,
-    recover_head,
+from streams.kafka import (
+    ConsumerRecord,
+    KafkaClientConfig,
+    KafkaConsumer,
+    KafkaProducer,
+    RawMessage,
+    TopicPartition,
+    TopicReader,
+    build_consumer,
+    build_producer,
+    stop_all,
 )
 from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.audit")
 
 
-def _first_offsets(messages: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+def _first_offsets(messages: Iterable[ConsumerRecord]) -> dict[TopicPartition, int]:
     """The first offset of each source partition in a batch."""
     first: dict[TopicPartition, int] = {}
     for message in messages:
@@ -73,7 +81,7 @@ class AuditAgent:
     """Audits every stage topic and API action into the hash-chained ``audit.log`` topic.
 
     Args:
-        bootstrap: Kafka bootstrap servers.
+        kafka: the Kafka connection.
         prefix: topic prefix (``TopicNames(prefix)`` names the topics).
         group_id: consumer group of the source topics; also the transactional id's stem.
         signing_key_path: Ed25519 PEM key, created 0600 if absent.
@@ -82,12 +90,14 @@ class AuditAgent:
         chain_partition: the chain (= audit topic partition) this agent writes.
         max_batch: most source messages per transaction.
         batch_wait_seconds: how long to keep gathering after the first message of a batch.
+        clock: monotonic seconds for the checkpoint policy (injectable).
+        wall_clock: the time checkpoints are signed at.
     """
 
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaClientConfig,
         prefix: str,
         group_id: str,
         signing_key_path: Path,
@@ -99,7 +109,7 @@ class AuditAgent:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topics = TopicNames(prefix)
         self.group_id = group_id
         self.signing_key_path = signing_key_path
@@ -112,12 +122,30 @@ class AuditAgent:
         self._wall_clock = wall_clock
         self._key = load_or_create_signing_key(signing_key_path)
         self._source_keys = {self.topics[key]: key for key in AUDITED_TOPICS}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
         self.state = ChainState.genesis(chain_partition)
         self._records_since_checkpoint = 0
         self._last_checkpoint_at = clock()
         self.records_written = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuditAgent:
+        """The deployment's audit agent (chain 0, group ``<group prefix>-audit``)."""
+        return cls(
+            kafka=KafkaClientConfig.from_settings(settings, client_id="radstream-audit"),
+            prefix=settings.topic_prefix,
+            group_id=f"{settings.consumer_group_prefix}-audit",
+            signing_key_path=settings.audit.signing_key_file,
+            checkpoint_file=settings.audit.checkpoint_file,
+            policy=CheckpointPolicy.from_settings(settings.audit),
+            batch_wait_seconds=settings.audit.batch_wait_seconds,
+        )
+
+    @property
+    def name(self) -> str:
+        """The loop's name in logs."""
+        return f"audit-chain-{self.chain_partition}"
 
     @property
     def transactional_id(self) -> str:
@@ -133,28 +161,22 @@ class AuditAgent:
         """Fence older writers, recover the chain head from the topic, then subscribe."""
         # The producer first: InitProducerId aborts a crashed predecessor's open transaction,
         # so the head read next (read_committed) is final.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            transactional_id=self.transactional_id,
-            acks="all",
-        )
+        self._producer = build_producer(self.kafka, transactional_id=self.transactional_id)
         await self._producer.start()
-        head = await recover_head(self.bootstrap, self.audit_topic, self.chain_partition)
+        async with TopicReader(self.kafka) as reader:
+            head = await recover_head(reader, self.audit_topic, self.chain_partition)
         self.state = head.state
         self._resync_checkpoint_file(head.last_checkpoint)
         covered = head.last_checkpoint.sequence if head.last_checkpoint else -1
         self._records_since_checkpoint = self.state.sequence - covered
         self._last_checkpoint_at = self._clock()
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = build_consumer(
+            self.kafka,
             *self._source_keys,
-            bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             # Static membership: a restarted agent (same chain, same id) takes its old place at
             # once instead of waiting a session timeout for the dead member to be evicted.
             group_instance_id=self.transactional_id,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
             max_poll_records=self.max_batch,
         )
         await self._consumer.start()
@@ -176,17 +198,15 @@ class AuditAgent:
         if not ours or ours[-1].sequence < last.sequence:
             append_checkpoint(self.checkpoint_file, last)
 
-    async def stop(self, *, checkpoint: bool = True) -> None:
-        """Stop, first checkpointing the records written since the last checkpoint."""
+    async def stop(self, *, clean: bool = True) -> None:
+        """Stop; a clean stop first checkpoints the records written since the last checkpoint."""
         try:
-            if checkpoint and self._producer is not None and self._records_since_checkpoint > 0:
+            if clean and self._producer is not None and self._records_since_checkpoint > 0:
                 await self._commit_checkpoint_only()
         finally:
-            if self._consumer is not None:
-                await self._consumer.stop()
-            if self._producer is not None:
-                await self._producer.stop()
+            consumer, producer = self._consumer, self._producer
             self._consumer = self._producer = None
+            await stop_all(consumer, producer)
 
     async def process_batch(self, timeout_ms: int = 500) -> int:
         """Audit one batch of source messages in one transaction; the number recorded."""
@@ -222,28 +242,25 @@ class AuditAgent:
                 consumer.seek(tp, offset)
             raise
 
-    async def _record_batch(
-        self, producer: AIOKafkaProducer, messages: list[ConsumerRecord]
-    ) -> int:
+    async def _record_batch(self, producer: KafkaProducer, messages: list[ConsumerRecord]) -> int:
         state = self.state
         since = self._records_since_checkpoint
         checkpoint_at = self._last_checkpoint_at
         checkpoints: list[AuditCheckpoint] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        outgoing: list[RawMessage] = []
+        offsets: dict[TopicPartition, int] = {}
+        for message in messages:
+            record, state = append(state, self._draft(message))
+            outgoing.append(record_message(self.audit_topic, record))
+            since += 1
+            if self.policy.due(since, self._clock() - checkpoint_at):
+                cp = sign_checkpoint(self._key, state, self._wall_clock())
+                outgoing.append(checkpoint_message(self.audit_topic, cp))
+                checkpoints.append(cp)
+                since, checkpoint_at = 0, self._clock()
+            offsets[TopicPartition(message.topic, message.partition)] = message.offset + 1
         async with producer.transaction():
-            futures = []
-            for message in messages:
-                record, state = append(state, self._draft(message))
-                futures.append(await self._send_record(producer, record))
-                since += 1
-                if self.policy.due(since, self._clock() - checkpoint_at):
-                    cp = sign_checkpoint(self._key, state, self._wall_clock())
-                    futures.append(await self._send_checkpoint(producer, cp))
-                    checkpoints.append(cp)
-                    since, checkpoint_at = 0, self._clock()
-                tp = TopicPartition(message.topic, message.partition)
-                offsets[tp] = OffsetAndMetadata(message.offset + 1, "")
-            await asyncio.gather(*futures)
+            await producer.send_all(outgoing)
             await producer.send_offsets_to_transaction(offsets, self.group_id)
         # Committed: only now is the new head real and may a checkpoint be kept outside.
         self.state = state
@@ -258,7 +275,7 @@ class AuditAgent:
         _, producer = self._require()
         cp = sign_checkpoint(self._key, self.state, self._wall_clock())
         async with producer.transaction():
-            await (await self._send_checkpoint(producer, cp))
+            await producer.send_all([checkpoint_message(self.audit_topic, cp)])
         append_checkpoint(self.checkpoint_file, cp)
         self._records_since_checkpoint = 0
         self._last_checkpoint_at = self._clock()
@@ -280,72 +297,7 @@ class AuditAgent:
             correlation_id=_header(message, CORRELATION_ID_HEADER),
         )
 
-    async def _send_record(
-        self, producer: AIOKafkaProducer, record: AuditRecord
-    ) -> asyncio.Future[object]:
-        headers = [(RECORD_TYPE_HEADER, RECORD)]
-        if record.correlation_id:
-            headers.append((CORRELATION_ID_HEADER, record.correlation_id.encode()))
-        return await producer.send(  # type: ignore[no-any-return]
-            self.audit_topic,
-            value=record.model_dump_json().encode(),
-            key=chain_key(self.chain_partition),
-            partition=self.chain_partition,
-            headers=headers,
-        )
-
-    async def _send_checkpoint(
-        self, producer: AIOKafkaProducer, checkpoint: AuditCheckpoint
-    ) -> asyncio.Future[object]:
-        return await producer.send(  # type: ignore[no-any-return]
-            self.audit_topic,
-            value=checkpoint.model_dump_json().encode(),
-            key=chain_key(self.chain_partition),
-            partition=self.chain_partition,
-            headers=[(RECORD_TYPE_HEADER, CHECKPOINT)],
-        )
-
-    def _require(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+    def _require(self) -> tuple[KafkaConsumer, KafkaProducer]:
         if self._consumer is None or self._producer is None:
             raise RuntimeError("the audit agent is not started")
         return self._consumer, self._producer
-
-    async def run(self, stop_event: asyncio.Event, *, restart_delay: float = 1.0) -> None:
-        """Audit until ``stop_event`` is set; then checkpoint and stop.
-
-        On a broker error the agent restarts from durable state (head from the topic, offsets
-        from the group) after ``restart_delay``; nothing escapes the loop. A fenced agent
-        (another writer of this chain started) stops at once and re-raises: it must not write
-        again.
-        """
-        while not stop_event.is_set():
-            await self.start()
-            try:
-                while not stop_event.is_set():
-                    await self.process_batch()
-            except ProducerFenced:
-                log.exception("audit_agent_fenced", transactional_id=self.transactional_id)
-                await self.stop(checkpoint=False)
-                raise
-            except (KafkaError, OSError, TimeoutError):
-                log.exception("audit_agent_restarting", chain_partition=self.chain_partition)
-                await self.stop(checkpoint=False)
-                await asyncio.sleep(restart_delay)
-                continue
-            await self.stop()
-
-    async def run_until_idle(self, idle_seconds: float = 1.0, deadline: float = 30.0) -> int:
-        """Start, audit until nothing arrives for ``idle_seconds``, checkpoint, stop (tests/CLI).
-
-        Returns the number of source messages audited.
-        """
-        await self.start()
-        try:
-            async with asyncio.timeout(deadline):
-                idle_since = self._clock()
-                while self._clock() - idle_since < idle_seconds:
-                    if await self.process_batch(timeout_ms=200):
-                        idle_since = self._clock()
-        finally:
-            await self.stop()
-        return self.records_written

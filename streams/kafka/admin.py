@@ -4,20 +4,19 @@ Idempotent: a missing topic is created with its catalogue settings; an existing 
 ``cleanup.policy`` and ``retention.ms`` are read back from the broker and corrected when they
 drift (the audit topic must never become compacted or expiring); a partition count lower than
 the catalogue's is reported, never silently changed, because adding partitions moves keys.
+This is the one place topics are created: the dead-letter tools ensure their marks topic here.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
+from streams.kafka.clients import KafkaAdmin, build_admin
+from streams.kafka.config import KafkaClientConfig
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
 
-_TOPIC_ALREADY_EXISTS = 36
+CHECKED_CONFIGS = ("cleanup.policy", "retention.ms")
 
 
 @dataclass
@@ -42,7 +41,7 @@ class TopicReport:
 
 
 async def describe_topic_configs(
-    admin: AIOKafkaAdminClient,
+    admin: KafkaAdmin,
     names: list[str],
     keys: tuple[str, ...],
     *,
@@ -56,13 +55,8 @@ async def describe_topic_configs(
     found: dict[str, dict[str, str]] = {}
     for _ in range(attempts):
         missing = [name for name in names if name not in found]
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in missing]
-        )
-        for response in responses:
-            for error, _msg, _rtype, resource_name, entries in response.resources:
-                if error == 0:
-                    found[resource_name] = {e[0]: e[1] for e in entries if e[0] in keys}
+        for name, configs in (await admin.topic_configs(missing)).items():
+            found[name] = {k: v for k, v in configs.items() if k in keys}
         if len(found) == len(names):
             break
         await asyncio.sleep(0.1)
@@ -70,7 +64,7 @@ async def describe_topic_configs(
 
 
 async def ensure_topics(
-    bootstrap: str,
+    config: KafkaClientConfig,
     prefix: str,
     *,
     keys: tuple[TopicKey, ...] | None = None,
@@ -79,38 +73,32 @@ async def ensure_topics(
     """Create missing topics and correct drifted configs; return one report per topic.
 
     Args:
-        bootstrap: Kafka bootstrap servers.
+        config: the Kafka connection.
         prefix: the topic prefix (``RADSTREAM_TOPIC_PREFIX``).
         keys: which topics (default: all in the catalogue).
         partitions_override: create topics with this many partitions (tests use 1 for speed).
+
+    Raises:
+        TransientError: the broker is unavailable, or refused to create a topic.
     """
     names = TopicNames(prefix)
     selected = keys or tuple(TOPIC_SPECS)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="radstream-topics")
-    await admin.start()
-    try:
-        new_topics = [
-            NewTopic(
-                names[key],
-                partitions_override or TOPIC_SPECS[key].partitions,
-                1,
-                topic_configs=TOPIC_SPECS[key].configs(),
-            )
-            for key in selected
-        ]
-        response = await admin.create_topics(new_topics)
-        created = {topic for topic, code, *_rest in response.topic_errors if code == 0}
-        failures = [
-            f"{topic}: {message}"
-            for topic, code, message in response.topic_errors
-            if code not in (0, _TOPIC_ALREADY_EXISTS)
-        ]
-        if failures:
-            raise RuntimeError("topic creation failed: " + "; ".join(failures))
-        wanted_keys = ("cleanup.policy", "retention.ms")
-        configs = await describe_topic_configs(admin, [names[k] for k in selected], wanted_keys)
-        described: list[dict[str, Any]] = await admin.describe_topics([names[k] for k in selected])
-        partition_counts = {d["topic"]: len(d["partitions"]) for d in described}
+    wanted = [names[key] for key in selected]
+    async with build_admin(config) as admin:
+        created = await admin.create_topics(
+            [
+                (
+                    names[key],
+                    partitions_override or TOPIC_SPECS[key].partitions,
+                    TOPIC_SPECS[key].configs(),
+                )
+                for key in selected
+            ]
+        )
+        configs = await describe_topic_configs(admin, wanted, CHECKED_CONFIGS)
+        partition_counts = {
+            name: len(parts) for name, parts in (await admin.topic_partitions(wanted)).items()
+        }
         reports = []
         for key in selected:
             spec, name = TOPIC_SPECS[key], names[key]
@@ -122,9 +110,7 @@ async def ensure_topics(
             )
             drift = {k: v for k, v in spec.configs().items() if report.configs.get(k) != v}
             if drift:
-                await admin.alter_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, name, configs=spec.configs())]
-                )
+                await admin.alter_topic_configs(name, spec.configs())
                 report.corrected = drift
                 report.configs.update(drift)
             expected_partitions = partitions_override or spec.partitions
@@ -134,5 +120,3 @@ async def ensure_topics(
                 )
             reports.append(report)
         return reports
-    finally:
-        await admin.close()

@@ -1,0 +1,186 @@
+"""The ``audit.log`` topic: its message format, reading it, recovering a chain head, verifying.
+
+The audit topic holds two kinds of message, told apart by the ``radstream-record-type``
+header: ``audit-record`` (an :class:`AuditRecord`) and ``audit-checkpoint`` (an
+:class:`AuditCheckpoint`, published in the same transaction as the records it covers). Chain
+``P`` lives in partition ``P``; the key is ``chain-P``. Every read goes through the Kafka
+layer's :class:`~streams.kafka.TopicReader` (``read_committed``), so records of aborted
+transactions are never seen.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from schemas.audit import AuditCheckpoint, AuditRecord
+from schemas.correlation import CORRELATION_ID_HEADER
+from streams.audit.chain import ChainState
+from streams.audit.files import load_public_key, read_checkpoints
+from streams.audit.verify import UnreadableRecord, VerificationReport, verify_chains
+from streams.kafka import ConsumerRecord, KafkaClientConfig, RawMessage, TopicReader
+
+RECORD_TYPE_HEADER = "radstream-record-type"
+RECORD = b"audit-record"
+CHECKPOINT = b"audit-checkpoint"
+
+
+def chain_key(chain_partition: int) -> bytes:
+    """The message key of every message of one chain."""
+    return f"chain-{chain_partition}".encode()
+
+
+def record_message(topic: str, record: AuditRecord) -> RawMessage:
+    """The audit-topic message of one record (correlation id as a header, when it has one)."""
+    headers = [(RECORD_TYPE_HEADER, RECORD)]
+    if record.correlation_id:
+        headers.append((CORRELATION_ID_HEADER, record.correlation_id.encode()))
+    return RawMessage(
+        topic,
+        chain_key(record.chain_partition),
+        record.model_dump_json().encode(),
+        tuple(headers),
+        partition=record.chain_partition,
+    )
+
+
+def checkpoint_message(topic: str, checkpoint: AuditCheckpoint) -> RawMessage:
+    """The audit-topic message of one signed checkpoint."""
+    return RawMessage(
+        topic,
+        chain_key(checkpoint.chain_partition),
+        checkpoint.model_dump_json().encode(),
+        ((RECORD_TYPE_HEADER, CHECKPOINT),),
+        partition=checkpoint.chain_partition,
+    )
+
+
+@dataclass
+class PartitionContent:
+    """What one audit partition holds, in offset order."""
+
+    records: list[AuditRecord | UnreadableRecord] = field(default_factory=list)
+    checkpoints: list[AuditCheckpoint] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, messages: Iterable[ConsumerRecord]) -> PartitionContent:
+        """Sort consumed messages into records and checkpoints."""
+        content = cls()
+        for message in messages:
+            item = parse_message(message.value, message.headers)
+            if isinstance(item, AuditCheckpoint):
+                content.checkpoints.append(item)
+            else:
+                content.records.append(item)
+        return content
+
+
+def _record_type(headers: Iterable[tuple[str, bytes]] | None) -> bytes | None:
+    for key, value in headers or ():
+        if key == RECORD_TYPE_HEADER:
+            return value
+    return None
+
+
+def parse_message(
+    value: bytes | None, headers: Iterable[tuple[str, bytes]] | None
+) -> AuditRecord | AuditCheckpoint | UnreadableRecord:
+    """One audit-topic message as a record, a checkpoint, or unreadable (tampered)."""
+    try:
+        if _record_type(headers) == CHECKPOINT:
+            return AuditCheckpoint.model_validate_json(value or b"")
+        return AuditRecord.model_validate_json(value or b"")
+    except ValidationError:
+        return UnreadableRecord(sequence=_sequence_of(value))
+
+
+def _sequence_of(value: bytes | None) -> int | None:
+    """The ``sequence`` of a damaged record if it can still be read, for the report."""
+    try:
+        data = json.loads(value or b"")
+    except ValueError:
+        return None
+    sequence = data.get("sequence") if isinstance(data, dict) else None
+    return sequence if isinstance(sequence, int) and sequence >= 0 else None
+
+
+async def read_audit_topic(config: KafkaClientConfig, topic: str) -> dict[int, PartitionContent]:
+    """Everything committed on the audit topic, per partition."""
+    async with TopicReader(config) as reader:
+        content = await reader.read_to_end(topic)
+    return {p: PartitionContent.of(messages) for p, messages in content.records.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredHead:
+    """A chain's state as stored on the topic, and its last published checkpoint."""
+
+    state: ChainState
+    last_checkpoint: AuditCheckpoint | None
+
+
+async def recover_head(
+    reader: TopicReader, topic: str, chain_partition: int, *, window: int = 64
+) -> RecoveredHead:
+    """Read the last committed record (and checkpoint) of a chain from the topic itself.
+
+    Reads backwards in growing windows from the last stable offset, because transaction
+    markers and checkpoints sit between records, so the last record is not at ``end - 1``.
+    """
+    beginning, end = (await reader.bounds(topic)).get(chain_partition, (0, 0))
+    last_record: AuditRecord | None = None
+    last_checkpoint: AuditCheckpoint | None = None
+    upper = end
+    while upper > beginning and last_record is None:
+        lower = max(beginning, upper - window)
+        messages = (await reader.read(topic, {chain_partition: (lower, upper)}))[chain_partition]
+        content = PartitionContent.of(messages)
+        records = [r for r in content.records if isinstance(r, AuditRecord)]
+        if records:
+            last_record = records[-1]
+        if last_checkpoint is None and content.checkpoints:
+            last_checkpoint = content.checkpoints[-1]
+        upper, window = lower, window * 4
+    state = (
+        ChainState.after(last_record)
+        if last_record is not None
+        else ChainState.genesis(chain_partition)
+    )
+    return RecoveredHead(state, last_checkpoint)
+
+
+async def verify_topic(
+    config: KafkaClientConfig, topic: str, checkpoint_file: Path, public_key_path: Path
+) -> VerificationReport:
+    """Verify every chain on the audit topic against the checkpoint file and in-topic ones.
+
+    The checkpoint file is the authority against truncation (it lives outside the topic);
+    checkpoints found on the topic are verified too.
+    """
+    public_key = load_public_key(public_key_path)
+    file_checkpoints = read_checkpoints(checkpoint_file)
+    content = await read_audit_topic(config, topic)
+    in_topic = [cp for part in content.values() for cp in part.checkpoints]
+    chains = {partition: part.records for partition, part in content.items()}
+    return verify_chains(chains, [*file_checkpoints, *in_topic], public_key)
+
+
+def trail_of(
+    records: Iterable[AuditRecord | UnreadableRecord], event_id: uuid.UUID
+) -> list[AuditRecord]:
+    """The records about one image (its event id), in chain order."""
+    trail = [r for r in records if isinstance(r, AuditRecord) and r.object.event_id == event_id]
+    return sorted(trail, key=lambda r: (r.chain_partition, r.sequence))
+
+
+async def trail_for_event(
+    config: KafkaClientConfig, topic: str, event_id: uuid.UUID
+) -> list[AuditRecord]:
+    """Every audit record about one image (its event id) on the topic, in chain order."""
+    content = await read_audit_topic(config, topic)
+    return trail_of((r for part in content.values() for r in part.records), event_id)
