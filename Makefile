@@ -58,7 +58,7 @@ unit: setup  ## unit tests only (no services)
 integration: setup services-up
 	$(BIN)/pytest tests/integration tests/reliability -q
 
-schemas: setup  ## regenerate the committed JSON Schema and AsyncAPI documents
+schemas: setup  ## regenerate the committed JSON Schema, AsyncAPI and OpenAPI documents
 	$(BIN)/radstream schemas export
 
 # One OpenBLAS thread, as `radstream` runs (cli/__init__.py): the work-limit loop
