@@ -98,6 +98,8 @@ _ADVICE: Final = {
     "the log (it is masked)",
 }
 _DEFAULT_ADVICE: Final = "See the README, 'Error codes' and 'Exit codes'"
+
+
 class CommandError(RadstreamError):
     """A failure a command reports itself, with the advice for the operator.
 
