@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -11,28 +12,43 @@ import click
 import uvicorn
 
 import app
-from cli.context import Command, Invocation, pass_invocation
+from cli.context import Command, Invocation, pass_invocation, run_until_signalled
 from cli.errors import CommandError
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling when it listens (its lines are held back until then)."""
+    """uvicorn's server, stopped by the command's stop event and telling when it listens.
+
+    The command handles SIGINT/SIGTERM like every service (``run_until_signalled``): uvicorn's
+    own handlers would re-raise the signal after the graceful shutdown, ending the process
+    "killed by SIGTERM" instead of with status 0.
+    """
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_started = on_started
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave the signals to the command (see the class)."""
+        yield
+
     async def startup(self, sockets: Any = None) -> None:
-        """Start listening, then say so."""
+        """Start listening, then say so (the libraries' log lines are held back until then)."""
         await super().startup(sockets)
         if self.started:
             self._on_started()
 
 
-async def serve(settings: Settings, on_started: Callable[[], None]) -> None:
-    """Open the API's resources, serve until SIGINT/SIGTERM (uvicorn handles them), close."""
+async def serve(settings: Settings, stop: asyncio.Event, on_started: Callable[[], None]) -> None:
+    """Open the API's resources, serve until ``stop`` is set, then close them.
+
+    Raises:
+        TransientError: Kafka or PostgreSQL does not answer while starting.
+        CommandError: ``SETTINGS_INVALID`` when the address cannot be listened on.
+    """
     async with AsyncExitStack() as stack:
         api = await app.build_api(stack, settings)
         config = uvicorn.Config(
@@ -45,11 +61,19 @@ async def serve(settings: Settings, on_started: Callable[[], None]) -> None:
             proxy_headers=False,
         )
         server = _Server(config, on_started)
+
+        async def stop_on_signal() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        stopper = asyncio.create_task(stop_on_signal())
         try:
             await server.serve()
         except SystemExit:
             # uvicorn exits the process when it cannot listen; report it as one line instead.
             server.started = False
+        finally:
+            stopper.cancel()
         if not server.started:
             raise CommandError(
                 ErrorCode.SETTINGS_INVALID,
@@ -67,4 +91,4 @@ def command(invocation: Invocation) -> None:
     PostgreSQL does not answer while it starts; after that, /readyz reports them.
     """
     settings = invocation.start(service=True)
-    asyncio.run(serve(settings, invocation.service_started))
+    run_until_signalled(lambda stop: serve(settings, stop, invocation.service_started))

@@ -8,6 +8,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from cli import schemas as cli_schemas
 from cli.demo import FileOutcome, demo_modality_hint, outcome_row, sample_files
 from cli.main import main
 from schemas.settings import SAMPLES_DIR, load_settings
@@ -140,3 +141,29 @@ class TestDemoHelpers:
         """Each sample's row says stored (with decisions), rejected (with code) or unfinished."""
         outcome = FileOutcome(SAMPLES_DIR / "bad" / "x.dcm", "e", states, code, ("m@1: normal",))
         assert outcome_row(outcome) == ("bad/x.dcm", *expected)
+
+
+class TestSchemasExport:
+    def test_writes_every_file_and_counts_the_changed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """export writes each contract (creating folders) and says how many changed."""
+        same, changed = tmp_path / "same.json", tmp_path / "new" / "changed.json"
+        same.write_text("{}\n")
+        monkeypatch.setattr(
+            cli_schemas, "all_contract_files", lambda: {same: "{}\n", changed: '{"a": 1}\n'}
+        )
+        assert main(["schemas", "export"]) == 0
+        assert capsys.readouterr().out == "wrote 2 contract files (1 changed)\n"
+        assert changed.read_text() == '{"a": 1}\n'
+
+    def test_check_lists_stale_files_and_fails(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A contract that differs from the models is listed, and the check exits 1."""
+        stale = SAMPLES_DIR.parent / "schemas" / "asyncapi.json"
+        monkeypatch.setattr(cli_schemas, "all_contract_files", lambda: {stale: "{}\n"})
+        assert main(["schemas", "check"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out.splitlines() == ["STALE FILE", "schemas/asyncapi.json"]
+        assert "CHECK_FAILED: 1 contract file(s) differ from the models" in captured.err

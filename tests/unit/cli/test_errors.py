@@ -93,6 +93,13 @@ class TestFailureFor:
         assert "db-host:6432 (RADSTREAM_DATABASE_URL)" in database.advice
         assert "pw1" not in database.line("radstream db upgrade")
 
+    def test_an_unparsable_database_url_is_not_quoted(self) -> None:
+        """A URL the parser refuses is named "the configured address", never printed."""
+        settings = load_settings(database_url=SecretStr("postgresql://u:pw@[db-Zq81/x"))
+        failure = failure_for(TransientError(ErrorCode.DATABASE_UNAVAILABLE), settings)
+        assert "the configured address (RADSTREAM_DATABASE_URL)" in failure.advice
+        assert "Zq81" not in failure.advice
+
 
 class TestLine:
     def test_one_line_with_code_reason_and_advice(self) -> None:
