@@ -9,6 +9,7 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY gateway ./gateway
 COPY observability ./observability
+COPY cli ./cli
 COPY model_registry ./model_registry
 COPY samples ./samples
 COPY app.py ./

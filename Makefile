@@ -47,7 +47,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 security: setup
-	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability app.py
+	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability cli app.py
 
 test: setup tools services-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
 	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider
@@ -58,10 +58,10 @@ unit: setup  ## unit tests only (no services)
 integration: setup services-up
 	$(BIN)/pytest tests/integration tests/reliability -q
 
-schemas: setup  ## regenerate the committed JSON Schema and AsyncAPI documents
+schemas: setup  ## regenerate the committed JSON Schema, AsyncAPI and OpenAPI documents
 	$(BIN)/radstream schemas export
 
-# One OpenBLAS thread, as `radstream worker` runs (app.limit_blas_threads): the work-limit loop
+# One OpenBLAS thread, as `radstream` runs (cli/__init__.py): the work-limit loop
 # in the driver process then does the same work the workers do.
 bench: setup services-up  ## end-to-end benchmark (not part of the test suite)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline

@@ -1,48 +1,36 @@
 """The aiokafka baseline: the pipeline's stages with plain aiokafka consumers instead of Faust.
 
-``python -m bench.aiokafka_baseline --stages validation`` runs like ``radstream worker
---stages validation``, with the same settings, the same stage handlers (built by
-``app.build_agent_specs``: same reader, retries, model registry, results sink, metrics) and the
-same delivery (``KafkaPublisher``, delivery confirmed before the offsets are committed). Only
-consumption differs: a minimal ``getmany`` loop that collects up to ``batch_size`` messages
-within ``batch_wait_seconds`` of the first (Faust's ``take_events``), runs the batch through
-``streams.pipeline.process_batch`` and commits its offsets. The audit stage is already a plain
-aiokafka agent, so it is the same code in both runs, and the worker health (lag probes and the
-/livez, /readyz, /metrics server of ``app.build_worker_health``) runs in both. The difference
-between the two runs' throughputs is therefore what Faust's consumption costs.
+``python -m bench.aiokafka_baseline --stages validation`` runs ``app.run_worker`` as
+``radstream worker --stages validation`` does — the same settings, stage handlers, delivery
+(confirmed before offsets are committed), audit stage and worker health — with one difference:
+its :class:`app.ConsumerLoop` is :func:`aiokafka_consumer_loop` instead of Faust's. That loop
+collects up to ``batch_size`` messages within ``batch_wait_seconds`` of the first (Faust's
+``take_events``), runs the batch through ``streams.pipeline.process_batch`` and commits its
+offsets. The difference between the two runs' throughputs is therefore what Faust's
+consumption costs.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry
+import click
 
 import app
-from observability.logging import configure_logging
-from observability.metrics import Metrics
-from observability.stage_observer import MetricsObserver
-from schemas.settings import Settings, load_settings
+from cli.context import Command, Invocation, pass_invocation, run_until_signalled
+from cli.main import run_command
+from cli.worker import stages_option
 from streams.agents import AgentSpec
-from streams.audit.io import run_audit_stage
 from streams.kafka import (
     ConsumerRecord,
     KafkaClientConfig,
     KafkaConsumer,
-    KafkaPublisher,
-    Outgoing,
     TopicPartition,
     build_consumer,
-    ensure_topics,
 )
-from streams.pipeline import Incoming, StageObserver, process_batch
-from streams.topics import TopicNames
-
-Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
+from streams.pipeline import Incoming, process_batch
 
 
 def incoming_from_record(record: ConsumerRecord) -> Incoming:
@@ -88,16 +76,9 @@ async def take_batch(
     return records
 
 
-async def consume(
-    settings: Settings,
-    spec: AgentSpec,
-    deliver: Deliver,
-    observer: StageObserver,
-    stop: asyncio.Event,
-    *,
-    on_batch_done: Callable[[str], None] | None = None,
-) -> None:
+async def consume(worker: app.Worker, spec: AgentSpec, stop: asyncio.Event) -> None:
     """One stage's loop: take a batch, process and deliver it, commit its offsets."""
+    settings = worker.settings
     consumer = build_consumer(
         KafkaClientConfig.from_settings(settings, client_id="radstream-baseline"),
         *spec.topics,
@@ -111,90 +92,35 @@ async def consume(
             if not records:
                 continue
             batch = [incoming_from_record(r) for r in records]
-            await process_batch(spec.handler, batch, deliver, observer)
+            await process_batch(spec.handler, batch, worker.deliver, worker.observer)
             await consumer.commit(next_offsets(records))
-            if on_batch_done is not None:
-                on_batch_done(spec.name)
+            worker.batch_done(spec.name)
     finally:
         await consumer.stop()
 
 
-async def run_baseline_worker(
-    settings: Settings, stages: Sequence[str], stop: asyncio.Event, *, serve_http: bool = True
-) -> None:
-    """Run the selected stages with plain aiokafka consumers until ``stop`` is set.
+async def aiokafka_consumer_loop(worker: app.Worker, stop: asyncio.Event) -> None:
+    """The baseline's :class:`app.ConsumerLoop`: one plain consumer loop per stage."""
+    tasks = [asyncio.create_task(consume(worker, spec, stop)) for spec in worker.specs]
+    worker.mark_started()
+    await asyncio.gather(*tasks)
 
-    Everything but consumption is the pipeline worker's: the stage handlers, the delivery, the
-    audit agent, and the worker health (lag probes, /livez, /readyz, /metrics), so that the
-    difference between the two runs is Faust.
-    """
-    from observability.health import HealthState  # noqa: PLC0415
 
-    topics = TopicNames(settings.topic_prefix)
-    kafka = KafkaClientConfig.from_settings(settings, client_id="radstream-baseline")
-    await ensure_topics(kafka, settings.topic_prefix)
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    observer = MetricsObserver(metrics)
-    publisher = KafkaPublisher(kafka, topics)
-    await publisher.start()
-    resources: list[Callable[[], Awaitable[None]]] = [publisher.stop]
-    try:
-        specs = app.build_agent_specs(settings, stages, topics, metrics, resources)
-        health = HealthState(stages, requires_database="results" in stages)
-        worker_health = app.build_worker_health(
-            settings,
-            stages,
-            specs,
-            health,
-            registry=registry,
-            serve_http=serve_http,
-            resources=resources,
-        )
-        await worker_health.start()
-        resources.append(worker_health.close)
-        health.mark_started()
-        tasks = [
-            consume(
-                settings,
-                spec,
-                publisher.deliver,
-                observer,
-                stop,
-                on_batch_done=health.record_progress,
-            )
-            for spec in specs
-        ]
-        if "audit" in stages:
-            tasks.append(run_audit_stage(settings, stop, metrics))
-        await asyncio.gather(*tasks)
-    finally:
-        for close in reversed(resources):
-            await close()
+@click.command("aiokafka-baseline", cls=Command)
+@stages_option
+@pass_invocation
+def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
+    """Run the stages like `radstream worker`, consuming with plain aiokafka loops."""
+    settings = invocation.start(service=True)
+    invocation.service_started()
+    run_until_signalled(
+        lambda stop: app.run_worker(settings, stages, stop, consumer_loop=aiokafka_consumer_loop)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench.aiokafka_baseline --stages <list>``: run until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", default=",".join(app.ALL_STAGES))
-    args = parser.parse_args(argv)
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = set(stages) - set(app.ALL_STAGES)
-    if unknown:
-        parser.error(f"unknown stages: {sorted(unknown)}")
-    settings = load_settings()
-    configure_logging(settings.logging)
-    app.limit_blas_threads()  # the same as `radstream worker`, so the comparison stays fair
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await run_baseline_worker(settings, stages, stop)
-
-    asyncio.run(run())
-    return 0
+    return run_command(command, argv)
 
 
 if __name__ == "__main__":

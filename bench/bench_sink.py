@@ -31,15 +31,15 @@ from typing import Any
 
 import asyncpg
 
+from bench.sink_events import make_result
 from schemas.events import InferenceCompleted
 from schemas.settings import DEFAULT_DATABASE_URL, SinkSettings
 from sinks.database import Database
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from sinks.records import LifecycleEntry
 from sinks.repositories import ResultsRepository, result_row
 from sinks.results_sink import ResultsSink
-from tests.integration.database_helpers import create_database, drop_database, url_for_database
-from tests.sink_events import make_result
 
 RESULT_COLUMNS = list(result_row(make_result()).keys())
 LIFECYCLE_COLUMNS = ["event_id", "state", "at", "stage", "model_name", "model_version"]

@@ -354,7 +354,7 @@ def read_profiles(profile_dir: Path, roles: Sequence[str]) -> dict[str, Any]:
 async def fresh_database(admin_url: str, suffix: str) -> AsyncIterator[str]:
     """``radstream_bench_<suffix>``: created, migrated to head, dropped on the way out."""
     from sinks.migrate import upgrade_async  # noqa: PLC0415
-    from tests.integration.database_helpers import (  # noqa: PLC0415
+    from sinks.provisioning import (  # noqa: PLC0415
         create_database,
         drop_database,
         url_for_database,

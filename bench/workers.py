@@ -1,8 +1,8 @@
 """Worker processes for the benchmark: one per stage, started as users start them.
 
-``radstream worker --stages <stage>`` is ``python -m app worker --stages <stage>`` (the console
-script calls ``app:main``); running the module from the checkout makes the benchmark measure
-this tree's code whatever is installed in the virtualenv. Each process gets the run's
+``radstream worker --stages <stage>`` is ``python -m cli worker --stages <stage>`` (the console
+script calls ``cli.main:run``); running the module from the checkout makes the benchmark
+measure this tree's code whatever is installed in the virtualenv. Each process gets the run's
 ``RADSTREAM_*`` settings through its environment, exactly as a deployment would.
 """
 
@@ -60,7 +60,7 @@ class RunSettings:
 
     @property
     def audit_group(self) -> str:
-        """The audit agent's consumer group (``app.run_audit_agent`` names it so)."""
+        """The audit agent's consumer group (``app.run_audit_stage`` names it so)."""
         return f"{self.group_prefix}-audit"
 
 
@@ -77,10 +77,10 @@ def stage_of(role: str) -> str:
 
 
 def worker_command(kind: str, role: str, profile_dir: Path | None = None) -> list[str]:
-    """The argv of one worker: the pipeline's (``app``) or the aiokafka baseline's."""
+    """The argv of one worker: the pipeline's (``radstream worker``) or the aiokafka baseline's."""
     stage = stage_of(role)
     if kind == "pipeline":
-        command = ["-m", "app", "worker", "--stages", stage]
+        command = ["-m", "cli", "worker", "--stages", stage]
     elif kind == "baseline":
         command = ["-m", "bench.aiokafka_baseline", "--stages", stage]
     else:

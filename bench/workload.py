@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import SAMPLES_DIR, demo_modality_hint
+from cli.demo import demo_modality_hint
 from schemas.events import ImageArrived, utc_now
+from schemas.settings import SAMPLES_DIR
 from streams.router import arrival_for_file
 
 # CT/MR as the issue asks: DICOM (incl. RLE), PNG and JPEG from 64 to 2048 px. The US/NM/OT

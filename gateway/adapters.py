@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from schemas.api import (
@@ -16,6 +15,7 @@ from schemas.api import (
     LifecycleState,
     ModelStatus,
     ResultPage,
+    ResultQuery,
     ResultView,
     SpecValue,
     VerificationStatus,
@@ -94,29 +94,9 @@ class RepositoryResultsReader:
     def __init__(self, repository: ResultsRepository) -> None:
         self._repository = repository
 
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        cursor: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        model_name: str | None,
-        status: VerificationStatus | None,
-        study_uid: str | None,
-    ) -> ResultPage:
+    async def list_for_user(self, user_id: str, query: ResultQuery) -> ResultPage:
         """One page of the caller's results (a cursor it did not issue is a 400)."""
-        page = await self._repository.list_for_user(
-            user_id,
-            limit=limit,
-            cursor=cursor,
-            since=since,
-            until=until,
-            model_name=model_name,
-            status=None if status is None else status.value,
-            study_uid=study_uid,
-        )
+        page = await self._repository.list_for_user(user_id, query)
         return ResultPage(
             items=tuple(result_view(r) for r in page.items), next_cursor=page.next_cursor
         )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -42,16 +41,6 @@ MAX_JSON_BODY_BYTES = 1024 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
-class ManagedResource(Protocol):
-    """Something started with the application and stopped with it (e.g. a Kafka producer)."""
-
-    async def start(self) -> None:
-        """Acquire connections."""
-
-    async def stop(self) -> None:
-        """Release them."""
-
-
 def _utc_today() -> date:
     return datetime.now(UTC).date()
 
@@ -74,7 +63,6 @@ def create_app(
     audit: ApiAuditPublisher,
     metrics: CollectorRegistry | None = None,
     readiness: Mapping[str, ReadinessCheck] | None = None,
-    resources: Sequence[ManagedResource] = (),
     clock: Clock = time.monotonic,
     today: Callable[[], date] = _utc_today,
     max_json_body_bytes: int = MAX_JSON_BODY_BYTES,
@@ -90,7 +78,6 @@ def create_app(
         audit: records ``ApiAction`` entries for the audit trail.
         metrics: the registry ``/metrics`` serves (a private one when None).
         readiness: named async checks ``/readyz`` runs.
-        resources: started on application start-up and stopped on shutdown, in order.
         clock: monotonic seconds, for the rate limiter (tests pass a fake).
         today: the UTC date, naming the per-day upload folder.
         max_json_body_bytes: the limit on every non-multipart request body.
@@ -120,14 +107,6 @@ def create_app(
     )
     origins = _cors_origins(settings.api.cors_allow_origins)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for resource in resources:
-                await resource.start()
-                stack.push_async_callback(resource.stop)
-            yield
-
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
@@ -135,7 +114,6 @@ def create_app(
         # No Swagger UI or ReDoc: they need scripts the Content-Security-Policy forbids.
         docs_url=None,
         redoc_url=None,
-        lifespan=lifespan,
     )
     app.state.gateway = context
     install_error_handlers(app)

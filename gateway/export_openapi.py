@@ -1,6 +1,6 @@
-"""Write the API's OpenAPI document to ``gateway/openapi.json`` (a test fails when it is stale).
+"""The API's OpenAPI document, committed as ``gateway/openapi.json`` (a test fails when stale).
 
-Run ``PYTHONPATH=. python -m gateway.export_openapi`` after changing a route or an API body.
+Run ``radstream schemas export`` after changing a route or an API body.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,8 @@ from schemas.api import (
     LifecycleEntry,
     ModelStatus,
     ResultPage,
+    ResultQuery,
     ResultView,
-    VerificationStatus,
 )
 from schemas.audit import ApiAction
 from schemas.errors import ErrorCode, TransientError
@@ -36,18 +35,7 @@ class _Unwired:
     async def publish(self, *_args: Any, **_kwargs: Any) -> None:
         raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
 
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        cursor: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        model_name: str | None,
-        status: VerificationStatus | None,
-        study_uid: str | None,
-    ) -> ResultPage:
+    async def list_for_user(self, user_id: str, query: ResultQuery) -> ResultPage:
         raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
 
     async def get(self, result_id: uuid.UUID, *, user_id: str | None) -> ResultView | None:
@@ -99,12 +87,3 @@ def openapi_document() -> dict[str, Any]:
 def render(document: dict[str, Any]) -> str:
     """The committed text form: sorted keys, two-space indent, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def main() -> None:
-    """Regenerate ``gateway/openapi.json``."""
-    OPENAPI_PATH.write_text(render(openapi_document()), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -17,8 +16,8 @@ from schemas.api import (
     LifecycleEntry,
     ModelStatus,
     ResultPage,
+    ResultQuery,
     ResultView,
-    VerificationStatus,
 )
 from schemas.audit import ApiAction
 from streams.topics import TopicKey
@@ -47,19 +46,8 @@ class EventPublisher(Protocol):
 class ResultsReader(Protocol):
     """Reads and verifies stored results, always through the caller's visibility."""
 
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        cursor: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        model_name: str | None,
-        status: VerificationStatus | None,
-        study_uid: str | None,
-    ) -> ResultPage:
-        """One page of the results ``user_id`` may see, newest first.
+    async def list_for_user(self, user_id: str, query: ResultQuery) -> ResultPage:
+        """One page of the results ``user_id`` may see that ``query`` selects, newest first.
 
         Raises:
             InputValidationError: ``REQUEST_INVALID`` for a cursor it did not issue (a client

@@ -22,7 +22,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import Token
 from typing import Any, Final, TextIO
@@ -116,7 +116,10 @@ def build_renderer_chain(settings: LoggingSettings, masker: PhiMasker) -> list[P
 
 
 def build_handler(
-    settings: LoggingSettings, masker: PhiMasker, stream: TextIO | None = None
+    settings: LoggingSettings,
+    masker: PhiMasker,
+    stream: TextIO | None = None,
+    filters: Sequence[logging.Filter] = (),
 ) -> logging.Handler:
     """A stdlib handler rendering any record through radstream's masking pipeline."""
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -128,6 +131,8 @@ def build_handler(
     )
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(formatter)
+    for item in filters:
+        handler.addFilter(item)
     setattr(handler, _HANDLER_MARK, True)
     return handler
 
@@ -158,18 +163,25 @@ def worker_logging_config(
     }
 
 
-def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None) -> PhiMasker:
+def configure_logging(
+    settings: LoggingSettings,
+    *,
+    stream: TextIO | None = None,
+    filters: Sequence[logging.Filter] = (),
+) -> PhiMasker:
     """Configure structlog and stdlib logging once, at start-up; returns the masker in use.
 
     Args:
         settings: output format, level and the site's masking options.
-        stream: where lines go (stdout when omitted; tests pass a StringIO).
+        stream: where lines go (stdout when omitted; the command line passes stderr, tests a
+            StringIO).
+        filters: stdlib filters on the handler (the command line holds library lines back).
     """
     masker = PhiMasker.from_settings(settings)
     set_default_masker(masker)
     level = logging.getLevelNamesMapping()[settings.level]
 
-    handler = build_handler(settings, masker, stream)
+    handler = build_handler(settings, masker, stream, filters)
 
     root = logging.getLogger()
     # Replace only what an earlier call installed, so re-configuring never duplicates lines.

@@ -9,6 +9,7 @@ name, ID or birth date.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -142,6 +143,25 @@ class VerificationStatus(StrEnum):
 
     VERIFIED = "verified"
     UNVERIFIED = "unverified"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultQuery:
+    """Which stored results a listing returns, and which page of them.
+
+    The one bundle of result filters: the API builds it from the query string, and the
+    gateway's port, the repository and the test fakes take it. Every given filter must hold;
+    ``since`` is inclusive and ``until`` exclusive on the completion time (both
+    timezone-aware); ``cursor`` continues a listing where its previous page ended.
+    """
+
+    limit: int = 50
+    cursor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    model_name: str | None = None
+    status: VerificationStatus | None = None
+    study_uid: str | None = None
 
 
 class ResultView(_Response):

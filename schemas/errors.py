@@ -98,6 +98,9 @@ class ErrorCode(StrEnum):
     DEAD_LETTER_ALREADY_REPLAYED = "DEAD_LETTER_ALREADY_REPLAYED"
     # infrastructure (appended)
     BROKER_REQUEST_REFUSED = "BROKER_REQUEST_REFUSED"
+    # operating radstream (the command line)
+    SETTINGS_INVALID = "SETTINGS_INVALID"
+    CHECK_FAILED = "CHECK_FAILED"
 
 
 class ErrorCategory(StrEnum):
@@ -276,6 +279,15 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     C.DEAD_LETTER_ALREADY_REPLAYED: ErrorSpec(
         "The dead letter was replayed before; replay it again only with --force.",
+        ErrorCategory.CONFLICT,
+        409,
+    ),
+    C.SETTINGS_INVALID: ErrorSpec(
+        "A RADSTREAM_* setting is invalid or refused; the process does not start.", _I, 400
+    ),
+    C.CHECK_FAILED: ErrorSpec(
+        "A check finished and found a problem it lists (stale contract files, topic drift, "
+        "a stalled consumer group, refused dead letters).",
         ErrorCategory.CONFLICT,
         409,
     ),

@@ -7,15 +7,33 @@ and pass the object down; nothing reads the environment anywhere else.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://radstream@127.0.0.1:5432/radstream"
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-32b!"  # noqa: S105 - refused outside dev  # nosec B105
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The bundled sample images (samples/README.md): the default storage root and the demo's input.
+SAMPLES_DIR = PROJECT_ROOT / "samples"
+# Runtime state kept out of the work tree's tracked files (ignored by .gitignore).
+STATE_DIR = PROJECT_ROOT / ".state"
+ENV_PREFIX: Final = "RADSTREAM_"
+ENV_NESTED_DELIMITER: Final = "__"
+_MASK: Final = "**********"
+# libpq takes a password in the URL's query or in a keyword/value string as well.
+_PASSWORD_PARAMETER = re.compile(r"(?i)\b(password|sslpassword)=[^&\s]*")
 
 Environment = Literal["development", "test", "production"]
 
@@ -86,8 +104,8 @@ class LoggingSettings(_Group):
 class AuditSettings(_Group):
     """Hash chain checkpoints and their Ed25519 signing key."""
 
-    signing_key_file: Path = PROJECT_ROOT / ".state" / "audit" / "signing_key.pem"
-    checkpoint_file: Path = PROJECT_ROOT / ".state" / "audit" / "checkpoints.jsonl"
+    signing_key_file: Path = STATE_DIR / "audit" / "signing_key.pem"
+    checkpoint_file: Path = STATE_DIR / "audit" / "checkpoints.jsonl"
     checkpoint_every_records: int = Field(100, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
     batch_wait_seconds: float = Field(
@@ -128,8 +146,8 @@ class Settings(BaseSettings):
     """radstream's whole configuration; see the README's settings table."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RADSTREAM_",
-        env_nested_delimiter="__",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
         frozen=True,
         extra="ignore",
     )
@@ -139,8 +157,11 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     topic_prefix: str = Field("radstream.", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     consumer_group_prefix: str = Field("radstream", pattern=r"^[A-Za-z0-9._-]+$")
-    storage_roots: Annotated[tuple[Path, ...], NoDecode] = (PROJECT_ROOT / "samples",)
+    storage_roots: Annotated[tuple[Path, ...], NoDecode] = (SAMPLES_DIR,)
     worker_web_port: int = Field(6066, ge=0, le=65535)
+    worker_data_dir: Path = Field(
+        STATE_DIR / "faust", description="Faust's data directory, one folder per consumer group"
+    )
 
     validation: ValidationSettings = ValidationSettings()
     inference: InferenceSettings = InferenceSettings()
@@ -188,19 +209,44 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """Effective settings as plain data with every secret masked (for ``radstream config``)."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        data["database_url"] = _mask_url(self.database_url.get_secret_value())
-        data["api"]["jwt_secret"] = "**********"  # noqa: S105 - the mask, not a secret  # nosec B105
+        data["database_url"] = mask_url(self.database_url.get_secret_value())
+        data["api"]["jwt_secret"] = _MASK
         return data
 
 
-def _mask_url(url: str) -> str:
-    """Hide the password of a URL such as ``postgresql://user:pw@host/db``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
+def mask_url(url: str) -> str:
+    """Hide every password in a PostgreSQL URL or keyword/value connection string.
+
+    The user info is masked up to the last ``@`` (a password may hold unescaped ``@``, ``/``
+    or ``?``; masking a little too much is the safe side), and ``password=`` parameters too.
+    """
+    masked = _PASSWORD_PARAMETER.sub(lambda m: f"{m.group(1)}={_MASK}", url)
+    scheme, sep, rest = masked.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return masked
     user, colon, _password = credentials.partition(":")
-    return f"{scheme}://{user}{':**********' if colon else ''}@{host}"
+    return f"{scheme}://{user}{':' + _MASK if colon else ''}@{host}"
+
+
+def env_name(location: tuple[int | str, ...]) -> str:
+    """The environment variable of a setting: ``("api", "jwt_secret")`` is
+    ``RADSTREAM_API__JWT_SECRET``; the empty location names the prefix."""
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in location)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming each invalid variable and why, never its value.
+
+    pydantic's own message quotes the input (``input_value=...``), which may be a secret such
+    as the JWT secret or a database password.
+    """
+    problems = []
+    for item in error.errors(include_url=False, include_context=False, include_input=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        location = tuple(item["loc"])
+        problems.append(f"{env_name(location)}: {message}" if location else message)
+    return "; ".join(problems)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -8,18 +8,24 @@ asyncpg connection through ``run_sync``; they are the only way tables are create
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from schemas.errors import ErrorCode, InputValidationError
 from sinks.database import database_errors, to_async_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Alembic's names for the ends of the history, and steps relative to the current revision.
+_SYMBOLIC_REVISION = re.compile(r"^(head|heads|base|[+-][0-9]+)$")
 
 
 def alembic_config() -> Config:
@@ -27,6 +33,20 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
+
+
+def revisions() -> list[str]:
+    """The migration revisions of this release, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether Alembic can migrate to ``revision`` (an id, its unique prefix, head, +1 ...)."""
+    if _SYMBOLIC_REVISION.match(revision):
+        return True
+    matches = [known for known in revisions() if known.startswith(revision)]
+    return len(matches) == 1
 
 
 async def _with_connection(url: str, action: str, revision: str) -> None:
@@ -45,6 +65,10 @@ async def _with_connection(url: str, action: str, revision: str) -> None:
             async with engine.connect() as connection:
                 await connection.run_sync(run)
                 await connection.commit()
+    except CommandError as exc:
+        # e.g. a downgrade "to" a revision above the current one; Alembic's message names
+        # revisions only.
+        raise InputValidationError(ErrorCode.REQUEST_INVALID, f"Alembic: {exc}") from exc
     finally:
         await engine.dispose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,8 +16,6 @@ from schemas.events import (
     Stage,
 )
 from sinks.tables import LifecycleState
-
-VerificationStatus = Literal["verified", "unverified"]
 
 
 class _Record(BaseModel):

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from schemas.api import ResultQuery, VerificationStatus
 from schemas.audit import AuditRecord
 from schemas.errors import (
     ConflictError,
@@ -48,11 +49,12 @@ from schemas.errors import (
 )
 from schemas.events import InferenceCompleted
 from sinks.database import database_errors
-from sinks.records import InferenceResultRecord, LifecycleEntry, Page, VerificationStatus
+from sinks.records import InferenceResultRecord, LifecycleEntry, Page
 from sinks.tables import audit_log, image_events, inference_results
 from streams.audit.verify import UnreadableRecord
 
 MAX_PAGE_SIZE = 500
+DEFAULT_QUERY = ResultQuery()  # the newest page of everything the caller may see
 _JSON_COLUMNS = frozenset({"verdicts", "thresholds", "scores"})
 _R = inference_results.c
 _E = image_events.c
@@ -163,105 +165,47 @@ class ResultsRepository:
         return len(inserted.all())
 
     @staticmethod
-    def list_statement(
-        *,
-        user_id: str | None,
-        limit: int = 50,
-        cursor: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model_name: str | None = None,
-        status: VerificationStatus | None = None,
-        study_uid: str | None = None,
-    ) -> Select[Any]:
+    def list_statement(query: ResultQuery, *, user_id: str | None) -> Select[Any]:
         """The SELECT behind a page (one row more than ``limit`` to know if a next page exists).
 
         Public so tests can ``EXPLAIN`` exactly what the API runs.
         """
-        if not 1 <= limit <= MAX_PAGE_SIZE:
+        if not 1 <= query.limit <= MAX_PAGE_SIZE:
             raise InputValidationError(
                 ErrorCode.REQUEST_INVALID, f"limit must be between 1 and {MAX_PAGE_SIZE}"
             )
         conditions: list[ColumnElement[bool]] = []
         if user_id is not None:
             conditions.append(_R.requested_by == user_id)
-        if cursor is not None:
-            after_completed, after_id = decode_cursor(cursor)
+        if query.cursor is not None:
+            after_completed, after_id = decode_cursor(query.cursor)
             conditions.append(tuple_(_R.completed_at, _R.result_id) < (after_completed, after_id))
-        if since is not None:
-            conditions.append(_R.completed_at >= since)
-        if until is not None:
-            conditions.append(_R.completed_at < until)
-        if model_name is not None:
-            conditions.append(_R.model_name == model_name)
-        if status == "verified":
+        if query.since is not None:
+            conditions.append(_R.completed_at >= query.since)
+        if query.until is not None:
+            conditions.append(_R.completed_at < query.until)
+        if query.model_name is not None:
+            conditions.append(_R.model_name == query.model_name)
+        if query.status is VerificationStatus.VERIFIED:
             conditions.append(_R.verified_at.is_not(None))
-        elif status == "unverified":
+        elif query.status is VerificationStatus.UNVERIFIED:
             conditions.append(_R.verified_at.is_(None))
-        if study_uid is not None:
-            conditions.append(_R.study_instance_uid == study_uid)
+        if query.study_uid is not None:
+            conditions.append(_R.study_instance_uid == query.study_uid)
         return (
             select(inference_results)
             .where(and_(true(), *conditions))
             .order_by(_R.completed_at.desc(), _R.result_id.desc())
-            .limit(limit + 1)
+            .limit(query.limit + 1)
         )
 
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model_name: str | None = None,
-        status: VerificationStatus | None = None,
-        study_uid: str | None = None,
-    ) -> Page:
-        """One page of a user's results, newest first, filtered; keyset-paged by ``cursor``.
+    async def list_for_user(self, user_id: str, query: ResultQuery = DEFAULT_QUERY) -> Page:
+        """One page of a user's results, newest first, filtered; keyset-paged by the cursor."""
+        return await self._page(self.list_statement(query, user_id=user_id), query.limit)
 
-        ``since`` is inclusive and ``until`` exclusive on ``completed_at``.
-        """
-        return await self._page(
-            self.list_statement(
-                user_id=user_id,
-                limit=limit,
-                cursor=cursor,
-                since=since,
-                until=until,
-                model_name=model_name,
-                status=status,
-                study_uid=study_uid,
-            ),
-            limit,
-        )
-
-    async def list_all(
-        self,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        model_name: str | None = None,
-        status: VerificationStatus | None = None,
-        study_uid: str | None = None,
-    ) -> Page:
+    async def list_all(self, query: ResultQuery = DEFAULT_QUERY) -> Page:
         """Like :meth:`list_for_user` over every user's results (administrators, operators)."""
-        return await self._page(
-            self.list_statement(
-                user_id=None,
-                limit=limit,
-                cursor=cursor,
-                since=since,
-                until=until,
-                model_name=model_name,
-                status=status,
-                study_uid=study_uid,
-            ),
-            limit,
-        )
+        return await self._page(self.list_statement(query, user_id=None), query.limit)
 
     async def _page(self, statement: Select[Any], limit: int) -> Page:
         rows = await self._fetch(statement)

@@ -129,30 +129,6 @@ def replay_record(dead_letter: DeadLetter) -> ReplayRecord:
     return dead_letter.source_topic, key, value, headers
 
 
-def matches(
-    dead_letter: DeadLetter,
-    code: ErrorCode | str | None = None,
-    stage: Stage | str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> bool:
-    """Whether ``dead_letter`` passes the CLI's filters (all given filters must hold).
-
-    ``since`` is inclusive and ``until`` exclusive, both compared with the last failure time;
-    they must be timezone-aware.
-    """
-    for bound in (since, until):
-        if bound is not None and bound.tzinfo is None:
-            raise ValueError("time filters must be timezone-aware")
-    checks = (
-        code is None or dead_letter.error_code == ErrorCode(code),
-        stage is None or dead_letter.stage == Stage(stage),
-        since is None or dead_letter.last_failure_at >= since,
-        until is None or dead_letter.last_failure_at < until,
-    )
-    return all(checks)
-
-
 # ------------------------------------------------------------------------- dlq tooling
 @dataclass(frozen=True, slots=True)
 class DeadLetterEntry:
@@ -183,8 +159,10 @@ class DeadLetterEntry:
 class DeadLetterFilter:
     """Which dead letters an operation applies to; every given criterion must hold.
 
-    ``since`` is inclusive and ``until`` exclusive, both compared with the last failure time;
-    both must be timezone-aware.
+    The one bundle of dead-letter filters: the ``radstream dlq`` options build it, and the
+    dlq reader, replay and purge take it. ``since`` is inclusive and ``until`` exclusive, both
+    compared with the last failure time; both must be timezone-aware. A code or stage given as
+    text must be one of the catalogue's.
     """
 
     ids: frozenset[uuid.UUID] = frozenset()
@@ -197,6 +175,11 @@ class DeadLetterFilter:
         for bound in (self.since, self.until):
             if bound is not None and bound.tzinfo is None:
                 raise ValueError("time filters must be timezone-aware")
+        # Text from a caller becomes the enum, or a ValueError naming the unknown value.
+        if self.code is not None:
+            object.__setattr__(self, "code", ErrorCode(self.code))
+        if self.stage is not None:
+            object.__setattr__(self, "stage", Stage(self.stage))
 
     @property
     def selective(self) -> bool:
@@ -207,9 +190,14 @@ class DeadLetterFilter:
 
     def matches(self, dead_letter: DeadLetter) -> bool:
         """Whether ``dead_letter`` is selected."""
-        if self.ids and dead_letter.dead_letter_id not in self.ids:
-            return False
-        return matches(dead_letter, self.code, self.stage, self.since, self.until)
+        checks = (
+            not self.ids or dead_letter.dead_letter_id in self.ids,
+            self.code is None or dead_letter.error_code == self.code,
+            self.stage is None or dead_letter.stage == self.stage,
+            self.since is None or dead_letter.last_failure_at >= self.since,
+            self.until is None or dead_letter.last_failure_at < self.until,
+        )
+        return all(checks)
 
 
 def select(

@@ -16,16 +16,13 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pydantic import ValidationError
 
 from schemas.audit import ApiActionKind
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
-from schemas.errors import ErrorCode
-from schemas.events import DeadLetter, Stage
+from schemas.events import DeadLetter
 from schemas.settings import Settings
 from streams.audit.io.actions import action_message
 from streams.deadletter import (
@@ -91,28 +88,6 @@ class PurgeReport:
     dry_run: bool
 
 
-def build_filter(
-    *,
-    ids: Iterable[uuid.UUID | str] = (),
-    code: ErrorCode | str | None = None,
-    stage: Stage | str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> DeadLetterFilter:
-    """A :class:`DeadLetterFilter` from loosely typed arguments (CLI strings welcome).
-
-    Raises:
-        ValueError: an id, code or stage is not valid, or a time bound is naive.
-    """
-    return DeadLetterFilter(
-        ids=frozenset(i if isinstance(i, uuid.UUID) else uuid.UUID(i) for i in ids),
-        code=None if code is None else ErrorCode(code),
-        stage=None if stage is None else Stage(stage),
-        since=since,
-        until=until,
-    )
-
-
 def check_actor(actor: str) -> str:
     """``actor`` if it is a pseudonymous id the audit trail accepts.
 
@@ -169,27 +144,23 @@ async def read_snapshot(kafka: KafkaClientConfig, topics: TopicNames) -> DeadLet
 async def list_dead_letters(
     kafka: KafkaClientConfig,
     topics: TopicNames,
+    selection: DeadLetterFilter,
     *,
-    ids: Iterable[uuid.UUID | str] = (),
-    code: ErrorCode | str | None = None,
-    stage: Stage | str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     limit: int | None = None,
     include_purged: bool = False,
 ) -> list[DeadLetterEntry]:
-    """The dead letters matching the filters, in topic order (purged ones hidden by default)."""
-    flt = build_filter(ids=ids, code=code, stage=stage, since=since, until=until)
+    """The dead letters ``selection`` selects, in topic order (purged ones hidden by default)."""
     snapshot = await read_snapshot(kafka, topics)
-    chosen = select(snapshot.entries, flt, include_purged=include_purged)
+    chosen = select(snapshot.entries, selection, include_purged=include_purged)
     return chosen if limit is None else chosen[:limit]
 
 
 async def get_dead_letter(
-    kafka: KafkaClientConfig, topics: TopicNames, dead_letter_id: uuid.UUID | str
+    kafka: KafkaClientConfig, topics: TopicNames, dead_letter_id: uuid.UUID
 ) -> DeadLetterEntry | None:
     """One dead letter by id (purged ones included, so ``show`` can say so), or None."""
-    found = await list_dead_letters(kafka, topics, ids=[dead_letter_id], include_purged=True)
+    selection = DeadLetterFilter(ids=frozenset({dead_letter_id}))
+    found = await list_dead_letters(kafka, topics, selection, include_purged=True)
     return found[0] if found else None
 
 
@@ -220,13 +191,9 @@ async def _ensure_marks_topic(kafka: KafkaClientConfig, topics: TopicNames) -> N
 async def replay(
     kafka: KafkaClientConfig,
     topics: TopicNames,
+    selection: DeadLetterFilter,
     *,
     actor: str,
-    ids: Iterable[uuid.UUID | str] = (),
-    code: ErrorCode | str | None = None,
-    stage: Stage | str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     force: bool = False,
     dry_run: bool = False,
 ) -> ReplayReport:
@@ -243,12 +210,11 @@ async def replay(
         TransientError: the broker could not be read or written.
     """
     check_actor(actor)
-    flt = build_filter(ids=ids, code=code, stage=stage, since=since, until=until)
-    if not flt.selective:
+    if not selection.selective:
         raise ValueError("replay needs --id or at least one filter")
     snapshot = await read_snapshot(kafka, topics)
     plan = plan_replay(
-        snapshot.entries, flt, allowed_topics=set(topics.all().values()), force=force
+        snapshot.entries, selection, allowed_topics=set(topics.all().values()), force=force
     )
     replayed = [entry for entry, _ in plan.to_replay]
     if not dry_run and (plan.to_replay or plan.refused):
@@ -271,13 +237,9 @@ async def replay(
 async def purge(
     kafka: KafkaClientConfig,
     topics: TopicNames,
+    selection: DeadLetterFilter,
     *,
     actor: str,
-    ids: Iterable[uuid.UUID | str] = (),
-    code: ErrorCode | str | None = None,
-    stage: Stage | str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     dry_run: bool = False,
 ) -> PurgeReport:
     """Purge the selected dead letters: hide them all, delete from the broker what Kafka allows.
@@ -293,13 +255,12 @@ async def purge(
         TransientError: the broker could not be read or written.
     """
     check_actor(actor)
-    flt = build_filter(ids=ids, code=code, stage=stage, since=since, until=until)
-    if not flt.selective:
+    if not selection.selective:
         raise ValueError("purge needs --id or at least one filter")
     snapshot = await read_snapshot(kafka, topics)
     plan = plan_purge(
         snapshot.entries,
-        flt,
+        selection,
         unreadable=snapshot.unreadable,
         low_watermarks=snapshot.low_watermarks,
     )

@@ -40,13 +40,14 @@ class TopicKey(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """How a topic is created: partitions, retention and cleanup policy."""
+    """How a topic is created (partitions, retention, cleanup policy) and what it carries."""
 
     key: TopicKey
     partitions: int
     retention_ms: int
     cleanup_policy: Literal["delete", "compact"] = "delete"
     description: str = ""
+    message_key: str = ""
 
     def name(self, prefix: str) -> str:
         """The topic's full name under ``prefix``."""
@@ -63,13 +64,50 @@ class TopicSpec:
 TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
     spec.key: spec
     for spec in (
-        TopicSpec(TopicKey.IMAGES_ARRIVED, 6, 7 * DAY_MS, description="arrival events"),
-        TopicSpec(TopicKey.IMAGES_VALIDATED, 6, 7 * DAY_MS, description="validated images"),
-        TopicSpec(TopicKey.IMAGES_REJECTED, 3, 30 * DAY_MS, description="rejections"),
-        TopicSpec(TopicKey.INFERENCE_RESULTS, 6, 30 * DAY_MS, description="model results"),
+        TopicSpec(
+            TopicKey.IMAGES_ARRIVED,
+            6,
+            7 * DAY_MS,
+            description="arrival events",
+            message_key="StudyInstanceUID when present, else the event id",
+        ),
+        TopicSpec(
+            TopicKey.IMAGES_VALIDATED,
+            6,
+            7 * DAY_MS,
+            description="validated images",
+            message_key="the arrival's key",
+        ),
+        TopicSpec(
+            TopicKey.IMAGES_REJECTED,
+            3,
+            30 * DAY_MS,
+            description="rejections",
+            message_key="the arrival's key",
+        ),
+        TopicSpec(
+            TopicKey.INFERENCE_RESULTS,
+            6,
+            30 * DAY_MS,
+            description="model results",
+            message_key="the arrival's key",
+        ),
         # The audit log is never compacted and never expires: records are evidence.
-        TopicSpec(TopicKey.AUDIT_LOG, 1, -1, "delete", description="hash-chained audit trail"),
-        TopicSpec(TopicKey.DEADLETTER, 1, 30 * DAY_MS, description="dead letters"),
+        TopicSpec(
+            TopicKey.AUDIT_LOG,
+            1,
+            -1,
+            "delete",
+            description="hash-chained audit trail",
+            message_key="the audit chain partition",
+        ),
+        TopicSpec(
+            TopicKey.DEADLETTER,
+            1,
+            30 * DAY_MS,
+            description="dead letters",
+            message_key="the original message's key",
+        ),
         # Compacted, never expiring: a dead letter's latest mark (replayed/purged) must outlive
         # every process; tombstones remove the marks of deleted dead letters.
         TopicSpec(
@@ -78,8 +116,15 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             -1,
             "compact",
             description="replay/purge mark per dead letter",
+            message_key="the dead letter's id",
         ),
-        TopicSpec(TopicKey.API_ACTIONS, 3, 7 * DAY_MS, description="API actions to audit"),
+        TopicSpec(
+            TopicKey.API_ACTIONS,
+            3,
+            7 * DAY_MS,
+            description="API actions to audit",
+            message_key="the acting subject",
+        ),
     )
 }
 

@@ -8,8 +8,11 @@ skip: a skipped integration test would let CI go green without proving anything.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import os
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import structlog
 
 from schemas.errors import TransientError
 from schemas.settings import DEFAULT_DATABASE_URL
@@ -28,6 +32,47 @@ _MARK_BY_FOLDER = {
     "security": "security",
     "reliability": "reliability",
 }
+
+
+_TREE_STATUS = pytest.StashKey[frozenset[str] | None]()
+
+
+def work_tree_status() -> frozenset[str] | None:
+    """``git status --porcelain`` lines of the checkout (None outside a git checkout)."""
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return frozenset(result.stdout.splitlines())
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the work tree's state, so the session can prove it left no litter."""
+    session.config.stash[_TREE_STATUS] = work_tree_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when it left files in the work tree (``make test`` must leave it clean)."""
+    before = session.config.stash.get(_TREE_STATUS, None)
+    after = work_tree_status()
+    if before is None or after is None:
+        return
+    litter = sorted(after - before)
+    if litter:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line("the tests left the work tree changed (git status):", red=True)
+            for line in litter:
+                reporter.write_line(f"  {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,3 +156,22 @@ async def _delete_topics_with_prefix(config: KafkaClientConfig, prefix: str) -> 
 def topic_prefix(run_id: str) -> str:
     """A topic prefix unique to one test, so tests and concurrent runs never share topics."""
     return f"rstest.{run_id}.{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Undo what a command run in-process did to logging (handlers on stderr, warnings capture).
+
+    ``radstream`` configures logging once per process; a test running several commands would
+    otherwise leave handlers pointing at the streams of a finished test's capture.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    gc.collect()  # what the run left unclosed is reported now, while its streams still exist
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()

@@ -16,7 +16,15 @@ from pydantic import AwareDatetime
 from gateway.auth import Principal, Role
 from gateway.dependencies import Context, record_action, require_roles
 from gateway.openapi_docs import ERROR_RESPONSES
-from schemas.api import Cursor, ModelName, ResultPage, ResultView, Verification, VerificationStatus
+from schemas.api import (
+    Cursor,
+    ModelName,
+    ResultPage,
+    ResultQuery,
+    ResultView,
+    Verification,
+    VerificationStatus,
+)
 from schemas.audit import ApiActionKind
 from schemas.errors import ErrorCode, InputValidationError, RadstreamError, ResourceNotFoundError
 from schemas.events import Uid
@@ -47,8 +55,7 @@ async def list_results(  # noqa: PLR0917 - FastAPI maps each query parameter to 
     """One page of the caller's results, filtered by time, model, status and study."""
     if since is not None and until is not None and since > until:
         raise InputValidationError(ErrorCode.REQUEST_INVALID, "since must not be after until")
-    page = await context.results.list_for_user(
-        principal.subject,
+    query = ResultQuery(
         limit=limit,
         cursor=cursor,
         since=since,
@@ -57,6 +64,7 @@ async def list_results(  # noqa: PLR0917 - FastAPI maps each query parameter to 
         status=status,
         study_uid=study_uid,
     )
+    page = await context.results.list_for_user(principal.subject, query)
     await record_action(
         context, request, action=ApiActionKind.READ, principal=principal, http_status=200
     )

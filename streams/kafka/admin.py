@@ -30,15 +30,6 @@ class TopicReport:
     corrected: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def line(self) -> str:
-        """One human-readable line for the CLI."""
-        state = "created" if self.created else "exists"
-        if self.corrected:
-            state += f", corrected {sorted(self.corrected)}"
-        cfg = " ".join(f"{k}={v}" for k, v in sorted(self.configs.items()))
-        extra = f"  PROBLEM: {'; '.join(self.problems)}" if self.problems else ""
-        return f"{self.name:<40} {state:<10} partitions={self.partitions} {cfg}{extra}"
-
 
 async def describe_topic_configs(
     admin: KafkaAdmin,

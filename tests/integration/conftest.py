@@ -15,12 +15,8 @@ import pytest
 
 from sinks.database import Database
 from sinks.migrate import upgrade_async
-from tests.integration.database_helpers import (
-    create_database,
-    drop_database,
-    run_in_thread,
-    url_for_database,
-)
+from sinks.provisioning import create_database, drop_database, url_for_database
+from tests.integration.database_helpers import run_in_thread
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import SecretStr
 import app
 from gateway.tokens import issue_token
 from schemas.audit import AuditRecord
-from schemas.settings import Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from streams.audit.io import read_audit_topic
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
@@ -36,7 +37,7 @@ def api_settings(
     """Isolated topics, groups and audit key; storage root with one CT image in it."""
     root = tmp_path / "images"
     root.mkdir()
-    shutil.copy(app.SAMPLES_DIR / "dicom" / "ct_small.dcm", root / "ct.dcm")
+    shutil.copy(SAMPLES_DIR / "dicom" / "ct_small.dcm", root / "ct.dcm")
     return load_settings(
         kafka_bootstrap=kafka_bootstrap,
         database_url=SecretStr(pipeline_database_url),
@@ -59,9 +60,9 @@ async def running(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         app.run_worker(api_settings, app.ALL_STAGES, stop, started=started, serve_http=False)
     )
     await asyncio.wait_for(started.wait(), RESULT_TIMEOUT_SECONDS)
-    api = app.build_api(api_settings)
     try:
-        async with api.router.lifespan_context(api):
+        async with AsyncExitStack() as stack:
+            api = await app.build_api(stack, api_settings)
             transport = httpx.ASGITransport(app=api)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 yield client

@@ -72,19 +72,17 @@ async def wired(
     settings = settings_for(tmp_path).model_copy(
         update={"kafka_bootstrap": kafka_bootstrap, "topic_prefix": topic_prefix}
     )
-    publisher = KafkaPublisher(KafkaClientConfig(kafka_bootstrap), topics)
-    app = create_app(
-        settings,
-        publisher=publisher,
-        results=FakeResults(),
-        lifecycle=FakeLifecycle(),
-        models=FakeModels(),
-        audit=TopicApiAuditPublisher(publisher),
-        readiness={"kafka": publisher.ready},
-        resources=(publisher,),
-    )
     token = make_token(settings, sub="svc-int", roles=["service"])
-    async with app.router.lifespan_context(app):
+    async with KafkaPublisher(KafkaClientConfig(kafka_bootstrap), topics) as publisher:
+        app = create_app(
+            settings,
+            publisher=publisher,
+            results=FakeResults(),
+            lifecycle=FakeLifecycle(),
+            models=FakeModels(),
+            audit=TopicApiAuditPublisher(publisher),
+            readiness={"kafka": publisher.ready},
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client, token, topics, settings.storage_roots[0]

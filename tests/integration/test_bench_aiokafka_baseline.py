@@ -1,7 +1,8 @@
 """The aiokafka baseline worker does the pipeline's work: here its validation stage, in-process.
 
-The benchmark runs it as subprocesses; this runs ``run_baseline_worker`` on the real broker to
-show each arrival gets exactly one outcome and the group's offsets are committed past it.
+The benchmark runs it as subprocesses; this runs ``app.run_worker`` with the baseline's
+consumer loop on the real broker to show each arrival gets exactly one outcome and the group's
+offsets are committed past it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import app
-from bench.aiokafka_baseline import run_baseline_worker
+from bench.aiokafka_baseline import aiokafka_consumer_loop
 from bench.probe import outgoing_arrival
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.events import ImageRejected, ImageValidated
-from schemas.settings import load_settings
+from schemas.settings import SAMPLES_DIR, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicNames
 
@@ -55,21 +56,27 @@ async def test_baseline_validation_gives_one_outcome_per_arrival_and_commits(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
         consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
-        storage_roots=(app.SAMPLES_DIR,),
+        storage_roots=(SAMPLES_DIR,),
         audit={"signing_key_file": tmp_path / "k.pem", "checkpoint_file": tmp_path / "c.jsonl"},
     )
     topics = TopicNames(topic_prefix)
     await ensure_topics(kafka, topic_prefix, partitions_override=1)
     factory = ArrivalFactory()
     arrivals = [
-        factory.fresh(WorkItem(app.SAMPLES_DIR / "raster" / "ct_64.png", bad=False)),
-        factory.fresh(WorkItem(app.SAMPLES_DIR / "bad" / "empty.dcm", bad=True)),
+        factory.fresh(WorkItem(SAMPLES_DIR / "raster" / "ct_64.png", bad=False)),
+        factory.fresh(WorkItem(SAMPLES_DIR / "bad" / "empty.dcm", bad=True)),
     ]
     async with KafkaPublisher(kafka, topics) as publisher:
         await publisher.deliver([outgoing_arrival(a) for a in arrivals])
     stop = asyncio.Event()
     worker = asyncio.create_task(
-        run_baseline_worker(settings, ["validation"], stop, serve_http=False)
+        app.run_worker(
+            settings,
+            ["validation"],
+            stop,
+            consumer_loop=aiokafka_consumer_loop,
+            serve_http=False,
+        )
     )
     try:
         values = await read_outcomes(kafka_bootstrap, topics, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from pathlib import Path
@@ -11,8 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-import app
+from cli.audit import serve_audit_verification
+from cli.main import main
 from schemas.events import ImageArrived
+from schemas.settings import SAMPLES_DIR, load_settings
 from streams.audit.files import load_or_create_signing_key
 from streams.topics import TOPIC_SPECS
 
@@ -53,22 +56,24 @@ def cli_env(
 class TestCliWithServices:
     def test_topics_ensure_twice(self, cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
         """`topics ensure` creates, then finds, every topic (exit 0 both times)."""
-        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
-        first = capsys.readouterr().out
-        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
-        second = capsys.readouterr().out
-        assert first.count("created") == len(TOPIC_SPECS)
-        assert second.count("exists") == len(TOPIC_SPECS)
-        assert f"{cli_env}audit.log" in second
+        assert main(["topics", "ensure", "--partitions", "1"]) == 0
+        first = capsys.readouterr().out.splitlines()
+        assert main(["topics", "ensure", "--partitions", "1", "--json"]) == 0
+        second = json.loads(capsys.readouterr().out)
+        assert first[0].split()[:3] == ["TOPIC", "STATE", "PARTITIONS"]
+        assert [row.split()[1] for row in first[1:]] == ["created"] * len(TOPIC_SPECS)
+        assert [topic["created"] for topic in second] == [False] * len(TOPIC_SPECS)
+        assert f"{cli_env}audit.log" in {topic["topic"] for topic in second}
 
     def test_publish_sends_an_arrival_per_file(
         self, cli_env: str, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`publish` sends one arrival event per file with the router's fields."""
-        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
-        ct = app.SAMPLES_DIR / "dicom" / "ct_small.dcm"
+        assert main(["topics", "ensure", "--partitions", "1"]) == 0
+        capsys.readouterr()
+        ct = SAMPLES_DIR / "dicom" / "ct_small.dcm"
         assert (
-            app.main(
+            main(
                 [
                     "publish",
                     str(ct),
@@ -82,7 +87,7 @@ class TestCliWithServices:
             )
             == 0
         )
-        assert "published" in capsys.readouterr().out
+        assert capsys.readouterr().out.splitlines()[1].endswith("ct_small.dcm")
 
         event = asyncio.run(first_arrival(kafka_bootstrap, f"{cli_env}images.arrived"))
         assert event.source == "PACS9"
@@ -94,9 +99,9 @@ class TestCliWithServices:
         self, cli_env: str, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`publish --modality CT` gives a PNG export (no DICOM header) its modality."""
-        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
-        png = app.SAMPLES_DIR / "raster" / "ct_256.png"
-        assert app.main(["publish", str(png), "--modality", "CT"]) == 0
+        assert main(["topics", "ensure", "--partitions", "1"]) == 0
+        png = SAMPLES_DIR / "raster" / "ct_256.png"
+        assert main(["publish", str(png), "--modality", "CT"]) == 0
         capsys.readouterr()
 
         event = asyncio.run(first_arrival(kafka_bootstrap, f"{cli_env}images.arrived"))
@@ -107,52 +112,64 @@ class TestCliWithServices:
         self, cli_env: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`db upgrade` on a migrated database is a no-op that reports the head revision."""
-        assert app.main(["db", "upgrade"]) == 0
+        assert main(["db", "upgrade"]) == 0
         assert "database at revision 0003" in capsys.readouterr().out
 
     def test_audit_verify_on_empty_trail(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """With no records and no checkpoints the topic trail verifies as empty and intact."""
-        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        assert main(["topics", "ensure", "--partitions", "1"]) == 0
         load_or_create_signing_key(Path(os.environ["RADSTREAM_AUDIT__SIGNING_KEY_FILE"]))
-        code = app.main(["audit", "verify", "--source", "topic"])
+        code = main(["audit", "verify", "--source", "topic"])
         out = capsys.readouterr().out
         assert code == 0, out
         assert "intact" in out
 
     async def test_periodic_verification_exports_metrics(self, cli_env: str) -> None:
         """`audit verify --every` keeps verifying and exports the metrics the alerts watch."""
-        assert await asyncio.to_thread(app.main, ["topics", "ensure", "--partitions", "1"]) == 0
+        assert await asyncio.to_thread(main, ["topics", "ensure", "--partitions", "1"]) == 0
         load_or_create_signing_key(Path(os.environ["RADSTREAM_AUDIT__SIGNING_KEY_FILE"]))
-        settings = app.load_settings(observability={"metrics_port": 0})
+        settings = load_settings(observability={"metrics_port": 0})
         registry = CollectorRegistry()
         stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(1.5, stop.set)
-        code = await app._serve_audit_verification(
-            settings, "topic", 0.2, stop=stop, registry=registry
+        service = asyncio.create_task(
+            serve_audit_verification(settings, "topic", 0.2, stop, registry=registry)
         )
-        assert code == 0
-        runs = registry.get_sample_value("radstream_audit_verifications_total")
-        assert runs is not None
-        assert runs >= 2
+
+        def runs() -> float:
+            return registry.get_sample_value("radstream_audit_verifications_total") or 0.0
+
+        try:
+            # Bounded: one verification of an empty topic takes well under a second.
+            for _ in range(READ_TIMEOUT_SECONDS * 10):
+                if runs() >= 2 or service.done():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await service
+        assert runs() >= 2
         assert registry.get_sample_value("radstream_audit_chain_valid") == 1.0
         assert registry.get_sample_value("radstream_audit_verification_failures_total") == 0.0
 
     def test_audit_verify_without_key_is_a_clear_error(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """Verifying without the public key says so and exits 2 instead of crashing."""
-        assert app.main(["audit", "verify", "--source", "topic"]) == 2
-        assert "audit key" in capsys.readouterr().err
+        """Verifying without the key says so in one line and exits 4 instead of crashing."""
+        assert main(["audit", "verify", "--source", "topic"]) == 4
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "RESOURCE_NOT_FOUND: no audit signing key" in err
 
     def test_audit_show_unknown_event(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """Showing the trail of an unknown event prints nothing and exits 1."""
-        assert app.main(["topics", "ensure", "--partitions", "1"]) == 0
+        """The trail of an unknown event: nothing on stdout, one not-found line, exit 4."""
+        assert main(["topics", "ensure", "--partitions", "1"]) == 0
         capsys.readouterr()
-        assert (
-            app.main(["audit", "show", "--source", "topic", "--event-id", str(uuid.uuid4())]) == 1
-        )
-        assert capsys.readouterr().out == ""
+        event_id = str(uuid.uuid4())
+        assert main(["audit", "show", "--source", "topic", "--event-id", event_id]) == 4
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert f"RESOURCE_NOT_FOUND: no audit record mentions event {event_id}" in captured.err

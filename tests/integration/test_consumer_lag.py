@@ -20,12 +20,12 @@ import app
 from observability.lag import LagReader, LagSample, collect, evaluate_group
 from observability.metrics import LagStatus
 from schemas.correlation import CORRELATION_ID_HEADER
-from schemas.settings import Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
 
-SAMPLE = app.SAMPLES_DIR / "dicom" / "ct_small.dcm"
+SAMPLE = SAMPLES_DIR / "dicom" / "ct_small.dcm"
 BACKLOG = 5
 # Bounded waits: faust joins the group in a few seconds and commits every ~2.8 s; the bounds
 # only stop a hung run, they are not expected durations.
@@ -40,7 +40,7 @@ def settings(kafka_bootstrap: str, topic_prefix: str) -> Settings:
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
         consumer_group_prefix=f"rstest-lag-{uuid.uuid4().hex[:8]}",
-        storage_roots=(app.SAMPLES_DIR,),
+        storage_roots=(SAMPLES_DIR,),
     )
 
 

@@ -14,15 +14,12 @@ import pytest
 from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
 
+from bench.sink_events import BASE_TIME, sha
+from schemas.api import ResultQuery, VerificationStatus
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from sinks.repositories import LifecycleRepository, ResultsRepository, encode_cursor
-from tests.integration.database_helpers import (
-    create_database,
-    drop_database,
-    run_in_thread,
-    url_for_database,
-)
-from tests.sink_events import BASE_TIME, sha
+from tests.integration.database_helpers import run_in_thread
 
 ROWS = 20_000
 USERS = [f"user-{n}" for n in range(200)]
@@ -135,7 +132,7 @@ class TestQueryPlans:
 
     async def test_user_page_uses_user_index(self, loaded_url: str) -> None:
         """A user's newest results come from ix_inference_results_user_completed."""
-        statement = ResultsRepository.list_statement(user_id="user-7", limit=50)
+        statement = ResultsRepository.list_statement(ResultQuery(limit=50), user_id="user-7")
         found = await _plan_indexes(loaded_url, statement)
         assert _uses(found, "ix_inference_results_user_completed"), found
 
@@ -143,20 +140,25 @@ class TestQueryPlans:
         """Following a cursor with a time filter still walks the user index."""
         cursor = encode_cursor(BASE_TIME + timedelta(seconds=15_000), uuid.uuid4())
         statement = ResultsRepository.list_statement(
-            user_id="user-7", limit=50, cursor=cursor, status="unverified"
+            ResultQuery(limit=50, cursor=cursor, status=VerificationStatus.UNVERIFIED),
+            user_id="user-7",
         )
         found = await _plan_indexes(loaded_url, statement)
         assert _uses(found, "ix_inference_results_user_completed"), found
 
     async def test_model_listing_uses_model_index(self, loaded_url: str) -> None:
         """Results of one model, newest first, come from ix_inference_results_model_completed."""
-        statement = ResultsRepository.list_statement(user_id=None, model_name="model-3", limit=50)
+        statement = ResultsRepository.list_statement(
+            ResultQuery(model_name="model-3", limit=50), user_id=None
+        )
         found = await _plan_indexes(loaded_url, statement)
         assert _uses(found, "ix_inference_results_model_completed"), found
 
     async def test_study_listing_uses_study_index(self, loaded_url: str) -> None:
         """Results of one study come from ix_inference_results_study."""
-        statement = ResultsRepository.list_statement(user_id=None, study_uid="1.2.840.42")
+        statement = ResultsRepository.list_statement(
+            ResultQuery(study_uid="1.2.840.42"), user_id=None
+        )
         found = await _plan_indexes(loaded_url, statement)
         assert _uses(found, "ix_inference_results_study"), found
 

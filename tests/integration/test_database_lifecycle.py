@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from bench.sink_events import BASE_TIME, make_rejection, make_result, make_validated
 from schemas.errors import ErrorCode
 from schemas.events import ImageArrived, Stage
 from sinks.database import Database
 from sinks.records import LifecycleEntry
 from sinks.repositories import LifecycleRepository
 from sinks.tables import LifecycleState
-from tests.sink_events import BASE_TIME, make_rejection, make_result, make_validated
 
 
 async def _record(database: Database, entries: list[LifecycleEntry]) -> int:

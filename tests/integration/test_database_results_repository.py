@@ -8,12 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bench.sink_events import BASE_TIME, make_result
+from schemas.api import ResultQuery, VerificationStatus
 from schemas.errors import ConflictError, InputValidationError, ResourceNotFoundError
 from schemas.events import InferenceCompleted
 from sinks.database import Database
 from sinks.repositories import ResultsRepository, encode_cursor
 from sinks.tables import inference_results
-from tests.sink_events import BASE_TIME, make_result
 
 
 def _user() -> str:
@@ -133,7 +134,7 @@ class TestListForUser:
         cursor = None
         pages = 0
         while True:
-            page = await repository.list_for_user(user, limit=5, cursor=cursor)
+            page = await repository.list_for_user(user, ResultQuery(limit=5, cursor=cursor))
             seen += [item.result_id for item in page.items]
             pages += 1
             if page.next_cursor is None:
@@ -150,7 +151,7 @@ class TestListForUser:
         """A page that ends exactly at the last result offers no next cursor."""
         user = _user()
         await _store(database, [make_result(user=user, index=i) for i in range(4)])
-        page = await ResultsRepository(database.sessions).list_for_user(user, limit=4)
+        page = await ResultsRepository(database.sessions).list_for_user(user, ResultQuery(limit=4))
         assert len(page.items) == 4
         assert page.next_cursor is None
 
@@ -161,7 +162,7 @@ class TestListForUser:
         await _store(database, results)
         since, until = results[2].completed_at, results[5].completed_at
         page = await ResultsRepository(database.sessions).list_for_user(
-            user, since=since, until=until
+            user, ResultQuery(since=since, until=until)
         )
         assert {i.result_id for i in page.items} == {r.result_id for r in results[2:5]}
 
@@ -175,7 +176,7 @@ class TestListForUser:
         ]
         await _store(database, [wanted, *others])
         page = await ResultsRepository(database.sessions).list_for_user(
-            user, model_name="mammo", study_uid="1.2.3.4"
+            user, ResultQuery(model_name="mammo", study_uid="1.2.3.4")
         )
         assert [i.result_id for i in page.items] == [wanted.result_id]
 
@@ -186,8 +187,12 @@ class TestListForUser:
         await _store(database, results)
         repository = ResultsRepository(database.sessions)
         await repository.mark_verified(results[0].result_id, user_id="rad-1")
-        verified = await repository.list_for_user(user, status="verified")
-        unverified = await repository.list_for_user(user, status="unverified")
+        verified = await repository.list_for_user(
+            user, ResultQuery(status=VerificationStatus.VERIFIED)
+        )
+        unverified = await repository.list_for_user(
+            user, ResultQuery(status=VerificationStatus.UNVERIFIED)
+        )
         assert [i.result_id for i in verified.items] == [results[0].result_id]
         assert {i.result_id for i in unverified.items} == {r.result_id for r in results[1:]}
 
@@ -203,7 +208,7 @@ class TestListForUser:
         model = f"m-{uuid.uuid4().hex[:8]}"
         results = [make_result(user=_user(), model=model, index=i) for i in range(3)]
         await _store(database, results)
-        page = await ResultsRepository(database.sessions).list_all(model_name=model)
+        page = await ResultsRepository(database.sessions).list_all(ResultQuery(model_name=model))
         assert {i.result_id for i in page.items} == {r.result_id for r in results}
 
     @pytest.mark.parametrize(
@@ -212,19 +217,23 @@ class TestListForUser:
     async def test_invalid_cursor_is_a_request_error(self, database: Database, cursor: str) -> None:
         """A malformed or tampered cursor is REQUEST_INVALID, not a server error."""
         with pytest.raises(InputValidationError):
-            await ResultsRepository(database.sessions).list_for_user("u", cursor=cursor)
+            await ResultsRepository(database.sessions).list_for_user(
+                "u", ResultQuery(cursor=cursor)
+            )
 
     async def test_naive_cursor_time_is_rejected(self, database: Database) -> None:
         """A cursor whose time lost its timezone is refused."""
         cursor = encode_cursor(BASE_TIME.replace(tzinfo=None), uuid.uuid4())
         with pytest.raises(InputValidationError):
-            await ResultsRepository(database.sessions).list_for_user("u", cursor=cursor)
+            await ResultsRepository(database.sessions).list_for_user(
+                "u", ResultQuery(cursor=cursor)
+            )
 
     @pytest.mark.parametrize("limit", [0, 501])
     async def test_limit_out_of_range_is_refused(self, database: Database, limit: int) -> None:
         """Page sizes outside 1..500 are refused before any query."""
         with pytest.raises(InputValidationError):
-            await ResultsRepository(database.sessions).list_for_user("u", limit=limit)
+            await ResultsRepository(database.sessions).list_for_user("u", ResultQuery(limit=limit))
 
 
 class TestMarkVerified:

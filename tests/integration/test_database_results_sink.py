@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench.sink_events import make_rejection, make_result, make_validated
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import StorableEvent
 from schemas.settings import SinkSettings
@@ -19,7 +20,6 @@ from sinks.repositories import LifecycleRepository
 from sinks.results_sink import ResultsSink, WriteReport
 from sinks.tables import LifecycleState, inference_results
 from streams.batching_sink import SinkHooks, flush_until_committed
-from tests.sink_events import make_rejection, make_result, make_validated
 
 # Nothing listens on port 1: connecting there is refused at once, a real "database down".
 DOWN_URL = "postgresql://radstream@127.0.0.1:1/radstream"

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from cli.main import main
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.errors import ErrorCode, error_for
 from schemas.events import DeadLetter, Stage
 from schemas.settings import Settings, load_settings
-from streams import dlq, dlq_cli
-from streams.deadletter import build_dead_letter
+from streams import dlq
+from streams.deadletter import DeadLetterFilter, build_dead_letter
 from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.topics import TopicNames
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    """Parse a ``radstream dlq ...`` command line."""
-    root = argparse.ArgumentParser(prog="radstream")
-    dlq_cli.register(root.add_subparsers(dest="command", required=True))
-    return root.parse_args(["dlq", *argv])
+def dlq_command(settings: Settings, *argv: str) -> int:
+    """Run ``radstream dlq ...`` with ``settings``; returns the exit status."""
+    return main(["dlq", *argv], settings=settings)
 
 
 def letter(topics: TopicNames, code: ErrorCode, value: bytes) -> DeadLetter:
@@ -83,19 +82,29 @@ class TestList:
     def test_lists_every_dead_letter(
         self, env: tuple[Settings, list[DeadLetter]], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """list prints one line per dead letter and the count."""
+        """list prints a header and one row per dead letter."""
         settings, letters = env
-        assert dlq_cli.cmd_dlq_list(settings, parse("list")) == 0
-        out = capsys.readouterr().out
-        assert all(str(dl.dead_letter_id) in out for dl in letters)
-        assert out.endswith("2 dead letter(s)\n")
+        assert dlq_command(settings, "list") == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split()[:4] == ["ID", "STATE", "STAGE", "CODE"]
+        assert [line.split()[0] for line in lines[1:]] == [str(dl.dead_letter_id) for dl in letters]
+
+    def test_json_lists_the_same(
+        self, env: tuple[Settings, list[DeadLetter]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--json prints one document with each dead letter's facts."""
+        settings, letters = env
+        assert dlq_command(settings, "list", "--json", "--limit", "1") == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [item["dead_letter_id"] for item in listed] == [str(letters[0].dead_letter_id)]
+        assert listed[0]["error_code"] == "EVENT_MALFORMED"
 
     def test_filters_by_code(
         self, env: tuple[Settings, list[DeadLetter]], capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--code narrows the listing."""
         settings, letters = env
-        assert dlq_cli.cmd_dlq_list(settings, parse("list", "--code", "TIMEOUT")) == 0
+        assert dlq_command(settings, "list", "--code", "TIMEOUT") == 0
         out = capsys.readouterr().out
         assert str(letters[1].dead_letter_id) in out
         assert str(letters[0].dead_letter_id) not in out
@@ -107,7 +116,7 @@ class TestShow:
     ) -> None:
         """show prints the metadata and a masked value: never the patient's name."""
         settings, letters = env
-        assert dlq_cli.cmd_dlq_show(settings, parse("show", str(letters[0].dead_letter_id))) == 0
+        assert dlq_command(settings, "show", str(letters[0].dead_letter_id)) == 0
         out = capsys.readouterr().out
         assert "error_code:     EVENT_MALFORMED" in out
         assert "Doe^John" not in out
@@ -117,17 +126,18 @@ class TestShow:
     ) -> None:
         """--raw is allowed in development and prints the original bytes."""
         settings, letters = env
-        args = parse("show", str(letters[0].dead_letter_id), "--raw")
-        assert dlq_cli.cmd_dlq_show(settings, args) == 0
+        assert dlq_command(settings, "show", str(letters[0].dead_letter_id), "--raw") == 0
         assert '"PatientName": "Doe^John"' in capsys.readouterr().out
 
-    def test_unknown_id_exits_1(
+    def test_unknown_id_is_not_found(
         self, env: tuple[Settings, list[DeadLetter]], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """An id that is not on the topic is reported."""
+        """An id that is not on the topic: one RESOURCE_NOT_FOUND line, exit 4."""
         settings, _ = env
-        assert dlq_cli.cmd_dlq_show(settings, parse("show", str(uuid.uuid4()))) == 1
-        assert "no dead letter" in capsys.readouterr().err
+        assert dlq_command(settings, "show", str(uuid.uuid4())) == 4
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "RESOURCE_NOT_FOUND: no dead letter" in err
 
 
 class TestReplay:
@@ -136,33 +146,36 @@ class TestReplay:
     ) -> None:
         """--dry-run names what it would replay and writes nothing anywhere."""
         settings, letters = env
-        args = parse("replay", "--code", "TIMEOUT", "--actor", "ops", "--dry-run")
-        assert dlq_cli.cmd_dlq_replay(settings, args) == 0
-        assert f"would replay {letters[1].dead_letter_id}" in capsys.readouterr().out
+        assert (
+            dlq_command(settings, "replay", "--code", "TIMEOUT", "--actor", "ops", "--dry-run") == 0
+        )
+        row = capsys.readouterr().out.splitlines()[1]
+        assert row.split()[:3] == [str(letters[1].dead_letter_id), "would", "replay"]
         topics = TopicNames(settings.topic_prefix)
         assert records(settings, topics.arrived) == []
         assert records(settings, topics.api_actions) == []
 
-    def test_second_replay_exits_1_unless_forced(
+    def test_second_replay_is_refused_unless_forced(
         self, env: tuple[Settings, list[DeadLetter]], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """Replay succeeds once, is refused the second time, and --force replays again."""
+        """Replay succeeds once, is refused the second time (exit 7), --force replays again."""
         settings, _ = env
         base = ("replay", "--code", "TIMEOUT", "--actor", "ops")
-        assert dlq_cli.cmd_dlq_replay(settings, parse(*base)) == 0
-        assert dlq_cli.cmd_dlq_replay(settings, parse(*base)) == 1
-        assert "already replayed 1 time(s)" in capsys.readouterr().out
-        assert dlq_cli.cmd_dlq_replay(settings, parse(*base, "--force")) == 0
+        assert dlq_command(settings, *base) == 0
+        assert dlq_command(settings, *base) == 7
+        captured = capsys.readouterr()
+        assert "already replayed 1 time(s)" in captured.out
+        assert "DEAD_LETTER_ALREADY_REPLAYED" in captured.err
+        assert dlq_command(settings, *base, "--force") == 0
         assert len(records(settings, TopicNames(settings.topic_prefix).arrived)) == 2
 
-    def test_nothing_matched_exits_1(
+    def test_nothing_matched_is_not_found(
         self, env: tuple[Settings, list[DeadLetter]], capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """A replay that selects nothing is not a success."""
+        """A replay that selects nothing is not a success: RESOURCE_NOT_FOUND, exit 4."""
         settings, _ = env
-        args = parse("replay", "--stage", "inference", "--actor", "ops")
-        assert dlq_cli.cmd_dlq_replay(settings, args) == 1
-        assert "0 replayed, 0 refused" in capsys.readouterr().out
+        assert dlq_command(settings, "replay", "--stage", "inference", "--actor", "ops") == 4
+        assert "no dead letter matches the filters" in capsys.readouterr().err
 
 
 class TestPurge:
@@ -171,11 +184,13 @@ class TestPurge:
     ) -> None:
         """--dry-run reports the plan; the dead letters stay listed."""
         settings, _ = env
-        args = parse("purge", "--code", "EVENT_MALFORMED", "--actor", "ops", "--dry-run")
-        assert dlq_cli.cmd_dlq_purge(settings, args) == 0
-        assert "(deleted)" in capsys.readouterr().out
+        args = ("purge", "--code", "EVENT_MALFORMED", "--actor", "ops", "--dry-run")
+        assert dlq_command(settings, *args) == 0
+        assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["would", "purge", "deleted"]
         remaining = asyncio.run(
-            dlq.list_dead_letters(dlq.client_config(settings), TopicNames(settings.topic_prefix))
+            dlq.list_dead_letters(
+                dlq.client_config(settings), TopicNames(settings.topic_prefix), DeadLetterFilter()
+            )
         )
         assert len(remaining) == 2
 
@@ -184,10 +199,16 @@ class TestPurge:
     ) -> None:
         """A purge marks the later dead letter; purging the same again matches nothing."""
         settings, _ = env
-        args = parse("purge", "--code", "TIMEOUT", "--actor", "ops")
-        assert dlq_cli.cmd_dlq_purge(settings, args) == 0
-        assert "0 deleted from the broker, 1 hidden by a mark" in capsys.readouterr().out
-        assert dlq_cli.cmd_dlq_purge(settings, args) == 1
+        args = ("purge", "--code", "TIMEOUT", "--actor", "ops")
+        assert dlq_command(settings, *args) == 0
+        assert capsys.readouterr().out.splitlines()[1].split()[1:] == [
+            "purged",
+            "hidden",
+            "by",
+            "a",
+            "mark",
+        ]
+        assert dlq_command(settings, *args) == 4
 
     def test_purge_behind_deleted_prefix_deletes_marked_ones_later(
         self, env: tuple[Settings, list[DeadLetter]]
@@ -196,8 +217,10 @@ class TestPurge:
         settings, _ = env
         topics = TopicNames(settings.topic_prefix)
         kafka = dlq.client_config(settings)
-        asyncio.run(dlq.purge(kafka, topics, actor="ops", code=ErrorCode.TIMEOUT))
-        report = asyncio.run(dlq.purge(kafka, topics, actor="ops", code=ErrorCode.EVENT_MALFORMED))
+        asyncio.run(dlq.purge(kafka, topics, DeadLetterFilter(code=ErrorCode.TIMEOUT), actor="ops"))
+        report = asyncio.run(
+            dlq.purge(kafka, topics, DeadLetterFilter(code=ErrorCode.EVENT_MALFORMED), actor="ops")
+        )
         assert report.delete_before == {0: 2}
         assert records(settings, topics.deadletter) == []
         marks = asyncio.run(dlq.read_marks(kafka, topics))
@@ -225,7 +248,8 @@ class TestStrayRecords:
         asyncio.run(publish_raw(bootstrap, topics.deadletter, None, b"not a dead letter"))
         snapshot = asyncio.run(dlq.read_snapshot(kafka, topics))
         assert (len(snapshot.entries), snapshot.unreadable) == (2, [(0, 2)])
-        report = asyncio.run(dlq.purge(kafka, topics, actor="ops", stage="validation"))
+        selection = DeadLetterFilter(stage=Stage.VALIDATION)
+        report = asyncio.run(dlq.purge(kafka, topics, selection, actor="ops"))
         assert report.delete_before == {0: 2}
 
     def test_junk_on_marks_topic_is_ignored(self, env: tuple[Settings, list[DeadLetter]]) -> None:
@@ -233,7 +257,8 @@ class TestStrayRecords:
         settings, letters = env
         topics = TopicNames(settings.topic_prefix)
         bootstrap, kafka = settings.kafka_bootstrap, dlq.client_config(settings)
-        asyncio.run(dlq.replay(kafka, topics, actor="ops", ids=[letters[1].dead_letter_id]))
+        selection = DeadLetterFilter(ids=frozenset({letters[1].dead_letter_id}))
+        asyncio.run(dlq.replay(kafka, topics, selection, actor="ops"))
         marks_topic = dlq.marks_topic(topics)
         asyncio.run(publish_raw(bootstrap, marks_topic, b"k", b"{junk"))
         asyncio.run(publish_raw(bootstrap, marks_topic, b"not-a-uuid", None))
@@ -242,14 +267,16 @@ class TestStrayRecords:
 
 
 class TestBrokerTrouble:
-    def test_unreachable_broker_exits_1(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """No broker: one line naming BROKER_UNAVAILABLE and exit code 1, no traceback."""
+    def test_unreachable_broker_is_unavailable(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """No broker: one line naming BROKER_UNAVAILABLE and exit code 5, no traceback."""
         settings = load_settings(kafka_bootstrap="127.0.0.1:1", topic_prefix="rstest.nobroker.")
-        assert dlq_cli.cmd_dlq_list(settings, parse("list")) == 1
-        assert "BROKER_UNAVAILABLE" in capsys.readouterr().err
+        assert dlq_command(settings, "list") == 5
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "BROKER_UNAVAILABLE" in err
 
     def test_unfiltered_replay_is_refused(self) -> None:
         """Replaying everything needs an explicit filter (checked before any I/O)."""
-        topics = TopicNames("rstest.nobroker.")
+        topics, nowhere = TopicNames("rstest.nobroker."), KafkaClientConfig("127.0.0.1:1")
         with pytest.raises(ValueError, match="replay needs --id"):
-            asyncio.run(dlq.replay(KafkaClientConfig("127.0.0.1:1"), topics, actor="ops"))
+            asyncio.run(dlq.replay(nowhere, topics, DeadLetterFilter(), actor="ops"))

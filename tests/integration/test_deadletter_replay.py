@@ -27,9 +27,9 @@ from schemas.audit import ApiAction, ApiActionKind
 from schemas.correlation import CORRELATION_ID_HEADER, new_correlation_id
 from schemas.errors import ErrorCode
 from schemas.events import ImageArrived, ImageValidated, Stage
-from schemas.settings import Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from streams import dlq
-from streams.deadletter import REPLAY_OF_HEADER, DeadLetterEntry
+from streams.deadletter import REPLAY_OF_HEADER, DeadLetterEntry, DeadLetterFilter
 from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
@@ -99,9 +99,9 @@ async def run(
     storage = tmp_path_factory.mktemp("storage")
     good_file = storage / "ct_256.png"
     late_file = storage / "late" / "ct_64.png"
-    shutil.copy(app.SAMPLES_DIR / "raster" / "ct_256.png", good_file)
+    shutil.copy(SAMPLES_DIR / "raster" / "ct_256.png", good_file)
     late_file.parent.mkdir()
-    shutil.copy(app.SAMPLES_DIR / "raster" / "ct_64.png", late_file)
+    shutil.copy(SAMPLES_DIR / "raster" / "ct_64.png", late_file)
     good_event = arrival_for_file(good_file, source="router-1", modality="CT")
     late_event = arrival_for_file(late_file, source="router-1", modality="CT")
     late_file.unlink()  # announced before the router finished writing it
@@ -157,7 +157,9 @@ async def run(
 async def dead_letters(run: Run) -> dict[str, DeadLetterEntry]:
     """The dead letters the worker produced, by the name of the message they came from."""
     await wait_for_records(dlq.client_config(run.settings), run.topics.deadletter, 4)
-    entries = await dlq.list_dead_letters(dlq.client_config(run.settings), run.topics)
+    entries = await dlq.list_dead_letters(
+        dlq.client_config(run.settings), run.topics, DeadLetterFilter()
+    )
     by_offset = {p.offset: p.name for p in run.published.values()}
     return {by_offset[e.dead_letter.source_offset]: e for e in entries}
 
@@ -175,11 +177,12 @@ class Replayed:
 async def replayed(run: Run, dead_letters: dict[str, DeadLetterEntry]) -> Replayed:
     """Write the late file, replay its dead letter, wait for validation, replay again."""
     kafka = dlq.client_config(run.settings)
-    shutil.copy(app.SAMPLES_DIR / "raster" / "ct_64.png", run.late_file)
+    shutil.copy(SAMPLES_DIR / "raster" / "ct_64.png", run.late_file)
     letter_id = dead_letters["late_file"].dead_letter.dead_letter_id
-    first = await dlq.replay(kafka, run.topics, actor="ops-alice", ids=[letter_id])
+    selection = DeadLetterFilter(ids=frozenset({letter_id}))
+    first = await dlq.replay(kafka, run.topics, selection, actor="ops-alice")
     records = await wait_for_records(kafka, run.topics.validated, 2)
-    second = await dlq.replay(kafka, run.topics, actor="ops-alice", ids=[letter_id])
+    second = await dlq.replay(kafka, run.topics, selection, actor="ops-alice")
     validated = [
         (ImageValidated.model_validate_json(r.value), dict(r.headers))  # type: ignore[attr-defined]
         for r in records
@@ -193,8 +196,8 @@ async def purged(run: Run, replayed: Replayed) -> dlq.PurgeReport:
     return await dlq.purge(
         dlq.client_config(run.settings),
         run.topics,
+        DeadLetterFilter(code=ErrorCode.EVENT_MALFORMED),
         actor="ops-bob",
-        code=ErrorCode.EVENT_MALFORMED,
     )
 
 
@@ -307,7 +310,9 @@ class TestPurge:
 
     async def test_purged_dead_letters_are_hidden(self, run: Run, purged: dlq.PurgeReport) -> None:
         """list no longer shows any EVENT_MALFORMED dead letter; the others remain."""
-        left = await dlq.list_dead_letters(dlq.client_config(run.settings), run.topics)
+        left = await dlq.list_dead_letters(
+            dlq.client_config(run.settings), run.topics, DeadLetterFilter()
+        )
         assert sorted(e.dead_letter.error_code for e in left) == [
             ErrorCode.EVENT_SCHEMA_VERSION_UNSUPPORTED,
             ErrorCode.RETRIES_EXHAUSTED,

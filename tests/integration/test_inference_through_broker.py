@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 import app
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import ImageRejected, InferenceCompleted
-from schemas.settings import load_settings
+from schemas.settings import SAMPLES_DIR, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
@@ -50,14 +50,14 @@ async def test_results_with_provenance_and_tampered_model_refused(
 ) -> None:
     """1.0.0 serves with full provenance; tampered 1.1.0 is refused per event, not a crash."""
     registry_dir = tmp_path / "model_registry"
-    shutil.copytree(app.load_settings().inference.model_registry_dir, registry_dir)
+    shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
     tampered = registry_dir / "lesion-detector" / "1.1.0" / "model.onnx"
     tampered.write_bytes(tampered.read_bytes() + b"\0")
     settings = load_settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
         consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
-        storage_roots=(app.SAMPLES_DIR,),
+        storage_roots=(SAMPLES_DIR,),
         inference={
             "model_registry_dir": registry_dir,
             "routing_rules_file": registry_dir / "routing.yaml",
@@ -76,7 +76,7 @@ async def test_results_with_provenance_and_tampered_model_refused(
             serve_http=False,
         )
     )
-    ct = app.SAMPLES_DIR / "dicom" / "ct_small.dcm"
+    ct = SAMPLES_DIR / "dicom" / "ct_small.dcm"
     good = arrival_for_file(ct, source="PACS1", model_ids=["lesion-detector@1.0.0"])
     refused = arrival_for_file(ct, source="PACS1", model_ids=["lesion-detector@1.1.0"])
     names = TopicNames(topic_prefix)

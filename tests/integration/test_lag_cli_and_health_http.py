@@ -7,7 +7,6 @@ must all report.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -29,6 +28,8 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.lag import run_lag_exporter
+from cli.main import main
 from observability.health import (
     HealthState,
     WorkerHealth,
@@ -37,7 +38,6 @@ from observability.health import (
     stage_lag_probe,
 )
 from observability.lag import LagReader
-from observability.lag_cli import cmd_lag, run_lag_exporter
 from observability.metrics import Metrics
 from schemas.settings import Settings, load_settings
 
@@ -129,12 +129,28 @@ class TestLagCommand:
         self, lagging: LaggingGroup, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """The one-off table shows committed 1, end 3, lag 2 and status stopped; exit code 1."""
-        args = argparse.Namespace(serve=False, interval=0.2, group=None)
-        code = await asyncio.to_thread(cmd_lag, lagging.settings, args)
-        out = capsys.readouterr().out
-        row = next(line for line in out.splitlines() if lagging.topic in line).split()
+        code = await asyncio.to_thread(
+            main, ["lag", "--interval", "0.2"], settings=lagging.settings
+        )
+        captured = capsys.readouterr()
+        row = next(line for line in captured.out.splitlines() if lagging.topic in line).split()
         assert (code, row[:5]) == (1, [lagging.topic, "0", "1", "3", "2"])
-        assert f"{lagging.group}  status=stopped" in out
+        assert f"{lagging.group}  status=stopped" in captured.out
+        assert captured.err.count("\n") == 1
+        assert f"CHECK_FAILED: consumer group(s) stalled, stopped or in error: {lagging.group}" in (
+            captured.err
+        )
+
+    async def test_json_reports_the_group(
+        self, lagging: LaggingGroup, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--json prints the same facts as one document."""
+        code = await asyncio.to_thread(
+            main, ["lag", "--interval", "0.2", "--json"], settings=lagging.settings
+        )
+        report = next(r for r in json.loads(capsys.readouterr().out) if r["group"] == lagging.group)
+        assert (code, report["status"], report["lag"]) == (1, "stopped", 2)
+        assert report["partitions"][0]["committed"] == 1
 
     async def test_serve_exports_gauges_on_metrics(self, lagging: LaggingGroup) -> None:
         """--serve exports the group's lag and stopped status on /metrics until stopped."""
@@ -188,7 +204,7 @@ class TestLagCommand:
 
         killer = threading.Thread(target=scrape_then_terminate, daemon=True)
         killer.start()
-        code = cmd_lag(settings, argparse.Namespace(serve=True, interval=0.1, group=None))
+        code = main(["lag", "--serve", "--interval", "0.1"], settings=settings)
         killer.join(TIMEOUT_SECONDS)
         assert (seen.get("lag"), code) == (2.0, 0)
 

@@ -20,16 +20,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import text
 
-import app
+from cli.demo import run_pipeline_on_files
 from observability.metrics import serve_metrics
 from schemas.events import DeadLetter, ImageRejected, ImageValidated
-from schemas.settings import Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from sinks.database import Database
 from streams.audit.io import verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
 
-SAMPLES = app.SAMPLES_DIR
+SAMPLES = SAMPLES_DIR
 GOOD = ["dicom/ct_small.dcm", "raster/ct_256.png", "raster/ct_64.jpg"]
 BAD = {
     "bad/empty.dcm": "IMAGE_EMPTY",
@@ -115,7 +115,7 @@ async def run(pipeline_settings: Settings) -> AsyncIterator[dict[str, object]]:
     await producer.stop()
     files = [SAMPLES / name for name in [*GOOD, *BAD]]
     outcomes = await asyncio.wait_for(
-        app.run_pipeline_on_files(pipeline_settings, files, registry=registry),
+        run_pipeline_on_files(pipeline_settings, files, registry=registry),
         PIPELINE_TIMEOUT_SECONDS,
     )
     url = f"http://127.0.0.1:{server.server_port}/metrics"

@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select
 
+from bench.sink_events import make_result
 from schemas.events import InferenceCompleted
 from schemas.settings import SinkSettings
 from sinks.database import Database
@@ -17,7 +18,6 @@ from sinks.results_sink import ResultsSink, WriteReport
 from sinks.tables import inference_results
 from streams.batching_sink import SinkHooks, flush_until_committed
 from tests.reliability.private_postgres import PrivateCluster
-from tests.sink_events import make_result
 
 BATCHES = 60
 BATCH_SIZE = 20

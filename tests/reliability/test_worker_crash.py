@@ -20,9 +20,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-import app
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import ImageRejected, ImageValidated, InferenceCompleted
+from schemas.settings import SAMPLES_DIR
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
@@ -35,14 +35,7 @@ STEP_TIMEOUT_SECONDS = 90
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`radstream worker --stages validation,inference` in its own process group."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, app; sys.exit(app.main())",
-            "worker",
-            "--stages",
-            "validation,inference",
-        ],
+        [sys.executable, "-m", "cli", "worker", "--stages", "validation,inference"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -103,7 +96,7 @@ async def test_killed_worker_loses_nothing(
     root = tmp_path / "images"
     root.mkdir()
     # A 512 px export: the worker needs a few seconds for 60, so the kill lands mid-stream.
-    shutil.copy(app.SAMPLES_DIR / "raster" / "ct_512.png", root / "ct.png")
+    shutil.copy(SAMPLES_DIR / "raster" / "ct_512.png", root / "ct.png")
     names = TopicNames(topic_prefix)
     await ensure_topics(kafka, topic_prefix, partitions_override=2)
     env = {

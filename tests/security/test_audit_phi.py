@@ -19,6 +19,7 @@ from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import ImageArrived
 from sinks.database import Database
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
 from tests.integration.audit_support import (
@@ -27,7 +28,6 @@ from tests.integration.audit_support import (
     make_table_writer,
     publish,
 )
-from tests.integration.database_helpers import create_database, drop_database, url_for_database
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
 SAMPLES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm")

@@ -45,18 +45,18 @@ from schemas.correlation import (
     derived_correlation_id,
 )
 from schemas.events import DeadLetter, ImageArrived
-from schemas.settings import LoggingSettings, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, LoggingSettings, Settings, load_settings
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.kafka import KafkaClientConfig, read_topic
 from streams.topics import TopicNames
-from tests.integration.database_helpers import create_database, drop_database, url_for_database
 from tests.unit.gateway.fakes import Harness, build_harness
 
 # One loop for the module: the pipeline fixture is module-scoped.
 on_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 CANARIES = ("MRN-55667788", "Pembertonwhistle-Agatha", "Quillfeather^Ottoline")
-SAMPLES = app.SAMPLES_DIR
+SAMPLES = SAMPLES_DIR
 # Bounded: the pipeline settles in seconds here; the bounds only stop a hung run.
 STARTUP_TIMEOUT_SECONDS = 120
 SETTLE_TIMEOUT_SECONDS = 120

@@ -1,6 +1,6 @@
 """No patient name, ID or birth date reaches any log line, stdout or stderr (issue 7).
 
-Runs the whole pipeline (``app.run_pipeline_on_files``: validation, inference, results, audit)
+Runs the whole pipeline (``cli.demo.run_pipeline_on_files``: validation, inference, results, audit)
 over the bundled samples that carry patient data, plus poison messages that smuggle the same
 data in a body, an unknown field, a correlation id header and a file path. Logging is set up the
 way a deployment sets it up (JSON, DEBUG, so faust's and aiokafka's lines are there too) into a
@@ -28,24 +28,20 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 
-import app
+from cli.demo import run_pipeline_on_files
 from observability.logging import configure_logging
 from schemas.correlation import CORRELATION_ID_HEADER, accept_correlation_id
 from schemas.events import ImageArrived
-from schemas.settings import LoggingSettings, load_settings
+from schemas.settings import SAMPLES_DIR, LoggingSettings, load_settings
 from sinks.migrate import upgrade_async
+from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
-from tests.integration.database_helpers import (
-    create_database,
-    drop_database,
-    run_in_thread,
-    url_for_database,
-)
+from tests.integration.database_helpers import run_in_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SAMPLES = app.SAMPLES_DIR
+SAMPLES = SAMPLES_DIR
 MANIFEST = json.loads((SAMPLES / "phi_manifest.json").read_text())
 # Small raster samples too, so validated-and-inferred outcomes are logged, not only rejections.
 RASTER = ["raster/ct_64.png", "raster/ct_256.jpg", "raster/mr_256.png"]
@@ -158,7 +154,7 @@ async def output(
             await ensure_topics(kafka, settings.topic_prefix)
             await publish_poison(kafka_bootstrap, TopicNames(settings.topic_prefix), tmp)
             outcomes = await asyncio.wait_for(
-                app.run_pipeline_on_files(settings, files), PIPELINE_TIMEOUT_SECONDS
+                run_pipeline_on_files(settings, files), PIPELINE_TIMEOUT_SECONDS
             )
         finally:
             root = logging.getLogger()

@@ -131,6 +131,7 @@ class TestComposeFile:
             "sinks",
             "gateway",
             "observability",
+            "cli",
             "model_registry",
             "app.py",
         ):

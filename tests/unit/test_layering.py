@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OUR_PACKAGES = {"schemas", "streams", "sinks", "gateway", "observability", "app", "bench"}
+OUR_PACKAGES = {"schemas", "streams", "sinks", "gateway", "observability", "cli", "app", "bench"}
 DB_LIBRARIES = {"sqlalchemy", "asyncpg", "alembic", "psycopg", "psycopg2"}
 IO_LIBRARIES = {
     "aiokafka",
@@ -84,13 +84,35 @@ class TestLayering:
 
     @pytest.mark.parametrize(
         "path",
-        [p for f in ("streams", "gateway", "observability", "schemas") for p in python_files(f)]
+        [
+            p
+            for f in ("streams", "gateway", "observability", "schemas", "cli")
+            for p in python_files(f)
+        ]
         + [ROOT / "app.py"],
         ids=lambda p: str(p.relative_to(ROOT)),
     )
     def test_only_sinks_talk_sql(self, path: Path) -> None:
         """SQLAlchemy and asyncpg are imported only under sinks/."""
         assert imports_of(path) & DB_LIBRARIES == set()
+
+    @pytest.mark.parametrize("path", python_files("bench"), ids=lambda p: p.name)
+    def test_bench_does_not_import_tests(self, path: Path) -> None:
+        """Benchmarks build on the product (and their own helpers), never on the test suite."""
+        assert "tests" not in imports_of(path)
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            p
+            for f in ("schemas", "streams", "sinks", "gateway", "observability")
+            for p in python_files(f)
+        ],
+        ids=lambda p: str(p.relative_to(ROOT)),
+    )
+    def test_only_the_entry_points_import_the_command_line(self, path: Path) -> None:
+        """The command line sits on top: no package below it imports cli/ or app.py."""
+        assert imports_of(path) & {"cli", "app"} == set()
 
     @pytest.mark.parametrize(
         "path",

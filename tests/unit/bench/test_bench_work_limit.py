@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app import SAMPLES_DIR
 from bench.work_limit import WorkLoop, measure_work_limit
 from bench.workload import ArrivalFactory, WorkItem
-from schemas.settings import load_settings
+from schemas.settings import SAMPLES_DIR, load_settings
 
 
 @pytest.fixture(scope="module")

@@ -56,15 +56,15 @@ class TestRunSettings:
         assert env["PYTHONPATH"] == str(REPO_ROOT)
 
     def test_audit_group_is_the_one_the_agent_uses(self, tmp_path: Path) -> None:
-        """app.run_audit_agent names its group <prefix>-audit; the probe watches that group."""
+        """app.run_audit_stage names its group <prefix>-audit; the probe watches that group."""
         assert run_settings(tmp_path).audit_group == "rsbench-x-pipeline-audit"
 
 
 class TestCommands:
     def test_pipeline_worker_is_the_radstream_cli(self) -> None:
-        """The pipeline runs `radstream worker --stages <stage>` (python -m app)."""
+        """The pipeline runs `radstream worker --stages <stage>` (python -m cli)."""
         assert worker_command("pipeline", "inference")[1:] == [
-            "-m", "app", "worker", "--stages", "inference",
+            "-m", "cli", "worker", "--stages", "inference",
         ]  # fmt: skip
 
     def test_baseline_and_profiled_workers(self, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ class TestCommands:
         assert worker_command("baseline", "audit")[1:3] == ["-m", "bench.aiokafka_baseline"]
         wrapped = worker_command("pipeline", "results", tmp_path)
         assert wrapped[1:5] == ["-m", "bench.profiled", str(tmp_path / "results"), "--"]
-        assert wrapped[5:] == ["-m", "app", "worker", "--stages", "results"]
+        assert wrapped[5:] == ["-m", "cli", "worker", "--stages", "results"]
 
     def test_extra_inference_processes_are_roles_of_the_inference_stage(self) -> None:
         """--inference-processes 3 starts inference three times, each as its own role."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from app import SAMPLES_DIR
 from bench.workload import (
     GOOD_SAMPLES,
     ArrivalFactory,
@@ -14,6 +13,7 @@ from bench.workload import (
     mix_of,
     warmup_items,
 )
+from schemas.settings import SAMPLES_DIR
 
 
 class TestBuildWorkload:

@@ -28,6 +28,7 @@ from schemas.api import (
     LifecycleState,
     ModelStatus,
     ResultPage,
+    ResultQuery,
     ResultView,
     VerificationStatus,
 )
@@ -63,8 +64,6 @@ class FakePublisher:
 
     messages: list[Published] = field(default_factory=list)
     fail_with: Exception | None = None
-    started: bool = False
-    stopped: bool = False
 
     async def publish(
         self,
@@ -77,14 +76,6 @@ class FakePublisher:
         if self.fail_with is not None:
             raise self.fail_with
         self.messages.append(Published(topic_key, key, value, list(headers)))
-
-    async def start(self) -> None:
-        """Remember being started."""
-        self.started = True
-
-    async def stop(self) -> None:
-        """Remember being stopped."""
-        self.stopped = True
 
 
 @dataclass
@@ -150,36 +141,25 @@ class FakeResults:
         self.rows.append(result)
         return result
 
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        cursor: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        model_name: str | None,
-        status: VerificationStatus | None,
-        study_uid: str | None,
-    ) -> ResultPage:
-        """Newest first, filtered, paged by an opaque offset cursor."""
+    async def list_for_user(self, user_id: str, query: ResultQuery) -> ResultPage:
+        """Newest first, filtered as the repository filters, paged by an offset cursor."""
         if self.fail_with is not None:
             raise self.fail_with
         rows = [
             row
             for row in sorted(self.rows, key=lambda r: r.completed_at, reverse=True)
             if row.requested_by == user_id
-            and (since is None or row.completed_at >= since)
-            and (until is None or row.completed_at <= until)
-            and (model_name is None or row.model.name == model_name)
-            and (status is None or row.status == status)
-            and (study_uid is None or row.study_instance_uid == study_uid)
+            and (query.since is None or row.completed_at >= query.since)
+            and (query.until is None or row.completed_at < query.until)
+            and (query.model_name is None or row.model.name == query.model_name)
+            and (query.status is None or row.status == query.status)
+            and (query.study_uid is None or row.study_instance_uid == query.study_uid)
         ]
-        offset = _decode_cursor(cursor) if cursor else 0
-        page = rows[offset : offset + limit]
-        more = offset + limit < len(rows)
+        offset = _decode_cursor(query.cursor) if query.cursor else 0
+        page = rows[offset : offset + query.limit]
+        more = offset + query.limit < len(rows)
         next_cursor = (
-            base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
+            base64.urlsafe_b64encode(str(offset + query.limit).encode()).decode() if more else None
         )
         return ResultPage(items=tuple(page), next_cursor=next_cursor)
 
@@ -387,7 +367,6 @@ def build_harness(
         audit=audit,
         metrics=registry,
         readiness=_readiness(ready),
-        resources=(publisher,),
         clock=clock,
         today=lambda: today,
         max_json_body_bytes=max_json_body_bytes,

@@ -1,22 +1,8 @@
-"""create_app wiring: lifespan resources and error helpers."""
+"""create_app wiring: error helpers."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gateway.errors import describe_validation_errors
-from tests.unit.gateway.fakes import build_harness
-
-
-class TestLifespan:
-    """Resources start with the app and stop with it."""
-
-    async def test_resources_start_and_stop(self, tmp_path: Path) -> None:
-        """The publisher passed as a resource is started, then stopped on shutdown."""
-        harness = build_harness(tmp_path)
-        async with harness.app.router.lifespan_context(harness.app):
-            assert (harness.publisher.started, harness.publisher.stopped) == (True, False)
-        assert harness.publisher.stopped
 
 
 class TestDescribeValidationErrors:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from schemas.settings import DEFAULT_JWT_SECRET, Settings, load_settings
+from schemas.settings import (
+    DEFAULT_JWT_SECRET,
+    Settings,
+    describe_settings_error,
+    env_name,
+    load_settings,
+    mask_url,
+)
 
 
 class TestSettingsFromEnvironment:
@@ -76,6 +83,53 @@ class TestSecrets:
         """An HS256 secret shorter than 32 bytes is refused at start-up."""
         with pytest.raises(ValidationError, match="at least 32 bytes"):
             Settings(api={"jwt_secret": "short"})
+
+
+class TestMaskUrl:
+    @pytest.mark.parametrize(
+        ("url", "masked"),
+        [
+            ("postgresql://u:pw@db/x", "postgresql://u:**********@db/x"),
+            # unescaped "@", "/" and "?" in a password: everything up to the last "@" is hidden
+            ("postgresql://u:p@ss/w?rd@db:5432/x", "postgresql://u:**********@db:5432/x"),
+            (
+                "postgresql://db/x?user=u&password=hunter2",
+                "postgresql://db/x?user=u&password=**********",
+            ),
+            ("host=db password=hunter2 dbname=x", "host=db password=********** dbname=x"),
+            ("postgresql://u@db/x?sslpassword=k3y", "postgresql://u@db/x?sslpassword=**********"),
+        ],
+    )
+    def test_no_password_survives(self, url: str, masked: str) -> None:
+        """Every form libpq accepts a password in is masked, whole."""
+        assert mask_url(url) == masked
+
+
+class TestDescribeSettingsError:
+    def _error(self, **values: object) -> ValidationError:
+        with pytest.raises(ValidationError) as refused:
+            Settings(**values)  # type: ignore[arg-type]
+        return refused.value
+
+    def test_names_the_variable_and_never_the_value(self) -> None:
+        """A refused secret is named by its variable; its value is not repeated."""
+        text = describe_settings_error(self._error(api={"jwt_secret": "tooshort-Zq81"}))
+        assert "RADSTREAM_API__JWT_SECRET" in text
+        assert "tooshort-Zq81" not in text
+
+    def test_every_problem_on_one_line(self) -> None:
+        """Several bad values are listed, separated, on one line."""
+        text = describe_settings_error(self._error(sink={"pool_size": 0}, environment="prod-Zq81"))
+        assert "\n" not in text
+        assert "RADSTREAM_SINK__POOL_SIZE: " in text
+        assert "RADSTREAM_ENVIRONMENT: " in text
+        assert "prod-Zq81" not in text
+
+    def test_env_names(self) -> None:
+        """Nested settings are RADSTREAM_GROUP__NAME."""
+        assert env_name(("observability", "metrics_port")) == (
+            "RADSTREAM_OBSERVABILITY__METRICS_PORT"
+        )
 
 
 class TestValidationOfValues:

@@ -12,7 +12,12 @@ import pytest
 from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.errors import ErrorCode, error_for
 from schemas.events import DeadLetter, DeadLetterHeader, Stage
-from streams.deadletter import build_dead_letter, error_code_and_reason, matches, replay_record
+from streams.deadletter import (
+    DeadLetterFilter,
+    build_dead_letter,
+    error_code_and_reason,
+    replay_record,
+)
 from streams.retry import RetriesExhaustedError
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -162,10 +167,10 @@ class TestReplay:
         assert replay_record(dl)[2] == b"{not json\x00\xff"
 
 
-class TestMatches:
+class TestDeadLetterFilterMatches:
     def test_no_filters_match_everything(self) -> None:
         """Without filters every dead letter matches."""
-        assert matches(make())
+        assert DeadLetterFilter().matches(make())
 
     @pytest.mark.parametrize(
         ("filters", "expected"),
@@ -184,14 +189,14 @@ class TestMatches:
     )
     def test_filters(self, filters: dict[str, Any], expected: bool) -> None:
         """Code, stage and [since, until) on the last failure time all have to hold."""
-        assert matches(make(), **filters) is expected
+        assert DeadLetterFilter(**filters).matches(make()) is expected
 
     def test_unknown_code_is_refused(self) -> None:
         """A code that is not in the catalogue is an error, not a silent non-match."""
         with pytest.raises(ValueError, match="NOPE"):
-            matches(make(), code="NOPE")
+            DeadLetterFilter(code="NOPE")  # type: ignore[arg-type]
 
     def test_naive_times_are_refused(self) -> None:
         """Time filters without a timezone are refused."""
         with pytest.raises(ValueError, match="timezone"):
-            matches(make(), since=datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+            DeadLetterFilter(since=datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.sink_events import make_rejection, make_result
 from schemas.errors import ErrorCode, error_for
 from schemas.events import DeadLetter, InferenceCompleted, StorableEvent
 from streams.batching_sink import Backpressure
@@ -11,7 +12,6 @@ from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
 from streams.stages.results import ResultsStage
 from streams.topics import TopicKey, TopicNames
-from tests.sink_events import make_rejection, make_result
 
 TOPICS = TopicNames("p.")
 

@@ -1,0 +1,198 @@
+"""``radstream audit verify|show``: check the audit trail, or print one image's trail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import Callable
+
+import click
+from prometheus_client import CollectorRegistry
+
+from cli.context import Group, Invocation, metrics_endpoint, pass_invocation, run_until_signalled
+from cli.errors import CommandError
+from cli.output import emit, emit_json, emit_table, progress
+from cli.params import json_option
+from observability.metrics import Metrics
+from schemas.audit import AuditRecord
+from schemas.errors import ErrorCode
+from schemas.settings import Settings
+from streams.audit.io import AuditTrail
+from streams.audit.io.trail import SOURCES
+from streams.audit.verify import VerificationReport
+
+Verified = list[tuple[str, VerificationReport]]
+
+
+@click.group("audit", cls=Group)
+def command() -> None:
+    """Verify the audit trail, or show one image's trail."""
+
+
+async def verify_audit_trail(settings: Settings, source: str) -> Verified:
+    """Verify the chains on the audit topic and/or in the audit table; one report each.
+
+    Raises:
+        CommandError: ``RESOURCE_NOT_FOUND`` when there is no key to verify checkpoints with.
+    """
+    audit = settings.audit
+    if not audit.signing_key_file.exists():
+        raise CommandError(
+            ErrorCode.RESOURCE_NOT_FOUND,
+            f"no audit signing key at {audit.signing_key_file}",
+            advice="Run the audit stage once (it creates the key), or point "
+            "RADSTREAM_AUDIT__SIGNING_KEY_FILE at the key it signs with",
+        )
+    return await AuditTrail.from_settings(settings).verify(source)
+
+
+def verification_data(reports: Verified) -> list[dict[str, object]]:
+    """The reports as JSON data."""
+    return [
+        {"store": where, **dataclasses.asdict(report), "error_code": report.error_code}
+        for where, report in reports
+    ]
+
+
+def show_verification(reports: Verified, *, as_json: bool) -> None:
+    """Print the reports; fail with the first broken chain's code when one does not verify."""
+    if as_json:
+        emit_json(verification_data(reports))
+    else:
+        emit_table(["store", "result"], [(where, report.summary()) for where, report in reports])
+    raise_for_broken(reports)
+
+
+def raise_for_broken(reports: Verified) -> None:
+    """Fail with the first broken chain's code (``AUDIT_*``, exit 6) when one does not verify."""
+    for where, report in reports:
+        if report.error_code is not None:
+            raise CommandError(
+                report.error_code,
+                f"{where}: chain {report.chain_partition} breaks at sequence "
+                f"{report.first_bad_sequence} ({report.problem or 'unknown'})",
+            )
+
+
+async def serve_audit_verification(
+    settings: Settings,
+    source: str,
+    every: float,
+    stop: asyncio.Event,
+    *,
+    registry: CollectorRegistry | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Verify every ``every`` seconds and export the outcome on /metrics until ``stop``.
+
+    This feeds the ``radstream_audit_*`` verification metrics the alert rules watch; a broken
+    chain is exported (and printed), it does not end the service.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    with metrics_endpoint(settings, registry):
+        while not stop.is_set():
+            reports = await verify_audit_trail(settings, source)
+            metrics.audit_verified(ok=all(report.ok for _, report in reports))
+            for where, report in reports:
+                emit(f"{where}: {report.summary()}")
+            if on_started is not None:  # serving: the first round reached the stores
+                on_started()
+                on_started = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+
+@command.command("verify")
+@click.option(
+    "--source",
+    type=click.Choice(SOURCES),
+    default="both",
+    show_default=True,
+    help="Verify the audit topic, the audit_log table, or both.",
+)
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Keep verifying every SECONDS until stopped, exporting radstream_audit_* metrics on "
+    "/metrics (what the audit alerts watch).",
+)
+@json_option
+@pass_invocation
+def verify_command(invocation: Invocation, source: str, every: float | None, as_json: bool) -> None:
+    """Verify the hash chains and the signed checkpoints of the audit trail.
+
+    Every record's hash and link to its predecessor is recomputed and every checkpoint's
+    Ed25519 signature checked against RADSTREAM_AUDIT__SIGNING_KEY_FILE; the checkpoint file
+    (outside both stores) reveals a truncated log. Exits 6 naming the first bad sequence when a
+    chain does not verify.
+    """
+    if every is not None:
+        settings = invocation.start(service=True)
+        run_until_signalled(
+            lambda stop: serve_audit_verification(
+                settings, source, every, stop, on_started=invocation.service_started
+            )
+        )
+        return
+    settings = invocation.start()
+    with progress(f"verifying the audit trail ({source})"):
+        reports = asyncio.run(verify_audit_trail(settings, source))
+    show_verification(reports, as_json=as_json)
+
+
+def record_row(record: AuditRecord) -> tuple[object, ...]:
+    """One line of ``audit show``."""
+    return (
+        f"{record.chain_partition}/{record.sequence}",
+        record.recorded_at.isoformat(),
+        record.event_type.value,
+        record.action.value,
+        record.outcome.name.lower(),
+        record.outcome_description or "",
+        record.actor.user_id,
+        f"{record.source.topic}[{record.source.partition}]@{record.source.offset}",
+    )
+
+
+@command.command("show")
+@click.option(
+    "--event-id",
+    required=True,
+    type=click.UUID,
+    help="The arrival's event id (a UUID, as 'publish' and the API return it).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(SOURCES[:2]),
+    default="topic",
+    show_default=True,
+    help="Read the audit topic or the audit_log table.",
+)
+@json_option
+@pass_invocation
+def show_command(invocation: Invocation, event_id: uuid.UUID, source: str, as_json: bool) -> None:
+    """Print the audit trail of one image: every record about its event id, in chain order.
+
+    Records name stages, actions, outcomes and ids, never patient data. Exits 4 when no
+    record mentions the event.
+    """
+    settings = invocation.start()
+    with progress("reading the audit trail"):
+        trail = asyncio.run(AuditTrail.from_settings(settings).trail(event_id, source))
+    if not trail:
+        raise CommandError(
+            ErrorCode.RESOURCE_NOT_FOUND,
+            f"no audit record mentions event {event_id} (in the {source})",
+            advice="Check the id; an image is audited once the audit stage has seen it",
+        )
+    if as_json:
+        emit_json([record.model_dump(mode="json") for record in trail])
+        return
+    emit_table(
+        ["chain/seq", "recorded at", "event", "action", "outcome", "code", "actor", "source"],
+        [record_row(record) for record in trail],
+    )

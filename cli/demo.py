@@ -1,0 +1,249 @@
+"""``radstream demo``: the whole pipeline on the bundled sample images, end to end.
+
+The demo runs the deployment as configured (its topics, groups, audit chain and checkpoints),
+so a second run continues the same audit chain; it reports on the images it published itself,
+by event id. :func:`run_pipeline_on_files` is also what the end-to-end tests run: the same
+worker code users run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import click
+from prometheus_client import CollectorRegistry
+
+import app
+from cli import db
+from cli.audit import raise_for_broken, show_verification, verification_data, verify_audit_trail
+from cli.context import Command, Invocation, pass_invocation
+from cli.errors import CommandError
+from cli.output import emit, emit_json, emit_table, progress
+from cli.params import json_option
+from cli.publish import publish_arrivals
+from schemas.audit import AuditRecord
+from schemas.errors import ErrorCode, TransientError
+from schemas.events import ImageArrived
+from schemas.settings import SAMPLES_DIR, Settings
+from sinks.database import Database
+from sinks.repositories import LifecycleRepository, ResultsRepository
+from streams.audit.io import read_audit_topic
+from streams.kafka import KafkaClientConfig
+from streams.router import arrival_for_file
+from streams.topics import TopicNames
+
+TERMINAL_STATES: Final = frozenset({"stored", "rejected", "failed"})
+SAMPLE_SUFFIXES: Final = frozenset({".dcm", ".png", ".jpg", ".bin"})
+START_TIMEOUT_SECONDS: Final = 120.0
+POLL_SECONDS: Final = 0.5
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one published file, read back from PostgreSQL."""
+
+    path: Path
+    event_id: str
+    states: tuple[str, ...]
+    error_code: str | None
+    decisions: tuple[str, ...]
+
+    @property
+    def finished(self) -> bool:
+        """The arrival reached a terminal lifecycle state."""
+        return bool(TERMINAL_STATES & set(self.states))
+
+
+def demo_modality_hint(path: Path) -> str | None:
+    """The modality a router's worklist would know for an exported PNG/JPEG sample.
+
+    The bundled raster samples are named after their source modality (``ct_256.png``); DICOM
+    files carry their own Modality, which wins.
+    """
+    prefix = path.name.split("_", 1)[0].upper()
+    return prefix if prefix in {"CT", "MR", "US"} else None
+
+
+def sample_files() -> list[Path]:
+    """The bundled sample images, good and bad (see samples/README.md)."""
+    return sorted(p for p in SAMPLES_DIR.rglob("*") if p.suffix in SAMPLE_SUFFIXES)
+
+
+async def outcome_of(database: Database, path: Path, event: ImageArrived) -> FileOutcome:
+    """The lifecycle and results stored for ``event`` so far."""
+    steps = await LifecycleRepository(database.sessions).lifecycle(event.event_id)
+    stored = await ResultsRepository(database.sessions).list_for_event(event.event_id)
+    codes = [s.error_code for s in steps if s.error_code]
+    return FileOutcome(
+        path=path,
+        event_id=str(event.event_id),
+        states=tuple(str(s.state) for s in steps),
+        error_code=codes[0] if codes else None,
+        decisions=tuple(
+            f"{r.model_name}@{r.model_version}: {r.decision} "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(r.scores.items()))})"
+            for r in stored
+        ),
+    )
+
+
+async def wait_for_start(started: asyncio.Event, worker: asyncio.Task[None]) -> None:
+    """Return once the worker consumes; raise its error if it failed to start (bounded)."""
+    waiter = asyncio.create_task(started.wait())
+    try:
+        await asyncio.wait(
+            [waiter, worker], timeout=START_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        waiter.cancel()
+    if worker.done():
+        worker.result()  # raises the worker's error
+    if not started.is_set():
+        raise TransientError(ErrorCode.TIMEOUT, "the worker did not start in time")
+
+
+async def wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
+    """Wait (until ``deadline``) until the audit topic holds a record about each of the ids."""
+    wanted = set(event_ids)
+    topic = TopicNames(settings.topic_prefix).audit
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic)
+        seen = {
+            str(record.object.event_id)
+            for part in content.values()
+            for record in part.records
+            if isinstance(record, AuditRecord)
+        }
+        if wanted <= seen:
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def run_pipeline_on_files(
+    settings: Settings,
+    files: Sequence[Path],
+    *,
+    timeout_seconds: float = 180.0,
+    requested_by: str = "demo-clinician",
+    registry: CollectorRegistry | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[FileOutcome]:
+    """Start every stage in-process, publish ``files`` as a router would, wait for outcomes.
+
+    Waits at most ``timeout_seconds`` for every file to reach a terminal state and be audited;
+    ``on_progress`` is told how many have. Files still unfinished then are reported as such.
+    """
+    stop, started = asyncio.Event(), asyncio.Event()
+    worker = asyncio.create_task(
+        app.run_worker(
+            settings, app.ALL_STAGES, stop, started=started, registry=registry, serve_http=False
+        )
+    )
+    try:
+        async with AsyncExitStack() as stack:
+            database = await app.open_database(stack, settings, pool_size=2)
+            await wait_for_start(started, worker)
+            events = [
+                (
+                    path,
+                    arrival_for_file(
+                        path,
+                        source="radstream-demo",
+                        requested_by=requested_by,
+                        modality=demo_modality_hint(path),
+                    ),
+                )
+                for path in files
+            ]
+            await publish_arrivals(settings, [event for _, event in events])
+            deadline = asyncio.get_running_loop().time() + timeout_seconds
+            while True:
+                outcomes = [await outcome_of(database, path, event) for path, event in events]
+                done = sum(outcome.finished for outcome in outcomes)
+                if on_progress is not None:
+                    on_progress(done)
+                if done == len(outcomes) or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+            await wait_for_audit(settings, [str(e.event_id) for _, e in events], deadline)
+            return outcomes
+    finally:
+        stop.set()
+        await worker
+
+
+def outcome_row(outcome: FileOutcome) -> tuple[str, str, str]:
+    """Sample, outcome and detail (the decisions, the rejection code, or the states so far)."""
+    name = str(outcome.path.relative_to(SAMPLES_DIR))
+    if "stored" in outcome.states:
+        return name, "stored", "; ".join(outcome.decisions)
+    if outcome.finished:
+        return name, "rejected", outcome.error_code or "-"
+    return name, "UNFINISHED", ",".join(outcome.states) or "-"
+
+
+@click.command("demo", cls=Command)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=180.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for every image's outcome.",
+)
+@json_option
+@pass_invocation
+def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
+    """Run the whole pipeline on the bundled sample images.
+
+    Shows what became of each image. Upgrades the database, starts every stage in this process,
+    publishes the 28 bundled samples (good and crafted bad ones) as a router would, reads each
+    outcome back from PostgreSQL and ends by verifying the audit trail on the topic and in the
+    table.
+    """
+    settings = invocation.start()
+    revision = db.upgrade(settings)
+    files = sample_files()
+    if not as_json:
+        emit(f"database at revision {revision}")
+        emit(f"publishing {len(files)} sample images to {settings.topic_prefix}images.arrived")
+    with progress("images finished", total=len(files)) as advance:
+        outcomes = asyncio.run(
+            run_pipeline_on_files(settings, files, timeout_seconds=timeout, on_progress=advance)
+        )
+    with progress("verifying the audit trail"):
+        reports = asyncio.run(verify_audit_trail(settings, "both"))
+    rows = [outcome_row(outcome) for outcome in outcomes]
+    unfinished = sum(not outcome.finished for outcome in outcomes)
+    if as_json:
+        emit_json(
+            {
+                "outcomes": [
+                    {"sample": sample, "outcome": what, "detail": detail, "event_id": o.event_id}
+                    for (sample, what, detail), o in zip(rows, outcomes, strict=True)
+                ],
+                "audit": verification_data(reports),
+            }
+        )
+        raise_for_broken(reports)
+    else:
+        emit_table(["sample", "outcome", "detail"], rows)
+        stored = sum(row[1] == "stored" for row in rows)
+        rejected = len(rows) - stored - unfinished
+        emit(
+            f"{len(rows)} images: {stored} stored with results, {rejected} rejected with a "
+            f"code, {unfinished} unfinished"
+        )
+        show_verification(reports, as_json=False)
+    if unfinished:
+        raise CommandError(
+            ErrorCode.TIMEOUT,
+            f"{unfinished} of {len(rows)} images unfinished after {timeout:g} s",
+            advice="Check the worker's lines on stderr (--verbose), or give --timeout more time",
+        )

@@ -1,0 +1,109 @@
+"""Option types and shared options of the ``radstream`` commands.
+
+Values are checked while the command line is parsed, against the same rules the events and
+the settings use (pydantic types from ``schemas/``), so a bad value is a usage error naming the
+option — before any service is contacted. No message quotes a whole list of choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import click
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.errors import ErrorCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Validated(click.ParamType):
+    """A value checked by a pydantic type (e.g. ``schemas.events.ModelId``).
+
+    Args:
+        kind: the type in pydantic's terms.
+        name: what the value is, for the metavar and the message ("model id").
+    """
+
+    def __init__(self, kind: Any, name: str) -> None:
+        self._adapter: TypeAdapter[Any] = TypeAdapter(kind)
+        self.name = name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The validated value; a usage error saying why (without the rule's regex) if not."""
+        try:
+            return self._adapter.validate_python(value)
+        except ValidationError as exc:
+            why = str(exc.errors(include_url=False, include_input=False)[0]["msg"])
+            if "pattern" in why:
+                why = "it holds characters or a form the contract does not allow"
+            self.fail(f"{value!r} is not a valid {self.name}: {why}", param, ctx)
+
+
+class ErrorCodeType(click.ParamType):
+    """An :class:`~schemas.errors.ErrorCode`; a typo gets the closest codes as suggestions."""
+
+    name = "code"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The code, upper-cased; a usage error with at most three suggestions if unknown."""
+        if isinstance(value, ErrorCode):
+            return value
+        text = str(value).upper()
+        try:
+            return ErrorCode(text)
+        except ValueError:
+            close = difflib.get_close_matches(text, [c.value for c in ErrorCode], n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else " (README, 'Error codes')"
+            self.fail(f"{value!r} is not an error code{hint}", param, ctx)
+
+
+class AwareTime(click.ParamType):
+    """An ISO 8601 time; a time without an offset is taken as UTC."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The timezone-aware time; a usage error when it is not ISO 8601."""
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)", param, ctx)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class CommaList(click.ParamType):
+    """A comma-separated subset of ``choices`` (``validation,inference``), order kept."""
+
+    name = "list"
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self.choices = tuple(choices)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The chosen items; a usage error naming the unknown ones and the allowed ones."""
+        if isinstance(value, tuple):
+            return value
+        items = tuple(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
+        unknown = [item for item in items if item not in self.choices]
+        if unknown or not items:
+            self.fail(
+                f"{', '.join(map(repr, unknown)) or 'nothing'} given; choose from "
+                f"{','.join(self.choices)}",
+                param,
+                ctx,
+            )
+        return items
+
+
+JSON_HELP: Final = "Print one JSON document instead of a table."
+
+
+def json_option(command: F) -> F:
+    """The ``--json`` flag every listing command has."""
+    return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(command)

@@ -1,0 +1,106 @@
+"""``radstream publish``: arrival events for local files, as a PACS/DICOM router sends them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from cli.context import Command, Invocation, pass_invocation
+from cli.output import emit_json, emit_table
+from cli.params import Validated, json_option
+from observability.phi import mask_text
+from schemas.correlation import new_correlation_id, with_correlation_header
+from schemas.events import ImageArrived, ModelId, Priority, Pseudonym
+from schemas.settings import Settings
+from streams.kafka import KafkaPublisher
+from streams.router import arrival_for_file
+from streams.topics import TopicKey
+
+
+async def publish_arrivals(settings: Settings, events: Sequence[ImageArrived]) -> None:
+    """Publish ``events`` to ``images.arrived``, keyed and headed as a router sends them."""
+    async with KafkaPublisher.from_settings(settings) as pub:
+        for event in events:
+            headers = with_correlation_header((), new_correlation_id())
+            await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
+
+
+@click.command("publish", cls=Command)
+@click.argument(
+    "files",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=Validated(ModelId, "model id"),
+    help="A model to run (name or name@version); repeat for several. "
+    "Default: the routing rules choose.",
+)
+@click.option(
+    "--source",
+    default="radstream-cli",
+    show_default=True,
+    type=Validated(Pseudonym, "source name"),
+    help="The router name or DICOM AE title recorded as the source.",
+)
+@click.option(
+    "--requested-by",
+    type=Validated(Pseudonym, "pseudonymous user id"),
+    help="Pseudonymous id of whoever asked for the analysis (never a name).",
+)
+@click.option(
+    "--modality",
+    type=Validated(ImageArrived.model_fields["modality"].rebuild_annotation(), "modality"),
+    help="Modality for PNG/JPEG exports (CT, MR, ...); a DICOM file's own Modality wins.",
+)
+@click.option(
+    "--priority",
+    type=click.Choice([p.value for p in Priority]),
+    default=Priority.ROUTINE.value,
+    show_default=True,
+    help="Clinical urgency.",
+)
+@json_option
+@pass_invocation
+def command(
+    invocation: Invocation,
+    *,
+    files: tuple[Path, ...],
+    models: tuple[str, ...],
+    source: str,
+    requested_by: str | None,
+    modality: str | None,
+    priority: str,
+    as_json: bool,
+) -> None:
+    """Publish one arrival event per FILE, as a router would.
+
+    The events go to the images.arrived topic. Each carries the file's size, SHA-256 and DICOM
+    UIDs (never patient attributes) and a file:// URI, which must lie inside
+    RADSTREAM_STORAGE_ROOTS for the stages to read it. File names are shown masked.
+    """
+    settings = invocation.start()
+    events = [
+        arrival_for_file(
+            path,
+            source=source,
+            model_ids=models,
+            requested_by=requested_by,
+            priority=Priority(priority),
+            modality=modality,
+        )
+        for path in files
+    ]
+    asyncio.run(publish_arrivals(settings, events))
+    rows = [(str(e.event_id), mask_text(p.name)) for p, e in zip(files, events, strict=True)]
+    if as_json:
+        emit_json([{"event_id": event_id, "file": name} for event_id, name in rows])
+    else:
+        emit_table(["event id", "file"], rows)

@@ -1,0 +1,51 @@
+"""``radstream worker``: run pipeline stages until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+import app
+from cli.context import Command, Invocation, pass_invocation, run_until_signalled
+from cli.params import CommaList
+
+stages_option = click.option(
+    "--stages",
+    type=CommaList(app.ALL_STAGES),
+    default=",".join(app.ALL_STAGES),
+    show_default=True,
+    help="The stages to run, comma-separated. Each stage set is its own consumer group, so "
+    "each stage scales on its own.",
+)
+
+
+@click.command("worker", cls=Command)
+@stages_option
+@pass_invocation
+def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
+    """Run pipeline stages until SIGINT or SIGTERM.
+
+    The worker creates missing topics, serves /livez, /readyz and /metrics on
+    RADSTREAM_OBSERVABILITY__METRICS_PORT, and logs JSON lines on stderr. It exits 5 when Kafka
+    or (for the results and audit stages) PostgreSQL does not answer while it starts; an outage
+    after that is waited out. A stage that fails later ends the worker with a non-zero status,
+    so that its supervisor restarts it.
+    """
+    settings = invocation.start(service=True)
+
+    async def serve(stop: asyncio.Event) -> None:
+        started = asyncio.Event()
+        announced = asyncio.create_task(started.wait())
+
+        def announce(task: asyncio.Task[bool]) -> None:
+            if not task.cancelled():
+                invocation.service_started()
+
+        announced.add_done_callback(announce)
+        try:
+            await app.run_worker(settings, stages, stop, started=started)
+        finally:
+            announced.cancel()
+
+    run_until_signalled(serve)

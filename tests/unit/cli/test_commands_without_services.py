@@ -1,0 +1,169 @@
+"""The commands that need neither Kafka nor PostgreSQL: config, models, token, schemas, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jwt
+import pytest
+
+from cli import schemas as cli_schemas
+from cli.demo import FileOutcome, demo_modality_hint, outcome_row, sample_files
+from cli.main import main
+from schemas.settings import SAMPLES_DIR, load_settings
+
+
+class TestConfig:
+    def test_prints_masked_settings(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`radstream config` prints JSON settings with the password masked."""
+        monkeypatch.setenv("RADSTREAM_DATABASE_URL", "postgresql://u:topsecret@db:5432/x")
+        assert main(["config"]) == 0
+        out = capsys.readouterr().out
+        assert "topsecret" not in out
+        assert json.loads(out)["database_url"] == "postgresql://u:**********@db:5432/x"
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "named"),
+        [
+            ("RADSTREAM_API__JWT_SECRET", "short-secret-Zq81", "RADSTREAM_API__JWT_SECRET"),
+            ("RADSTREAM_SINK__POOL_SIZE", "0", "RADSTREAM_SINK__POOL_SIZE"),
+            ("RADSTREAM_ENVIRONMENT", "prod-Zq81", "RADSTREAM_ENVIRONMENT"),
+            ("RADSTREAM_VALIDATION__MIN_DIMENSION", "5000", "RADSTREAM_VALIDATION"),
+        ],
+    )
+    def test_invalid_setting_is_one_line_without_its_value(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        variable: str,
+        value: str,
+        named: str,
+    ) -> None:
+        """A bad variable is named with the reason, never echoed (it may be a secret); exit 3."""
+        monkeypatch.setenv(variable, value)
+        assert main(["config"]) == 3
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert f"radstream config: SETTINGS_INVALID: {named}" in captured.err
+        assert value not in captured.err
+
+
+class TestModels:
+    def test_lists_registry_with_one_default(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`radstream models` lists the reference model's versions under a header."""
+        assert main(["models"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == ["NAME", "VERSION", "RUNTIME", "DEFAULT", "STATUS", "DIGEST"]
+        rows = [line for line in lines[1:] if line.startswith("lesion-detector")]
+        assert len(rows) >= 2
+        assert sum(" yes " in row for row in rows) == 1
+
+    def test_json(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json lists the same models with their full digests."""
+        assert main(["models", "--json"]) == 0
+        models = json.loads(capsys.readouterr().out)
+        assert {m["name"] for m in models} == {"lesion-detector"}
+        assert all(len(m["weights_sha256"]) == 64 for m in models if m["weights_sha256"])
+
+    def test_empty_registry_is_a_failed_check(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A registry folder with no model fails the check (exit 1), naming the setting."""
+        settings = load_settings(inference={"model_registry_dir": tmp_path})
+        assert main(["models"], settings=settings) == 1
+        assert "RADSTREAM_INFERENCE__MODEL_REGISTRY_DIR" in capsys.readouterr().err
+
+
+class TestToken:
+    def test_is_accepted_by_the_configured_verifier(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`radstream token` signs a token with the required claims and the given role."""
+        assert main(["token", "--subject", "dr-a", "--role", "clinician"]) == 0
+        token = capsys.readouterr().out.strip()
+        settings = load_settings()
+        claims = jwt.decode(
+            token,
+            settings.api.jwt_secret.get_secret_value(),
+            algorithms=["HS256"],
+            audience=settings.api.jwt_audience,
+            issuer=settings.api.jwt_issuer,
+        )
+        assert (claims["sub"], claims["roles"]) == ("dr-a", ["clinician"])
+
+    def test_without_hs256_is_a_settings_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Local tokens are HS256: a deployment trusting only RS256 says so (exit 3)."""
+        key = tmp_path / "public.pem"
+        key.write_text("unused")
+        settings = load_settings(api={"jwt_algorithms": ["RS256"], "jwt_public_key_file": key})
+        argv = ["token", "--subject", "dr-a", "--role", "admin"]
+        assert main(argv, settings=settings) == 3
+        assert "SETTINGS_INVALID: local tokens are HS256" in capsys.readouterr().err
+
+
+class TestSchemas:
+    def test_check_passes_on_committed_files(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The committed contract files are current, so `schemas check` exits 0."""
+        assert main(["schemas", "check", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"stale": []}
+
+
+class TestDemoHelpers:
+    def test_modality_hints(self) -> None:
+        """Raster samples get the modality their name says; DICOM and others get none."""
+        assert demo_modality_hint(Path("ct_256.png")) == "CT"
+        assert demo_modality_hint(Path("us_rgb_320x240.jpg")) == "US"
+        assert demo_modality_hint(Path("empty.dcm")) is None
+
+    def test_sample_files_include_good_and_bad(self) -> None:
+        """The bundled samples the demo publishes include DICOM, PNG, JPEG and bad inputs."""
+        names = {p.suffix for p in sample_files()}
+        assert {".dcm", ".png", ".jpg"} <= names
+        assert any(p.parent.name == "bad" for p in sample_files())
+
+    @pytest.mark.parametrize(
+        ("states", "code", "expected"),
+        [
+            (("arrived", "validated", "stored"), None, ("stored", "m@1: normal")),
+            (("arrived", "rejected"), "IMAGE_EMPTY", ("rejected", "IMAGE_EMPTY")),
+            (("arrived",), None, ("UNFINISHED", "arrived")),
+        ],
+    )
+    def test_outcome_rows(
+        self, states: tuple[str, ...], code: str | None, expected: tuple[str, str]
+    ) -> None:
+        """Each sample's row says stored (with decisions), rejected (with code) or unfinished."""
+        outcome = FileOutcome(SAMPLES_DIR / "bad" / "x.dcm", "e", states, code, ("m@1: normal",))
+        assert outcome_row(outcome) == ("bad/x.dcm", *expected)
+
+
+class TestSchemasExport:
+    def test_writes_every_file_and_counts_the_changed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """export writes each contract (creating folders) and says how many changed."""
+        same, changed = tmp_path / "same.json", tmp_path / "new" / "changed.json"
+        same.write_text("{}\n")
+        monkeypatch.setattr(
+            cli_schemas, "all_contract_files", lambda: {same: "{}\n", changed: '{"a": 1}\n'}
+        )
+        assert main(["schemas", "export"]) == 0
+        assert capsys.readouterr().out == "wrote 2 contract files (1 changed)\n"
+        assert changed.read_text() == '{"a": 1}\n'
+
+    def test_check_lists_stale_files_and_fails(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A contract that differs from the models is listed, and the check exits 1."""
+        stale = SAMPLES_DIR.parent / "schemas" / "asyncapi.json"
+        monkeypatch.setattr(cli_schemas, "all_contract_files", lambda: {stale: "{}\n"})
+        assert main(["schemas", "check"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out.splitlines() == ["STALE FILE", "schemas/asyncapi.json"]
+        assert "CHECK_FAILED: 1 contract file(s) differ from the models" in captured.err

@@ -1,0 +1,68 @@
+"""Option types: values are checked while parsing, against the contracts' own rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import click
+import pytest
+
+from cli.params import AwareTime, CommaList, ErrorCodeType, Validated
+from schemas.errors import ErrorCode
+from schemas.events import ModelId
+
+
+def convert(kind: click.ParamType, value: str) -> object:
+    """``value`` through ``kind``, as click converts an option."""
+    return kind.convert(value, None, None)
+
+
+class TestValidated:
+    def test_accepts_what_the_contract_accepts(self) -> None:
+        """A model id the event contract accepts passes unchanged."""
+        assert convert(Validated(ModelId, "model id"), "lesion-detector@1.1.0") == (
+            "lesion-detector@1.1.0"
+        )
+
+    def test_refuses_without_quoting_the_regex(self) -> None:
+        """A refusal says what is wrong in words, not as a pattern."""
+        with pytest.raises(click.BadParameter, match="not a valid model id") as refused:
+            convert(Validated(ModelId, "model id"), "BAD MODEL")
+        assert "^[a-z0-9]" not in str(refused.value)
+
+
+class TestErrorCodeType:
+    def test_case_does_not_matter(self) -> None:
+        """``event_malformed`` is EVENT_MALFORMED."""
+        assert convert(ErrorCodeType(), "event_malformed") is ErrorCode.EVENT_MALFORMED
+
+    def test_unknown_code_without_a_neighbour_points_at_the_readme(self) -> None:
+        """Nothing close: the README's table is named, not the catalogue printed."""
+        with pytest.raises(click.BadParameter, match="README") as refused:
+            convert(ErrorCodeType(), "zzzz")
+        assert "EVENT_MALFORMED" not in str(refused.value)
+
+
+class TestAwareTime:
+    def test_offset_is_kept(self) -> None:
+        """A time with an offset keeps it."""
+        parsed = convert(AwareTime(), "2026-03-01T12:00:00+02:00")
+        assert isinstance(parsed, datetime)
+        assert parsed.utcoffset() == timedelta(hours=2)
+
+    def test_naive_time_is_utc(self) -> None:
+        """A time without offset is read as UTC."""
+        assert convert(AwareTime(), "2026-03-01T12:00:00") == datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+class TestCommaList:
+    def test_subset_in_order_without_duplicates(self) -> None:
+        """``inference, validation,inference`` is inference then validation."""
+        kind = CommaList(["validation", "inference", "results"])
+        assert convert(kind, "inference, validation,inference") == ("inference", "validation")
+
+    @pytest.mark.parametrize("value", ["valdation", " , "])
+    def test_unknown_or_empty_is_refused(self, value: str) -> None:
+        """A typo, or nothing at all, is a usage error naming the choices."""
+        with pytest.raises(click.BadParameter, match="choose from validation,inference"):
+            convert(CommaList(["validation", "inference"]), value)

@@ -1,0 +1,96 @@
+"""The composition root without services: groups, the built worker, supervision of stages."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import app
+from observability.health import HealthState
+from observability.metrics import Metrics
+from schemas.settings import load_settings
+from streams.pipeline import NullObserver
+
+
+def worker(stages: tuple[str, ...] = ("validation",)) -> app.Worker:
+    """A built worker with nothing to consume and a delivery that accepts everything."""
+
+    async def deliver(_messages: object) -> None:
+        return None
+
+    return app.Worker(
+        settings=load_settings(),
+        stages=stages,
+        specs=(),
+        deliver=deliver,
+        observer=NullObserver(),
+        health=HealthState(stages, requires_database=False),
+        metrics=Metrics(CollectorRegistry(), process_collector=False),
+        started=asyncio.Event(),
+    )
+
+
+class TestConsumerGroups:
+    def test_one_group_per_stage_set(self) -> None:
+        """Each stage set is its own consumer group, independent of the order given."""
+        settings = load_settings()
+        assert app.consumer_group(settings, ["results", "validation"]) == (
+            "radstream-results+validation"
+        )
+        assert app.consumer_group(settings, ["validation"]) != app.consumer_group(
+            settings, ["inference"]
+        )
+
+    def test_worker_knows_its_group(self) -> None:
+        """The built worker consumes as its stage set's group."""
+        assert worker(("validation", "inference")).group_id == "radstream-inference+validation"
+
+
+class TestWorker:
+    async def test_mark_started_makes_it_ready_and_wakes_waiters(self) -> None:
+        """A loop that consumes marks the worker started: health and the started event."""
+        built = worker()
+        assert built.health.evaluate()[1]["started"].ok is False
+        built.mark_started()
+        assert built.started.is_set()
+        assert built.health.evaluate()[1]["started"].ok is True
+
+    async def test_unknown_stage_is_refused_before_anything_starts(self) -> None:
+        """A typo in the stage list fails before a producer or a topic is touched."""
+        async with AsyncExitStack() as stack:
+            with pytest.raises(ValueError, match="unknown stages"):
+                await app.build_worker(stack, load_settings(), ["validaton"])
+
+
+class TestSupervision:
+    async def test_failed_stage_raises(self) -> None:
+        """A dead audit stage ends the worker with an error instead of running unaudited."""
+
+        async def dies() -> None:
+            raise ConnectionError("broker gone")
+
+        task = asyncio.create_task(dies())
+        with pytest.raises(RuntimeError, match="stage failed"):
+            await app.wait_for_stop_or_failure(asyncio.Event(), [task])
+
+    async def test_stage_ending_early_raises(self) -> None:
+        """A consumer loop that returns although nobody stopped it ends the worker too."""
+
+        async def returns() -> None:
+            return None
+
+        task = asyncio.create_task(returns())
+        with pytest.raises(RuntimeError, match="ended before the worker was stopped"):
+            await app.wait_for_stop_or_failure(asyncio.Event(), [task])
+
+    async def test_stop_returns_normally(self) -> None:
+        """Setting stop ends the wait without error while stages still run."""
+        stop = asyncio.Event()
+        forever = asyncio.create_task(asyncio.sleep(60))
+        stop.set()
+        await app.wait_for_stop_or_failure(stop, [forever])
+        assert not forever.done()
+        forever.cancel()
