@@ -53,6 +53,7 @@ CHANNEL_KEYS: dict[TopicKey, str] = {
     TopicKey.DEADLETTER: "the original message's key",
     TopicKey.DEADLETTER_MARKS: "the dead letter's id",
     TopicKey.API_ACTIONS: "the acting subject",
+    TopicKey.RESULTS_EXPORTED: "the arrival's key",
 }
 
 

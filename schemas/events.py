@@ -45,6 +45,7 @@ class Stage(StrEnum):
     RESULTS_SINK = "results_sink"
     AUDIT = "audit"
     API = "api"
+    DICOM_EXPORT = "dicom_export"
 
 
 class Priority(StrEnum):
@@ -217,6 +218,30 @@ class InferenceCompleted(Event):
     sop_instance_uid: Uid | None = None
     modality: str | None = None
     source: Pseudonym | None = None
+
+
+class ResultExported(Event):
+    """A result went back to a DICOM destination as a Structured Report (``results.exported``).
+
+    One event per result and destination, published only after the destination answered the
+    C-STORE with success. Carries UIDs and ids only: the report's patient and study attributes
+    were read from the stored source instance and never leave the DICOM association.
+    """
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    event_id: uuid.UUID = Field(description="the arrival event of the source image")
+    result_id: uuid.UUID
+    correlation_id: str = Field(max_length=64)
+    occurred_at: AwareDatetime = Field(description="when the source image arrived")
+    exported_at: AwareDatetime = Field(default_factory=utc_now)
+    destination: Pseudonym = Field(description="the destination's AE title")
+    study_instance_uid: Uid
+    source_sop_instance_uid: Uid
+    report_series_instance_uid: Uid
+    report_sop_instance_uid: Uid
+    report_sop_class_uid: Uid
+    model: ModelRef
 
 
 class DeadLetterHeader(BaseModel):
