@@ -114,7 +114,7 @@ def _model_parts(model_id: str | None) -> tuple[str | None, str | None]:
     return safe_token(name), safe_token(version)
 
 
-def draft_for_event(
+def draft_for_event(  # noqa: PLR0911 - one branch per audited event type
     event: SourceEvent, source: AuditSource, *, correlation_id: str | None = None
 ) -> AuditDraft:
     """The audit draft of one decoded event read at ``source``.
