@@ -149,6 +149,19 @@ def read_instance(data: bytes) -> ReceivedInstance:
             raise _invalid(ErrorCode.IMAGE_MALFORMED, "the DICOM header is corrupt") from exc
 
 
+def referenced_uids(data: bytes) -> tuple[str | None, str | None]:
+    """Best effort: the SOP Class and Instance UIDs of ``data`` when readable and well-formed.
+
+    For a STOW-RS failure entry; anything that is not a valid UID is left out, never echoed.
+    """
+    with library_warnings_guarded():
+        try:
+            dataset = dcmread(BytesIO(data), stop_before_pixels=True)
+            return valid_uid(dataset.get("SOPClassUID")), valid_uid(dataset.get("SOPInstanceUID"))
+        except Exception:  # noqa: BLE001 - unreadable: nothing to reference
+            return None, None
+
+
 def _routing_facts(dataset: object) -> ReceivedInstance:
     meta = getattr(dataset, "file_meta", None)
     transfer_syntax = valid_uid(getattr(meta, "TransferSyntaxUID", None))

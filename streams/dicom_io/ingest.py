@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from schemas.errors import ErrorCode, InputValidationError, TransientError
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived, Priority
+from schemas.settings import Settings
 from streams.dicom.instances import ReceivedInstance, arrival_for_instance, read_instance
 from streams.dicom_io.store import InstanceStore, sha256_of
 from streams.stages.common import run_decoder
@@ -79,6 +80,16 @@ class InstanceIngest:
         self._max_bytes = max_bytes
         self._timeout = publish_timeout_seconds
         self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, publisher: ArrivalPublisher) -> InstanceIngest:
+        """The ingest the receiver and STOW-RS share: storage dir, size limit, timeout."""
+        return cls(
+            InstanceStore(settings.dicom_storage_dir),
+            publisher,
+            max_bytes=settings.validation.max_file_bytes,
+            publish_timeout_seconds=settings.dicom.publish_timeout_seconds,
+        )
 
     @property
     def publish_timeout_seconds(self) -> float:

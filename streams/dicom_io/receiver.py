@@ -31,7 +31,6 @@ from schemas.settings import DicomSettings, Settings
 from streams.dicom import statuses
 from streams.dicom.instances import ACCEPTED_TRANSFER_SYNTAXES, IMAGE_STORAGE_SOP_CLASSES
 from streams.dicom_io.ingest import ArrivalPublisher, InstanceIngest
-from streams.dicom_io.store import InstanceStore
 
 log = structlog.get_logger("radstream.dicom")
 # Beyond the ingest's own timeout: hopping onto the loop, header parsing and the disk write.
@@ -171,16 +170,6 @@ def _status(status: int, code: ErrorCode | None) -> Dataset:
     return answer
 
 
-def build_ingest(settings: Settings, publisher: ArrivalPublisher) -> InstanceIngest:
-    """The ingest path the receiver and STOW-RS share, configured from settings."""
-    return InstanceIngest(
-        InstanceStore(settings.dicom_storage_dir),
-        publisher,
-        max_bytes=settings.validation.max_file_bytes,
-        publish_timeout_seconds=settings.dicom.publish_timeout_seconds,
-    )
-
-
 async def run_dicom_listener(
     settings: Settings,
     publisher: ArrivalPublisher,
@@ -197,7 +186,7 @@ async def run_dicom_listener(
         stop: set it to shut down (SIGTERM/SIGINT in the CLI).
         on_listening: called with the bound address once the port is open.
     """
-    ingest = build_ingest(settings, publisher)
+    ingest = InstanceIngest.from_settings(settings, publisher)
     receiver = DicomReceiver(settings.dicom, ingest, asyncio.get_running_loop())
     address = await asyncio.to_thread(receiver.start)
     if on_listening is not None:
