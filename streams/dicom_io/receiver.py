@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -35,11 +34,6 @@ from streams.dicom_io.ingest import ArrivalPublisher, InstanceIngest
 log = structlog.get_logger("radstream.dicom")
 # Beyond the ingest's own timeout: hopping onto the loop, header parsing and the disk write.
 BRIDGE_MARGIN_SECONDS: Final = 2.0
-
-
-def quiet_pynetdicom() -> None:
-    """Keep pynetdicom's own log to warnings: its INFO/DEBUG lines describe PDUs and datasets."""
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
 def ae_fingerprint(ae_title: str) -> str:
@@ -78,7 +72,6 @@ class DicomReceiver:
 
     def start(self) -> tuple[str, int]:
         """Listen (non-blocking) and return the bound address (port 0 picks a free port)."""
-        quiet_pynetdicom()
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_ECHO, self.on_echo),

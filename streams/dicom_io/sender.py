@@ -26,7 +26,6 @@ from pynetdicom.association import Association
 from schemas.errors import ErrorCode, InputValidationError, TransientError
 from schemas.settings import DicomPeer
 from streams.dicom import statuses
-from streams.dicom_io.receiver import quiet_pynetdicom
 
 REJECTED_PERMANENT: Final = 0x01
 
@@ -52,7 +51,6 @@ class DicomSender:
             TransientError: ``DICOM_PEER_UNAVAILABLE`` when a later try may succeed.
             InputValidationError: ``DICOM_EXPORT_REFUSED`` when the peer refused for good.
         """
-        quiet_pynetdicom()
         ae = AE(ae_title=self._calling)
         ae.connection_timeout = self._connection_timeout
         ae.acse_timeout = self._dimse_timeout
