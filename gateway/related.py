@@ -15,13 +15,9 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from schemas.errors import ErrorCode, InputValidationError
+from gateway.uploads import PartHeaders, request_invalid
 
 DICOM_MEDIA_TYPE = "application/dicom"
-
-
-def _invalid(reason: str) -> InputValidationError:
-    return InputValidationError(ErrorCode.REQUEST_INVALID, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,36 +29,27 @@ class RelatedPart:
     too_large: bool = False
 
 
-@dataclass(slots=True)
-class _Parts:
+@dataclass(slots=True, kw_only=True)
+class _Parts(PartHeaders):
     max_part_bytes: int
     max_parts: int
     parts: list[RelatedPart] = field(default_factory=list)
-    header_field: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
     media_type: str = ""
     buffer: bytearray = field(default_factory=bytearray)
     too_large: bool = False
 
     def on_part_begin(self) -> None:
         if len(self.parts) >= self.max_parts:
-            raise _invalid(f"a STOW-RS request holds at most {self.max_parts} instances")
+            raise request_invalid(f"a STOW-RS request holds at most {self.max_parts} instances")
         self.media_type = ""
         self.buffer.clear()
         self.too_large = False
 
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self.header_field.extend(data[start:end])
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self.header_value.extend(data[start:end])
-
     def on_header_end(self) -> None:
-        if bytes(self.header_field).lower() == b"content-type":
-            kind, _ = parse_options_header(bytes(self.header_value))
+        name, value = self.take_header()
+        if name == b"content-type":
+            kind, _ = parse_options_header(value)
             self.media_type = kind.decode("latin-1").lower()
-        self.header_field.clear()
-        self.header_value.clear()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.too_large:
@@ -89,9 +76,9 @@ def related_boundary(content_type: str) -> bytes:
     boundary = params.get(b"boundary")
     root_type = params.get(b"type", DICOM_MEDIA_TYPE.encode()).lower()
     if kind != b"multipart/related" or root_type != DICOM_MEDIA_TYPE.encode():
-        raise _invalid('Content-Type must be multipart/related; type="application/dicom"')
+        raise request_invalid('Content-Type must be multipart/related; type="application/dicom"')
     if not boundary or len(boundary) > 200:
-        raise _invalid("the multipart/related body needs a boundary")
+        raise request_invalid("the multipart/related body needs a boundary")
     return boundary
 
 
@@ -121,7 +108,7 @@ async def read_related_parts(
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
-        raise _invalid("the multipart/related body is malformed") from exc
+        raise request_invalid("the multipart/related body is malformed") from exc
     if not state.parts:
-        raise _invalid("the multipart/related body has no part")
+        raise request_invalid("the multipart/related body has no part")
     return state.parts
