@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup tools services-up services-down services-status demo test lint typecheck security unit integration run bench bench-smoke schemas clean
+.PHONY: help setup tools services-up services-down services-status peers-up peers-down demo test lint typecheck security unit integration run bench bench-smoke schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ services-down:  ## stop the Kafka and PostgreSQL this project started
 services-status:
 	bash ops/services.sh status
 
+peers-up:  ## start the DICOM peer the tests use: Orthanc + dcmtk (Debian packages), own free ports
+	bash ops/orthanc.sh up
+
+peers-down:  ## stop the Orthanc this project started
+	bash ops/orthanc.sh down
+
 demo: setup services-up  ## run the pipeline end to end on the bundled sample images
 	$(BIN)/radstream demo
 
@@ -49,13 +55,13 @@ typecheck: setup
 security: setup
 	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability cli app.py
 
-test: setup tools services-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
+test: setup tools services-up peers-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
 	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider
 
 unit: setup  ## unit tests only (no services)
 	$(BIN)/pytest tests/unit -q
 
-integration: setup services-up
+integration: setup services-up peers-up
 	$(BIN)/pytest tests/integration tests/reliability -q
 
 schemas: setup  ## regenerate the committed JSON Schema, AsyncAPI and OpenAPI documents

@@ -27,12 +27,14 @@ from gateway.ports import (
     ResultsReader,
 )
 from gateway.rate_limit import Clock, RateLimiter
+from gateway.routes import dicomweb as dicomweb_routes
 from gateway.routes import lifecycle as lifecycle_routes
 from gateway.routes import operations as operation_routes
 from gateway.routes import results as result_routes
 from gateway.routes import submissions as submission_routes
 from schemas.correlation import CORRELATION_HTTP_HEADER
 from schemas.settings import Settings
+from streams.dicom_io.ingest import InstanceIngest
 
 API_TITLE = "radstream API"
 API_VERSION = "1.0.0"
@@ -104,6 +106,8 @@ def create_app(
         metrics=api_metrics,
         readiness=dict(readiness or {}),
         today=today,
+        # STOW-RS shares the DICOM receiver's ingest path, publishing through the same port.
+        dicom=InstanceIngest.from_settings(settings, publisher),
     )
     origins = _cors_origins(settings.api.cors_allow_origins)
 
@@ -117,7 +121,13 @@ def create_app(
     )
     app.state.gateway = context
     install_error_handlers(app)
-    for module in (submission_routes, result_routes, lifecycle_routes, operation_routes):
+    for module in (
+        submission_routes,
+        result_routes,
+        lifecycle_routes,
+        operation_routes,
+        dicomweb_routes,
+    ):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

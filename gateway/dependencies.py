@@ -32,6 +32,7 @@ from schemas.errors import (
     ErrorCode,
 )
 from schemas.settings import Settings
+from streams.dicom_io.ingest import InstanceIngest
 
 _log = structlog.get_logger("gateway")
 _NETWORK_ADDRESS = re.compile(r"^[A-Za-z0-9.:\[\]_-]{1,64}$")
@@ -54,6 +55,7 @@ class GatewayContext:
     metrics: ApiMetrics
     readiness: Mapping[str, ReadinessCheck]
     today: Callable[[], date]
+    dicom: InstanceIngest
 
 
 def gateway_context(request: Request) -> GatewayContext:

@@ -29,7 +29,7 @@ class ApiMetrics:
         )
         self.submissions = Counter(
             "radstream_api_submissions_total",
-            "Images accepted for processing, by kind (reference or upload).",
+            "Images accepted for processing, by kind (reference, upload or dicomweb).",
             ("kind",),
             registry=registry,
         )

@@ -128,8 +128,9 @@ class _BodyTooLargeError(Exception):
 class BodyLimitMiddleware:
     """Answer 413 ``PAYLOAD_TOO_LARGE`` as soon as a body passes its limit, without reading on.
 
-    Multipart uploads get ``upload_limit`` (the file limit plus framing); every other body gets
-    ``json_limit``. The route sees a failing ``receive``; whatever it answers is replaced.
+    Multipart uploads (form data, and DICOMweb STOW-RS's multipart/related) get ``upload_limit``
+    (the file limit plus framing); every other body gets ``json_limit``. The route sees a failing
+    ``receive``; whatever it answers is replaced.
     """
 
     def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
@@ -139,7 +140,7 @@ class BodyLimitMiddleware:
 
     def _limit(self, scope: Scope) -> int:
         content_type = (_header(scope, b"content-type") or "").lower()
-        if content_type.startswith("multipart/form-data"):
+        if content_type.startswith(("multipart/form-data", "multipart/related")):
             return self.upload_limit
         return self.json_limit
 

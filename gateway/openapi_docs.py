@@ -45,6 +45,37 @@ INFER_REQUEST_BODY: dict[str, Any] = {
 }
 
 
+STOW_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "DICOM Part 10 instances, one per part (PS3.18 10.5).",
+    "content": {
+        'multipart/related; type="application/dicom"': {
+            "schema": {"type": "string", "format": "binary"}
+        }
+    },
+}
+
+_STOW_ANSWER = {
+    "application/dicom+json": {
+        "schema": {
+            "type": "object",
+            "description": "DICOM JSON: Referenced SOP Sequence (00081199) of stored instances, "
+            "Failed SOP Sequence (00081198) with Failure Reason (00081197) and radstream's "
+            "error code (00091001) and reason (00091002) under private creator RADSTREAM.",
+        }
+    }
+}
+STOW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "every instance stored", "content": _STOW_ANSWER},
+    202: {"description": "some instances stored, some refused", "content": _STOW_ANSWER},
+    409: {"description": "no instance stored; see each failure", "content": _STOW_ANSWER},
+    503: {
+        "description": "no instance stored, the broker or storage is unavailable: send again",
+        "content": _STOW_ANSWER,
+    },
+}
+
+
 def add_upload_schema(document: dict[str, Any]) -> dict[str, Any]:
     """Add the upload form's schema, which no pydantic body parameter declares."""
     document.setdefault("components", {}).setdefault("schemas", {})["ImageUpload"] = (

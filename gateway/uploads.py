@@ -20,7 +20,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from schemas.errors import ErrorCode, InputValidationError
 
-__all__ = ["FILE_FIELD", "StoredUpload", "receive_upload", "upload_directory"]
+__all__ = [
+    "FILE_FIELD",
+    "PartHeaders",
+    "StoredUpload",
+    "receive_upload",
+    "request_invalid",
+    "upload_directory",
+]
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 4096
@@ -28,7 +35,8 @@ MAX_FIELDS = 16
 UPLOADS_DIR = "uploads"
 
 
-def _invalid(reason: str) -> InputValidationError:
+def request_invalid(reason: str) -> InputValidationError:
+    """A ``REQUEST_INVALID`` error for a malformed multipart body."""
     return InputValidationError(ErrorCode.REQUEST_INVALID, reason)
 
 
@@ -43,12 +51,31 @@ class StoredUpload:
 
 
 @dataclass(slots=True)
-class _PartState:
+class PartHeaders:
+    """Collects a body part's headers from python-multipart's callbacks, one at a time."""
+
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field.extend(data[start:end])
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value.extend(data[start:end])
+
+    def take_header(self) -> tuple[bytes, bytes]:
+        """The header just completed (lower-case name, value); ready for the next one."""
+        header = bytes(self.header_field).lower(), bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+        return header
+
+
+@dataclass(slots=True, kw_only=True)
+class _PartState(PartHeaders):
     """What the parser callbacks learned so far (callbacks are synchronous)."""
 
     max_bytes: int
-    header_field: bytearray = field(default_factory=bytearray)
-    header_value: bytearray = field(default_factory=bytearray)
     part_name: str | None = None
     part_is_file: bool = False
     file_parts: int = 0
@@ -63,30 +90,23 @@ class _PartState:
         self.part_is_file = False
         self.field_buffer.clear()
 
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self.header_field.extend(data[start:end])
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self.header_value.extend(data[start:end])
-
     def on_header_end(self) -> None:
-        if bytes(self.header_field).lower() == b"content-disposition":
-            _, params = parse_options_header(bytes(self.header_value))
-            name = params.get(b"name")
-            self.part_name = name.decode("utf-8", "replace") if name is not None else None
-        self.header_field.clear()
-        self.header_value.clear()
+        name, value = self.take_header()
+        if name == b"content-disposition":
+            _, params = parse_options_header(value)
+            part_name = params.get(b"name")
+            self.part_name = None if part_name is None else part_name.decode("utf-8", "replace")
 
     def on_headers_finished(self) -> None:
         if self.part_name is None:
-            raise _invalid("every form part needs a name")
+            raise request_invalid("every form part needs a name")
         self.part_is_file = self.part_name == FILE_FIELD
         if self.part_is_file:
             self.file_parts += 1
             if self.file_parts > 1:
-                raise _invalid("exactly one 'file' part is allowed")
+                raise request_invalid("exactly one 'file' part is allowed")
         elif sum(len(values) for values in self.fields.values()) >= MAX_FIELDS:
-            raise _invalid("too many form fields")
+            raise request_invalid("too many form fields")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -94,19 +114,19 @@ class _PartState:
             self.file_bytes += len(chunk)
             if self.file_bytes > self.max_bytes:
                 self.too_large = True
-                raise _invalid("upload too large")  # replaced by PAYLOAD_TOO_LARGE below
+                raise request_invalid("upload too large")  # replaced by PAYLOAD_TOO_LARGE below
             self.pending.append(bytes(chunk))
             return
         self.field_buffer.extend(chunk)
         if len(self.field_buffer) > MAX_FIELD_BYTES:
-            raise _invalid("a form field is too long")
+            raise request_invalid("a form field is too long")
 
     def on_part_end(self) -> None:
         if not self.part_is_file and self.part_name is not None:
             try:
                 value = bytes(self.field_buffer).decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise _invalid("form fields must be UTF-8 text") from exc
+                raise request_invalid("form fields must be UTF-8 text") from exc
             self.fields.setdefault(self.part_name, []).append(value)
         self.field_buffer.clear()
 
@@ -121,7 +141,7 @@ def boundary_of(content_type: str) -> bytes:
     kind, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary or len(boundary) > 200:
-        raise _invalid("a multipart/form-data body with a boundary is required")
+        raise request_invalid("a multipart/form-data body with a boundary is required")
     return boundary
 
 
@@ -176,7 +196,7 @@ async def receive_upload(
 def _require_file(state: _PartState) -> None:
     """Refuse a body without a ``file`` part, or with an empty one."""
     if state.file_parts == 0:
-        raise _invalid("a 'file' part is required")
+        raise request_invalid("a 'file' part is required")
     if state.file_bytes == 0:
         raise InputValidationError(ErrorCode.IMAGE_EMPTY, "the uploaded file is empty")
 
@@ -192,4 +212,4 @@ def _feed(parser: MultipartParser, state: _PartState, chunk: bytes) -> None:
             ) from None
         raise
     except MultipartParseError as exc:
-        raise _invalid("the multipart body is malformed") from exc
+        raise request_invalid("the multipart body is malformed") from exc

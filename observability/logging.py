@@ -193,6 +193,9 @@ def configure_logging(
     # pydicom's warnings quote attribute values ("Invalid value for VR PN: 'Doe^John'"): the
     # masker would catch most, but such lines carry no operational value, so they are dropped.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # pynetdicom's INFO/DEBUG lines narrate associations, PDUs and datasets (AE titles and
+    # attribute values a sender chose); its warnings and errors are about the connection.
+    logging.getLogger("pynetdicom").setLevel(max(level, logging.WARNING))
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
 

@@ -100,6 +100,7 @@ class AuditEventType(StrEnum):
     API_AUTH_FAILURE = "API_AUTH_FAILURE"
     DLQ_PURGED = "DLQ_PURGED"
     DLQ_REPLAYED = "DLQ_REPLAYED"
+    RESULT_EXPORTED = "RESULT_EXPORTED"
 
 
 class AuditAction(StrEnum):

@@ -101,6 +101,11 @@ class ErrorCode(StrEnum):
     # operating radstream (the command line)
     SETTINGS_INVALID = "SETTINGS_INVALID"
     CHECK_FAILED = "CHECK_FAILED"
+    # DICOM networking (receiver, STOW-RS, result export)
+    STORAGE_WRITE_FAILED = "STORAGE_WRITE_FAILED"
+    DICOM_SOP_CLASS_UNSUPPORTED = "DICOM_SOP_CLASS_UNSUPPORTED"
+    DICOM_PEER_UNAVAILABLE = "DICOM_PEER_UNAVAILABLE"
+    DICOM_EXPORT_REFUSED = "DICOM_EXPORT_REFUSED"
 
 
 class ErrorCategory(StrEnum):
@@ -321,6 +326,25 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "An unexpected internal error; details are in the service log only.",
         ErrorCategory.INFERENCE,
         500,
+    ),
+    C.STORAGE_WRITE_FAILED: ErrorSpec(
+        "A received instance could not be written and synced to storage (disk full, I/O error).",
+        _T,
+        503,
+        retryable=True,
+    ),
+    C.DICOM_SOP_CLASS_UNSUPPORTED: ErrorSpec(
+        "The instance's SOP class is not an image storage class radstream accepts.", _I, 415
+    ),
+    C.DICOM_PEER_UNAVAILABLE: ErrorSpec(
+        "A DICOM destination could not be reached, refused the association or was out of "
+        "resources.",
+        _T,
+        503,
+        retryable=True,
+    ),
+    C.DICOM_EXPORT_REFUSED: ErrorSpec(
+        "A DICOM destination permanently refused the result report (failure status).", _I, 422
     ),
 }
 del C

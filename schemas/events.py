@@ -53,6 +53,7 @@ class Stage(StrEnum):
     RESULTS_SINK = "results_sink"
     AUDIT = "audit"
     API = "api"
+    DICOM_EXPORT = "dicom_export"
 
 
 class Priority(StrEnum):
@@ -235,6 +236,30 @@ class InferenceCompleted(Event):
         return accept_correlation_id(self.correlation_id) or derived_correlation_id(
             "result", self.result_id
         )
+
+
+class ResultExported(Event):
+    """A result went back to a DICOM destination as a Structured Report (``results.exported``).
+
+    One event per result and destination, published only after the destination answered the
+    C-STORE with success. Carries UIDs and ids only: the report's patient and study attributes
+    were read from the stored source instance and never leave the DICOM association.
+    """
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    event_id: uuid.UUID = Field(description="the arrival event of the source image")
+    result_id: uuid.UUID
+    correlation_id: str = Field(max_length=MAX_CORRELATION_ID_LENGTH)
+    occurred_at: AwareDatetime = Field(description="when the source image arrived")
+    exported_at: AwareDatetime = Field(default_factory=utc_now)
+    destination: Pseudonym = Field(description="the destination's AE title")
+    study_instance_uid: Uid
+    source_sop_instance_uid: Uid
+    report_series_instance_uid: Uid
+    report_sop_instance_uid: Uid
+    report_sop_class_uid: Uid
+    model: ModelRef
 
 
 class DeadLetterHeader(BaseModel):

@@ -34,6 +34,7 @@ ENV_NESTED_DELIMITER: Final = "__"
 _MASK: Final = "**********"
 # libpq takes a password in the URL's query or in a keyword/value string as well.
 _PASSWORD_PARAMETER = re.compile(r"(?i)\b(password|sslpassword)=[^&\s]*")
+RECEIVED_DICOM_DIR = "received-dicom"
 
 Environment = Literal["development", "test", "production"]
 
@@ -134,6 +135,52 @@ class ApiSettings(_Group):
     max_batch_items: int = Field(50, ge=1)
 
 
+# DICOM AE titles: 1-16 characters of the default repertoire, no backslash or control
+# characters, not only spaces (PS3.5 6.2, VR AE). Kept to letters, digits and ._- here so a title
+# is safe to log and to use as an event's ``source``.
+AeTitle = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,16}$")]
+
+
+class DicomPeer(_Group):
+    """A DICOM application entity radstream sends to: AE title, host and port."""
+
+    ae_title: AeTitle
+    host: str = Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,253}$")
+    port: int = Field(ge=1, le=65535)
+
+
+class DicomSettings(_Group):
+    """The DICOM receiver (C-STORE SCP), the STOW-RS store and the result export (C-STORE SCU)."""
+
+    ae_title: AeTitle = "RADSTREAM"
+    host: str = Field("127.0.0.1", description="address the receiver listens on")
+    port: int = Field(11112, ge=0, le=65535, description="receiver port (0: any free port)")
+    allowed_calling_ae_titles: tuple[AeTitle, ...] = Field(
+        (), description="calling AE titles allowed to associate; empty admits any"
+    )
+    storage_dir: Path | None = Field(
+        None,
+        description="where received instances are stored; inside a storage root "
+        "(default: <first storage root>/received-dicom)",
+    )
+    publish_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="how long a C-STORE waits for the broker's confirmation before answering "
+        "'out of resources' (keep it below the senders' DIMSE timeout, Orthanc's is 10 s)",
+    )
+    max_associations: int = Field(10, ge=1, le=100)
+    network_timeout_seconds: float = Field(60.0, gt=0)
+    dimse_timeout_seconds: float = Field(30.0, gt=0)
+    export_destinations: tuple[DicomPeer, ...] = Field(
+        (), description="where result reports are sent (JSON list of {ae_title, host, port})"
+    )
+    export_retry: RetrySettings = RetrySettings(
+        max_attempts=5, initial_seconds=1.0, max_seconds=30.0, multiplier=2.0, jitter=0.2
+    )
+
+
 class ObservabilitySettings(_Group):
     """Where workers serve /metrics and health, and how lag is judged."""
 
@@ -171,6 +218,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     api: ApiSettings = ApiSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    dicom: DicomSettings = DicomSettings()
 
     @field_validator("storage_roots", mode="before")
     @classmethod
@@ -196,6 +244,22 @@ class Settings(BaseSettings):
         if self.environment == "production" and secret == DEFAULT_JWT_SECRET:
             raise ValueError("set RADSTREAM_API__JWT_SECRET: the development secret is refused")
         return self
+
+    @model_validator(mode="after")
+    def _dicom_store_inside_a_root(self) -> Settings:
+        """The stages read received instances only from inside the storage roots."""
+        directory = self.dicom_storage_dir
+        if not any(directory.is_relative_to(root) for root in self.storage_roots):
+            raise ValueError("dicom.storage_dir must lie inside one of the storage roots")
+        return self
+
+    @property
+    def dicom_storage_dir(self) -> Path:
+        """Where the DICOM receiver and STOW-RS store instances (absolute)."""
+        configured = self.dicom.storage_dir
+        if configured is None:
+            return self.storage_roots[0] / RECEIVED_DICOM_DIR
+        return configured.expanduser().resolve()
 
     @property
     def async_database_url(self) -> str:

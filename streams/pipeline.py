@@ -52,6 +52,7 @@ OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.INFERENCE_RESULTS: "inferred",
     TopicKey.DEADLETTER: "dead_lettered",
     TopicKey.AUDIT_LOG: "audited",
+    TopicKey.RESULTS_EXPORTED: "exported",
 }
 
 

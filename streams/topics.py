@@ -20,6 +20,7 @@ from schemas.events import (
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
+    ResultExported,
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -36,6 +37,7 @@ class TopicKey(StrEnum):
     DEADLETTER = "deadletter"
     DEADLETTER_MARKS = "deadletter.marks"
     API_ACTIONS = "api.actions"
+    RESULTS_EXPORTED = "results.exported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,13 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             description="API actions to audit",
             message_key="the acting subject",
         ),
+        TopicSpec(
+            TopicKey.RESULTS_EXPORTED,
+            3,
+            30 * DAY_MS,
+            description="result reports delivered to DICOM destinations",
+            message_key="the arrival's key",
+        ),
     )
 }
 
@@ -170,6 +179,10 @@ class TopicNames:
     def api_actions(self) -> str:
         return self[TopicKey.API_ACTIONS]
 
+    @property
+    def results_exported(self) -> str:
+        return self[TopicKey.RESULTS_EXPORTED]
+
     def all(self) -> dict[TopicKey, str]:
         """Every topic's full name, by key."""
         return {key: self[key] for key in TOPIC_SPECS}
@@ -186,4 +199,5 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.DEADLETTER: DeadLetter,
         TopicKey.DEADLETTER_MARKS: DeadLetterMark,
         TopicKey.API_ACTIONS: ApiAction,
+        TopicKey.RESULTS_EXPORTED: ResultExported,
     }

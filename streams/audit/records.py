@@ -41,12 +41,19 @@ from schemas.events import (
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
+    ResultExported,
     Stage,
 )
 from streams.topics import TopicKey
 
 SourceEvent = (
-    ImageArrived | ImageValidated | ImageRejected | InferenceCompleted | DeadLetter | ApiAction
+    ImageArrived
+    | ImageValidated
+    | ImageRejected
+    | InferenceCompleted
+    | DeadLetter
+    | ApiAction
+    | ResultExported
 )
 
 EVENT_MODEL_FOR_TOPIC: dict[TopicKey, type[BaseModel]] = {
@@ -56,6 +63,7 @@ EVENT_MODEL_FOR_TOPIC: dict[TopicKey, type[BaseModel]] = {
     TopicKey.INFERENCE_RESULTS: InferenceCompleted,
     TopicKey.DEADLETTER: DeadLetter,
     TopicKey.API_ACTIONS: ApiAction,
+    TopicKey.RESULTS_EXPORTED: ResultExported,
 }
 """Which event model each audited topic carries."""
 
@@ -68,6 +76,7 @@ EVENT_TYPE_FOR_TOPIC: dict[TopicKey, AuditEventType] = {
     TopicKey.INFERENCE_RESULTS: AuditEventType.INFERENCE_COMPLETED,
     TopicKey.DEADLETTER: AuditEventType.DEAD_LETTERED,
     TopicKey.API_ACTIONS: AuditEventType.API_SUBMIT,
+    TopicKey.RESULTS_EXPORTED: AuditEventType.RESULT_EXPORTED,
 }
 
 _API_TYPES: dict[ApiActionKind, tuple[AuditEventType, AuditAction]] = {
@@ -122,7 +131,7 @@ def _correlation(source: AuditSource, supplied: str | None) -> CorrelationId:
     )
 
 
-def draft_for_event(
+def draft_for_event(  # noqa: PLR0911 - one branch per audited event type
     event: SourceEvent, source: AuditSource, *, correlation_id: str | None = None
 ) -> AuditDraft:
     """The audit draft of one decoded event read at ``source``.
@@ -144,6 +153,8 @@ def draft_for_event(
         return _rejected_draft(event, source, correlation_id)
     if isinstance(event, InferenceCompleted):
         return _completed_draft(event, source)
+    if isinstance(event, ResultExported):
+        return _exported_draft(event, source)
     return _dead_letter_draft(event, source)
 
 
@@ -223,6 +234,30 @@ def _completed_draft(event: InferenceCompleted, source: AuditSource) -> AuditDra
             model_version=safe_token(event.model.version),
         ),
         correlation_id=event.effective_correlation_id(),
+        source=source,
+    )
+
+
+def _exported_draft(event: ResultExported, source: AuditSource) -> AuditDraft:
+    # PS3.15 A.5.3.5 "DICOM Instances Transferred": the report instance was created at the
+    # destination. The object is the report (its own SOP instance) in the source study.
+    return AuditDraft(
+        event_type=AuditEventType.RESULT_EXPORTED,
+        action=AuditAction.CREATE,
+        recorded_at=event.exported_at,
+        outcome=AuditOutcome.SUCCESS,
+        outcome_description=safe_token(event.destination),
+        actor=service_actor(Stage.DICOM_EXPORT),
+        object=AuditObject(
+            event_id=event.event_id,
+            result_id=event.result_id,
+            sop_instance_uid=event.report_sop_instance_uid,
+            series_instance_uid=event.report_series_instance_uid,
+            study_instance_uid=event.study_instance_uid,
+            model_name=safe_token(event.model.name),
+            model_version=safe_token(event.model.version),
+        ),
+        correlation_id=_correlation(source, event.correlation_id),
         source=source,
     )
 

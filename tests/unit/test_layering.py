@@ -24,8 +24,9 @@ IO_LIBRARIES = {
     "urllib3",
     "aiohttp",
     "socket",
+    "pynetdicom",
 }
-PURE_PACKAGES = ("streams/validation", "streams/inference", "streams/audit")
+PURE_PACKAGES = ("streams/validation", "streams/inference", "streams/audit", "streams/dicom")
 # The audit component's I/O lives beside its pure core, in its own subpackage.
 IO_SUBPACKAGES = ("streams/audit/io",)
 KAFKA_LAYER = ROOT / "streams" / "kafka"
@@ -77,7 +78,7 @@ class TestLayering:
 
     @pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
     def test_pure_logic_does_no_io(self, path: Path) -> None:
-        """Validation, inference and audit logic import only schemas/ and their libraries."""
+        """Validation, inference, audit and DICOM logic import only schemas/ and libraries."""
         imported = imports_of(path)
         assert imported & (OUR_PACKAGES - {"schemas", "streams"}) == set()
         assert imported & (DB_LIBRARIES | IO_LIBRARIES) == set()

@@ -26,6 +26,7 @@ from schemas.events import (
     ImageValidated,
     InferenceCompleted,
     ModelRef,
+    ResultExported,
     Stage,
 )
 from streams.audit.chain import ChainState, append
@@ -41,6 +42,7 @@ SHA = "a" * 64
 RESULT_CORRELATION = "c1" * 16
 DEAD_LETTER_CORRELATION = "c2" * 16
 API_CORRELATION = "c3" * 16
+EXPORT_CORRELATION = "c4" * 16
 
 
 def arrived(**overrides: object) -> ImageArrived:
@@ -105,6 +107,26 @@ def completed(event_id: uuid.UUID) -> InferenceCompleted:
         decision="abnormal",
         inference_seconds=0.01,
         sop_instance_uid=SOP,
+    )
+
+
+def exported(event_id: uuid.UUID, *, destination: str = "PACS") -> ResultExported:
+    """A result report delivered to ``destination`` for ``event_id``."""
+    return ResultExported(
+        event_id=event_id,
+        result_id=uuid.UUID(int=99),
+        correlation_id=EXPORT_CORRELATION,
+        occurred_at=T0,
+        exported_at=T0 + timedelta(seconds=5),
+        destination=destination,
+        study_instance_uid=STUDY,
+        source_sop_instance_uid=SOP,
+        report_series_instance_uid="2.25.1",
+        report_sop_instance_uid="2.25.2",
+        report_sop_class_uid="1.2.840.10008.5.1.4.1.1.88.33",
+        model=ModelRef(
+            name="chest-xray", version="1.0.0", weights_sha256=SHA, runtime="onnx", provider="cpu"
+        ),
     )
 
 

@@ -30,6 +30,7 @@ from streams.topics import TopicKey
 from tests.unit.audit.factories import (
     API_CORRELATION,
     DEAD_LETTER_CORRELATION,
+    EXPORT_CORRELATION,
     RESULT_CORRELATION,
     SOP,
     STUDY,
@@ -38,6 +39,7 @@ from tests.unit.audit.factories import (
     arrived,
     completed,
     dead_letter,
+    exported,
     rejected,
     source,
     validated,
@@ -182,6 +184,24 @@ class TestApiActions:
         assert draft.outcome is AuditOutcome.MAJOR_FAILURE
 
 
+class TestResultExported:
+    def test_export_is_a_created_report_in_the_source_study(self) -> None:
+        """An export is audited as the report instance created at its destination."""
+        draft = draft_for_event(exported(EID), source())
+        assert (draft.event_type, draft.action, draft.outcome) == (
+            AuditEventType.RESULT_EXPORTED,
+            AuditAction.CREATE,
+            AuditOutcome.SUCCESS,
+        )
+        assert draft.object.event_id == EID
+        assert draft.object.sop_instance_uid == "2.25.2"
+        assert draft.object.study_instance_uid == STUDY
+        assert (draft.object.model_name, draft.object.model_version) == ("chest-xray", "1.0.0")
+        assert draft.actor.user_id == "radstream-dicom_export"
+        assert draft.outcome_description == "PACS"
+        assert draft.correlation_id == EXPORT_CORRELATION
+
+
 class TestMessages:
     def test_decodes_each_audited_topic(self) -> None:
         """Each audited topic's bytes decode to its event model."""
@@ -192,6 +212,7 @@ class TestMessages:
             TopicKey.INFERENCE_RESULTS: completed(EID),
             TopicKey.DEADLETTER: dead_letter(EID),
             TopicKey.API_ACTIONS: api_action(),
+            TopicKey.RESULTS_EXPORTED: exported(EID),
         }
         assert set(samples) == set(AUDITED_TOPICS)
         for key, event in samples.items():

@@ -15,7 +15,7 @@ class TestCommittedOpenApi:
         assert OPENAPI_PATH.read_text(encoding="utf-8") == render(openapi_document())
 
     def test_every_endpoint_is_documented(self) -> None:
-        """All issue-9 endpoints are in the document."""
+        """All issue-9 endpoints and DICOMweb STOW-RS (issue 14) are in the document."""
         paths = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))["paths"]
         assert set(paths) == {
             "/infer",
@@ -28,6 +28,7 @@ class TestCommittedOpenApi:
             "/healthz",
             "/readyz",
             "/metrics",
+            "/dicomweb/studies",
         }
 
     def test_infer_documents_json_and_multipart(self) -> None:

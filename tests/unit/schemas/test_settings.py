@@ -147,3 +147,34 @@ class TestValidationOfValues:
         """Characters Kafka does not allow in topic names are refused."""
         with pytest.raises(ValidationError):
             Settings(topic_prefix="bad prefix/")
+
+
+class TestDicomSettings:
+    def test_store_defaults_inside_the_first_root(self, tmp_path: Path) -> None:
+        """Received instances go to <first storage root>/received-dicom by default."""
+        settings = Settings(storage_roots=(tmp_path,))
+        assert settings.dicom_storage_dir == tmp_path.resolve() / "received-dicom"
+
+    def test_store_outside_every_root_refused(self, tmp_path: Path) -> None:
+        """The stages could not read a store outside the roots: a configuration error."""
+        with pytest.raises(ValidationError, match="inside one of the storage roots"):
+            Settings(storage_roots=(tmp_path / "a",), dicom={"storage_dir": tmp_path / "b"})
+
+    def test_destinations_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Export destinations and the allow-list are JSON in the environment."""
+        monkeypatch.setenv(
+            "RADSTREAM_DICOM__EXPORT_DESTINATIONS",
+            '[{"ae_title": "PACS", "host": "pacs.local", "port": 104}]',
+        )
+        monkeypatch.setenv("RADSTREAM_DICOM__ALLOWED_CALLING_AE_TITLES", '["ORTHANC", "CT01"]')
+        dicom = load_settings().dicom
+        assert [(d.ae_title, d.host, d.port) for d in dicom.export_destinations] == [
+            ("PACS", "pacs.local", 104)
+        ]
+        assert dicom.allowed_calling_ae_titles == ("ORTHANC", "CT01")
+
+    @pytest.mark.parametrize("title", ["", "WAY-TOO-LONG-AE-TITLE", "DOE^JANE", "A B"])
+    def test_ae_titles_are_short_plain_tokens(self, title: str) -> None:
+        """AE titles are 1-16 letters, digits or ._- (safe to log and to use as a source)."""
+        with pytest.raises(ValidationError):
+            Settings(dicom={"ae_title": title})

@@ -1,0 +1,101 @@
+"""The receiver's C-STORE handler, called as pynetdicom calls it (from another thread)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import streams.dicom_io.receiver as receiver_module
+from schemas.settings import DicomSettings
+from streams.dicom_io.ingest import InstanceIngest
+from streams.dicom_io.receiver import DicomReceiver, ae_fingerprint
+from streams.dicom_io.store import InstanceStore
+from tests.dicom_support import variant
+from tests.unit.dicom.fakes import FakePublisher
+
+
+@dataclass
+class Requestor:
+    ae_title: str
+
+
+@dataclass
+class Association:
+    requestor: Requestor
+
+
+@dataclass
+class StoreEvent:
+    """What the handler reads of pynetdicom's event: the calling AE and the encoded dataset."""
+
+    data: bytes
+    calling: str = "ORTHANC"
+    assoc: Association = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.assoc = Association(Requestor(self.calling))
+
+    def encoded_dataset(self, include_meta: bool = True) -> bytes:
+        assert include_meta
+        return self.data
+
+
+class CrashingPublisher(FakePublisher):
+    async def publish(self, *_args: object) -> None:
+        raise RuntimeError("a bug")
+
+
+def receiver(tmp_path: Path, publisher: FakePublisher, timeout: float = 2.0) -> DicomReceiver:
+    ingest = InstanceIngest(
+        InstanceStore(tmp_path), publisher, max_bytes=10_000_000, publish_timeout_seconds=timeout
+    )
+    settings = DicomSettings(allowed_calling_ae_titles=("ORTHANC",))
+    return DicomReceiver(settings, ingest, asyncio.get_running_loop())
+
+
+class TestOnStore:
+    async def test_success_after_confirmation(self, tmp_path: Path) -> None:
+        """Success (0000, no error comment) once the event is confirmed."""
+        publisher = FakePublisher()
+        answer = await asyncio.to_thread(
+            receiver(tmp_path, publisher).on_store, StoreEvent(variant())
+        )
+        assert answer.Status == 0x0000
+        assert "ErrorComment" not in answer
+        assert len(publisher.published) == 1
+
+    async def test_unexpected_error_is_a_processing_failure(self, tmp_path: Path) -> None:
+        """A bug answers 0110 with INTERNAL_ERROR instead of escaping into pynetdicom."""
+        answer = await asyncio.to_thread(
+            receiver(tmp_path, CrashingPublisher()).on_store, StoreEvent(variant())
+        )
+        assert (answer.Status, answer.ErrorComment) == (0x0110, "INTERNAL_ERROR")
+
+    async def test_bounded_wait_answers_out_of_resources(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the loop does not answer within the bound, the sender is told to retry (A700)."""
+        monkeypatch.setattr(receiver_module, "BRIDGE_MARGIN_SECONDS", -0.95)
+        publisher = FakePublisher(gate=asyncio.Event())
+        answer = await asyncio.to_thread(
+            receiver(tmp_path, publisher, timeout=1.0).on_store, StoreEvent(variant())
+        )
+        assert (answer.Status, answer.ErrorComment) == (0xA700, "TIMEOUT")
+        assert publisher.gate is not None
+        publisher.gate.set()
+
+
+class TestSource:
+    async def test_allow_listed_title_is_the_source(self, tmp_path: Path) -> None:
+        """An allow-listed AE title is the event's source; any other is a fingerprint."""
+        rx = receiver(tmp_path, FakePublisher())
+        assert rx.source_of("ORTHANC ") == "ORTHANC"
+        assert rx.source_of("DOE^JANE") == ae_fingerprint("DOE^JANE")
+        assert "DOE" not in ae_fingerprint("DOE^JANE")
+
+    async def test_echo_succeeds(self, tmp_path: Path) -> None:
+        """C-ECHO answers success."""
+        assert receiver(tmp_path, FakePublisher()).on_echo(object()) == 0x0000  # type: ignore[arg-type]
