@@ -219,7 +219,7 @@ class TestBrokenRegistries:
         _write_model(tmp_path, "1.0.0", default=True)
         _write_model(tmp_path, "2.0.0", default=True)
         registry = ModelRegistry.load(tmp_path, session_factory=_fake_factory)
-        with pytest.raises(InferenceError, match="2 default versions"):
+        with pytest.raises(InferenceError, match="2 active versions"):
             registry.resolve("fake-model")
         assert registry.resolve("fake-model@2.0.0").manifest.version == "2.0.0"
 
@@ -228,7 +228,7 @@ class TestBrokenRegistries:
         _write_model(tmp_path, "1.0.0", default=False)
         registry = ModelRegistry.load(tmp_path, session_factory=_fake_factory)
         assert registry.knows("fake-model")
-        with pytest.raises(InferenceError, match="0 default versions"):
+        with pytest.raises(InferenceError, match="0 active versions"):
             registry.resolve("fake-model")
 
     def test_runtime_load_failure_is_recorded(self, tmp_path: Path) -> None:
