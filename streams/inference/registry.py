@@ -30,6 +30,7 @@ from streams.inference.rollout import (
     select_versions,
 )
 from streams.inference.runtime import BatchRunner, OnnxSession
+from streams.inference.signature import check_signature
 
 MANIFEST_FILE = "manifest.yaml"
 MAX_WEIGHTS_BYTES = 2 * 1024**3  # ONNX protobuf limit; larger files are not a single model
@@ -101,16 +102,21 @@ def sha256_hex(data: bytes) -> str:
 def onnx_session_factory(
     providers: Sequence[str] = ("CPUExecutionProvider",), intra_op_threads: int = 1
 ) -> SessionFactory:
-    """A factory creating ONNX Runtime sessions with the given providers and threads."""
+    """A factory creating ONNX Runtime sessions with the given providers and threads.
+
+    Each session's graph is checked against its manifest (``MODEL_MANIFEST_MISMATCH``).
+    """
 
     def create(model_bytes: bytes, manifest: ModelManifest) -> BatchRunner:
-        return OnnxSession.create(
+        session = OnnxSession.create(
             model_bytes,
             input_name=manifest.input.tensor,
             output_name=manifest.output.tensor,
             providers=providers,
             intra_op_threads=intra_op_threads,
         )
+        check_signature(manifest, session.signature())
+        return session
 
     return create
 
