@@ -67,6 +67,8 @@ class VersionRollout(BaseModel):
 
 ACTIVE = VersionRollout(mode=RolloutMode.ACTIVE)
 STAGED = VersionRollout(mode=RolloutMode.STAGED)
+SHADOW = VersionRollout(mode=RolloutMode.SHADOW)
+RETIRED = VersionRollout(mode=RolloutMode.RETIRED)
 Modes = Mapping[str, VersionRollout]
 """The modes of one model's versions, by version."""
 

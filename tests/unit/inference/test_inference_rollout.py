@@ -11,6 +11,8 @@ from schemas.rollout import RolloutMode
 from streams.inference.rollout import (
     ACTIVE,
     CANARY_BUCKETS,
+    RETIRED,
+    SHADOW,
     STAGED,
     RolloutChange,
     RolloutState,
@@ -24,9 +26,6 @@ from streams.inference.rollout import (
     plan_change,
     select_versions,
 )
-
-SHADOW = VersionRollout(mode=RolloutMode.SHADOW)
-RETIRED = VersionRollout(mode=RolloutMode.RETIRED)
 
 
 def canary(percent: int) -> VersionRollout:
