@@ -115,6 +115,20 @@ class ReferenceDistribution(_Strict):
     scores: dict[str, Quantiles] = Field(default_factory=dict)
     statistics: dict[InputStatistic, Quantiles] = Field(default_factory=dict)
 
+    def score_points(self) -> dict[str, list[tuple[float, float]]]:
+        """Each label's reference as ``(value, cumulative share)`` points."""
+        return {
+            label: list(zip(q, REFERENCE_QUANTILE_LEVELS, strict=True))
+            for label, q in self.scores.items()
+        }
+
+    def statistic_points(self) -> dict[str, list[tuple[float, float]]]:
+        """Each input statistic's reference as ``(value, cumulative share)`` points."""
+        return {
+            name.value: list(zip(q, REFERENCE_QUANTILE_LEVELS, strict=True))
+            for name, q in self.statistics.items()
+        }
+
     @model_validator(mode="after")
     def _quantiles_are_quantiles(self) -> ReferenceDistribution:
         for name, values in [*self.scores.items(), *self.statistics.items()]:

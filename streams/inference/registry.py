@@ -279,6 +279,10 @@ class ModelRegistry:
                 broken.append((manifest_path.parent.parent.name, manifest_path.parent.name, loaded))
         return cls(models, broken, rollout)
 
+    def models(self) -> list[RegisteredModel]:
+        """Every version whose manifest loaded (served or not), sorted by name and version."""
+        return [self._models[key] for key in sorted(self._models)]
+
     def mode(self, name: str, version: str) -> VersionRollout:
         """The rollout mode of a registered version (staged for one that did not load)."""
         return self._modes.get(name, {}).get(version, STAGED)

@@ -243,6 +243,7 @@ class TestAdd:
         assert {v: r.mode for v, r in modes.items()} == {
             "1.0.0": RolloutMode.STAGED,
             "1.1.0": RolloutMode.ACTIVE,
+            "1.2.0": RolloutMode.STAGED,
             "2.0.0": RolloutMode.STAGED,
         }
 
@@ -475,6 +476,12 @@ class TestShow:
         details = show_model(registry, "byo-model@2.0.0")
         assert details.status.status is ServingStatus.REFUSED
         assert "MODEL_CHECKSUM_MISMATCH" in render_details(details)[0]
+
+    def test_the_reference_model_shows_its_guard(self) -> None:
+        """The shipped model lists its input guard ranges."""
+        lines = render_details(show_model(REGISTRY_DIR, "lesion-detector"))
+        guard = next(line for line in lines if "input guard" in line)
+        assert "fraction_high in [" in guard
 
     def test_unknown_model_is_not_found(self, files: dict[str, Path]) -> None:
         """No such model: MODEL_NOT_FOUND."""

@@ -136,7 +136,9 @@ class TestRegistryRefusesLyingManifests:
         data["input"]["height"] = data["input"]["width"] = 96
         manifest_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         registry = ModelRegistry.load(registry_dir)
-        row = next(r for r in registry.list() if r.version == "1.0.0")
+        row = next(
+            r for r in registry.list() if r.name == "lesion-detector" and r.version == "1.0.0"
+        )
         assert (row.status, row.error_code) == (
             ServingStatus.LOAD_FAILED,
             ErrorCode.MODEL_MANIFEST_MISMATCH,
