@@ -28,7 +28,14 @@ from schemas.contracts import (
     jsonschema_files,
     render,
 )
-from schemas.events import CORRELATION_ID_HEADER, InferenceCompleted, Priority, Stage, utc_now
+from schemas.events import (
+    CORRELATION_ID_HEADER,
+    ImageArrived,
+    InferenceCompleted,
+    Priority,
+    Stage,
+    utc_now,
+)
 from schemas.settings import Settings, load_settings
 from streams import dlq_cli
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
@@ -447,18 +454,27 @@ TERMINAL_STATES = frozenset({"stored", "rejected", "failed"})
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What became of one published file, read back from PostgreSQL."""
+    """What became of one published file, read back from PostgreSQL.
+
+    ``decisions`` are the stored results, ``refusals`` the models that gave none (with the
+    code); ``expected`` is how many models the routing rules send the image to.
+    """
 
     path: Path
     event_id: str
     states: tuple[str, ...]
     error_code: str | None
     decisions: tuple[str, ...]
+    refusals: tuple[str, ...] = ()
+    expected: int = 1
 
     @property
     def finished(self) -> bool:
-        """The arrival reached a terminal lifecycle state."""
-        return bool(TERMINAL_STATES & set(self.states))
+        """Rejected before inference, or every routed model has a result or a refusal."""
+        if "rejected" in self.states:
+            return True
+        answered = len(self.decisions) + len(self.refusals)
+        return bool(TERMINAL_STATES & set(self.states)) and answered >= self.expected
 
 
 def demo_modality_hint(path: Path) -> str | None:
@@ -488,10 +504,22 @@ async def run_pipeline_on_files(
 
     Used by ``radstream demo`` and the end-to-end tests: the same worker code users run.
     """
+    from schemas.errors import RadstreamError  # noqa: PLC0415
     from sinks.database import Database  # noqa: PLC0415
     from sinks.repositories import LifecycleRepository, ResultsRepository  # noqa: PLC0415
+    from streams.inference.routing import RoutingRules, route  # noqa: PLC0415
     from streams.kafka_io import KafkaPublisher  # noqa: PLC0415
     from streams.router import arrival_for_file  # noqa: PLC0415
+
+    rules = RoutingRules.load(settings.inference.routing_rules_file)
+
+    def routed(event: ImageArrived) -> int:
+        # How many models will answer (rules with a body part are matched without one here;
+        # the deadline bounds the wait if that makes the count wrong).
+        try:
+            return len(route(event.model_ids, event.modality, None, rules))
+        except RadstreamError:
+            return 1
 
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
@@ -535,6 +563,14 @@ async def run_pipeline_on_files(
                             f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(r.scores.items()))})"
                             for r in stored
                         ),
+                        refusals=tuple(
+                            f"{s.model_name}@{s.model_version}: {s.error_code}"
+                            if s.model_name
+                            else str(s.error_code)
+                            for s in steps
+                            if s.error_code and s.stage == "inference"
+                        ),
+                        expected=routed(event),
                     )
                 )
             if all(o.finished for o in outcomes) or asyncio.get_running_loop().time() > deadline:
@@ -586,15 +622,15 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     width = max(len(str(o.path.relative_to(SAMPLES_DIR))) for o in outcomes)
     for outcome in outcomes:
         name = str(outcome.path.relative_to(SAMPLES_DIR))
-        if "stored" in outcome.states:
-            what = "stored   " + "; ".join(outcome.decisions)
-        elif outcome.finished:
-            what = f"rejected {outcome.error_code}"
-        else:
+        if not outcome.finished:
             what = "UNFINISHED " + ",".join(outcome.states)
+        elif outcome.decisions:
+            what = "stored   " + "; ".join((*outcome.decisions, *outcome.refusals))
+        else:
+            what = "rejected " + ("; ".join(outcome.refusals) or str(outcome.error_code))
         print(f"  {name:<{width}}  {what}")
-    stored = sum("stored" in o.states for o in outcomes)
-    rejected = sum(o.finished and "stored" not in o.states for o in outcomes)
+    stored = sum(bool(o.decisions) for o in outcomes)
+    rejected = sum(o.finished and not o.decisions for o in outcomes)
     unfinished = sum(not o.finished for o in outcomes)
     print(
         f"{len(outcomes)} images: {stored} stored with results, {rejected} rejected with a "
