@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import yaml
+from onnx import TensorProto, helper, numpy_helper
 
 from streams.inference.input_guard import input_statistics
 from streams.inference.manifest import (
@@ -62,6 +63,25 @@ def finish_model(graph: onnx.GraphProto, doc: str) -> onnx.ModelProto:
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def add_logistic_head(
+    nodes: list[onnx.NodeProto],
+    initializers: list[onnx.TensorProto],
+    head: tuple[np.ndarray, float],
+    n_features: int,
+) -> onnx.ValueInfoProto:
+    """Append ``scores = sigmoid(features @ w + b)`` to a feature graph; return the output."""
+    weights, bias = head
+    initializers += [
+        numpy_helper.from_array(weights.reshape(n_features, 1).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([bias], dtype=np.float32), "b"),
+    ]
+    nodes += [
+        helper.make_node("Gemm", ["features", "w", "b"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["scores"]),
+    ]
+    return helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 1])
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:

@@ -24,6 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ops.reference_model.common import (
+    add_logistic_head,
     binary_metrics,
     finish_model,
     fit_logistic,
@@ -128,16 +129,7 @@ def build_graph(head: tuple[np.ndarray, float] | None = None) -> onnx.ModelProto
             "features", TensorProto.FLOAT, [batch, len(FEATURES)]
         )
     else:
-        weights, bias = head
-        init += [
-            numpy_helper.from_array(weights.reshape(len(FEATURES), 1).astype(np.float32), "w"),
-            numpy_helper.from_array(np.array([bias], dtype=np.float32), "b"),
-        ]
-        nodes += [
-            helper.make_node("Gemm", ["features", "w", "b"], ["logit"]),
-            helper.make_node("Sigmoid", ["logit"], ["scores"]),
-        ]
-        output = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 1])
+        output = add_logistic_head(nodes, init, head, len(FEATURES))
     graph = helper.make_graph(
         nodes,
         f"{MODEL_NAME}-{VERSION}",

@@ -43,6 +43,7 @@ from ops.reference_model import quality
 from ops.reference_model.common import (
     OPSET,
     REGISTRY,
+    add_logistic_head,
     binary_metrics,
     finish_model,
     fit_logistic,
@@ -196,16 +197,7 @@ def build_graph(plan: VersionPlan, head: tuple[np.ndarray, float] | None = None)
     if head is None:
         output = helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, n_features])
     else:
-        weights, bias = head
-        init += [
-            numpy_helper.from_array(weights.reshape(n_features, 1).astype(np.float32), "w"),
-            numpy_helper.from_array(np.array([bias], dtype=np.float32), "b"),
-        ]
-        nodes += [
-            helper.make_node("Gemm", ["features", "w", "b"], ["logit"]),
-            helper.make_node("Sigmoid", ["logit"], ["scores"]),
-        ]
-        output = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 1])
+        output = add_logistic_head(nodes, init, head, n_features)
     graph = helper.make_graph(
         nodes,
         f"{MODEL_NAME}-{plan.version}",

@@ -60,6 +60,7 @@ from streams.inference.registry import (
     ModelStatus,
     RegisteredModel,
     SessionFactory,
+    check_digest,
     load_model_version,
     manifest_paths,
     onnx_session_factory,
@@ -372,12 +373,7 @@ def prepare_manifest(manifest_text: str, weights: bytes) -> ModelManifest:
     if isinstance(data, dict):
         data.setdefault("weights", {"file": "model.onnx", "sha256": digest})
     manifest = parse_manifest(yaml.safe_dump(data, allow_unicode=True))
-    if manifest.weights.sha256 != digest:
-        raise InferenceError(
-            ErrorCode.MODEL_CHECKSUM_MISMATCH,
-            f"the manifest declares SHA-256 {manifest.weights.sha256[:12]}…, the ONNX file "
-            f"has {digest[:12]}…; not installed",
-        )
+    check_digest(manifest, weights, consequence="not installed")
     return manifest
 
 

@@ -153,14 +153,19 @@ def _read_verified_weights(version_dir: Path, manifest: ModelManifest) -> bytes:
         ) from exc
     if too_large:
         raise InferenceError(ErrorCode.MODEL_LOAD_FAILED, "weights file is too large")
+    check_digest(manifest, weights, consequence="the model is not served")
+    return weights
+
+
+def check_digest(manifest: ModelManifest, weights: bytes, *, consequence: str) -> None:
+    """Refuse weights whose SHA-256 is not the manifest's (``MODEL_CHECKSUM_MISMATCH``)."""
     digest = sha256_hex(weights)
     if digest != manifest.weights.sha256:
         raise InferenceError(
             ErrorCode.MODEL_CHECKSUM_MISMATCH,
             f"weights of {manifest.model_id} have SHA-256 {digest[:12]}…, the manifest "
-            f"declares {manifest.weights.sha256[:12]}…; the model is not served",
+            f"declares {manifest.weights.sha256[:12]}…; {consequence}",
         )
-    return weights
 
 
 def manifest_paths(directory: Path) -> list[Path]:
