@@ -146,10 +146,17 @@ async def registry_lock(
 
     Raises:
         TransientError: ``TIMEOUT`` when another operation holds the lock for too long.
+        InferenceError: ``MODEL_LOAD_FAILED`` when the directory does not exist.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
-    descriptor = os.open(directory / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        descriptor = os.open(directory / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise InferenceError(
+            ErrorCode.MODEL_LOAD_FAILED,
+            f"model registry directory {directory} cannot be locked: {type(exc).__name__}",
+        ) from exc
     try:
         while True:
             try:

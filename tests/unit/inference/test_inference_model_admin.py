@@ -451,6 +451,14 @@ class TestRollout:
             ),
         )
 
+    def test_a_missing_registry_is_a_clear_error(self, tmp_path: Path) -> None:
+        """A registry directory that does not exist: MODEL_LOAD_FAILED naming it."""
+        error = _raises(
+            ErrorCode.MODEL_LOAD_FAILED,
+            lambda: change(tmp_path / "absent", "m@1", SHADOW, Recorder()),
+        )
+        assert "cannot be locked" in error.reason
+
     def test_split_model_id(self) -> None:
         """name@version splits; anything else is refused."""
         assert split_model_id("m@1.0+cu") == ("m", "1.0+cu")
