@@ -146,6 +146,14 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
             metrics.model_checksum_refused(status.name, status.version)
         elif status.error_code is not None:
             metrics.model_load_failed(status.name, status.version)
+    for model in registry.models():  # the drift baselines the alert rules compare with
+        if model.manifest.reference is not None:
+            metrics.set_model_reference(
+                model.manifest.name,
+                model.manifest.version,
+                scores=model.manifest.reference.score_points(),
+                statistics=model.manifest.reference.statistic_points(),
+            )
     rules = RoutingRules.load(settings.inference.routing_rules_file)
     stage = InferenceStage(
         build_image_reader(settings),
@@ -153,6 +161,7 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
         rules,
         settings.validation,
         on_model_batch=metrics.inference_batch,
+        on_model_outcome=metrics.model_observed,
     )
     return AgentSpec(
         "inference",

@@ -27,12 +27,13 @@ from cli.output import emit, emit_json, emit_table, progress
 from cli.params import json_option
 from cli.publish import publish_arrivals
 from schemas.audit import AuditRecord
-from schemas.errors import ErrorCode, TransientError
+from schemas.errors import ErrorCode, RadstreamError, TransientError
 from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
 from streams.audit.io import read_audit_topic
+from streams.inference.routing import RoutingRules, route
 from streams.kafka import KafkaClientConfig
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
@@ -45,18 +46,27 @@ POLL_SECONDS: Final = 0.5
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What became of one published file, read back from PostgreSQL."""
+    """What became of one published file, read back from PostgreSQL.
+
+    ``decisions`` are the stored results, ``refusals`` the models that gave none (with the
+    code); ``expected`` is how many models the routing rules send the image to.
+    """
 
     path: Path
     event_id: str
     states: tuple[str, ...]
     error_code: str | None
     decisions: tuple[str, ...]
+    refusals: tuple[str, ...] = ()
+    expected: int = 1
 
     @property
     def finished(self) -> bool:
-        """The arrival reached a terminal lifecycle state."""
-        return bool(TERMINAL_STATES & set(self.states))
+        """Rejected before inference, or every routed model has a result or a refusal."""
+        if "rejected" in self.states:
+            return True
+        answered = len(self.decisions) + len(self.refusals)
+        return bool(TERMINAL_STATES & set(self.states)) and answered >= self.expected
 
 
 def demo_modality_hint(path: Path) -> str | None:
@@ -74,7 +84,21 @@ def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.rglob("*") if p.suffix in SAMPLE_SUFFIXES)
 
 
-async def outcome_of(database: Database, path: Path, event: ImageArrived) -> FileOutcome:
+def routed_models(event: ImageArrived, rules: RoutingRules) -> int:
+    """How many models will answer ``event`` (at least one: a refusal answers too).
+
+    Rules with a body part are matched without one here; the deadline bounds the wait if that
+    makes the count wrong.
+    """
+    try:
+        return len(route(event.model_ids, event.modality, None, rules))
+    except RadstreamError:
+        return 1
+
+
+async def outcome_of(
+    database: Database, path: Path, event: ImageArrived, rules: RoutingRules
+) -> FileOutcome:
     """The lifecycle and results stored for ``event`` so far."""
     steps = await LifecycleRepository(database.sessions).lifecycle(event.event_id)
     stored = await ResultsRepository(database.sessions).list_for_event(event.event_id)
@@ -89,6 +113,14 @@ async def outcome_of(database: Database, path: Path, event: ImageArrived) -> Fil
             f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(r.scores.items()))})"
             for r in stored
         ),
+        refusals=tuple(
+            f"{s.model_name}@{s.model_version}: {s.error_code}"
+            if s.model_name
+            else str(s.error_code)
+            for s in steps
+            if s.error_code and s.stage == "inference"
+        ),
+        expected=routed_models(event, rules),
     )
 
 
@@ -139,6 +171,7 @@ async def run_pipeline_on_files(
     Waits at most ``timeout_seconds`` for every file to reach a terminal state and be audited;
     ``on_progress`` is told how many have. Files still unfinished then are reported as such.
     """
+    rules = RoutingRules.load(settings.inference.routing_rules_file)
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
         app.run_worker(
@@ -164,7 +197,9 @@ async def run_pipeline_on_files(
             await publish_arrivals(settings, [event for _, event in events])
             deadline = asyncio.get_running_loop().time() + timeout_seconds
             while True:
-                outcomes = [await outcome_of(database, path, event) for path, event in events]
+                outcomes = [
+                    await outcome_of(database, path, event, rules) for path, event in events
+                ]
                 done = sum(outcome.finished for outcome in outcomes)
                 if on_progress is not None:
                     on_progress(done)
@@ -181,11 +216,11 @@ async def run_pipeline_on_files(
 def outcome_row(outcome: FileOutcome) -> tuple[str, str, str]:
     """Sample, outcome and detail (the decisions, the rejection code, or the states so far)."""
     name = str(outcome.path.relative_to(SAMPLES_DIR))
-    if "stored" in outcome.states:
-        return name, "stored", "; ".join(outcome.decisions)
-    if outcome.finished:
-        return name, "rejected", outcome.error_code or "-"
-    return name, "UNFINISHED", ",".join(outcome.states) or "-"
+    if not outcome.finished:
+        return name, "UNFINISHED", ",".join(outcome.states) or "-"
+    if outcome.decisions:
+        return name, "stored", "; ".join((*outcome.decisions, *outcome.refusals))
+    return name, "rejected", "; ".join(outcome.refusals) or outcome.error_code or "-"
 
 
 @click.command("demo", cls=Command)
@@ -203,7 +238,7 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
     """Run the whole pipeline on the bundled sample images.
 
     Shows what became of each image. Upgrades the database, starts every stage in this process,
-    publishes the 28 bundled samples (good and crafted bad ones) as a router would, reads each
+    publishes the bundled samples (good and crafted bad ones) as a router would, reads each
     outcome back from PostgreSQL and ends by verifying the audit trail on the topic and in the
     table.
     """

@@ -134,12 +134,16 @@ def _input_spec(spec: Any) -> dict[str, SpecValue]:
         return {}
     data = spec.model_dump(mode="json")
     normalisation = data.pop("normalisation", {}) or {}
+    expected = data.pop("expected_statistics", {}) or {}
     flat: dict[str, SpecValue] = {
         key: list(value) if isinstance(value, tuple | list) else value
         for key, value in data.items()
     }
     for key, value in normalisation.items():
         flat[f"normalisation_{key}"] = value
+    for statistic, bounds in expected.items():  # the input guard, e.g. expected_mean_max
+        for bound, value in bounds.items():
+            flat[f"expected_{statistic}_{bound}"] = value
     return flat
 
 

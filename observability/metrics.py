@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Final
@@ -29,6 +29,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from schemas.errors import ErrorCode
 from schemas.events import Stage
@@ -77,6 +78,39 @@ END_TO_END_BUCKETS: Final = (
     600.0,
 )
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Model scores are probabilities: steps of 0.05 over [0, 1] (drift is measured at these edges).
+SCORE_BUCKETS: Final = tuple(round(step * 0.05, 2) for step in range(1, 21))
+# Input statistics of a preprocessed tensor live mostly in [0, 1] (window and min-max
+# normalisations), gradients near 0; z-scored tensors reach past it, so the ends are coarse.
+STATISTIC_BUCKETS: Final = (
+    -5.0,
+    -2.0,
+    -1.0,
+    -0.5,
+    0.0,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.4,
+    0.45,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    1.0,
+    2.0,
+    5.0,
+)
 
 # Free-form labels (model names, routes, sinks, groups, topics) must look like names, not data.
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_.:/{}@+-]{1,128}$")
@@ -91,6 +125,21 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
+class ModelOutcome(StrEnum):
+    """What one model version did with one image."""
+
+    SCORED = "scored"
+    OUT_OF_DISTRIBUTION = "out_of_distribution"  # refused by the input guard
+    FAILED = "failed"
+
+
+class ModelRole(StrEnum):
+    """Whether a version's results are published or kept for comparison (shadow)."""
+
+    PUBLISHED = "published"
+    SHADOW = "shadow"
+
+
 class LagStatus(StrEnum):
     """A consumer group's health, judged like Burrow: by commits and lag trend, not a threshold."""
 
@@ -99,6 +148,11 @@ class LagStatus(StrEnum):
     STALLED = "stalled"
     STOPPED = "stopped"
     ERROR = "error"
+
+
+def _le(edge: float) -> str:
+    """A bucket edge written exactly as prometheus_client writes a histogram's ``le`` label."""
+    return str(floatToGoString(edge))  # type: ignore[no-untyped-call]  # untyped library helper
 
 
 def _label(value: str) -> str:
@@ -207,6 +261,38 @@ class Metrics:
             "radstream_model_checksum_refusals_total",
             "Models refused because their weights did not match the declared SHA-256.",
             ["model", "model_version"],
+            registry=r,
+        )
+        self.model_images = Counter(
+            "radstream_model_images_total",
+            "Images a model version handled, by role (published or shadow) and outcome.",
+            ["model", "model_version", "role", "outcome"],
+            registry=r,
+        )
+        self.model_scores = Histogram(
+            "radstream_model_score",
+            "Scores a model version gave, per label (drift monitoring).",
+            ["model", "model_version", "label"],
+            buckets=SCORE_BUCKETS,
+            registry=r,
+        )
+        self.model_input_statistics = Histogram(
+            "radstream_model_input_statistic",
+            "Statistics of the preprocessed images a model version saw, refused ones included.",
+            ["model", "model_version", "statistic"],
+            buckets=STATISTIC_BUCKETS,
+            registry=r,
+        )
+        self.model_score_reference = Gauge(
+            "radstream_model_score_reference_ratio",
+            "Share of the manifest's reference scores at or below le (the drift baseline).",
+            ["model", "model_version", "label", "le"],
+            registry=r,
+        )
+        self.model_input_statistic_reference = Gauge(
+            "radstream_model_input_statistic_reference_ratio",
+            "Share of the manifest's reference input statistics at or below le.",
+            ["model", "model_version", "statistic", "le"],
             registry=r,
         )
         # ---------------------------------------------------------------- sinks
@@ -364,6 +450,51 @@ class Metrics:
         """A model's weights did not match their checksum and it is not served."""
         self.model_checksum_refusals.labels(_label(model), _label(model_version)).inc()
 
+    def model_observed(
+        self,
+        model: str,
+        model_version: str,
+        outcome: ModelOutcome | str,
+        *,
+        shadow: bool = False,
+        scores: Mapping[str, float] | None = None,
+        statistics: Mapping[str, float] | None = None,
+    ) -> None:
+        """A model version handled one image: its outcome, scores and input statistics."""
+        labels = (_label(model), _label(model_version))
+        role = ModelRole.SHADOW if shadow else ModelRole.PUBLISHED
+        self.model_images.labels(*labels, role.value, ModelOutcome(outcome).value).inc()
+        for label, score in (scores or {}).items():
+            self.model_scores.labels(*labels, _label(label)).observe(score)
+        for name, value in (statistics or {}).items():
+            self.model_input_statistics.labels(*labels, _label(str(name))).observe(value)
+
+    def set_model_reference(
+        self,
+        model: str,
+        model_version: str,
+        *,
+        scores: Mapping[str, Sequence[tuple[float, float]]],
+        statistics: Mapping[str, Sequence[tuple[float, float]]],
+    ) -> None:
+        """Export a version's reference distributions at the histograms' bucket edges.
+
+        Each distribution is given as ``(value, cumulative share)`` points (the manifest's
+        quantiles); the gauges hold the share at or below each ``le``, so PromQL can compare
+        them with the live histograms bucket by bucket.
+        """
+        labels = (_label(model), _label(model_version))
+        for label, points in scores.items():
+            for edge in SCORE_BUCKETS:
+                self.model_score_reference.labels(*labels, _label(label), _le(edge)).set(
+                    cdf_at(points, edge)
+                )
+        for name, points in statistics.items():
+            for edge in STATISTIC_BUCKETS:
+                self.model_input_statistic_reference.labels(
+                    *labels, _label(str(name)), _le(edge)
+                ).set(cdf_at(points, edge))
+
     # -------------------------------------------------------------------- sink hooks
     def sink_written(self, sink: str, rows: int, seconds: float, conflicts: int = 0) -> None:
         """A sink committed ``rows`` rows in ``seconds``, ``conflicts`` of them duplicates."""
@@ -424,6 +555,22 @@ class Metrics:
         if not ok:
             self.audit_verification_failures.inc()
         self.audit_chain_valid.set(1 if ok else 0)
+
+
+def cdf_at(points: Sequence[tuple[float, float]], value: float) -> float:
+    """The share at or below ``value`` of a distribution given by ``(value, share)`` points.
+
+    ``points`` are quantiles: values non-decreasing, shares rising from 0 to 1. Between two
+    points the share is interpolated linearly; at a value several quantiles share (a point
+    mass, e.g. many zeros) it is the highest of their shares, as ``le`` buckets count.
+    """
+    if not points or value < points[0][0]:
+        return 0.0
+    if value >= points[-1][0]:
+        return 1.0
+    index = max(i for i, (at, _) in enumerate(points) if at <= value)
+    (low, low_share), (high, high_share) = points[index], points[index + 1]
+    return low_share + (high_share - low_share) * (value - low) / (high - low)
 
 
 class Stopwatch:
@@ -489,10 +636,15 @@ __all__ = [
     "BATCH_SIZE_BUCKETS",
     "END_TO_END_BUCKETS",
     "LATENCY_BUCKETS",
+    "SCORE_BUCKETS",
+    "STATISTIC_BUCKETS",
     "LagStatus",
     "Metrics",
+    "ModelOutcome",
+    "ModelRole",
     "Outcome",
     "Stopwatch",
+    "cdf_at",
     "exported_series_names",
     "metric_family_names",
     "render_metrics",

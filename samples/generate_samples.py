@@ -6,12 +6,16 @@ Run from the repository root::
 
 It rewrites ``samples/dicom/``, ``samples/raster/``, ``samples/bad/`` and
 ``samples/phi_manifest.json`` deterministically (same library versions give the same bytes).
+Three DICOM samples are made for the reference models, so the demo shows them discriminate:
+two synthetic CT phantoms of the kind ``lesion-detector`` was trained on (one with a lesion),
+and pydicom's real MR slice with noise added, which ``image-quality`` flags.
 The DICOM samples keep pydicom's fake patient names and IDs on purpose: tests scan every output
 for them (listed in ``phi_manifest.json``) to prove that no patient data leaks.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import struct
@@ -23,8 +27,15 @@ import numpy as np
 from PIL import Image
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+from ops.reference_model.phantoms import render_phantom
 
 SAMPLES = Path(__file__).resolve().parent
 DICOM_DIR, RASTER_DIR, BAD_DIR = SAMPLES / "dicom", SAMPLES / "raster", SAMPLES / "bad"
@@ -41,6 +52,11 @@ DICOM_SOURCES = {
 # A fake birth date is added to the CT sample so that age rules and PHI scans have one.
 FAKE_BIRTH_DATE = "19700101"
 RASTER_SIZES = (64, 256, 512, 2048)
+# Reference-model samples: phantoms rendered by the lesion-detector's own generator (256 px,
+# 10 HU noise, seed 7 for the lesion's position, size and contrast), and the real MR slice with
+# white noise of 8 % of its 1-99 % contrast (seed 8), above image-quality's 4 % definition.
+PHANTOM_SEED, PHANTOM_SIZE, PHANTOM_NOISE_HU = 7, 256, 10.0
+NOISY_MR_SEED, NOISY_MR_RELATIVE = 8, 0.08
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -83,6 +99,68 @@ def build_dicom() -> dict[str, Dataset]:
         _write(DICOM_DIR / name, _dataset_bytes(dataset))
         datasets[name] = dataset
     return datasets
+
+
+def _uid(*parts: str) -> str:
+    """A deterministic UID (pydicom's prefix + a hash of ``parts``)."""
+    return str(generate_uid(entropy_srcs=["radstream-samples", *parts]))
+
+
+def phantom_dataset(name: str, *, lesion: bool) -> Dataset:
+    """A CT image of a synthetic phantom (HU as signed 16-bit), with fake patient attributes."""
+    rng = np.random.default_rng(PHANTOM_SEED)
+    hu = render_phantom(rng, PHANTOM_SIZE, PHANTOM_SIZE, PHANTOM_NOISE_HU, lesion=lesion)
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    dataset.file_meta.MediaStorageSOPInstanceUID = _uid(name, "sop")
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.SOPClassUID = CTImageStorage
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
+    dataset.StudyInstanceUID = _uid(name, "study")
+    dataset.SeriesInstanceUID = _uid(name, "series")
+    # Fake identifiers on purpose: tests scan every output for them (phi_manifest.json).
+    dataset.PatientName = "Phantomova^Ada" if lesion else "Phantomova^Bea"
+    dataset.PatientID = "PH-0001" if lesion else "PH-0002"
+    dataset.Modality = "CT"
+    dataset.ImageType = ["DERIVED", "SECONDARY", "SYNTHETIC"]
+    dataset.SeriesDescription = "radstream synthetic phantom (not a patient)"
+    dataset.BodyPartExamined = "ABDOMEN"
+    dataset.PixelSpacing = [0.7, 0.7]
+    dataset.SliceThickness = 5.0
+    dataset.Rows, dataset.Columns = hu.shape
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
+    dataset.PixelRepresentation = 1
+    dataset.RescaleIntercept, dataset.RescaleSlope = 0, 1
+    dataset.WindowCenter, dataset.WindowWidth = 40, 400
+    dataset.PixelData = np.clip(np.rint(hu), -32768, 32767).astype("<i2").tobytes()
+    return dataset
+
+
+def noisy_mr_dataset(source: Dataset) -> Dataset:
+    """pydicom's MR slice with white Gaussian noise added (a derived image, same fake patient)."""
+    dataset = copy.deepcopy(source)
+    pixels = source.pixel_array.astype(np.float64)
+    low, high = np.percentile(pixels, [1, 99])
+    noise = np.random.default_rng(NOISY_MR_SEED).normal(
+        0.0, NOISY_MR_RELATIVE * (high - low), pixels.shape
+    )
+    noisy = np.clip(np.rint(pixels + noise), -32768, 32767).astype(source.pixel_array.dtype)
+    dataset.PixelData = noisy.tobytes()
+    dataset.SOPInstanceUID = _uid("mr_small_noisy.dcm", "sop")
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.ImageType = ["DERIVED", "SECONDARY", "NOISE_ADDED"]
+    return dataset
+
+
+def build_reference_model_samples(datasets: dict[str, Dataset]) -> None:
+    """The phantoms the lesion-detector discriminates and the noisy MR image-quality flags."""
+    for name, lesion in (("ct_phantom_lesion.dcm", True), ("ct_phantom_clear.dcm", False)):
+        _write(DICOM_DIR / name, _dataset_bytes(phantom_dataset(name, lesion=lesion)))
+    noisy = noisy_mr_dataset(datasets["mr_small.dcm"])
+    _write(DICOM_DIR / "mr_small_noisy.dcm", _dataset_bytes(noisy))
 
 
 def build_raster(datasets: dict[str, Dataset]) -> None:
@@ -207,6 +285,7 @@ def main() -> None:
     for folder in (DICOM_DIR, RASTER_DIR, BAD_DIR):
         shutil.rmtree(folder, ignore_errors=True)
     datasets = build_dicom()
+    build_reference_model_samples(datasets)
     build_raster(datasets)
     build_bad()
     manifest = json.dumps(phi_manifest(), indent=2, sort_keys=True) + "\n"

@@ -11,7 +11,8 @@ Each chain partition is a hash chain: ``hash = SHA-256(canonical bytes incl. pre
 had this head hash at this sequence", kept outside the audit store so truncation is detectable.
 
 :class:`ApiAction` is what the HTTP gateway publishes on the ``api.actions`` topic for every
-request worth auditing.
+request worth auditing; the command line publishes one for every dead-letter replay or purge
+and every model registry change (a model version added, a rollout mode changed).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.errors import ErrorCode
 from schemas.events import Pseudonym, Sha256Hex, Uid, utc_now
+from schemas.rollout import RolloutMode
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first record of every chain."""
@@ -34,6 +36,8 @@ ShortToken = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:/{}\-]{1,128}$")]
 # Network addresses: IPv4/IPv6 literal or host name, optionally with a port.
 NetworkAddress = Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]_-]{1,64}$")]
 KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+ModelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+ModelVersion = Annotated[str, Field(pattern=r"^[0-9A-Za-z.+-]{1,32}$")]
 
 
 class _Frozen(BaseModel):
@@ -60,12 +64,16 @@ class ApiActionKind(StrEnum):
     AUTH_FAILURE = "auth_failure"
     DLQ_PURGE = "dlq_purge"
     DLQ_REPLAY = "dlq_replay"
+    MODEL_ADD = "model_add"
+    MODEL_ROLLOUT = "model_rollout"
 
 
 class ApiAction(_Frozen):
-    """One audited API request, published by the gateway on ``api.actions``.
+    """One audited API request or operator command, published on ``api.actions``.
 
-    Holds ids and codes only: no request body, no query text, no token.
+    Holds ids and codes only: no request body, no query text, no token. The ``model_*`` and
+    ``rollout_*`` fields describe a model registry change: the version, its weights' digest
+    (``model_add``), and its rollout mode before and after (``model_rollout``).
     """
 
     schema_version: Literal[1] = 1
@@ -81,6 +89,12 @@ class ApiAction(_Frozen):
     correlation_id: ShortToken
     network_address: NetworkAddress | None = None
     error_code: ErrorCode | None = None
+    model_name: ModelName | None = None
+    model_version: ModelVersion | None = None
+    weights_sha256: Sha256Hex | None = None
+    rollout_mode: RolloutMode | None = None
+    previous_rollout_mode: RolloutMode | None = None
+    canary_percent: int | None = Field(None, ge=1, le=99)
 
 
 # ---------------------------------------------------------------- audit records
@@ -101,6 +115,8 @@ class AuditEventType(StrEnum):
     DLQ_PURGED = "DLQ_PURGED"
     DLQ_REPLAYED = "DLQ_REPLAYED"
     RESULT_EXPORTED = "RESULT_EXPORTED"
+    MODEL_ADDED = "MODEL_ADDED"
+    MODEL_ROLLOUT_CHANGED = "MODEL_ROLLOUT_CHANGED"
 
 
 class AuditAction(StrEnum):

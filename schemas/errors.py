@@ -106,6 +106,11 @@ class ErrorCode(StrEnum):
     DICOM_SOP_CLASS_UNSUPPORTED = "DICOM_SOP_CLASS_UNSUPPORTED"
     DICOM_PEER_UNAVAILABLE = "DICOM_PEER_UNAVAILABLE"
     DICOM_EXPORT_REFUSED = "DICOM_EXPORT_REFUSED"
+    # model lifecycle: input guard, bring your own model, rollout modes
+    MODEL_INPUT_OUT_OF_DISTRIBUTION = "MODEL_INPUT_OUT_OF_DISTRIBUTION"
+    MODEL_MANIFEST_MISMATCH = "MODEL_MANIFEST_MISMATCH"
+    MODEL_VERSION_RETIRED = "MODEL_VERSION_RETIRED"
+    MODEL_REGISTRY_CONFLICT = "MODEL_REGISTRY_CONFLICT"
 
 
 class ErrorCategory(StrEnum):
@@ -345,6 +350,29 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
     ),
     C.DICOM_EXPORT_REFUSED: ErrorSpec(
         "A DICOM destination permanently refused the result report (failure status).", _I, 422
+    ),
+    C.MODEL_INPUT_OUT_OF_DISTRIBUTION: ErrorSpec(
+        "The image's statistics fall outside the range the model declares it was trained on; "
+        "no score is given.",
+        _I,
+        422,
+    ),
+    C.MODEL_MANIFEST_MISMATCH: ErrorSpec(
+        "The manifest's input or output tensors do not match the ONNX graph; the model is not "
+        "served.",
+        ErrorCategory.INFERENCE,
+        503,
+    ),
+    C.MODEL_VERSION_RETIRED: ErrorSpec(
+        "The requested model version is retired and no longer served.",
+        ErrorCategory.NOT_FOUND,
+        404,
+    ),
+    C.MODEL_REGISTRY_CONFLICT: ErrorSpec(
+        "The registry change conflicts with its current state (the version exists, or the "
+        "rollout change is not allowed from the current modes).",
+        ErrorCategory.CONFLICT,
+        409,
     ),
 }
 del C

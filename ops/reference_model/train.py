@@ -1,8 +1,16 @@
-"""Train, export and register radstream's reference lesion-detector (NOT FOR CLINICAL USE).
+"""Train, export and register radstream's reference models (NOT FOR CLINICAL USE).
 
 Run from the repository root::
 
     PYTHONPATH=. .venv/bin/python -m ops.reference_model.train
+
+It trains the lesion-detector (this module) and the image-quality model
+(:mod:`ops.reference_model.quality`). Released versions are frozen: the script rebuilds only the
+newest version of each model unless ``--include-frozen`` is given, because a retrain on other
+library versions can differ in the last digits of a weight, and a released version's bytes
+never change.
+
+The lesion-detector:
 
 It generates labelled synthetic CT phantoms with fixed seeds (:mod:`ops.reference_model.phantoms`),
 and for each registered version builds a small ONNX graph with ``onnx.helper``: a fixed bank of
@@ -13,13 +21,15 @@ features are computed by ONNX Runtime on images preprocessed by the pipeline's o
 ``streams.inference.preprocessing``, so training sees exactly what serving sees. It measures the
 accuracy on a held-out set it generated with another seed and writes ``model.onnx``,
 ``manifest.yaml`` (with the weights' SHA-256 and the accuracy) and ``MODEL_CARD.md`` into
-``model_registry/lesion-detector/<version>/``. Running it twice writes identical files.
+``model_registry/lesion-detector/<version>/``. From 1.2.0 the manifest also declares the input
+guard (the training images' statistic ranges) and the reference distribution for drift (the
+held-out set's scores and statistics). Running it twice writes identical files (one BLAS thread,
+set by the package, and the same library versions).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +37,22 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-import yaml
 from onnx import TensorProto, helper, numpy_helper
 
+from ops.reference_model import quality
+from ops.reference_model.common import (
+    OPSET,
+    REGISTRY,
+    add_logistic_head,
+    binary_metrics,
+    finish_model,
+    fit_logistic,
+    guard_ranges,
+    reference,
+    run,
+    statistics_matrix,
+    write_version,
+)
 from ops.reference_model.phantoms import (
     LESION_CONTRAST_HU,
     LESION_SIGMA_FRACTION,
@@ -38,17 +60,14 @@ from ops.reference_model.phantoms import (
     SIZES,
     generate_phantoms,
 )
-from streams.inference.manifest import REFERENCE_STATUS, InputSpec, parse_manifest
+from streams.inference.manifest import REFERENCE_STATUS, InputSpec
 from streams.inference.preprocessing import preprocess_batch
 
 MODEL_NAME = "lesion-detector"
-REGISTRY = Path(__file__).resolve().parents[2] / "model_registry"
 TRAIN_SEED = 1001
 HELDOUT_SEED = 2002
 TRAIN_COUNT = 2000
 HELDOUT_COUNT = 1000
-OPSET = 17
-IR_VERSION = 8
 WINDOW = {"kind": "window", "center": 40.0, "width": 400.0}
 INTENDED_USE = (
     "Demonstration and testing of the radstream pipeline only: flags synthetic CT phantoms "
@@ -71,12 +90,37 @@ class VersionPlan:
     laplacian: bool
     l2: float
     default: bool
+    guard: bool = False  # declare the input guard and the drift reference (from 1.2.0)
+    frozen: bool = False  # released before the guard: never rewritten by default
 
 
 PLANS = (
-    VersionPlan("1.0.0", size=48, sigmas=(1.2, 2.0, 3.0), laplacian=False, l2=1.0, default=False),
     VersionPlan(
-        "1.1.0", size=64, sigmas=(1.0, 1.6, 2.5, 4.0), laplacian=True, l2=0.1, default=True
+        "1.0.0",
+        size=48,
+        sigmas=(1.2, 2.0, 3.0),
+        laplacian=False,
+        l2=1.0,
+        default=False,
+        frozen=True,
+    ),
+    VersionPlan(
+        "1.1.0",
+        size=64,
+        sigmas=(1.0, 1.6, 2.5, 4.0),
+        laplacian=True,
+        l2=0.1,
+        default=True,
+        frozen=True,
+    ),
+    VersionPlan(
+        "1.2.0",
+        size=64,
+        sigmas=(1.0, 1.6, 2.5, 4.0),
+        laplacian=True,
+        l2=0.1,
+        default=False,
+        guard=True,
     ),
 )
 
@@ -153,16 +197,7 @@ def build_graph(plan: VersionPlan, head: tuple[np.ndarray, float] | None = None)
     if head is None:
         output = helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, n_features])
     else:
-        weights, bias = head
-        init += [
-            numpy_helper.from_array(weights.reshape(n_features, 1).astype(np.float32), "w"),
-            numpy_helper.from_array(np.array([bias], dtype=np.float32), "b"),
-        ]
-        nodes += [
-            helper.make_node("Gemm", ["features", "w", "b"], ["logit"]),
-            helper.make_node("Sigmoid", ["logit"], ["scores"]),
-        ]
-        output = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 1])
+        output = add_logistic_head(nodes, init, head, n_features)
     graph = helper.make_graph(
         nodes,
         f"{MODEL_NAME}-{plan.version}",
@@ -174,27 +209,9 @@ def build_graph(plan: VersionPlan, head: tuple[np.ndarray, float] | None = None)
         [output],
         initializer=init,
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="radstream-reference-trainer",
-        producer_version="1",
-        doc_string="radstream reference lesion-detector. REFERENCE MODEL - NOT FOR CLINICAL USE.",
+    return finish_model(
+        graph, "radstream reference lesion-detector. REFERENCE MODEL - NOT FOR CLINICAL USE."
     )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
-def run(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
-    """Run a graph with ONNX Runtime on the CPU, single-threaded so results are reproducible."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    return np.asarray(session.run(None, {"image": inputs})[0], dtype=np.float64)
 
 
 def dataset(seed: int, count: int, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -204,47 +221,31 @@ def dataset(seed: int, count: int, spec: InputSpec) -> tuple[np.ndarray, np.ndar
     return images, np.array([p.lesion for p in phantoms], dtype=np.float64)
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """L2-penalised logistic regression by Newton's method, on standardised features.
-
-    Returns weights and bias for the *raw* features (the standardisation is folded in), so the
-    ONNX head is a single Gemm.
-    """
-    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-12
-    z = np.hstack([(features - mean) / std, np.ones((len(features), 1))])
-    theta = np.zeros(z.shape[1])
-    penalty = np.diag([l2] * (z.shape[1] - 1) + [0.0])
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-(z @ theta)))
-        gradient = z.T @ (p - labels) + penalty @ theta
-        hessian = (z.T * (p * (1 - p))) @ z + penalty
-        step = np.linalg.solve(hessian, gradient)
-        theta -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    weights = theta[:-1] / std
-    bias = theta[-1] - float(np.sum(theta[:-1] * mean / std))
-    # Rounding makes the exported file byte-identical across runs despite last-bit noise.
-    return np.round(weights, 6), round(bias, 6)
-
-
-def accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> float:
-    """The share of images whose thresholded score equals the label."""
-    return float(np.mean((scores[:, 0] >= threshold) == (labels == 1.0)))
-
-
-def manifest_dict(plan: VersionPlan, digest: str, metrics: dict[str, float]) -> dict[str, Any]:
+def manifest_dict(
+    plan: VersionPlan,
+    metrics: dict[str, float],
+    guard: dict[str, dict[str, float]] | None = None,
+    drift_reference: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The manifest of a version as plain data, in the documented key order."""
-    return {
+    spec = input_spec(plan).model_dump(mode="json")
+    if guard:
+        spec["expected_statistics"] = guard
+    else:
+        del spec["expected_statistics"]
+    data: dict[str, Any] = {
         "name": MODEL_NAME,
         "version": plan.version,
         "runtime": "onnxruntime",
-        "default": plan.default,
+    }
+    if plan.frozen:  # released with the legacy flag; rollout.yaml decides modes since 1.2.0
+        data["default"] = plan.default
+    return {
+        **data,
         "status": REFERENCE_STATUS,
         "intended_use": INTENDED_USE,
         "model_card": "MODEL_CARD.md",
-        "weights": {"file": "model.onnx", "sha256": digest},
-        "input": input_spec(plan).model_dump(mode="json"),
+        "input": spec,
         "output": {
             "tensor": "scores",
             "labels": ["lesion"],
@@ -253,7 +254,41 @@ def manifest_dict(plan: VersionPlan, digest: str, metrics: dict[str, float]) -> 
             "negative_decision": "no_finding",
         },
         "metrics": metrics,
+        **({"reference": drift_reference} if drift_reference else {}),
     }
+
+
+GUARD_SECTION = """
+## Input guard (out-of-distribution images get no score)
+The manifest declares the range of each statistic of the preprocessed 64x64 input that the
+training phantoms span (their 0.1-99.9 % range, widened; see `input.expected_statistics`). An
+image outside any range is refused with `MODEL_INPUT_OUT_OF_DISTRIBUTION` instead of scored.
+Real CT slices are outside: bone and contrast push `fraction_high` above zero and lungs and
+anatomy move `mean` and `fraction_low` (for pydicom's `CT_small.dcm`: `fraction_high` 0.064,
+`mean` 0.397). Earlier versions had no guard and scored every real CT slice as `lesion` (1.00).
+
+## Drift reference
+`reference` in the manifest holds 21 quantiles of the score and of every input statistic on the
+held-out set; the workers export them next to the live histograms and the
+`RadstreamModelScoreDrift` / `RadstreamModelInputDrift` alerts compare the two.
+
+## Demo samples
+`samples/dicom/ct_phantom_lesion.dcm` and `ct_phantom_clear.dcm` are phantoms of the training
+kind written as CT DICOM (`samples/generate_samples.py`): the model flags the first and not the
+second. `samples/dicom/ct_small.dcm`, a real CT slice, is refused as out of distribution.
+"""
+
+
+def rollout_line(plan: VersionPlan) -> str:
+    """The card's line about serving: the legacy default flag, or where the mode is kept."""
+    if plan.frozen:
+        return f"- Default version: {'yes' if plan.default else 'no'}."
+    return (
+        "- Rollout mode: kept in `model_registry/rollout.yaml` (it changes; this card does not).\n"
+        "- Same recipe and training data as 1.1.0, retrained with one BLAS thread (the weights\n"
+        "  differ from 1.1.0's in the sixth significant digit; the accuracy is the same), plus\n"
+        "  the input guard and the drift reference below."
+    )
 
 
 def model_card(plan: VersionPlan, digest: str, metrics: dict[str, float]) -> str:
@@ -268,7 +303,7 @@ def model_card(plan: VersionPlan, digest: str, metrics: dict[str, float]) -> str
 **REFERENCE MODEL — NOT FOR CLINICAL USE.** Status: `{REFERENCE_STATUS}`.
 
 radstream ships this model so the pipeline runs end to end out of the box. Hospitals register
-their own models next to it (see `docs/inference.md`).
+their own models next to it (see `{"docs/inference.md" if plan.frozen else "docs/models.md"}`).
 
 ## Intended use
 {INTENDED_USE}
@@ -284,7 +319,7 @@ Out of scope: any diagnosis, triage, screening or other decision about a person.
   global max pooling; logistic-regression head (L2 = {plan.l2:g}) trained with Newton's method.
 - Output: `scores[:, 0]` = probability of `lesion`; decision `lesion` when the score is at least
   0.5, else `no_finding`.
-- Default version: {"yes" if plan.default else "no"}.
+{rollout_line(plan)}
 
 ## Training data
 Synthetic only, generated by `ops/reference_model/phantoms.py` with seed {TRAIN_SEED}
@@ -305,7 +340,7 @@ Held-out synthetic set generated with seed {HELDOUT_SEED} ({HELDOUT_COUNT} image
 
 `tests/unit/inference/test_reference_model_accuracy.py` re-measures the accuracy through the
 registry, preprocessing and runtime the pipeline uses, on a fresh set with another seed.
-
+{GUARD_SECTION if plan.guard else ""}
 ## Limitations
 - Knows nothing about anatomy: real CT has vessels, bowel gas, bone and implants, all of which
   would look like "lesions" to it. Its scores on real images mean nothing.
@@ -327,40 +362,48 @@ def train_version(plan: VersionPlan, registry: Path) -> dict[str, float]:
     head = fit_logistic(features, train_y, plan.l2)
     model = build_graph(plan, head)
     heldout_x, heldout_y = dataset(HELDOUT_SEED, HELDOUT_COUNT, spec)
-    scores = run(model, heldout_x)
-    predicted = scores[:, 0] >= 0.5
-    positive = heldout_y == 1.0
+    scores = run(model, heldout_x)[:, 0]
+    heldout = binary_metrics(scores, heldout_y, 0.5)
     metrics = {
-        "heldout_accuracy": round(accuracy(scores, heldout_y), 4),
-        "heldout_sensitivity": round(float(predicted[positive].mean()), 4),
-        "heldout_specificity": round(float((~predicted[~positive]).mean()), 4),
+        "heldout_accuracy": heldout["accuracy"],
+        "heldout_sensitivity": heldout["sensitivity"],
+        "heldout_specificity": heldout["specificity"],
         "heldout_count": float(HELDOUT_COUNT),
         "heldout_seed": float(HELDOUT_SEED),
-        "train_accuracy": round(accuracy(run(model, train_x), train_y), 4),
+        "train_accuracy": binary_metrics(run(model, train_x)[:, 0], train_y, 0.5)["accuracy"],
     }
-    weights = model.SerializeToString()
-    digest = hashlib.sha256(weights).hexdigest()
-    directory = registry / MODEL_NAME / plan.version
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.onnx").write_bytes(weights)
-    text = "# Written by ops/reference_model/train.py — regenerate, do not edit by hand.\n"
-    text += yaml.safe_dump(
-        manifest_dict(plan, digest, metrics), sort_keys=False, allow_unicode=True, width=100
+    guard = drift_reference = None
+    if plan.guard:
+        guard = guard_ranges(statistics_matrix(train_x))
+        drift_reference = reference(
+            f"held-out synthetic phantoms (seed {HELDOUT_SEED}, {HELDOUT_COUNT} images)",
+            {"lesion": scores},
+            statistics_matrix(heldout_x),
+        )
+    write_version(
+        registry,
+        model,
+        manifest_dict(plan, metrics, guard, drift_reference),
+        model_card(plan, "{digest}", metrics),
     )
-    parse_manifest(text)  # refuse to write a manifest the registry would not load
-    (directory / "manifest.yaml").write_text(text, encoding="utf-8")
-    (directory / "MODEL_CARD.md").write_text(model_card(plan, digest, metrics), encoding="utf-8")
     return metrics
 
 
 def main() -> None:
-    """Train every planned version into the registry and print their metrics."""
+    """Train the reference models' versions into the registry and print their metrics."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, default=REGISTRY)
+    parser.add_argument(
+        "--include-frozen", action="store_true", help="also rebuild released versions"
+    )
     args = parser.parse_args()
     for plan in PLANS:
+        if plan.frozen and not args.include_frozen:
+            continue
         metrics = train_version(plan, args.registry)
         print(f"{MODEL_NAME}@{plan.version}: {metrics}")
+    for version, metrics in quality.train(args.registry).items():
+        print(f"{quality.MODEL_NAME}@{version}: {metrics}")
 
 
 if __name__ == "__main__":

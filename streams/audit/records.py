@@ -86,6 +86,8 @@ _API_TYPES: dict[ApiActionKind, tuple[AuditEventType, AuditAction]] = {
     ApiActionKind.AUTH_FAILURE: (AuditEventType.API_AUTH_FAILURE, AuditAction.EXECUTE),
     ApiActionKind.DLQ_PURGE: (AuditEventType.DLQ_PURGED, AuditAction.DELETE),
     ApiActionKind.DLQ_REPLAY: (AuditEventType.DLQ_REPLAYED, AuditAction.EXECUTE),
+    ApiActionKind.MODEL_ADD: (AuditEventType.MODEL_ADDED, AuditAction.CREATE),
+    ApiActionKind.MODEL_ROLLOUT: (AuditEventType.MODEL_ROLLOUT_CHANGED, AuditAction.UPDATE),
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._@:/{}\-]{1,128}$")
@@ -277,6 +279,22 @@ def _dead_letter_draft(event: DeadLetter, source: AuditSource) -> AuditDraft:
     )
 
 
+def _model_change(event: ApiAction) -> str | None:
+    """What a successful model registry change did, as an audit-safe token.
+
+    ``model_add``: the installed weights' ``sha256:<hex>``; ``model_rollout``: the new mode
+    (``canary:<percent>`` for a canary). The previous mode is on the ``api.actions`` message the
+    record's source points to, and in the chain's previous record of the same version.
+    """
+    if event.action is ApiActionKind.MODEL_ADD and event.weights_sha256:
+        return f"sha256:{event.weights_sha256}"
+    if event.action is ApiActionKind.MODEL_ROLLOUT and event.rollout_mode:
+        if event.canary_percent is not None:
+            return f"{event.rollout_mode.value}:{event.canary_percent}"
+        return event.rollout_mode.value
+    return None
+
+
 def _api_draft(event: ApiAction, source: AuditSource) -> AuditDraft:
     event_type, action = _API_TYPES[event.action]
     if event.outcome == "success":
@@ -286,19 +304,25 @@ def _api_draft(event: ApiAction, source: AuditSource) -> AuditDraft:
     else:
         # The request was refused (auth, validation, conflict): the action was terminated.
         outcome = AuditOutcome.SERIOUS_FAILURE
+    description = event.error_code.value if event.error_code else _model_change(event)
     return AuditDraft(
         event_type=event_type,
         action=action,
         recorded_at=event.occurred_at,
         outcome=outcome,
-        outcome_description=event.error_code.value if event.error_code else None,
+        outcome_description=description,
         actor=AuditActor(
             user_id=event.actor_id or ANONYMOUS_ACTOR,
             is_requester=True,
             roles=event.roles,
             network_address=event.network_address,
         ),
-        object=AuditObject(event_id=event.event_id, result_id=event.result_id),
+        object=AuditObject(
+            event_id=event.event_id,
+            result_id=event.result_id,
+            model_name=safe_token(event.model_name),
+            model_version=safe_token(event.model_version),
+        ),
         correlation_id=_correlation(source, event.correlation_id),
         source=source,
     )

@@ -28,6 +28,11 @@ from schemas.events import (
     Stage,
     utc_now,
 )
+from streams.inference.input_guard import (
+    InputStatistics,
+    check_in_distribution,
+    input_statistics,
+)
 from streams.inference.manifest import ModelManifest, OutputSpec
 from streams.inference.preprocessing import preprocess
 from streams.inference.registry import ModelRegistry, RegisteredModel
@@ -48,13 +53,19 @@ class InferenceRequest:
 class InferenceOutcome:
     """The result of one image on one model: a completed event, or the error that stopped it.
 
-    ``model_id`` is ``None`` when the image could not be routed to any model.
+    ``model_id`` is the exact ``name@version`` once the model was resolved, the requested id
+    when resolving failed, and ``None`` when the image could not be routed to any model.
+    ``input_statistics`` are those of the preprocessed image (also when the input guard refused
+    it), for drift monitoring; ``None`` when preprocessing did not happen. ``shadow`` marks the
+    outcome of a version running in shadow: it is kept for comparison, never published.
     """
 
     request: InferenceRequest
     model_id: str | None
     result: InferenceCompleted | None = None
     error: RadstreamError | None = None
+    input_statistics: InputStatistics | None = None
+    shadow: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,6 +115,8 @@ class _Prepared:
     request: InferenceRequest
     tensor: np.ndarray
     preprocess_seconds: float
+    statistics: InputStatistics
+    shadow: bool
 
 
 def _complete(
@@ -119,13 +132,16 @@ def _complete(
     """Turn one row of scores into an outcome, refusing rows that are not valid scores."""
     output = model.manifest.output
     request = prepared.request
+    statistics, shadow = prepared.statistics, prepared.shadow
     if row.shape != (len(output.labels),) or not np.isfinite(row).all():
         error = InferenceError(
             ErrorCode.INFERENCE_FAILED,
             f"model {model.model_id} returned {row.shape} non-finite or misshaped scores, "
             f"expected {len(output.labels)} finite values",
         )
-        return InferenceOutcome(request, model.model_id, error=error)
+        return InferenceOutcome(
+            request, model.model_id, error=error, input_statistics=statistics, shadow=shadow
+        )
     scores = {label: float(value) for label, value in zip(output.labels, row, strict=True)}
     try:
         result = _result_event(
@@ -146,8 +162,12 @@ def _complete(
             error=error_for(
                 ErrorCode.EVENT_MALFORMED, f"result does not fit the event contract: {fields}"
             ),
+            input_statistics=statistics,
+            shadow=shadow,
         )
-    return InferenceOutcome(request, model.model_id, result=result)
+    return InferenceOutcome(
+        request, model.model_id, result=result, input_statistics=statistics, shadow=shadow
+    )
 
 
 def _result_event(
@@ -224,7 +244,15 @@ def _run(
                 ErrorCode.INFERENCE_FAILED, f"model runner failed: {type(exc).__name__}"
             )
         )
-        return [(items[0].index, InferenceOutcome(items[0].request, model.model_id, error=error))]
+        item = items[0]
+        failed = InferenceOutcome(
+            item.request,
+            model.model_id,
+            error=error,
+            input_statistics=item.statistics,
+            shadow=item.shadow,
+        )
+        return [(item.index, failed)]
     share = (time.perf_counter() - started) / len(items)
     provider = runner.provider
     return [
@@ -244,19 +272,49 @@ def _run(
     ]
 
 
+def rollout_key(event: ImageValidated) -> str:
+    """What a canary share is decided by: the study UID, else the image's own event id."""
+    return event.study_instance_uid or str(event.event_id)
+
+
+def _prepare(
+    index: int, request: InferenceRequest, model: RegisteredModel, *, shadow: bool
+) -> _Prepared | InferenceOutcome:
+    """Check, preprocess and guard one image for one model version; a failure is an outcome."""
+    manifest = model.manifest
+    statistics: InputStatistics | None = None
+    try:
+        check_compatible(request.event, manifest)
+        started = time.perf_counter()
+        tensor = preprocess(request.pixels, manifest.input)
+        statistics = input_statistics(tensor, manifest.input.layout)
+        elapsed = time.perf_counter() - started
+        check_in_distribution(statistics, manifest)
+    except RadstreamError as exc:
+        return InferenceOutcome(
+            request, model.model_id, error=exc, input_statistics=statistics, shadow=shadow
+        )
+    return _Prepared(index, request, tensor, elapsed, statistics, shadow)
+
+
 def infer_batch(
     items: Sequence[InferenceRequest],
     registry: ModelRegistry,
     rules: RoutingRules,
     *,
     clock: Callable[[], datetime] = utc_now,
+    include_shadows: bool = False,
 ) -> list[InferenceOutcome]:
-    """Infer a micro-batch: one outcome per image per routed model, in input order.
+    """Infer a micro-batch: one outcome per image per model version that runs, in input order.
 
-    Each model runs once on all its images (as one tensor). ``inference_seconds`` of a result is
+    Each routed model id runs the versions its rollout selects (``ModelRegistry.select``):
+    the published one, and with ``include_shadows`` its shadows too (outcomes marked
+    ``shadow``, after the published ones of the same image). A version runs once per image
+    even when several ids select it, published taking precedence over shadow. Each model
+    version runs once on all its images (as one tensor). ``inference_seconds`` of a result is
     its own preprocessing time plus its share of the batched run's wall time.
     """
-    # slots[i] holds the outcomes of item i, one per routed model, filled in as they come.
+    # slots[i] holds the outcomes of item i, one per version that runs, filled in as they come.
     slots: list[list[InferenceOutcome | None]] = []
     groups: dict[str, tuple[RegisteredModel, list[_Prepared]]] = {}
     position: dict[tuple[int, str], int] = {}
@@ -268,24 +326,29 @@ def infer_batch(
             slots.append([InferenceOutcome(request, None, error=exc)])
             continue
         outcomes: list[InferenceOutcome | None] = []
+        chosen: list[tuple[RegisteredModel, bool]] = []
         for model_id in model_ids:
             try:
-                model = registry.resolve(model_id)
-                check_compatible(event, model.manifest)
-                started = time.perf_counter()
-                tensor = preprocess(request.pixels, model.manifest.input)
-                elapsed = time.perf_counter() - started
+                selected = registry.select(model_id, rollout_key(event))
             except RadstreamError as exc:
                 outcomes.append(InferenceOutcome(request, model_id, error=exc))
                 continue
+            chosen += [
+                (model, shadow) for model, shadow in selected if include_shadows or not shadow
+            ]
+        # A stable sort: published versions first, each group in the order it was asked for.
+        for model, shadow in sorted(chosen, key=lambda pair: pair[1]):
             if (index, model.model_id) in position:
-                continue  # two ids naming the same version: one result, not two
+                continue  # two ids selecting the same version: one result, not two
+            prepared = _prepare(index, request, model, shadow=shadow)
             position[(index, model.model_id)] = len(outcomes)
+            if isinstance(prepared, InferenceOutcome):
+                outcomes.append(prepared)
+                continue
             outcomes.append(None)
-            group = groups.setdefault(model.model_id, (model, []))
-            group[1].append(_Prepared(index, request, tensor, elapsed))
+            groups.setdefault(model.model_id, (model, []))[1].append(prepared)
         slots.append(outcomes)
-    for model_key, (model, prepared) in groups.items():
-        for index, outcome in _run(model, prepared, clock):
+    for model_key, (model, prepared_items) in groups.items():
+        for index, outcome in _run(model, prepared_items, clock):
             slots[index][position[(index, model_key)]] = outcome
     return [outcome for outcomes in slots for outcome in outcomes if outcome is not None]

@@ -7,8 +7,11 @@ threshold or a window cannot silently change what a model decides.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import re
+from enum import StrEnum
 from typing import Annotated, Literal
 
 import yaml
@@ -22,6 +25,8 @@ MODEL_VERSION_PATTERN = r"^[0-9A-Za-z.+-]{1,32}$"
 WEIGHTS_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\.onnx$"
 REFERENCE_STATUS = "reference — not for clinical use"
 DECISION_MAX_LENGTH = 64
+# A reference distribution is given by its quantiles at these levels (every 5 %, min to max).
+REFERENCE_QUANTILE_LEVELS: tuple[float, ...] = tuple(i / 20 for i in range(21))
 
 
 class _Strict(BaseModel):
@@ -62,6 +67,78 @@ Normalisation = Annotated[
 ]
 
 
+class InputStatistic(StrEnum):
+    """Per-image statistics of the preprocessed input tensor (what the model actually sees).
+
+    They are the vocabulary of the input guard (``input.expected_statistics``) and of drift
+    monitoring (``reference.statistics``); ``streams.inference.input_guard`` computes them.
+    """
+
+    MEAN = "mean"  # mean value
+    STD = "std"  # standard deviation of the values
+    FRACTION_LOW = "fraction_low"  # share of values <= 0 (clipped low by a window, background)
+    FRACTION_HIGH = "fraction_high"  # share of values >= 1 (clipped high by a window)
+    GRADIENT = "gradient"  # mean absolute difference of neighbouring pixels (texture, noise)
+
+
+class StatisticRange(_Strict):
+    """The inclusive range of one input statistic the model accepts."""
+
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StatisticRange:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min > self.max:
+            raise ValueError("a range needs finite min <= max")
+        return self
+
+
+Quantiles = Annotated[
+    tuple[float, ...],
+    Field(
+        min_length=len(REFERENCE_QUANTILE_LEVELS),
+        max_length=len(REFERENCE_QUANTILE_LEVELS),
+        description="values at the quantile levels 0, 0.05, ..., 1 (21 numbers)",
+    ),
+]
+
+
+class ReferenceDistribution(_Strict):
+    """What the model's scores and input statistics looked like on its evaluation data.
+
+    Drift monitoring compares live traffic with it; each distribution is summarised by 21
+    quantiles (:data:`REFERENCE_QUANTILE_LEVELS`).
+    """
+
+    source: str = Field(min_length=1, max_length=500, description="which data was measured")
+    scores: dict[str, Quantiles] = Field(default_factory=dict)
+    statistics: dict[InputStatistic, Quantiles] = Field(default_factory=dict)
+
+    def score_points(self) -> dict[str, list[tuple[float, float]]]:
+        """Each label's reference as ``(value, cumulative share)`` points."""
+        return {
+            label: list(zip(q, REFERENCE_QUANTILE_LEVELS, strict=True))
+            for label, q in self.scores.items()
+        }
+
+    def statistic_points(self) -> dict[str, list[tuple[float, float]]]:
+        """Each input statistic's reference as ``(value, cumulative share)`` points."""
+        return {
+            name.value: list(zip(q, REFERENCE_QUANTILE_LEVELS, strict=True))
+            for name, q in self.statistics.items()
+        }
+
+    @model_validator(mode="after")
+    def _quantiles_are_quantiles(self) -> ReferenceDistribution:
+        for name, values in [*self.scores.items(), *self.statistics.items()]:
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"reference quantiles of {name} must be finite")
+            if any(b < a for a, b in itertools.pairwise(values)):
+                raise ValueError(f"reference quantiles of {name} must not decrease")
+        return self
+
+
 class WeightsSpec(_Strict):
     """The weights file (relative to the manifest) and its SHA-256."""
 
@@ -81,6 +158,11 @@ class InputSpec(_Strict):
     width: int = Field(ge=1, le=4096)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     normalisation: Normalisation
+    expected_statistics: dict[InputStatistic, StatisticRange] = Field(
+        default_factory=dict,
+        description="the input guard: an image whose statistic falls outside its range is "
+        "refused as out of distribution instead of scored",
+    )
 
     @model_validator(mode="after")
     def _modalities_are_codes(self) -> InputSpec:
@@ -124,7 +206,11 @@ class ModelManifest(_Strict):
     name: str = Field(pattern=MODEL_NAME_PATTERN)
     version: str = Field(pattern=MODEL_VERSION_PATTERN)
     runtime: Literal["onnxruntime"]
-    default: bool
+    default: bool = Field(
+        False,
+        description="legacy: the version served by bare name when rollout.yaml does not list "
+        "the model (rollout.yaml's 'active' mode replaces it)",
+    )
     status: str = Field(min_length=1, max_length=64, description="e.g. " + REFERENCE_STATUS)
     intended_use: str = Field(min_length=1, max_length=2000)
     model_card: str = Field("MODEL_CARD.md", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\.md$")
@@ -132,6 +218,15 @@ class ModelManifest(_Strict):
     input: InputSpec
     output: OutputSpec
     metrics: dict[str, float] = Field(default_factory=dict)
+    reference: ReferenceDistribution | None = None
+
+    @model_validator(mode="after")
+    def _reference_scores_are_labels(self) -> ModelManifest:
+        if self.reference is not None:
+            unknown = sorted(set(self.reference.scores) - set(self.output.labels))
+            if unknown:
+                raise ValueError(f"reference scores name unknown labels: {', '.join(unknown)}")
+        return self
 
     @property
     def model_id(self) -> str:

@@ -8,12 +8,13 @@ translated where it enters, into ``MODEL_LOAD_FAILED`` or ``INFERENCE_FAILED``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from schemas.errors import ErrorCode, InferenceError
+from streams.inference.signature import GraphSignature, TensorInfo
 
 RUNTIME_NAME = "onnxruntime"
 
@@ -32,6 +33,46 @@ class BatchRunner(Protocol):
 def available_providers() -> list[str]:
     """The execution providers this onnxruntime build offers."""
     return list(ort.get_available_providers())
+
+
+def _tensor_info(node: Any) -> TensorInfo:
+    """A session input/output (onnxruntime ``NodeArg``) as a :class:`TensorInfo`."""
+    shape = node.shape
+    dims = None if shape is None else tuple(d if isinstance(d, int) else None for d in shape)
+    return TensorInfo(name=str(node.name), element_type=str(node.type), shape=dims)
+
+
+def _session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: the worker logs through structlog
+    return options
+
+
+def _open(model_bytes: bytes, providers: Sequence[str], intra_op_threads: int) -> Any:
+    try:
+        return ort.InferenceSession(
+            model_bytes, sess_options=_session_options(intra_op_threads), providers=list(providers)
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped pybind errors
+        raise InferenceError(
+            ErrorCode.MODEL_LOAD_FAILED,
+            f"onnxruntime could not load the model: {type(exc).__name__}",
+        ) from exc
+
+
+def describe_graph(model_bytes: bytes) -> GraphSignature:
+    """The inputs and outputs an ONNX model declares (CPU session, nothing run).
+
+    Raises:
+        InferenceError: ``MODEL_LOAD_FAILED`` when the bytes are not a model onnxruntime loads.
+    """
+    session = _open(model_bytes, ("CPUExecutionProvider",), 1)
+    return GraphSignature(
+        inputs=tuple(_tensor_info(node) for node in session.get_inputs()),
+        outputs=tuple(_tensor_info(node) for node in session.get_outputs()),
+    )
 
 
 class OnnxSession:
@@ -67,19 +108,7 @@ class OnnxSession:
                 f"execution provider(s) {', '.join(missing)} not available in this onnxruntime "
                 f"build (available: {', '.join(available)})",
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: the worker logs through structlog
-        try:
-            session = ort.InferenceSession(
-                model_bytes, sess_options=options, providers=list(providers)
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped pybind errors
-            raise InferenceError(
-                ErrorCode.MODEL_LOAD_FAILED,
-                f"onnxruntime could not load the model: {type(exc).__name__}",
-            ) from exc
+        session = _open(model_bytes, providers, intra_op_threads)
         inputs = [node.name for node in session.get_inputs()]
         outputs = [node.name for node in session.get_outputs()]
         if input_name not in inputs or output_name not in outputs:
@@ -89,6 +118,13 @@ class OnnxSession:
                 f"{input_name!r} -> {output_name!r}",
             )
         return cls(session, input_name, output_name)
+
+    def signature(self) -> GraphSignature:
+        """The inputs and outputs the loaded graph declares."""
+        return GraphSignature(
+            inputs=tuple(_tensor_info(node) for node in self._session.get_inputs()),
+            outputs=tuple(_tensor_info(node) for node in self._session.get_outputs()),
+        )
 
     @property
     def provider(self) -> str:

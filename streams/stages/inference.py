@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import ImageRejected, ImageValidated, Stage
@@ -29,6 +30,22 @@ from streams.topics import TopicKey
 from streams.validation import decode_pixels
 
 ModelBatchHook = Callable[[str, str, int, float], None]
+
+
+class ModelOutcomeHook(Protocol):
+    """Called once per image per model version that saw it (drift and rollout metrics)."""
+
+    def __call__(
+        self,
+        model: str,
+        model_version: str,
+        outcome: str,
+        *,
+        shadow: bool,
+        scores: Mapping[str, float] | None,
+        statistics: Mapping[str, float] | None,
+    ) -> None:
+        """``outcome`` is ``scored``, ``out_of_distribution`` or ``failed``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +67,14 @@ class InferenceStage:
         limits: ValidationSettings,
         *,
         on_model_batch: ModelBatchHook | None = None,
+        on_model_outcome: ModelOutcomeHook | None = None,
     ) -> None:
         self._reader = reader
         self._registry = registry
         self._rules = rules
         self._limits = limits
         self._on_model_batch = on_model_batch
+        self._on_model_outcome = on_model_outcome
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Results and rejections for ``batch``; order of messages is kept per image."""
@@ -75,6 +94,7 @@ class InferenceStage:
             infer_batch, [p.request for p in prepared], self._registry, self._rules
         )
         self._report_model_batches(outcomes, time.perf_counter() - started)
+        self._report_model_outcomes(outcomes)
         for outcome in outcomes:
             message = by_request[id(outcome.request)]
             if outcome.result is not None:
@@ -133,6 +153,28 @@ class InferenceStage:
                 sizes[key] = sizes.get(key, 0) + 1
         for (name, version), size in sizes.items():
             self._on_model_batch(name, version, size, seconds)
+
+    def _report_model_outcomes(self, outcomes: Sequence[InferenceOutcome]) -> None:
+        if self._on_model_outcome is None:
+            return
+        for outcome in outcomes:
+            if outcome.input_statistics is None or outcome.model_id is None:
+                continue  # never reached a model (routing, resolving or preprocessing failed)
+            name, _, version = outcome.model_id.partition("@")
+            if outcome.result is not None:
+                kind = "scored"
+            elif outcome.error and outcome.error.code is ErrorCode.MODEL_INPUT_OUT_OF_DISTRIBUTION:
+                kind = "out_of_distribution"
+            else:
+                kind = "failed"
+            self._on_model_outcome(
+                name,
+                version,
+                kind,
+                shadow=outcome.shadow,
+                scores=outcome.result.scores if outcome.result else None,
+                statistics={k.value: v for k, v in outcome.input_statistics.items()},
+            )
 
     def _rejected(
         self, message: Incoming, event: ImageValidated, error: RadstreamError, model_id: str | None

@@ -37,7 +37,9 @@ def api_settings(
     """Isolated topics, groups and audit key; storage root with one CT image in it."""
     root = tmp_path / "images"
     root.mkdir()
-    shutil.copy(SAMPLES_DIR / "dicom" / "ct_small.dcm", root / "ct.dcm")
+    # A phantom of the kind the reference lesion-detector was trained on (a real CT slice is
+    # refused by its input guard, which is not what this test is about).
+    shutil.copy(SAMPLES_DIR / "dicom" / "ct_phantom_lesion.dcm", root / "ct.dcm")
     return load_settings(
         kafka_bootstrap=kafka_bootstrap,
         database_url=SecretStr(pipeline_database_url),
@@ -98,7 +100,9 @@ async def test_submit_read_verify_and_audit(
     clinician = bearer(api_settings, "dr-x", "clinician")
     image = (api_settings.storage_roots[0] / "ct.dcm").as_uri()
     submitted = await client.post(
-        "/infer", json={"source": "router-1", "image_uri": image}, headers=clinician
+        "/infer",
+        json={"source": "router-1", "image_uri": image, "model_ids": ["lesion-detector"]},
+        headers=clinician,
     )
     assert submitted.status_code == 202, submitted.text
     event_id = submitted.json()["event_id"]
@@ -114,7 +118,7 @@ async def test_submit_read_verify_and_audit(
     page = await poll(client, "/results", clinician, lambda b: bool(b["items"]))
     (result,) = page["items"]
     assert result["event_id"] == event_id
-    assert result["model"]["name"] == "lesion-detector"
+    assert (result["model"]["name"], result["decision"]) == ("lesion-detector", "lesion")
     assert len(result["input_sha256"]) == 64
 
     other = bearer(api_settings, "dr-y", "clinician")

@@ -30,14 +30,34 @@ from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
 
 SAMPLES = SAMPLES_DIR
-GOOD = ["dicom/ct_small.dcm", "raster/ct_256.png", "raster/ct_64.jpg"]
+# Each good image and what every model it is routed to answers (a decision or a refusal code).
+GOOD = {
+    "dicom/ct_small.dcm": {
+        "image-quality@1.0.0": "acceptable",
+        "lesion-detector@1.2.0": "MODEL_INPUT_OUT_OF_DISTRIBUTION",
+    },
+    "dicom/ct_phantom_lesion.dcm": {
+        "image-quality@1.0.0": "acceptable",
+        "lesion-detector@1.2.0": "lesion",
+    },
+    "dicom/mr_small_noisy.dcm": {"image-quality@1.0.0": "noise"},
+    "raster/ct_256.png": {
+        "image-quality@1.0.0": "acceptable",
+        "lesion-detector@1.2.0": "MODEL_INPUT_OUT_OF_DISTRIBUTION",
+    },
+    "raster/ct_64.jpg": {
+        "image-quality@1.0.0": "acceptable",
+        "lesion-detector@1.2.0": "MODEL_INPUT_OUT_OF_DISTRIBUTION",
+    },
+}
 BAD = {
     "bad/empty.dcm": "IMAGE_EMPTY",
     "bad/truncated_ct.dcm": "PIXEL_DATA_TRUNCATED",
     "bad/png_bomb_65535.png": "IMAGE_DECOMPRESSION_BOMB",
     "bad/sr_no_pixels.dcm": "PIXEL_DATA_MISSING",
-    "dicom/mr_small.dcm": "MODEL_NO_ROUTE",
+    "dicom/nm_jpeg2000.dcm": "MODEL_NO_ROUTE",
 }
+RESULTS = sum(1 for answers in GOOD.values() for answer in answers.values() if not answer.isupper())
 # Bounded: the pipeline needs a few seconds here; the bound only stops a hung run.
 PIPELINE_TIMEOUT_SECONDS = 120
 
@@ -131,12 +151,17 @@ class TestEndToEnd:
     async def test_every_image_ends_stored_or_rejected_with_its_code(
         self, run: dict[str, object]
     ) -> None:
-        """Good images are stored with a decision; each bad one is rejected with its code."""
+        """Each routed model answers each good image; each bad one is rejected with its code."""
         outcomes = run["outcomes"]
         assert isinstance(outcomes, dict)
-        for name in GOOD:
-            assert "stored" in outcomes[name].states, name
-            assert outcomes[name].decisions, name
+        for name, expected in GOOD.items():
+            outcome = outcomes[name]
+            assert "stored" in outcome.states, name
+            answers = {
+                text.split(": ")[0]: text.split(": ")[1].split(" (")[0]
+                for text in (*outcome.decisions, *outcome.refusals)
+            }
+            assert answers == expected, name
         for name, code in BAD.items():
             assert outcomes[name].error_code == code, name
             assert "stored" not in outcomes[name].states
@@ -199,7 +224,7 @@ class TestEndToEnd:
             for (name, _), v in samples.items()
             if name == "radstream_end_to_end_latency_seconds_count"
         ]
-        assert sum(stored) == len(GOOD)
+        assert sum(stored) == RESULTS
 
     async def test_audit_trail_verifies_and_covers_every_image(
         self, run: dict[str, object], pipeline_settings: Settings

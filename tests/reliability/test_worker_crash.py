@@ -110,7 +110,11 @@ async def test_killed_worker_loses_nothing(
         # Small batches, so the kill lands between batches as well as inside one.
         "RADSTREAM_INFERENCE__BATCH_SIZE": "2",
     }
-    template = arrival_for_file(root / "ct.png", source="PACS1", modality="CT")
+    # One model per image (routing would also send this real CT export to lesion-detector,
+    # whose input guard refuses it: a rejection, which this test counts as a loss).
+    template = arrival_for_file(
+        root / "ct.png", source="PACS1", modality="CT", model_ids=["image-quality"]
+    )
     arrivals = [template.model_copy(update={"event_id": uuid.uuid4()}) for _ in range(EVENTS)]
     wanted = {str(a.event_id) for a in arrivals}
 

@@ -17,6 +17,7 @@ from schemas.audit import (
 )
 from schemas.correlation import derived_correlation_id
 from schemas.errors import ErrorCode
+from schemas.rollout import RolloutMode
 from streams.audit.records import (
     ANONYMOUS_ACTOR,
     AUDITED_TOPICS,
@@ -141,6 +142,8 @@ class TestApiActions:
             (ApiActionKind.AUTH_FAILURE, AuditEventType.API_AUTH_FAILURE, AuditAction.EXECUTE),
             (ApiActionKind.DLQ_PURGE, AuditEventType.DLQ_PURGED, AuditAction.DELETE),
             (ApiActionKind.DLQ_REPLAY, AuditEventType.DLQ_REPLAYED, AuditAction.EXECUTE),
+            (ApiActionKind.MODEL_ADD, AuditEventType.MODEL_ADDED, AuditAction.CREATE),
+            (ApiActionKind.MODEL_ROLLOUT, AuditEventType.MODEL_ROLLOUT_CHANGED, AuditAction.UPDATE),
         ],
     )
     def test_kind_maps_to_type_and_action(
@@ -176,6 +179,75 @@ class TestApiActions:
             AuditOutcome.SERIOUS_FAILURE,
             "AUTHENTICATION_FAILED",
             ANONYMOUS_ACTOR,
+        )
+
+    def test_every_kind_is_mapped(self) -> None:
+        """No API action kind is left without an audit event type."""
+        for kind in ApiActionKind:
+            assert draft_for_event(api_action(kind), source()).event_type
+
+    def test_rollout_change_records_the_version_and_its_new_mode(self) -> None:
+        """A mode change names the model version and says the new mode (canary with share)."""
+        draft = draft_for_event(
+            api_action(
+                ApiActionKind.MODEL_ROLLOUT,
+                route="cli/models/canary",
+                result_id=None,
+                model_name="lesion-detector",
+                model_version="1.2.0",
+                previous_rollout_mode=RolloutMode.SHADOW,
+                rollout_mode=RolloutMode.CANARY,
+                canary_percent=10,
+            ),
+            source(),
+        )
+        assert (draft.object.model_name, draft.object.model_version) == ("lesion-detector", "1.2.0")
+        assert draft.outcome_description == "canary:10"
+        assert draft.outcome is AuditOutcome.SUCCESS
+
+    def test_promotion_without_percent_records_the_mode(self) -> None:
+        """An active (or shadow, staged, retired) mode is recorded by its value."""
+        draft = draft_for_event(
+            api_action(
+                ApiActionKind.MODEL_ROLLOUT,
+                model_name="m",
+                model_version="2",
+                rollout_mode=RolloutMode.ACTIVE,
+            ),
+            source(),
+        )
+        assert draft.outcome_description == "active"
+
+    def test_added_model_records_its_weights_digest(self) -> None:
+        """An added version is recorded with the SHA-256 of the weights installed."""
+        digest = "ab" * 32
+        draft = draft_for_event(
+            api_action(
+                ApiActionKind.MODEL_ADD, model_name="m", model_version="1+cu", weights_sha256=digest
+            ),
+            source(),
+        )
+        assert draft.outcome_description == f"sha256:{digest}"
+        assert draft.object.model_version is not None
+        assert draft.object.model_version.startswith("sha256:")  # "+" is not an audit token
+
+    def test_refused_model_change_records_the_code(self) -> None:
+        """A refused change is a serious failure described by its error code, not the mode."""
+        draft = draft_for_event(
+            api_action(
+                ApiActionKind.MODEL_ROLLOUT,
+                outcome="failure",
+                http_status=409,
+                error_code=ErrorCode.MODEL_REGISTRY_CONFLICT,
+                model_name="m",
+                model_version="2",
+                rollout_mode=RolloutMode.RETIRED,
+            ),
+            source(),
+        )
+        assert (draft.outcome, draft.outcome_description) == (
+            AuditOutcome.SERIOUS_FAILURE,
+            "MODEL_REGISTRY_CONFLICT",
         )
 
     def test_server_error_is_major_failure(self) -> None:

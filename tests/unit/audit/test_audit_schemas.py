@@ -33,7 +33,7 @@ class TestApiAction:
             api_action(route="/v1/results?name=John Doe")
 
     def test_kinds(self) -> None:
-        """The gateway's six action kinds exist with their wire values."""
+        """The action kinds exist with their wire values, in order (append only)."""
         assert [k.value for k in ApiActionKind] == [
             "submit",
             "read",
@@ -41,4 +41,6 @@ class TestApiAction:
             "auth_failure",
             "dlq_purge",
             "dlq_replay",
+            "model_add",
+            "model_rollout",
         ]

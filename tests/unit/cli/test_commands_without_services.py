@@ -66,7 +66,7 @@ class TestModels:
         """--json lists the same models with their full digests."""
         assert main(["models", "--json"]) == 0
         models = json.loads(capsys.readouterr().out)
-        assert {m["name"] for m in models} == {"lesion-detector"}
+        assert {m["name"] for m in models} == {"image-quality", "lesion-detector"}
         assert all(len(m["weights_sha256"]) == 64 for m in models if m["weights_sha256"])
 
     def test_empty_registry_is_a_failed_check(
@@ -128,19 +128,57 @@ class TestDemoHelpers:
         assert any(p.parent.name == "bad" for p in sample_files())
 
     @pytest.mark.parametrize(
-        ("states", "code", "expected"),
+        ("states", "code", "decisions", "refusals", "expected"),
         [
-            (("arrived", "validated", "stored"), None, ("stored", "m@1: normal")),
-            (("arrived", "rejected"), "IMAGE_EMPTY", ("rejected", "IMAGE_EMPTY")),
-            (("arrived",), None, ("UNFINISHED", "arrived")),
+            (
+                ("arrived", "validated", "stored"),
+                None,
+                ("m@1: normal",),
+                (),
+                ("stored", "m@1: normal"),
+            ),
+            (
+                ("arrived", "validated", "stored", "rejected"),
+                "MODEL_INPUT_OUT_OF_DISTRIBUTION",
+                ("m@1: normal",),
+                ("n@2: MODEL_INPUT_OUT_OF_DISTRIBUTION",),
+                ("stored", "m@1: normal; n@2: MODEL_INPUT_OUT_OF_DISTRIBUTION"),
+            ),
+            (("arrived", "rejected"), "IMAGE_EMPTY", (), (), ("rejected", "IMAGE_EMPTY")),
+            (("arrived",), None, (), (), ("UNFINISHED", "arrived")),
         ],
     )
     def test_outcome_rows(
-        self, states: tuple[str, ...], code: str | None, expected: tuple[str, str]
+        self,
+        states: tuple[str, ...],
+        code: str | None,
+        decisions: tuple[str, ...],
+        refusals: tuple[str, ...],
+        expected: tuple[str, str],
     ) -> None:
-        """Each sample's row says stored (with decisions), rejected (with code) or unfinished."""
-        outcome = FileOutcome(SAMPLES_DIR / "bad" / "x.dcm", "e", states, code, ("m@1: normal",))
+        """Each row says stored (decisions and refusals), rejected (with code) or unfinished."""
+        outcome = FileOutcome(
+            SAMPLES_DIR / "bad" / "x.dcm",
+            "e",
+            states,
+            code,
+            decisions,
+            refusals,
+            expected=len(decisions) + len(refusals) or 1,
+        )
         assert outcome_row(outcome) == ("bad/x.dcm", *expected)
+
+    def test_an_image_waits_for_every_routed_model(self) -> None:
+        """An image routed to two models is not finished while only one has answered."""
+        outcome = FileOutcome(
+            SAMPLES_DIR / "x.dcm",
+            "e",
+            ("arrived", "validated", "stored"),
+            None,
+            ("m@1: ok",),
+            expected=2,
+        )
+        assert not outcome.finished
 
 
 class TestSchemasExport:

@@ -15,6 +15,7 @@ from schemas.events import ImageFormat, ImageGeometry, ImageValidated, Validator
 from streams.inference.batching import InferenceRequest
 from streams.inference.manifest import ModelManifest
 from streams.inference.registry import ModelRegistry, RegisteredModel
+from streams.inference.rollout import RolloutState
 from streams.inference.routing import RoutingRules
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -98,9 +99,18 @@ def make_request(pixels: np.ndarray | None = None, **overrides: Any) -> Inferenc
     return InferenceRequest(make_event(**overrides), "corr-1", pixels)
 
 
-def fake_registry(*models: tuple[ModelManifest, FakeRunner | None]) -> ModelRegistry:
-    """A registry of fake runners, without files."""
-    return ModelRegistry(RegisteredModel(manifest, runner) for manifest, runner in models)
+def fake_registry(
+    *models: tuple[ModelManifest, FakeRunner | None], rollout: RolloutState | None = None
+) -> ModelRegistry:
+    """A registry of fake runners, without files (modes from ``rollout``, else ``default``)."""
+    return ModelRegistry(
+        (RegisteredModel(manifest, runner) for manifest, runner in models), rollout=rollout
+    )
+
+
+def rollout_state(text: str) -> RolloutState:
+    """A rollout state from YAML text (the format of ``rollout.yaml``)."""
+    return RolloutState.parse(text)
 
 
 NO_RULES = RoutingRules()

@@ -8,6 +8,7 @@ import yaml
 from schemas.errors import ErrorCode, InferenceError
 from streams.inference.manifest import (
     REFERENCE_STATUS,
+    ModelManifest,
     WindowNormalisation,
     ZScoreNormalisation,
     parse_manifest,
@@ -70,7 +71,7 @@ class TestValidManifests:
 class TestInvalidManifests:
     """Manifests that must be refused with MODEL_LOAD_FAILED."""
 
-    @pytest.mark.parametrize("field", ["name", "version", "runtime", "default", "weights", "input"])
+    @pytest.mark.parametrize("field", ["name", "version", "runtime", "weights", "input"])
     def test_missing_required_field(self, field: str) -> None:
         """Each required top-level field is required."""
         data = manifest_data()
@@ -183,3 +184,48 @@ class TestInvalidManifests:
         """A list is not a manifest."""
         with pytest.raises(InferenceError, match="mapping"):
             parse_manifest("- a\n- b\n")
+
+
+class TestReferenceDistribution:
+    """The optional reference distribution drift monitoring compares live traffic with."""
+
+    @staticmethod
+    def _with_reference(**reference: object) -> dict[str, object]:
+        ramp = [i / 20 for i in range(21)]
+        data = manifest_data()
+        data["reference"] = {
+            "source": "held-out set",
+            "scores": {"lesion": ramp},
+            "statistics": {"mean": ramp},
+            **reference,
+        }
+        return data
+
+    def test_quantiles_parse(self) -> None:
+        """21 non-decreasing quantiles per score label and statistic."""
+        manifest = _parse(self._with_reference())
+        assert isinstance(manifest, ModelManifest)
+        assert manifest.reference is not None
+        assert manifest.reference.scores["lesion"][-1] == 1.0
+
+    def test_wrong_number_of_quantiles_is_refused(self) -> None:
+        """Quantiles are given at exactly the 21 documented levels."""
+        assert "scores" in _reason_of(self._with_reference(scores={"lesion": [0.0, 1.0]}))
+
+    def test_decreasing_quantiles_are_refused(self) -> None:
+        """Quantiles cannot go down."""
+        values = [i / 20 for i in range(21)][::-1]
+        assert "must not decrease" in _reason_of(self._with_reference(scores={"lesion": values}))
+
+    def test_unknown_label_is_refused(self) -> None:
+        """Reference scores name only the model's labels."""
+        ramp = [i / 20 for i in range(21)]
+        assert "unknown labels: mass" in _reason_of(self._with_reference(scores={"mass": ramp}))
+
+    def test_default_is_optional(self) -> None:
+        """A manifest without the legacy default flag parses (rollout.yaml decides the mode)."""
+        data = manifest_data()
+        del data["default"]
+        manifest = _parse(data)
+        assert isinstance(manifest, ModelManifest)
+        assert manifest.default is False

@@ -17,6 +17,7 @@ from streams.inference.routing import RoutingRules
 from tests.unit.inference.inference_builders import REGISTRY_DIR, make_event
 
 FIXED_NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+PINNED = "lesion-detector@1.1.0"
 # PS3.15 Annex E attributes present in pydicom's CT_small.dcm that must never leak.
 PHI_KEYWORDS = ("PatientName", "PatientID", "InstitutionName", "StudyID", "StudyDate")
 
@@ -29,7 +30,11 @@ def ct_small() -> pydicom.Dataset:
 
 @pytest.fixture(scope="module")
 def ct_request(ct_small: pydicom.Dataset) -> InferenceRequest:
-    """A request for CT_small.dcm's pixels in Hounsfield units, as the validator decodes them."""
+    """A request for CT_small.dcm's pixels in Hounsfield units, as the validator decodes them.
+
+    It pins lesion-detector 1.1.0, the last version without an input guard, so a real CT
+    slice gets a result whose provenance can be checked (1.2.0 refuses it, see below).
+    """
     hu = ct_small.pixel_array.astype(np.float32) * float(ct_small.RescaleSlope) + float(
         ct_small.RescaleIntercept
     )
@@ -44,8 +49,15 @@ def ct_request(ct_small: pydicom.Dataset) -> InferenceRequest:
         dtype="int16",
         rescale_intercept=float(ct_small.RescaleIntercept),
     )
-    event = make_event(sha256=digest, geometry=geometry, model_ids=())
+    event = make_event(sha256=digest, geometry=geometry, model_ids=(PINNED,))
     return InferenceRequest(event, "corr-ct-small", hu)
+
+
+@pytest.fixture(scope="module")
+def routed_request(ct_request: InferenceRequest) -> InferenceRequest:
+    """The same image with no model requested: the routing rules decide."""
+    event = ct_request.event.model_copy(update={"model_ids": ()})
+    return InferenceRequest(event, ct_request.correlation_id, ct_request.pixels)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def ct_outcome(
     reference_registry: ModelRegistry,
     reference_rules: RoutingRules,
 ) -> InferenceOutcome:
-    """The reference model's outcome for CT_small.dcm, through routing."""
+    """The pinned reference model's outcome for CT_small.dcm."""
     return infer_batch([ct_request], reference_registry, reference_rules, clock=lambda: FIXED_NOW)[
         0
     ]
@@ -82,7 +94,7 @@ class TestProvenance:
     def test_model_identity_matches_the_committed_weights(
         self, ct_outcome: InferenceOutcome
     ) -> None:
-        """Routing picked the default version; the digest is that of the file on disk."""
+        """The pinned version ran; the digest is that of the file on disk."""
         model = _result(ct_outcome).model
         weights = (REGISTRY_DIR / model.name / model.version / "model.onnx").read_bytes()
         assert (model.name, model.version) == ("lesion-detector", "1.1.0")
@@ -141,6 +153,33 @@ class TestProvenance:
         assert [_result(o).scores["lesion"] for o in batched] == pytest.approx([expected] * 3)
 
 
+class TestRouting:
+    """The shipped routing rules send a CT slice to both reference models."""
+
+    def test_real_ct_is_refused_by_the_lesion_model_and_scored_for_quality(
+        self,
+        routed_request: InferenceRequest,
+        reference_registry: ModelRegistry,
+        reference_rules: RoutingRules,
+    ) -> None:
+        """lesion-detector's guard refuses a real CT; image-quality scores it, own threshold."""
+        lesion, quality = infer_batch([routed_request], reference_registry, reference_rules)
+        assert lesion.model_id == "lesion-detector@1.2.0"
+        assert lesion.error is not None
+        assert lesion.error.code.value == "MODEL_INPUT_OUT_OF_DISTRIBUTION"
+        assert "fraction_high" in lesion.error.reason
+        result = _result(quality)
+        assert (result.model.name, result.decision) == ("image-quality", "acceptable")
+        assert result.thresholds == {"noise": quality_threshold(reference_registry)}
+
+
+def quality_threshold(registry: ModelRegistry) -> float:
+    """The image-quality model's own decision threshold (not lesion-detector's 0.5)."""
+    threshold = registry.resolve("image-quality").manifest.output.thresholds["noise"]
+    assert threshold != 0.5
+    return threshold
+
+
 class TestNoPatientData:
     """Nothing from the DICOM header's patient attributes reaches a result or a rejection."""
 
@@ -156,18 +195,13 @@ class TestNoPatientData:
 
     def test_rejection_holds_no_phi(
         self,
-        ct_request: InferenceRequest,
+        routed_request: InferenceRequest,
         ct_small: pydicom.Dataset,
         reference_registry: ModelRegistry,
         reference_rules: RoutingRules,
     ) -> None:
-        """A failure on the same image (MR model request) names no patient attribute."""
-        request = InferenceRequest(
-            ct_request.event.model_copy(update={"modality": "MR"}),
-            ct_request.correlation_id,
-            ct_request.pixels,
-        )
-        outcome = infer_batch([request], reference_registry, reference_rules)[0]
+        """A refusal of the same image (out of distribution) names no patient attribute."""
+        outcome = infer_batch([routed_request], reference_registry, reference_rules)[0]
         text = outcome.rejection().model_dump_json()
         assert "CompressedSamples" not in text
         assert str(ct_small.PatientID) not in text

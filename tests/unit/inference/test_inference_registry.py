@@ -13,6 +13,7 @@ from schemas.errors import ErrorCode, InferenceError, ResourceNotFoundError
 from streams.inference.manifest import ModelManifest
 from streams.inference.registry import (
     ModelRegistry,
+    ModelStatus,
     RegisteredModel,
     ServingStatus,
     load_model_version,
@@ -37,8 +38,12 @@ def registry_copy(tmp_path: Path) -> Path:
     return target
 
 
+def _row(registry: ModelRegistry, version: str, name: str = MODEL) -> ModelStatus:
+    return next(row for row in registry.list() if (row.name, row.version) == (name, version))
+
+
 def _status(registry: ModelRegistry, version: str) -> ServingStatus:
-    return next(row.status for row in registry.list() if row.version == version)
+    return _row(registry, version).status
 
 
 def _write_model(root: Path, version: str, *, default: bool, weights: bytes = b"w") -> Path:
@@ -61,23 +66,28 @@ def _fake_factory(_weights: bytes, _manifest: ModelManifest) -> BatchRunner:
 class TestCommittedRegistry:
     """The registry shipped in the repository."""
 
-    def test_lists_both_versions_available(self, reference_registry: ModelRegistry) -> None:
-        """Both reference versions load and verify."""
+    def test_lists_every_version_available(self, reference_registry: ModelRegistry) -> None:
+        """Every reference version loads and verifies."""
         rows = [(r.name, r.version, r.status) for r in reference_registry.list()]
         assert rows == [
+            ("image-quality", "1.0.0", ServingStatus.AVAILABLE),
             (MODEL, "1.0.0", ServingStatus.AVAILABLE),
             (MODEL, "1.1.0", ServingStatus.AVAILABLE),
+            (MODEL, "1.2.0", ServingStatus.AVAILABLE),
         ]
 
     def test_exactly_one_default(self, reference_registry: ModelRegistry) -> None:
-        """One version per model is the default."""
-        assert [r.version for r in reference_registry.list() if r.default] == ["1.1.0"]
+        """One version per model is the default: the active one of rollout.yaml."""
+        assert [(r.name, r.version) for r in reference_registry.list() if r.default] == [
+            ("image-quality", "1.0.0"),
+            (MODEL, "1.2.0"),
+        ]
 
     def test_list_shows_runtime_digest_and_clinical_status(
         self, reference_registry: ModelRegistry
     ) -> None:
         """Each row carries what `radstream models list` prints."""
-        row = reference_registry.list()[0]
+        row = _row(reference_registry, "1.0.0")
         weights = (REGISTRY_DIR / MODEL / row.version / "model.onnx").read_bytes()
         assert row.runtime == "onnxruntime"
         assert row.weights_sha256 == hashlib.sha256(weights).hexdigest()
@@ -86,8 +96,8 @@ class TestCommittedRegistry:
         assert row.input.modalities == ("CT",)
 
     def test_bare_name_resolves_to_default(self, reference_registry: ModelRegistry) -> None:
-        """`name` means the default version."""
-        assert reference_registry.resolve(MODEL).manifest.version == "1.1.0"
+        """`name` means the default (active) version."""
+        assert reference_registry.resolve(MODEL).manifest.version == "1.2.0"
 
     def test_pinned_version_resolves(self, reference_registry: ModelRegistry) -> None:
         """`name@version` picks that version."""
@@ -119,7 +129,7 @@ class TestChecksumRefusal:
         weights = registry_copy / MODEL / "1.0.0" / "model.onnx"
         weights.write_bytes(weights.read_bytes() + b"\0")
         registry = ModelRegistry.load(registry_copy)
-        row = next(r for r in registry.list() if r.version == "1.0.0")
+        row = _row(registry, "1.0.0")
         assert row.status is ServingStatus.REFUSED
         assert row.error_code is ErrorCode.MODEL_CHECKSUM_MISMATCH
 
@@ -137,12 +147,12 @@ class TestChecksumRefusal:
         weights = registry_copy / MODEL / "1.0.0" / "model.onnx"
         weights.write_bytes(b"not the model")
         registry = ModelRegistry.load(registry_copy)
-        assert registry.resolve(MODEL).manifest.version == "1.1.0"
-        assert _status(registry, "1.1.0") is ServingStatus.AVAILABLE
+        assert registry.resolve(MODEL).manifest.version == "1.2.0"
+        assert _status(registry, "1.2.0") is ServingStatus.AVAILABLE
 
     def test_refused_default_is_not_replaced_silently(self, registry_copy: Path) -> None:
         """If the default is refused, the bare name fails rather than serving another version."""
-        weights = registry_copy / MODEL / "1.1.0" / "model.onnx"
+        weights = registry_copy / MODEL / "1.2.0" / "model.onnx"
         weights.write_bytes(b"tampered")
         registry = ModelRegistry.load(registry_copy)
         with pytest.raises(InferenceError) as caught:
@@ -165,7 +175,7 @@ class TestChecksumRefusal:
         """A weights file above the size limit is not read."""
         monkeypatch.setattr("streams.inference.registry.MAX_WEIGHTS_BYTES", 10)
         registry = ModelRegistry.load(registry_copy)
-        row = next(r for r in registry.list() if r.version == "1.0.0")
+        row = _row(registry, "1.0.0")
         assert row.status is ServingStatus.LOAD_FAILED
         assert row.reason == "weights file is too large"
 
@@ -183,13 +193,13 @@ class TestBrokenRegistries:
         """A manifest that does not parse is listed with its reason; others still load."""
         (registry_copy / MODEL / "1.0.0" / "manifest.yaml").write_text("name: [")
         registry = ModelRegistry.load(registry_copy)
-        row = next(r for r in registry.list() if r.version == "1.0.0")
+        row = _row(registry, "1.0.0")
         assert (row.status, row.runtime, row.error_code) == (
             ServingStatus.LOAD_FAILED,
             None,
             ErrorCode.MODEL_LOAD_FAILED,
         )
-        assert registry.resolve(MODEL).manifest.version == "1.1.0"
+        assert registry.resolve(MODEL).manifest.version == "1.2.0"
 
     def test_invalid_manifest_version_raises_on_resolve(self, registry_copy: Path) -> None:
         """Pinning a version whose manifest is broken raises its load error."""
@@ -219,7 +229,7 @@ class TestBrokenRegistries:
         _write_model(tmp_path, "1.0.0", default=True)
         _write_model(tmp_path, "2.0.0", default=True)
         registry = ModelRegistry.load(tmp_path, session_factory=_fake_factory)
-        with pytest.raises(InferenceError, match="2 default versions"):
+        with pytest.raises(InferenceError, match="2 active versions"):
             registry.resolve("fake-model")
         assert registry.resolve("fake-model@2.0.0").manifest.version == "2.0.0"
 
@@ -228,7 +238,7 @@ class TestBrokenRegistries:
         _write_model(tmp_path, "1.0.0", default=False)
         registry = ModelRegistry.load(tmp_path, session_factory=_fake_factory)
         assert registry.knows("fake-model")
-        with pytest.raises(InferenceError, match="0 default versions"):
+        with pytest.raises(InferenceError, match="0 active versions"):
             registry.resolve("fake-model")
 
     def test_runtime_load_failure_is_recorded(self, tmp_path: Path) -> None:

@@ -86,9 +86,11 @@ class TestRules:
     def test_committed_rules_name_only_registered_models(
         self, reference_rules: RoutingRules, reference_registry: ModelRegistry
     ) -> None:
-        """The shipped routing.yaml routes CT to the reference model, which is registered."""
+        """The shipped routing.yaml routes CT to both reference models, MR and US to one."""
         assert reference_rules.unknown_models(reference_registry.knows) == []
-        assert route([], "CT", None, reference_rules) == ["lesion-detector"]
+        assert route([], "CT", None, reference_rules) == ["lesion-detector", "image-quality"]
+        assert route([], "MR", None, reference_rules) == ["image-quality"]
+        assert route([], "US", None, reference_rules) == ["image-quality"]
 
     def test_unknown_models_lists_the_strangers(self) -> None:
         """The start-up check reports ids the registry does not know."""

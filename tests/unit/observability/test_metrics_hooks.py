@@ -14,8 +14,10 @@ from observability.metrics import (
     LATENCY_BUCKETS,
     LagStatus,
     Metrics,
+    ModelOutcome,
     Outcome,
     Stopwatch,
+    cdf_at,
     exported_series_names,
     metric_family_names,
     render_metrics,
@@ -145,6 +147,96 @@ class TestInferenceHooks:
         """Label values that are not bounded names are refused."""
         with pytest.raises(ValueError, match="bounded name"):
             metrics.model_load_failed(bad, "1")
+
+
+class TestModelDriftHooks:
+    def test_outcomes_count_by_role(self, registry: CollectorRegistry, metrics: Metrics) -> None:
+        """Each image counts once for its version, role and outcome."""
+        metrics.model_observed("m", "2.0", ModelOutcome.SCORED, shadow=True)
+        metrics.model_observed("m", "1.0", ModelOutcome.OUT_OF_DISTRIBUTION)
+        name = "radstream_model_images_total"
+        labels = {"model": "m", "model_version": "2.0", "role": "shadow", "outcome": "scored"}
+        assert _value(registry, name, **labels) == 1
+        labels = {"model": "m", "model_version": "1.0", "role": "published"}
+        assert _value(registry, name, **labels, outcome="out_of_distribution") == 1
+
+    def test_scores_and_statistics_are_observed(
+        self, registry: CollectorRegistry, metrics: Metrics
+    ) -> None:
+        """Scores by label and statistics by name land in their histograms' buckets."""
+        metrics.model_observed(
+            "m",
+            "1.0",
+            ModelOutcome.SCORED,
+            scores={"lesion": 0.93},
+            statistics={"mean": 0.2, "gradient": 0.012},
+        )
+        score = {"model": "m", "model_version": "1.0", "label": "lesion"}
+        assert _value(registry, "radstream_model_score_bucket", **score, le="0.9") == 0
+        assert _value(registry, "radstream_model_score_bucket", **score, le="0.95") == 1
+        stat = {"model": "m", "model_version": "1.0", "statistic": "gradient"}
+        name = "radstream_model_input_statistic_bucket"
+        assert _value(registry, name, **stat, le="0.01") == 0
+        assert _value(registry, name, **stat, le="0.02") == 1
+
+    def test_reference_gauges_share_the_histograms_edges(
+        self, registry: CollectorRegistry, metrics: Metrics
+    ) -> None:
+        """The reference has one series per finite bucket edge, with identical le labels."""
+        metrics.model_observed(
+            "m", "1", ModelOutcome.SCORED, scores={"x": 0.5}, statistics={"std": 0.5}
+        )
+        ramp = [(i / 20, i / 20) for i in range(21)]  # uniform on [0, 1]
+        metrics.set_model_reference("m", "1", scores={"x": ramp}, statistics={"std": ramp})
+        families = {f.name: f for f in registry.collect()}
+
+        def les(family: str, suffix: str = "") -> set[str]:
+            return {
+                sample.labels["le"]
+                for sample in families[family].samples
+                if sample.name == family + suffix and sample.labels["le"] != "+Inf"
+            }
+
+        assert les("radstream_model_score", "_bucket") == les(
+            "radstream_model_score_reference_ratio"
+        )
+        assert les("radstream_model_input_statistic", "_bucket") == les(
+            "radstream_model_input_statistic_reference_ratio"
+        )
+        reference = {"model": "m", "model_version": "1", "label": "x"}
+        assert _value(
+            registry, "radstream_model_score_reference_ratio", **reference, le="0.25"
+        ) == (pytest.approx(0.25))
+        stat = {"model": "m", "model_version": "1", "statistic": "std"}
+        name = "radstream_model_input_statistic_reference_ratio"
+        assert _value(registry, name, **stat, le="-1.0") == 0.0
+        assert _value(registry, name, **stat, le="2.0") == 1.0
+
+    @pytest.mark.parametrize(
+        ("value", "share"),
+        [
+            (-0.1, 0.0),
+            (0.0, 0.5),
+            (0.05, 0.625),
+            (0.1, 0.75),
+            (0.15, 0.875),
+            (0.2, 1.0),
+            (9.0, 1.0),
+        ],
+    )
+    def test_cdf_at_reads_quantiles(self, value: float, share: float) -> None:
+        """Linear between quantiles; a point mass (half the values are 0) counts wholly at le."""
+        points = [(0.0, 0.0), (0.0, 0.25), (0.0, 0.5), (0.1, 0.75), (0.2, 1.0)]
+        assert cdf_at(points, value) == pytest.approx(share)
+
+    def test_cdf_of_nothing_is_zero(self) -> None:
+        """An empty distribution has no mass anywhere."""
+        assert cdf_at([], 1.0) == 0.0
+
+    def test_model_labels_must_be_names(self, metrics: Metrics) -> None:
+        """A label value that is not a bounded name is refused."""
+        with pytest.raises(ValueError, match="bounded name"):
+            metrics.model_observed("m", "1", ModelOutcome.SCORED, scores={"Doe, John": 0.5})
 
 
 class TestSinkHooks:

@@ -1,0 +1,152 @@
+"""Compare a shadow or canary version with the active one, from the results both stored.
+
+:func:`compare_versions` is a pure function over stored rows: results (one per image and model
+version) and failures (rejections naming a model version). It pairs the two versions' results
+by the image's event id, so agreement and score deltas are measured on the same images, and
+summarises each version's failures and latency over everything it was given. The results
+repository's rows (``InferenceResultRecord``) and lifecycle rows (``LifecycleEntry``) satisfy the
+two protocols as they are, so the API and CLI only have to select the rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+import numpy as np
+
+from schemas.rollout import (
+    DecisionPair,
+    LatencySummary,
+    ScoreDelta,
+    VersionComparison,
+    VersionOutcomes,
+)
+
+
+class StoredResult(Protocol):
+    """A stored inference result, as far as the comparison reads it."""
+
+    @property
+    def event_id(self) -> uuid.UUID: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def scores(self) -> Mapping[str, float]: ...
+    @property
+    def inference_seconds(self) -> float: ...
+
+
+class StoredFailure(Protocol):
+    """A stored rejection of an image by a model version (other rejections are ignored)."""
+
+    @property
+    def event_id(self) -> uuid.UUID: ...
+    @property
+    def model_name(self) -> str | None: ...
+    @property
+    def model_version(self) -> str | None: ...
+    @property
+    def error_code(self) -> str | None: ...
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    return float(np.quantile(values, q)) if values else None
+
+
+def _outcomes(
+    model_id: str,
+    results: Mapping[uuid.UUID, StoredResult],
+    failures: Mapping[uuid.UUID, str],
+) -> VersionOutcomes:
+    # An image that failed once and then got a result (a retry) counts as a result only.
+    failed = {event: code for event, code in failures.items() if event not in results}
+    attempts = len(results) + len(failed)
+    latencies = [r.inference_seconds for r in results.values()]
+    return VersionOutcomes(
+        model_id=model_id,
+        results=len(results),
+        failures=len(failed),
+        failures_by_code=dict(sorted(Counter(failed.values()).items())),
+        failure_rate=len(failed) / attempts if attempts else None,
+        latency=LatencySummary(
+            count=len(latencies),
+            p50_seconds=_quantile(latencies, 0.5),
+            p95_seconds=_quantile(latencies, 0.95),
+        ),
+    )
+
+
+def _score_deltas(
+    pairs: list[tuple[StoredResult, StoredResult]],
+) -> tuple[ScoreDelta, ...]:
+    labels = sorted(
+        {label for base, cand in pairs for label in base.scores if label in cand.scores}
+    )
+    deltas = []
+    for label in labels:
+        values = np.array(
+            [
+                cand.scores[label] - base.scores[label]
+                for base, cand in pairs
+                if label in base.scores and label in cand.scores
+            ]
+        )
+        magnitude = np.abs(values)
+        deltas.append(
+            ScoreDelta(
+                label=label,
+                pairs=len(values),
+                mean_delta=float(values.mean()),
+                mean_abs_delta=float(magnitude.mean()),
+                p95_abs_delta=float(np.quantile(magnitude, 0.95)),
+                max_abs_delta=float(magnitude.max()),
+            )
+        )
+    return tuple(deltas)
+
+
+def compare_versions(
+    baseline: str,
+    candidate: str,
+    results: Iterable[StoredResult],
+    failures: Iterable[StoredFailure] = (),
+) -> VersionComparison:
+    """The comparison of ``candidate`` against ``baseline`` (both ``name@version``).
+
+    Rows of other versions are ignored, so the caller may pass everything stored for a period.
+    When a version has several results for one image (a redelivered event), the last one given
+    counts.
+    """
+    wanted = {baseline, candidate}
+    by_version: dict[str, dict[uuid.UUID, StoredResult]] = {baseline: {}, candidate: {}}
+    for result in results:
+        model_id = f"{result.model_name}@{result.model_version}"
+        if model_id in wanted:
+            by_version[model_id][result.event_id] = result
+    failed: dict[str, dict[uuid.UUID, str]] = {baseline: {}, candidate: {}}
+    for failure in failures:
+        model_id = f"{failure.model_name}@{failure.model_version}"
+        if model_id in wanted and failure.error_code:
+            failed[model_id][failure.event_id] = failure.error_code
+    base, cand = by_version[baseline], by_version[candidate]
+    pairs = [(base[event], cand[event]) for event in sorted(base.keys() & cand.keys())]
+    decisions = Counter((b.decision, c.decision) for b, c in pairs)
+    agreeing = sum(count for (b, c), count in decisions.items() if b == c)
+    return VersionComparison(
+        baseline=_outcomes(baseline, base, failed[baseline]),
+        candidate=_outcomes(candidate, cand, failed[candidate]),
+        paired_images=len(pairs),
+        agreement=agreeing / len(pairs) if pairs else None,
+        decisions=tuple(
+            DecisionPair(baseline=b, candidate=c, images=count)
+            for (b, c), count in sorted(decisions.items(), key=lambda item: (-item[1], item[0]))
+        ),
+        score_deltas=_score_deltas(pairs),
+    )

@@ -1,0 +1,134 @@
+"""The inference stage with the shipped models: routing across models and the per-model hook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from schemas.events import ImageRejected, InferenceCompleted
+from schemas.settings import ValidationSettings, load_settings
+from streams.inference.registry import ModelRegistry
+from streams.inference.routing import RoutingRules
+from streams.pipeline import Incoming
+from streams.retry import RetryPolicy
+from streams.router import arrival_for_file
+from streams.stages.common import ImageReader
+from streams.stages.inference import InferenceStage
+from streams.stages.validation import validated_event
+from streams.topics import TopicKey
+from streams.validation import load_clinical_rules, validate_image
+from streams.validation.validator import ValidationAccepted
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
+LIMITS = ValidationSettings()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One call of the per-model hook."""
+
+    model: str
+    model_version: str
+    outcome: str
+    shadow: bool
+    scores: Mapping[str, float] | None
+    statistics: Mapping[str, float] | None
+
+
+class HookRecorder:
+    """Records what the stage reports per model version and image."""
+
+    def __init__(self) -> None:
+        self.calls: list[Observed] = []
+
+    def __call__(
+        self,
+        model: str,
+        model_version: str,
+        outcome: str,
+        *,
+        shadow: bool,
+        scores: Mapping[str, float] | None,
+        statistics: Mapping[str, float] | None,
+    ) -> None:
+        self.calls.append(Observed(model, model_version, outcome, shadow, scores, statistics))
+
+
+def validated_message(relative: str, offset: int) -> Incoming:
+    """The images.validated message the validation stage publishes for a bundled sample."""
+    path = SAMPLES / relative
+    arrival = arrival_for_file(path, source="demo")
+    outcome = validate_image(
+        path.read_bytes(),
+        limits=LIMITS,
+        rules=load_clinical_rules(load_settings().validation.clinical_rules_file),
+    )
+    assert isinstance(outcome, ValidationAccepted)
+    value = validated_event(arrival, outcome).model_dump_json().encode()
+    return Incoming("t.images.validated", 0, offset, b"k", value)
+
+
+@pytest.fixture(scope="module")
+def reference_registry() -> ModelRegistry:
+    """The committed model registry."""
+    return ModelRegistry.load(load_settings().inference.model_registry_dir)
+
+
+@pytest.fixture(scope="module")
+def reference_rules() -> RoutingRules:
+    """The committed routing rules."""
+    return RoutingRules.load(load_settings().inference.routing_rules_file)
+
+
+@pytest.fixture
+def stage_and_hook(
+    reference_registry: ModelRegistry, reference_rules: RoutingRules
+) -> tuple[InferenceStage, HookRecorder]:
+    hook = HookRecorder()
+    reader = ImageReader([SAMPLES], LIMITS.max_file_bytes, RetryPolicy(max_attempts=1))
+    stage = InferenceStage(
+        reader, reference_registry, reference_rules, LIMITS, on_model_outcome=hook
+    )
+    return stage, hook
+
+
+class TestModelOutcomes:
+    async def test_a_real_ct_goes_to_both_models(
+        self, stage_and_hook: tuple[InferenceStage, HookRecorder]
+    ) -> None:
+        """One CT image: a quality result published, the lesion model's refusal rejected."""
+        stage, hook = stage_and_hook
+        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
+        by_topic = {o.topic: o.value for o in out}
+        assert isinstance(by_topic[TopicKey.INFERENCE_RESULTS], InferenceCompleted)
+        rejected = by_topic[TopicKey.IMAGES_REJECTED]
+        assert isinstance(rejected, ImageRejected)
+        assert (rejected.model_id, rejected.error_code.value) == (
+            "lesion-detector@1.2.0",
+            "MODEL_INPUT_OUT_OF_DISTRIBUTION",
+        )
+        assert [(c.model, c.model_version, c.outcome, c.shadow) for c in hook.calls] == [
+            ("lesion-detector", "1.2.0", "out_of_distribution", False),
+            ("image-quality", "1.0.0", "scored", False),
+        ]
+        assert hook.calls[0].scores is None
+        assert hook.calls[1].scores is not None
+        assert set(hook.calls[1].scores) == {"noise"}
+        assert all(
+            set(c.statistics or {}) == {"mean", "std", "fraction_low", "fraction_high", "gradient"}
+            for c in hook.calls
+        )
+
+    async def test_images_that_reach_no_model_are_not_reported(
+        self, stage_and_hook: tuple[InferenceStage, HookRecorder]
+    ) -> None:
+        """An NM image has no route: rejected, and no model version saw it."""
+        stage, hook = stage_and_hook
+        out = await stage.handle([validated_message("dicom/nm_jpeg2000.dcm", 2)])
+        assert [o.value.error_code.value for o in out if isinstance(o.value, ImageRejected)] == [
+            "MODEL_NO_ROUTE"
+        ]
+        assert hook.calls == []
