@@ -66,7 +66,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 security: setup
-	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability app.py
+	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability compliance app.py
 
 test: setup tools services-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
 	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider
