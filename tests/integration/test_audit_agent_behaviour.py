@@ -16,6 +16,8 @@ from streams.audit_topic import read_audit_topic, verify_topic
 from streams.topics import TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
 
+pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-AUD-03")
+
 # Loops below poll the real broker; each is bounded (asyncio.timeout) so a broken agent fails
 # the test within seconds instead of hanging CI.
 

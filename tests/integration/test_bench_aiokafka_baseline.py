@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -22,6 +23,8 @@ from schemas.settings import load_settings
 from streams.kafka_io import KafkaPublisher
 from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
+
+pytestmark = pytest.mark.requirement("RS-BEN-01")
 
 # Bounded: validation of two small files takes well under a second once the group joined.
 OUTCOME_TIMEOUT_SECONDS = 60

@@ -24,6 +24,8 @@ from tests.integration.database_helpers import (
 )
 from tests.sink_events import BASE_TIME, sha
 
+pytestmark = pytest.mark.requirement("RS-DB-04")
+
 ROWS = 20_000
 USERS = [f"user-{n}" for n in range(200)]
 MODELS = [f"model-{n}" for n in range(10)]

@@ -15,6 +15,8 @@ from sinks.repositories import ResultsRepository, encode_cursor
 from sinks.tables import inference_results
 from tests.sink_events import BASE_TIME, make_result
 
+pytestmark = pytest.mark.requirement("RS-DB-04", "RS-G-04")
+
 
 def _user() -> str:
     """A user id no other test uses, so tests share the database without seeing each other."""

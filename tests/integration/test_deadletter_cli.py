@@ -18,6 +18,8 @@ from streams.deadletter import build_dead_letter
 from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
 
+pytestmark = pytest.mark.requirement("RS-DLQ-02")
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

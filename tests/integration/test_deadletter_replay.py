@@ -32,7 +32,10 @@ from streams.router import arrival_for_file
 from streams.topic_admin import ensure_topics
 from streams.topics import TopicNames
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.requirement("RS-DLQ-01", "RS-DLQ-02", "RS-G-06"),
+]
 
 # Bounded waits: each step takes well under a second once the worker joined its group; the
 # bounds only stop a hung run.

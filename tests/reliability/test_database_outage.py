@@ -18,6 +18,8 @@ from sinks.tables import inference_results
 from tests.reliability.private_postgres import PrivateCluster
 from tests.sink_events import make_result
 
+pytestmark = pytest.mark.requirement("RS-DB-03", "RS-G-03", "RS-G-04")
+
 BATCHES = 60
 BATCH_SIZE = 20
 OUTAGE_AFTER_BATCH = 15

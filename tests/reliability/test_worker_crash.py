@@ -18,6 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 import app
@@ -26,6 +27,8 @@ from streams.kafka_io import KafkaPublisher
 from streams.router import arrival_for_file
 from streams.topic_admin import ensure_topics
 from streams.topics import TopicKey, TopicNames
+
+pytestmark = pytest.mark.requirement("RS-G-03", "RS-G-06")
 
 EVENTS = 60
 # Bounded waits: the worker starts in a few seconds and handles 60 small images in a few more.

@@ -18,6 +18,8 @@ from tests.unit.gateway.fakes import (
     settings_for,
 )
 
+pytestmark = pytest.mark.requirement("RS-API-05", "RS-API-04")
+
 ALLOWED = "https://viewer.hospital.example"
 EXPECTED_HEADERS = {
     "strict-transport-security": "max-age=63072000; includeSubDomains",

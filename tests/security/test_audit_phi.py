@@ -24,6 +24,8 @@ from tests.integration.audit_support import create_topics, make_agent, publish
 from tests.integration.database_helpers import create_database, drop_database, url_for_database
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
+pytestmark = pytest.mark.requirement("RS-G-02")
+
 SAMPLES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm")
 
 

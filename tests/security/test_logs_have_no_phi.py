@@ -42,7 +42,7 @@ from tests.integration.database_helpers import (
     url_for_database,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.requirement("RS-G-01")]
 
 SAMPLES = app.SAMPLES_DIR
 MANIFEST = json.loads((SAMPLES / "phi_manifest.json").read_text())

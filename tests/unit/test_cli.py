@@ -13,6 +13,8 @@ import pytest
 import app
 from schemas.settings import load_settings
 
+pytestmark = pytest.mark.requirement("RS-CLI-01", "RS-CFG-01")
+
 
 class TestParser:
     def test_every_documented_command_parses(self) -> None:

@@ -38,6 +38,8 @@ from tests.unit.audit.factories import (
     validated,
 )
 
+pytestmark = pytest.mark.requirement("RS-AUD-01", "RS-API-07", "RS-G-02")
+
 EID = uuid.UUID(int=7)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.audit import AuditCheckpoint, AuditRecord
@@ -9,6 +10,8 @@ from sinks.audit_sink import _parse_row
 from streams.audit.verify import UnreadableRecord
 from streams.audit_topic import CHECKPOINT, RECORD, RECORD_TYPE_HEADER, chain_key, parse_message
 from tests.unit.audit.factories import build_chain
+
+pytestmark = pytest.mark.requirement("RS-AUD-05")
 
 
 def _record_and_checkpoint() -> tuple[AuditRecord, AuditCheckpoint]:

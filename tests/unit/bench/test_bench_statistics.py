@@ -12,6 +12,8 @@ from bench.workload import ArrivalFactory, build_workload
 from schemas.events import CORRELATION_ID_HEADER, ImageArrived
 from streams.topics import TopicKey
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 class TestPercentile:
     @pytest.mark.parametrize(("share", "expected"), [(0.5, 50), (0.95, 95), (0.99, 99), (1.0, 100)])

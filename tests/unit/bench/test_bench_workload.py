@@ -15,6 +15,8 @@ from bench.workload import (
     warmup_items,
 )
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 class TestBuildWorkload:
     def test_bad_share_is_rounded_to_whole_events(self) -> None:

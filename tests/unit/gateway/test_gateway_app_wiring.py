@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.audit_publisher import TopicApiAuditPublisher
 from gateway.errors import describe_validation_errors
 from schemas.audit import ApiAction, ApiActionKind
 from streams.topics import TopicKey
 from tests.unit.gateway.fakes import FakePublisher, build_harness
+
+pytestmark = pytest.mark.requirement("RS-API-01", "RS-API-07")
 
 
 class TestLifespan:

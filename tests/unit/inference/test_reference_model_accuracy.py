@@ -18,6 +18,8 @@ from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from tests.unit.inference.inference_builders import REGISTRY_DIR, make_event
 
+pytestmark = pytest.mark.requirement("RS-INF-07")
+
 # A fresh held-out set: same generator, a seed neither training (1001) nor evaluation (2002)
 # used. 600 images give a standard error of about 0.014 on an accuracy near 0.85, so 0.05 is
 # more than three standard errors: a real regression fails, sampling noise does not.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
 from aiokafka.structs import TopicPartition
 
 from observability.lag import LagReader, _rounds
 from observability.lag_cli import cmd_lag, register
+
+pytestmark = pytest.mark.requirement("RS-OBS-02")
 
 
 def parse(*argv: str) -> argparse.Namespace:

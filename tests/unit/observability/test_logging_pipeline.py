@@ -29,6 +29,8 @@ from observability.phi import REDACTED_EMAIL, REDACTED_PHI, default_masker, set_
 from schemas.events import CORRELATION_ID_HEADER, Stage
 from schemas.settings import LoggingSettings
 
+pytestmark = pytest.mark.requirement("RS-LOG-01", "RS-LOG-03", "RS-G-01")
+
 
 @pytest.fixture
 def configured() -> Iterator[Any]:

@@ -15,6 +15,8 @@ from schemas.errors import ErrorCode
 from schemas.events import ImageArrived, ImageRejected, Stage
 from streams.topics import value_models
 
+pytestmark = pytest.mark.requirement("RS-CON-01", "RS-G-02")
+
 # A network address (the API caller's IP) is audit data, not a patient attribute.
 PHI_FIELD_WORDS = ("patient", "birth", "person", "street", "phone", "physician", "mrn")
 

@@ -9,6 +9,8 @@ from pydantic import SecretStr, ValidationError
 
 from schemas.settings import DEFAULT_JWT_SECRET, Settings, load_settings
 
+pytestmark = pytest.mark.requirement("RS-CFG-01")
+
 
 class TestSettingsFromEnvironment:
     def test_defaults_point_at_local_services(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from schemas.settings import SinkSettings
 from sinks.results_sink import ResultsSink, WriteReport
 
+pytestmark = pytest.mark.requirement("RS-DB-03")
+
 
 def _sink() -> ResultsSink:
     settings = SinkSettings(retry_initial_seconds=0.2, retry_max_seconds=10)

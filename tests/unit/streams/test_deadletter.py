@@ -14,6 +14,8 @@ from schemas.events import CORRELATION_ID_HEADER, DeadLetter, Stage
 from streams.deadletter import build_dead_letter, error_code_and_reason, matches, replay_record
 from streams.retry import RetriesExhaustedError
 
+pytestmark = pytest.mark.requirement("RS-DLQ-01", "RS-G-02")
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -17,6 +17,8 @@ from schemas.settings import load_settings
 from streams import dlq_cli
 from streams.deadletter import DeadLetterEntry, build_dead_letter
 
+pytestmark = pytest.mark.requirement("RS-DLQ-02", "RS-G-01")
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
