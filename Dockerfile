@@ -17,6 +17,7 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY gateway ./gateway
 COPY observability ./observability
+COPY compliance ./compliance
 COPY model_registry ./model_registry
 COPY samples ./samples
 COPY app.py ./

@@ -204,10 +204,26 @@ def matrix_json(matrix: Matrix) -> dict[str, Any]:
     }
 
 
-def load_matrix_json(path: Path) -> dict[str, Any]:
-    """Read a matrix.json written by :func:`write_matrix`."""
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+def read_matrix(path: Path) -> Matrix:
+    """The matrix a run wrote to ``path`` (matrix.json), as it was judged then."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for entry in data["requirements"]:
+        requirement = Requirement.model_validate(
+            {key: entry[key] for key in Requirement.model_fields if entry.get(key) is not None}
+        )
+        tests = tuple(
+            TestResult(t["nodeid"], (requirement.id,), Outcome(t["outcome"]))
+            for t in entry["tests"]
+        )
+        rows.append(Row(requirement, Verdict(entry["verdict"]), tests))
+    return Matrix(
+        rows=tuple(rows),
+        outcomes=data["tests"]["outcomes"],
+        traced_tests=data["tests"]["traced"],
+        generated_at=datetime.fromisoformat(data["generated_at"]),
+        unknown_ids=tuple(data["unknown_ids"]),
+    )
 
 
 def render_markdown(matrix: Matrix, *, heading_level: int = 1) -> str:
