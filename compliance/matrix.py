@@ -266,9 +266,9 @@ def _markdown_row(row: Row) -> str:
     if req.satisfied_by:
         code = (code + "<br>" if code else "") + "via " + ", ".join(req.satisfied_by)
     explanation = req.rationale or req.note
-    title = req.title + (f" — {_cell(explanation)}" if explanation else "")
+    title = _cell(req.title) + (f" — {_cell(explanation)}" if explanation else "")
     return (
-        f"| {req.id} | {_cell(title)} | {status} | {row.verdict.value} | {code} | "
+        f"| {req.id} | {title} | {status} | {row.verdict.value} | {code} | "
         f"{_tests_cell(row.tests)} |"
     )
 

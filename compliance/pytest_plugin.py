@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from compliance.catalogue import Catalogue, CatalogueError, requirement_ids
+from compliance.catalogue import CATALOGUE_FILE, Catalogue, CatalogueError, requirement_ids
 from compliance.matrix import Outcome, TestResult, build_matrix, gate_violations, write_matrix
 
 MARKER = "requirement"
@@ -39,6 +39,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         type=Path,
         help="write the traceability matrix of this run (matrix.json, matrix.md) into DIR",
+    )
+    group.addoption(
+        "--compliance-catalogue",
+        metavar="FILE",
+        type=Path,
+        default=CATALOGUE_FILE,
+        help="the requirement catalogue (default: compliance/requirements.yaml)",
     )
     group.addoption(
         "--compliance-gate",
@@ -70,6 +77,7 @@ class TraceabilityRecorder:
     def __init__(self, config: pytest.Config) -> None:
         self.matrix_dir: Path | None = config.getoption("compliance_matrix")
         self.gate: bool = config.getoption("compliance_gate")
+        self.catalogue_file: Path = config.getoption("compliance_catalogue")
         self.requirements: dict[str, tuple[str, ...]] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.problems: list[str] = []
@@ -81,7 +89,7 @@ class TraceabilityRecorder:
         """The catalogue, read once; a broken one is a usage error."""
         if self._catalogue is None:
             try:
-                self._catalogue = Catalogue.load()
+                self._catalogue = Catalogue.load(self.catalogue_file)
             except CatalogueError as exc:
                 raise pytest.UsageError(str(exc)) from exc
         return self._catalogue
