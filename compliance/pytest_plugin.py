@@ -1,6 +1,6 @@
 """pytest plugin: tests name the requirements they verify; the run writes the matrix.
 
-Loaded for every run (``-p compliance.pytest_plugin`` in pyproject's addopts):
+Loaded for every run (``pytest_plugins`` in the root conftest.py):
 
 - ``@pytest.mark.requirement("RS-VAL-01", ...)`` (or one ``pytestmark`` line per module) names
   requirements of ``compliance/requirements.yaml``; an id the catalogue does not declare stops

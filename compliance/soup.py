@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.tags import sys_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compliance.licences import LicenceException, LicenceFinding, LicencePolicy, judge
@@ -105,8 +107,9 @@ class SoupData(BaseModel):
     components: tuple[_Other, ...]
 
     @classmethod
-    def load(cls, path: Path = SOUP_FILE) -> SoupData:
-        """Read and check ``soup.yaml``."""
+    def load(cls, path: Path | None = None) -> SoupData:
+        """Read and check ``soup.yaml`` (default: the committed one)."""
+        path = path or SOUP_FILE
         try:
             return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
         except (OSError, yaml.YAMLError, ValidationError) as exc:
@@ -251,7 +254,7 @@ def _python_components(
                 licence=licence,
                 purpose=purpose,
                 purl=package.purl,
-                files=package.files,
+                files=_installable(package.files),
                 dependencies=tuple(
                     closure.packages[d].purl for d in package.dependencies if d in closure.packages
                 ),
@@ -259,6 +262,23 @@ def _python_components(
             )
         )
     return components
+
+
+def _installable(files: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The sdist and the wheels this platform can install (not every platform's wheels)."""
+    supported = frozenset(sys_tags())
+    kept = []
+    for url, digest in files:
+        name = url.rsplit("/", 1)[-1]
+        if name.endswith(".whl"):
+            try:
+                tags = parse_wheel_filename(name)[3]
+            except InvalidWheelFilename:
+                continue
+            if tags.isdisjoint(supported):
+                continue
+        kept.append((url, digest))
+    return tuple(kept)
 
 
 def _purpose(data: SoupData, name: str) -> str | None:

@@ -72,7 +72,8 @@ class TestMarkers:
     def test_unknown_id_stops_collection(self, pytester: pytest.Pytester, catalogue: Path) -> None:
         """A test citing an id the catalogue lacks is a usage error, naming id and test."""
         pytester.makepyfile(
-            test_x='import pytest\n\n@pytest.mark.requirement("RS-NOPE-1")\ndef test_a():\n    pass\n'
+            test_x='import pytest\n\n@pytest.mark.requirement("RS-NOPE-1")\n'
+            "def test_a():\n    pass\n"
         )
         result = run(pytester, catalogue)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
