@@ -185,18 +185,21 @@ def _tokens(expression: str) -> list[str]:
 
 
 def _parse_or(tokens: list[str]) -> tuple[_Node, list[str]]:
-    left, tokens = _parse_and(tokens)
-    while tokens and tokens[0].upper() == "OR":
-        right, tokens = _parse_and(tokens[1:])
-        left = _Op("or", left, right)
-    return left, tokens
+    return _parse_binary(tokens, "or", _parse_and)
 
 
 def _parse_and(tokens: list[str]) -> tuple[_Node, list[str]]:
-    left, tokens = _parse_with(tokens)
-    while tokens and tokens[0].upper() == "AND":
-        right, tokens = _parse_with(tokens[1:])
-        left = _Op("and", left, right)
+    return _parse_binary(tokens, "and", _parse_with)
+
+
+def _parse_binary(
+    tokens: list[str], operator: str, operand: Callable[[list[str]], tuple[_Node, list[str]]]
+) -> tuple[_Node, list[str]]:
+    """``operand (operator operand)*``, folded to the left."""
+    left, tokens = operand(tokens)
+    while tokens and tokens[0].lower() == operator:
+        right, tokens = operand(tokens[1:])
+        left = _Op(operator, left, right)
     return left, tokens
 
 
