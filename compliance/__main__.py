@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from compliance.report import AuditInput, AuditUnavailable, write_compliance_report
-from compliance.soup import SoupError, build_inventory, write_sbom_and_soup
+from compliance.soup import build_inventory, write_sbom_and_soup
 from schemas.errors import RadstreamError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sbom":
             return run_sbom(args.out, args.kafka_bom)
         return run_report(args.out, args.audit_source)
-    except (SoupError, RadstreamError, OSError) as exc:
+    except ValidationError as exc:
+        # Never the inputs: a settings error could echo a secret.
+        print(
+            f"compliance: {exc.error_count()} invalid setting(s); see `radstream config`",
+            file=sys.stderr,
+        )
+        return 1
+    except (ValueError, RadstreamError, OSError) as exc:  # SoupError and LockError included
         print(f"compliance: {exc}", file=sys.stderr)
         return 1
 

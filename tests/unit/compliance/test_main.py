@@ -72,3 +72,14 @@ class TestReport:
         out = tmp_path / "report.md"
         assert command.main(["report", "--out", str(out)]) == 0
         assert "Not verified: no audit key at" in out.read_text()
+
+    def test_invalid_settings_are_one_line_without_values(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bad setting stops the command in one line that echoes no value."""
+        monkeypatch.setenv("RADSTREAM_API__JWT_SECRET", "short-secret-value")
+        assert command.main(["report", "--out", str(tmp_path / "r.md")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "invalid setting" in err
+        assert "short-secret-value" not in err
