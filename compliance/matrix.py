@@ -235,7 +235,7 @@ def render_markdown(matrix: Matrix, *, heading_level: int = 1) -> str:
     lines = [
         f"{h} Traceability matrix",
         "",
-        f"Last run: {matrix.generated_at.isoformat(timespec='seconds')}; {total} tests "
+        f"Last run: {matrix.generated_at.isoformat(timespec='seconds')}; {total} test ids "
         f"({outcome_text or 'none'}); {matrix.traced_tests} of them name a requirement.",
         "",
         f"Requirements: {len(matrix.rows)} ({verdict_text}).",
