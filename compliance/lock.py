@@ -28,7 +28,6 @@ class LockedPackage:
 
     name: str
     version: str
-    registry: str
     files: tuple[tuple[str, str], ...]  # (url, "sha256:...") of the sdist and every wheel
     dependencies: tuple[str, ...]
     required_by: tuple[str, ...] = field(default=())
@@ -116,11 +115,9 @@ def _locked(entry: Mapping[str, Any], edges: set[str], parents: set[str]) -> Loc
     if "sdist" in entry:
         files.append((entry["sdist"].get("url", ""), entry["sdist"]["hash"]))
     files.extend((wheel.get("url", ""), wheel["hash"]) for wheel in entry.get("wheels", []))
-    source = entry.get("source", {})
     return LockedPackage(
         name=entry["name"],
         version=str(entry["version"]),
-        registry=str(source.get("registry", "")),
         files=tuple(files),
         dependencies=tuple(sorted(edges)),
         required_by=tuple(sorted(parents)),

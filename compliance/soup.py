@@ -433,6 +433,7 @@ def _cdx_component(component: Component) -> dict[str, Any]:
     entry["properties"] = [
         {"name": "radstream:purpose", "value": component.purpose},
         {"name": "radstream:scope", "value": component.scope.value},
+        {"name": "radstream:licence-source", "value": component.licence_source or "unknown"},
     ]
     return entry
 
@@ -464,11 +465,12 @@ def render_soup_markdown(inventory: Inventory, *, heading_level: int = 1) -> str
         lines += [
             f"{h}# {scope.value} ({len(rows)})",
             "",
-            "| component | version | licence | purpose |",
-            "|---|---|---|---|",
+            "| component | version | licence | licence read from | purpose |",
+            "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {c.display_name} | {c.version} | {c.licence or 'UNKNOWN'} | {c.purpose} |"
+            f"| {c.display_name} | {c.version} | {c.licence or 'UNKNOWN'} | "
+            f"{c.licence_source or '-'} | {c.purpose} |"
             for c in sorted(rows, key=lambda c: (c.kind, c.display_name))
         ]
         lines.append("")
