@@ -6,21 +6,58 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup tools services-up services-down services-status peers-up peers-down demo test lint typecheck security unit integration run bench bench-smoke schemas clean
+.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo test lint typecheck security unit integration run bench bench-smoke schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+# Dependencies are locked in uv.lock (every package, exact version, sha256 of every file) and
+# installed from it with uv, pinned here. uv itself lives in its own small venv under the ignored
+# .state/, so `uv sync` can keep .venv exactly equal to the lock. The lock covers CPython 3.11 on
+# Linux only ([tool.uv] environments): the platform CI and the image run and the tests prove.
+UV_VERSION := 0.13.8
+UV_HOME := .state/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+# --offline: a lock that matches pyproject.toml is checked without the network, so a failure here
+# means the two disagree (someone changed the dependencies without `make lock`).
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	@$(UV) lock --check --offline --quiet >/dev/null 2>&1 || { \
+	  echo "setup: uv.lock does not match pyproject.toml - run 'make lock' and commit uv.lock" >&2; exit 1; }
+	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install radstream with its dev tools
+setup: $(STAMP)  ## create .venv from uv.lock: radstream with its dev tools, exact versions
+
+lock: | $(UV)  ## update uv.lock after editing dependencies in pyproject.toml (UPGRADE=1: newest allowed versions)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
 
 tools:  ## system tools the tests need (promtool), from Debian's packages if missing
 	bash ops/tools.sh
+
+# ---------------------------------------------------------------- compliance evidence (docs/compliance/)
+COMPLIANCE_OUT := docs/compliance/generated
+KAFKA_BOM := .state/compliance/kafka-bom.json
+CYCLONEDX_MAVEN := org.cyclonedx:cyclonedx-maven-plugin:2.9.1
+
+# The Kafka broker's jars with versions, hashes and licences, as Maven resolves ops/kafka/pom.xml.
+$(KAFKA_BOM): ops/kafka/pom.xml
+	mkdir -p $(dir $@)
+	mvn -q -B -Dstyle.color=never -f ops/kafka/pom.xml $(CYCLONEDX_MAVEN):makeBom \
+	  -DoutputFormat=json -DoutputName=kafka-bom -DincludeBomSerialNumber=false \
+	  -DoutputDirectory=$(abspath $(dir $@))
+
+sbom: setup $(KAFKA_BOM)  ## CycloneDX SBOM + SOUP list into docs/compliance/generated; fails on copyleft in the runtime
+	$(BIN)/python -m compliance sbom --out $(COMPLIANCE_OUT)
+
+compliance-report: setup $(KAFKA_BOM)  ## one report: matrix of the last make test, SOUP, model cards, audit verification
+	$(BIN)/radstream compliance report --out $(COMPLIANCE_OUT)/report.md
 
 services-up:  ## start Kafka and PostgreSQL (idempotent)
 	bash ops/services.sh up
@@ -53,10 +90,13 @@ typecheck: setup
 	$(BIN)/mypy
 
 security: setup
-	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability cli app.py
+	$(BIN)/bandit -q -c pyproject.toml -r schemas streams sinks gateway observability cli compliance app.py
 
-test: setup tools services-up peers-up lint typecheck security  ## the whole suite: ruff, mypy, bandit, pytest with branch coverage
-	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider
+# The whole suite once: the plugin records each outcome and writes the traceability matrix, and
+# --compliance-gate fails the run when an implemented requirement has no passing test.
+test: setup tools services-up peers-up lint typecheck security sbom  ## the whole suite: ruff, mypy, bandit, licences, pytest with coverage and the traceability gate
+	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider \
+	  --compliance-matrix $(COMPLIANCE_OUT) --compliance-gate
 
 unit: setup  ## unit tests only (no services)
 	$(BIN)/pytest tests/unit -q

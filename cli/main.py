@@ -45,6 +45,7 @@ _SUMMARIES: Final = (
     ("lag", "Show each consumer group's lag and status."),
     ("config", "Print the settings in effect, secrets masked."),
     ("schemas", "Regenerate or check the committed contract files."),
+    ("compliance", "Write the compliance report: traceability, SOUP, model cards, audit."),
 )
 COMMANDS: Final[Mapping[str, str]] = dict(_SUMMARIES)
 

@@ -26,6 +26,8 @@ from streams.audit.io import read_audit_topic
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
 
+pytestmark = pytest.mark.requirement("RS-API-01", "RS-API-07", "RS-AUD-01", "RS-DB-04")
+
 # Bounded waits: on this machine the pipeline stores a result within a few seconds.
 RESULT_TIMEOUT_SECONDS = 60
 

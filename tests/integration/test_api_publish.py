@@ -27,6 +27,8 @@ from tests.unit.gateway.fakes import (
     settings_for,
 )
 
+pytestmark = pytest.mark.requirement("RS-API-01", "RS-PUB-01")
+
 # Generous but bounded: a cold broker may need a few seconds to elect leaders of new topics.
 RECEIVE_TIMEOUT_SECONDS = 30.0
 CORR_1, CORR_2 = "d1" * 16, "d2" * 16

@@ -18,6 +18,8 @@ from streams.retry import RetryPolicy
 from streams.topics import TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
 
+pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-AUD-03")
+
 # Loops below poll the real broker; each is bounded (asyncio.timeout) so a broken agent fails
 # the test within seconds instead of hanging CI.
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from streams.audit.files import read_checkpoints
 from streams.audit.io import read_audit_topic, trail_for_event, verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
+
+pytestmark = pytest.mark.requirement("RS-AUD-01", "RS-AUD-02", "RS-AUD-03", "RS-G-04")
 
 # Each run_until_idle stops after 1 s without messages and fails after 30 s: generous for a
 # local broker (a transaction commits in milliseconds) while never hanging CI.

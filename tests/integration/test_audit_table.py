@@ -28,6 +28,8 @@ from tests.integration.audit_support import AuditedLog, make_table_writer, produ
 from tests.integration.database_helpers import run_in_thread
 from tests.unit.audit.factories import T0
 
+pytestmark = pytest.mark.requirement("RS-AUD-04", "RS-AUD-05", "RS-G-05")
+
 DISABLE = "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"
 
 

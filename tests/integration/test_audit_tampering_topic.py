@@ -23,6 +23,8 @@ from tests.integration.audit_support import (
 from tests.integration.database_helpers import run_in_thread
 from tests.unit.audit.factories import T0
 
+pytestmark = pytest.mark.requirement("RS-AUD-05", "RS-G-05")
+
 
 @pytest.fixture(scope="module")
 def audited(

@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -22,6 +23,8 @@ from schemas.events import ImageRejected, ImageValidated
 from schemas.settings import SAMPLES_DIR, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicNames
+
+pytestmark = pytest.mark.requirement("RS-BEN-01")
 
 # Bounded: validation of two small files takes well under a second once the group joined.
 OUTCOME_TIMEOUT_SECONDS = 60

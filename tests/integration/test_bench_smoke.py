@@ -16,6 +16,8 @@ import pytest
 from bench.run_pipeline import main
 from bench.workers import STAGES
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 PHASE_KEYS = {
     "events",
     "seconds",

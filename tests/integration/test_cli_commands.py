@@ -19,6 +19,8 @@ from schemas.settings import SAMPLES_DIR, load_settings
 from streams.audit.files import load_or_create_signing_key
 from streams.topics import TOPIC_SPECS
 
+pytestmark = pytest.mark.requirement("RS-CLI-01")
+
 # Bounded: reading back a message just produced to the local broker takes well under a second.
 READ_TIMEOUT_SECONDS = 30
 

@@ -25,6 +25,8 @@ from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
 
+pytestmark = pytest.mark.requirement("RS-OBS-02")
+
 SAMPLE = SAMPLES_DIR / "dicom" / "ct_small.dcm"
 BACKLOG = 5
 # Bounded waits: faust joins the group in a few seconds and commits every ~2.8 s; the bounds

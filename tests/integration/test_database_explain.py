@@ -21,6 +21,8 @@ from sinks.provisioning import create_database, drop_database, url_for_database
 from sinks.repositories import LifecycleRepository, ResultsRepository, encode_cursor
 from tests.integration.database_helpers import run_in_thread
 
+pytestmark = pytest.mark.requirement("RS-DB-04")
+
 ROWS = 20_000
 USERS = [f"user-{n}" for n in range(200)]
 MODELS = [f"model-{n}" for n in range(10)]

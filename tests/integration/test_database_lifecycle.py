@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from bench.sink_events import BASE_TIME, make_rejection, make_result, make_validated
 from schemas.errors import ErrorCode
 from schemas.events import ImageArrived, Stage
@@ -12,6 +14,8 @@ from sinks.database import Database
 from sinks.records import LifecycleEntry
 from sinks.repositories import LifecycleRepository
 from sinks.tables import LifecycleState
+
+pytestmark = pytest.mark.requirement("RS-DB-04")
 
 
 async def _record(database: Database, entries: list[LifecycleEntry]) -> int:

@@ -19,6 +19,8 @@ from sinks import migrate
 from sinks.tables import metadata
 from tests.integration.database_helpers import run_in_thread
 
+pytestmark = pytest.mark.requirement("RS-DB-01")
+
 TABLES = {"inference_results", "image_events"}
 # The newest revision, so adding a migration does not break these tests.
 HEAD = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()

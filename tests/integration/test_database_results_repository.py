@@ -16,6 +16,8 @@ from sinks.database import Database
 from sinks.repositories import ResultsRepository, encode_cursor
 from sinks.tables import inference_results
 
+pytestmark = pytest.mark.requirement("RS-DB-04", "RS-G-04")
+
 
 def _user() -> str:
     """A user id no other test uses, so tests share the database without seeing each other."""

@@ -21,6 +21,8 @@ from sinks.results_sink import ResultsSink, WriteReport
 from sinks.tables import LifecycleState, inference_results
 from streams.batching_sink import SinkHooks, flush_until_committed
 
+pytestmark = pytest.mark.requirement("RS-DB-02", "RS-DB-03", "RS-G-04")
+
 # Nothing listens on port 1: connecting there is refused at once, a real "database down".
 DOWN_URL = "postgresql://radstream@127.0.0.1:1/radstream"
 FAST = SinkSettings(retry_initial_seconds=0.01, retry_max_seconds=0.04, retry_jitter=0)

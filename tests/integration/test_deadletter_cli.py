@@ -20,6 +20,8 @@ from streams.deadletter import DeadLetterFilter, build_dead_letter
 from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.topics import TopicNames
 
+pytestmark = pytest.mark.requirement("RS-DLQ-02")
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -34,7 +34,10 @@ from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.requirement("RS-DLQ-01", "RS-DLQ-02", "RS-G-06"),
+]
 
 # Bounded waits: each step takes well under a second once the worker joined its group; the
 # bounds only stop a hung run.

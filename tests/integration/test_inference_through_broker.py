@@ -13,6 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +24,8 @@ from schemas.settings import SAMPLES_DIR, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+
+pytestmark = pytest.mark.requirement("RS-INF-02", "RS-INF-06")
 
 # Bounded: two images through two stages take a few seconds here.
 OUTCOME_TIMEOUT_SECONDS = 60

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import faust
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from schemas.correlation import CORRELATION_ID_HEADER
@@ -14,6 +15,8 @@ from streams.agents import incoming_from_event
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.pipeline import Incoming
 from streams.topics import TopicKey, TopicNames
+
+pytestmark = pytest.mark.requirement("RS-PUB-01")
 
 # Generous bound: a consumer group's first join on a loaded 2-core CI machine takes seconds.
 RECEIVE_TIMEOUT_SECONDS = 45

@@ -41,6 +41,8 @@ from observability.lag import LagReader
 from observability.metrics import Metrics
 from schemas.settings import Settings, load_settings
 
+pytestmark = pytest.mark.requirement("RS-OBS-02", "RS-OBS-03")
+
 # Bounded: a local broker answers in milliseconds; the bound only stops a hung test.
 TIMEOUT_SECONDS = 20.0
 

@@ -91,7 +91,10 @@ async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
         await consumer.stop()
 
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.requirement("RS-G-01", "RS-G-02", "RS-G-06", "RS-OBS-01", "RS-AUD-01"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.kafka import KafkaAdmin, KafkaClientConfig, build_admin, ensure_topics
 from streams.kafka.admin import describe_topic_configs
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
+
+pytestmark = pytest.mark.requirement("RS-TOP-01")
 
 
 async def test_ensure_twice_leaves_the_same_topics(

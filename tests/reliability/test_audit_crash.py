@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.audit import AuditRecord
@@ -16,6 +17,8 @@ from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicNames
 from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
+
+pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-G-03", "RS-G-04")
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = 300  # 1200 source events: at 5 per transaction the child needs seconds, not ms

@@ -19,6 +19,8 @@ from sinks.tables import inference_results
 from streams.batching_sink import SinkHooks, flush_until_committed
 from tests.reliability.private_postgres import PrivateCluster
 
+pytestmark = pytest.mark.requirement("RS-DB-03", "RS-G-03", "RS-G-04")
+
 BATCHES = 60
 BATCH_SIZE = 20
 OUTAGE_AFTER_BATCH = 15

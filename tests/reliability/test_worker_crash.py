@@ -18,6 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from schemas.correlation import CORRELATION_ID_HEADER
@@ -26,6 +27,8 @@ from schemas.settings import SAMPLES_DIR
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+
+pytestmark = pytest.mark.requirement("RS-G-03", "RS-G-06")
 
 EVENTS = 60
 # Bounded waits: the worker starts in a few seconds and handles 60 small images in a few more.

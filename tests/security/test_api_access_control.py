@@ -9,6 +9,8 @@ import pytest
 
 from tests.unit.gateway.fakes import Harness, build_harness, make_result
 
+pytestmark = pytest.mark.requirement("RS-API-03")
+
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Harness:

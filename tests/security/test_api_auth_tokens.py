@@ -17,6 +17,10 @@ from gateway.auth import REQUIRED_CLAIMS, TokenVerifier
 from schemas.settings import ApiSettings, Settings
 from tests.unit.gateway.fakes import Harness, build_harness, make_token, settings_for
 
+pytestmark = pytest.mark.requirement(
+    "RS-API-02", "ASVS-9.1.1", "ASVS-9.1.2", "ASVS-9.2.1", "ASVS-9.2.3"
+)
+
 PROTECTED = "/models"
 
 

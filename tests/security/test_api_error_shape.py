@@ -11,6 +11,8 @@ from structlog.testing import capture_logs
 
 from tests.unit.gateway.fakes import Harness, build_harness
 
+pytestmark = pytest.mark.requirement("RS-API-01", "RS-G-02", "ASVS-16.5.1")
+
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "MRN-8675309"
 CORR_500, CORR_LOG = "c5" * 16, "c1" * 16

@@ -19,6 +19,8 @@ from tests.unit.gateway.fakes import (
     settings_for,
 )
 
+pytestmark = pytest.mark.requirement("RS-API-05", "RS-API-04")
+
 ALLOWED = "https://viewer.hospital.example"
 CORR = "c7" * 16
 EXPECTED_HEADERS = {

@@ -10,6 +10,8 @@ import pytest
 
 from tests.unit.gateway.fakes import Harness, build_harness
 
+pytestmark = pytest.mark.requirement("RS-API-06", "RS-VAL-07")
+
 SERVICE = ("svc-1", ["service"])
 
 

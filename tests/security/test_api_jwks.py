@@ -19,6 +19,8 @@ from gateway.auth import TokenVerifier
 from schemas.errors import AuthenticationError
 from tests.unit.gateway.fakes import settings_for
 
+pytestmark = pytest.mark.requirement("RS-API-02", "ASVS-9.1.3")
+
 
 def jwks_file(tmp_path: Path, *keys: tuple[str, Any, str]) -> Path:
     """Write a JWKS of (kid, public key, algorithm family) entries."""

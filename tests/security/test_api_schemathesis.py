@@ -20,6 +20,8 @@ from schemathesis.generation.case import Case
 from gateway.export_openapi import OPENAPI_PATH
 from tests.unit.gateway.fakes import Harness, build_harness, make_result
 
+pytestmark = pytest.mark.requirement("RS-API-06")
+
 SUBJECT = "fuzz-user"
 STOW_BOUNDARY = "fuzz-boundary-7f3a"
 

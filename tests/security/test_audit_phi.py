@@ -30,6 +30,8 @@ from tests.integration.audit_support import (
 )
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
+pytestmark = pytest.mark.requirement("RS-G-02")
+
 SAMPLES = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm")
 
 

@@ -39,7 +39,7 @@ from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
 from tests.integration.database_helpers import run_in_thread
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.requirement("RS-G-01")]
 
 SAMPLES = SAMPLES_DIR
 MANIFEST = json.loads((SAMPLES / "phi_manifest.json").read_text())

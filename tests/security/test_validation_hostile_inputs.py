@@ -18,6 +18,8 @@ from streams.validation import (
 )
 from tests.unit.validation.support import DEFAULT_LIMITS, OPEN_RULES, SAMPLES
 
+pytestmark = pytest.mark.requirement("RS-VAL-03", "RS-VAL-07")
+
 BAD = SAMPLES / "bad"
 PEAK_LIMIT_BYTES = 4 * 1024 * 1024  # a 65535x65535 decode would need 4 GiB; a header check ~0
 

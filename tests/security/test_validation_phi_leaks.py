@@ -20,6 +20,8 @@ from tests.unit.validation.support import (
     phi_values,
 )
 
+pytestmark = pytest.mark.requirement("RS-G-01", "RS-G-02")
+
 _PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
 # Rules that make most images fail a clinical check, so rejection reasons are exercised too.
 _STRICT_RULES = ClinicalRules.model_validate(

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from schemas.settings import Settings
 
+pytestmark = pytest.mark.requirement("RS-DEP-01")
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.kafka.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.requirement("RS-ARC-01")
+
 ROOT = Path(__file__).resolve().parents[2]
 OUR_PACKAGES = {"schemas", "streams", "sinks", "gateway", "observability", "cli", "app", "bench"}
 DB_LIBRARIES = {"sqlalchemy", "asyncpg", "alembic", "psycopg", "psycopg2"}

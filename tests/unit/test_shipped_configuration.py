@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from schemas.settings import load_settings
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.validation import load_clinical_rules
+
+pytestmark = pytest.mark.requirement("RS-INF-01", "RS-INF-03", "RS-VAL-06")
 
 
 class TestShippedConfiguration:

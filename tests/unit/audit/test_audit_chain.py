@@ -21,6 +21,8 @@ from streams.audit.chain import (
 )
 from tests.unit.audit.factories import drafts
 
+pytestmark = pytest.mark.requirement("RS-AUD-02")
+
 
 class TestCanonicalBytes:
     def test_keys_sorted_compact_utf8(self) -> None:

@@ -37,6 +37,8 @@ from streams.audit.files import (
 )
 from tests.unit.audit.factories import T0
 
+pytestmark = pytest.mark.requirement("RS-AUD-03")
+
 STATE = ChainState(0, 9, "b" * 64)
 
 

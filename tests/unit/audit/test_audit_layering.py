@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.requirement("RS-ARC-01")
+
 PACKAGE = Path(__file__).resolve().parents[3] / "streams" / "audit"
 PURE = ["records.py", "chain.py", "checkpoints.py", "verify.py", "files.py", "__init__.py"]
 FORBIDDEN = {

@@ -46,6 +46,8 @@ from tests.unit.audit.factories import (
     validated,
 )
 
+pytestmark = pytest.mark.requirement("RS-AUD-01", "RS-API-07", "RS-G-02")
+
 EID = uuid.UUID(int=7)
 CORR = "0a" * 16
 PHI_IDS = ["MRN-55667788", "Pembertonwhistle-Agatha", "55667788", "Doe^Jane", "c-1"]

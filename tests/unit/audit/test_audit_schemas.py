@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from schemas.audit import ApiAction, ApiActionKind
 from tests.unit.audit.factories import api_action
 
+pytestmark = pytest.mark.requirement("RS-AUD-01", "RS-CON-01")
+
 
 class TestApiAction:
     def test_round_trips_as_json(self) -> None:

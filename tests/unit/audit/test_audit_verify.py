@@ -18,6 +18,8 @@ from streams.audit.verify import (
 )
 from tests.unit.audit.factories import T0, build_chain, drafts
 
+pytestmark = pytest.mark.requirement("RS-AUD-05", "RS-G-05")
+
 Chain = tuple[list[AuditRecord], list[AuditCheckpoint]]
 KEY = Ed25519PrivateKey.generate()
 PUB = KEY.public_key()

@@ -10,6 +10,8 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.aiokafka_baseline import incoming_from_record, main, next_offsets, take_batch
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 def record(offset: int, *, partition: int = 0, value: bytes | None = b"{}") -> ConsumerRecord:
     """A consumed record as aiokafka hands it over."""

@@ -18,6 +18,8 @@ from bench.cpu import (
     process_group_seconds,
 )
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 def fake_process(
     proc: Path, pid: int, *, ppid: int, ticks: tuple[int, int, int, int], name: str = "x"

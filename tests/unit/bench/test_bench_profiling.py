@@ -18,6 +18,8 @@ from bench.profiled import ProfileWindow, main
 from bench.profiling import REPO_ROOT, package_of, summarise, text_report
 from bench.workers import START_SIGNAL, STOP_SIGNAL
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 def burn() -> None:
     """Some CPU in this file's own function."""

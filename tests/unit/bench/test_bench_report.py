@@ -20,6 +20,8 @@ from bench.run_pipeline import (
     write_report,
 )
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 def phase(images_per_second: float, cpu: dict[str, float | None]) -> dict[str, Any]:
     """A measured phase with the fields the table reads."""

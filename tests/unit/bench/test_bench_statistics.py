@@ -13,6 +13,8 @@ from schemas.correlation import CORRELATION_ID_HEADER, accept_correlation_id
 from schemas.events import ImageArrived
 from streams.topics import TopicKey
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 class TestPercentile:
     @pytest.mark.parametrize(("share", "expected"), [(0.5, 50), (0.95, 95), (0.99, 99), (1.0, 100)])

@@ -8,6 +8,8 @@ from bench.work_limit import WorkLoop, measure_work_limit
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.settings import SAMPLES_DIR, load_settings
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 @pytest.fixture(scope="module")
 def loop() -> WorkLoop:

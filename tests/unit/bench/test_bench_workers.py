@@ -22,6 +22,8 @@ from bench.workers import (
     worker_command,
 )
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 def run_settings(tmp_path: Path) -> RunSettings:
     """Isolated names of one run."""

@@ -15,6 +15,8 @@ from bench.workload import (
 )
 from schemas.settings import SAMPLES_DIR
 
+pytestmark = pytest.mark.requirement("RS-BEN-01")
+
 
 class TestBuildWorkload:
     def test_bad_share_is_rounded_to_whole_events(self) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.errors import describe_validation_errors
+
+pytestmark = pytest.mark.requirement("RS-API-01", "RS-API-07")
 
 
 class TestDescribeValidationErrors:

@@ -15,6 +15,8 @@ from gateway.tokens import issue_token
 from schemas.errors import AuthenticationError
 from tests.unit.gateway.fakes import settings_for
 
+pytestmark = pytest.mark.requirement("RS-API-02")
+
 
 def _public_pem(
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,

@@ -9,6 +9,8 @@ import pytest
 from gateway.image_refs import resolve_image_uri
 from schemas.errors import ErrorCode, InputValidationError
 
+pytestmark = pytest.mark.requirement("RS-VAL-07")
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:

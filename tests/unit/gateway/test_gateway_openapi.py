@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gateway.export_openapi import OPENAPI_PATH, openapi_document, render
+
+pytestmark = pytest.mark.requirement("RS-API-01")
 
 
 class TestCommittedOpenApi:

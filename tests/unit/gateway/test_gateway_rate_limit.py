@@ -8,6 +8,8 @@ from gateway.rate_limit import RateLimiter, TokenBucket
 from schemas.errors import RateLimitError
 from tests.unit.gateway.fakes import FakeClock
 
+pytestmark = pytest.mark.requirement("RS-API-04")
+
 
 class TestTokenBucket:
     """One bucket."""

@@ -15,6 +15,8 @@ from schemas.events import ImageArrived
 from streams.topics import TopicKey
 from tests.unit.gateway.fakes import Harness, build_harness, make_result
 
+pytestmark = pytest.mark.requirement("RS-API-01", "RS-API-03")
+
 SERVICE = ("svc-1", ["service"])
 
 

@@ -12,6 +12,8 @@ import pytest
 from gateway.uploads import MAX_FIELDS, receive_upload, upload_directory
 from schemas.errors import ErrorCode, InputValidationError
 
+pytestmark = pytest.mark.requirement("RS-API-06")
+
 BOUNDARY = "b0undary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 DAY = date(2026, 11, 27)

@@ -22,6 +22,8 @@ from tests.unit.inference.inference_builders import (
     make_request,
 )
 
+pytestmark = pytest.mark.requirement("RS-INF-05")
+
 FIXED_NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 CT_RULES = RoutingRules.parse("rules:\n  - modality: CT\n    models: [fake-model]\n")
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.unit.inference.inference_builders import REPO_ROOT
 
+pytestmark = pytest.mark.requirement("RS-ARC-01")
+
 PACKAGE = REPO_ROOT / "streams" / "inference"
 ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "pydantic", "yaml"}
 ALLOWED_OURS = ("schemas", "streams.inference")

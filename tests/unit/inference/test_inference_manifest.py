@@ -15,6 +15,8 @@ from streams.inference.manifest import (
 )
 from tests.unit.inference.inference_builders import REGISTRY_DIR, manifest_data
 
+pytestmark = pytest.mark.requirement("RS-INF-01")
+
 
 def _parse(data: object) -> object:
     return parse_manifest(yaml.safe_dump(data, allow_unicode=True))

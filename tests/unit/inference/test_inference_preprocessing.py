@@ -22,6 +22,8 @@ from streams.inference.preprocessing import (
     resize,
 )
 
+pytestmark = pytest.mark.requirement("RS-INF-04")
+
 
 def _spec(**overrides: Any) -> InputSpec:
     data: dict[str, Any] = {

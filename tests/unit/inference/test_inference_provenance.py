@@ -16,6 +16,8 @@ from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from tests.unit.inference.inference_builders import REGISTRY_DIR, make_event
 
+pytestmark = pytest.mark.requirement("RS-INF-06", "RS-G-02")
+
 FIXED_NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 PINNED = "lesion-detector@1.1.0"
 # PS3.15 Annex E attributes present in pydicom's CT_small.dcm that must never leak.

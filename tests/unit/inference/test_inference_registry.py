@@ -27,6 +27,8 @@ from tests.unit.inference.inference_builders import (
     manifest_data,
 )
 
+pytestmark = pytest.mark.requirement("RS-INF-01", "RS-INF-02")
+
 MODEL = "lesion-detector"
 
 

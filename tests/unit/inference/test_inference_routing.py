@@ -10,6 +10,8 @@ from schemas.errors import ErrorCode, InferenceError, InputValidationError, Reso
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules, route
 
+pytestmark = pytest.mark.requirement("RS-INF-03")
+
 RULES = RoutingRules.parse(
     """
 rules:

@@ -10,6 +10,8 @@ from onnx import TensorProto, helper
 from schemas.errors import ErrorCode, InferenceError
 from streams.inference.runtime import OnnxSession, available_providers
 
+pytestmark = pytest.mark.requirement("RS-INF-04")
+
 
 def _mean_model() -> bytes:
     """A tiny model: scores[N, 1] = mean of image[N, 1, 2, 2]."""

@@ -29,6 +29,8 @@ from streams.validation import decode_pixels, load_clinical_rules, validate_imag
 from streams.validation.validator import ValidationAccepted
 from tests.unit.inference.inference_builders import REGISTRY_DIR, REPO_ROOT, make_event
 
+pytestmark = pytest.mark.requirement("RS-INF-07")
+
 # Fresh held-out sets: same generators, a seed neither training (1001), tuning (1501) nor
 # evaluation (2002) used. 600 images give a standard error of about 0.014 on an accuracy near
 # 0.85-0.93, so 0.05 is more than three standard errors: a real regression fails, noise does not.

@@ -16,6 +16,8 @@ from observability.health import (
 )
 from observability.lag import GroupSnapshot, LagSample
 
+pytestmark = pytest.mark.requirement("RS-OBS-03")
+
 
 class FakeClock:
     """A monotonic clock the test moves by hand."""

@@ -8,6 +8,8 @@ import pytest
 
 from observability.lag import EstimateMethod, LagSample, estimate_lag_seconds
 
+pytestmark = pytest.mark.requirement("RS-OBS-02")
+
 
 def sample(at: float, committed: int, end: int, ts: float | None = None) -> LagSample:
     """A sample of partition 0 at time ``at``."""

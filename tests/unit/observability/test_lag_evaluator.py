@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from observability.lag import GroupSnapshot, LagSample, evaluate_group, judge_group
 from observability.metrics import LagStatus
+
+pytestmark = pytest.mark.requirement("RS-OBS-02")
 
 GROUP = "radstream-validation"
 TOPIC = "radstream.images.arrived"

@@ -19,6 +19,8 @@ from observability.lag import (
 )
 from observability.metrics import LagStatus, Metrics
 
+pytestmark = pytest.mark.requirement("RS-OBS-02")
+
 TOPIC = "radstream.images.arrived"
 
 

@@ -34,6 +34,8 @@ from schemas.correlation import CorrelationId, derived_correlation_id
 from schemas.events import Stage
 from schemas.settings import LoggingSettings
 
+pytestmark = pytest.mark.requirement("RS-LOG-01", "RS-LOG-03", "RS-G-01")
+
 
 def cid(name: str) -> CorrelationId:
     """A canonical correlation id standing for ``name`` in a test."""

@@ -26,6 +26,8 @@ from observability.metrics import (
 from schemas.errors import ErrorCode
 from schemas.events import Stage
 
+pytestmark = pytest.mark.requirement("RS-OBS-01")
+
 
 @pytest.fixture
 def registry() -> CollectorRegistry:

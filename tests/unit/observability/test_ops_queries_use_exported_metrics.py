@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from observability.metrics import Metrics, exported_series_names
 
+pytestmark = pytest.mark.requirement("RS-OBS-04")
+
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARD = REPO / "ops" / "grafana" / "radstream-pipeline.json"
 ALERTS = REPO / "ops" / "prometheus" / "alerts.yml"

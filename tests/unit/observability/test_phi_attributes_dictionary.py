@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from pydicom.datadict import dictionary_description, keyword_for_tag
 
 from observability.phi_attributes import BIRTH_DATE_KEYWORDS, PHI_ATTRIBUTES
+
+pytestmark = pytest.mark.requirement("RS-LOG-02")
 
 
 class TestPhiAttributes:

@@ -29,6 +29,8 @@ from schemas.errors import ErrorCode
 from schemas.events import Stage
 from schemas.settings import LoggingSettings
 
+pytestmark = pytest.mark.requirement("RS-LOG-02", "RS-G-01")
+
 
 @pytest.fixture
 def masker() -> PhiMasker:

@@ -6,10 +6,13 @@ import string
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from observability.phi import PhiMasker
+
+pytestmark = pytest.mark.requirement("RS-LOG-02", "RS-G-01")
 
 MASKER = PhiMasker()
 NAME = st.text(alphabet=string.ascii_letters, min_size=3, max_size=12)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.requirement("RS-OBS-04")
+
 REPO = Path(__file__).resolve().parents[3]
 
 

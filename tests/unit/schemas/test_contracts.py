@@ -15,6 +15,8 @@ from schemas.events import ImageArrived, ImageRejected, Stage
 from streams.topic_contracts import contract_files, stale_files
 from streams.topics import value_models
 
+pytestmark = pytest.mark.requirement("RS-CON-01", "RS-G-02")
+
 # A network address (the API caller's IP) is audit data, not a patient attribute.
 PHI_FIELD_WORDS = ("patient", "birth", "person", "street", "phone", "physician", "mrn")
 

@@ -7,7 +7,11 @@ change and must not happen.
 
 from __future__ import annotations
 
+import pytest
+
 from schemas.errors import ERROR_CATALOGUE, ErrorCode
+
+pytestmark = pytest.mark.requirement("RS-ERR-01")
 
 PINNED_CODES = (
     "EVENT_MALFORMED",

@@ -20,6 +20,8 @@ from schemas.errors import (
     for_code,
 )
 
+pytestmark = pytest.mark.requirement("RS-ERR-01")
+
 
 class TestHierarchyStatuses:
     @pytest.mark.parametrize(

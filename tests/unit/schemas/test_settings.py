@@ -16,6 +16,8 @@ from schemas.settings import (
     mask_url,
 )
 
+pytestmark = pytest.mark.requirement("RS-CFG-01")
+
 
 class TestSettingsFromEnvironment:
     def test_defaults_point_at_local_services(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,8 @@ from sqlalchemy import exc as sa_exc
 from schemas.errors import ErrorCode, TransientError
 from sinks.database import UNAVAILABLE_ERRORS, database_errors, to_async_url, translate_error
 
+pytestmark = pytest.mark.requirement("RS-ERR-01", "RS-DB-03")
+
 
 def _instance(error_type: type[BaseException]) -> BaseException:
     """Build one instance of a library error type the way the library would."""

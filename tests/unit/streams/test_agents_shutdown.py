@@ -20,6 +20,8 @@ from streams.kafka import Outgoing
 from streams.pipeline import Incoming, NullObserver
 from streams.topics import TopicKey
 
+pytestmark = pytest.mark.requirement("RS-G-03", "RS-INF-05")
+
 
 class FakeStream:
     """take_events as Faust implements it: yields a batch, acks it in ``finally``."""

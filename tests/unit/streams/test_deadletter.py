@@ -20,6 +20,8 @@ from streams.deadletter import (
 )
 from streams.retry import RetriesExhaustedError
 
+pytestmark = pytest.mark.requirement("RS-DLQ-01", "RS-G-02")
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CORR = "c9" * 16
 

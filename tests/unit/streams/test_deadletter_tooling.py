@@ -27,6 +27,8 @@ from streams.deadletter import (
     select,
 )
 
+pytestmark = pytest.mark.requirement("RS-DLQ-02")
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ARRIVED = "radstream.images.arrived"
 CORR = CorrelationId("c1" * 16)

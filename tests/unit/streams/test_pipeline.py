@@ -26,6 +26,8 @@ from streams.pipeline import (
 )
 from streams.topics import TopicKey
 
+pytestmark = pytest.mark.requirement("RS-ERR-02", "RS-G-03", "RS-G-06")
+
 
 def incoming(value: bytes, headers: tuple[tuple[str, bytes], ...] = ()) -> Incoming:
     return Incoming(

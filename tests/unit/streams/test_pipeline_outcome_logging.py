@@ -20,6 +20,8 @@ from streams.kafka import Outgoing
 from streams.pipeline import Incoming, NullObserver, dead_letter_for, parse_event, process_batch
 from streams.topics import TopicKey
 
+pytestmark = pytest.mark.requirement("RS-LOG-01", "RS-G-01")
+
 
 @pytest.fixture
 def logs() -> Iterator[io.StringIO]:

@@ -12,6 +12,8 @@ from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.settings import RetrySettings
 from streams.retry import FailureRecord, RetriesExhaustedError, RetryPolicy, run_with_retries
 
+pytestmark = pytest.mark.requirement("RS-ERR-02")
+
 
 class FakeSleep:
     """Records requested delays instead of sleeping."""

@@ -6,9 +6,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import pytest
 from pydicom.data import get_testdata_file
 
 from streams.router import arrival_for_file
+
+pytestmark = pytest.mark.requirement("RS-PUB-01")
 
 
 class TestArrivalForFile:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
+
+pytestmark = pytest.mark.requirement("RS-TOP-01")
 
 
 class TestTopicCatalogue:

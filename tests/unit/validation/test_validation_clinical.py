@@ -19,6 +19,8 @@ from streams.validation import (
 )
 from tests.unit.validation.support import SAMPLES, edited_dicom
 
+pytestmark = pytest.mark.requirement("RS-VAL-06")
+
 CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 PNG = (SAMPLES / "raster" / "ct_256.png").read_bytes()
 LIMITS = ValidationSettings()

@@ -13,6 +13,8 @@ from schemas.errors import ErrorCode
 from streams.validation import ValidationAccepted, ValidationRejected, validate_image
 from tests.unit.validation.support import OPEN_RULES, PERMISSIVE_LIMITS, corpus_files
 
+pytestmark = pytest.mark.requirement("RS-VAL-04", "RS-VAL-05")
+
 # Files pydicom itself can read that radstream refuses on purpose, and why.
 EXPECTED_REJECTIONS = {
     "JPEG-lossy.dcm": ErrorCode.IMAGE_MALFORMED,  # 12-bit stream pydicom documents as broken

@@ -18,6 +18,8 @@ from streams.validation.formats import (
 )
 from tests.unit.validation.support import SAMPLES, pydicom_file_bytes
 
+pytestmark = pytest.mark.requirement("RS-VAL-01", "RS-VAL-03")
+
 CT = pydicom_file_bytes("CT_small.dcm")
 RAW_CT = (SAMPLES / "bad" / "raw_no_preamble.dcm").read_bytes()
 

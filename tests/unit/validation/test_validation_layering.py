@@ -9,6 +9,8 @@ import pytest
 
 from tests.unit.validation.support import REPO_ROOT
 
+pytestmark = pytest.mark.requirement("RS-ARC-01")
+
 PACKAGE = REPO_ROOT / "streams" / "validation"
 ALLOWED_ROOTS = {
     "__future__", "collections", "contextlib", "dataclasses", "datetime", "enum", "hashlib",

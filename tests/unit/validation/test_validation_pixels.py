@@ -20,6 +20,8 @@ from tests.unit.validation.support import (
     pydicom_file_bytes,
 )
 
+pytestmark = pytest.mark.requirement("RS-VAL-04")
+
 CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 
 

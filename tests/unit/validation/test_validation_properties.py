@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.errors import ERROR_CATALOGUE
 from streams.validation import ValidationAccepted, ValidationRejected, validate_image
 from tests.unit.validation.support import OPEN_RULES, PERMISSIVE_LIMITS, SAMPLES
+
+pytestmark = pytest.mark.requirement("RS-VAL-05")
 
 SEEDS = [
     (SAMPLES / "dicom" / "ct_small.dcm").read_bytes(),

@@ -10,6 +10,8 @@ import pytest
 from schemas.errors import ErrorCode, InputValidationError, TransientError
 from streams.validation import read_image_bytes, resolve_image_uri
 
+pytestmark = pytest.mark.requirement("RS-VAL-07", "RS-VAL-02")
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:

@@ -34,6 +34,10 @@ from tests.unit.validation.support import (
     with_transfer_syntax,
 )
 
+pytestmark = pytest.mark.requirement(
+    "RS-VAL-01", "RS-VAL-02", "RS-VAL-03", "RS-VAL-04", "RS-VAL-05"
+)
+
 CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.audit import AuditCheckpoint, AuditRecord
@@ -16,6 +17,8 @@ from streams.audit.io.topic import (
 )
 from streams.audit.verify import UnreadableRecord
 from tests.unit.audit.factories import build_chain
+
+pytestmark = pytest.mark.requirement("RS-AUD-05")
 
 
 def _record_and_checkpoint() -> tuple[AuditRecord, AuditCheckpoint]:
