@@ -175,7 +175,12 @@ async def run_pipeline_on_files(
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
         app.run_worker(
-            settings, app.ALL_STAGES, stop, started=started, registry=registry, serve_http=False
+            settings,
+            app.default_stages(settings),
+            stop,
+            started=started,
+            registry=registry,
+            serve_http=False,
         )
     )
     try:
