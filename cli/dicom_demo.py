@@ -26,12 +26,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from pydicom import Dataset, dcmread
+from pydicom.uid import generate_uid
 
 import app
-from cli.demo import START_TIMEOUT_SECONDS, FileOutcome, outcome_of, wait_for_start
+from cli.demo import START_TIMEOUT_SECONDS, FileOutcome, outcome_of, outcome_row, wait_for_start
 from cli.errors import CommandError
 from schemas.errors import ErrorCode, TransientError
-from schemas.settings import DicomPeer, Settings
+from schemas.settings import SAMPLES_DIR, DicomPeer, Settings
 from sinks.database import Database
 from sinks.repositories import ResultsRepository
 from streams.dicom.instances import arrival_for_instance, read_instance
@@ -246,3 +247,32 @@ async def _outcome(
         ]
     )
     return RoundTripOutcome(name, instance.sop_instance_uid, outcome, reports)
+
+
+def fresh_copy(path: Path) -> bytes:
+    """``path``'s instance with new study, series and SOP instance UIDs (a new study per run)."""
+    dataset = dcmread(path)
+    sop = generate_uid()
+    dataset.SOPInstanceUID = sop
+    dataset.file_meta.MediaStorageSOPInstanceUID = sop
+    dataset.StudyInstanceUID = generate_uid()
+    dataset.SeriesInstanceUID = generate_uid()
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def demo_instances() -> list[tuple[str, bytes]]:
+    """The bundled DICOM samples (``samples/dicom``), each as a fresh study."""
+    return [(path.name, fresh_copy(path)) for path in sorted((SAMPLES_DIR / "dicom").glob("*.dcm"))]
+
+
+def round_trip_row(outcome: RoundTripOutcome) -> tuple[str, str, str, str]:
+    """Sample, outcome, detail and where its reports are."""
+    _name, what, detail = outcome_row(outcome.outcome, outcome.name)
+    if not outcome.reports:
+        where = "-"
+    else:
+        found = sum(outcome.reports)
+        where = f"{found} of {len(outcome.reports)} SR in Orthanc, same study"
+    return outcome.name, what, detail, where
