@@ -32,13 +32,15 @@ import app
 from cli.demo import START_TIMEOUT_SECONDS, FileOutcome, outcome_of, outcome_row, wait_for_start
 from cli.errors import CommandError
 from schemas.errors import ErrorCode, TransientError
+from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, DicomPeer, Settings
 from sinks.database import Database
 from sinks.repositories import ResultsRepository
-from streams.dicom.instances import arrival_for_instance, read_instance
+from streams.dicom.instances import read_instance
 from streams.dicom.reports import report_sop_instance_uid
-from streams.dicom_io.store import InstanceStore, sha256_of
 from streams.inference.routing import RoutingRules
+from streams.kafka import KafkaClientConfig, read_topic
+from streams.topics import TopicNames
 
 REST_TIMEOUT_SECONDS: Final = 60.0
 POLL_SECONDS: Final = 0.5
@@ -83,9 +85,10 @@ def orthanc_call(url: str, method: str = "GET", body: bytes | None = None) -> by
 
 
 async def orthanc_json(url: str, method: str = "GET", payload: object = None) -> Any:
-    """A REST call with a JSON body and answer, off the event loop."""
+    """A REST call with a JSON body and answer (None when empty), off the event loop."""
     body = None if payload is None else json.dumps(payload).encode()
-    return json.loads(await asyncio.to_thread(orthanc_call, url, method, body))
+    answer = await asyncio.to_thread(orthanc_call, url, method, body)
+    return json.loads(answer) if answer.strip() else None
 
 
 async def connect_orthanc(url: str) -> Orthanc:
@@ -155,7 +158,6 @@ async def run_dicom_round_trip(
     ``timeout_seconds`` for every outcome and report; unfinished ones are reported as such.
     """
     rules = RoutingRules.load(settings.inference.routing_rules_file)
-    store = InstanceStore(settings.dicom_storage_dir)
     stop, started = asyncio.Event(), asyncio.Event()
     bound: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
     worker = asyncio.create_task(
@@ -183,10 +185,12 @@ async def run_dicom_round_trip(
                 {"Resources": ids, "Synchronous": True},
             )
             deadline = asyncio.get_running_loop().time() + timeout_seconds
+            sops = [str(read_instance(data).sop_instance_uid) for _name, data in instances]
             while True:
+                arrived = await arrivals_by_sop(settings)
                 outcomes = [
-                    await _outcome(database, store, rules, orthanc, name=name, data=data)
-                    for name, data in instances
+                    await _outcome(database, rules, orthanc, arrived.get(sop), name=name, data=data)
+                    for sop, (name, data) in zip(sops, instances, strict=True)
                 ]
                 done = all(outcome.finished for outcome in outcomes)
                 if done or asyncio.get_running_loop().time() > deadline:
@@ -218,27 +222,34 @@ async def upload(orthanc: Orthanc, data: bytes) -> str:
     return str(answer["ID"])
 
 
+async def arrivals_by_sop(settings: Settings) -> dict[str, ImageArrived]:
+    """The arrival events announced so far, by SOP Instance UID.
+
+    Read from the topic rather than derived from the uploaded bytes: Orthanc rewrites the file
+    meta information when it sends, so the bytes radstream received (and their event id) differ.
+    """
+    content = await read_topic(
+        KafkaClientConfig.from_settings(settings), TopicNames(settings.topic_prefix).arrived
+    )
+    events = [ImageArrived.model_validate_json(r.value) for r in content.all_records()]
+    return {event.sop_instance_uid: event for event in events if event.sop_instance_uid}
+
+
 async def _outcome(
     database: Database,
-    store: InstanceStore,
     rules: RoutingRules,
     orthanc: Orthanc,
+    event: ImageArrived | None,
     *,
     name: str,
     data: bytes,
 ) -> RoundTripOutcome:
     """What became of one instance so far, and which of its results' reports are in Orthanc."""
-    instance = read_instance(data)
-    sha256 = sha256_of(data)
-    event = arrival_for_instance(
-        instance,
-        sha256=sha256,
-        size_bytes=len(data),
-        image_uri=store.path_for(sha256).as_uri(),
-        source=orthanc.ae_title,
-    )
-    outcome = await outcome_of(database, Path(name), event, rules)
     source = dcmread(BytesIO(data), stop_before_pixels=True)
+    if event is None:  # not announced (yet)
+        outcome = FileOutcome(Path(name), "", (), None, ())
+        return RoundTripOutcome(name, str(source.SOPInstanceUID), outcome, ())
+    outcome = await outcome_of(database, Path(name), event, rules)
     results = await ResultsRepository(database.sessions).list_for_event(event.event_id)
     reports = tuple(
         [
@@ -246,7 +257,7 @@ async def _outcome(
             for r in results
         ]
     )
-    return RoundTripOutcome(name, instance.sop_instance_uid, outcome, reports)
+    return RoundTripOutcome(name, str(source.SOPInstanceUID), outcome, reports)
 
 
 def fresh_copy(path: Path) -> bytes:
