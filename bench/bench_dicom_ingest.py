@@ -30,13 +30,13 @@ import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+
+from cli.dicom_demo import fresh_copy
 
 REPO = Path(__file__).resolve().parent.parent
 PEER_ENV = Path(os.environ.get("RADSTREAM_STATE_DIR", REPO / ".state")) / "orthanc" / "peer.env"
@@ -66,19 +66,12 @@ def write_round(directory: Path, copies: int) -> tuple[list[Path], int]:
     directory.mkdir(parents=True)
     paths, total = [], 0
     for name in FILES:
-        source = dcmread(str(get_testdata_file(name)))
         for copy in range(copies):
-            sop = generate_uid()
-            source.SOPInstanceUID = sop
-            source.file_meta.MediaStorageSOPInstanceUID = sop
-            source.StudyInstanceUID = generate_uid()
-            source.SeriesInstanceUID = generate_uid()
-            buffer = BytesIO()
-            source.save_as(buffer, enforce_file_format=True)
+            data = fresh_copy(Path(str(get_testdata_file(name))))
             path = directory / f"{Path(name).stem}-{copy}.dcm"
-            path.write_bytes(buffer.getvalue())
+            path.write_bytes(data)
             paths.append(path)
-            total += len(buffer.getvalue())
+            total += len(data)
     return paths, total
 
 
@@ -125,7 +118,7 @@ def start_listener(port: int, metrics_port: int, root: Path) -> subprocess.Popen
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(  # nosec B310 - loopback
+            with urllib.request.urlopen(  # nosec B310 (loopback)
                 f"http://127.0.0.1:{metrics_port}/readyz", timeout=2
             ) as answer:
                 if answer.status == 200:

@@ -74,7 +74,7 @@ def orthanc_call(url: str, method: str = "GET", body: bytes | None = None) -> by
         raise CommandError(ErrorCode.REQUEST_INVALID, "the Orthanc URL must be http(s)")
     request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - checked above
     try:
-        with urllib.request.urlopen(request, timeout=REST_TIMEOUT_SECONDS) as answer:  # noqa: S310  # nosec B310 - scheme checked above
+        with urllib.request.urlopen(request, timeout=REST_TIMEOUT_SECONDS) as answer:  # noqa: S310 - scheme checked above  # nosec B310
             return bytes(answer.read())
     except OSError as exc:
         raise CommandError(
