@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo test lint typecheck security unit integration run bench bench-smoke schemas clean
+.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo demo-dicom test lint typecheck security unit integration run bench bench-smoke schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -76,6 +76,10 @@ peers-down:  ## stop the Orthanc this project started
 
 demo: setup services-up  ## run the pipeline end to end on the bundled sample images
 	$(BIN)/radstream demo
+
+demo-dicom: setup services-up peers-up  ## the DICOM round trip: Orthanc -> radstream -> results -> SR back in Orthanc
+	source $${RADSTREAM_STATE_DIR:-.state}/orthanc/peer.env && \
+	  $(BIN)/radstream dicom demo --orthanc "http://127.0.0.1:$$ORTHANC_HTTP_PORT"
 
 run: setup services-up  ## services + all workers in the foreground
 	$(BIN)/radstream db upgrade

@@ -37,7 +37,7 @@ from gateway.adapters import (
 )
 from gateway.app import create_app
 from observability.health import HealthState, WorkerHealth
-from observability.lag import LagReader
+from observability.lag import GroupSnapshot, LagReader
 from observability.metrics import Metrics
 from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
@@ -49,21 +49,32 @@ from sinks.results_sink import ResultsSink, WriteReport
 from streams.agents import AgentSpec, register_agent
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
+from streams.dicom_io.receiver import run_dicom_listener
+from streams.dicom_io.sender import DicomSender
+from streams.dicom_io.store import InstanceStore
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics
+from streams.kafka.config import DEFAULT_REQUEST_TIMEOUT_MS
 from streams.pipeline import StageObserver
 from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
+from streams.stages.dicom_export import DicomExportStage
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
 from streams.stages.validation import ValidationStage
-from streams.topics import TopicNames
+from streams.topics import TopicKey, TopicNames
 from streams.validation import load_clinical_rules
 
-ALL_STAGES: Final = ("validation", "inference", "results", "audit")
+ALL_STAGES: Final = ("validation", "inference", "results", "audit", "dicom-export")
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
 DATABASE_STAGES: Final = frozenset({"results", "audit"})
+# Stages that consume in a consumer group of their own, whatever they run with: the export waits
+# for a PACS (retries with backoff), which must not hold back the results stage's commits.
+OWN_GROUP_STAGES: Final = frozenset({"dicom-export"})
+# The listener's publications outlive aiokafka's batch expiry (its request timeout): a TIMEOUT
+# from the publisher then comes after aiokafka itself gave up on a batch it could not send.
+LISTENER_SEND_TIMEOUT_SECONDS: Final = DEFAULT_REQUEST_TIMEOUT_MS / 1000 + 20.0
 
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
@@ -73,6 +84,12 @@ log = structlog.get_logger(__name__)
 def consumer_group(settings: Settings, stages: Sequence[str]) -> str:
     """One consumer group per stage set, so each stage can be scaled as its own group."""
     return f"{settings.consumer_group_prefix}-{'+'.join(sorted(stages))}"
+
+
+def default_stages(settings: Settings) -> tuple[str, ...]:
+    """Every stage; ``dicom-export`` only when a destination is configured."""
+    exporting = bool(settings.dicom.export_destinations)
+    return tuple(stage for stage in ALL_STAGES if stage != "dicom-export" or exporting)
 
 
 # ------------------------------------------------------------------------------- resources
@@ -201,6 +218,23 @@ def build_results_spec(
     )
 
 
+def build_dicom_export_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
+    """The dicom-export agent: one result at a time (each may wait for a PACS with backoff).
+
+    Raises:
+        ValueError: no export destination is configured.
+    """
+    dicom = settings.dicom
+    stage = DicomExportStage(
+        InstanceStore(settings.dicom_storage_dir),
+        DicomSender(dicom.ae_title, dimse_timeout_seconds=dicom.dimse_timeout_seconds),
+        dicom.export_destinations,
+        RetryPolicy.from_settings(dicom.export_retry),
+        images=build_image_reader(settings),
+    )
+    return AgentSpec("dicom-export", (topics.results,), stage, 1, 0.05)
+
+
 # ---------------------------------------------------------------------------------- worker
 @dataclass(frozen=True)
 class Worker:
@@ -231,6 +265,12 @@ class Worker:
         """The consumer group of this stage set."""
         return consumer_group(self.settings, self.stages)
 
+    def group_of(self, stage: str) -> str:
+        """The consumer group ``stage`` consumes in (its own for :data:`OWN_GROUP_STAGES`)."""
+        if stage in OWN_GROUP_STAGES:
+            return consumer_group(self.settings, [stage])
+        return self.group_id
+
     def batch_done(self, stage: str) -> None:
         """A loop finished (delivered and will commit) one batch of ``stage``."""
         self.health.record_progress(stage)
@@ -247,9 +287,10 @@ class ConsumerLoop(Protocol):
 
     Implementations: :func:`faust_consumer_loop` (production) and the benchmark's plain aiokafka
     loop (``bench.aiokafka_baseline.aiokafka_consumer_loop``). A loop runs every spec of
-    ``worker`` as consumer group ``worker.group_id``: it takes batches of ``spec.batch_size``
-    within ``spec.batch_wait_seconds``, passes each to :func:`streams.pipeline.process_batch`
-    with ``worker.deliver`` and ``worker.observer``, acknowledges it only after that returned,
+    ``worker`` in consumer group ``worker.group_of(spec.name)``: it takes batches of
+    ``spec.batch_size`` within ``spec.batch_wait_seconds``, passes each to
+    :func:`streams.pipeline.process_batch` with ``worker.deliver`` and ``worker.observer``,
+    acknowledges it only after that returned,
     calls ``worker.batch_done(spec.name)``, calls ``worker.mark_started()`` once it consumes,
     and returns after ``stop`` is set. It raises when it cannot go on (the worker then exits).
     """
@@ -259,14 +300,36 @@ class ConsumerLoop(Protocol):
 
 
 async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
-    """The production loop: Faust owns group membership, batching and offset commits."""
+    """The production loop: Faust owns group membership, batching and offset commits.
+
+    One Faust app per consumer group (:meth:`Worker.group_of`): the stage set's, and one for each
+    stage that consumes in a group of its own.
+    """
+    groups: dict[str, list[AgentSpec]] = {}
+    for spec in worker.specs:
+        groups.setdefault(worker.group_of(spec.name), []).append(spec)
+    apps = [_faust_app(worker, group, specs) for group, specs in groups.items()]
+    started: list[faust.App] = []
+    try:
+        for faust_app in apps:
+            await faust_app.start()
+            started.append(faust_app)
+        worker.mark_started()
+        await stop.wait()
+    finally:
+        for faust_app in reversed(started):
+            await faust_app.stop()
+
+
+def _faust_app(worker: Worker, group: str, specs: Sequence[AgentSpec]) -> faust.App:
+    """A Faust app consuming ``specs`` as consumer group ``group``."""
     settings = worker.settings
     # Faust keeps its bookkeeping in a data directory; under .state/ it leaves no litter.
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     faust_app = faust.App(
-        worker.group_id,
+        group,
         broker=KafkaClientConfig.from_settings(settings).faust_broker_url,
-        datadir=str(settings.worker_data_dir / worker.group_id),
+        datadir=str(settings.worker_data_dir / group),
         store="memory://",
         web_enabled=False,
         loop=asyncio.get_running_loop(),
@@ -281,7 +344,7 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
     )
-    for spec in worker.specs:
+    for spec in specs:
         register_agent(
             faust_app,
             spec,
@@ -289,12 +352,7 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
             worker.observer,
             on_batch_done=lambda stage, _outgoing: worker.batch_done(stage),
         )
-    await faust_app.start()
-    try:
-        worker.mark_started()
-        await stop.wait()
-    finally:
-        await faust_app.stop()
+    return faust_app
 
 
 async def build_worker(
@@ -341,6 +399,8 @@ async def build_worker(
             stack, settings, pool_size=settings.sink.pool_size, check=False
         )
         specs.append(build_results_spec(settings, topics, metrics, database))
+    if "dicom-export" in stages:
+        specs.append(build_dicom_export_spec(settings, topics))
     worker = Worker(
         settings=settings,
         stages=tuple(stages),
@@ -369,7 +429,7 @@ def build_worker_health(
     """The worker's lag, broker and database probes; /livez, /readyz and /metrics on one port."""
     settings = worker.settings
     inputs: dict[str, tuple[str, Sequence[str] | None]] = {
-        spec.name: (worker.group_id, spec.topics) for spec in worker.specs
+        spec.name: (worker.group_of(spec.name), spec.topics) for spec in worker.specs
     }
     if "audit" in worker.stages:
         inputs["audit"] = (f"{settings.consumer_group_prefix}-audit", None)
@@ -454,6 +514,90 @@ async def wait_for_stop_or_failure(
             raise RuntimeError("a worker stage failed") from task.exception()
         if not stop.is_set():
             raise RuntimeError("a worker stage ended before the worker was stopped")
+
+
+# ------------------------------------------------------------------------- DICOM listener
+class BrokerReachability:
+    """The health probes' snapshot source for a process that only publishes (the listener).
+
+    It consumes in no group, so there is no lag to read; each probe round still asks the broker
+    for its groups (bounded by the admin timeout), so ``/readyz`` says whether it answers.
+    """
+
+    def __init__(self, reader: LagReader) -> None:
+        self._reader = reader
+
+    async def start(self) -> None:
+        """Connect (fails with ``BROKER_UNAVAILABLE`` when the broker does not answer)."""
+        await self._reader.start()
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        await self._reader.stop()
+
+    async def snapshots(self, groups: Sequence[str] | None) -> list[GroupSnapshot]:
+        """No snapshots; raises when the broker does not answer."""
+        await self._reader.list_groups()
+        return []
+
+
+async def run_listener(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    registry: CollectorRegistry | None = None,
+    serve_http: bool = True,
+    on_listening: Callable[[tuple[str, int]], None] | None = None,
+) -> None:
+    """``radstream dicom listen``: the C-STORE receiver with its publisher, probes and metrics.
+
+    Ensures the arrivals topic, starts the delivery-confirming publisher (its own bound longer
+    than aiokafka's batch expiry, :data:`LISTENER_SEND_TIMEOUT_SECONDS`), serves ``/livez``,
+    ``/readyz`` and ``/metrics`` on ``observability.metrics_port`` (with ``serve_http``), and
+    receives until ``stop`` is set; then it stops accepting and waits for publications in flight.
+
+    Args:
+        on_listening: called with the bound DICOM address once the port is open.
+
+    Raises:
+        TransientError: the broker does not answer while starting.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    async with AsyncExitStack() as stack:
+        await ensure_topics(
+            KafkaClientConfig.from_settings(settings, client_id="radstream-dicom"),
+            settings.topic_prefix,
+            keys=(TopicKey.IMAGES_ARRIVED,),
+        )
+        publisher = await open_publisher(
+            stack,
+            settings,
+            client_id="radstream-dicom",
+            send_timeout_seconds=LISTENER_SEND_TIMEOUT_SECONDS,
+        )
+        state = HealthState((), requires_database=False)
+        address = None
+        if serve_http:
+            address = (settings.observability.metrics_host, settings.observability.metrics_port)
+        health = WorkerHealth(
+            state,
+            BrokerReachability(LagReader.from_settings(settings, read_timestamps=False)),
+            {},
+            registry=registry,
+            address=address,
+        )
+        await health.start()
+        stack.push_async_callback(health.close)
+
+        def listening(bound: tuple[str, int]) -> None:
+            state.mark_started()
+            if on_listening is not None:
+                on_listening(bound)
+
+        await run_dicom_listener(
+            settings, publisher, stop, on_listening=listening, observer=metrics
+        )
 
 
 # ------------------------------------------------------------------------------------- API

@@ -109,9 +109,10 @@ async def aiokafka_consumer_loop(worker: app.Worker, stop: asyncio.Event) -> Non
 @click.command("aiokafka-baseline", cls=Command)
 @stages_option
 @pass_invocation
-def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
+def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
     """Run the stages like `radstream worker`, consuming with plain aiokafka loops."""
     settings = invocation.start(service=True)
+    stages = stages or app.default_stages(settings)
     invocation.service_started()
     run_until_signalled(
         lambda stop: app.run_worker(settings, stages, stop, consumer_loop=aiokafka_consumer_loop)

@@ -175,7 +175,12 @@ async def run_pipeline_on_files(
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
         app.run_worker(
-            settings, app.ALL_STAGES, stop, started=started, registry=registry, serve_http=False
+            settings,
+            app.default_stages(settings),
+            stop,
+            started=started,
+            registry=registry,
+            serve_http=False,
         )
     )
     try:
@@ -213,9 +218,9 @@ async def run_pipeline_on_files(
         await worker
 
 
-def outcome_row(outcome: FileOutcome) -> tuple[str, str, str]:
+def outcome_row(outcome: FileOutcome, name: str | None = None) -> tuple[str, str, str]:
     """Sample, outcome and detail (the decisions, the rejection code, or the states so far)."""
-    name = str(outcome.path.relative_to(SAMPLES_DIR))
+    name = name if name is not None else str(outcome.path.relative_to(SAMPLES_DIR))
     if not outcome.finished:
         return name, "UNFINISHED", ",".join(outcome.states) or "-"
     if outcome.decisions:

@@ -33,6 +33,7 @@ from schemas.settings import Settings
 _SUMMARIES: Final = (
     ("demo", "Run the whole pipeline on the bundled sample images."),
     ("worker", "Run pipeline stages until SIGINT or SIGTERM."),
+    ("dicom", "Receive DICOM with C-STORE, or show the round trip through Orthanc."),
     ("publish", "Publish one arrival event per FILE, as a router would."),
     ("topics", "Create and check radstream's Kafka topics."),
     ("db", "Migrate the PostgreSQL schema (Alembic)."),

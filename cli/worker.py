@@ -8,22 +8,24 @@ import click
 
 import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
+from cli.errors import CommandError
 from cli.params import CommaList
+from schemas.errors import ErrorCode
 
 stages_option = click.option(
     "--stages",
     type=CommaList(app.ALL_STAGES),
-    default=",".join(app.ALL_STAGES),
-    show_default=True,
-    help="The stages to run, comma-separated. Each stage set is its own consumer group, so "
-    "each stage scales on its own.",
+    default=None,
+    help="The stages to run, comma-separated (default: all; dicom-export only when "
+    "RADSTREAM_DICOM__EXPORT_DESTINATIONS names a destination). Each stage set is its own "
+    "consumer group, so each stage scales on its own; dicom-export always has its own group.",
 )
 
 
 @click.command("worker", cls=Command)
 @stages_option
 @pass_invocation
-def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
+def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
     """Run pipeline stages until SIGINT or SIGTERM.
 
     The worker creates missing topics, serves /livez, /readyz and /metrics on
@@ -33,6 +35,14 @@ def command(invocation: Invocation, stages: tuple[str, ...]) -> None:
     so that its supervisor restarts it.
     """
     settings = invocation.start(service=True)
+    stages = stages or app.default_stages(settings)
+    if "dicom-export" in stages and not settings.dicom.export_destinations:
+        raise CommandError(
+            ErrorCode.SETTINGS_INVALID,
+            "the dicom-export stage has no destination to send reports to",
+            advice="Set RADSTREAM_DICOM__EXPORT_DESTINATIONS, e.g. "
+            '\'[{"ae_title": "PACS", "host": "pacs.local", "port": 104}]\'',
+        )
 
     async def serve(stop: asyncio.Event) -> None:
         started = asyncio.Event()

@@ -140,6 +140,14 @@ class ModelRole(StrEnum):
     SHADOW = "shadow"
 
 
+class DicomOutcome(StrEnum):
+    """What the DICOM receiver answered one C-STORE (or a refused association)."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # a resend recognised: answered success, no second event
+    REFUSED = "refused"  # a failure status, with radstream's error code
+
+
 class LagStatus(StrEnum):
     """A consumer group's health, judged like Burrow: by commits and lag trend, not a threshold."""
 
@@ -386,6 +394,25 @@ class Metrics:
             "1 when the last audit verification succeeded, else 0.",
             registry=r,
         )
+        # ---------------------------------------------------------------- DICOM receiver
+        self.dicom_instances = Counter(
+            "radstream_dicom_instances_total",
+            "C-STORE requests answered by the DICOM receiver, by outcome and error code "
+            "(empty for stored and duplicate).",
+            ["outcome", "error_code"],
+            registry=r,
+        )
+        self.dicom_store_seconds = Histogram(
+            "radstream_dicom_store_seconds",
+            "Time from a C-STORE request to its answer (store, publish, broker confirmation).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dicom_associations_refused = Counter(
+            "radstream_dicom_associations_refused_total",
+            "Associations the DICOM receiver rejected (calling AE title not allowed).",
+            registry=r,
+        )
         if process_collector:
             ProcessCollector(registry=r)
 
@@ -544,6 +571,19 @@ class Metrics:
             value = 1 if candidate is current else 0
             self.consumer_group_status.labels(_label(group), candidate.value).set(value)
 
+    # -------------------------------------------------------------------- DICOM hooks
+    def dicom_store_answered(
+        self, outcome: str, seconds: float, code: ErrorCode | None = None
+    ) -> None:
+        """The receiver answered a C-STORE with ``outcome`` after ``seconds``."""
+        error_code = ErrorCode(code).value if code is not None else ""
+        self.dicom_instances.labels(DicomOutcome(outcome).value, error_code).inc()
+        self.dicom_store_seconds.observe(max(seconds, 0.0))
+
+    def dicom_association_refused(self) -> None:
+        """The receiver rejected an association (calling AE title not allowed)."""
+        self.dicom_associations_refused.inc()
+
     # -------------------------------------------------------------------- audit hooks
     def audit_appended(self, records: int = 1) -> None:
         """``records`` records were appended to the audit chain."""
@@ -638,6 +678,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "SCORE_BUCKETS",
     "STATISTIC_BUCKETS",
+    "DicomOutcome",
     "LagStatus",
     "Metrics",
     "ModelOutcome",

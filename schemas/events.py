@@ -226,6 +226,12 @@ class InferenceCompleted(Event):
     sop_instance_uid: Uid | None = None
     modality: str | None = None
     source: Pseudonym | None = None
+    image_uri: str | None = Field(
+        None,
+        max_length=4096,
+        description="the input's file:// URI (the dicom-export stage reads the source header "
+        "from it when the image was published by path rather than received over DICOM)",
+    )
 
     def effective_correlation_id(self) -> CorrelationId:
         """``correlation_id`` when the rule accepts it, else an id derived from the result id.

@@ -51,13 +51,18 @@ class ReportIdentity:
     sop_instance_uid: str
 
 
+def report_sop_instance_uid(result_id: uuid.UUID) -> str:
+    """The SOP Instance UID of the report of the result ``result_id``."""
+    return derived_uid("report", str(result_id))
+
+
 def report_identity(result: InferenceCompleted, study_instance_uid: str) -> ReportIdentity:
     """The report's UIDs: one series per model version and study, one instance per result."""
     return ReportIdentity(
         series_instance_uid=derived_uid(
             "series", study_instance_uid, result.model.name, result.model.version
         ),
-        sop_instance_uid=derived_uid("report", str(result.result_id)),
+        sop_instance_uid=report_sop_instance_uid(result.result_id),
     )
 
 

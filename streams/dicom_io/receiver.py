@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 from pydicom import Dataset
@@ -36,6 +37,28 @@ log = structlog.get_logger("radstream.dicom")
 BRIDGE_MARGIN_SECONDS: Final = 2.0
 
 
+class ReceiverObserver(Protocol):
+    """Told what the receiver answered (``observability.metrics.Metrics`` in production)."""
+
+    def dicom_store_answered(
+        self, outcome: str, seconds: float, code: ErrorCode | None = None
+    ) -> None:
+        """A C-STORE was answered: ``stored``, ``duplicate`` or ``refused`` (with ``code``)."""
+
+    def dicom_association_refused(self) -> None:
+        """An association was rejected (calling AE title not allowed)."""
+
+
+class _Unobserved:
+    def dicom_store_answered(
+        self, outcome: str, seconds: float, code: ErrorCode | None = None
+    ) -> None:
+        """Nothing is recorded."""
+
+    def dicom_association_refused(self) -> None:
+        """Nothing is recorded."""
+
+
 def ae_fingerprint(ae_title: str) -> str:
     """A short, stable stand-in for an AE title a sender chose (it may be free text)."""
     return "dicom-" + hashlib.sha256(ae_title.encode("utf-8", "replace")).hexdigest()[:12]
@@ -49,10 +72,15 @@ class DicomReceiver:
         settings: DicomSettings,
         ingest: InstanceIngest,
         loop: asyncio.AbstractEventLoop,
+        *,
+        observer: ReceiverObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._ingest = ingest
         self._loop = loop
+        self._observer: ReceiverObserver = observer if observer is not None else _Unobserved()
+        self._clock = clock
         self._allowed = frozenset(settings.allowed_calling_ae_titles)
         self._wait_seconds = ingest.publish_timeout_seconds + BRIDGE_MARGIN_SECONDS
         self._server: ThreadedAssociationServer | None = None
@@ -109,6 +137,7 @@ class DicomReceiver:
     def on_rejected(self, event: evt.Event) -> None:
         """Log a refused association without the AE title the sender chose."""
         calling = str(event.assoc.requestor.ae_title)
+        self._observer.dicom_association_refused()
         log.warning(
             "dicom_association_refused",
             error_code=ErrorCode.AUTHORIZATION_FAILED.value,
@@ -117,6 +146,7 @@ class DicomReceiver:
 
     def on_store(self, event: evt.Event) -> Dataset:
         """C-STORE: store and announce the instance, then answer; never raises."""
+        started = self._clock()
         correlation_id = new_correlation_id()
         source = self.source_of(str(event.assoc.requestor.ae_title))
         try:
@@ -126,20 +156,26 @@ class DicomReceiver:
                 self._loop,
             )
             try:
-                future.result(timeout=self._wait_seconds)
+                ingested = future.result(timeout=self._wait_seconds)
             except concurrent.futures.TimeoutError:
                 future.cancel()
                 raise TransientError(
                     ErrorCode.TIMEOUT, "the instance was not confirmed in time"
                 ) from None
         except RadstreamError as exc:
+            self._answered("refused", started, exc.code)
             return self._failure(exc, correlation_id, source)
         except Exception as exc:  # noqa: BLE001 - a handler must answer, never raise
             log.error(  # noqa: TRY400 - the type only: a traceback may quote header values
                 "dicom_store_failed", error_type=type(exc).__name__, correlation_id=correlation_id
             )
+            self._answered("refused", started, ErrorCode.INTERNAL_ERROR)
             return _status(statuses.PROCESSING_FAILURE, ErrorCode.INTERNAL_ERROR)
+        self._answered("duplicate" if ingested.duplicate else "stored", started, None)
         return _status(statuses.SUCCESS, None)
+
+    def _answered(self, outcome: str, started: float, code: ErrorCode | None) -> None:
+        self._observer.dicom_store_answered(outcome, self._clock() - started, code)
 
     @staticmethod
     def _failure(error: RadstreamError, correlation_id: str, source: str) -> Dataset:
@@ -169,6 +205,7 @@ async def run_dicom_listener(
     stop: asyncio.Event,
     *,
     on_listening: Callable[[tuple[str, int]], None] | None = None,
+    observer: ReceiverObserver | None = None,
 ) -> None:
     """Receive DICOM until ``stop`` is set, then stop accepting and finish what is in flight.
 
@@ -178,9 +215,10 @@ async def run_dicom_listener(
         publisher: confirms each arrival event on the broker (started by the caller).
         stop: set it to shut down (SIGTERM/SIGINT in the CLI).
         on_listening: called with the bound address once the port is open.
+        observer: told each answer (the listener's metrics).
     """
     ingest = InstanceIngest.from_settings(settings, publisher)
-    receiver = DicomReceiver(settings.dicom, ingest, asyncio.get_running_loop())
+    receiver = DicomReceiver(settings.dicom, ingest, asyncio.get_running_loop(), observer=observer)
     address = await asyncio.to_thread(receiver.start)
     if on_listening is not None:
         on_listening(address)

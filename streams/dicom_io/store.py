@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import tempfile
+from io import BytesIO
 from pathlib import Path
 from typing import Final
 
@@ -108,13 +109,24 @@ class InstanceStore:
             FileNotFoundError: nothing with this digest was stored here (or it was removed).
             InputValidationError: ``IMAGE_MALFORMED`` when the stored header cannot be read.
         """
-        path = self.path_for(sha256)
-        with library_warnings_guarded():
-            try:
-                return dcmread(path, stop_before_pixels=True)
-            except FileNotFoundError:
-                raise
-            except Exception as exc:
-                raise InputValidationError(
-                    ErrorCode.IMAGE_MALFORMED, "the stored instance's header is corrupt"
-                ) from exc
+        return read_header(self.path_for(sha256))
+
+
+def read_header(source: Path | bytes) -> Dataset:
+    """The dataset of a Part 10 file or its bytes, without pixel data (warnings silenced).
+
+    Raises:
+        FileNotFoundError: ``source`` is a path and there is no such file.
+        InputValidationError: ``IMAGE_MALFORMED`` when the header cannot be read.
+    """
+    with library_warnings_guarded():
+        try:
+            return dcmread(
+                BytesIO(source) if isinstance(source, bytes) else source, stop_before_pixels=True
+            )
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise InputValidationError(
+                ErrorCode.IMAGE_MALFORMED, "the source instance's header is corrupt"
+            ) from exc

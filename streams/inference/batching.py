@@ -210,6 +210,7 @@ def _result_event(
         sop_instance_uid=event.sop_instance_uid,
         modality=event.modality,
         source=event.source,
+        image_uri=event.image_uri,
     )
 
 

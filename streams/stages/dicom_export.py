@@ -11,9 +11,16 @@ C-STORE receiver or STOW-RS stored it by content, so its ``input_sha256`` finds 
    that topic, so every export is audited), or a dead letter when a destination refused the
    report for good (``DICOM_EXPORT_REFUSED``) or stayed unavailable (``RETRIES_EXHAUSTED``).
 
-A result without a SOP Instance UID (PNG/JPEG input) or whose source was not received over DICOM
-has nothing to report back to: it is skipped with a log line. The report's UIDs derive from the
-result, so a replayed dead letter re-sends the same instance and a PACS keeps one copy.
+Where the source comes from: first the DICOM store (by ``input_sha256``: what the receiver and
+STOW-RS stored); else, for a DICOM file a router published by path, the result's ``image_uri``
+read through the storage roots (the same reader, roots and size limit as validation and inference)
+and checked against ``input_sha256``: a file replaced since it was inferred on is not reported on
+(dead letter ``CHECKSUM_MISMATCH``), and a file removed since is ``STORAGE_FILE_NOT_FOUND``.
+
+A result without a SOP Instance UID (PNG/JPEG input) has nothing to report back to, nor has a
+result without a stored source and without a URI (written before results carried it): it is
+skipped with a log line. The report's UIDs derive from the result, so a replayed dead letter
+re-sends the same instance and a PACS keeps one copy.
 """
 
 from __future__ import annotations
@@ -25,15 +32,15 @@ from typing import Protocol
 import structlog
 from pydicom import Dataset
 
-from schemas.errors import ErrorCode, RadstreamError, error_for
+from schemas.errors import ErrorCode, InputValidationError, RadstreamError, error_for
 from schemas.events import InferenceCompleted, ResultExported, Stage
 from schemas.settings import DicomPeer
 from streams.dicom.reports import REPORT_SOP_CLASS_UID, build_result_report, report_identity
-from streams.dicom_io.store import InstanceStore
+from streams.dicom_io.store import InstanceStore, read_header, sha256_of
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetryPolicy, run_with_retries
-from streams.stages.common import run_decoder
+from streams.stages.common import ImageReader, run_decoder
 from streams.topics import TopicKey
 
 log = structlog.get_logger("radstream.dicom")
@@ -58,6 +65,7 @@ class DicomExportStage:
         destinations: Sequence[DicomPeer],
         policy: RetryPolicy,
         *,
+        images: ImageReader | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         if not destinations:
@@ -66,6 +74,7 @@ class DicomExportStage:
         self._sender = sender
         self._destinations = tuple(destinations)
         self._policy = policy
+        self._images = images
         self._sleep = sleep
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
@@ -84,12 +93,12 @@ class DicomExportStage:
             self._skipped(result, "no_sop_instance")
             return []
         try:
-            source = await run_decoder(self._store.read_header, result.input_sha256)
-        except FileNotFoundError:
-            self._skipped(result, "not_received_over_dicom")
-            return []
+            source = await self._source_of(result)
         except RadstreamError as exc:
             return [dead_letter_for(message, self.stage, exc, event_id=result.event_id)]
+        if source is None:
+            self._skipped(result, "no_dicom_source")
+            return []
         try:
             report = await run_decoder(build_result_report, source, result)
         except Exception as exc:  # noqa: BLE001 - highdicom refuses inconsistent sources
@@ -105,6 +114,22 @@ class DicomExportStage:
             await self._send(message, result, source_uid, report, peer)
             for peer in self._destinations
         ]
+
+    async def _source_of(self, result: InferenceCompleted) -> Dataset | None:
+        """The source header: from the DICOM store, else from the result's URI (checked)."""
+        try:
+            return await run_decoder(self._store.read_header, result.input_sha256)
+        except FileNotFoundError:
+            pass
+        if result.image_uri is None or self._images is None:
+            return None
+        data = await self._images.read(result.image_uri, FailureRecord())
+        if sha256_of(data) != result.input_sha256:
+            raise InputValidationError(
+                ErrorCode.CHECKSUM_MISMATCH,
+                "the source file changed after inference; no report is sent for it",
+            )
+        return await run_decoder(read_header, data)
 
     async def _send(
         self,

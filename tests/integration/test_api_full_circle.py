@@ -61,7 +61,9 @@ async def running(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await ensure_topics(KafkaClientConfig.from_settings(api_settings), api_settings.topic_prefix)
     stop, started = asyncio.Event(), asyncio.Event()
     worker = asyncio.create_task(
-        app.run_worker(api_settings, app.ALL_STAGES, stop, started=started, serve_http=False)
+        app.run_worker(
+            api_settings, app.default_stages(api_settings), stop, started=started, serve_http=False
+        )
     )
     await asyncio.wait_for(started.wait(), RESULT_TIMEOUT_SECONDS)
     try:

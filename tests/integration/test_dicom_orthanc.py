@@ -44,6 +44,7 @@ from tests.dicom_support import SAMPLE_FILES, variant
 from tests.reliability.private_postgres import free_port
 from tests.unit.dicom.test_dicom_reports import result
 
+pytestmark = pytest.mark.requirement("RS-DCM-01", "RS-DCM-03")
 RADSTREAM_AET = "RADSTREAM"
 
 
@@ -178,6 +179,7 @@ def send_with_pynetdicom(port: int, dataset: Dataset) -> Dataset:
     return answer
 
 
+@pytest.mark.requirement("RS-DCM-02")
 class TestStowRs:
     async def test_stow_with_a_bad_part_announces_only_the_good_one(
         self, tmp_path: Path, settings: Settings, publisher: KafkaPublisher

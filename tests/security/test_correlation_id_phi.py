@@ -302,7 +302,9 @@ async def pipeline(
         configure_logging(LoggingSettings(format="json", level="DEBUG"), stream=stream)
         stop, started = asyncio.Event(), asyncio.Event()
         worker = asyncio.create_task(
-            app.run_worker(settings, app.ALL_STAGES, stop, started=started, serve_http=False)
+            app.run_worker(
+                settings, app.default_stages(settings), stop, started=started, serve_http=False
+            )
         )
         try:
             await asyncio.wait_for(started.wait(), STARTUP_TIMEOUT_SECONDS)

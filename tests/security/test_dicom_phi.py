@@ -32,6 +32,7 @@ from tests.dicom_support import canaries_in, variant
 from tests.security.test_logs_have_no_phi import captured_fds
 from tests.unit.dicom.test_dicom_reports import result
 
+pytestmark = pytest.mark.requirement("RS-G-01", "RS-G-02", "RS-DCM-01", "RS-DCM-02", "RS-DCM-03")
 PHI_AE_TITLE = "CANARYDOE_JANEPH"  # a patient's name as the calling AE title (16 characters)
 PHI_UID = "CANARYDOE^JANEPHI"
 

@@ -48,6 +48,31 @@ class TestConsumerGroups:
         """The built worker consumes as its stage set's group."""
         assert worker(("validation", "inference")).group_id == "radstream-inference+validation"
 
+    def test_dicom_export_consumes_in_its_own_group(self) -> None:
+        """A slow PACS must not hold back the results stage: dicom-export has its own group."""
+        built = worker(("results", "dicom-export"))
+        assert built.group_of("results") == "radstream-dicom-export+results"
+        assert built.group_of("dicom-export") == "radstream-dicom-export"
+
+
+class TestDefaultStages:
+    def test_without_destinations_no_export(self) -> None:
+        """With nothing to send reports to, the default stages leave the export out."""
+        assert app.default_stages(load_settings()) == (
+            "validation",
+            "inference",
+            "results",
+            "audit",
+        )
+
+    def test_with_a_destination_the_export_runs(self) -> None:
+        """A configured destination adds dicom-export to the default stages."""
+        settings = load_settings(
+            dicom={"export_destinations": [{"ae_title": "PACS", "host": "pacs", "port": 104}]}
+        )
+        assert app.default_stages(settings) == app.ALL_STAGES
+        assert "dicom-export" in app.ALL_STAGES
+
 
 class TestWorker:
     async def test_mark_started_makes_it_ready_and_wakes_waiters(self) -> None:

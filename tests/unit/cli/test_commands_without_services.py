@@ -205,3 +205,23 @@ class TestSchemasExport:
         captured = capsys.readouterr()
         assert captured.out.splitlines() == ["STALE FILE", "schemas/asyncapi.json"]
         assert "CHECK_FAILED: 1 contract file(s) differ from the models" in captured.err
+
+
+class TestDicomCommands:
+    def test_export_without_destination_is_a_settings_error(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Asking for dicom-export with no destination fails in one line before connecting."""
+        assert main(["worker", "--stages", "dicom-export"], settings=load_settings()) == 3
+        err = capsys.readouterr().err
+        assert "SETTINGS_INVALID: the dicom-export stage has no destination" in err
+        assert "RADSTREAM_DICOM__EXPORT_DESTINATIONS" in err
+        assert "Traceback" not in err
+
+    def test_dicom_demo_refuses_a_url_that_is_not_http(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The Orthanc URL must be http(s): a file:// URL is refused in one line."""
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
+        assert main(["dicom", "demo", "--orthanc", "file:///etc"], settings=load_settings()) == 2
+        assert "REQUEST_INVALID: the Orthanc URL must be http(s)" in capsys.readouterr().err

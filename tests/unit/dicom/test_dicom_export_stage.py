@@ -13,6 +13,7 @@ from streams.dicom.instances import read_instance
 from streams.dicom_io.store import InstanceStore, sha256_of
 from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
+from streams.stages.common import ImageReader
 from streams.stages.dicom_export import DicomExportStage
 from streams.topics import TopicKey
 from tests.dicom_support import variant
@@ -146,11 +147,74 @@ class TestSkipped:
         out = await stage(InstanceStore(tmp_path), sender).handle([message(result())])
         assert (out, sender.sent) == ([], [])
 
-    async def test_result_whose_source_was_not_received_over_dicom(self, tmp_path: Path) -> None:
-        """A result for a file-routed image (not in the DICOM store) is skipped."""
+    async def test_result_with_no_stored_source_and_no_uri(self, tmp_path: Path) -> None:
+        """A result not in the DICOM store and without a URI (older results) is skipped."""
         sender = FakeSender()
         inferred = result(sop_instance_uid="1.2.3", input_sha256="9" * 64)
         out = await stage(InstanceStore(tmp_path), sender).handle([message(inferred)])
+        assert (out, sender.sent) == ([], [])
+
+
+class TestPublishedByPath:
+    """DICOM files a router published by path: the source is read from the result's URI."""
+
+    @staticmethod
+    def routed(tmp_path: Path, name: str = "routed.dcm") -> tuple[Path, InferenceCompleted]:
+        roots = tmp_path / "root"
+        roots.mkdir(exist_ok=True)
+        path, data = roots / name, variant(phi=True)
+        path.write_bytes(data)
+        instance = read_instance(data)
+        return path, result(
+            input_sha256=sha256_of(data),
+            sop_instance_uid=instance.sop_instance_uid,
+            study_instance_uid=instance.study_instance_uid,
+            image_uri=path.as_uri(),
+        )
+
+    @staticmethod
+    def by_path(tmp_path: Path, sender: FakeSender) -> DicomExportStage:
+        reader = ImageReader([tmp_path / "root"], 10_000_000, POLICY, sleep=no_sleep)
+        store = InstanceStore(tmp_path / "store")
+        return DicomExportStage(store, sender, (PACS,), POLICY, images=reader, sleep=no_sleep)
+
+    async def test_report_from_the_uri(self, tmp_path: Path) -> None:
+        """The report is built from the routed file, in its study, referencing it."""
+        _path, inferred = self.routed(tmp_path)
+        sender = FakeSender()
+        (out,) = await self.by_path(tmp_path, sender).handle([message(inferred)])
+        assert out.topic is TopicKey.RESULTS_EXPORTED
+        ((_, report),) = sender.sent
+        assert report.StudyInstanceUID == inferred.study_instance_uid
+        evidence = report.CurrentRequestedProcedureEvidenceSequence[0]
+        referenced = evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        assert referenced.ReferencedSOPInstanceUID == inferred.sop_instance_uid
+
+    async def test_file_replaced_after_inference_is_dead_lettered(self, tmp_path: Path) -> None:
+        """Bytes that no longer match the result's input digest are never reported on."""
+        path, inferred = self.routed(tmp_path)
+        path.write_bytes(variant())
+        sender = FakeSender()
+        (out,) = await self.by_path(tmp_path, sender).handle([message(inferred)])
+        assert isinstance(out.value, DeadLetter)
+        assert out.value.error_code is ErrorCode.CHECKSUM_MISMATCH
+        assert sender.sent == []
+
+    async def test_file_outside_the_roots_is_dead_lettered(self, tmp_path: Path) -> None:
+        """A URI outside the storage roots is refused like everywhere else."""
+        _path, inferred = self.routed(tmp_path)
+        elsewhere = inferred.model_copy(update={"image_uri": "file:///etc/passwd"})
+        sender = FakeSender()
+        (out,) = await self.by_path(tmp_path, sender).handle([message(elsewhere)])
+        assert isinstance(out.value, DeadLetter)
+        assert out.value.error_code is ErrorCode.STORAGE_PATH_OUTSIDE_ROOTS
+        assert sender.sent == []
+
+    async def test_without_a_reader_it_is_skipped(self, tmp_path: Path) -> None:
+        """A stage built without the storage reader only exports what it stored itself."""
+        _path, inferred = self.routed(tmp_path)
+        sender = FakeSender()
+        out = await stage(InstanceStore(tmp_path / "store"), sender).handle([message(inferred)])
         assert (out, sender.sent) == ([], [])
 
 

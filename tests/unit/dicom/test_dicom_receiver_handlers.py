@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import streams.dicom_io.receiver as receiver_module
+from observability.metrics import Metrics
 from schemas.settings import DicomSettings
 from streams.dicom_io.ingest import InstanceIngest
 from streams.dicom_io.receiver import DicomReceiver, ae_fingerprint
@@ -99,3 +101,46 @@ class TestSource:
     async def test_echo_succeeds(self, tmp_path: Path) -> None:
         """C-ECHO answers success."""
         assert receiver(tmp_path, FakePublisher()).on_echo(object()) == 0x0000  # type: ignore[arg-type]
+
+
+class TestObserved:
+    async def test_each_answer_is_counted_with_its_outcome(self, tmp_path: Path) -> None:
+        """Stored, duplicate and refused answers reach the metrics, timed by the given clock."""
+        registry = CollectorRegistry()
+        metrics = Metrics(registry, process_collector=False)
+        ticks = iter(float(n) for n in range(100))
+        ingest = InstanceIngest(
+            InstanceStore(tmp_path),
+            FakePublisher(),
+            max_bytes=10_000_000,
+            publish_timeout_seconds=2,
+        )
+        rx = DicomReceiver(
+            DicomSettings(),
+            ingest,
+            asyncio.get_running_loop(),
+            observer=metrics,
+            clock=lambda: next(ticks),
+        )
+        data = variant()
+        for event in (StoreEvent(data), StoreEvent(data), StoreEvent(b"not dicom")):
+            await asyncio.to_thread(rx.on_store, event)
+
+        def count(outcome: str, code: str = "") -> float | None:
+            labels = {"outcome": outcome, "error_code": code}
+            return registry.get_sample_value("radstream_dicom_instances_total", labels)
+
+        assert (count("stored"), count("duplicate")) == (1, 1)
+        assert count("refused", "DICOM_NOT_PART10") == 1
+        assert registry.get_sample_value("radstream_dicom_store_seconds_sum") == 3.0
+
+    async def test_a_rejected_association_is_counted(self, tmp_path: Path) -> None:
+        """A refused calling AE title is counted (its title is never a label)."""
+        registry = CollectorRegistry()
+        metrics = Metrics(registry, process_collector=False)
+        ingest = InstanceIngest(
+            InstanceStore(tmp_path), FakePublisher(), max_bytes=1, publish_timeout_seconds=1
+        )
+        rx = DicomReceiver(DicomSettings(), ingest, asyncio.get_running_loop(), observer=metrics)
+        rx.on_rejected(StoreEvent(b"", calling="DOE^JANE"))  # type: ignore[arg-type]
+        assert registry.get_sample_value("radstream_dicom_associations_refused_total") == 1
