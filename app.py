@@ -347,7 +347,13 @@ async def build_worker(
         specs=tuple(specs),
         deliver=publisher.deliver,
         observer=MetricsObserver(metrics),
-        health=HealthState(stages, requires_database="results" in stages),
+        # Reachability gauges start from the probes' truth, not from a default 0.
+        health=HealthState(
+            stages,
+            requires_database="results" in stages,
+            on_broker_up=metrics.set_broker_up,
+            on_database_up=metrics.set_database_up,
+        ),
         metrics=metrics,
         started=started if started is not None else asyncio.Event(),
     )
