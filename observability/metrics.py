@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 from wsgiref.simple_server import WSGIServer
@@ -28,6 +29,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -699,6 +701,50 @@ _SUFFIXES: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One family of the catalogue: what ``/metrics`` declares and the docs table lists."""
+
+    name: str  # as written in queries (counters with ``_total``)
+    type: str
+    labels: tuple[str, ...]
+    documentation: str
+
+
+def catalogue() -> tuple[MetricSpec, ...]:
+    """Every radstream family, in declaration order (the one list docs and tests compare with).
+
+    Built from a throw-away :class:`Metrics`, so it cannot drift from what processes export.
+    """
+    metrics = Metrics(CollectorRegistry(), process_collector=False)
+    specs = []
+    for collector in vars(metrics).values():
+        if isinstance(collector, MetricWrapperBase):
+            kind = collector._type
+            name = collector._name
+            specs.append(
+                MetricSpec(
+                    f"{name}_total" if kind == "counter" else name,
+                    kind,
+                    tuple(collector._labelnames),
+                    collector._documentation,
+                )
+            )
+        elif isinstance(collector, KnownGauge):
+            specs.append(MetricSpec(collector.name, "gauge", (), collector.documentation))
+    return tuple(specs)
+
+
+def catalogue_table() -> str:
+    """The catalogue as the Markdown table of ``docs/observability.md`` (a test compares)."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    rows += [
+        f"| `{spec.name}` | {spec.type} | {', '.join(spec.labels) or '—'} | {spec.documentation} |"
+        for spec in catalogue()
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def metric_family_names(registry: CollectorRegistry) -> frozenset[str]:
     """Every metric family the registry exports, as written (counters with ``_total``)."""
     names: set[str] = set()
@@ -742,6 +788,7 @@ __all__ = [
     "AuthReason",
     "KnownGauge",
     "LagStatus",
+    "MetricSpec",
     "Metrics",
     "ModelOutcome",
     "ModelRole",
@@ -749,6 +796,8 @@ __all__ = [
     "RateLimitScope",
     "Stopwatch",
     "SubmissionKind",
+    "catalogue",
+    "catalogue_table",
     "cdf_at",
     "exported_series_names",
     "metric_family_names",
