@@ -8,6 +8,7 @@ and pass the object down; nothing reads the environment anywhere else.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -24,6 +25,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://radstream@127.0.0.1:5432/radstream"
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-32b!"  # noqa: S105 - refused outside dev  # nosec B105
+# Every placeholder secret radstream ships (settings defaults, docker-compose.kafka.yml,
+# deploy/kubernetes) contains one of these; production refuses any secret that does.
+PLACEHOLDER_SECRET_MARKERS: Final = ("change-me", "changeme", "change_me")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The bundled sample images (samples/README.md): the default storage root and the demo's input.
 SAMPLES_DIR = PROJECT_ROOT / "samples"
@@ -243,6 +247,14 @@ class Settings(BaseSettings):
             raise ValueError("RADSTREAM_API__JWT_SECRET must be at least 32 bytes for HS256")
         if self.environment == "production" and secret == DEFAULT_JWT_SECRET:
             raise ValueError("set RADSTREAM_API__JWT_SECRET: the development secret is refused")
+        if self.environment == "production":
+            for name, value in _secrets_of(self):
+                if any(marker in value.lower() for marker in PLACEHOLDER_SECRET_MARKERS):
+                    # The setting is named, its value never (it may be a real secret's prefix).
+                    raise ValueError(
+                        f"{ENV_PREFIX}{name.upper()} holds a shipped placeholder secret; "
+                        "production refuses it: set a real one"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -276,6 +288,16 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url(self.database_url.get_secret_value())
         data["api"]["jwt_secret"] = _MASK
         return data
+
+
+def _secrets_of(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``SecretStr`` of a settings tree as (``group__field`` name, value)."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            yield f"{prefix}{name}", value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            yield from _secrets_of(value, f"{prefix}{name}{ENV_NESTED_DELIMITER}")
 
 
 def mask_url(url: str) -> str:
