@@ -127,6 +127,7 @@ def build_image_reader(settings: Settings) -> ImageReader:
         settings.storage_roots,
         settings.validation.max_file_bytes,
         RetryPolicy.from_settings(settings.retry),
+        settle_seconds=settings.validation.file_settle_seconds,
     )
 
 

@@ -111,6 +111,8 @@ class ErrorCode(StrEnum):
     MODEL_MANIFEST_MISMATCH = "MODEL_MANIFEST_MISMATCH"
     MODEL_VERSION_RETIRED = "MODEL_VERSION_RETIRED"
     MODEL_REGISTRY_CONFLICT = "MODEL_REGISTRY_CONFLICT"
+    # storage (appended): patience for slow writers
+    STORAGE_FILE_INCOMPLETE = "STORAGE_FILE_INCOMPLETE"
 
 
 class ErrorCategory(StrEnum):
@@ -373,6 +375,12 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "rollout change is not allowed from the current modes).",
         ErrorCategory.CONFLICT,
         409,
+    ),
+    C.STORAGE_FILE_INCOMPLETE: ErrorSpec(
+        "The image file changed moments ago; the router may still be writing it.",
+        _T,
+        503,
+        retryable=True,
     ),
 }
 del C

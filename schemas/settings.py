@@ -56,7 +56,11 @@ class ValidationSettings(_Group):
     max_frames: int = Field(1, ge=1, description="multi-frame policy: frames accepted per image")
     allow_raw_dicom: bool = Field(False, description="accept DICOM without the Part 10 preamble")
     clinical_rules_file: Path = PROJECT_ROOT / "streams" / "validation" / "clinical_rules.yaml"
-    missing_file_retries: int = Field(3, ge=0)
+    file_settle_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="a file modified less than this ago is still being written: wait (0: off)",
+    )
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> ValidationSettings:
@@ -95,6 +99,9 @@ class RetrySettings(_Group):
     max_seconds: float = Field(5.0, gt=0)
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.2, ge=0, le=1, description="share of each delay randomised away")
+    max_elapsed_seconds: float | None = Field(
+        None, gt=0, description="give up once the next attempt would start later than this"
+    )
 
 
 class LoggingSettings(_Group):
@@ -217,7 +224,11 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     inference: InferenceSettings = InferenceSettings()
     sink: SinkSettings = SinkSettings()
-    retry: RetrySettings = RetrySettings()
+    # Reading an image waits for slow writers (a router still copying a large file): attempts
+    # 0, 0.5, 1.5, 3.5, 7.5, 15.5 s, then every 15 s, for up to two minutes before the DLQ.
+    retry: RetrySettings = RetrySettings(
+        max_attempts=12, initial_seconds=0.5, max_seconds=15.0, max_elapsed_seconds=120.0
+    )
     logging: LoggingSettings = LoggingSettings()
     audit: AuditSettings = AuditSettings()
     api: ApiSettings = ApiSettings()

@@ -93,7 +93,7 @@ class TestSecrets:
         """A shipped placeholder password is refused in production, and the error hides it."""
         with pytest.raises(ValidationError, match="RADSTREAM_DATABASE_URL holds a shipped") as err:
             Settings(environment="production", api={"jwt_secret": "x" * 40}, database_url=url)
-        assert url.split(":")[2].split("@")[0] not in err.value.errors()[0]["msg"]
+        assert url.split(":")[2].split("@", maxsplit=1)[0] not in err.value.errors()[0]["msg"]
 
     def test_placeholder_in_a_nested_secret_refused_in_production(self) -> None:
         """Every secret of the settings tree is checked, not only the two known ones."""
