@@ -720,7 +720,7 @@ def catalogue() -> tuple[MetricSpec, ...]:
     specs = []
     for collector in vars(metrics).values():
         if isinstance(collector, MetricWrapperBase):
-            kind = collector._type
+            kind = str(collector._type)  # private in prometheus_client, stable since 0.4
             name = collector._name
             specs.append(
                 MetricSpec(
