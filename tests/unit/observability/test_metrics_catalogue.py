@@ -9,13 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from observability.metrics import Metrics, catalogue, catalogue_table, metric_family_names
-from tests.unit.observability.test_ops_queries_use_exported_metrics import (
-    _alert_rules,
-    _dashboard_exprs,
-    metric_names,
-)
+from tests.promql import alert_rules, dashboard_exprs, family_of, labels_used, metric_names
 
-pytestmark = pytest.mark.requirement("RS-OBS-04")
+pytestmark = pytest.mark.requirement("RS-OBS-04", "RS-MON-01")
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "observability.md"
 _TABLE_RE = re.compile(
@@ -23,24 +19,6 @@ _TABLE_RE = re.compile(
 )
 # Labels Prometheus adds to every series (job/instance/role from the scrape configs).
 TARGET_LABELS = frozenset({"job", "instance", "role", "le"})
-_LABELS_IN_GROUPING = re.compile(
-    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)"
-)
-_LABELS_IN_MATCHERS = re.compile(r"\{([^}]*)\}")
-
-
-def labels_used(expr: str) -> set[str]:
-    """Label names an expression groups, joins or matches on."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    names = {
-        label.strip()
-        for group in _LABELS_IN_GROUPING.findall(expr)
-        for label in group.split(",")
-        if label.strip()
-    }
-    for matchers in _LABELS_IN_MATCHERS.findall(expr):
-        names |= set(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", matchers))
-    return names
 
 
 class TestCatalogue:
@@ -66,7 +44,7 @@ def _check_labels(expr: str) -> list[str]:
     labels = {spec.name: set(spec.labels) for spec in catalogue()}
     known: set[str] = set(TARGET_LABELS)
     for name in metric_names(expr):
-        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        family = family_of(name)
         known |= labels.get(name, set()) | labels.get(family, set())
     return sorted(labels_used(expr) - known)
 
@@ -74,10 +52,10 @@ def _check_labels(expr: str) -> list[str]:
 class TestQueriesUseCatalogueLabels:
     def test_alert_rules_use_declared_labels(self) -> None:
         """Every label an alert groups or matches on is declared by one of its metrics."""
-        unknown = {rule["alert"]: _check_labels(rule["expr"]) for rule in _alert_rules()}
+        unknown = {rule["alert"]: _check_labels(rule["expr"]) for rule in alert_rules()}
         assert {alert: labels for alert, labels in unknown.items() if labels} == {}
 
     def test_dashboard_uses_declared_labels(self) -> None:
         """Every label a dashboard query groups or matches on is declared by one of its metrics."""
-        unknown = {expr: _check_labels(expr) for expr in _dashboard_exprs()}
+        unknown = {expr: _check_labels(expr) for expr in dashboard_exprs()}
         assert {expr: labels for expr, labels in unknown.items() if labels} == {}

@@ -29,7 +29,7 @@ from observability.metrics import (
 from schemas.errors import ErrorCode
 from schemas.events import Stage
 
-pytestmark = pytest.mark.requirement("RS-OBS-01")
+pytestmark = pytest.mark.requirement("RS-OBS-01", "RS-MON-01")
 
 
 @pytest.fixture
