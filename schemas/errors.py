@@ -113,6 +113,8 @@ class ErrorCode(StrEnum):
     MODEL_REGISTRY_CONFLICT = "MODEL_REGISTRY_CONFLICT"
     # storage (appended): patience for slow writers
     STORAGE_FILE_INCOMPLETE = "STORAGE_FILE_INCOMPLETE"
+    # contract (appended): an event that names another study than its file
+    IMAGE_STUDY_UID_MISMATCH = "IMAGE_STUDY_UID_MISMATCH"
 
 
 class ErrorCategory(StrEnum):
@@ -381,6 +383,12 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         _T,
         503,
         retryable=True,
+    ),
+    C.IMAGE_STUDY_UID_MISMATCH: ErrorSpec(
+        "The event's StudyInstanceUID differs from the DICOM file's; its result would be filed "
+        "under the wrong study.",
+        _I,
+        400,
     ),
 }
 del C
