@@ -16,7 +16,7 @@ from schemas.settings import (
     mask_url,
 )
 
-pytestmark = pytest.mark.requirement("RS-CFG-01")
+pytestmark = pytest.mark.requirement("RS-CFG-01", "RS-DEP-02")
 
 
 class TestSettingsFromEnvironment:
