@@ -38,7 +38,7 @@ from streams.kafka import KafkaClientConfig, ensure_topics
 from tests.integration.conftest import migrated_database
 from tests.prometheus_peer import PrometheusPeer
 from tests.promql import alert_rules, dashboard_exprs, family_of, labels_used, metric_names
-from tests.reliability.private_postgres import PrivateCluster, free_port
+from tests.reliability.private_postgres import PrivateCluster, free_port, running_cluster
 
 pytestmark = pytest.mark.requirement("RS-MON-01", "RS-OBS-04")
 
@@ -66,13 +66,8 @@ class LivePipeline:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PrivateCluster]:
     """A private PostgreSQL of this module alone (it is stopped by a test)."""
-    private = PrivateCluster()
-    try:
-        private.init()
-        private.start()
+    with running_cluster() as private:
         yield private
-    finally:
-        private.remove()
 
 
 @pytest.fixture
