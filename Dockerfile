@@ -1,6 +1,8 @@
 # The radstream worker/API image used by docker-compose.kafka.yml.
 # Installed from uv.lock: the exact versions (and file hashes) the test suite ran with.
-FROM python:3.11-slim
+# The base image is pinned to the CPython release the suite runs on (3.11.7) and its Debian
+# release; pin its digest too where the registry is reachable (docker pull, then @sha256:...).
+FROM python:3.11.7-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     OPENBLAS_NUM_THREADS=1 \
     UV_PROJECT_ENVIRONMENT=/opt/radstream UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy \

@@ -144,6 +144,7 @@ def build_image_reader(settings: Settings) -> ImageReader:
         settings.storage_roots,
         settings.validation.max_file_bytes,
         RetryPolicy.from_settings(settings.retry),
+        settle_seconds=settings.validation.file_settle_seconds,
     )
 
 
@@ -407,7 +408,13 @@ async def build_worker(
         specs=tuple(specs),
         deliver=publisher.deliver,
         observer=MetricsObserver(metrics),
-        health=HealthState(stages, requires_database="results" in stages),
+        # Reachability gauges start from the probes' truth, not from a default 0.
+        health=HealthState(
+            stages,
+            requires_database="results" in stages,
+            on_broker_up=metrics.set_broker_up,
+            on_database_up=metrics.set_database_up,
+        ),
         metrics=metrics,
         started=started if started is not None else asyncio.Event(),
     )

@@ -28,6 +28,9 @@ from observability.lag import GroupReport, LagMonitor, LagReader, format_reports
 from observability.metrics import LagStatus, Metrics
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
+from streams.dlq import client_config as dlq_client_config
+from streams.dlq import waiting_count
+from streams.topics import TopicNames
 
 ONE_SHOT_INTERVAL: Final = 5.0  # longer than faust's ~2.8 s commit interval
 SERVE_INTERVAL: Final = 15.0  # a typical Prometheus scrape interval
@@ -64,6 +67,7 @@ async def run_lag_exporter(
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
+    kafka, topics = dlq_client_config(settings), TopicNames(settings.topic_prefix)
     with metrics_endpoint(settings, registry) as port:
         async with _reader(settings) as reader:
             monitor = LagMonitor(
@@ -71,6 +75,8 @@ async def run_lag_exporter(
             )
             while not stop.is_set():
                 await monitor.poll()
+                # The exporter is the one process that reads the dead-letter topic regularly.
+                metrics.set_deadletter_depth(await waiting_count(kafka, topics))
                 if on_listening is not None:  # serving: the first poll reached the broker
                     on_listening(port)
                     on_listening = None

@@ -15,7 +15,6 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway.auth import TokenVerifier
 from gateway.dependencies import GatewayContext
 from gateway.errors import install_error_handlers
-from gateway.metrics import ApiMetrics
 from gateway.middleware import BodyLimitMiddleware, HardeningMiddleware
 from gateway.openapi_docs import add_upload_schema
 from gateway.ports import (
@@ -32,6 +31,7 @@ from gateway.routes import lifecycle as lifecycle_routes
 from gateway.routes import operations as operation_routes
 from gateway.routes import results as result_routes
 from gateway.routes import submissions as submission_routes
+from observability.metrics import Metrics
 from schemas.correlation import CORRELATION_HTTP_HEADER
 from schemas.settings import Settings
 from streams.dicom_io.ingest import InstanceIngest
@@ -89,7 +89,7 @@ def create_app(
             mismatched public key, wildcard CORS origin).
     """
     verifier = TokenVerifier(settings.api)
-    api_metrics = ApiMetrics(metrics if metrics is not None else CollectorRegistry())
+    api_metrics = Metrics(metrics if metrics is not None else CollectorRegistry())
     context = GatewayContext(
         settings=settings,
         verifier=verifier,

@@ -15,7 +15,6 @@ from fastapi.security import HTTPBearer
 
 from gateway.auth import Principal, Role, TokenVerifier, bearer_token
 from gateway.errors import correlation_id_of
-from gateway.metrics import ApiMetrics
 from gateway.ports import (
     ApiAuditPublisher,
     EventPublisher,
@@ -25,11 +24,13 @@ from gateway.ports import (
     ResultsReader,
 )
 from gateway.rate_limit import RateLimiter
+from observability.metrics import AuthReason, Metrics, RateLimitScope
 from schemas.audit import ApiAction, ApiActionKind
 from schemas.errors import (
     AuthenticationError,
     AuthorizationError,
     ErrorCode,
+    RateLimitError,
 )
 from schemas.settings import Settings
 from streams.dicom_io.ingest import InstanceIngest
@@ -52,7 +53,7 @@ class GatewayContext:
     lifecycle: LifecycleReader
     models: ModelCatalog
     audit: ApiAuditPublisher
-    metrics: ApiMetrics
+    metrics: Metrics
     readiness: Mapping[str, ReadinessCheck]
     today: Callable[[], date]
     dicom: InstanceIngest
@@ -113,7 +114,7 @@ async def record_action(
     try:
         await context.audit.publish(entry)
     except Exception:
-        context.metrics.audit_failures.inc()
+        context.metrics.api_audit_publish_failed()
         _log.warning("api_action_not_audited", action=action.value, required=required)
         if required:
             raise
@@ -128,8 +129,9 @@ async def authenticated(
     try:
         principal = context.verifier.verify(bearer_token(request.headers.get("authorization")))
     except AuthenticationError as exc:
+        context.metrics.api_auth_decided(success=False, reason=AuthReason.UNAUTHENTICATED)
         # Failed attempts are throttled per peer address, so tokens cannot be guessed quickly.
-        context.limiter.check(f"anonymous:{network_address(request)}")
+        rate_limited(context, f"anonymous:{network_address(request)}", RateLimitScope.ANONYMOUS)
         await record_action(
             context,
             request,
@@ -140,12 +142,22 @@ async def authenticated(
             required=False,
         )
         raise
-    context.limiter.check(f"subject:{principal.subject}")
+    context.metrics.api_auth_decided(success=True, reason=AuthReason.AUTHENTICATED)
+    rate_limited(context, f"subject:{principal.subject}", RateLimitScope.SUBJECT)
     structlog.contextvars.bind_contextvars(actor_id=principal.subject)
     return principal
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def rate_limited(context: GatewayContext, key: str, scope: RateLimitScope) -> None:
+    """Charge ``key``'s rate limit; a refusal is counted (by scope) before it propagates."""
+    try:
+        context.limiter.check(key)
+    except RateLimitError:
+        context.metrics.api_rate_limit_hit(scope)
+        raise
 
 
 def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
@@ -154,6 +166,7 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request, context: Context, principal: Caller) -> Principal:
         if principal.has_any(*roles):
             return principal
+        context.metrics.api_auth_decided(success=False, reason=AuthReason.FORBIDDEN)
         error = AuthorizationError(
             ErrorCode.AUTHORIZATION_FAILED, "the caller's roles do not allow this action"
         )

@@ -18,8 +18,8 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import correlation_id_of, error_response
-from gateway.metrics import ApiMetrics
 from observability.logging import message_context
+from observability.metrics import Metrics
 from schemas.correlation import (
     CORRELATION_HTTP_HEADER,
     CorrelationId,
@@ -66,7 +66,7 @@ class HardeningMiddleware:
     """Outermost layer: correlation id, log context, security headers, metrics, safe 500s."""
 
     def __init__(
-        self, app: ASGIApp, metrics: ApiMetrics, clock: Callable[[], float] = time.perf_counter
+        self, app: ASGIApp, metrics: Metrics, clock: Callable[[], float] = time.perf_counter
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -113,11 +113,11 @@ class HardeningMiddleware:
                     )
                     await response(scope, receive, send_hardened)
             finally:
-                self.metrics.observe(
-                    method=scope.get("method", ""),
-                    route=route_template(scope),
-                    status=int(status["code"]),
-                    seconds=self.clock() - started,
+                self.metrics.api_request(
+                    route_template(scope),
+                    scope.get("method", ""),
+                    int(status["code"]),
+                    self.clock() - started,
                 )
 
 

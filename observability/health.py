@@ -62,6 +62,8 @@ class HealthState:
         heartbeat_timeout: seconds without a heartbeat after which the worker is not live.
         progress_timeout: seconds a stage with lag > 0 may go without progress and stay ready.
         clock: monotonic seconds (tests pass a fake).
+        on_broker_up: told each broker probe's result (the worker's ``radstream_broker_up``).
+        on_database_up: told each database probe's result (``radstream_database_up``).
     """
 
     def __init__(
@@ -72,6 +74,8 @@ class HealthState:
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
+        on_broker_up: Callable[[bool], None] | None = None,
+        on_database_up: Callable[[bool], None] | None = None,
     ) -> None:
         if heartbeat_timeout <= 0 or progress_timeout <= 0:
             raise ValueError("timeouts must be positive")
@@ -86,6 +90,8 @@ class HealthState:
         self._broker_up: bool | None = None
         self._database_up: bool | None = None
         self._stages = {stage: _StageFacts() for stage in stages}
+        self._on_broker_up = on_broker_up
+        self._on_database_up = on_database_up
 
     # ------------------------------------------------------------------------ facts
     def beat(self) -> None:
@@ -121,11 +127,15 @@ class HealthState:
         """Whether the last broker probe succeeded."""
         with self._lock:
             self._broker_up = up
+        if self._on_broker_up is not None:
+            self._on_broker_up(up)
 
     def set_database_up(self, up: bool) -> None:
         """Whether the last database probe succeeded."""
         with self._lock:
             self._database_up = up
+        if self._on_database_up is not None:
+            self._on_database_up(up)
 
     def _facts(self, stage: str) -> _StageFacts:
         try:

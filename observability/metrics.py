@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 from wsgiref.simple_server import WSGIServer
@@ -28,7 +28,10 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from schemas.errors import ErrorCode
@@ -148,6 +151,29 @@ class DicomOutcome(StrEnum):
     REFUSED = "refused"  # a failure status, with radstream's error code
 
 
+class SubmissionKind(StrEnum):
+    """How an image reached the API."""
+
+    REFERENCE = "reference"
+    UPLOAD = "upload"
+    DICOMWEB = "dicomweb"
+
+
+class AuthReason(StrEnum):
+    """Why the API admitted or refused a caller (bounded label values)."""
+
+    AUTHENTICATED = "authenticated"  # a valid token
+    UNAUTHENTICATED = "unauthenticated"  # no token, or one that does not verify
+    FORBIDDEN = "forbidden"  # a valid token whose roles do not allow the route
+
+
+class RateLimitScope(StrEnum):
+    """Whose budget a rate-limited request exhausted."""
+
+    SUBJECT = "subject"  # an authenticated caller's
+    ANONYMOUS = "anonymous"  # a peer address's failed authentication attempts
+
+
 class LagStatus(StrEnum):
     """A consumer group's health, judged like Burrow: by commits and lag trend, not a threshold."""
 
@@ -168,6 +194,46 @@ def _label(value: str) -> str:
     if not _LABEL_RE.match(value):
         raise ValueError(f"label value {value!r} is not a bounded name")
     return value
+
+
+class KnownGauge(Collector):
+    """A gauge without labels that has no sample until its value is known.
+
+    prometheus_client's ``Gauge`` exports 0 from the moment it is created, and a 0 of an
+    ``..._up`` or ``..._valid`` gauge is indistinguishable from a real failure: an alert on it
+    fires on every healthy process that has not checked yet (or never checks). This one is
+    absent until :meth:`set` is first called, so only the process that knows the fact
+    exports it.
+    """
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._value: float | None = None
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def set(self, value: float) -> None:
+        """Record the current value (from now on the gauge is exported)."""
+        with self._lock:
+            self._value = float(value)
+
+    @property
+    def value(self) -> float | None:
+        """The last value set, or ``None`` while unknown."""
+        with self._lock:
+            return self._value
+
+    def describe(self) -> Iterable[Metric]:
+        """The family, so the registry knows the name before any value exists."""
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        """The family, with its one sample once known (HELP/TYPE only before)."""
+        value = self.value
+        if value is None:
+            return [GaugeMetricFamily(self.name, self.documentation)]
+        return [GaugeMetricFamily(self.name, self.documentation, value=value)]
 
 
 class Metrics:
@@ -241,7 +307,7 @@ class Metrics:
         )
         self.deadletter_depth = Gauge(
             "radstream_deadletter_depth_messages",
-            "Messages currently retained on the dead-letter topic.",
+            "Dead letters waiting for an operator (neither replayed nor purged).",
             registry=r,
         )
         # ---------------------------------------------------------------- inference
@@ -329,9 +395,16 @@ class Metrics:
             ["sink"],
             registry=r,
         )
-        self.database_up = Gauge(
+        # Reachability gauges exist only in processes that probe (the worker health probes,
+        # the API's readiness checks); absent elsewhere, so no alert fires on a 0 never measured.
+        self.database_up = KnownGauge(
             "radstream_database_up",
-            "1 when the last database check succeeded, else 0.",
+            "1 when the last database check of this process succeeded, else 0.",
+            registry=r,
+        )
+        self.broker_up = KnownGauge(
+            "radstream_broker_up",
+            "1 when the last broker check of this process succeeded, else 0.",
             registry=r,
         )
         # ---------------------------------------------------------------- API
@@ -340,6 +413,23 @@ class Metrics:
             "HTTP request latency by route template, method and status.",
             ["route", "method", "status"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "radstream_api_requests_total",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.api_audit_publish_failures = Counter(
+            "radstream_api_audit_publish_failures_total",
+            "API actions that could not be handed to the audit trail.",
+            registry=r,
+        )
+        self.api_submissions = Counter(
+            "radstream_api_submissions_total",
+            "Images accepted for processing, by kind (reference, upload or dicomweb).",
+            ["kind"],
             registry=r,
         )
         self.api_auth = Counter(
@@ -389,9 +479,10 @@ class Metrics:
             "Audit chain verifications that found a broken link, hash or checkpoint.",
             registry=r,
         )
-        self.audit_chain_valid = Gauge(
+        # Only the verifier (`radstream audit verify --every`) knows: absent in every other process.
+        self.audit_chain_valid = KnownGauge(
             "radstream_audit_chain_valid",
-            "1 when the last audit verification succeeded, else 0.",
+            "1 when the last audit verification of this process succeeded, else 0.",
             registry=r,
         )
         # ---------------------------------------------------------------- DICOM receiver
@@ -448,18 +539,12 @@ class Metrics:
         """A stage handled ``size`` events as one batch."""
         self.stage_batch_size.labels(Stage(stage).value).observe(size)
 
-    @contextmanager
-    def in_flight_events(self, stage: Stage, count: int = 1) -> Iterator[None]:
-        """Count ``count`` events as in flight for the ``with`` block."""
-        gauge = self.in_flight.labels(Stage(stage).value)
-        gauge.inc(count)
-        try:
-            yield
-        finally:
-            gauge.dec(count)
+    def stage_in_flight(self, stage: Stage, delta: int) -> None:
+        """``delta`` events entered (positive) or left (negative) the stage's work."""
+        self.in_flight.labels(Stage(stage).value).inc(delta)
 
     def set_deadletter_depth(self, messages: int) -> None:
-        """The dead-letter topic currently retains ``messages`` messages."""
+        """``messages`` dead letters wait for an operator (the lag exporter counts them)."""
         self.deadletter_depth.set(messages)
 
     # -------------------------------------------------------------------- inference hooks
@@ -539,21 +624,33 @@ class Metrics:
         """Record whether the database answered the last check."""
         self.database_up.set(1 if up else 0)
 
+    def set_broker_up(self, up: bool) -> None:
+        """Record whether the broker answered the last check."""
+        self.broker_up.set(1 if up else 0)
+
     # -------------------------------------------------------------------- API hooks
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """An HTTP request on route template ``route`` ended with ``status``."""
-        self.api_request_seconds.labels(_label(route), _label(method.upper()), str(status)).observe(
-            seconds
-        )
+        labels = (_label(route), _label(method.upper() or "NONE"), str(int(status)))
+        self.api_requests.labels(*labels).inc()
+        self.api_request_seconds.labels(*labels).observe(seconds)
 
-    def api_auth_decided(self, *, success: bool, reason: str) -> None:
-        """An authentication/authorisation decision with a bounded ``reason`` name."""
+    def api_submitted(self, kind: SubmissionKind) -> None:
+        """The API accepted an image for processing (``kind`` says how it came)."""
+        self.api_submissions.labels(SubmissionKind(kind).value).inc()
+
+    def api_audit_publish_failed(self) -> None:
+        """An API action could not be handed to the audit trail."""
+        self.api_audit_publish_failures.inc()
+
+    def api_auth_decided(self, *, success: bool, reason: AuthReason) -> None:
+        """An authentication/authorisation decision and why."""
         outcome = "success" if success else "failure"
-        self.api_auth.labels(outcome, _label(reason)).inc()
+        self.api_auth.labels(outcome, AuthReason(reason).value).inc()
 
-    def api_rate_limit_hit(self, scope: str) -> None:
-        """A request was refused by the ``scope`` ("subject" or "global") rate limit."""
-        self.api_rate_limited.labels(_label(scope)).inc()
+    def api_rate_limit_hit(self, scope: RateLimitScope) -> None:
+        """A request was refused by a rate limit (the caller's or the global budget)."""
+        self.api_rate_limited.labels(RateLimitScope(scope).value).inc()
 
     # -------------------------------------------------------------------- lag hooks
     def set_consumer_lag(
@@ -586,8 +683,14 @@ class Metrics:
 
     # -------------------------------------------------------------------- audit hooks
     def audit_appended(self, records: int = 1) -> None:
-        """``records`` records were appended to the audit chain."""
+        """``records`` records were appended to the audit chain.
+
+        Each record is one source message the audit stage finished, so the stage counters
+        (throughput, error ratio) show the audit stage like every other.
+        """
         self.audit_records.inc(records)
+        self.events_received.labels(Stage.AUDIT.value).inc(records)
+        self.events_processed.labels(Stage.AUDIT.value, Outcome.SUCCEEDED.value).inc(records)
 
     def audit_verified(self, *, ok: bool) -> None:
         """An audit verification ran; ``ok`` says whether the chain verified."""
@@ -638,6 +741,50 @@ _SUFFIXES: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One family of the catalogue: what ``/metrics`` declares and the docs table lists."""
+
+    name: str  # as written in queries (counters with ``_total``)
+    type: str
+    labels: tuple[str, ...]
+    documentation: str
+
+
+def catalogue() -> tuple[MetricSpec, ...]:
+    """Every radstream family, in declaration order (the one list docs and tests compare with).
+
+    Built from a throw-away :class:`Metrics`, so it cannot drift from what processes export.
+    """
+    metrics = Metrics(CollectorRegistry(), process_collector=False)
+    specs = []
+    for collector in vars(metrics).values():
+        if isinstance(collector, MetricWrapperBase):
+            kind = str(collector._type)  # private in prometheus_client, stable since 0.4
+            name = collector._name
+            specs.append(
+                MetricSpec(
+                    f"{name}_total" if kind == "counter" else name,
+                    kind,
+                    tuple(collector._labelnames),
+                    collector._documentation,
+                )
+            )
+        elif isinstance(collector, KnownGauge):
+            specs.append(MetricSpec(collector.name, "gauge", (), collector.documentation))
+    return tuple(specs)
+
+
+def catalogue_table() -> str:
+    """The catalogue as the Markdown table of ``docs/observability.md`` (a test compares)."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    rows += [
+        f"| `{spec.name}` | {spec.type} | {', '.join(spec.labels) or '—'} | {spec.documentation} |"
+        for spec in catalogue()
+    ]
+    return "\n".join(rows) + "\n"
+
+
 def metric_family_names(registry: CollectorRegistry) -> frozenset[str]:
     """Every metric family the registry exports, as written (counters with ``_total``)."""
     names: set[str] = set()
@@ -678,13 +825,20 @@ __all__ = [
     "LATENCY_BUCKETS",
     "SCORE_BUCKETS",
     "STATISTIC_BUCKETS",
+    "AuthReason",
     "DicomOutcome",
+    "KnownGauge",
     "LagStatus",
+    "MetricSpec",
     "Metrics",
     "ModelOutcome",
     "ModelRole",
     "Outcome",
+    "RateLimitScope",
     "Stopwatch",
+    "SubmissionKind",
+    "catalogue",
+    "catalogue_table",
     "cdf_at",
     "exported_series_names",
     "metric_family_names",

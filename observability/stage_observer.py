@@ -27,7 +27,9 @@ class MetricsObserver:
         self._metrics.stage_batch(stage, size)
         for _ in range(size):
             self._metrics.stage_received(stage)
-        for outcome, code in outcomes:
+        # A sink stage answers only its failures (dead letters): what it stored has no message.
+        stored = [("stored", None)] * max(size - len(outcomes), 0)
+        for outcome, code in [*outcomes, *stored]:
             kind = _OUTCOMES.get(outcome, Outcome.SUCCEEDED)
             # Every event of a batch waited for the whole batch: that is its stage latency.
             self._metrics.stage_processed(stage, kind, seconds)
@@ -35,6 +37,10 @@ class MetricsObserver:
                 self._metrics.rejected(stage, ErrorCode(code))
             elif kind is Outcome.DEAD_LETTERED and code is not None:
                 self._metrics.dead_lettered(stage, ErrorCode(code))
+
+    def in_flight(self, stage: Stage, delta: int) -> None:
+        """Messages entered or left the stage's work."""
+        self._metrics.stage_in_flight(stage, delta)
 
     def delivery_retried(self, stage: Stage) -> None:
         """Producing a batch's outcomes failed and is being retried."""

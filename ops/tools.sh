@@ -12,3 +12,7 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 command -v promtool >/dev/null
+command -v prometheus >/dev/null  # the live monitoring test runs the same package's server
+# kubectl renders deploy/kubernetes (its built-in kustomize) for tests/unit/test_kubernetes_manifests.py;
+# it is not in Debian's archive: install it from https://pkgs.k8s.io when missing.
+command -v kubectl >/dev/null || { echo "tools: kubectl is missing (see https://pkgs.k8s.io)" >&2; exit 1; }

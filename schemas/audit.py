@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -192,6 +192,13 @@ class AuditRecord(AuditDraft):
     sequence: int = Field(ge=0, description="0-based, +1 per record within the chain")
     prev_hash: Sha256Hex
     hash: Sha256Hex
+
+
+# The audit topic carries two kinds of message, told apart by this header (the contract
+# documents it; streams/audit/io/topic.py writes it).
+AUDIT_RECORD_TYPE_HEADER: Final = "radstream-record-type"
+AUDIT_RECORD_TYPE_RECORD: Final = "audit-record"
+AUDIT_RECORD_TYPE_CHECKPOINT: Final = "audit-checkpoint"
 
 
 class AuditCheckpoint(_Frozen):

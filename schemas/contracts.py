@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,29 @@ _DOC_KEYWORDS = frozenset({"title", "description", "default", "examples"})
 
 
 @dataclass(frozen=True, slots=True)
+class MessageKind:
+    """One kind of message on a topic: its value model and the fixed headers that mark it."""
+
+    model: type[BaseModel]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelContract:
-    """One topic and the model of its values, for the AsyncAPI document."""
+    """One topic, the kinds of message it carries and who sends and receives them.
+
+    ``produced_by``/``consumed_by`` name the radstream components that publish to and consume
+    from the topic; an empty one means radstream does not (the AsyncAPI operations are written
+    from radstream's side: ``send`` for what it publishes, ``receive`` for what it consumes).
+    """
 
     channel_id: str
     address: str
-    model: type[BaseModel]
+    messages: tuple[MessageKind, ...]
     description: str
     key: str
+    produced_by: str = ""
+    consumed_by: str = ""
 
 
 def json_schema_of(model: type[BaseModel]) -> dict[str, Any]:
@@ -54,35 +69,28 @@ def jsonschema_files(models: Sequence[type[BaseModel]]) -> dict[str, str]:
 def asyncapi_document(
     channels: Sequence[ChannelContract], *, version: str, servers: Mapping[str, str]
 ) -> dict[str, Any]:
-    """An AsyncAPI 3.0 document of every topic, its message and its payload schema."""
-    models = sorted({c.model for c in channels}, key=lambda m: m.__name__)
+    """An AsyncAPI 3.0 document of every topic, its messages and their payload schemas."""
+    kinds = {kind.model.__name__: kind for c in channels for kind in c.messages}
+    models = sorted({kind.model for kind in kinds.values()}, key=lambda m: m.__name__)
     _, defs = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
-    messages = {
-        m.__name__: {
-            "name": m.__name__,
-            "title": m.__name__,
-            "summary": (m.__doc__ or "").strip().splitlines()[0],
-            "contentType": "application/json",
-            "headers": {
-                "type": "object",
-                "properties": {
-                    CORRELATION_ID_HEADER: {
-                        "type": "string",
-                        "pattern": SUPPLIED_PATTERN,
-                        "description": (
-                            "propagated from the arrival to every derived event; kept only as a"
-                            " UUID or a 32/64-hex digest (not digits only), in lower case"
-                            " without hyphens; any other value is replaced, never stored"
-                        ),
-                    }
-                },
-            },
-            "payload": {"$ref": f"#/components/schemas/{m.__name__}"},
-        }
-        for m in models
-    }
+    messages = {name: _message(kind) for name, kind in sorted(kinds.items())}
+    operations: dict[str, Any] = {}
+    for c in channels:
+        ref = {"$ref": f"#/channels/{c.channel_id}"}
+        if c.produced_by:
+            operations[f"send_{c.channel_id}"] = {
+                "action": "send",
+                "channel": ref,
+                "summary": f"Sent to {c.address} by: {c.produced_by}; message key: {c.key}.",
+            }
+        if c.consumed_by:
+            operations[f"receive_{c.channel_id}"] = {
+                "action": "receive",
+                "channel": ref,
+                "summary": f"Received from {c.address} by: {c.consumed_by}; message key: {c.key}.",
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -104,21 +112,48 @@ def asyncapi_document(
                 "address": c.address,
                 "description": c.description,
                 "messages": {
-                    c.model.__name__: {"$ref": f"#/components/messages/{c.model.__name__}"}
+                    kind.model.__name__: {"$ref": f"#/components/messages/{kind.model.__name__}"}
+                    for kind in c.messages
                 },
                 "bindings": {"kafka": {"topic": c.address, "bindingVersion": "0.5.0"}},
             }
             for c in channels
         },
-        "operations": {
-            f"receive_{c.channel_id}": {
-                "action": "receive",
-                "channel": {"$ref": f"#/channels/{c.channel_id}"},
-                "summary": f"Subscribe to {c.address}; message key: {c.key}.",
-            }
-            for c in channels
-        },
+        "operations": operations,
         "components": {"messages": messages, "schemas": defs.get("$defs", {})},
+    }
+
+
+def _message(kind: MessageKind) -> dict[str, Any]:
+    """The AsyncAPI message of one kind: payload schema, correlation header, marking headers."""
+    properties: dict[str, Any] = {
+        CORRELATION_ID_HEADER: {
+            "type": "string",
+            "pattern": SUPPLIED_PATTERN,
+            "description": (
+                "propagated from the arrival to every derived event; kept only as a"
+                " UUID or a 32/64-hex digest (not digits only), in lower case"
+                " without hyphens; any other value is replaced, never stored"
+            ),
+        }
+    }
+    for name, value in kind.headers.items():
+        properties[name] = {
+            "type": "string",
+            "const": value,
+            "description": "tells this kind of message apart from the others on the topic",
+        }
+    headers: dict[str, Any] = {"type": "object", "properties": properties}
+    if kind.headers:
+        headers["required"] = sorted(kind.headers)
+    name = kind.model.__name__
+    return {
+        "name": name,
+        "title": name,
+        "summary": (kind.model.__doc__ or "").strip().splitlines()[0],
+        "contentType": "application/json",
+        "headers": headers,
+        "payload": {"$ref": f"#/components/schemas/{name}"},
     }
 
 

@@ -111,6 +111,10 @@ class ErrorCode(StrEnum):
     MODEL_MANIFEST_MISMATCH = "MODEL_MANIFEST_MISMATCH"
     MODEL_VERSION_RETIRED = "MODEL_VERSION_RETIRED"
     MODEL_REGISTRY_CONFLICT = "MODEL_REGISTRY_CONFLICT"
+    # storage (appended): patience for slow writers
+    STORAGE_FILE_INCOMPLETE = "STORAGE_FILE_INCOMPLETE"
+    # contract (appended): an event that names another study than its file
+    IMAGE_STUDY_UID_MISMATCH = "IMAGE_STUDY_UID_MISMATCH"
 
 
 class ErrorCategory(StrEnum):
@@ -373,6 +377,18 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "rollout change is not allowed from the current modes).",
         ErrorCategory.CONFLICT,
         409,
+    ),
+    C.STORAGE_FILE_INCOMPLETE: ErrorSpec(
+        "The image file changed moments ago; the router may still be writing it.",
+        _T,
+        503,
+        retryable=True,
+    ),
+    C.IMAGE_STUDY_UID_MISMATCH: ErrorSpec(
+        "The event's StudyInstanceUID differs from the DICOM file's; its result would be filed "
+        "under the wrong study.",
+        _I,
+        400,
     ),
 }
 del C

@@ -12,12 +12,21 @@ needs a new ``schema_version``.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # The header's name belongs to the correlation-id owner; re-exported here for the modules being
 # rewritten in parallel (the Kafka layer, the CLI) until they import it from there.
@@ -88,14 +97,35 @@ class Event(BaseModel):
         return value
 
 
+# Namespace of event ids derived from message content (uuid5); fixed forever.
+EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1d0c4e-2b7a-5c1e-9a53-7d0f3b2e8c41")
+
+
+def derived_event_id(message: dict[str, Any]) -> uuid.UUID:
+    """The event id of an arrival sent without one: UUIDv5 of its canonical JSON.
+
+    Canonical: keys sorted, no whitespace, so the same content gives the same id however the
+    router ordered or spaced it (a redelivery, a replay and the audit agent all agree).
+    """
+    canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return uuid.uuid5(EVENT_ID_NAMESPACE, canonical)
+
+
 class ImageArrived(Event):
     """A router stored an image and asks radstream to process it (topic ``images.arrived``).
 
     The message key is the StudyInstanceUID when present (so a study stays in one partition),
     else the event id; the ``correlation_id`` header travels with it.
+
+    A router should send ``event_id``. When a message has none, it is derived from the message
+    itself (:func:`derived_event_id`), so every stage, the audit trail and a dead-letter replay
+    of the same message agree on it; objects built in Python get a fresh random id.
     """
 
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4,
+        description="set by the router; derived from the message's content when absent",
+    )
     occurred_at: AwareDatetime = Field(default_factory=utc_now)
     source: Pseudonym = Field(description="router name or DICOM AE title")
     image_uri: str = Field(min_length=8, max_length=4096, description="file:// URI")
@@ -109,6 +139,14 @@ class ImageArrived(Event):
     model_ids: tuple[ModelId, ...] = Field(default=(), max_length=8)
     requested_by: Pseudonym | None = Field(None, description="pseudonymous user id")
     priority: Priority = Priority.ROUTINE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_missing_event_id(cls, data: Any, info: ValidationInfo) -> Any:
+        """A parsed message without ``event_id`` gets the one its content determines."""
+        if info.mode == "json" and isinstance(data, dict) and "event_id" not in data:
+            return {**data, "event_id": derived_event_id(data)}
+        return data
 
     def message_key(self) -> bytes:
         """The Kafka key: StudyInstanceUID when known, else the event id."""

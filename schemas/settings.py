@@ -8,6 +8,7 @@ and pass the object down; nothing reads the environment anywhere else.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -24,6 +25,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://radstream@127.0.0.1:5432/radstream"
 DEFAULT_JWT_SECRET = "change-me-development-only-secret-32b!"  # noqa: S105 - refused outside dev  # nosec B105
+# Every placeholder secret radstream ships (settings defaults, docker-compose.kafka.yml,
+# deploy/kubernetes) contains one of these; production refuses any secret that does.
+PLACEHOLDER_SECRET_MARKERS: Final = ("change-me", "changeme", "change_me")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The bundled sample images (samples/README.md): the default storage root and the demo's input.
 SAMPLES_DIR = PROJECT_ROOT / "samples"
@@ -52,7 +56,11 @@ class ValidationSettings(_Group):
     max_frames: int = Field(1, ge=1, description="multi-frame policy: frames accepted per image")
     allow_raw_dicom: bool = Field(False, description="accept DICOM without the Part 10 preamble")
     clinical_rules_file: Path = PROJECT_ROOT / "streams" / "validation" / "clinical_rules.yaml"
-    missing_file_retries: int = Field(3, ge=0)
+    file_settle_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="a file modified less than this ago is still being written: wait (0: off)",
+    )
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> ValidationSettings:
@@ -91,6 +99,9 @@ class RetrySettings(_Group):
     max_seconds: float = Field(5.0, gt=0)
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.2, ge=0, le=1, description="share of each delay randomised away")
+    max_elapsed_seconds: float | None = Field(
+        None, gt=0, description="give up once the next attempt would start later than this"
+    )
 
 
 class LoggingSettings(_Group):
@@ -213,7 +224,11 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     inference: InferenceSettings = InferenceSettings()
     sink: SinkSettings = SinkSettings()
-    retry: RetrySettings = RetrySettings()
+    # Reading an image waits for slow writers (a router still copying a large file): attempts
+    # 0, 0.5, 1.5, 3.5, 7.5, 15.5 s, then every 15 s, for up to two minutes before the DLQ.
+    retry: RetrySettings = RetrySettings(
+        max_attempts=12, initial_seconds=0.5, max_seconds=15.0, max_elapsed_seconds=120.0
+    )
     logging: LoggingSettings = LoggingSettings()
     audit: AuditSettings = AuditSettings()
     api: ApiSettings = ApiSettings()
@@ -243,6 +258,14 @@ class Settings(BaseSettings):
             raise ValueError("RADSTREAM_API__JWT_SECRET must be at least 32 bytes for HS256")
         if self.environment == "production" and secret == DEFAULT_JWT_SECRET:
             raise ValueError("set RADSTREAM_API__JWT_SECRET: the development secret is refused")
+        if self.environment == "production":
+            for name, value in _secrets_of(self):
+                if any(marker in value.lower() for marker in PLACEHOLDER_SECRET_MARKERS):
+                    # The setting is named, its value never (it may be a real secret's prefix).
+                    raise ValueError(
+                        f"{ENV_PREFIX}{name.upper()} holds a shipped placeholder secret; "
+                        "production refuses it: set a real one"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -276,6 +299,16 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url(self.database_url.get_secret_value())
         data["api"]["jwt_secret"] = _MASK
         return data
+
+
+def _secrets_of(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``SecretStr`` of a settings tree as (``group__field`` name, value)."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            yield f"{prefix}{name}", value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            yield from _secrets_of(value, f"{prefix}{name}{ENV_NESTED_DELIMITER}")
 
 
 def mask_url(url: str) -> str:

@@ -141,6 +141,12 @@ async def read_snapshot(kafka: KafkaClientConfig, topics: TopicNames) -> DeadLet
     return DeadLetterSnapshot(entries, sorted(unreadable), dict(content.starts))
 
 
+async def waiting_count(kafka: KafkaClientConfig, topics: TopicNames) -> int:
+    """Dead letters waiting for an operator: neither replayed nor purged (unreadable included)."""
+    snapshot = await read_snapshot(kafka, topics)
+    return sum(1 for entry in snapshot.entries if entry.mark is None) + len(snapshot.unreadable)
+
+
 async def list_dead_letters(
     kafka: KafkaClientConfig,
     topics: TopicNames,

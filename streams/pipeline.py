@@ -114,6 +114,9 @@ class StageObserver(Protocol):
     def delivery_retried(self, stage: Stage) -> None:
         """Producing a batch's outcomes failed once and will be retried."""
 
+    def in_flight(self, stage: Stage, delta: int) -> None:
+        """``delta`` messages entered (positive) or left (negative) the stage's work."""
+
 
 class NullObserver:
     """An observer that records nothing (tools and unit tests)."""
@@ -124,6 +127,9 @@ class NullObserver:
         """Record nothing."""
 
     def delivery_retried(self, stage: Stage) -> None:
+        """Record nothing."""
+
+    def in_flight(self, stage: Stage, delta: int) -> None:
         """Record nothing."""
 
 
@@ -218,6 +224,21 @@ async def process_batch(
     on_handler_crash: Callable[[BaseException], None] | None = None,
 ) -> list[Outgoing]:
     """Run one batch through ``handler`` and deliver its outcomes before returning."""
+    observer.in_flight(handler.stage, len(batch))
+    try:
+        return await _process_batch(handler, batch, deliver, observer, on_handler_crash)
+    finally:
+        # Also on cancellation: a stage that stopped has nothing in flight.
+        observer.in_flight(handler.stage, -len(batch))
+
+
+async def _process_batch(
+    handler: StageHandler,
+    batch: Sequence[Incoming],
+    deliver: Callable[[Sequence[Outgoing]], Awaitable[None]],
+    observer: StageObserver,
+    on_handler_crash: Callable[[BaseException], None] | None,
+) -> list[Outgoing]:
     started = time.perf_counter()
     try:
         outgoing = await handler.handle(batch)

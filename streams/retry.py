@@ -85,6 +85,7 @@ class RetryPolicy:
             max_seconds=settings.max_seconds,
             multiplier=settings.multiplier,
             jitter=settings.jitter,
+            max_elapsed_seconds=settings.max_elapsed_seconds,
             seed=seed,
         )
 

@@ -10,20 +10,71 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
+from pydantic import BaseModel
+
+from schemas.audit import (
+    AUDIT_RECORD_TYPE_CHECKPOINT,
+    AUDIT_RECORD_TYPE_HEADER,
+    AUDIT_RECORD_TYPE_RECORD,
+    AuditCheckpoint,
+)
 from schemas.contracts import (
     ASYNCAPI_FILE,
     JSONSCHEMA_DIR,
     ChannelContract,
+    MessageKind,
     asyncapi_document,
     jsonschema_files,
     render,
 )
-from streams.topics import TOPIC_SPECS, TopicNames, value_models
+from streams.audit.records import AUDITED_TOPICS
+from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
 
 # The documents describe a local deployment with the default prefix, whatever runs them.
 DOCUMENTED_PREFIX: Final = "radstream."
 DOCUMENTED_SERVER: Final = "127.0.0.1:9092"
-CONTRACT_VERSION: Final = "1.0.0"
+CONTRACT_VERSION: Final = "1.1.0"
+
+# Who in radstream publishes to (send) and consumes from (receive) each topic. Routers publish
+# arrivals too: for them ``receive_images_arrived`` is the operation to code against.
+PRODUCERS: Final[dict[TopicKey, str]] = {
+    TopicKey.IMAGES_ARRIVED: "the API, the DICOM listener and `radstream publish`",
+    TopicKey.IMAGES_VALIDATED: "the validation stage",
+    TopicKey.IMAGES_REJECTED: "the validation and inference stages",
+    TopicKey.INFERENCE_RESULTS: "the inference stage",
+    TopicKey.AUDIT_LOG: "the audit stage (records and signed checkpoints)",
+    TopicKey.DEADLETTER: "every stage",
+    TopicKey.DEADLETTER_MARKS: "`radstream dlq replay`/`purge`",
+    TopicKey.API_ACTIONS: "the API",
+    TopicKey.RESULTS_EXPORTED: "the dicom-export stage",
+}
+CONSUMERS: Final[dict[TopicKey, str]] = {
+    TopicKey.IMAGES_ARRIVED: "the validation stage",
+    TopicKey.IMAGES_VALIDATED: "the inference and results stages",
+    TopicKey.IMAGES_REJECTED: "the results stage",
+    TopicKey.INFERENCE_RESULTS: "the results and dicom-export stages",
+    TopicKey.AUDIT_LOG: "the audit-table writer and `radstream audit verify`",
+    TopicKey.DEADLETTER: "`radstream dlq` and the lag exporter (dead-letter depth)",
+    TopicKey.DEADLETTER_MARKS: "`radstream dlq` and the lag exporter",
+}
+
+
+def consumers_of(key: TopicKey) -> str:
+    """Who consumes ``key``: the components above, and the audit stage for audited topics."""
+    named = [CONSUMERS[key]] if key in CONSUMERS else []
+    if key in AUDITED_TOPICS:
+        named.append("the audit stage")
+    return ", ".join(named)
+
+
+def message_kinds(key: TopicKey, model: type[BaseModel]) -> tuple[MessageKind, ...]:
+    """The kinds of message on a topic: the audit log also carries signed checkpoints."""
+    if key is TopicKey.AUDIT_LOG:
+        return (
+            MessageKind(model, {AUDIT_RECORD_TYPE_HEADER: AUDIT_RECORD_TYPE_RECORD}),
+            MessageKind(AuditCheckpoint, {AUDIT_RECORD_TYPE_HEADER: AUDIT_RECORD_TYPE_CHECKPOINT}),
+        )
+    return (MessageKind(model),)
 
 
 def contract_files() -> dict[Path, str]:
@@ -32,7 +83,7 @@ def contract_files() -> dict[Path, str]:
     files = {
         JSONSCHEMA_DIR / name: text
         for name, text in jsonschema_files(
-            sorted(set(models.values()), key=lambda m: m.__name__)
+            sorted({*models.values(), AuditCheckpoint}, key=lambda m: m.__name__)
         ).items()
     }
     names = TopicNames(DOCUMENTED_PREFIX)
@@ -40,9 +91,11 @@ def contract_files() -> dict[Path, str]:
         ChannelContract(
             channel_id=key.name.lower(),
             address=names[key],
-            model=models[key],
+            messages=message_kinds(key, models[key]),
             description=spec.description,
             key=spec.message_key,
+            produced_by=PRODUCERS.get(key, ""),
+            consumed_by=consumers_of(key),
         )
         for key, spec in TOPIC_SPECS.items()
     ]

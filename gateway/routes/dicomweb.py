@@ -20,6 +20,7 @@ from gateway.dependencies import Context, GatewayContext, record_action, require
 from gateway.errors import correlation_id_of
 from gateway.openapi_docs import ERROR_RESPONSES, STOW_REQUEST_BODY, STOW_RESPONSES
 from gateway.related import DICOM_MEDIA_TYPE, RelatedPart, read_related_parts, related_boundary
+from observability.metrics import SubmissionKind
 from schemas.audit import ApiActionKind
 from schemas.errors import ErrorCode, InputValidationError, RadstreamError
 from streams.dicom import statuses
@@ -88,7 +89,7 @@ async def _store_part(
         event_id=ingested.event.event_id,
         required=False,
     )
-    context.metrics.submissions.labels("dicomweb").inc()
+    context.metrics.api_submitted(SubmissionKind.DICOMWEB)
     return StowStored(ingested.instance.sop_class_uid, ingested.instance.sop_instance_uid)
 
 

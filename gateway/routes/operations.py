@@ -52,6 +52,11 @@ async def readyz(context: Context) -> JSONResponse:
     names = list(context.readiness)
     verdicts = await asyncio.gather(*(_check(n, context.readiness[n]) for n in names))
     checks = dict(zip(names, verdicts, strict=True))
+    # The readiness probes are the API's reachability truth: its gauges follow them.
+    if "database" in checks:
+        context.metrics.set_database_up(checks["database"])
+    if "kafka" in checks:
+        context.metrics.set_broker_up(checks["kafka"])
     ready = all(verdicts)
     body = Readiness(status="ready" if ready else "not_ready", checks=checks)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)

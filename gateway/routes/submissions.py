@@ -15,6 +15,7 @@ from gateway.errors import correlation_id_of
 from gateway.image_refs import resolve_image_uri
 from gateway.openapi_docs import ERROR_RESPONSES, INFER_REQUEST_BODY
 from gateway.uploads import receive_upload
+from observability.metrics import SubmissionKind
 from schemas.api import (
     BatchAccepted,
     BatchItemOutcome,
@@ -108,7 +109,7 @@ async def _submit_upload(
         if isinstance(exc, ValidationError):
             raise _invalid_request(exc, "form") from None
         raise
-    context.metrics.submissions.labels("upload").inc()
+    context.metrics.api_submitted(SubmissionKind.UPLOAD)
     return event
 
 
@@ -131,7 +132,7 @@ async def submit_image(
         elif media_type == "application/json":
             event = await _arrival_from_json(request, context, principal)
             await publish_arrival(context, request, event)
-            context.metrics.submissions.labels("reference").inc()
+            context.metrics.api_submitted(SubmissionKind.REFERENCE)
         else:
             raise InputValidationError(
                 ErrorCode.REQUEST_INVALID,
@@ -173,7 +174,7 @@ async def _submit_item(
         await publish_arrival(context, request, event)
     except RadstreamError as exc:
         return BatchItemOutcome(index=index, status="rejected", code=exc.code, message=exc.reason)
-    context.metrics.submissions.labels("reference").inc()
+    context.metrics.api_submitted(SubmissionKind.REFERENCE)
     await record_action(
         context,
         request,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,15 +38,24 @@ class ImageReader:
         max_bytes: int,
         policy: RetryPolicy,
         *,
+        settle_seconds: float = 0.0,
         sleep: Sleep = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._roots = tuple(roots)
         self._max_bytes = max_bytes
         self._policy = policy
+        self._settle_seconds = settle_seconds
         self._sleep = sleep
+        self._wall_clock = wall_clock
 
     def _read(self, uri: str) -> bytes:
-        return read_image_bytes(resolve_image_uri(uri, self._roots), self._max_bytes)
+        return read_image_bytes(
+            resolve_image_uri(uri, self._roots),
+            self._max_bytes,
+            settle_seconds=self._settle_seconds,
+            now=self._wall_clock(),
+        )
 
     async def read(self, uri: str, record: FailureRecord) -> bytes:
         """The file's bytes; retryable storage errors are retried per the policy.

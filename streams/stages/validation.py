@@ -83,6 +83,7 @@ class ValidationStage:
             declared_sha256=event.sha256,
             model_ids=event.model_ids,
             event_modality=event.modality,
+            declared_study_instance_uid=event.study_instance_uid,
         )
         if not isinstance(outcome, ValidationAccepted):
             return self._rejected(

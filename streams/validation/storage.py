@@ -50,12 +50,19 @@ def resolve_image_uri(uri: str, roots: Sequence[Path]) -> Path:
     )
 
 
-def read_image_bytes(path: Path, max_bytes: int) -> bytes:
+def read_image_bytes(
+    path: Path, max_bytes: int, *, settle_seconds: float = 0.0, now: float | None = None
+) -> bytes:
     """Read a regular file of at most ``max_bytes``, checking the size before reading.
 
+    Args:
+        settle_seconds: a file modified less than this before ``now`` is still being written.
+        now: the wall-clock time (seconds since the epoch) to compare the file's mtime with.
+
     Raises:
-        TransientError: ``STORAGE_FILE_NOT_FOUND`` (retryable: the router may still be writing)
-            or ``STORAGE_READ_FAILED`` for other OS errors or a non-regular file.
+        TransientError: ``STORAGE_FILE_NOT_FOUND`` (retryable: the router may still be writing),
+            ``STORAGE_FILE_INCOMPLETE`` (retryable: modified within ``settle_seconds``) or
+            ``STORAGE_READ_FAILED`` for other OS errors or a non-regular file.
         InputValidationError: ``IMAGE_TOO_LARGE`` when the file exceeds ``max_bytes``, whether
             seen by ``stat`` or while reading (the file may grow in between).
     """
@@ -74,6 +81,8 @@ def read_image_bytes(path: Path, max_bytes: int) -> bytes:
             raise error_for(ErrorCode.STORAGE_READ_FAILED, "image path is not a regular file")
         if info.st_size > max_bytes:
             raise error_for(ErrorCode.IMAGE_TOO_LARGE, _too_large(max_bytes))
+        if settle_seconds > 0 and now is not None and now - info.st_mtime < settle_seconds:
+            raise error_for(ErrorCode.STORAGE_FILE_INCOMPLETE, "image file is still being written")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:

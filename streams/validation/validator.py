@@ -103,6 +103,7 @@ def validate_image(
     declared_sha256: str | None = None,
     model_ids: Sequence[str] = (),
     event_modality: str | None = None,
+    declared_study_instance_uid: str | None = None,
 ) -> ValidationOutcome:
     """Validate image bytes against the limits and clinical rules; never raises.
 
@@ -114,6 +115,9 @@ def validate_image(
         declared_sha256: the event's ``sha256``, compared when given.
         model_ids: the requested models, whose clinical rules apply (default rule when empty).
         event_modality: the router's modality hint, used only for formats without headers.
+        declared_study_instance_uid: the event's StudyInstanceUID; a DICOM file of another
+            study is rejected (``IMAGE_STUDY_UID_MISMATCH``): its result would be filed under
+            the wrong study.
     """
     run = _Run()
     try:
@@ -126,6 +130,7 @@ def validate_image(
             declared_sha256=declared_sha256,
             model_ids=model_ids,
             event_modality=event_modality,
+            declared_study_instance_uid=declared_study_instance_uid,
         )
     except RadstreamError as error:
         return ValidationRejected(
@@ -155,6 +160,7 @@ def _validate(
     declared_sha256: str | None,
     model_ids: Sequence[str],
     event_modality: str | None,
+    declared_study_instance_uid: str | None,
 ) -> ValidationAccepted:
     size = len(data)
     run.check("size", lambda: _check_size(size, limits, declared_size), f"{size} bytes")
@@ -180,6 +186,13 @@ def _validate(
     run.check("decoded_values", lambda: check_decoded_values(header, pixels))
     geometry = build_geometry(header, source.dataset, str(pixels.dtype))
     dataset = source.dataset
+    study_instance_uid = _uid(dataset, "StudyInstanceUID")
+    if declared_study_instance_uid not in (None, study_instance_uid) and study_instance_uid:
+        # Neither UID in the reason: the router's log and ours would otherwise pair them up.
+        raise error_for(
+            ErrorCode.IMAGE_STUDY_UID_MISMATCH,
+            "the event's StudyInstanceUID differs from the image file's",
+        )
     modality = _dicom_code(dataset, "Modality") if dataset is not None else None
     if dataset is None and event_modality is not None and _CODE.match(event_modality):
         modality = event_modality
@@ -194,7 +207,7 @@ def _validate(
         sha256=sha256,
         size_bytes=size,
         modality=modality,
-        study_instance_uid=_uid(dataset, "StudyInstanceUID"),
+        study_instance_uid=study_instance_uid,
         series_instance_uid=_uid(dataset, "SeriesInstanceUID"),
         sop_instance_uid=_uid(dataset, "SOPInstanceUID"),
         body_part=geometry.body_part,

@@ -13,6 +13,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SUPERUSER = "postgres"
@@ -80,3 +82,15 @@ class PrivateCluster:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def running_cluster() -> Iterator[PrivateCluster]:
+    """A started private cluster, removed (stopped first if running) on exit."""
+    private = PrivateCluster()
+    try:
+        private.init()
+        private.start()
+        yield private
+    finally:
+        private.remove()

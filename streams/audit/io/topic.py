@@ -18,16 +18,22 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from schemas.audit import AuditCheckpoint, AuditRecord
+from schemas.audit import (
+    AUDIT_RECORD_TYPE_CHECKPOINT,
+    AUDIT_RECORD_TYPE_HEADER,
+    AUDIT_RECORD_TYPE_RECORD,
+    AuditCheckpoint,
+    AuditRecord,
+)
 from schemas.correlation import CORRELATION_ID_HEADER
 from streams.audit.chain import ChainState
 from streams.audit.files import load_public_key, read_checkpoints
 from streams.audit.verify import UnreadableRecord, VerificationReport, verify_chains
 from streams.kafka import ConsumerRecord, KafkaClientConfig, RawMessage, TopicReader
 
-RECORD_TYPE_HEADER = "radstream-record-type"
-RECORD = b"audit-record"
-CHECKPOINT = b"audit-checkpoint"
+RECORD_TYPE_HEADER = AUDIT_RECORD_TYPE_HEADER
+RECORD = AUDIT_RECORD_TYPE_RECORD.encode()
+CHECKPOINT = AUDIT_RECORD_TYPE_CHECKPOINT.encode()
 
 
 def chain_key(chain_partition: int) -> bytes:

@@ -498,8 +498,42 @@ class TestOperations:
     async def test_metrics_count_requests_by_route_template(self, harness: Harness) -> None:
         """Requests are counted by template, never by concrete id."""
         await harness.client.get(f"/results/{uuid.uuid4()}", headers=harness.auth())
-        text = (await harness.client.get("/metrics")).text
-        assert 'route="/results/{result_id}",status="404"' in text
+        await harness.client.get("/metrics")
+        labels = {"route": "/results/{result_id}", "method": "GET", "status": "404"}
+        assert harness.registry.get_sample_value("radstream_api_requests_total", labels) == 1
+        name = "radstream_api_request_duration_seconds_count"
+        assert harness.registry.get_sample_value(name, labels) == 1
+
+    async def test_readyz_feeds_the_reachability_gauges(self, harness: Harness) -> None:
+        """The API's database and broker gauges follow its readiness checks, absent before."""
+        assert harness.registry.get_sample_value("radstream_database_up") is None
+        harness.ready["database"] = False
+        await harness.client.get("/readyz")
+        assert harness.registry.get_sample_value("radstream_database_up") == 0
+        assert harness.registry.get_sample_value("radstream_broker_up") == 1
+
+    async def test_auth_decisions_are_counted(self, harness: Harness) -> None:
+        """Unauthenticated, forbidden and authenticated callers each move the auth counter."""
+        await harness.client.get("/models")
+        await harness.client.get("/models", headers=harness.auth())
+
+        def count(outcome: str, reason: str) -> float | None:
+            labels = {"outcome": outcome, "reason": reason}
+            return harness.registry.get_sample_value("radstream_api_auth_total", labels)
+
+        assert count("failure", "unauthenticated") == 1
+        assert count("success", "authenticated") == 1
+
+    async def test_rate_limited_requests_are_counted(self, tmp_path: Path) -> None:
+        """A request refused by the caller's rate limit is counted by scope."""
+        harness = build_harness(tmp_path, rate_limit_per_subject_per_minute=1)
+        statuses = [
+            (await harness.client.get("/models", headers=harness.auth())).status_code
+            for _ in range(2)
+        ]
+        assert statuses == [200, 429]
+        labels = {"scope": "subject"}
+        assert harness.registry.get_sample_value("radstream_api_rate_limited_total", labels) == 1
 
     async def test_metrics_is_prometheus_text(self, harness: Harness) -> None:
         """The exposition format content type is served."""

@@ -245,6 +245,26 @@ class TestProbes:
         )
         assert await probe() == {"audit": (4, 3)}
 
+    async def test_probe_results_reach_the_reachability_listeners(self) -> None:
+        """Each probe's verdict is handed on (to the worker's up gauges), failures included."""
+        heard: list[tuple[str, bool]] = []
+        state = HealthState(
+            ["results"],
+            requires_database=True,
+            clock=FakeClock(),
+            on_broker_up=lambda up: heard.append(("broker", up)),
+            on_database_up=lambda up: heard.append(("database", up)),
+        )
+
+        async def failing_lags() -> Mapping[str, tuple[int, int]]:
+            raise OSError
+
+        async def database() -> bool:
+            return True
+
+        await probe_once(state, failing_lags, database)
+        assert heard == [("broker", False), ("database", True)]
+
     async def test_probe_once_records_broker_lag_and_database(self) -> None:
         """A successful round marks broker and database up and stores each stage's lag."""
         clock = FakeClock()

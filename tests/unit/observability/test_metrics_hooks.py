@@ -12,11 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from observability.metrics import (
     LATENCY_BUCKETS,
+    AuthReason,
     LagStatus,
     Metrics,
     ModelOutcome,
     Outcome,
+    RateLimitScope,
     Stopwatch,
+    SubmissionKind,
     cdf_at,
     exported_series_names,
     metric_family_names,
@@ -26,7 +29,7 @@ from observability.metrics import (
 from schemas.errors import ErrorCode
 from schemas.events import Stage
 
-pytestmark = pytest.mark.requirement("RS-OBS-01")
+pytestmark = pytest.mark.requirement("RS-OBS-01", "RS-MON-01")
 
 
 @pytest.fixture
@@ -112,13 +115,11 @@ class TestStageHooks:
         assert _value(registry, f"{name}_bucket", stage="results_sink", le="64.0") == 1
 
     def test_in_flight_rises_and_falls(self, registry: CollectorRegistry, metrics: Metrics) -> None:
-        """The in-flight gauge counts events inside the block, even when it raises."""
+        """The in-flight gauge follows the events entering and leaving a stage."""
         name = "radstream_stage_in_flight_events"
-        with metrics.in_flight_events(Stage.INFERENCE, 3):
-            assert _value(registry, name, stage="inference") == 3
-        assert _value(registry, name, stage="inference") == 0
-        with pytest.raises(RuntimeError), metrics.in_flight_events(Stage.INFERENCE):
-            raise RuntimeError
+        metrics.stage_in_flight(Stage.INFERENCE, 3)
+        assert _value(registry, name, stage="inference") == 3
+        metrics.stage_in_flight(Stage.INFERENCE, -3)
         assert _value(registry, name, stage="inference") == 0
 
     def test_deadletter_depth_is_set(self, registry: CollectorRegistry, metrics: Metrics) -> None:
@@ -267,6 +268,22 @@ class TestSinkHooks:
         metrics.set_database_up(False)
         assert _value(registry, "radstream_database_up") == 0
 
+    @pytest.mark.parametrize(
+        "name", ["radstream_database_up", "radstream_broker_up", "radstream_audit_chain_valid"]
+    )
+    def test_unmeasured_facts_have_no_sample(self, registry: CollectorRegistry, name: str) -> None:
+        """A fresh process exports no 0 for what it never checked (no alert on a default)."""
+        Metrics(registry)
+        assert registry.get_sample_value(name) is None
+        assert name in metric_family_names(registry)  # still declared: HELP and TYPE
+
+    def test_broker_up_gauge(self, registry: CollectorRegistry, metrics: Metrics) -> None:
+        """set_broker_up records the last broker probe."""
+        metrics.set_broker_up(False)
+        assert _value(registry, "radstream_broker_up") == 0
+        metrics.set_broker_up(True)
+        assert _value(registry, "radstream_broker_up") == 1
+
 
 class TestApiHooks:
     def test_request_latency_by_route_and_status(
@@ -276,18 +293,28 @@ class TestApiHooks:
         metrics.api_request("/v1/results/{result_id}", "get", 404, 0.002)
         labels = {"route": "/v1/results/{result_id}", "method": "GET", "status": "404"}
         assert _value(registry, "radstream_api_request_duration_seconds_count", **labels) == 1
+        assert _value(registry, "radstream_api_requests_total", **labels) == 1
+
+    def test_submissions_and_audit_failures(
+        self, registry: CollectorRegistry, metrics: Metrics
+    ) -> None:
+        """Accepted submissions count by kind; unaudited actions count on their own."""
+        metrics.api_submitted(SubmissionKind.UPLOAD)
+        metrics.api_audit_publish_failed()
+        assert _value(registry, "radstream_api_submissions_total", kind="upload") == 1
+        assert _value(registry, "radstream_api_audit_publish_failures_total") == 1
 
     def test_auth_outcomes_by_reason(self, registry: CollectorRegistry, metrics: Metrics) -> None:
         """api_auth_decided counts success and failure by reason."""
-        metrics.api_auth_decided(success=False, reason="token_expired")
-        metrics.api_auth_decided(success=True, reason="ok")
+        metrics.api_auth_decided(success=False, reason=AuthReason.FORBIDDEN)
+        metrics.api_auth_decided(success=True, reason=AuthReason.AUTHENTICATED)
         name = "radstream_api_auth_total"
-        assert _value(registry, name, outcome="failure", reason="token_expired") == 1
-        assert _value(registry, name, outcome="success", reason="ok") == 1
+        assert _value(registry, name, outcome="failure", reason="forbidden") == 1
+        assert _value(registry, name, outcome="success", reason="authenticated") == 1
 
     def test_rate_limit_hits(self, registry: CollectorRegistry, metrics: Metrics) -> None:
         """api_rate_limit_hit counts refusals by scope."""
-        metrics.api_rate_limit_hit("subject")
+        metrics.api_rate_limit_hit(RateLimitScope.SUBJECT)
         assert _value(registry, "radstream_api_rate_limited_total", scope="subject") == 1
 
 
@@ -323,6 +350,15 @@ class TestLagAndAuditHooks:
         """audit_appended counts appended records."""
         metrics.audit_appended(5)
         assert _value(registry, "radstream_audit_records_appended_total") == 5
+
+    def test_audit_appends_count_as_the_audit_stage(
+        self, registry: CollectorRegistry, metrics: Metrics
+    ) -> None:
+        """Each appended record is an event the audit stage finished (throughput panels)."""
+        metrics.audit_appended(3)
+        name = "radstream_stage_events_processed_total"
+        assert _value(registry, name, stage="audit", outcome="succeeded") == 3
+        assert _value(registry, "radstream_stage_events_received_total", stage="audit") == 3
 
 
 class TestCatalogue:

@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from observability.metrics import Metrics, exported_series_names
+from tests.promql import alert_rules, dashboard_exprs, metric_names
 
 pytestmark = pytest.mark.requirement("RS-OBS-04")
 
-REPO = Path(__file__).resolve().parents[3]
-DASHBOARD = REPO / "ops" / "grafana" / "radstream-pipeline.json"
-ALERTS = REPO / "ops" / "prometheus" / "alerts.yml"
 # Series Prometheus itself adds to every scrape.
 PROMETHEUS_BUILTINS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
-_KEYWORDS = frozenset(
-    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right"}
-    | {"bool", "offset", "inf", "nan"}
-)
-_GROUPING_RE = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names used in a PromQL expression (functions, labels and keywords removed)."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values and strings
-    expr = re.sub(r"\$\{?\w+\}?", "", expr)  # Grafana variables
-    expr = re.sub(r"label_values\(\s*([^,()]+),\s*\w+\s*\)", r"\1", expr)
-    expr = _GROUPING_RE.sub("", expr)
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges and durations
-    tokens = re.findall(r"(?<![\w.])([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", expr)
-    return {name for name, call in tokens if not call and name.lower() not in _KEYWORDS}
-
-
-def _exprs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in {"expr", "definition"} and isinstance(value, str):
-                yield value
-            else:
-                yield from _exprs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _exprs(item)
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +22,6 @@ def exported() -> frozenset[str]:
     registry = CollectorRegistry()
     Metrics(registry)
     return exported_series_names(registry) | PROMETHEUS_BUILTINS
-
-
-def _dashboard_exprs() -> list[str]:
-    return list(_exprs(json.loads(DASHBOARD.read_text())))
-
-
-def _alert_rules() -> list[dict[str, Any]]:
-    groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"]]
 
 
 class TestMetricNameParser:
@@ -86,13 +41,13 @@ class TestMetricNameParser:
 class TestDashboard:
     def test_dashboard_queries_use_exported_metrics(self, exported: frozenset[str]) -> None:
         """Every metric in the Grafana dashboard's queries is exported by the code."""
-        used = set().union(*(metric_names(e) for e in _dashboard_exprs()))
+        used = set().union(*(metric_names(e) for e in dashboard_exprs()))
         assert used
         assert sorted(used - exported) == []
 
     def test_dashboard_covers_the_pipeline_overview(self) -> None:
         """Throughput, latencies, rejections, lag, DLQ depth and model latency are charted."""
-        used = set().union(*(metric_names(e) for e in _dashboard_exprs()))
+        used = set().union(*(metric_names(e) for e in dashboard_exprs()))
         required = {
             "radstream_stage_events_processed_total",
             "radstream_stage_processing_seconds_bucket",
@@ -106,7 +61,7 @@ class TestDashboard:
 
     def test_dashboard_has_p50_p95_p99(self) -> None:
         """Stage latency is charted at the 0.5, 0.95 and 0.99 quantiles."""
-        exprs = [e for e in _dashboard_exprs() if "radstream_stage_processing_seconds" in e]
+        exprs = [e for e in dashboard_exprs() if "radstream_stage_processing_seconds" in e]
         quantiles = {m for e in exprs for m in re.findall(r"histogram_quantile\(([0-9.]+)", e)}
         assert quantiles == {"0.5", "0.95", "0.99"}
 
@@ -114,13 +69,13 @@ class TestDashboard:
 class TestAlertRules:
     def test_alert_queries_use_exported_metrics(self, exported: frozenset[str]) -> None:
         """Every metric in the alert rules is exported by the code (or by Prometheus)."""
-        used = set().union(*(metric_names(rule["expr"]) for rule in _alert_rules()))
+        used = set().union(*(metric_names(rule["expr"]) for rule in alert_rules()))
         assert used
         assert sorted(used - exported) == []
 
     def test_required_alerts_exist(self) -> None:
         """Lag, stall, DLQ, error rate, SLO burn, database and audit alerts are defined."""
-        names = {rule["alert"] for rule in _alert_rules()}
+        names = {rule["alert"] for rule in alert_rules()}
         assert {
             "RadstreamConsumerLagGrowing",
             "RadstreamStageStalled",
@@ -133,6 +88,6 @@ class TestAlertRules:
 
     def test_every_alert_has_severity_and_summary(self) -> None:
         """Each alert carries a severity label and a summary for the pager."""
-        for rule in _alert_rules():
+        for rule in alert_rules():
             assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
             assert rule["annotations"]["summary"], rule["alert"]

@@ -16,7 +16,7 @@ from schemas.settings import (
     mask_url,
 )
 
-pytestmark = pytest.mark.requirement("RS-CFG-01")
+pytestmark = pytest.mark.requirement("RS-CFG-01", "RS-DEP-02")
 
 
 class TestSettingsFromEnvironment:
@@ -80,6 +80,30 @@ class TestSecrets:
             Settings(environment="production")
         ok = Settings(environment="production", api={"jwt_secret": "x" * 40})
         assert ok.api.jwt_secret.get_secret_value() != DEFAULT_JWT_SECRET
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            # docker-compose.kafka.yml's former default password, and the Kubernetes example's
+            "postgresql://radstream:radstream-change-me@postgres:5432/radstream",
+            "postgresql://radstream:CHANGE_ME@postgres:5432/radstream",
+        ],
+    )
+    def test_placeholder_database_password_refused_in_production(self, url: str) -> None:
+        """A shipped placeholder password is refused in production, and the error hides it."""
+        with pytest.raises(ValidationError, match="RADSTREAM_DATABASE_URL holds a shipped") as err:
+            Settings(environment="production", api={"jwt_secret": "x" * 40}, database_url=url)
+        assert url.split(":")[2].split("@", maxsplit=1)[0] not in err.value.errors()[0]["msg"]
+
+    def test_placeholder_in_a_nested_secret_refused_in_production(self) -> None:
+        """Every secret of the settings tree is checked, not only the two known ones."""
+        with pytest.raises(ValidationError, match="RADSTREAM_API__JWT_SECRET holds a shipped"):
+            Settings(environment="production", api={"jwt_secret": "please-change-me-" + "x" * 32})
+
+    def test_placeholder_allowed_in_development(self) -> None:
+        """Development keeps working with the shipped placeholders."""
+        url = "postgresql://radstream:radstream-change-me@127.0.0.1:5432/radstream"
+        assert Settings(database_url=url).environment == "development"
 
     def test_short_hmac_secret_refused(self) -> None:
         """An HS256 secret shorter than 32 bytes is refused at start-up."""

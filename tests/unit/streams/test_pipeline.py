@@ -197,6 +197,62 @@ class TestProcessBatch:
             == 1.0
         )
 
+    async def test_in_flight_counts_the_batch_while_it_runs(self) -> None:
+        """The in-flight gauge holds the batch while the handler works and drops after."""
+        registry = CollectorRegistry()
+        observer = MetricsObserver(Metrics(registry, process_collector=False))
+        seen: list[float | None] = []
+
+        class Watching:
+            stage = Stage.INFERENCE
+
+            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+                seen.append(
+                    registry.get_sample_value(
+                        "radstream_stage_in_flight_events", {"stage": "inference"}
+                    )
+                )
+                return []
+
+        batch = [incoming(b"a"), incoming(b"b")]
+        await process_batch(Watching(), batch, RecordingDelivery(), observer)
+        assert seen == [2.0]
+        in_flight = {"stage": "inference"}
+        assert registry.get_sample_value("radstream_stage_in_flight_events", in_flight) == 0.0
+
+    async def test_in_flight_drops_when_cancelled(self) -> None:
+        """A cancelled batch leaves nothing in flight (no stall alert after a shutdown)."""
+        registry = CollectorRegistry()
+        observer = MetricsObserver(Metrics(registry, process_collector=False))
+
+        class Cancelled:
+            stage = Stage.VALIDATION
+
+            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+                raise asyncio.CancelledError
+
+        with pytest.raises(asyncio.CancelledError):
+            await process_batch(Cancelled(), [incoming(b"x")], RecordingDelivery(), observer)
+        in_flight = {"stage": "validation"}
+        assert registry.get_sample_value("radstream_stage_in_flight_events", in_flight) == 0.0
+
+    async def test_a_sink_stage_counts_what_it_stored(self) -> None:
+        """Messages a sink stored produce no outgoing message and still count as succeeded."""
+        registry = CollectorRegistry()
+        observer = MetricsObserver(Metrics(registry, process_collector=False))
+
+        class Storing:
+            stage = Stage.RESULTS_SINK
+
+            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+                return []
+
+        await process_batch(
+            Storing(), [incoming(b"a"), incoming(b"b")], RecordingDelivery(), observer
+        )
+        labels = {"stage": "results_sink", "outcome": "succeeded"}
+        assert registry.get_sample_value("radstream_stage_events_processed_total", labels) == 2.0
+
 
 class TestDelivery:
     async def test_transient_failures_are_retried_until_delivered(self) -> None:

@@ -114,6 +114,21 @@ class TestReadImageBytes:
         assert caught.value.code is ErrorCode.STORAGE_FILE_NOT_FOUND
         assert caught.value.retryable
 
+    def test_recently_modified_file_is_incomplete(self, root: Path) -> None:
+        """A file modified within the settle time is still being written: retry, not decode."""
+        path = root / "study" / "image.dcm"
+        os.utime(path, (1000.0, 1000.0))
+        with pytest.raises(TransientError) as caught:
+            read_image_bytes(path, 100, settle_seconds=2.0, now=1001.5)
+        assert caught.value.code is ErrorCode.STORAGE_FILE_INCOMPLETE
+        assert caught.value.retryable
+
+    def test_settled_file_is_read(self, root: Path) -> None:
+        """Once the file has been quiet for the settle time it is read."""
+        path = root / "study" / "image.dcm"
+        os.utime(path, (1000.0, 1000.0))
+        assert read_image_bytes(path, 100, settle_seconds=2.0, now=1002.0) == b"x" * 10
+
     def test_too_large_before_reading(self, root: Path) -> None:
         """A file above the limit is refused from its size, not read."""
         with pytest.raises(InputValidationError) as caught:

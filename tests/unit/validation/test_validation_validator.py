@@ -90,6 +90,25 @@ class TestAcceptedOutcome:
         assert outcome.sop_instance_uid == dataset.SOPInstanceUID
         assert outcome.modality == "CT"
 
+    def test_study_uid_of_another_study_is_rejected(self) -> None:
+        """An event naming another study than its file's header is a stable rejection."""
+        outcome = _validate(CT, declared_study_instance_uid="1.2.3.4")
+        assert isinstance(outcome, ValidationRejected)
+        assert outcome.error_code is ErrorCode.IMAGE_STUDY_UID_MISMATCH
+        assert "1.2.3.4" not in outcome.reason
+
+    def test_matching_or_absent_study_uid_is_accepted(self) -> None:
+        """The file's own study UID, or none declared, passes."""
+        own = dcmread(BytesIO(CT)).StudyInstanceUID
+        assert isinstance(_validate(CT, declared_study_instance_uid=own), ValidationAccepted)
+        assert isinstance(_validate(CT, declared_study_instance_uid=None), ValidationAccepted)
+
+    def test_declared_study_uid_is_not_checked_without_a_header(self) -> None:
+        """A PNG has no StudyInstanceUID to contradict the event: the router's stands."""
+        png = _png(Image.new("L", (128, 128), 7))
+        outcome = _validate(png, declared_study_instance_uid="1.2.3.4")
+        assert isinstance(outcome, ValidationAccepted)
+
     def test_verdicts_name_every_check(self) -> None:
         """Every check leaves a passed verdict, in order."""
         outcome = _validate(CT)
