@@ -24,7 +24,7 @@ from streams.kafka import (
     build_producer,
 )
 
-pytestmark = pytest.mark.requirement("RS-OBS-02")
+pytestmark = pytest.mark.requirement("RS-OBS-02", "RS-REL-12")
 
 # Bounds that only stop a hung test: each step takes well under a second on the dev broker.
 STEP_SECONDS = 60.0
