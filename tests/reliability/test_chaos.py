@@ -254,6 +254,8 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
         "RADSTREAM_STORAGE_ROOTS": str(root),
         "RADSTREAM_OBSERVABILITY__METRICS_PORT": "0",
         "RADSTREAM_LOGGING__FORMAT": "json",
+        # Faust's bookkeeping of this run only, not the work tree's .state/.
+        "RADSTREAM_WORKER_DATA_DIR": str(tmp_path / "faust"),
     }
     template = arrival_for_file(
         root / "ct.png", source="CHAOS", modality="CT", model_ids=["image-quality"]
