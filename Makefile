@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo demo-dicom test lint typecheck security unit integration run bench bench-smoke schemas clean
+.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo demo-dicom test lint typecheck security unit integration run bench bench-smoke chaos chaos-short schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -121,6 +121,15 @@ schemas: setup  ## regenerate the committed JSON Schema, AsyncAPI and OpenAPI do
 # in the driver process then does the same work the workers do.
 bench: setup services-up  ## end-to-end benchmark (not part of the test suite)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline
+
+# The chaos suite starts its own private broker and PostgreSQL (free ports, state under /tmp),
+# so it needs the Kafka jars and PostgreSQL binaries, not the shared services. `make test` runs
+# its short profile; these record their numbers in bench/results/chaos-<profile>.json.
+chaos: setup  ## chaos suite, full profile: kills, broker and database outages under load; records bench/results/chaos-full.json
+	CHAOS_PROFILE=full CHAOS_RECORD=1 $(BIN)/pytest tests/reliability/test_chaos.py -q -s -p no:cacheprovider
+
+chaos-short: setup  ## chaos suite, the short profile CI runs (a few minutes); records bench/results/chaos-short.json
+	CHAOS_PROFILE=short CHAOS_RECORD=1 $(BIN)/pytest tests/reliability/test_chaos.py -q -s -p no:cacheprovider
 
 bench-smoke: setup services-up  ## 12-event end-to-end benchmark check
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline --smoke

@@ -20,6 +20,7 @@ when one is down; an outage after that is waited out (backpressure, ``/readyz``)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from gateway.app import create_app
 from observability.health import HealthState, WorkerHealth
 from observability.lag import GroupSnapshot, LagReader
 from observability.metrics import Metrics
+from observability.outages import OutageLog
 from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
@@ -201,7 +203,7 @@ def build_results_spec(
         )
 
     hooks = SinkHooks(
-        database_up=metrics.set_database_up,
+        database_up=OutageLog("results-sink", "database", on_change=metrics.set_database_up),
         backpressure=lambda seconds: metrics.sink_backpressure("results", seconds),
         batch_written=written,
     )
@@ -414,6 +416,7 @@ async def build_worker(
             requires_database="results" in stages,
             on_broker_up=metrics.set_broker_up,
             on_database_up=metrics.set_database_up,
+            stall_timeout=settings.watchdog.stall_seconds,
         ),
         metrics=metrics,
         started=started if started is not None else asyncio.Event(),
@@ -491,13 +494,55 @@ async def run_worker(
             tasks.append(asyncio.create_task(run_audit_stage(settings, stop, worker.metrics)))
         if not worker.specs:
             worker.mark_started()
+        tasks.append(asyncio.create_task(watch_for_stall(worker.health, stop)))
         try:
             await wait_for_stop_or_failure(stop, tasks)
         finally:
             # A failed stage must not leave the others waiting for a stop that never comes.
             stop.set()
             # Failures were raised above already; here every stage only has to finish.
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await finish_within(tasks, settings.watchdog.shutdown_seconds)
+
+
+class WorkerStalledError(RuntimeError):
+    """A stage had work, its dependencies were up, and it made no progress for too long."""
+
+
+async def watch_for_stall(
+    health: HealthState, stop: asyncio.Event, *, interval_seconds: float = 1.0
+) -> None:
+    """Raise :class:`WorkerStalledError` once a stage stalled (``HealthState.stalled``).
+
+    The worker then exits non-zero with one log line, so that systemd or Kubernetes restart
+    it: a stuck producer or a consumer that stopped fetching is cured by a restart, not by
+    waiting. Returns when ``stop`` is set.
+    """
+    while not stop.is_set():
+        reason = health.stalled()
+        if reason is not None:
+            log.error("worker_stalled", reason=reason)
+            raise WorkerStalledError(reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_seconds)
+
+
+async def finish_within(tasks: Sequence[asyncio.Task[None]], seconds: float) -> None:
+    """Let ``tasks`` finish for ``seconds``, then cancel what is left (bounded shutdown).
+
+    The seam every stage honours: after ``stop`` is set a stage has ``seconds`` to return (the
+    audit stage finishes or aborts its transaction in that time); a stage still running is
+    cancelled, logged once, and given a last ``seconds`` to unwind. What survives that is
+    left to the process-level backstop (``cli.context.run_until_signalled``), which exits.
+    """
+    if not tasks:
+        return
+    _done, pending = await asyncio.wait(tasks, timeout=seconds)
+    if not pending:
+        return
+    log.error("worker_shutdown_overran", seconds=seconds, stages_cancelled=len(pending))
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(pending, timeout=seconds)
 
 
 async def wait_for_stop_or_failure(

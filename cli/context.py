@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import click
+import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from cli.errors import CommandError
+from cli.errors import CommandError, ExitCode
 from observability.logging import configure_logging
 from observability.metrics import serve_metrics
 from schemas.errors import ErrorCode
 from schemas.settings import LoggingSettings, Settings, describe_settings_error, load_settings
 
 T = TypeVar("T")
+log = structlog.get_logger("radstream.cli")
 
 # Loggers of these packages are radstream's own; every other logger is a library's.
 OUR_PACKAGES: Final = frozenset(
@@ -127,17 +131,91 @@ class Invocation:
         self.library_lines.held = False
 
 
-def run_until_signalled(service: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``service(stop)``; SIGINT or SIGTERM sets ``stop`` so it can shut down cleanly."""
+# Past the stages' own bound (twice: finish, then unwind after cancelling) a process that still
+# runs is stuck in something that ignores cancellation: it exits at once.
+FORCED_EXIT_MARGIN_SECONDS: Final = 10.0
+
+
+class ShutdownBackstop:
+    """Ends the process once shutting down took longer than its bound, whatever hangs.
+
+    Armed when the stop is asked for (a signal, or the service ending on its own); a daemon
+    thread, so a blocked event loop or a task that swallows cancellation cannot hold it. A
+    second SIGINT or SIGTERM exits at once. Exits with :attr:`ExitCode.INTERNAL` after one log
+    line: a supervisor restarts the process, an operator sees why it was forced.
+
+    Args:
+        seconds: how long shutting down may take once armed.
+        exit_process: ends the process with a status (``os._exit``; a fake in tests).
+    """
+
+    def __init__(self, seconds: float, *, exit_process: Callable[[int], object] = os._exit) -> None:
+        self.seconds = seconds
+        self._exit = exit_process
+        self._timer: threading.Timer | None = None
+
+    @property
+    def armed(self) -> bool:
+        """Whether the countdown runs."""
+        return self._timer is not None
+
+    def arm(self) -> None:
+        """Start the countdown; a second call (a second signal) exits at once."""
+        if self._timer is not None:
+            self._force("second stop signal")
+            return
+        self._timer = threading.Timer(self.seconds, self._force, args=("shutdown overran",))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        """Cancel the countdown (the process is about to end on its own)."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _force(self, why: str) -> None:
+        log.error("process_exit_forced", reason=why, seconds=self.seconds)
+        logging.shutdown()
+        self._exit(int(ExitCode.INTERNAL))
+
+
+def run_until_signalled(
+    service: Callable[[asyncio.Event], Awaitable[T]],
+    *,
+    shutdown_seconds: float | None = None,
+    backstop: ShutdownBackstop | None = None,
+) -> T:
+    """Run ``service(stop)``; SIGINT or SIGTERM sets ``stop`` so it can shut down cleanly.
+
+    With ``shutdown_seconds`` the shutdown is bounded: once a signal arrived or the service
+    ended, the process exits by force when it is still running ``2 * shutdown_seconds + 10``
+    seconds later (:class:`ShutdownBackstop`; the worker's own bound is ``shutdown_seconds``
+    per step, see ``app.finish_within``).
+    """
+    if backstop is None and shutdown_seconds is not None:
+        backstop = ShutdownBackstop(2 * shutdown_seconds + FORCED_EXIT_MARGIN_SECONDS)
+
+    def stopping(stop: asyncio.Event) -> None:
+        stop.set()
+        if backstop is not None:
+            backstop.arm()
 
     async def main() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        return await service(stop)
+            loop.add_signal_handler(signum, stopping, stop)
+        try:
+            return await service(stop)
+        finally:
+            if backstop is not None and not backstop.armed:
+                backstop.arm()  # the service ended on its own: its clean-up is bounded too
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:
+        if backstop is not None:
+            backstop.disarm()
 
 
 @contextmanager

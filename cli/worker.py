@@ -31,8 +31,11 @@ def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
     The worker creates missing topics, serves /livez, /readyz and /metrics on
     RADSTREAM_OBSERVABILITY__METRICS_PORT, and logs JSON lines on stderr. It exits 5 when Kafka
     or (for the results and audit stages) PostgreSQL does not answer while it starts; an outage
-    after that is waited out. A stage that fails later ends the worker with a non-zero status,
-    so that its supervisor restarts it.
+    after that is waited out. A stage that fails later, or stalls (lag, the broker and database
+    up, no progress for RADSTREAM_WATCHDOG__STALL_SECONDS), ends the worker with a non-zero
+    status, so that its supervisor restarts it. After SIGTERM the stages get
+    RADSTREAM_WATCHDOG__SHUTDOWN_SECONDS to finish, then are cancelled; a worker still running
+    after twice that plus 10 s exits at once with status 70 (docs/operations.md).
     """
     settings = invocation.start(service=True)
     stages = stages or app.default_stages(settings)
@@ -58,4 +61,4 @@ def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
         finally:
             announced.cancel()
 
-    run_until_signalled(serve)
+    run_until_signalled(serve, shutdown_seconds=settings.watchdog.shutdown_seconds)

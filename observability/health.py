@@ -9,7 +9,11 @@
   second and probes the broker (the worker's own consumer lag), and the database, every
   ``interval_seconds``.
 
-Liveness: the event loop beat within ``heartbeat_timeout`` seconds. Readiness: live, started,
+Liveness: the event loop beat within ``heartbeat_timeout`` seconds and, with a
+``stall_timeout``, no stage is stalled: lag > 0, the broker (and the database it needs)
+reachable, and no progress for ``stall_timeout`` seconds (a stuck producer, a hung consumer;
+restarting helps, waiting does not). During an outage a stage is waiting, not stalled: the
+worker stays live. Readiness: live, started,
 broker reachable, database reachable (when the worker runs the results stage), and every stage
 with lag > 0 made progress within ``progress_timeout`` seconds ("consumed recently when there is
 work": faust consumers can stop fetching silently, see faust-streaming #175/#640).
@@ -61,6 +65,8 @@ class HealthState:
         requires_database: readiness includes the database (the results stage writes to it).
         heartbeat_timeout: seconds without a heartbeat after which the worker is not live.
         progress_timeout: seconds a stage with lag > 0 may go without progress and stay ready.
+        stall_timeout: seconds a stage with lag > 0 and its dependencies reachable may go
+            without progress and stay live (``None``: never judged; see the module docstring).
         clock: monotonic seconds (tests pass a fake).
         on_broker_up: told each broker probe's result (the worker's ``radstream_broker_up``).
         on_database_up: told each database probe's result (``radstream_database_up``).
@@ -73,15 +79,18 @@ class HealthState:
         requires_database: bool,
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT,
+        stall_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_broker_up: Callable[[bool], None] | None = None,
         on_database_up: Callable[[bool], None] | None = None,
     ) -> None:
-        if heartbeat_timeout <= 0 or progress_timeout <= 0:
+        bounds = (heartbeat_timeout, progress_timeout, stall_timeout or heartbeat_timeout)
+        if min(bounds) <= 0 or stall_timeout == 0:
             raise ValueError("timeouts must be positive")
         self.requires_database = requires_database
         self.heartbeat_timeout = heartbeat_timeout
         self.progress_timeout = progress_timeout
+        self.stall_timeout = stall_timeout
         self._clock = clock
         self._lock = threading.Lock()
         self._created = clock()
@@ -145,10 +154,24 @@ class HealthState:
 
     # ------------------------------------------------------------------------ verdicts
     def live(self, now: float | None = None) -> tuple[bool, dict[str, Check]]:
-        """Liveness: the event loop beat within ``heartbeat_timeout`` seconds."""
+        """Liveness: the event loop beats and no stage is stalled (module docstring)."""
         with self._lock:
-            check = self._loop_check(self._now(now))
-        return check.ok, {"event_loop": check}
+            at = self._now(now)
+            checks = {"event_loop": self._loop_check(at)}
+            if self.stall_timeout is not None:
+                for stage, facts in sorted(self._stages.items()):
+                    checks[f"stage:{stage}"] = self._stall_check(facts, at, self.stall_timeout)
+        return all(check.ok for check in checks.values()), checks
+
+    def stalled(self, now: float | None = None) -> str | None:
+        """Why the worker is not live because a stage stalled (``None``: no stage stalled)."""
+        _ok, checks = self.live(now)
+        reasons = [
+            f"{name}: {check.detail}"
+            for name, check in checks.items()
+            if name.startswith("stage:") and not check.ok
+        ]
+        return "; ".join(reasons) or None
 
     def evaluate(self, now: float | None = None) -> tuple[bool, dict[str, Check]]:
         """Readiness and every check behind it."""
@@ -177,14 +200,27 @@ class HealthState:
         return Check(True, "started")
 
     def _stage_check(self, facts: _StageFacts, now: float) -> Check:
+        return self._progress_check(facts, now, self.progress_timeout)
+
+    def _stall_check(self, facts: _StageFacts, now: float, bound: float) -> Check:
+        waiting = [
+            name
+            for name, up in (("broker", self._broker_up), ("database", self._database_up))
+            if up is False and (name == "broker" or self.requires_database)
+        ]
+        if waiting and facts.lag:
+            return Check(True, f"waiting for the {' and the '.join(waiting)}")
+        return self._progress_check(facts, now, bound)
+
+    def _progress_check(self, facts: _StageFacts, now: float, bound: float) -> Check:
         if facts.lag is None:
             return Check(True, "lag unknown")
         if facts.lag == 0:
             return Check(True, "no lag")
-        # A fresh worker gets the progress timeout as grace from its start.
+        # A fresh worker gets the bound as grace from its start.
         baseline = max(facts.last_progress or self._created, self._started_at or self._created)
         idle = now - baseline
-        if idle > self.progress_timeout:
+        if idle > bound:
             return Check(False, f"lag {facts.lag} and no progress for {idle:.0f} s")
         return Check(True, f"lag {facts.lag}, progress {idle:.0f} s ago")
 

@@ -42,6 +42,10 @@ from streams.kafka import (
     stop_all,
 )
 
+# One fetch round while looking for the first record at a committed offset: short, so a
+# partition holding only transaction markers is recognised by its position soon.
+_HEAD_FETCH_SECONDS: Final = 0.2
+
 # Worst last: a group's status is its worst partition's.
 _SEVERITY: Final = {
     LagStatus.OK: 0,
@@ -59,6 +63,10 @@ class LagSample:
 
     ``committed_timestamp`` is the record timestamp (unix seconds) of the message at the
     committed offset, when it was read; it gives the age of the oldest unconsumed message.
+    ``readable_from`` is the offset of the first record a ``read_committed`` reader finds at or
+    after the committed offset (``end`` when there is none), when it was read: offsets between
+    hold only transaction markers or aborted records, which no consumer will ever see, so they
+    are not lag (a drained transactional topic ends with a commit marker past the last record).
     """
 
     group: str
@@ -68,11 +76,13 @@ class LagSample:
     end: int
     timestamp: float
     committed_timestamp: float | None = None
+    readable_from: int | None = None
 
     @property
     def lag(self) -> int:
-        """Messages between the committed offset and the end of the partition (never < 0)."""
-        return max(self.end - self.committed, 0)
+        """Offsets from the first readable record to the last stable offset (never < 0)."""
+        start = self.committed if self.readable_from is None else self.readable_from
+        return max(self.end - max(start, self.committed), 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +431,7 @@ class LagReader(AsyncResource):
         partitions = sorted({tp for offsets in committed.values() for tp in offsets})
         ends = await consumer.end_offsets(partitions)
         now = self._clock()
-        ages = await self._committed_timestamps(committed, ends)
+        heads = await self._committed_heads(committed, ends)
         result = []
         for group in names:
             members, state = membership.get(group, (None, ""))
@@ -433,7 +443,10 @@ class LagReader(AsyncResource):
                     committed=offset,
                     end=ends[tp],
                     timestamp=now,
-                    committed_timestamp=ages.get((tp, offset)),
+                    committed_timestamp=heads[tp, offset].timestamp
+                    if (tp, offset) in heads
+                    else None,
+                    readable_from=heads[tp, offset].offset if (tp, offset) in heads else None,
                 )
                 for tp, offset in sorted(committed[group].items())
                 if tp in ends
@@ -441,12 +454,12 @@ class LagReader(AsyncResource):
             result.append(GroupSnapshot(group, now, samples, members, state))
         return result
 
-    async def _committed_timestamps(
+    async def _committed_heads(
         self,
         committed: Mapping[str, Mapping[TopicPartition, int]],
         ends: Mapping[TopicPartition, int],
-    ) -> dict[tuple[TopicPartition, int], float]:
-        """Record timestamps (unix s) of the messages at lagging committed offsets."""
+    ) -> dict[tuple[TopicPartition, int], _Head]:
+        """The first readable record at or after each lagging committed offset."""
         wanted = {
             (tp, offset)
             for offsets in committed.values()
@@ -455,38 +468,57 @@ class LagReader(AsyncResource):
         }
         if not self.read_timestamps or not wanted:
             return {}
-        found: dict[tuple[TopicPartition, int], float] = {}
+        found: dict[tuple[TopicPartition, int], _Head] = {}
         # Several groups can sit at different offsets of one partition: one fetch per position.
         for offset_round in _rounds(wanted):
-            found.update(await self._fetch_first_records(offset_round))
+            found.update(await self._fetch_heads(offset_round, ends))
         return found
 
-    async def _fetch_first_records(
-        self, positions: Mapping[TopicPartition, int]
-    ) -> dict[tuple[TopicPartition, int], float]:
-        """Seek each partition to its position and take the first record's timestamp."""
+    async def _fetch_heads(
+        self, positions: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+    ) -> dict[tuple[TopicPartition, int], _Head]:
+        """Seek each partition to its position and take the first readable record.
+
+        A partition whose reader reaches the last stable offset without a record holds only
+        transaction markers (or aborted records) there: its head is the end, with no age.
+        """
         _, consumer = self._require()
         consumer.assign(positions)
         for tp, offset in positions.items():
             consumer.seek(tp, offset)
-        found: dict[tuple[TopicPartition, int], float] = {}
+        found: dict[tuple[TopicPartition, int], _Head] = {}
         loop = asyncio.get_running_loop()
-        # Bounded: a fetch that finds nothing (compacted away, transaction markers only) must
-        # not hold the poll; such partitions fall back to the drain-time estimate.
+        # Bounded: a fetch that finds nothing (compacted away) must not hold the poll; such
+        # partitions fall back to the drain-time estimate.
         deadline = loop.time() + min(self.kafka.admin_timeout_seconds, 2.0)
         try:
             while len(found) < len(positions) and (remaining := deadline - loop.time()) > 0:
-                batch = await consumer.getmany(timeout_ms=max(int(remaining * 1000), 1))
+                batch = await consumer.getmany(
+                    timeout_ms=max(int(min(remaining, _HEAD_FETCH_SECONDS) * 1000), 1)
+                )
                 for tp, records in batch.items():
                     key = (tp, positions[tp])
                     if key in found or not records:
                         continue
                     consumer.pause(tp)
-                    if records[0].timestamp >= 0:
-                        found[key] = records[0].timestamp / 1000.0
+                    first = records[0]
+                    age = first.timestamp / 1000.0 if first.timestamp >= 0 else None
+                    found[key] = _Head(first.offset, age)
+                for tp, offset in positions.items():
+                    if (tp, offset) not in found and await consumer.position(tp) >= ends[tp]:
+                        consumer.pause(tp)
+                        found[tp, offset] = _Head(ends[tp], None)
         finally:
             consumer.unsubscribe()
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The first record a ``read_committed`` reader finds from a committed offset on."""
+
+    offset: int
+    timestamp: float | None
 
 
 def _rounds(wanted: Iterable[tuple[TopicPartition, int]]) -> list[dict[TopicPartition, int]]:

@@ -30,6 +30,7 @@ from typing import Any, Final, TextIO
 import structlog
 from structlog.typing import Processor
 
+from observability.log_gate import RepeatedLineGate
 from observability.phi import PhiMasker, set_default_masker
 from schemas.correlation import CorrelationId
 from schemas.events import Stage
@@ -121,7 +122,11 @@ def build_handler(
     stream: TextIO | None = None,
     filters: Sequence[logging.Filter] = (),
 ) -> logging.Handler:
-    """A stdlib handler rendering any record through radstream's masking pipeline."""
+    """A stdlib handler rendering any record through radstream's masking pipeline.
+
+    Repeated warnings and errors of the Kafka client are collapsed
+    (:class:`~observability.log_gate.RepeatedLineGate`).
+    """
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name],
         processors=[
@@ -131,6 +136,8 @@ def build_handler(
     )
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(formatter)
+    # Reconnection errors of the Kafka client come by the thousand in an outage: collapsed.
+    handler.addFilter(RepeatedLineGate())
     for item in filters:
         handler.addFilter(item)
     setattr(handler, _HANDLER_MARK, True)

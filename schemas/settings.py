@@ -200,6 +200,17 @@ class ObservabilitySettings(_Group):
     lag_window_seconds: float = Field(300.0, gt=0)
 
 
+class WatchdogSettings(_Group):
+    """When a worker gives up on itself, so that its supervisor restarts it (docs/operations.md)."""
+
+    # A stage with lag, its broker (and database) reachable, and no progress this long: /livez
+    # turns red and the worker exits non-zero. Far above the readiness bound (60 s).
+    stall_seconds: float = Field(300.0, gt=0)
+    # After SIGTERM/SIGINT the stages get this long to finish; then they are cancelled, and a
+    # process still running 10 s later exits at once (exit status 70).
+    shutdown_seconds: float = Field(30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """radstream's whole configuration; see the README's settings table."""
 
@@ -234,6 +245,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     dicom: DicomSettings = DicomSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
 
     @field_validator("storage_roots", mode="before")
     @classmethod

@@ -6,7 +6,10 @@
 #
 # State lives under <repo>/.state/kafka (ignored by git): lib/ (the jars), data/ (log.dirs),
 # server.properties, broker.log, broker.pid. `up` is idempotent; `down` stops only the broker
-# whose pid it recorded. Port: RADSTREAM_KAFKA_PORT (default 9092), controller port
+# whose pid it recorded. `up` appends to broker.log (the previous run's lines are the evidence
+# of what happened to it) and rotates it first when it is larger than
+# RADSTREAM_KAFKA_LOG_MAX_BYTES (default 50 MiB), keeping broker.log.1 .. broker.log.5.
+# Port: RADSTREAM_KAFKA_PORT (default 9092), controller port
 # RADSTREAM_KAFKA_CONTROLLER_PORT (default 9093).
 set -euo pipefail
 
@@ -18,11 +21,23 @@ PORT="${RADSTREAM_KAFKA_PORT:-9092}"
 CPORT="${RADSTREAM_KAFKA_CONTROLLER_PORT:-9093}"
 PIDFILE="$STATE/broker.pid"
 LOG="$STATE/broker.log"
+LOG_MAX_BYTES="${RADSTREAM_KAFKA_LOG_MAX_BYTES:-52428800}"
+LOG_KEEP=5
 # Small-machine JVM: the broker needs little heap for a single-node development cluster;
 # SerialGC and C1-only JIT cut start-up time and memory on 2 cores.
 JVM_OPTS="${RADSTREAM_KAFKA_JVM_OPTS:--Xms256m -Xmx512m -XX:MaxMetaspaceSize=192m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true}"
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
+
+rotate_log() {
+  [[ -f "$LOG" ]] || return 0
+  (( $(stat -c %s "$LOG") > LOG_MAX_BYTES )) || return 0
+  local i
+  for (( i = LOG_KEEP - 1; i >= 1; i-- )); do
+    [[ -f "$LOG.$i" ]] && mv -f "$LOG.$i" "$LOG.$((i + 1))"
+  done
+  mv -f "$LOG" "$LOG.1"
+}
 
 port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
@@ -119,9 +134,11 @@ up() {
       || { cat "$STATE/format.log" >&2; exit 1; }
   fi
   log "starting broker on 127.0.0.1:$PORT"
+  rotate_log
+  printf '[%s] kafka.sh: starting broker on 127.0.0.1:%s\n' "$(date -u +%FT%TZ)" "$PORT" >>"$LOG"
   # shellcheck disable=SC2086
   nohup java $JVM_OPTS -Dlog4j2.configurationFile="$STATE/log4j2.yaml" -cp "$cp" \
-      kafka.Kafka "$STATE/server.properties" >"$LOG" 2>&1 </dev/null &
+      kafka.Kafka "$STATE/server.properties" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   # With a fixed port the broker opens its listener only once it is unfenced and ready
   # (SocketServer defers the acceptor), so a successful TCP connect means ready.
@@ -153,6 +170,9 @@ status() {
   fi
   echo "kafka: stopped"; return 3
 }
+
+# Sourced (tests call its functions): define only.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
 case "${1:-}" in
   up) up ;;

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequen
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Self
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -42,6 +43,8 @@ __all__ = [
     "stop_all",
 ]
 
+log = structlog.get_logger("radstream.kafka")
+
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -66,15 +69,19 @@ class AsyncResource:
 
 
 class _Client(AsyncResource):
-    """A wrapped aiokafka client: started and stopped with errors translated."""
+    """A wrapped aiokafka client: started and stopped with errors translated, in bounded time."""
 
     kind: ClassVar[str]
+    _config: KafkaClientConfig
 
     async def _open(self) -> None:
         raise NotImplementedError
 
     async def _close(self) -> None:
         raise NotImplementedError
+
+    def _abandon(self) -> None:
+        """Cancel what the client runs in the background after it would not close in time."""
 
     async def start(self) -> None:
         """Connect; a client that fails to start is closed again (nothing stays open)."""
@@ -86,9 +93,22 @@ class _Client(AsyncResource):
                 raise
 
     async def stop(self) -> None:
-        """Disconnect."""
-        with kafka_errors(f"stopping {self.kind}"):
-            await self._close()
+        """Disconnect within ``close_timeout_seconds``; past it the client is abandoned.
+
+        aiokafka's own ``stop`` can wait without end (a consumer's fetcher, a producer flushing
+        to a broker that is gone): a stop that does not finish in time is logged once and its
+        background tasks are cancelled, so shutting down never hangs.
+        """
+        bound = self._config.close_timeout_seconds
+        try:
+            with kafka_errors(f"stopping {self.kind}"):
+                async with asyncio.timeout(bound):
+                    await self._close()
+        except TransientError as exc:
+            if exc.code is not ErrorCode.TIMEOUT:
+                raise
+            log.warning("kafka_client_abandoned", client=self.kind, seconds=bound)
+            self._abandon()
 
 
 async def start_all(*resources: AsyncResource) -> None:
@@ -134,10 +154,18 @@ class KafkaProducer(_Client):
         self._config = config
 
     async def _open(self) -> None:
-        await self._producer.start()
+        async with asyncio.timeout(self._config.admin_timeout_seconds):
+            await self._producer.start()
 
     async def _close(self) -> None:
         await self._producer.stop()
+
+    def _abandon(self) -> None:
+        # Private, but aiokafka has no public abort: the sender would otherwise keep resending
+        # the batches of a producer nobody uses any more.
+        sender = self._producer._sender
+        if sender is not None and sender.sender_task is not None:
+            sender.sender_task.cancel()
 
     def knows_brokers(self) -> bool:
         """Whether the producer has metadata naming at least one broker (readiness)."""
@@ -193,6 +221,12 @@ class KafkaConsumer(_Client):
 
     async def _open(self) -> None:
         await self._consumer.start()
+
+    def _abandon(self) -> None:
+        # Private, but aiokafka has no public abort: the fetcher keeps fetching otherwise.
+        fetcher = self._consumer._fetcher
+        if fetcher is not None:
+            fetcher._fetch_task.cancel()
 
     async def _close(self) -> None:
         await self._consumer.stop()
@@ -268,6 +302,7 @@ class KafkaAdmin(_Client):
 
     def __init__(self, admin: AIOKafkaAdminClient, config: KafkaClientConfig) -> None:
         self._admin = admin
+        self._config = config
         self._timeout = config.admin_timeout_seconds
 
     async def _open(self) -> None:

@@ -28,6 +28,8 @@ class KafkaClientConfig:
         send_timeout_seconds: bound of one delivery: every message of a batch acknowledged.
         read_stall_seconds: a topic read that makes no progress this long fails (``TIMEOUT``).
         admin_timeout_seconds: bound of one admin round (offsets, groups, metadata).
+        close_timeout_seconds: bound of closing a client; one that will not close in time is
+            abandoned (its background tasks cancelled), so stopping never hangs.
     """
 
     bootstrap: str
@@ -36,11 +38,17 @@ class KafkaClientConfig:
     send_timeout_seconds: float = 30.0
     read_stall_seconds: float = 30.0
     admin_timeout_seconds: float = 10.0
+    close_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.bootstrap.strip():
             raise ValueError("bootstrap must name at least one broker")
-        bounds = (self.send_timeout_seconds, self.read_stall_seconds, self.admin_timeout_seconds)
+        bounds = (
+            self.send_timeout_seconds,
+            self.read_stall_seconds,
+            self.admin_timeout_seconds,
+            self.close_timeout_seconds,
+        )
         if self.request_timeout_ms <= 0 or min(bounds) <= 0:
             raise ValueError("timeouts must be positive")
 

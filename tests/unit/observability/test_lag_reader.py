@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from observability.lag import LagReader, _rounds
+from types import SimpleNamespace
+
+import pytest
+
+from observability.lag import LagReader, LagSample, _rounds
 from streams.kafka import KafkaClientConfig, TopicPartition
+
+pytestmark = pytest.mark.requirement("RS-OBS-02")
 
 
 class TestRounds:
@@ -20,3 +26,92 @@ class TestReaderLifecycle:
         reader = LagReader(KafkaClientConfig("127.0.0.1:1"), "p.")
         await reader.stop()
         assert (reader._admin, reader._consumer) == (None, None)
+
+
+class FakeAdmin:
+    """One group committed at ``committed`` on partition t/0."""
+
+    def __init__(self, committed: int) -> None:
+        self.committed = committed
+
+    async def group_membership(self, _group: str) -> tuple[int, str]:
+        return 1, "Stable"
+
+    async def group_offsets(self, _group: str) -> dict[TopicPartition, int]:
+        return {TopicPartition("p.t", 0): self.committed}
+
+    async def topic_partitions(self, topics: set[str]) -> dict[str, list[int]]:
+        return {topic: [0] for topic in topics}
+
+
+class FakeConsumer:
+    """A ``read_committed`` partition: records at ``records``, last stable offset ``end``.
+
+    Offsets that are not records are transaction markers: a fetch skips them, moving the
+    position without returning anything.
+    """
+
+    def __init__(self, records: dict[int, int], end: int) -> None:
+        self.records, self.end = records, end
+        self.at: dict[TopicPartition, int] = {}
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, self.end)
+
+    def assign(self, _positions: object) -> None:
+        return None
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.at[tp] = offset
+
+    async def getmany(self, *, timeout_ms: int) -> dict[TopicPartition, list[SimpleNamespace]]:
+        batch = {}
+        for tp, offset in self.at.items():
+            found = sorted(o for o in self.records if o >= offset)
+            if found:
+                first = found[0]
+                batch[tp] = [SimpleNamespace(offset=first, timestamp=self.records[first])]
+                self.at[tp] = first + 1
+            else:
+                self.at[tp] = self.end
+        return batch
+
+    def pause(self, _tp: TopicPartition) -> None:
+        return None
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.at[tp]
+
+    def unsubscribe(self) -> None:
+        return None
+
+
+def reader_over(admin: FakeAdmin, consumer: FakeConsumer) -> LagReader:
+    """A started reader over the fakes."""
+    reader = LagReader(KafkaClientConfig("k:1"), "p.", clock=lambda: 100.0)
+    reader._admin, reader._consumer = admin, consumer  # type: ignore[assignment]
+    return reader
+
+
+class TestLastStableOffset:
+    """Lag counts records a consumer will read, not transaction markers (issue #17 C)."""
+
+    async def test_commit_marker_after_a_drained_transaction_is_no_lag(self) -> None:
+        """Records 0-4 committed in one transaction, marker at 5, group at 5: lag 0, not 1."""
+        consumer = FakeConsumer(dict.fromkeys(range(5), 1_000), end=6)
+        (snapshot,) = await reader_over(FakeAdmin(5), consumer).snapshots(["g"])
+        (sample,) = snapshot.samples
+        assert (sample.committed, sample.end, sample.readable_from, sample.lag) == (5, 6, 6, 0)
+        assert sample.committed_timestamp is None
+
+    async def test_real_backlog_counts_from_the_first_readable_record(self) -> None:
+        """Marker at 5, records 6-8 unread: the lag is the three records and the final marker."""
+        records = {**dict.fromkeys(range(5), 1_000), 6: 2_000, 7: 2_000, 8: 2_000}
+        (snapshot,) = await reader_over(FakeAdmin(5), FakeConsumer(records, 10)).snapshots(["g"])
+        (sample,) = snapshot.samples
+        assert (sample.readable_from, sample.lag, sample.committed_timestamp) == (6, 4, 2.0)
+
+    def test_unread_head_counts_from_the_committed_offset(self) -> None:
+        """Without a head read (timestamps off) the lag is end - committed, as before."""
+        sample = LagSample("g", "t", 0, committed=5, end=6, timestamp=0.0)
+        assert sample.lag == 1

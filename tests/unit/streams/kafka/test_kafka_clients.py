@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import errors as kafka
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from structlog.testing import capture_logs
 
 from schemas.errors import ErrorCode, TransientError
 from streams.kafka import (
@@ -301,3 +302,48 @@ class TestBuilders:
         monkeypatch.setattr(clients_module, "AIOKafkaAdminClient", recorder)
         build_admin(CONFIG)
         assert recorder.built == [((), CONFIG.connection())]
+
+
+class HangingClient:
+    """An aiokafka client double whose stop never returns (a fetcher or sender that hangs)."""
+
+    def __init__(self) -> None:
+        task = asyncio.get_running_loop().create_future()
+        self._sender = SimpleNamespace(sender_task=task)
+        self._fetcher = SimpleNamespace(_fetch_task=task)
+        self.task = task
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+class TestBoundedStop:
+    """Stopping a client never hangs (issue #17 C): past the bound it is abandoned."""
+
+    BOUNDED = KafkaClientConfig("k:9092", close_timeout_seconds=0.01)
+
+    async def test_hanging_producer_is_abandoned(self) -> None:
+        """The sender task is cancelled and one line says so."""
+        inner = HangingClient()
+        with capture_logs() as logs:
+            await KafkaProducer(inner, self.BOUNDED).stop()  # type: ignore[arg-type]
+        assert inner.task.cancelled()
+        assert [line["event"] for line in logs] == ["kafka_client_abandoned"]
+
+    async def test_hanging_consumer_is_abandoned(self) -> None:
+        """The fetcher task is cancelled."""
+        inner = HangingClient()
+        await KafkaConsumer(inner, self.BOUNDED).stop()  # type: ignore[arg-type]
+        assert inner.task.cancelled()
+
+    async def test_other_stop_failures_are_raised(self) -> None:
+        """Only the time bound is absorbed; a broker error while stopping is reported."""
+        inner = FakeProducer()
+
+        async def fail() -> None:
+            raise kafka.KafkaConnectionError()
+
+        inner.stop = fail  # type: ignore[method-assign]
+        with pytest.raises(TransientError) as caught:
+            await KafkaProducer(inner, self.BOUNDED).stop()  # type: ignore[arg-type]
+        assert caught.value.code is ErrorCode.BROKER_UNAVAILABLE

@@ -1,4 +1,4 @@
-"""KafkaPublisher: what it hands the producer, and refusing work before it started."""
+"""KafkaPublisher: what it hands the producer, refusing work before it started, recovering."""
 
 from __future__ import annotations
 
@@ -80,3 +80,83 @@ class TestKafkaPublisher:
         assert publisher._config == KafkaClientConfig(
             "b:1", client_id="radstream-api", send_timeout_seconds=10.0
         )
+
+
+class FlakyProducer(RecordingProducer):
+    """A producer whose deliveries fail while ``failing`` is set."""
+
+    refuse_start = False
+
+    def __init__(self, failing: bool) -> None:
+        super().__init__()
+        self.failing = failing
+
+    async def start(self) -> None:
+        if self.refuse_start:
+            raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "connecting: unavailable")
+        await super().start()
+
+    async def send_all(self, messages: list[RawMessage]) -> None:
+        if self.failing:
+            raise TransientError(ErrorCode.TIMEOUT, "delivery: Kafka did not answer in time")
+        await super().send_all(messages)
+
+
+class TestProducerReplacement:
+    """After a failed delivery the next one runs on a fresh producer (issue #17 A)."""
+
+    @pytest.fixture
+    def built(self, monkeypatch: pytest.MonkeyPatch) -> list[FlakyProducer]:
+        """Every producer the publisher builds: the first fails, the later ones deliver."""
+        producers: list[FlakyProducer] = []
+
+        def build(_config: KafkaClientConfig) -> FlakyProducer:
+            producers.append(FlakyProducer(failing=not producers))
+            return producers[-1]
+
+        monkeypatch.setattr(publisher_module, "build_producer", build)
+        return producers
+
+    async def test_failed_delivery_replaces_the_producer_before_the_next(
+        self, built: list[FlakyProducer]
+    ) -> None:
+        """The stuck producer is stopped and the whole batch resent on a new one."""
+        batch = [RawMessage("t", None, b"1"), RawMessage("t", None, b"2")]
+        async with KafkaPublisher(KafkaClientConfig("k:9092"), TopicNames("p.")) as publisher:
+            with pytest.raises(TransientError):
+                await publisher.deliver(batch)
+            assert not await publisher.ready()
+            await publisher.deliver(batch)
+            assert await publisher.ready()
+            assert publisher.producers_replaced == 1
+        first, second = built
+        assert first.stopped
+        assert first.sent == []
+        assert second.sent == [batch]
+        assert second.stopped
+
+    async def test_a_healthy_producer_is_kept(self, built: list[FlakyProducer]) -> None:
+        """Deliveries that succeed never replace the producer."""
+        async with KafkaPublisher(KafkaClientConfig("k:9092"), TopicNames("p.")) as publisher:
+            built[0].failing = False
+            for _ in range(3):
+                await publisher.deliver([RawMessage("t", None, b"v")])
+            assert publisher.producers_replaced == 0
+        assert len(built) == 1
+
+    async def test_replacement_that_cannot_connect_is_retried_later(
+        self, built: list[FlakyProducer], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While the broker is away the new producer cannot start: retryable, tried again."""
+        async with KafkaPublisher(KafkaClientConfig("k:9092"), TopicNames("p.")) as publisher:
+            with pytest.raises(TransientError):
+                await publisher.deliver([RawMessage("t", None, b"v")])
+
+            monkeypatch.setattr(FlakyProducer, "refuse_start", True)
+            with pytest.raises(TransientError) as caught:
+                await publisher.deliver([RawMessage("t", None, b"v")])
+            assert caught.value.code is ErrorCode.BROKER_UNAVAILABLE
+            monkeypatch.setattr(FlakyProducer, "refuse_start", False)
+            await publisher.deliver([RawMessage("t", None, b"v")])
+            assert len(built) == 3
+            assert built[-1].sent == [[RawMessage("t", None, b"v")]]

@@ -1,0 +1,401 @@
+"""The chaos suite (issue #17): real workers under load through kills and outages.
+
+On a private broker and a private PostgreSQL started for the run (never the shared ones), three
+``radstream worker`` processes — validation, inference, results — run as operators run them while
+a steady load of arrivals (and a few poison messages) is published. Faults, one after another:
+
+1. SIGKILL of each stage, restarted at once;
+2. the broker down for longer than the producers' request timeout (40 s), then back;
+3. PostgreSQL down under load, then back.
+
+Then the load stops and the pipeline drains. Asserted: 0 arrivals lost (each has its result
+row), 0 duplicate rows, the dead letters exactly the poison messages, progress resuming within
+a bound after every fault, and every worker leaving on SIGTERM within its bound (none needs
+SIGKILL). A table is printed and the numbers written to ``bench/results/chaos-<profile>.json``.
+
+``CHAOS_PROFILE=short`` (the default, part of ``make test``) runs a few minutes;
+``make chaos`` runs ``full``: more events and longer outages. Not covered yet: the audit stage
+and a forged record on the audit topic (its quarantine belongs to the audit work of #17).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess  # nosec B404 - starts radstream's own command line, as operators do
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.settings import SAMPLES_DIR
+from sinks.migrate import upgrade_async
+from streams.kafka import KafkaClientConfig, KafkaPublisher, RawMessage, ensure_topics, read_topic
+from streams.retry import RetryPolicy, run_with_retries
+from streams.router import arrival_for_file
+from streams.topics import TopicNames
+from tests.reliability.private_kafka import PrivateKafka
+from tests.reliability.private_postgres import PrivateCluster
+
+pytestmark = pytest.mark.requirement("RS-REL-02", "RS-REL-11", "RS-REL-14")
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "chaos."
+STAGES = ("validation", "inference", "results")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much load and how long the outages."""
+
+    name: str
+    rate_per_second: float  # arrivals published from the first worker's start to the last fault
+    poison: int
+    broker_outage_seconds: float
+    database_outage_seconds: float
+    # Bounds that stop a hung run; not expected durations.
+    recovery_bound_seconds: float = 180.0
+    drain_bound_seconds: float = 300.0
+    sigterm_bound_seconds: float = 80.0  # the worker's backstop: 2 x 30 s + 10 s, and margin
+
+
+PROFILES = {
+    "short": Profile(
+        "short",
+        rate_per_second=1.0,
+        poison=4,
+        broker_outage_seconds=45.0,
+        database_outage_seconds=15.0,
+    ),
+    "full": Profile(
+        "full",
+        rate_per_second=5.0,
+        poison=10,
+        broker_outage_seconds=60.0,
+        database_outage_seconds=30.0,
+    ),
+}
+
+
+@dataclass
+class Fault:
+    """One fault's row of the table."""
+
+    name: str
+    seconds: float = 0.0
+    recovered_after_seconds: float | None = None
+
+
+@dataclass
+class Run:
+    """Everything the table and the record hold."""
+
+    profile: Profile
+    faults: list[Fault] = field(default_factory=list)
+    numbers: dict[str, object] = field(default_factory=dict)
+
+
+class Workers:
+    """The worker processes, one per stage, with their logs under ``logs``."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, stage: str) -> None:
+        log = (self.logs / f"{stage}.log").open("ab")
+        self.procs[stage] = subprocess.Popen(  # nosec B603 - fixed argv
+            [sys.executable, "-m", "cli", "worker", "--stages", stage],
+            env=self.env | {"RADSTREAM_CONSUMER_GROUP_PREFIX": "chaos"},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def kill(self, stage: str) -> None:
+        proc = self.procs[stage]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def terminate_all(self, bound: float) -> dict[str, tuple[int | None, float, bool]]:
+        """SIGTERM each; (exit status, seconds, needed SIGKILL) per stage."""
+        started = time.monotonic()
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        outcome = {}
+        for stage, proc in self.procs.items():
+            remaining = max(bound - (time.monotonic() - started), 0.1)
+            try:
+                status = proc.wait(timeout=remaining)
+                outcome[stage] = (status, time.monotonic() - started, False)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                outcome[stage] = (proc.wait(timeout=30), time.monotonic() - started, True)
+        return outcome
+
+    def stop_quietly(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+    def error_lines(self) -> dict[str, int]:
+        """ERROR lines each stage logged over the run."""
+        return {
+            stage: sum(
+                1
+                for line in (self.logs / f"{stage}.log").read_text(errors="replace").splitlines()
+                if '"error"' in line or " error " in line.lower()
+            )
+            for stage in self.procs
+        }
+
+
+@pytest.fixture
+def profile() -> Profile:
+    return PROFILES[os.environ.get("CHAOS_PROFILE", "short")]
+
+
+@pytest.fixture
+def broker() -> Iterator[PrivateKafka]:
+    kafka = PrivateKafka()
+    kafka.up()
+    try:
+        yield kafka
+    finally:
+        kafka.remove()
+
+
+@pytest.fixture
+def cluster() -> Iterator[PrivateCluster]:
+    private = PrivateCluster()
+    try:
+        private.init()
+        private.start()
+        yield private
+    finally:
+        private.remove()
+
+
+@pytest.fixture
+async def database_url(cluster: PrivateCluster) -> str:
+    admin = await asyncpg.connect(cluster.admin_url)
+    try:
+        await admin.execute("CREATE ROLE radstream LOGIN CREATEDB")
+        await admin.execute("CREATE DATABASE radstream OWNER radstream")
+    finally:
+        await admin.close()
+    url = f"postgresql://radstream@127.0.0.1:{cluster.port}/radstream"
+    await upgrade_async(url)
+    return url
+
+
+async def stored(url: str) -> tuple[int, int]:
+    """(rows, distinct arrivals) in inference_results; (-1, -1) while the database is down."""
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return -1, -1
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT event_id) FROM inference_results"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def progress_after(url: str, since_rows: int, bound: float) -> float:
+    """Seconds until more rows than ``since_rows`` are stored (fails past ``bound``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < bound:
+        rows, _ = await stored(url)
+        if rows > since_rows:
+            return time.monotonic() - started
+        await asyncio.sleep(1.0)
+    pytest.fail(f"no progress within {bound:g} s after a fault")
+
+
+async def rows_now(url: str) -> int:
+    return max((await stored(url))[0], 0)
+
+
+async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
+    profile: Profile,
+    broker: PrivateKafka,
+    cluster: PrivateCluster,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """Kills, a broker outage and a database outage under load: nothing lost or doubled."""
+    run = Run(profile)
+    root = tmp_path / "images"
+    root.mkdir()
+    shutil.copy(SAMPLES_DIR / "raster" / "ct_64.png", root / "ct.png")
+    names = TopicNames(PREFIX)
+    kafka = KafkaClientConfig(broker.bootstrap)
+    await ensure_topics(kafka, PREFIX, partitions_override=2)
+    env = {
+        **os.environ,
+        "RADSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "RADSTREAM_DATABASE_URL": database_url,
+        "RADSTREAM_TOPIC_PREFIX": PREFIX,
+        "RADSTREAM_STORAGE_ROOTS": str(root),
+        "RADSTREAM_OBSERVABILITY__METRICS_PORT": "0",
+        "RADSTREAM_LOGGING__FORMAT": "json",
+        # Faust's bookkeeping of this run only, not the work tree's .state/.
+        "RADSTREAM_WORKER_DATA_DIR": str(tmp_path / "faust"),
+    }
+    template = arrival_for_file(
+        root / "ct.png", source="CHAOS", modality="CT", model_ids=["image-quality"]
+    )
+    published: list[uuid.UUID] = []
+    faults_done = asyncio.Event()
+    poison_keys = {f"poison-{n}".encode() for n in range(profile.poison)}
+    workers = Workers(env, tmp_path)
+    for stage in STAGES:
+        workers.start(stage)
+    policy = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=2.0)
+
+    async def load(publisher: KafkaPublisher) -> None:
+        """Arrivals at the profile's rate until the last fault is over; poison among the first."""
+        pending = sorted(poison_keys)
+        n = 0
+        while not faults_done.is_set():
+            arrival = template.model_copy(update={"event_id": uuid.uuid4()})
+            message = [
+                RawMessage(
+                    names.arrived,
+                    arrival.message_key(),
+                    arrival.model_dump_json().encode(),
+                    ((CORRELATION_ID_HEADER, arrival.event_id.hex.encode()),),
+                )
+            ]
+            if pending and n % 10 == 0:
+                message.append(RawMessage(names.arrived, pending.pop(), b"\x00not json"))
+            await run_with_retries(lambda m=message: publisher.deliver(m), policy)
+            published.append(arrival.event_id)
+            n += 1
+            await asyncio.sleep(1 / profile.rate_per_second)
+
+    started = time.monotonic()
+    try:
+        async with KafkaPublisher(kafka, names) as publisher:
+            loading = asyncio.create_task(load(publisher))
+            await progress_after(database_url, 0, profile.recovery_bound_seconds)
+
+            for stage in STAGES:
+                fault = Fault(f"SIGKILL {stage}")
+                before = await rows_now(database_url)
+                workers.kill(stage)
+                workers.start(stage)
+                fault.recovered_after_seconds = await progress_after(
+                    database_url, before, profile.recovery_bound_seconds
+                )
+                run.faults.append(fault)
+
+            fault = Fault("broker down", profile.broker_outage_seconds)
+            await asyncio.to_thread(broker.down)
+            await asyncio.sleep(profile.broker_outage_seconds)
+            before = await rows_now(database_url)
+            await asyncio.to_thread(broker.up)
+            fault.recovered_after_seconds = await progress_after(
+                database_url, before, profile.recovery_bound_seconds
+            )
+            run.faults.append(fault)
+
+            fault = Fault("PostgreSQL down", profile.database_outage_seconds)
+            await asyncio.to_thread(cluster.stop)
+            await asyncio.sleep(profile.database_outage_seconds)
+            await asyncio.to_thread(cluster.start)
+            before = await rows_now(database_url)
+            fault.recovered_after_seconds = await progress_after(
+                database_url, before, profile.recovery_bound_seconds
+            )
+            run.faults.append(fault)
+
+            faults_done.set()
+            await asyncio.wait_for(loading, profile.drain_bound_seconds)
+            publisher_replaced = publisher.producers_replaced
+
+        drain_started = time.monotonic()
+        rows, distinct = await rows_now(database_url), 0
+        while time.monotonic() - drain_started < profile.drain_bound_seconds:
+            rows, distinct = await stored(database_url)
+            if distinct >= len(published):
+                break
+            await asyncio.sleep(2.0)
+        drained_seconds = time.monotonic() - drain_started
+        await asyncio.sleep(5.0)  # any late duplicate would land now
+        rows, distinct = await stored(database_url)
+    finally:
+        exits = workers.terminate_all(profile.sigterm_bound_seconds)
+        workers.stop_quietly()
+
+    letters = (await read_topic(kafka, names.deadletter)).all_records()
+    letter_keys = {record.key for record in letters}
+    run.numbers = {
+        "events": len(published),
+        "poison": profile.poison,
+        "rows": rows,
+        "distinct_arrivals_stored": distinct,
+        "lost": len(published) - distinct,
+        "duplicate_rows": rows - distinct,
+        "dead_letters": len(letters),
+        "dead_letter_keys_exact": letter_keys == poison_keys,
+        "publisher_producers_replaced": publisher_replaced,
+        "drain_seconds_after_load": round(drained_seconds, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+        "worker_error_lines": workers.error_lines(),
+        "sigterm": {
+            stage: {"status": status, "seconds": round(seconds, 1), "needed_sigkill": forced}
+            for stage, (status, seconds, forced) in exits.items()
+        },
+    }
+    record(run)
+
+    assert run.numbers["lost"] == 0
+    assert run.numbers["duplicate_rows"] == 0
+    assert letter_keys == poison_keys
+    assert not any(forced for _status, _seconds, forced in exits.values()), exits
+
+
+def record(run: Run) -> None:
+    """Print the table and write the numbers, with command and machine, under bench/results."""
+    lines = [
+        f"chaos profile {run.profile.name}",
+        f"{'fault':<22}{'seconds':>9}{'recovered after s':>20}",
+    ]
+    for fault in run.faults:
+        recovered = (
+            "-" if fault.recovered_after_seconds is None else f"{fault.recovered_after_seconds:.1f}"
+        )
+        lines.append(f"{fault.name:<22}{fault.seconds:>9.0f}{recovered:>20}")
+    for key, value in run.numbers.items():
+        lines.append(f"{key:<32}{value}")
+    print("\n".join(lines))
+    payload = {
+        "command": f"CHAOS_PROFILE={run.profile.name} pytest tests/reliability/test_chaos.py",
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "faults": [fault.__dict__ for fault in run.faults],
+        "numbers": run.numbers,
+    }
+    target = REPO / "bench" / "results" / f"chaos-{run.profile.name}.json"
+    if os.environ.get("CHAOS_RECORD") == "1":
+        target.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
