@@ -281,6 +281,14 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
     )
+    # Set to the error of the first batch an agent could not deliver for good (the agent holds
+    # it unacknowledged); the loop then stops Faust and raises it.
+    fatal: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    def on_fatal(error: Exception) -> None:
+        if not fatal.done():
+            fatal.set_exception(error)
+
     for spec in worker.specs:
         register_agent(
             faust_app,
@@ -288,13 +296,19 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
             worker.deliver,
             worker.observer,
             on_batch_done=lambda stage, _outgoing: worker.batch_done(stage),
+            on_fatal=on_fatal,
         )
     await faust_app.start()
+    stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     try:
         worker.mark_started()
-        await stop.wait()
+        await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopped.cancel()
+        fatal.cancel()
         await faust_app.stop()
+    if fatal.done() and not fatal.cancelled():
+        fatal.result()  # raises the agent's error: the worker exits non-zero
 
 
 async def build_worker(
