@@ -263,9 +263,11 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     settings = worker.settings
     # Faust keeps its bookkeeping in a data directory; under .state/ it leaves no litter.
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
+    kafka = KafkaClientConfig.from_settings(settings)
     faust_app = faust.App(
         worker.group_id,
-        broker=KafkaClientConfig.from_settings(settings).faust_broker_url,
+        broker=kafka.faust_broker_url,
+        broker_credentials=kafka.faust_credentials(),
         datadir=str(settings.worker_data_dir / worker.group_id),
         store="memory://",
         web_enabled=False,
@@ -322,9 +324,9 @@ async def build_worker(
 ) -> Worker:
     """Build the worker for ``stages``; every resource it opens closes with ``stack``.
 
-    Ensures the topics, starts the producer, checks PostgreSQL for the stages that write to it,
-    and starts the health probes (and, with ``serve_http``, ``/livez``, ``/readyz`` and
-    ``/metrics`` on ``observability.metrics_port``).
+    Ensures the topics (unless ``kafka.manage_topics`` is off), starts the producer, checks
+    PostgreSQL for the stages that write to it, and starts the health probes (and, with
+    ``serve_http``, ``/livez``, ``/readyz`` and ``/metrics`` on ``observability.metrics_port``).
 
     Raises:
         ValueError: a stage is not one of :data:`ALL_STAGES`.
@@ -336,10 +338,11 @@ async def build_worker(
     topics = TopicNames(settings.topic_prefix)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    await ensure_topics(
-        KafkaClientConfig.from_settings(settings, client_id="radstream-worker"),
-        settings.topic_prefix,
-    )
+    if settings.kafka.manage_topics:
+        await ensure_topics(
+            KafkaClientConfig.from_settings(settings, client_id="radstream-worker"),
+            settings.topic_prefix,
+        )
     publisher = await open_publisher(stack, settings, client_id="radstream-worker")
     probe = None
     if DATABASE_STAGES & set(stages):
