@@ -58,7 +58,7 @@ from streams.stages.common import ImageReader
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
 from streams.stages.validation import ValidationStage
-from streams.topics import TopicNames
+from streams.topics import STAGE_TOPICS, TopicNames
 from streams.validation import load_clinical_rules
 
 ALL_STAGES: Final = ("validation", "inference", "results", "audit")
@@ -135,7 +135,7 @@ def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
     """The validation agent: storage reads with retries, validation off the event loop."""
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(build_image_reader(settings), settings.validation, rules)
-    return AgentSpec("validation", (topics.arrived,), stage, 16, 0.05)
+    return AgentSpec("validation", topics.of(STAGE_TOPICS["validation"].reads), stage, 16, 0.05)
 
 
 def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metrics) -> AgentSpec:
@@ -165,7 +165,7 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
     )
     return AgentSpec(
         "inference",
-        (topics.validated,),
+        topics.of(STAGE_TOPICS["inference"].reads),
         stage,
         settings.inference.batch_size,
         settings.inference.batch_wait_seconds,
@@ -194,7 +194,7 @@ def build_results_spec(
 
     return AgentSpec(
         "results",
-        (topics.results, topics.validated, topics.rejected),
+        topics.of(STAGE_TOPICS["results"].reads),
         ResultsStage(sink, topics, on_stored=stored),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,
