@@ -20,6 +20,7 @@ when one is down; an outage after that is waited out (backpressure, ``/readyz``)
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Final, Protocol
 import faust
 import structlog
 from fastapi import FastAPI
+from faust.exceptions import AlreadyConfiguredWarning
 from prometheus_client import CollectorRegistry
 
 from gateway.adapters import (
@@ -307,6 +309,12 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
         await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
+        if fatal.done():
+            # The held batch is never acknowledged: Faust must not wait for it while stopping
+            # (stream_wait_empty would wait forever); it commits what was acknowledged.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+                faust_app.conf.stream_wait_empty = False
         fatal.cancel()
         await faust_app.stop()
     if fatal.done() and not fatal.cancelled():
