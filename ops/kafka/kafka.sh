@@ -3,6 +3,7 @@
 # assembled from Maven Central jars (ops/kafka/pom.xml) and run with the machine's Java 17.
 #
 #   ops/kafka/kafka.sh up|down|status|logs|reset [--secure]
+#   ops/kafka/kafka.sh material --secure    # the secure profile's files only (docker compose)
 #
 # State lives under <repo>/.state/kafka (ignored by git): lib/ (the jars), data/ (log.dirs),
 # server.properties, broker.log, broker.pid. `up` is idempotent; `down` stops only the broker
@@ -155,6 +156,11 @@ super.users=User:admin;User:controller
 EOF
 }
 
+write_client_envs() {
+  local user
+  for user in admin $(SCRAM_USERS); do write_client_env "$user"; done
+}
+
 write_client_env() {  # one env file per SCRAM user: what a process of that role exports
   local user="$1"
   install -m 600 /dev/null "$CLIENTS/$user.env"
@@ -187,8 +193,7 @@ scram_arguments() {  # --add-scram for admin and every principal (format time, K
 }
 
 grant_secure() {  # topics and ACLs for this deployment's prefixes, as the super user
-  local user
-  for user in admin $(SCRAM_USERS); do write_client_env "$user"; done
+  write_client_envs
   (
     set -a
     # shellcheck disable=SC1091
@@ -312,9 +317,14 @@ status() {
 
 case "$ACTION" in
   up) up ;;
+  material)  # secure profile only: certificates, passwords and client env files, no broker
+    [[ "$PROFILE" == secure ]] || { log "material is for the secure profile (--secure)"; exit 2; }
+    prepare_secure
+    write_client_envs
+    log "certificates in $TLS, client settings in $CLIENTS/<principal>.env" ;;
   down) down ;;
   status) status ;;
   logs) tail -n "$LINES" "$LOG" ;;
   reset) down; rm -rf "$STATE/data" ;;
-  *) echo "usage: $0 up|down|status|logs [N]|reset [--secure]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|logs [N]|reset [--secure] | material --secure" >&2; exit 2 ;;
 esac
