@@ -78,9 +78,7 @@ class SecureKafka:
             env.setdefault(name, value)
         return env
 
-    def settings(
-        self, principal: str | None, *, password: str | None = None, **extra: Any
-    ) -> Settings:
+    def settings(self, principal: str | None, *, password: str | None = None) -> Settings:
         """Settings of a client acting as ``principal`` (None: anonymous, plaintext)."""
         kafka: dict[str, Any] = {}
         if principal is not None:
@@ -96,7 +94,6 @@ class SecureKafka:
             topic_prefix=self.topic_prefix,
             consumer_group_prefix=self.group_prefix,
             kafka=kafka,
-            **extra,
         )
 
     def _run(self, action: str) -> None:

@@ -62,6 +62,13 @@ class TestSecureOverride:
         assert env["RADSTREAM_KAFKA__SSL_CAFILE"] == "/etc/radstream/kafka/ca.pem"
         assert set(env) <= setting_names(Settings)
 
+    def test_the_acls_are_applied_by_the_super_user_after_the_topics(self) -> None:
+        """kafka-acls runs 'topics acls --apply' as admin once migrate created the topics."""
+        service = OVERRIDE["kafka-acls"]
+        assert service["command"] == ["topics", "acls", "--apply"]
+        assert service["env_file"] == ".state/kafka-secure/clients/admin.env"
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
     def test_the_broker_listens_only_with_sasl_ssl(self) -> None:
         """No plaintext listener is left from the base file; the authorizer denies by default."""
         env = OVERRIDE["kafka"]["environment"]
