@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Final, Protocol
 import faust
 import structlog
 from fastapi import FastAPI
+from faust.exceptions import AlreadyConfiguredWarning
 from prometheus_client import CollectorRegistry
 
 from gateway.adapters import (
@@ -65,7 +67,7 @@ from streams.stages.dicom_export import DicomExportStage
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
 from streams.stages.validation import ValidationStage
-from streams.topics import TopicKey, TopicNames
+from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
 from streams.validation import load_clinical_rules
 
 ALL_STAGES: Final = ("validation", "inference", "results", "audit", "dicom-export")
@@ -155,7 +157,7 @@ def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
     """The validation agent: storage reads with retries, validation off the event loop."""
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(build_image_reader(settings), settings.validation, rules)
-    return AgentSpec("validation", (topics.arrived,), stage, 16, 0.05)
+    return AgentSpec("validation", topics.of(STAGE_TOPICS["validation"].reads), stage, 16, 0.05)
 
 
 def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metrics) -> AgentSpec:
@@ -185,7 +187,7 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
     )
     return AgentSpec(
         "inference",
-        (topics.validated,),
+        topics.of(STAGE_TOPICS["inference"].reads),
         stage,
         settings.inference.batch_size,
         settings.inference.batch_wait_seconds,
@@ -214,7 +216,7 @@ def build_results_spec(
 
     return AgentSpec(
         "results",
-        (topics.results, topics.validated, topics.rejected),
+        topics.of(STAGE_TOPICS["results"].reads),
         ResultsStage(sink, topics, on_stored=stored),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,
@@ -235,7 +237,7 @@ def build_dicom_export_spec(settings: Settings, topics: TopicNames) -> AgentSpec
         RetryPolicy.from_settings(dicom.export_retry),
         images=build_image_reader(settings),
     )
-    return AgentSpec("dicom-export", (topics.results,), stage, 1, 0.05)
+    return AgentSpec("dicom-export", topics.of(STAGE_TOPICS["dicom-export"].reads), stage, 1, 0.05)
 
 
 # ---------------------------------------------------------------------------------- worker
@@ -306,32 +308,60 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     """The production loop: Faust owns group membership, batching and offset commits.
 
     One Faust app per consumer group (:meth:`Worker.group_of`): the stage set's, and one for each
-    stage that consumes in a group of its own.
+    stage that consumes in a group of its own. When an agent cannot deliver a batch for good (a
+    refused delivery: it holds the batch unacknowledged), every app stops and the error is
+    raised, so the worker exits non-zero and a supervisor restarts it.
     """
+    # Set to the error of the first batch an agent could not deliver for good.
+    fatal: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    def on_fatal(error: Exception) -> None:
+        if not fatal.done():
+            fatal.set_exception(error)
+
     groups: dict[str, list[AgentSpec]] = {}
     for spec in worker.specs:
         groups.setdefault(worker.group_of(spec.name), []).append(spec)
-    apps = [_faust_app(worker, group, specs) for group, specs in groups.items()]
+    apps = [_faust_app(worker, group, specs, on_fatal) for group, specs in groups.items()]
     started: list[faust.App] = []
+    stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     try:
         for faust_app in apps:
             await faust_app.start()
             started.append(faust_app)
         worker.mark_started()
-        await stop.wait()
+        await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopped.cancel()
+        held = fatal.done()
+        fatal.cancel()
         for faust_app in reversed(started):
+            if held:
+                # The held batch is never acknowledged: Faust must not wait for it while
+                # stopping (stream_wait_empty would wait forever); it commits what was acked.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+                    faust_app.conf.stream_wait_empty = False
             await faust_app.stop()
+    if fatal.done() and not fatal.cancelled():
+        fatal.result()  # raises the agent's error: the worker exits non-zero
 
 
-def _faust_app(worker: Worker, group: str, specs: Sequence[AgentSpec]) -> faust.App:
+def _faust_app(
+    worker: Worker,
+    group: str,
+    specs: Sequence[AgentSpec],
+    on_fatal: Callable[[Exception], None],
+) -> faust.App:
     """A Faust app consuming ``specs`` as consumer group ``group``."""
     settings = worker.settings
     # Faust keeps its bookkeeping in a data directory; under .state/ it leaves no litter.
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
+    kafka = KafkaClientConfig.from_settings(settings)
     faust_app = faust.App(
         group,
-        broker=KafkaClientConfig.from_settings(settings).faust_broker_url,
+        broker=kafka.faust_broker_url,
+        broker_credentials=kafka.faust_credentials(),
         datadir=str(settings.worker_data_dir / group),
         store="memory://",
         web_enabled=False,
@@ -354,6 +384,7 @@ def _faust_app(worker: Worker, group: str, specs: Sequence[AgentSpec]) -> faust.
             worker.deliver,
             worker.observer,
             on_batch_done=lambda stage, _outgoing: worker.batch_done(stage),
+            on_fatal=on_fatal,
         )
     return faust_app
 
@@ -369,9 +400,9 @@ async def build_worker(
 ) -> Worker:
     """Build the worker for ``stages``; every resource it opens closes with ``stack``.
 
-    Ensures the topics, starts the producer, checks PostgreSQL for the stages that write to it,
-    and starts the health probes (and, with ``serve_http``, ``/livez``, ``/readyz`` and
-    ``/metrics`` on ``observability.metrics_port``).
+    Ensures the topics (unless ``kafka.manage_topics`` is off), starts the producer, checks
+    PostgreSQL for the stages that write to it, and starts the health probes (and, with
+    ``serve_http``, ``/livez``, ``/readyz`` and ``/metrics`` on ``observability.metrics_port``).
 
     Raises:
         ValueError: a stage is not one of :data:`ALL_STAGES`.
@@ -383,10 +414,11 @@ async def build_worker(
     topics = TopicNames(settings.topic_prefix)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    await ensure_topics(
-        KafkaClientConfig.from_settings(settings, client_id="radstream-worker"),
-        settings.topic_prefix,
-    )
+    if settings.kafka.manage_topics:
+        await ensure_topics(
+            KafkaClientConfig.from_settings(settings, client_id="radstream-worker"),
+            settings.topic_prefix,
+        )
     publisher = await open_publisher(stack, settings, client_id="radstream-worker")
     probe = None
     if DATABASE_STAGES & set(stages):

@@ -1,4 +1,4 @@
-"""``radstream topics ensure``: create and check the Kafka topics of the catalogue."""
+"""``radstream topics ensure|acls``: the Kafka topics of the catalogue, and who may use them."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import click
 
 from cli.context import Group, Invocation, pass_invocation
 from cli.errors import CommandError
-from cli.output import emit_json, emit_table
+from cli.output import emit, emit_json, emit_table
 from cli.params import json_option
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
-from streams.kafka import KafkaClientConfig, TopicReport, ensure_topics
+from streams.acls import PRINCIPALS, acls_for
+from streams.kafka import KafkaClientConfig, TopicReport, create_acls, ensure_topics
 
 
 @click.group("topics", cls=Group)
@@ -86,3 +87,42 @@ def ensure_command(invocation: Invocation, partitions: int | None, as_json: bool
     """
     settings = invocation.start()
     show_reports(ensure(settings, partitions), as_json=as_json)
+
+
+@command.command("acls")
+@click.option(
+    "--apply",
+    "apply_acls",
+    is_flag=True,
+    help="Create them on the broker (as its super user); without it, only list them.",
+)
+@click.option(
+    "--principals", is_flag=True, help="Only list the principals' names, one a line (scripts)."
+)
+@json_option
+@pass_invocation
+def acls_command(invocation: Invocation, apply_acls: bool, principals: bool, as_json: bool) -> None:
+    """List (or, with --apply, create) the ACLs of every principal of the secure profile.
+
+    Derived from the topic catalogue and the stages (docs/security.md, 'Principals'), for
+    RADSTREAM_TOPIC_PREFIX and RADSTREAM_CONSUMER_GROUP_PREFIX. Idempotent. --apply needs the
+    broker's super user in RADSTREAM_KAFKA__SASL_USERNAME/_PASSWORD.
+    """
+    settings = invocation.start()
+    if principals:
+        for name in PRINCIPALS:
+            emit(name)
+        return
+    bindings = acls_for(settings.topic_prefix, settings.consumer_group_prefix)
+    if apply_acls:
+        kafka = KafkaClientConfig.from_settings(settings, client_id="radstream-topics")
+        asyncio.run(create_acls(kafka, [binding.wire() for binding in bindings]))
+    rows = [
+        (b.kafka_principal, b.resource_type.name, b.name, b.pattern.name, b.operation.name)
+        for b in bindings
+    ]
+    columns = ["principal", "resource", "name", "pattern", "operation"]
+    if as_json:
+        emit_json([dict(zip(columns, row, strict=True)) for row in rows])
+    else:
+        emit_table(columns, rows)

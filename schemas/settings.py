@@ -192,6 +192,50 @@ class DicomSettings(_Group):
     )
 
 
+class KafkaSecuritySettings(_Group):
+    """How every Kafka client authenticates and encrypts (``RADSTREAM_KAFKA__*``).
+
+    The secure profile (``docs/security.md``) is ``SASL_SSL`` with SCRAM-SHA-512: the broker's
+    certificate verified against ``ssl_cafile``, one SCRAM user per process role whose ACLs the
+    broker enforces. The password is a secret: masked in ``radstream config``, never logged.
+    """
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    sasl_username: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(None, description="CA certificates the broker's is checked by")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="the client certificate's private key")
+    ssl_check_hostname: bool = True
+    manage_topics: bool = Field(
+        True,
+        description="workers create and correct the topics at start; off where their "
+        "principal may not (the secure profile: the admin runs 'radstream topics ensure')",
+    )
+
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether clients authenticate with SASL."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections are encrypted."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSecuritySettings:
+        password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        if self.uses_sasl and not (self.sasl_username and password):
+            raise ValueError("SASL needs sasl_username and a non-empty sasl_password")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        if not self.uses_tls and any((self.ssl_cafile, self.ssl_certfile)):
+            raise ValueError("TLS files are set but security_protocol does not use TLS")
+        return self
+
+
 class ObservabilitySettings(_Group):
     """Where workers serve /metrics and health, and how lag is judged."""
 
@@ -223,6 +267,7 @@ class Settings(BaseSettings):
 
     environment: Environment = "development"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka: KafkaSecuritySettings = KafkaSecuritySettings()
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     topic_prefix: str = Field("radstream.", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     consumer_group_prefix: str = Field("radstream", pattern=r"^[A-Za-z0-9._-]+$")
@@ -278,6 +323,16 @@ class Settings(BaseSettings):
                         f"{ENV_PREFIX}{name.upper()} holds a shipped placeholder secret; "
                         "production refuses it: set a real one"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_credentials_encrypted(self) -> Settings:
+        """Outside development and test, SCRAM credentials never cross the network in clear."""
+        kafka = self.kafka
+        if self.environment == "production" and kafka.security_protocol == "SASL_PLAINTEXT":
+            raise ValueError("kafka.security_protocol SASL_PLAINTEXT is refused: use SASL_SSL")
+        if self.environment == "production" and kafka.uses_tls and not kafka.ssl_check_hostname:
+            raise ValueError("kafka.ssl_check_hostname must stay on in production")
         return self
 
     @model_validator(mode="after")

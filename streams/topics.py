@@ -139,6 +139,38 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
 
 
 @dataclass(frozen=True, slots=True)
+class StageTopics:
+    """What a worker stage consumes and what it may produce (dead letters included).
+
+    The agents subscribe to ``reads`` (``app.py``) and the broker's ACLs for the stage's
+    principal are derived from both (``streams/acls.py``), so the two cannot drift apart.
+    """
+
+    reads: tuple[TopicKey, ...]
+    writes: tuple[TopicKey, ...]
+
+
+STAGE_TOPICS: dict[str, StageTopics] = {
+    "validation": StageTopics(
+        (TopicKey.IMAGES_ARRIVED,),
+        (TopicKey.IMAGES_VALIDATED, TopicKey.IMAGES_REJECTED, TopicKey.DEADLETTER),
+    ),
+    "inference": StageTopics(
+        (TopicKey.IMAGES_VALIDATED,),
+        (TopicKey.INFERENCE_RESULTS, TopicKey.IMAGES_REJECTED, TopicKey.DEADLETTER),
+    ),
+    "results": StageTopics(
+        (TopicKey.INFERENCE_RESULTS, TopicKey.IMAGES_VALIDATED, TopicKey.IMAGES_REJECTED),
+        (TopicKey.DEADLETTER,),
+    ),
+    "dicom-export": StageTopics(
+        (TopicKey.INFERENCE_RESULTS,),
+        (TopicKey.RESULTS_EXPORTED, TopicKey.DEADLETTER),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class TopicNames:
     """The full topic names for one prefix; build once from settings and pass down."""
 
@@ -182,6 +214,10 @@ class TopicNames:
     @property
     def results_exported(self) -> str:
         return self[TopicKey.RESULTS_EXPORTED]
+
+    def of(self, keys: tuple[TopicKey, ...]) -> tuple[str, ...]:
+        """The full names of ``keys``, in their order."""
+        return tuple(self[key] for key in keys)
 
     def all(self) -> dict[TopicKey, str]:
         """Every topic's full name, by key."""

@@ -10,14 +10,15 @@ Everything that talks to the broker outside Faust's own consumption goes through
 * :mod:`~streams.kafka.publisher` — :class:`KafkaPublisher`, delivery-confirmed producing;
 * :mod:`~streams.kafka.reader` — :class:`TopicReader`, reading a topic (or offset ranges) to
   its end without a consumer group;
-* :mod:`~streams.kafka.admin` — :func:`ensure_topics`, the one place topics are created;
+* :mod:`~streams.kafka.admin` — :func:`ensure_topics`, the one place topics are created, and
+  :func:`create_acls`;
 * :mod:`~streams.kafka.loop` — :func:`run_until_stopped` / :func:`run_until_idle`, the one run
   loop of the aiokafka-driven batch loops (the audit agent and the audit-table sink).
 
 ``tests/unit/test_layering.py`` fails when a module outside this package imports aiokafka.
 """
 
-from streams.kafka.admin import TopicReport, ensure_topics
+from streams.kafka.admin import TopicReport, create_acls, ensure_topics
 from streams.kafka.clients import (
     AsyncResource,
     ConsumerRecord,
@@ -54,6 +55,7 @@ __all__ = [
     "build_admin",
     "build_consumer",
     "build_producer",
+    "create_acls",
     "ensure_topics",
     "read_topic",
     "start_all",

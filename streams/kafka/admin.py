@@ -10,6 +10,7 @@ This is the one place topics are created: the dead-letter tools ensure their mar
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streams.kafka.clients import KafkaAdmin, build_admin
@@ -111,3 +112,11 @@ async def ensure_topics(
                 )
             reports.append(report)
         return reports
+
+
+async def create_acls(
+    config: KafkaClientConfig, bindings: Sequence[tuple[int, str, int, str, int]]
+) -> None:
+    """Create the ACLs (see :meth:`KafkaAdmin.create_acls`) with one admin client."""
+    async with build_admin(config) as admin:
+        await admin.create_acls(bindings)

@@ -13,6 +13,7 @@ when their group has none.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Self
@@ -21,12 +22,15 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.admin import CreateAclsRequest
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from schemas.errors import ErrorCode, TransientError
 from streams.kafka.config import KafkaClientConfig
-from streams.kafka.errors import kafka_errors
+from streams.kafka.errors import REFUSED_ERRORS, kafka_errors, translate_kafka_error
 from streams.kafka.messages import RawMessage
 
 __all__ = [
@@ -47,6 +51,9 @@ log = structlog.get_logger("radstream.kafka")
 
 _NO_ERROR = 0
 _TOPIC_ALREADY_EXISTS = 36
+_UNAVAILABLE = ErrorCode.BROKER_UNAVAILABLE
+_ALLOW = 3  # AclPermissionType.ALLOW
+_ANY_HOST = "*"
 
 
 class AsyncResource:
@@ -84,13 +91,27 @@ class _Client(AsyncResource):
         """Cancel what the client runs in the background after it would not close in time."""
 
     async def start(self) -> None:
-        """Connect; a client that fails to start is closed again (nothing stays open)."""
-        with kafka_errors(f"connecting {self.kind}"):
-            try:
-                await self._open()
-            except BaseException:
-                await self._close()
-                raise
+        """Connect; a client that fails to start is closed again (nothing stays open).
+
+        Raises:
+            TransientError: ``BROKER_REQUEST_REFUSED`` when the broker is there but refuses this
+                client (wrong credentials, no TLS or SASL where its listener needs them: see
+                :func:`refusal_of`), else ``BROKER_UNAVAILABLE`` or ``TIMEOUT``.
+        """
+        try:
+            with kafka_errors(f"connecting {self.kind}"):
+                try:
+                    await self._open()
+                except BaseException:
+                    await self._close()
+                    raise
+        except TransientError as exc:
+            # aiokafka's bootstrap logs why each broker failed and raises "unable to
+            # bootstrap": ask once more, directly, whether the broker refused us.
+            refusal = await refusal_of(self._config) if exc.code is _UNAVAILABLE else None
+            if refusal is not None:
+                raise refusal from exc
+            raise
 
     async def stop(self) -> None:
         """Disconnect within ``close_timeout_seconds``; past it the client is abandoned.
@@ -139,6 +160,46 @@ async def stop_all(*resources: AsyncResource | None) -> None:
             failure = failure or exc
     if failure is not None:
         raise failure
+
+
+async def refusal_of(config: KafkaClientConfig) -> TransientError | None:
+    """Why the first bootstrap broker refuses a client of ``config``; ``None`` if it does not.
+
+    Connects once, as the client would, bounded by the admin timeout: a SASL authentication
+    failure, a TLS handshake the client refused (the broker's certificate is not trusted) or a
+    broker that accepted the TCP connection and then closed it (a plaintext client on a
+    TLS/SASL listener) is a refusal. A broker that is down or silent is not (``None``): that
+    stays ``BROKER_UNAVAILABLE``, which a restart may cure.
+    """
+    host, _, port = config.bootstrap.split(",")[0].strip().rpartition(":")
+    options = config.connection()
+    for own in ("bootstrap_servers", "client_id"):
+        options.pop(own)
+    try:
+        async with asyncio.timeout(config.admin_timeout_seconds):
+            _reader, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            connection = await create_conn(host, int(port), client_id=config.client_id, **options)
+            connection.close()
+    except (OSError, TimeoutError) as exc:
+        if isinstance(exc, ssl.SSLError):
+            return TransientError(
+                ErrorCode.BROKER_REQUEST_REFUSED,
+                f"TLS with the broker failed ({type(exc).__name__}): check "
+                "RADSTREAM_KAFKA__SSL_CAFILE and the broker's certificate",
+            )
+        return None  # nobody listening, or no answer: unavailable, not refused
+    except REFUSED_ERRORS as exc:
+        return translate_kafka_error(exc, "authenticating with the broker")
+    except KafkaConnectionError:
+        return TransientError(
+            ErrorCode.BROKER_REQUEST_REFUSED,
+            "the broker closed the connection: its listener needs other security settings "
+            f"than {config.security.security_protocol} (RADSTREAM_KAFKA__SECURITY_PROTOCOL)",
+        )
+    except KafkaError:
+        return None
+    return None
 
 
 class KafkaProducer(_Client):
@@ -375,6 +436,29 @@ class KafkaAdmin(_Client):
         with kafka_errors("changing topic configs"):
             async with asyncio.timeout(self._timeout):
                 await self._admin.alter_configs([resource])
+
+    async def create_acls(self, bindings: Iterable[tuple[int, str, int, str, int]]) -> None:
+        """Allow each (resource type, name, pattern type, principal, operation) from any host.
+
+        Idempotent: the broker keeps one copy of an ACL created twice. One request per ACL
+        (aiokafka's request builds one), each bounded by the admin timeout.
+
+        Raises:
+            TransientError: BROKER_REQUEST_REFUSED when the broker refused one (not a super
+                user, invalid ACL), naming the broker's code only.
+        """
+        for resource_type, name, pattern, principal, operation in bindings:
+            request = CreateAclsRequest(
+                resource_type, name, pattern, principal, _ANY_HOST, operation, _ALLOW
+            )
+            with kafka_errors("creating ACLs"):
+                async with asyncio.timeout(self._timeout):
+                    response = await self._admin._send_request(request)  # no public API
+            codes = [int(code) for code, _message in response.creation_responses]
+            if any(code != _NO_ERROR for code in codes):
+                raise TransientError(
+                    ErrorCode.BROKER_REQUEST_REFUSED, f"ACL creation refused (code {max(codes)})"
+                )
 
     async def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
         """Delete every record of ``topic``'s partitions below the given offsets."""

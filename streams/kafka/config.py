@@ -1,17 +1,24 @@
 """How every Kafka client of radstream connects: one frozen object, built from the settings.
 
 :class:`KafkaClientConfig` is the single place where connection parameters are decided. Every
-builder of the layer (:mod:`streams.kafka.clients`) and Faust's broker URL read them from here,
-so adding a parameter (TLS, SASL/SCRAM credentials for issue #16) means changing this class and
-:meth:`KafkaClientConfig.from_settings`, nothing else.
+builder of the layer (:mod:`streams.kafka.clients`) and Faust (:attr:`faust_broker_url`,
+:meth:`faust_credentials`) read them from here: the brokers, the time bounds, and how the client
+authenticates and encrypts (``SASL_SSL`` with SCRAM and a verified broker certificate in the
+secure profile, ``docs/security.md``). The SASL password stays a :class:`~pydantic.SecretStr`
+until the moment a client is built, so the object prints and logs masked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from schemas.settings import Settings
+from faust.auth import Credentials, SASLCredentials, SSLCredentials
+from pydantic import SecretStr
+
+from schemas.settings import KafkaSecuritySettings, Settings
 
 # aiokafka's own default; named here so every client uses the same bound.
 DEFAULT_REQUEST_TIMEOUT_MS = 40_000
@@ -30,6 +37,7 @@ class KafkaClientConfig:
         admin_timeout_seconds: bound of one admin round (offsets, groups, metadata).
         close_timeout_seconds: bound of closing a client; one that will not close in time is
             abandoned (its background tasks cancelled), so stopping never hangs.
+        security: how the client authenticates and encrypts (``RADSTREAM_KAFKA__*``).
     """
 
     bootstrap: str
@@ -39,6 +47,7 @@ class KafkaClientConfig:
     read_stall_seconds: float = 30.0
     admin_timeout_seconds: float = 10.0
     close_timeout_seconds: float = 10.0
+    security: KafkaSecuritySettings = field(default_factory=KafkaSecuritySettings)
 
     def __post_init__(self) -> None:
         if not self.bootstrap.strip():
@@ -57,17 +66,63 @@ class KafkaClientConfig:
         cls, settings: Settings, *, client_id: str = "radstream"
     ) -> KafkaClientConfig:
         """The deployment's connection parameters, for a client named ``client_id``."""
-        return cls(bootstrap=settings.kafka_bootstrap, client_id=client_id)
+        return cls(bootstrap=settings.kafka_bootstrap, client_id=client_id, security=settings.kafka)
 
     def connection(self) -> dict[str, Any]:
         """Keyword arguments every aiokafka client (producer, consumer, admin) takes alike."""
-        return {
+        options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "client_id": self.client_id,
             "request_timeout_ms": self.request_timeout_ms,
+            "security_protocol": self.security.security_protocol,
         }
+        if self.security.uses_tls:
+            options["ssl_context"] = self.ssl_context()
+        if self.security.uses_sasl:
+            options["sasl_mechanism"] = self.security.sasl_mechanism
+            options["sasl_plain_username"] = self.security.sasl_username
+            options["sasl_plain_password"] = _secret(self.security.sasl_password)
+        return options
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A TLS context that verifies the broker (against ``ssl_cafile``, else the system CAs).
+
+        Raises:
+            OSError: a certificate or key file cannot be read.
+            ssl.SSLError: a file is not a certificate or key.
+        """
+        security = self.security
+        context = ssl.create_default_context(
+            cafile=str(security.ssl_cafile) if security.ssl_cafile else None
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = security.ssl_check_hostname
+        if security.ssl_certfile is not None:
+            context.load_cert_chain(str(security.ssl_certfile), _path(security.ssl_keyfile))
+        return context
 
     @property
     def faust_broker_url(self) -> str:
         """The same brokers as Faust's ``broker`` URL (Faust consumes the stage topics)."""
         return f"kafka://{self.bootstrap}"
+
+    def faust_credentials(self) -> Credentials | None:
+        """The same authentication and encryption as Faust's ``broker_credentials``."""
+        if self.security.uses_sasl:
+            return SASLCredentials(
+                username=self.security.sasl_username,
+                password=_secret(self.security.sasl_password),
+                ssl_context=self.ssl_context() if self.security.uses_tls else None,
+                mechanism=self.security.sasl_mechanism,
+            )
+        if self.security.uses_tls:
+            return SSLCredentials(self.ssl_context())
+        return None
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _path(value: Path | None) -> str | None:
+    return str(value) if value is not None else None

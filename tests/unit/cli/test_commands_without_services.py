@@ -225,3 +225,42 @@ class TestDicomCommands:
         monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
         assert main(["dicom", "demo", "--orthanc", "file:///etc"], settings=load_settings()) == 2
         assert "REQUEST_INVALID: the Orthanc URL must be http(s)" in capsys.readouterr().err
+
+
+class TestTopicsAcls:
+    def test_lists_each_principals_acls_for_the_prefixes(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The secure profile's ACLs for the configured prefixes, without a broker."""
+        monkeypatch.setenv("RADSTREAM_TOPIC_PREFIX", "site-a.")
+        monkeypatch.setenv("RADSTREAM_CONSUMER_GROUP_PREFIX", "site-a")
+        assert main(["topics", "acls", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        audit_writers = {
+            r["principal"]
+            for r in rows
+            if r["name"] == "site-a.audit.log" and r["operation"] == "WRITE"
+        }
+        assert audit_writers == {"User:audit"}
+        assert {
+            "principal": "User:validation",
+            "resource": "GROUP",
+            "name": "site-a-validation",
+            "pattern": "LITERAL",
+            "operation": "READ",
+        } in rows
+
+    def test_principals_one_a_line_for_the_ops_script(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """kafka.sh creates one SCRAM user per line."""
+        assert main(["topics", "acls", "--principals"]) == 0
+        assert capsys.readouterr().out.split() == [
+            "router",
+            "api",
+            "validation",
+            "inference",
+            "results",
+            "dicom-export",
+            "audit",
+        ]

@@ -13,7 +13,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types.tuples import Message
 
+from schemas.errors import ErrorCode, TransientError
 from schemas.events import Stage
 from streams.agents import AgentSpec, finish_even_if_cancelled, register_agent
 from streams.kafka import Outgoing
@@ -153,3 +155,99 @@ class TestFinishEvenIfCancelled:
         with pytest.raises(asyncio.CancelledError):
             await outer
         assert finished == [True]
+
+
+class RefcountingStream:
+    """take_events with Faust's real acknowledgement rule: ``Message.ack`` and its refcount.
+
+    The conductor gives each message one reference per stream; ``take_events`` acks every event
+    of the batch in its ``finally``; a message is committable only when its final ack lands.
+    """
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.consumer = object()
+        self.messages = [
+            Message("t", 0, i, 0.0, 0, None, None, v, None) for i, v in enumerate(values)
+        ]
+        self.committable: list[int] = []
+        self.generator: AsyncIterator[list[Any]] | None = None
+
+    def take_events(self, _max: int, within: float) -> AsyncIterator[list[Any]]:
+        self.generator = self._take_events()
+        return self.generator
+
+    async def _take_events(self) -> AsyncIterator[list[Any]]:
+        for message in self.messages:
+            message.incref()
+        events = [SimpleNamespace(message=m) for m in self.messages]
+        try:
+            yield events
+            await asyncio.sleep(3600)  # no second batch
+        finally:
+            for event in events:
+                if event.message.ack(self.consumer):
+                    self.committable.append(event.message.offset)
+
+
+async def refused(_messages: Sequence[Outgoing]) -> None:
+    raise TransientError(ErrorCode.BROKER_REQUEST_REFUSED, "delivery: refused by the broker")
+
+
+class TestRefusedDelivery:
+    async def test_refused_batch_is_never_acknowledged_and_the_worker_is_told(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An ACL refusal: on_fatal gets the error once, Faust's ack cannot commit the batch."""
+        app, stream = FakeApp(), RefcountingStream([b"a", b"b"])
+        fatal: list[Exception] = []
+        spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
+        register_agent(app, spec, refused, NullObserver(), on_fatal=fatal.append)  # type: ignore[arg-type]
+        agent_fn = app.agent_fn
+        assert agent_fn is not None
+
+        async def consume() -> None:
+            async for _ in agent_fn(stream):
+                pass
+
+        agent = asyncio.create_task(consume())
+        for _ in range(100):
+            if fatal:
+                break
+            await asyncio.sleep(0.01)
+        assert [getattr(e, "code", None) for e in fatal] == [ErrorCode.BROKER_REQUEST_REFUSED]
+        assert not agent.done()  # waits for the worker's shutdown, consuming nothing more
+        agent.cancel()  # the worker stops: Faust cancels the agent, then closes the stream
+        with pytest.raises(asyncio.CancelledError):
+            await agent
+        assert stream.generator is not None
+        await stream.generator.aclose()  # type: ignore[attr-defined]
+        assert stream.committable == []
+        lines = [line for line in capsys.readouterr().out.splitlines() if "delivery_failed" in line]
+        assert len(lines) == 1
+        assert "BROKER_REQUEST_REFUSED" in lines[0]
+
+    async def test_without_on_fatal_the_error_is_raised_and_the_batch_still_held(self) -> None:
+        """Tools without a worker around them see the error; the batch is not acknowledged."""
+        app, stream = FakeApp(), RefcountingStream([b"a"])
+        spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
+        register_agent(app, spec, refused, NullObserver())  # type: ignore[arg-type]
+        assert app.agent_fn is not None
+        with pytest.raises(TransientError):
+            async for _ in app.agent_fn(stream):
+                pass
+        await stream.generator.aclose()  # type: ignore[union-attr]
+        assert stream.committable == []
+
+    async def test_a_delivered_batch_is_acknowledged_by_the_same_rule(self) -> None:
+        """The control: with delivery confirmed, Faust's ack makes the offsets committable."""
+        app, stream = FakeApp(), RefcountingStream([b"a", b"b"])
+        delivery = SlowDelivery()
+        delivery.release.set()
+        spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
+        register_agent(app, spec, delivery, NullObserver())  # type: ignore[arg-type]
+        assert app.agent_fn is not None
+        agen = app.agent_fn(stream)
+        await agen.__anext__()
+        await agen.aclose()  # type: ignore[attr-defined]
+        await stream.generator.aclose()  # type: ignore[union-attr]
+        assert stream.committable == [0, 1]

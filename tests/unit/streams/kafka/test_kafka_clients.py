@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
@@ -347,3 +348,79 @@ class TestBoundedStop:
         with pytest.raises(TransientError) as caught:
             await KafkaProducer(inner, self.BOUNDED).stop()  # type: ignore[arg-type]
         assert caught.value.code is ErrorCode.BROKER_UNAVAILABLE
+
+
+class AclAdmin(FakeAdmin):
+    """Answers CreateAcls with the given error codes, one per request."""
+
+    def __init__(self, codes: list[int]) -> None:
+        super().__init__()
+        self.codes = codes
+        self.requests: list[Any] = []
+
+    async def _send_request(self, request: Any) -> Any:
+        self.requests.append(request)
+        return SimpleNamespace(creation_responses=[(self.codes.pop(0), None)])
+
+
+class TestCreateAcls:
+    async def test_each_acl_is_sent_allowed_from_any_host(self) -> None:
+        """One CreateAcls request per ACL, ALLOW, host '*'."""
+        inner = AclAdmin([0, 0])
+        admin = KafkaAdmin(inner, CONFIG)  # type: ignore[arg-type]
+        await admin.create_acls([(2, "t", 3, "User:a", 4), (3, "g", 3, "User:a", 3)])
+        first = inner.requests[0]
+        assert (first._resource_name, first._principal, first._host) == ("t", "User:a", "*")
+        assert first._permission_type == 3
+        assert len(inner.requests) == 2
+
+    async def test_a_refused_acl_is_a_refusal(self) -> None:
+        """Not a super user (code 31): BROKER_REQUEST_REFUSED with the broker's code."""
+        admin = KafkaAdmin(AclAdmin([31]), CONFIG)  # type: ignore[arg-type]
+        with pytest.raises(TransientError) as caught:
+            await admin.create_acls([(2, "t", 3, "User:a", 4)])
+        assert caught.value.code is ErrorCode.BROKER_REQUEST_REFUSED
+        assert "code 31" in caught.value.reason
+
+
+class TestRefusalOf:
+    async def test_nobody_listening_is_not_a_refusal(self) -> None:
+        """A closed port is an outage (None): BROKER_UNAVAILABLE stays."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = KafkaClientConfig(f"127.0.0.1:{port}", admin_timeout_seconds=5.0)
+        assert await clients_module.refusal_of(config) is None
+
+    async def test_a_listener_that_hangs_up_refuses(self) -> None:
+        """TCP accepted, then closed before answering: a listener needing TLS/SASL."""
+
+        async def hang_up(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            config = KafkaClientConfig(f"127.0.0.1:{port}", admin_timeout_seconds=5.0)
+            refusal = await clients_module.refusal_of(config)
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert refusal is not None
+        assert refusal.code is ErrorCode.BROKER_REQUEST_REFUSED
+        assert "PLAINTEXT" in refusal.reason
+
+    async def test_start_reports_the_refusal_instead_of_an_outage(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A client whose bootstrap failed asks refusal_of, and raises its answer."""
+        refused = TransientError(ErrorCode.BROKER_REQUEST_REFUSED, "wrong password")
+
+        async def probe(_config: KafkaClientConfig) -> TransientError:
+            return refused
+
+        monkeypatch.setattr(clients_module, "refusal_of", probe)
+        inner = FakeProducer(start_error=kafka.KafkaConnectionError("unable to bootstrap"))
+        with pytest.raises(TransientError) as caught:
+            await KafkaProducer(inner, CONFIG).start()  # type: ignore[arg-type]
+        assert caught.value is refused
