@@ -47,6 +47,7 @@ class GatewayContext:
     settings: Settings
     verifier: TokenVerifier
     limiter: RateLimiter
+    failed_auth_limiter: RateLimiter
     publisher: EventPublisher
     results: ResultsReader
     lifecycle: LifecycleReader
@@ -128,8 +129,9 @@ async def authenticated(
     try:
         principal = context.verifier.verify(bearer_token(request.headers.get("authorization")))
     except AuthenticationError as exc:
-        # Failed attempts are throttled per peer address, so tokens cannot be guessed quickly.
-        context.limiter.check(f"anonymous:{network_address(request)}")
+        # Failed attempts are throttled per peer address in their own buckets, so tokens cannot
+        # be guessed quickly and a flood of bad tokens never spends valid callers' budget.
+        context.failed_auth_limiter.check(f"address:{network_address(request)}")
         await record_action(
             context,
             request,

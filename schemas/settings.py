@@ -130,6 +130,15 @@ class ApiSettings(_Group):
     jwt_leeway_seconds: int = Field(10, ge=0, le=120)
     rate_limit_per_subject_per_minute: int = Field(120, ge=1)
     rate_limit_global_per_minute: int = Field(2000, ge=1)
+    rate_limit_failed_auth_per_address_per_minute: int = Field(
+        20,
+        ge=1,
+        description="failed authentications per client address, in their own buckets (never "
+        "charged to the global budget)",
+    )
+    jwt_max_lifetime_seconds: int = Field(
+        24 * 60 * 60, ge=60, description="longest exp - iat a token may have"
+    )
     cors_allow_origins: tuple[str, ...] = ()
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_batch_items: int = Field(50, ge=1)
