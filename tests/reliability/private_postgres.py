@@ -63,9 +63,14 @@ class PrivateCluster:
         """Create the cluster (trust auth, listening on loopback only)."""
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "--no-sync")
 
-    def start(self) -> None:
-        """Start and wait until it accepts connections (at most 30 s)."""
+    def start(self, *settings: str) -> None:
+        """Start and wait until it accepts connections (at most 30 s).
+
+        Args:
+            settings: extra server settings, ``name=value`` each (``ssl=on``).
+        """
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        options += "".join(f" -c {setting}" for setting in settings)
         log = str(self.base / "server.log")
         self._run(
             "pg_ctl", "start", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "30"
