@@ -13,6 +13,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SUPERUSER = "postgres"
@@ -85,3 +87,24 @@ class PrivateCluster:
         if (self.data / "postmaster.pid").exists():
             self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def running_cluster(
+    *settings: str, prepare: Callable[[PrivateCluster], None] | None = None
+) -> Iterator[PrivateCluster]:
+    """A started private cluster, removed on exit.
+
+    Args:
+        settings: extra server settings for :meth:`PrivateCluster.start`.
+        prepare: called before ``initdb`` (e.g. to write TLS files into ``cluster.base``).
+    """
+    private = PrivateCluster()
+    try:
+        if prepare is not None:
+            prepare(private)
+        private.init()
+        private.start(*settings)
+        yield private
+    finally:
+        private.remove()

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from sinks.migrate import upgrade_async
-from tests.reliability.private_postgres import PrivateCluster
+from tests.reliability.private_postgres import PrivateCluster, running_cluster
 
 pytestmark = pytest.mark.requirement("RS-SEC-02")
 
@@ -30,13 +30,8 @@ READER = "radstream_reader"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PrivateCluster]:
     """A private cluster: the owner role migrates, login roles join the groups it created."""
-    private = PrivateCluster()
-    try:
-        private.init()
-        private.start()
+    with running_cluster() as private:
         yield private
-    finally:
-        private.remove()
 
 
 def _url(cluster: PrivateCluster, user: str, database: str = DATABASE) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from schemas.settings import PROJECT_ROOT, DatabaseSettings, Settings
 from sinks.database import Database, tls_context
 from sinks.migrate import current_revision_async
-from tests.reliability.private_postgres import SUPERUSER, PrivateCluster
+from tests.reliability.private_postgres import SUPERUSER, PrivateCluster, running_cluster
 
 pytestmark = pytest.mark.requirement("RS-SEC-02")
 
@@ -44,19 +44,21 @@ def _certificates(directory: Path, *hosts: str) -> Path:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PrivateCluster]:
     """A private cluster serving TLS with a certificate naming 127.0.0.1 only."""
-    private = PrivateCluster()
-    tls = _certificates(private.base / "tls", "127.0.0.1")
-    if os.geteuid() == 0:
-        for path in (tls, *tls.iterdir()):
-            shutil.chown(path, "postgres", "postgres")
-    try:
-        private.init()
-        private.start(
-            "ssl=on", f"ssl_cert_file={tls / 'server.crt'}", f"ssl_key_file={tls / 'server.key'}"
-        )
+
+    def certify(private: PrivateCluster) -> None:
+        tls = _certificates(private.base / "tls", "127.0.0.1")
+        if os.geteuid() == 0:
+            for path in (tls, *tls.iterdir()):
+                shutil.chown(path, "postgres", "postgres")
+
+    with running_cluster(
+        "ssl=on",
+        # Relative to the data directory, which is a sibling of tls/.
+        "ssl_cert_file=../tls/server.crt",
+        "ssl_key_file=../tls/server.key",
+        prepare=certify,
+    ) as private:
         yield private
-    finally:
-        private.remove()
 
 
 @pytest.fixture(scope="module")
