@@ -47,7 +47,7 @@ from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
 from schemas.settings import Settings
-from sinks.database import Database
+from sinks.database import Database, tls_context
 from sinks.repositories import LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
 from streams.agents import AgentSpec, register_agent
@@ -126,7 +126,11 @@ async def open_database(
     Raises:
         TransientError: ``DATABASE_UNAVAILABLE`` when ``check`` and PostgreSQL does not answer.
     """
-    database = Database(settings.database_url.get_secret_value(), pool_size=pool_size)
+    database = Database(
+        settings.database_url.get_secret_value(),
+        pool_size=pool_size,
+        tls=tls_context(settings.database),
+    )
     stack.push_async_callback(database.dispose)
     if check and not await database.ping():
         raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "PostgreSQL does not answer")

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
 import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
@@ -42,6 +43,23 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
+def server_config(api: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for the API: our logging, no access line, no Server header."""
+    return uvicorn.Config(
+        api,
+        host=settings.api.host,
+        port=settings.api.port,
+        # None: uvicorn's loggers go through our masked root handler, not their own.
+        log_config=None,
+        # uvicorn's access line carries the full query string (a token sent as
+        # ?access_token=, PHI typed into a filter); the gateway logs its own line instead,
+        # with the route template and no query (gateway/middleware.py).
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
 async def serve(settings: Settings, stop: asyncio.Event, on_started: Callable[[], None]) -> None:
     """Open the API's resources, serve until ``stop`` is set, then close them.
 
@@ -51,16 +69,7 @@ async def serve(settings: Settings, stop: asyncio.Event, on_started: Callable[[]
     """
     async with AsyncExitStack() as stack:
         api = await app.build_api(stack, settings)
-        config = uvicorn.Config(
-            api,
-            host=settings.api.host,
-            port=settings.api.port,
-            # None: uvicorn's loggers go through our masked root handler, not their own.
-            log_config=None,
-            server_header=False,
-            proxy_headers=False,
-        )
-        server = _Server(config, on_started)
+        server = _Server(server_config(api, settings), on_started)
 
         async def stop_on_signal() -> None:
             await stop.wait()

@@ -10,6 +10,7 @@ from cli.context import Group, Invocation, pass_invocation
 from cli.output import emit
 from schemas.settings import Settings
 from sinks import migrate
+from sinks.database import tls_context
 
 
 class Revision(click.ParamType):
@@ -35,11 +36,11 @@ def command() -> None:
 
 def upgrade(settings: Settings, revision: str = "head") -> str | None:
     """Upgrade the database to ``revision``; returns the revision it is at afterwards."""
-    url = settings.database_url.get_secret_value()
+    url, tls = settings.owner_database_url, tls_context(settings.database)
 
     async def run() -> str | None:
-        await migrate.upgrade_async(url, revision)
-        return await migrate.current_revision_async(url)
+        await migrate.upgrade_async(url, revision, tls=tls)
+        return await migrate.current_revision_async(url, tls=tls)
 
     return asyncio.run(run())
 
@@ -66,10 +67,10 @@ def downgrade_command(invocation: Invocation, revision: str) -> None:
     REVISION is required: a downgrade removes data, so it is never a default.
     """
     settings = invocation.start()
-    url = settings.database_url.get_secret_value()
+    url, tls = settings.owner_database_url, tls_context(settings.database)
 
     async def run() -> str | None:
-        await migrate.downgrade_async(url, revision)
-        return await migrate.current_revision_async(url)
+        await migrate.downgrade_async(url, revision, tls=tls)
+        return await migrate.current_revision_async(url, tls=tls)
 
     emit(f"database at revision {asyncio.run(run())}")

@@ -80,7 +80,7 @@ def create_app(
         audit: records ``ApiAction`` entries for the audit trail.
         metrics: the registry ``/metrics`` serves (a private one when None).
         readiness: named async checks ``/readyz`` runs.
-        clock: monotonic seconds, for the rate limiter (tests pass a fake).
+        clock: monotonic seconds, for the rate limiters (tests pass a fake).
         today: the UTC date, naming the per-day upload folder.
         max_json_body_bytes: the limit on every non-multipart request body.
 
@@ -97,6 +97,9 @@ def create_app(
             settings.api.rate_limit_per_subject_per_minute,
             settings.api.rate_limit_global_per_minute,
             clock,
+        ),
+        failed_auth_limiter=RateLimiter(
+            settings.api.rate_limit_failed_auth_per_address_per_minute, None, clock
         ),
         publisher=publisher,
         results=results,
@@ -118,6 +121,9 @@ def create_app(
         # No Swagger UI or ReDoc: they need scripts the Content-Security-Policy forbids.
         docs_url=None,
         redoc_url=None,
+        # No trailing-slash redirects: Starlette builds them absolute from the client's Host
+        # header (``Host: evil.example`` -> ``307 http://evil.example/...``); a wrong path is 404.
+        redirect_slashes=False,
     )
     app.state.gateway = context
     install_error_handlers(app)

@@ -8,6 +8,9 @@ Trust rules, each one a defence against a known JWT attack:
   secret is never checked against that key (HS/RS confusion);
 - ``exp``, ``iat``, ``aud``, ``iss`` and ``sub`` are required, ``nbf`` is honoured, with a small
   leeway; ``iat`` in the future is refused;
+- ``exp``, ``iat`` and ``nbf`` must be JSON numbers (PyJWT alone accepts ``"exp": "99999999999"``)
+  and ``exp - iat`` may not exceed ``api.jwt_max_lifetime_seconds``, so a token minted with a
+  far-future ``exp`` (``10**30``) is not a key for ever;
 - HMAC secrets shorter than 32 bytes are refused at start-up;
 - keys from a JWKS file are chosen by the token's ``kid`` and keep their own family: a JWKS never
   holds HMAC (``oct``) keys, so a JWKS key can never verify an HS256 token.
@@ -32,6 +35,7 @@ from schemas.settings import ApiSettings
 MIN_HMAC_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 8192
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub")
+TIME_CLAIMS = ("exp", "iat", "nbf")
 _SUBJECT = re.compile(r"^[A-Za-z0-9._@:-]{1,64}$")
 _FAMILY = {"HS256": "hmac", "RS256": "rsa", "ES256": "ec"}
 
@@ -144,7 +148,18 @@ class TokenVerifier:
             raise _unauthenticated("the token is not valid yet") from exc
         except jwt.PyJWTError as exc:
             raise _unauthenticated("the token is not trusted") from exc
+        _check_lifetime(claims, self._settings.jwt_max_lifetime_seconds)
         return _principal(claims)
+
+
+def _check_lifetime(claims: dict[str, Any], max_lifetime_seconds: int) -> None:
+    """Refuse time claims that are not numbers and lifetimes longer than the maximum."""
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _unauthenticated(f"the token's {name} claim must be a number")
+    if claims["exp"] - claims["iat"] > max_lifetime_seconds:
+        raise _unauthenticated("the token's lifetime is longer than allowed")
 
 
 _JWK_FAMILY = {"RSA": "RS256", "EC": "ES256"}

@@ -48,6 +48,7 @@ class GatewayContext:
     settings: Settings
     verifier: TokenVerifier
     limiter: RateLimiter
+    failed_auth_limiter: RateLimiter
     publisher: EventPublisher
     results: ResultsReader
     lifecycle: LifecycleReader
@@ -130,8 +131,14 @@ async def authenticated(
         principal = context.verifier.verify(bearer_token(request.headers.get("authorization")))
     except AuthenticationError as exc:
         context.metrics.api_auth_decided(success=False, reason=AuthReason.UNAUTHENTICATED)
-        # Failed attempts are throttled per peer address, so tokens cannot be guessed quickly.
-        rate_limited(context, f"anonymous:{network_address(request)}", RateLimitScope.ANONYMOUS)
+        # Failed attempts are throttled per peer address in their own buckets, so tokens cannot
+        # be guessed quickly and a flood of bad tokens never spends valid callers' budget.
+        rate_limited(
+            context.failed_auth_limiter,
+            context,
+            f"address:{network_address(request)}",
+            RateLimitScope.ANONYMOUS,
+        )
         await record_action(
             context,
             request,
@@ -143,7 +150,7 @@ async def authenticated(
         )
         raise
     context.metrics.api_auth_decided(success=True, reason=AuthReason.AUTHENTICATED)
-    rate_limited(context, f"subject:{principal.subject}", RateLimitScope.SUBJECT)
+    rate_limited(context.limiter, context, f"subject:{principal.subject}", RateLimitScope.SUBJECT)
     structlog.contextvars.bind_contextvars(actor_id=principal.subject)
     return principal
 
@@ -151,10 +158,12 @@ async def authenticated(
 Caller = Annotated[Principal, Depends(authenticated)]
 
 
-def rate_limited(context: GatewayContext, key: str, scope: RateLimitScope) -> None:
-    """Charge ``key``'s rate limit; a refusal is counted (by scope) before it propagates."""
+def rate_limited(
+    limiter: RateLimiter, context: GatewayContext, key: str, scope: RateLimitScope
+) -> None:
+    """Charge ``key`` on ``limiter``; a refusal is counted (by scope) before it propagates."""
     try:
-        context.limiter.check(key)
+        limiter.check(key)
     except RateLimitError:
         context.metrics.api_rate_limit_hit(scope)
         raise

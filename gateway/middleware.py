@@ -1,5 +1,9 @@
 """Pure ASGI middleware: correlation ids, security headers, request metrics, body limits.
 
+The access log is written here (uvicorn's is off): one ``api_request_served`` line per request
+with the method, the route *template* and the status, never the concrete path or query string,
+which may carry a token (``?access_token=``) or patient data typed into a filter.
+
 Pure ASGI (not ``BaseHTTPMiddleware``) so request bodies stream through untouched and the limit
 can stop reading at the first byte over it.
 
@@ -113,11 +117,16 @@ class HardeningMiddleware:
                     )
                     await response(scope, receive, send_hardened)
             finally:
-                self.metrics.api_request(
-                    route_template(scope),
-                    scope.get("method", ""),
-                    int(status["code"]),
-                    self.clock() - started,
+                seconds = self.clock() - started
+                route = route_template(scope)
+                method = scope.get("method", "")
+                self.metrics.api_request(route, method, int(status["code"]), seconds)
+                _log.info(
+                    "api_request_served",
+                    method=method,
+                    route=route,
+                    status=int(status["code"]),
+                    duration_ms=round(seconds * 1000, 1),
                 )
 
 

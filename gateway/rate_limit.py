@@ -1,4 +1,8 @@
-"""In-memory token buckets: one per subject and one global, with an injectable clock.
+"""In-memory token buckets: one per key and an optional global one, with an injectable clock.
+
+The API keeps two limiters: authenticated requests are charged per subject and to the global
+bucket; failed authentications are charged per client address only, in a limiter of their own,
+so an unauthenticated flood from many addresses never empties the budget valid users share.
 
 Per process: behind several API replicas the effective limit is the per-replica limit times the
 replica count. Buckets for idle subjects are evicted (least recently used first) so a flood of
@@ -54,18 +58,18 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """Admits a request only when both the caller's bucket and the global bucket have a token."""
+    """Admits a request only when the key's bucket (and the global one, if any) has a token."""
 
     def __init__(
         self,
-        per_subject_per_minute: int,
-        global_per_minute: int,
+        per_key_per_minute: int,
+        global_per_minute: int | None,
         clock: Clock = time.monotonic,
         max_tracked_keys: int = MAX_TRACKED_KEYS,
     ) -> None:
-        self._per_subject = per_subject_per_minute
+        self._per_subject = per_key_per_minute
         self._clock = clock
-        self._global = TokenBucket(global_per_minute, clock)
+        self._global = None if global_per_minute is None else TokenBucket(global_per_minute, clock)
         self._subjects: OrderedDict[str, TokenBucket] = OrderedDict()
         self._max_keys = max_tracked_keys
 
@@ -80,7 +84,9 @@ class RateLimiter:
         self._subjects.move_to_end(key)
         # Neither bucket is charged unless both admit, so a throttled caller does not drain
         # the global budget of everyone else.
-        wait = max(bucket.wait_seconds(), self._global.wait_seconds())
+        wait = bucket.wait_seconds()
+        if self._global is not None:
+            wait = max(wait, self._global.wait_seconds())
         if wait > 0:
             raise RateLimitError(
                 ErrorCode.RATE_LIMITED,
@@ -88,4 +94,5 @@ class RateLimiter:
                 retry_after_seconds=float(max(1, math.ceil(wait))),
             )
         bucket.take()
-        self._global.take()
+        if self._global is not None:
+            self._global.take()

@@ -29,7 +29,7 @@ def issue_token(
 
     Raises:
         ValueError: HS256 is not allowed, the secret is short, a role is unknown or the TTL is
-            not within 1 s .. 24 h.
+            not within 1 s .. 24 h or longer than the API's maximum token lifetime.
     """
     api = settings.api
     if "HS256" not in api.jwt_algorithms:
@@ -39,6 +39,8 @@ def issue_token(
         raise ValueError("the HS256 secret must be at least 32 bytes")
     if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
         raise ValueError("ttl_seconds must be between 1 and 86400")
+    if ttl_seconds > api.jwt_max_lifetime_seconds:
+        raise ValueError("ttl_seconds is longer than api.jwt_max_lifetime_seconds allows")
     role_names = [Role(role).value for role in roles]
     issued = int(time.time() if now is None else now)
     claims = {

@@ -12,7 +12,13 @@ bodies). Masking works on two levels:
   e-mail addresses, phone numbers, US SSNs, dates of birth next to a birth keyword, the site's
   medical record number formats, IP addresses (when configured), DICOM person names written
   ``Family^Given`` and ``keyword=value`` / ``(gggg,eeee) ... VR: 'value'`` mentions of PHI
-  attributes.
+  attributes;
+* **paths** — file names and URIs are chosen by senders (a router may name a file
+  ``Doe^Jane_MRN-1234567_19420317.dcm``), so their paths are replaced whole by
+  ``[REDACTED_PATH]``: values of path keys (``image_uri``, ``path``, ``file_name`` ...), URIs in
+  text (``file:///…`` keeps its scheme, ``http://host:port/…`` its authority), absolute paths
+  and image file names. Text is percent-decoded first (``%5E`` is ``^``), and ``_`` separates
+  name components, so neither hides a name from the patterns.
 
 Scalar values of keys known to be safe (UIDs, event and correlation ids, error codes, stages,
 topics, offsets, timestamps, latencies) are passed through untouched so logs stay useful; their
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel
 
@@ -49,6 +56,7 @@ REDACTED_MRN = "[REDACTED_MRN]"
 REDACTED_IP = "[REDACTED_IP]"
 REDACTED_PHI = "[REDACTED_PHI]"
 REDACTED_ID = "[REDACTED_ID]"
+REDACTED_PATH = "[REDACTED_PATH]"
 TRUNCATED = "[TRUNCATED]"
 
 # Nesting deeper than this is cut off: log values are small, and a cycle must not hang a worker.
@@ -88,6 +96,18 @@ for _marker, _forms in {
     REDACTED_PHONE: ("phone", "phone_number", "telephone", "telephone_number", "mobile", "fax"),
     REDACTED_MRN: ("mrn", "medical_record_number", "patient_mrn"),
     REDACTED_PHI: ("patient", "patient_name", "patient_id", "address", "person_name"),
+    REDACTED_PATH: (
+        "image_uri",
+        "uri",
+        "url",
+        "path",
+        "file",
+        "filename",
+        "file_name",
+        "file_path",
+        "filepath",
+        "storage_path",
+    ),
 }.items():
     for _form in _forms:
         _KEY_MARKERS[_normalise_key(_form)] = _marker
@@ -235,7 +255,19 @@ _IPV6_RE = re.compile(
 # Components may hold digits (``CompressedSamples^CT1`` is a real test-file name); what makes a
 # person name is the caret and at least two components with letters (see _person_name).
 _NAME_PART = r"[A-Za-z0-9\u00c0-\u024f'\-]"
-_PERSON_NAME_RE = re.compile(rf"(?<![\w^]){_NAME_PART}+(?:\^{_NAME_PART}*){{1,4}}(?![\w^])")
+# ``_`` (a word character) separates components too: ``Doe^Jane_MRN-…`` is a name before ``_``.
+_PERSON_NAME_RE = re.compile(
+    rf"(?<![^\W_])(?<!\^){_NAME_PART}+(?:\^{_NAME_PART}*){{1,4}}(?![^\W_])(?!\^)"
+)
+# Paths: a URI's path (scheme and authority kept), an absolute POSIX path of two or more
+# components, and a file name with an image or archive extension.
+_PATH_CHARS = r"[^\s'\"<>|,;]"  # anything up to whitespace, quotes or a field separator
+_SEGMENT = r"[^\s'\"<>|,;/]"  # the same within one path component
+_URI_RE = re.compile(rf"(?i)\b([a-z][a-z0-9+.-]{{1,15}}://[^/\s'\"<>]*)(/{_PATH_CHARS}*)")
+_ABSOLUTE_PATH_RE = re.compile(rf"(?<![\w.~:/\\-])/{_SEGMENT}+(?:/{_SEGMENT}*)+")
+_FILE_NAME_RE = re.compile(
+    rf"(?i)(?<![\w.-]){_SEGMENT}*?\.(?:dcm|dicom|png|jpe?g|tiff?|bmp|raw|nii(?:\.gz)?|zip)(?![\w.])"
+)
 
 
 _DIGIT_RE = re.compile(r"\d")
@@ -298,6 +330,10 @@ class PhiMasker:
     # ------------------------------------------------------------------ text
     def mask_text(self, text: str) -> str:
         """Replace every PHI pattern found in free text with its marker."""
+        if "%" in text:
+            text = unquote(text)
+        if "/" in text or "." in text:
+            text = self.mask_paths(text)
         # Cheap character tests skip the regexes that cannot match (most log strings are short
         # event names and reasons without digits, separators or carets).
         if "=" in text or ":" in text:
@@ -316,6 +352,15 @@ class PhiMasker:
         if "^" in text:
             text = _PERSON_NAME_RE.sub(self._person_name, text)
         return text
+
+    @staticmethod
+    def mask_paths(text: str) -> str:
+        """Replace URI paths, absolute paths and image file names with ``[REDACTED_PATH]``."""
+        text = _URI_RE.sub(
+            lambda m: m.group(0) if m.group(2) == "/" else f"{m.group(1)}/{REDACTED_PATH}", text
+        )
+        text = _ABSOLUTE_PATH_RE.sub(REDACTED_PATH, text)
+        return _FILE_NAME_RE.sub(REDACTED_PATH, text)
 
     @staticmethod
     def _tag_value(match: re.Match[str]) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A private PostgreSQL cluster for radstream's development, demo and CI: up | down | status.
+# A private PostgreSQL cluster for radstream's development, demo and CI: up | down | status | roles.
 #
 # It never touches Debian's system cluster: it initdb's its own data directory under the
 # repository's ignored .state/postgres/ (or /tmp/radstream-pg-<hash> when the `postgres` OS user
@@ -179,6 +179,29 @@ cmd_down() {
     log "stopped"
 }
 
+# Least-privilege roles (docs/security.md#postgresql): the group roles migration 0004 grants to,
+# and a login in each. The owner `radstream` runs Alembic; workers and the API connect as
+# radstream_app (RADSTREAM_DATABASE_URL), audit verify as radstream_reader
+# (RADSTREAM_DATABASE__READONLY_URL), migrations as radstream (RADSTREAM_DATABASE__OWNER_URL).
+# Run it before the first `radstream db upgrade`; on a database already at 0004, re-apply the
+# grants with `radstream db downgrade 0003 && radstream db upgrade` (0004's downgrade only revokes).
+cmd_roles() {
+    ensure_installed
+    resolve_location
+    is_running || die "the cluster is not running: ops/postgres.sh up first"
+    as_pg "$BIN_DIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$BASE_DIR" -p "$(running_port)" -d postgres <<SQL >/dev/null
+SELECT 'CREATE ROLE ${DATABASE}_runtime NOLOGIN'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${DATABASE}_runtime')\gexec
+SELECT 'CREATE ROLE ${DATABASE}_readonly NOLOGIN'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${DATABASE}_readonly')\gexec
+SELECT 'CREATE ROLE radstream_app LOGIN IN ROLE ${DATABASE}_runtime'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'radstream_app')\gexec
+SELECT 'CREATE ROLE radstream_reader LOGIN IN ROLE ${DATABASE}_readonly'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'radstream_reader')\gexec
+SQL
+    log "roles ${DATABASE}_runtime (login radstream_app) and ${DATABASE}_readonly (login radstream_reader) exist"
+}
+
 cmd_status() {
     BIN_DIR="$(find_bin_dir)"
     [[ -n $BIN_DIR ]] || { log "stopped (PostgreSQL is not installed)"; exit 3; }
@@ -190,5 +213,6 @@ case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) printf 'usage: %s up|down|status\n' "$0" >&2; exit 2 ;;
+    roles) cmd_roles ;;
+    *) printf 'usage: %s up|down|status|roles\n' "$0" >&2; exit 2 ;;
 esac

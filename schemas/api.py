@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.correlation import MAX_CORRELATION_ID_LENGTH
 from schemas.errors import ErrorCode
@@ -34,6 +34,25 @@ Modality = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")]
 ModelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 # Opaque paging cursor produced by the results repository.
 Cursor = Annotated[str, Field(pattern=r"^[A-Za-z0-9_=.-]{1,512}$")]
+
+
+def utc_timestamp(value: datetime) -> datetime:
+    """The same instant in UTC; one that falls outside the years 1-9999 in UTC is refused.
+
+    ``9999-12-31T23:59:59-23:59`` is a valid ISO 8601 string whose instant Python (and asyncpg,
+    which converts to UTC) cannot represent: normalising here turns it into a 400, not a 500.
+
+    Raises:
+        ValueError: the instant is out of range.
+    """
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range (years 1 to 9999 in UTC)") from exc
+
+
+# A time filter from a client: timezone-aware, normalised to UTC, range-checked.
+UtcTimestamp = Annotated[AwareDatetime, AfterValidator(utc_timestamp)]
 SpecValue = str | int | float | bool | None | list[str] | list[int] | list[float]
 
 

@@ -16,7 +16,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import (
     AwareDatetime,
@@ -111,7 +111,37 @@ def derived_event_id(message: dict[str, Any]) -> uuid.UUID:
     return uuid.uuid5(EVENT_ID_NAMESPACE, canonical)
 
 
-class ImageArrived(Event):
+def study_key(study_instance_uid: str | None, event_id: uuid.UUID) -> bytes:
+    """The Kafka key of every event about one image: its StudyInstanceUID, else its event id.
+
+    Stages derive the key from the validated event they publish, never copy the consumed
+    message's key: a router may key ``images.arrived`` with anything (a patient's name, a
+    record number), and a copied key would carry it onto every downstream topic. Keying by
+    study keeps one study's events on one partition, in order.
+    """
+    return (study_instance_uid or str(event_id)).encode()
+
+
+class _AboutOneImage(Protocol):
+    @property
+    def event_id(self) -> uuid.UUID: ...  # pragma: no cover - a type, never called
+
+    @property
+    def study_instance_uid(self) -> str | None: ...  # pragma: no cover - a type, never called
+
+
+class StudyKeyed:
+    """Mixin for the events about one image: their Kafka key is :func:`study_key`.
+
+    No annotations here: pydantic would take them for fields and reorder the contracts.
+    """
+
+    def message_key(self: _AboutOneImage) -> bytes:
+        """The Kafka key: StudyInstanceUID when known, else the event id."""
+        return study_key(self.study_instance_uid, self.event_id)
+
+
+class ImageArrived(StudyKeyed, Event):
     """A router stored an image and asks radstream to process it (topic ``images.arrived``).
 
     The message key is the StudyInstanceUID when present (so a study stays in one partition),
@@ -148,10 +178,6 @@ class ImageArrived(Event):
             return {**data, "event_id": derived_event_id(data)}
         return data
 
-    def message_key(self) -> bytes:
-        """The Kafka key: StudyInstanceUID when known, else the event id."""
-        return (self.study_instance_uid or str(self.event_id)).encode()
-
 
 class ImageGeometry(BaseModel):
     """What the validator decoded about the pixels, for later stages."""
@@ -187,7 +213,7 @@ class ValidatorVerdict(BaseModel):
     detail: str = Field("", max_length=256)
 
 
-class ImageValidated(Event):
+class ImageValidated(StudyKeyed, Event):
     """An image passed validation (topic ``images.validated``)."""
 
     event_id: uuid.UUID
@@ -208,7 +234,7 @@ class ImageValidated(Event):
     verdicts: tuple[ValidatorVerdict, ...] = ()
 
 
-class ImageRejected(Event):
+class ImageRejected(StudyKeyed, Event):
     """An image could not be processed by a stage (topic ``images.rejected``)."""
 
     event_id: uuid.UUID
@@ -236,7 +262,7 @@ class ModelRef(BaseModel):
     provider: str = Field(max_length=64)
 
 
-class InferenceCompleted(Event):
+class InferenceCompleted(StudyKeyed, Event):
     """A model produced a result for an image (topic ``inference.results``).
 
     Carries full provenance: which model and weights, which input bytes, which checks passed,
@@ -282,7 +308,7 @@ class InferenceCompleted(Event):
         )
 
 
-class ResultExported(Event):
+class ResultExported(StudyKeyed, Event):
     """A result went back to a DICOM destination as a Structured Report (``results.exported``).
 
     One event per result and destination, published only after the destination answered the
@@ -348,6 +374,11 @@ class DeadLetter(Event):
         return accept_correlation_id(self.correlation_id) or derived_correlation_id(
             "dead-letter", self.dead_letter_id
         )
+
+    def message_key(self) -> bytes:
+        """The Kafka key: the event id when known, else the letter's id (never the original key,
+        which a sender chose; the original is kept in ``key_b64`` for replay)."""
+        return str(self.event_id or self.dead_letter_id).encode()
 
 
 StorableEvent = InferenceCompleted | ImageRejected | ImageValidated

@@ -141,6 +141,15 @@ class ApiSettings(_Group):
     jwt_leeway_seconds: int = Field(10, ge=0, le=120)
     rate_limit_per_subject_per_minute: int = Field(120, ge=1)
     rate_limit_global_per_minute: int = Field(2000, ge=1)
+    rate_limit_failed_auth_per_address_per_minute: int = Field(
+        20,
+        ge=1,
+        description="failed authentications per client address, in their own buckets (never "
+        "charged to the global budget)",
+    )
+    jwt_max_lifetime_seconds: int = Field(
+        24 * 60 * 60, ge=60, description="longest exp - iat a token may have"
+    )
     cors_allow_origins: tuple[str, ...] = ()
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_batch_items: int = Field(50, ge=1)
@@ -236,6 +245,34 @@ class KafkaSecuritySettings(_Group):
         return self
 
 
+class DatabaseSettings(_Group):
+    """PostgreSQL roles and TLS (docs/security.md#postgresql).
+
+    ``database_url`` is the runtime role (workers, API); migrations run as the owner, audit
+    verification as the read-only role, each defaulting to ``database_url`` (one role in
+    development).
+    """
+
+    owner_url: SecretStr | None = Field(None, description="the role that runs Alembic")
+    readonly_url: SecretStr | None = Field(
+        None, description="a read-only role (audit verify and show)"
+    )
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq's modes; verify-full checks the CA and the host name"
+    )
+    sslrootcert: Path | None = Field(None, description="CA certificate(s) for verify-ca/full")
+    sslcert: Path | None = Field(None, description="client certificate (optional)")
+    sslkey: Path | None = Field(None, description="client key (with sslcert)")
+
+    @model_validator(mode="after")
+    def _verification_has_a_ca(self) -> DatabaseSettings:
+        if self.sslmode in {"verify-ca", "verify-full"} and self.sslrootcert is None:
+            raise ValueError(f"sslmode {self.sslmode} needs sslrootcert")
+        if (self.sslcert is None) != (self.sslkey is None):
+            raise ValueError("sslcert and sslkey go together")
+        return self
+
+
 class ObservabilitySettings(_Group):
     """Where workers serve /metrics and health, and how lag is judged."""
 
@@ -291,6 +328,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     dicom: DicomSettings = DicomSettings()
     watchdog: WatchdogSettings = WatchdogSettings()
+    database: DatabaseSettings = DatabaseSettings()
 
     @field_validator("storage_roots", mode="before")
     @classmethod
@@ -352,6 +390,16 @@ class Settings(BaseSettings):
         return configured.expanduser().resolve()
 
     @property
+    def owner_database_url(self) -> str:
+        """The URL migrations run with (the owner role; ``database_url`` when unset)."""
+        return (self.database.owner_url or self.database_url).get_secret_value()
+
+    @property
+    def readonly_database_url(self) -> str:
+        """The URL read-only tools use (``database_url`` when unset)."""
+        return (self.database.readonly_url or self.database_url).get_secret_value()
+
+    @property
     def async_database_url(self) -> str:
         """The database URL with SQLAlchemy's asyncpg driver selected."""
         url = self.database_url.get_secret_value()
@@ -364,6 +412,10 @@ class Settings(BaseSettings):
         """Effective settings as plain data with every secret masked (for ``radstream config``)."""
         data: dict[str, Any] = self.model_dump(mode="json")
         data["database_url"] = mask_url(self.database_url.get_secret_value())
+        for name in ("owner_url", "readonly_url"):
+            secret = getattr(self.database, name)
+            if secret is not None:
+                data["database"][name] = mask_url(secret.get_secret_value())
         data["api"]["jwt_secret"] = _MASK
         return data
 

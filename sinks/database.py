@@ -8,6 +8,7 @@ where they enter, so callers retry them and never see SQLAlchemy or asyncpg type
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from schemas.errors import ErrorCode, TransientError
+from schemas.settings import DatabaseSettings
 
 # Library errors that mean the server is unreachable, shutting down or refusing connections.
 # ``tests/unit/sinks/test_database_errors.py`` builds one of each and checks the translation.
@@ -97,6 +99,30 @@ def to_async_url(url: str) -> str:
     return url
 
 
+def tls_context(settings: DatabaseSettings) -> ssl.SSLContext | str:
+    """What asyncpg's ``ssl`` argument gets for ``settings.sslmode``.
+
+    ``verify-full`` checks the server's certificate against ``sslrootcert`` and its name against
+    the host connected to; ``verify-ca`` the certificate only; ``require`` encrypts without
+    verifying (libpq's meaning, without a root certificate); ``prefer`` and ``disable`` are
+    passed on as asyncpg's own modes.
+    """
+    mode = settings.sslmode
+    if mode in {"disable", "prefer"}:
+        return mode
+    context = ssl.create_default_context(
+        cafile=None if settings.sslrootcert is None else str(settings.sslrootcert)
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if mode != "verify-full":
+        context.check_hostname = False
+    if mode == "require":
+        context.verify_mode = ssl.CERT_NONE
+    if settings.sslcert is not None and settings.sslkey is not None:
+        context.load_cert_chain(settings.sslcert, settings.sslkey)
+    return context
+
+
 class Database:
     """One async engine and its session factory, created at start-up and disposed at shutdown.
 
@@ -104,11 +130,20 @@ class Database:
         url: ``postgresql://`` or ``postgresql+asyncpg://`` URL (a secret: never logged).
         pool_size: pooled connections kept open (``SinkSettings.pool_size``).
         connect_timeout_seconds: how long a new connection may take before it counts as down.
+        tls: asyncpg's ``ssl`` argument (:func:`tls_context`); None leaves asyncpg's default.
     """
 
     def __init__(
-        self, url: str, *, pool_size: int = 5, connect_timeout_seconds: float = 5.0
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        connect_timeout_seconds: float = 5.0,
+        tls: ssl.SSLContext | str | None = None,
     ) -> None:
+        connect_args: dict[str, object] = {"timeout": connect_timeout_seconds}
+        if tls is not None:
+            connect_args["ssl"] = tls
         self.engine: AsyncEngine = create_async_engine(
             to_async_url(url),
             pool_size=pool_size,
@@ -116,7 +151,7 @@ class Database:
             # A restarted server leaves dead pooled connections; test each at checkout.
             pool_pre_ping=True,
             pool_timeout=connect_timeout_seconds,
-            connect_args={"timeout": connect_timeout_seconds},
+            connect_args=connect_args,
         )
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False

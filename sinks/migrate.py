@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from pathlib import Path
 
 from alembic import command
@@ -18,7 +19,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from schemas.errors import ErrorCode, InputValidationError
 from sinks.database import database_errors, to_async_url
@@ -49,8 +50,17 @@ def is_known_revision(revision: str) -> bool:
     return len(matches) == 1
 
 
-async def _with_connection(url: str, action: str, revision: str) -> None:
-    engine = create_async_engine(to_async_url(url), poolclass=pool.NullPool)
+def _engine(url: str, tls: ssl.SSLContext | str | None) -> AsyncEngine:
+    connect_args = {} if tls is None else {"ssl": tls}
+    return create_async_engine(
+        to_async_url(url), poolclass=pool.NullPool, connect_args=connect_args
+    )
+
+
+async def _with_connection(
+    url: str, action: str, revision: str, tls: ssl.SSLContext | str | None = None
+) -> None:
+    engine = _engine(url, tls)
 
     def run(connection: Connection) -> None:
         config = alembic_config()
@@ -73,19 +83,25 @@ async def _with_connection(url: str, action: str, revision: str) -> None:
         await engine.dispose()
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(
+    url: str, revision: str = "head", *, tls: ssl.SSLContext | str | None = None
+) -> None:
     """Upgrade the database at ``url`` to ``revision`` (from inside a running event loop)."""
-    await _with_connection(url, "upgrade", revision)
+    await _with_connection(url, "upgrade", revision, tls)
 
 
-async def downgrade_async(url: str, revision: str) -> None:
+async def downgrade_async(
+    url: str, revision: str, *, tls: ssl.SSLContext | str | None = None
+) -> None:
     """Downgrade the database at ``url`` to ``revision`` (``"base"`` drops every table)."""
-    await _with_connection(url, "downgrade", revision)
+    await _with_connection(url, "downgrade", revision, tls)
 
 
-async def current_revision_async(url: str) -> str | None:
+async def current_revision_async(
+    url: str, *, tls: ssl.SSLContext | str | None = None
+) -> str | None:
     """The revision the database at ``url`` is at, ``None`` when it was never migrated."""
-    engine = create_async_engine(to_async_url(url), poolclass=pool.NullPool)
+    engine = _engine(url, tls)
     try:
         with database_errors():
             async with engine.connect() as connection:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.api import ResultQuery, VerificationStatus
+from schemas.api import ResultQuery, VerificationStatus, utc_timestamp
 from schemas.audit import AuditRecord
 from schemas.errors import (
     ConflictError,
@@ -124,10 +124,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         data = json.loads(raw)
         completed_at = datetime.fromisoformat(data["c"])
         result_id = uuid.UUID(data["r"])
+        if completed_at.tzinfo is None:
+            raise ValueError("a cursor's time is timezone-aware")  # noqa: TRY301 - one verdict
+        # Out-of-range instants (year 0 or 10000 in UTC) would reach asyncpg as an OverflowError.
+        completed_at = utc_timestamp(completed_at)
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise InputValidationError(ErrorCode.REQUEST_INVALID, "invalid page cursor") from exc
-    if completed_at.tzinfo is None:
-        raise InputValidationError(ErrorCode.REQUEST_INVALID, "invalid page cursor")
     return completed_at, result_id
 
 

@@ -163,7 +163,7 @@ def dead_letter_for(
         correlation_id=message.correlation_id,
         event_id=event_id,
     )
-    return Outgoing(TopicKey.DEADLETTER, message.key, letter, message.out_headers())
+    return Outgoing(TopicKey.DEADLETTER, letter.message_key(), letter, message.out_headers())
 
 
 def parse_event(message: Incoming, model: type[ModelT]) -> ModelT:

@@ -78,21 +78,21 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             6,
             7 * DAY_MS,
             description="validated images",
-            message_key="the arrival's key",
+            message_key="StudyInstanceUID when present, else the event id",
         ),
         TopicSpec(
             TopicKey.IMAGES_REJECTED,
             3,
             30 * DAY_MS,
             description="rejections",
-            message_key="the arrival's key",
+            message_key="StudyInstanceUID when present, else the event id",
         ),
         TopicSpec(
             TopicKey.INFERENCE_RESULTS,
             6,
             30 * DAY_MS,
             description="model results",
-            message_key="the arrival's key",
+            message_key="StudyInstanceUID when present, else the event id",
         ),
         # The audit log is never compacted and never expires: records are evidence.
         TopicSpec(
@@ -108,7 +108,7 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             1,
             30 * DAY_MS,
             description="dead letters",
-            message_key="the original message's key",
+            message_key="the event id when known, else the dead letter's id",
         ),
         # Compacted, never expiring: a dead letter's latest mark (replayed/purged) must outlive
         # every process; tombstones remove the marks of deleted dead letters.
@@ -132,7 +132,7 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             3,
             30 * DAY_MS,
             description="result reports delivered to DICOM destinations",
-            message_key="the arrival's key",
+            message_key="StudyInstanceUID when present, else the event id",
         ),
     )
 }

@@ -11,7 +11,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
 
 from gateway.auth import Principal, Role
 from gateway.dependencies import Context, record_action, require_roles
@@ -22,6 +21,7 @@ from schemas.api import (
     ResultPage,
     ResultQuery,
     ResultView,
+    UtcTimestamp,
     Verification,
     VerificationStatus,
 )
@@ -46,8 +46,8 @@ async def list_results(  # noqa: PLR0917 - FastAPI maps each query parameter to 
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[Cursor | None, Query()] = None,
-    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
+    since: Annotated[UtcTimestamp | None, Query(description="ISO 8601 with offset")] = None,
+    until: Annotated[UtcTimestamp | None, Query(description="ISO 8601 with offset")] = None,
     model: Annotated[ModelName | None, Query()] = None,
     status: Annotated[VerificationStatus | None, Query()] = None,
     study_uid: Annotated[Uid | None, Query()] = None,

@@ -165,7 +165,9 @@ class DicomExportStage:
             report_sop_class_uid=REPORT_SOP_CLASS_UID,
             model=result.model,
         )
-        return Outgoing(TopicKey.RESULTS_EXPORTED, message.key, exported, message.out_headers())
+        return Outgoing(
+            TopicKey.RESULTS_EXPORTED, exported.message_key(), exported, message.out_headers()
+        )
 
     @staticmethod
     def _skipped(result: InferenceCompleted, why: str) -> None:

@@ -101,7 +101,7 @@ class InferenceStage:
                 out.append(
                     Outgoing(
                         TopicKey.INFERENCE_RESULTS,
-                        message.key,
+                        outcome.result.message_key(),
                         outcome.result,
                         message.out_headers(),
                     )
@@ -191,4 +191,6 @@ class InferenceStage:
             study_instance_uid=event.study_instance_uid,
             model_id=model_id,
         )
-        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
+        return Outgoing(
+            TopicKey.IMAGES_REJECTED, rejected.message_key(), rejected, message.out_headers()
+        )

@@ -90,7 +90,9 @@ class ValidationStage:
                 message, event, outcome.error_code, outcome.reason, retryable=outcome.retryable
             )
         validated = validated_event(event, outcome)
-        return Outgoing(TopicKey.IMAGES_VALIDATED, message.key, validated, message.out_headers())
+        return Outgoing(
+            TopicKey.IMAGES_VALIDATED, validated.message_key(), validated, message.out_headers()
+        )
 
     def _rejected(
         self,
@@ -112,4 +114,6 @@ class ValidationStage:
             requested_by=event.requested_by,
             study_instance_uid=event.study_instance_uid,
         )
-        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
+        return Outgoing(
+            TopicKey.IMAGES_REJECTED, rejected.message_key(), rejected, message.out_headers()
+        )

@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,9 +65,14 @@ class PrivateCluster:
         """Create the cluster (trust auth, listening on loopback only)."""
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "--no-sync")
 
-    def start(self) -> None:
-        """Start and wait until it accepts connections (at most 30 s)."""
+    def start(self, *settings: str) -> None:
+        """Start and wait until it accepts connections (at most 30 s).
+
+        Args:
+            settings: extra server settings, ``name=value`` each (``ssl=on``).
+        """
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+        options += "".join(f" -c {setting}" for setting in settings)
         log = str(self.base / "server.log")
         self._run(
             "pg_ctl", "start", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "30"
@@ -85,12 +90,21 @@ class PrivateCluster:
 
 
 @contextmanager
-def running_cluster() -> Iterator[PrivateCluster]:
-    """A started private cluster, removed (stopped first if running) on exit."""
+def running_cluster(
+    *settings: str, prepare: Callable[[PrivateCluster], None] | None = None
+) -> Iterator[PrivateCluster]:
+    """A started private cluster, removed on exit.
+
+    Args:
+        settings: extra server settings for :meth:`PrivateCluster.start`.
+        prepare: called before ``initdb`` (e.g. to write TLS files into ``cluster.base``).
+    """
     private = PrivateCluster()
     try:
+        if prepare is not None:
+            prepare(private)
         private.init()
-        private.start()
+        private.start(*settings)
         yield private
     finally:
         private.remove()

@@ -34,12 +34,13 @@ EXPECTED_HEADERS = {
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Harness:
-    """The API allowing one CORS origin, with a small per-subject rate limit."""
+    """The API allowing one CORS origin, with small per-subject and failed-auth rate limits."""
     return build_harness(
         tmp_path,
         cors_allow_origins=(ALLOWED,),
         rate_limit_per_subject_per_minute=3,
         rate_limit_global_per_minute=100,
+        rate_limit_failed_auth_per_address_per_minute=3,
     )
 
 

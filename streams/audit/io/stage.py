@@ -7,7 +7,7 @@ import contextlib
 
 from observability.metrics import Metrics
 from schemas.settings import Settings
-from sinks.database import Database
+from sinks.database import Database, tls_context
 from streams.audit.io.agent import AuditAgent
 from streams.audit.io.table import AuditTableWriter
 from streams.batching_sink import Backpressure, SinkHooks
@@ -21,7 +21,9 @@ async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metr
     worker: a worker must not go on validating and inferring unaudited.
     """
     agent = AuditAgent.from_settings(settings)
-    database = Database(settings.database_url.get_secret_value(), pool_size=2)
+    database = Database(
+        settings.database_url.get_secret_value(), pool_size=2, tls=tls_context(settings.database)
+    )
     backpressure = Backpressure.from_settings(
         settings.sink,
         SinkHooks(backpressure=lambda seconds: metrics.sink_backpressure("audit", seconds)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 
 from schemas.audit import AuditRecord
 from schemas.settings import AuditSettings, Settings
-from sinks.database import Database
+from sinks.database import Database, tls_context
 from sinks.repositories import AuditLogRepository
 from streams.audit.io.table import trail_for_event_in_table, verify_table
 from streams.audit.io.topic import trail_for_event, verify_topic
@@ -28,6 +29,7 @@ class AuditTrail:
     topic: str
     database_url: str
     audit: AuditSettings
+    tls: ssl.SSLContext | str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditTrail:
@@ -35,13 +37,14 @@ class AuditTrail:
         return cls(
             kafka=KafkaClientConfig.from_settings(settings, client_id="radstream-audit-cli"),
             topic=TopicNames(settings.topic_prefix).audit,
-            database_url=settings.database_url.get_secret_value(),
+            database_url=settings.readonly_database_url,
             audit=settings.audit,
+            tls=tls_context(settings.database),
         )
 
     @asynccontextmanager
     async def _repository(self) -> AsyncIterator[AuditLogRepository]:
-        database = Database(self.database_url, pool_size=1)
+        database = Database(self.database_url, pool_size=1, tls=self.tls)
         try:
             yield AuditLogRepository(database.sessions)
         finally:

@@ -72,7 +72,8 @@ class TestExported:
         assert exported.study_instance_uid == inferred.study_instance_uid
         assert exported.source_sop_instance_uid == inferred.sop_instance_uid
         assert (exported.event_id, exported.result_id) == (inferred.event_id, inferred.result_id)
-        assert out[0].key == b"1.2.3"
+        # Keyed by the study, never by the consumed key (docs/security.md).
+        assert out[0].key == exported.study_instance_uid.encode()
         assert ("correlation_id", CORRELATION.encode()) in out[0].headers
         assert "CANARY" not in exported.model_dump_json().upper()
 

@@ -145,6 +145,11 @@ class FakeResults:
         """Newest first, filtered as the repository filters, paged by an offset cursor."""
         if self.fail_with is not None:
             raise self.fail_with
+        for bound in (query.since, query.until):
+            if bound is not None:
+                # What asyncpg does with a timestamptz parameter: an instant outside years
+                # 1-9999 in UTC raises OverflowError there, so it must here too (a 500).
+                bound.astimezone(UTC)
         rows = [
             row
             for row in sorted(self.rows, key=lambda r: r.completed_at, reverse=True)

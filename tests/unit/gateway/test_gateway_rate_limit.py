@@ -71,3 +71,11 @@ class TestRateLimiter:
         limiter.check("a")  # a fresh bucket again
         with pytest.raises(RateLimitError):
             limiter.check("c")
+
+    def test_without_global_bucket_only_the_key_limits(self) -> None:
+        """A limiter without a global bucket admits any number of distinct keys."""
+        limiter = RateLimiter(1, None, FakeClock())
+        for index in range(50):
+            limiter.check(f"address:{index}")
+        with pytest.raises(RateLimitError):
+            limiter.check("address:0")

@@ -278,7 +278,7 @@ class TestDelivery:
 
 class TestDeadLetterFor:
     def test_keeps_original_bytes_and_event_id(self) -> None:
-        """The dead letter has the original key, value, headers and source coordinates."""
+        """The dead letter keeps the original key, value, headers and source coordinates."""
         event_id = uuid.uuid4()
         message = incoming(b"payload", ((CORRELATION_ID_HEADER, b"c1" * 16),))
         out = dead_letter_for(
@@ -290,4 +290,6 @@ class TestDeadLetterFor:
         assert letter.event_id == event_id
         assert letter.correlation_id == "c1" * 16
         assert letter.error_code is ErrorCode.TIMEOUT
-        assert out.key == b"k"
+        # The original key is kept in the letter; the letter itself is keyed by the event id.
+        assert letter.key_b64 == "aw=="
+        assert out.key == str(event_id).encode()
