@@ -194,7 +194,7 @@ def build_results_spec(
 
     return AgentSpec(
         "results",
-        (topics.results, topics.validated, topics.rejected),
+        (topics.results, topics.validated, topics.rejected, topics.shadow),
         ResultsStage(sink, topics, on_stored=stored),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,

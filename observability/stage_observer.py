@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from observability.metrics import Metrics, Outcome
 from schemas.errors import ErrorCode
 from schemas.events import Stage
+from streams.pipeline import SHADOW_OUTCOME
 
 _OUTCOMES: dict[str, Outcome] = {
     "rejected": Outcome.REJECTED,
@@ -28,6 +29,8 @@ class MetricsObserver:
         for _ in range(size):
             self._metrics.stage_received(stage)
         for outcome, code in outcomes:
+            if outcome == SHADOW_OUTCOME:
+                continue  # counted per model version (role="shadow"), not as the event's outcome
             kind = _OUTCOMES.get(outcome, Outcome.SUCCEEDED)
             # Every event of a batch waited for the whole batch: that is its stage latency.
             self._metrics.stage_processed(stage, kind, seconds)

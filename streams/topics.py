@@ -21,6 +21,7 @@ from schemas.events import (
     ImageValidated,
     InferenceCompleted,
     ResultExported,
+    ShadowOutcome,
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -38,6 +39,7 @@ class TopicKey(StrEnum):
     DEADLETTER_MARKS = "deadletter.marks"
     API_ACTIONS = "api.actions"
     RESULTS_EXPORTED = "results.exported"
+    INFERENCE_SHADOW = "inference.shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,14 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             description="result reports delivered to DICOM destinations",
             message_key="the arrival's key",
         ),
+        # Outcomes of versions in shadow, kept for comparison: only the results sink reads it.
+        TopicSpec(
+            TopicKey.INFERENCE_SHADOW,
+            6,
+            30 * DAY_MS,
+            description="outcomes of model versions in shadow (never published downstream)",
+            message_key="the arrival's key",
+        ),
     )
 }
 
@@ -183,6 +193,10 @@ class TopicNames:
     def results_exported(self) -> str:
         return self[TopicKey.RESULTS_EXPORTED]
 
+    @property
+    def shadow(self) -> str:
+        return self[TopicKey.INFERENCE_SHADOW]
+
     def all(self) -> dict[TopicKey, str]:
         """Every topic's full name, by key."""
         return {key: self[key] for key in TOPIC_SPECS}
@@ -200,4 +214,5 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.DEADLETTER_MARKS: DeadLetterMark,
         TopicKey.API_ACTIONS: ApiAction,
         TopicKey.RESULTS_EXPORTED: ResultExported,
+        TopicKey.INFERENCE_SHADOW: ShadowOutcome,
     }

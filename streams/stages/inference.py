@@ -4,7 +4,9 @@ Per batch: re-read each validated image (its SHA-256 must still match what valid
 file replaced between the stages is refused, not inferred), decode it with the validator's own
 decoder, and run one batched inference per model. An image that fails — unreadable, changed,
 undecodable, unknown or refused model — fails alone as a rejection with its code; the rest of
-the batch is unaffected. The batch is acknowledged only after all outcomes are delivered.
+the batch is unaffected. Versions running in shadow (beside the active one, or the active one
+beside a canary) deliver their outcomes to ``inference.shadow`` only. The batch is acknowledged
+only after all outcomes are delivered.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
-from schemas.events import ImageRejected, ImageValidated, Stage
+from schemas.events import ImageRejected, ImageValidated, ShadowOutcome, Stage
 from schemas.settings import ValidationSettings
 from streams.inference.batching import InferenceOutcome, InferenceRequest, infer_batch
 from streams.inference.registry import ModelRegistry
@@ -91,25 +94,37 @@ class InferenceStage:
         by_request = {id(p.request): p.message for p in prepared}
         started = time.perf_counter()
         outcomes = await asyncio.to_thread(
-            infer_batch, [p.request for p in prepared], self._registry, self._rules
+            partial(infer_batch, include_shadows=True),
+            [p.request for p in prepared],
+            self._registry,
+            self._rules,
         )
         self._report_model_batches(outcomes, time.perf_counter() - started)
         self._report_model_outcomes(outcomes)
-        for outcome in outcomes:
-            message = by_request[id(outcome.request)]
-            if outcome.result is not None:
-                out.append(
-                    Outgoing(
-                        TopicKey.INFERENCE_RESULTS,
-                        message.key,
-                        outcome.result,
-                        message.out_headers(),
-                    )
-                )
-            else:
-                error = outcome.error or error_for(ErrorCode.INFERENCE_FAILED)
-                out.append(self._rejected(message, outcome.request.event, error, outcome.model_id))
+        out.extend(self._route(by_request[id(o.request)], o) for o in outcomes)
         return out
+
+    def _route(self, message: Incoming, outcome: InferenceOutcome) -> Outgoing:
+        """A published outcome to ``inference.results`` or ``images.rejected``; a shadow's to
+        ``inference.shadow`` (stored for comparison, never seen downstream)."""
+        if outcome.shadow:
+            shadow = (
+                ShadowOutcome(result=outcome.result)
+                if outcome.result is not None
+                else ShadowOutcome(rejection=self._rejection(outcome))
+            )
+            return Outgoing(TopicKey.INFERENCE_SHADOW, message.key, shadow, message.out_headers())
+        if outcome.result is not None:
+            return Outgoing(
+                TopicKey.INFERENCE_RESULTS, message.key, outcome.result, message.out_headers()
+            )
+        return Outgoing(
+            TopicKey.IMAGES_REJECTED, message.key, self._rejection(outcome), message.out_headers()
+        )
+
+    def _rejection(self, outcome: InferenceOutcome) -> ImageRejected:
+        error = outcome.error or error_for(ErrorCode.INFERENCE_FAILED)
+        return self._rejection_of(outcome.request.event, error, outcome.model_id)
 
     async def _prepare(self, message: Incoming) -> _Prepared | Outgoing:
         try:
@@ -179,7 +194,13 @@ class InferenceStage:
     def _rejected(
         self, message: Incoming, event: ImageValidated, error: RadstreamError, model_id: str | None
     ) -> Outgoing:
-        rejected = ImageRejected(
+        rejected = self._rejection_of(event, error, model_id)
+        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
+
+    def _rejection_of(
+        self, event: ImageValidated, error: RadstreamError, model_id: str | None
+    ) -> ImageRejected:
+        return ImageRejected(
             event_id=event.event_id,
             occurred_at=event.occurred_at,
             stage=self.stage,
@@ -191,4 +212,3 @@ class InferenceStage:
             study_instance_uid=event.study_instance_uid,
             model_id=model_id,
         )
-        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
