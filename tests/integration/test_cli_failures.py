@@ -28,6 +28,17 @@ from streams.audit.files import load_or_create_signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(SAMPLES_DIR / "dicom" / "ct_small.dcm")
+MODEL_DIR = ROOT / "model_registry" / "lesion-detector" / "1.2.0"
+# The registry changes the models commands would make are refused before anything is written:
+# with the broker down their audit actions cannot be published (see BROKER_DOWN).
+MODEL_CHANGES = (
+    "models add",
+    "models promote",
+    "models shadow",
+    "models canary",
+    "models stage",
+    "models retire",
+)
 SOME_ID = str(uuid.uuid4())
 DB_PASSWORD = "Pw-Zq81/never-shown"
 JWT_SECRET = "jwt-Zq81-canary-secret-never-printed!"
@@ -44,7 +55,24 @@ WORK: dict[str, list[str]] = {
     "bootstrap": [],
     "api": [],
     "token": ["--subject", "ops", "--role", "admin"],
-    "models": [],
+    "models list": [],
+    "models show": ["lesion-detector"],
+    "models scaffold": [str(MODEL_DIR / "model.onnx"), "--name", "x", "--version", "1.0.0"],
+    "models add": [
+        str(MODEL_DIR / "model.onnx"),
+        "--manifest",
+        str(MODEL_DIR / "manifest.yaml"),
+        "--card",
+        str(MODEL_DIR / "MODEL_CARD.md"),
+        "--actor",
+        "ops",
+    ],
+    "models promote": ["lesion-detector@1.2.0", "--actor", "ops"],
+    "models shadow": ["lesion-detector@1.1.0", "--actor", "ops"],
+    "models canary": ["lesion-detector@1.1.0", "--percent", "10", "--actor", "ops"],
+    "models stage": ["lesion-detector@1.1.0", "--actor", "ops"],
+    "models retire": ["lesion-detector@1.0.0", "--actor", "ops"],
+    "models compare": ["lesion-detector", "--candidate", "1.1.0"],
     "audit verify": [],
     "audit show": ["--event-id", SOME_ID],
     "dlq list": [],
@@ -105,6 +133,7 @@ BROKER_DOWN = [
             "dlq replay",
             "dlq purge",
             "lag",
+            *MODEL_CHANGES,
         )
     ),
     Case(["worker", "--stages", "audit"], ExitCode.UNAVAILABLE, BROKER),
@@ -113,13 +142,29 @@ BROKER_DOWN = [
     # Commands that need no broker still work.
     *(
         Case(work(name), ExitCode.OK)
-        for name in ("db upgrade", "token", "models", "config", "schemas check")
+        for name in (
+            "db upgrade",
+            "token",
+            "models list",
+            "models show",
+            "models scaffold",
+            "config",
+            "schemas check",
+        )
     ),
 ]
 DATABASE_DOWN = [
     *(
         Case(work(name), ExitCode.UNAVAILABLE, DATABASE)
-        for name in ("demo", "worker", "db upgrade", "db downgrade", "bootstrap", "api")
+        for name in (
+            "demo",
+            "worker",
+            "db upgrade",
+            "db downgrade",
+            "bootstrap",
+            "api",
+            "models compare",
+        )
     ),
     Case(["worker", "--stages", "results"], ExitCode.UNAVAILABLE, DATABASE),
     Case(["audit", "verify"], ExitCode.UNAVAILABLE, DATABASE),
@@ -131,7 +176,7 @@ DATABASE_DOWN = [
     # Commands that need no database still work (or find nothing: a clear not-found line).
     *(
         Case(work(name), ExitCode.OK)
-        for name in ("topics ensure", "publish", "dlq list", "token", "models", "config")
+        for name in ("topics ensure", "publish", "dlq list", "token", "models list", "config")
     ),
     Case(work("audit show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),
     Case(work("dlq show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),
@@ -149,6 +194,8 @@ BAD_ARGUMENTS = [
     Case(["dlq", "list", "--limit", "-1"], ExitCode.USAGE, USAGE),
     Case(["dlq", "purge", "--actor", "ops"], ExitCode.USAGE, USAGE),
     Case(["dlq"], ExitCode.USAGE, USAGE),
+    Case(["models"], ExitCode.USAGE, USAGE),
+    Case(["models", "canary", "lesion-detector@1.1.0", "--percent", "0", "--actor", "o"], 2, USAGE),
     Case(["nope"], ExitCode.USAGE, USAGE),
     *(Case(work(name, "--no-such-option"), ExitCode.USAGE, USAGE) for name in sorted(WORK)),
 ]
