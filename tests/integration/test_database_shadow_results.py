@@ -26,7 +26,7 @@ from sinks.repositories import ComparisonRepository, LifecycleRepository, Result
 from sinks.results_sink import ResultsSink
 from sinks.tables import LifecycleState, image_events, inference_results
 
-pytestmark = pytest.mark.requirement("RS-MOD-03")
+pytestmark = pytest.mark.requirement("RS-MOD-03", "RS-MOD-04")
 
 # The test database is shared: every test uses a model name of its own.
 MODEL = f"nodule-{uuid.uuid4().hex[:8]}"

@@ -238,3 +238,23 @@ async def test_add_shadow_compare_promote(
             ("model_rollout", "1.2.0", "staged"),
         ]
     )
+
+
+async def test_a_manifest_that_lies_about_the_shape_is_refused(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`models add` with a manifest declaring 128x128 for a 64x64 graph: one line, exit 7."""
+    registry_dir = settings.inference.model_registry_dir
+    onnx, manifest, card = new_version(registry_dir, tmp_path / "new")
+    data = yaml.safe_load(manifest.read_text())
+    data["input"]["height"] = data["input"]["width"] = 128
+    manifest.write_text(yaml.safe_dump(data, allow_unicode=True))
+    argv = ["add", str(onnx), "--manifest", str(manifest), "--card", str(card)]
+    status = await asyncio.to_thread(
+        main, ["models", *argv, "--actor", "ops.alice"], settings=settings
+    )
+    err = capsys.readouterr().err
+    assert status == 7
+    assert err.count("\n") == 1
+    assert "radstream models add: MODEL_MANIFEST_MISMATCH: " in err
+    assert not (registry_dir / "lesion-detector" / "1.3.0").exists()
