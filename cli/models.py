@@ -23,10 +23,10 @@ import app
 from cli.context import Group, Invocation, pass_invocation
 from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table
-from cli.params import AwareTime, Validated, json_option
+from cli.params import AwareTime, Validated, actor_option, json_option
 from schemas.audit import ApiAction
 from schemas.errors import ErrorCode
-from schemas.events import Pseudonym, utc_now
+from schemas.events import utc_now
 from schemas.rollout import RolloutMode
 from schemas.settings import Settings
 from sinks.repositories import ComparisonRepository
@@ -76,16 +76,6 @@ def with_publisher(settings: Settings, operation: Callable[[Publish], Awaitable[
             return await operation(publish)
 
     return asyncio.run(run())
-
-
-def actor_option(action: Any) -> Any:
-    """``--actor``: who changes the registry, for the audit trail."""
-    return click.option(
-        "--actor",
-        required=True,
-        type=Validated(Pseudonym, "actor id"),
-        help="Your pseudonymous id, recorded in the audit trail (never a name).",
-    )(action)
 
 
 # ------------------------------------------------------------------------------- list, show
