@@ -20,7 +20,13 @@ from functools import partial
 from typing import Protocol
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
-from schemas.events import ImageRejected, ImageValidated, ShadowOutcome, Stage
+from schemas.events import (
+    ImageRejected,
+    ImageValidated,
+    InferenceCompleted,
+    ShadowOutcome,
+    Stage,
+)
 from schemas.settings import ValidationSettings
 from streams.inference.batching import InferenceOutcome, InferenceRequest, infer_batch
 from streams.inference.registry import ModelRegistry
@@ -107,24 +113,21 @@ class InferenceStage:
     def _route(self, message: Incoming, outcome: InferenceOutcome) -> Outgoing:
         """A published outcome to ``inference.results`` or ``images.rejected``; a shadow's to
         ``inference.shadow`` (stored for comparison, never seen downstream)."""
+        # Every outcome without a result carries its error (infer_batch never drops one).
+        value = outcome.result or outcome.rejection()
         if outcome.shadow:
             shadow = (
-                ShadowOutcome(result=outcome.result)
-                if outcome.result is not None
-                else ShadowOutcome(rejection=self._rejection(outcome))
+                ShadowOutcome(result=value)
+                if isinstance(value, InferenceCompleted)
+                else ShadowOutcome(rejection=value)
             )
             return Outgoing(TopicKey.INFERENCE_SHADOW, message.key, shadow, message.out_headers())
-        if outcome.result is not None:
-            return Outgoing(
-                TopicKey.INFERENCE_RESULTS, message.key, outcome.result, message.out_headers()
-            )
-        return Outgoing(
-            TopicKey.IMAGES_REJECTED, message.key, self._rejection(outcome), message.out_headers()
+        topic = (
+            TopicKey.INFERENCE_RESULTS
+            if isinstance(value, InferenceCompleted)
+            else TopicKey.IMAGES_REJECTED
         )
-
-    def _rejection(self, outcome: InferenceOutcome) -> ImageRejected:
-        error = outcome.error or error_for(ErrorCode.INFERENCE_FAILED)
-        return self._rejection_of(outcome.request.event, error, outcome.model_id)
+        return Outgoing(topic, message.key, value, message.out_headers())
 
     async def _prepare(self, message: Incoming) -> _Prepared | Outgoing:
         try:
@@ -194,13 +197,7 @@ class InferenceStage:
     def _rejected(
         self, message: Incoming, event: ImageValidated, error: RadstreamError, model_id: str | None
     ) -> Outgoing:
-        rejected = self._rejection_of(event, error, model_id)
-        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
-
-    def _rejection_of(
-        self, event: ImageValidated, error: RadstreamError, model_id: str | None
-    ) -> ImageRejected:
-        return ImageRejected(
+        rejected = ImageRejected(
             event_id=event.event_id,
             occurred_at=event.occurred_at,
             stage=self.stage,
@@ -212,3 +209,4 @@ class InferenceStage:
             study_instance_uid=event.study_instance_uid,
             model_id=model_id,
         )
+        return Outgoing(TopicKey.IMAGES_REJECTED, message.key, rejected, message.out_headers())
