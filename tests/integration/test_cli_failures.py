@@ -14,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ MODEL_CHANGES = (
     "models retire",
 )
 SOME_ID = str(uuid.uuid4())
+# Where `compliance report` writes here: outside the checkout, one file per test session.
+REPORT_OUT = str(Path(tempfile.gettempdir()) / f"radstream-compliance-{SOME_ID}.md")
 DB_PASSWORD = "Pw-Zq81/never-shown"
 JWT_SECRET = "jwt-Zq81-canary-secret-never-printed!"
 SHORT_SECRET = "short-Zq81-canary"
@@ -83,6 +86,7 @@ WORK: dict[str, list[str]] = {
     "config": [],
     "schemas export": [],
     "schemas check": [],
+    "compliance report": ["--out", REPORT_OUT],
 }
 # Writes the committed contract files: covered by its unit tests, not run here.
 NOT_RUN = {"schemas export"}
@@ -139,7 +143,8 @@ BROKER_DOWN = [
     Case(["worker", "--stages", "audit"], ExitCode.UNAVAILABLE, BROKER),
     Case(["audit", "verify", "--every", "60"], ExitCode.UNAVAILABLE, BROKER),
     Case(["lag", "--serve", "--interval", "60"], ExitCode.UNAVAILABLE, BROKER),
-    # Commands that need no broker still work.
+    # Commands that need no broker still work (the compliance report says the audit trail
+    # could not be verified instead of failing).
     *(
         Case(work(name), ExitCode.OK)
         for name in (
@@ -150,6 +155,7 @@ BROKER_DOWN = [
             "models scaffold",
             "config",
             "schemas check",
+            "compliance report",
         )
     ),
 ]
@@ -176,7 +182,15 @@ DATABASE_DOWN = [
     # Commands that need no database still work (or find nothing: a clear not-found line).
     *(
         Case(work(name), ExitCode.OK)
-        for name in ("topics ensure", "publish", "dlq list", "token", "models list", "config")
+        for name in (
+            "topics ensure",
+            "publish",
+            "dlq list",
+            "token",
+            "models list",
+            "config",
+            "compliance report",
+        )
     ),
     Case(work("audit show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),
     Case(work("dlq show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),
