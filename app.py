@@ -48,7 +48,7 @@ from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
 from schemas.settings import Settings
 from sinks.database import Database, tls_context
-from sinks.repositories import LifecycleRepository, ResultsRepository
+from sinks.repositories import ComparisonRepository, LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
 from streams.agents import AgentSpec, register_agent
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
@@ -709,7 +709,11 @@ async def build_api(
         publisher=publisher,
         results=RepositoryResultsReader(ResultsRepository(database.sessions)),
         lifecycle=RepositoryLifecycleReader(LifecycleRepository(database.sessions)),
-        models=RegistryModelCatalog(load_model_registry(settings)),
+        models=RegistryModelCatalog(
+            load_model_registry(settings),
+            settings.inference.model_registry_dir,
+            ComparisonRepository(database.sessions),
+        ),
         audit=TopicApiAuditPublisher(publisher),
         metrics=registry if registry is not None else CollectorRegistry(),
         readiness={"kafka": publisher.ready, "database": database.ping},

@@ -22,12 +22,12 @@ import click
 from cli.context import Group, Invocation, pass_invocation
 from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table, progress
-from cli.params import AwareTime, ErrorCodeType, Validated, json_option
+from cli.params import AwareTime, ErrorCodeType, actor_option, json_option
 from observability.logging import escape_control_characters
 from observability.phi import mask_text, mask_value
 from schemas.correlation import with_correlation_header
 from schemas.errors import ErrorCode
-from schemas.events import Pseudonym, Stage
+from schemas.events import Stage
 from schemas.settings import Settings
 from streams import dlq
 from streams.deadletter import DeadLetterEntry, DeadLetterFilter
@@ -96,16 +96,6 @@ def selection_options(action: F) -> F:
     for option in reversed(options):
         wrapped = option(wrapped)
     return wrapped  # type: ignore[no-any-return]
-
-
-def actor_option(action: F) -> F:
-    """``--actor``: who replays or purges, for the audit trail."""
-    return click.option(
-        "--actor",
-        required=True,
-        type=Validated(Pseudonym, "actor id"),
-        help="Your pseudonymous id, recorded in the audit trail (never a name).",
-    )(action)
 
 
 def on_topics(

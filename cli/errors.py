@@ -63,6 +63,10 @@ _EXIT_BY_CODE: Final = {
     ErrorCode.REQUEST_INVALID: ExitCode.USAGE,
     ErrorCode.SETTINGS_INVALID: ExitCode.SETTINGS,
     ErrorCode.INTERNAL_ERROR: ExitCode.INTERNAL,
+    # A model version `radstream models add|promote` refused: the operator's files, not a bug.
+    ErrorCode.MODEL_MANIFEST_MISMATCH: ExitCode.REFUSED,
+    ErrorCode.MODEL_CHECKSUM_MISMATCH: ExitCode.REFUSED,
+    ErrorCode.MODEL_LOAD_FAILED: ExitCode.REFUSED,
 }
 _EXIT_BY_CATEGORY: Final = {
     ErrorCategory.INPUT: ExitCode.USAGE,

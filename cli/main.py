@@ -40,7 +40,7 @@ _SUMMARIES: Final = (
     ("bootstrap", "Prepare a deployment: database schema, then topics."),
     ("api", "Serve the HTTP API until SIGINT or SIGTERM."),
     ("token", "Print an HS256 bearer token for the HTTP API."),
-    ("models", "List the model registry and each model's status."),
+    ("models", "Add, roll out, compare and list model versions."),
     ("audit", "Verify the audit trail, or show one image's trail."),
     ("dlq", "List, show, replay or purge dead letters."),
     ("lag", "Show each consumer group's lag and status."),

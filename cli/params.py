@@ -16,6 +16,7 @@ import click
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import ErrorCode
+from schemas.events import Pseudonym
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,3 +108,13 @@ JSON_HELP: Final = "Print one JSON document instead of a table."
 def json_option(command: F) -> F:
     """The ``--json`` flag every listing command has."""
     return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(command)
+
+
+def actor_option(action: F) -> F:
+    """``--actor``: who changes something (dead letters, the model registry), for the audit."""
+    return click.option(
+        "--actor",
+        required=True,
+        type=Validated(Pseudonym, "actor id"),
+        help="Your pseudonymous id, recorded in the audit trail (never a name).",
+    )(action)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from schemas.api import (
@@ -20,11 +22,13 @@ from schemas.api import (
     SpecValue,
     VerificationStatus,
 )
-from schemas.errors import ErrorCode
+from schemas.errors import ErrorCode, TransientError
 from schemas.events import ModelRef, Stage, ValidatorVerdict
+from schemas.rollout import VersionComparison
 from sinks.records import InferenceResultRecord
 from sinks.records import LifecycleEntry as StoredLifecycleEntry
-from sinks.repositories import LifecycleRepository, ResultsRepository
+from sinks.repositories import ComparisonRepository, LifecycleRepository, ResultsRepository
+from streams.inference.model_admin import comparison_versions
 from streams.inference.registry import ModelRegistry, ServingStatus
 
 # The API shows an image that failed during inference as rejected: one word for "no result".
@@ -148,10 +152,40 @@ def _input_spec(spec: Any) -> dict[str, SpecValue]:
 
 
 class RegistryModelCatalog:
-    """:class:`gateway.ports.ModelCatalog` over the verified model registry."""
+    """:class:`gateway.ports.ModelCatalog` over the verified model registry and the results.
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    Args:
+        registry: the registry as loaded when the API started (what ``GET /models`` lists).
+        registry_dir: its directory, read again for each comparison (the current modes).
+        comparisons: the stored results of both roles.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        registry_dir: Path | None = None,
+        comparisons: ComparisonRepository | None = None,
+    ) -> None:
         self._registry = registry
+        self._registry_dir = registry_dir
+        self._comparisons = comparisons
+
+    async def compare(
+        self,
+        name: str,
+        *,
+        candidate: str | None,
+        baseline: str | None,
+        since: datetime,
+        until: datetime,
+    ) -> VersionComparison:
+        """The comparison of two versions of ``name`` on what both stored in the window."""
+        if self._registry_dir is None or self._comparisons is None:
+            raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "no results store is wired")
+        base, cand = comparison_versions(
+            self._registry_dir, name, candidate=candidate, baseline=baseline
+        )
+        return await self._comparisons.compare(name, base, cand, since=since, until=until)
 
     def list(self) -> Sequence[ModelStatus]:
         """Every version whose weights are known, with its serving status."""
@@ -163,6 +197,8 @@ class RegistryModelCatalog:
                 digest=row.weights_sha256,
                 status=_SERVING[row.status],  # type: ignore[arg-type]
                 default=row.default,
+                rollout=row.rollout,
+                canary_percent=row.canary_percent,
                 input_spec=_input_spec(row.input),
             )
             for row in self._registry.list()

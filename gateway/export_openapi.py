@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from schemas.api import (
 )
 from schemas.audit import ApiAction
 from schemas.errors import ErrorCode, TransientError
+from schemas.rollout import VersionComparison
 from schemas.settings import Settings
 from streams.topics import TopicKey
 
@@ -52,6 +54,17 @@ class _Unwired:
 
     def list(self) -> Sequence[ModelStatus]:
         return ()
+
+    async def compare(
+        self,
+        name: str,
+        *,
+        candidate: str | None,
+        baseline: str | None,
+        since: datetime,
+        until: datetime,
+    ) -> VersionComparison:
+        raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
 
 
 class _UnwiredPublisher:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from schemas.api import (
     ResultView,
 )
 from schemas.audit import ApiAction
+from schemas.rollout import VersionComparison
 from streams.topics import TopicKey
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -80,10 +82,27 @@ class LifecycleReader(Protocol):
 
 
 class ModelCatalog(Protocol):
-    """Lists the model registry."""
+    """Lists the model registry and compares versions of a model on their stored results."""
 
     def list(self) -> Sequence[ModelStatus]:
-        """Every registered model with its status and input spec."""
+        """Every registered model with its status, rollout mode and input spec."""
+
+    async def compare(
+        self,
+        name: str,
+        *,
+        candidate: str | None,
+        baseline: str | None,
+        since: datetime,
+        until: datetime,
+    ) -> VersionComparison:
+        """``name@candidate`` (default: the canary, else the shadow) against ``name@baseline``
+        (default: the active version) over ``[since, until)``.
+
+        Raises:
+            RadstreamError: ``MODEL_NOT_FOUND``, ``REQUEST_INVALID`` (no candidate to default
+                to, a bad window), ``DATABASE_UNAVAILABLE``.
+        """
 
 
 class ApiAuditPublisher(Protocol):

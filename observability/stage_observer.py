@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from observability.metrics import Metrics, Outcome
 from schemas.errors import ErrorCode
 from schemas.events import Stage
+from streams.pipeline import SHADOW_OUTCOME
 
 _OUTCOMES: dict[str, Outcome] = {
     "rejected": Outcome.REJECTED,
@@ -27,9 +28,11 @@ class MetricsObserver:
         self._metrics.stage_batch(stage, size)
         for _ in range(size):
             self._metrics.stage_received(stage)
+        # Shadow outcomes are counted per model version (role="shadow"), not as the event's.
+        published = [(outcome, code) for outcome, code in outcomes if outcome != SHADOW_OUTCOME]
         # A sink stage answers only its failures (dead letters): what it stored has no message.
-        stored = [("stored", None)] * max(size - len(outcomes), 0)
-        for outcome, code in [*outcomes, *stored]:
+        stored = [("stored", None)] * max(size - len(published), 0)
+        for outcome, code in [*published, *stored]:
             kind = _OUTCOMES.get(outcome, Outcome.SUCCEEDED)
             # Every event of a batch waited for the whole batch: that is its stage latency.
             self._metrics.stage_processed(stage, kind, seconds)

@@ -28,6 +28,7 @@ from schemas.events import (
     Uid,
     ValidatorVerdict,
 )
+from schemas.rollout import RolloutMode
 
 Modality = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")]
 # A model name as the catalogue lists it (the part of a ModelId before "@").
@@ -148,6 +149,12 @@ class ModelStatus(_Response):
     digest: Sha256Hex = Field(description="SHA-256 of the weights")
     status: Literal["ready", "unavailable", "disabled"]
     default: bool = False
+    rollout: RolloutMode = Field(
+        RolloutMode.STAGED, description="active, canary, shadow, staged or retired"
+    )
+    canary_percent: int | None = Field(
+        None, ge=1, le=99, description="a canary's share of studies, in percent"
+    )
     input_spec: dict[str, SpecValue] = Field(default_factory=dict)
 
 

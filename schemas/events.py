@@ -381,5 +381,25 @@ class DeadLetter(Event):
         return str(self.event_id or self.dead_letter_id).encode()
 
 
-StorableEvent = InferenceCompleted | ImageRejected | ImageValidated
+class ShadowOutcome(Event):
+    """What a model version running in shadow did with an image (topic ``inference.shadow``).
+
+    A shadow version (or the active version beside a canary) runs on live traffic so it can be
+    compared with the published one; its outcome is stored for that comparison and never
+    reaches ``inference.results``, ``images.rejected``, downstream consumers or the API's
+    default views. Exactly one of ``result`` (it scored the image) and ``rejection`` (it
+    refused or failed the image, with the code) is set.
+    """
+
+    result: InferenceCompleted | None = None
+    rejection: ImageRejected | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ShadowOutcome:
+        if (self.result is None) == (self.rejection is None):
+            raise ValueError("a shadow outcome has exactly one of result and rejection")
+        return self
+
+
+StorableEvent = InferenceCompleted | ImageRejected | ImageValidated | ShadowOutcome
 """The events the results sink stores: results, and the lifecycle steps consumed beside them."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.events import ModelId
 
@@ -24,6 +24,15 @@ class RolloutMode(StrEnum):
     SHADOW = "shadow"  # runs beside the active version; results are kept, never published
     STAGED = "staged"  # registered and verified; runs only when an event pins name@version
     RETIRED = "retired"  # never runs; an event pinning it is refused (MODEL_VERSION_RETIRED)
+
+
+class ResultRole(StrEnum):
+    """Whether a stored outcome was published or kept for comparison only (append only)."""
+
+    PUBLISHED = "published"  # on inference.results / images.rejected, in the API's views
+    SHADOW = (
+        "shadow"  # on inference.shadow only: a shadow version's, or the active's beside a canary
+    )
 
 
 class _Report(BaseModel):
@@ -85,3 +94,8 @@ class VersionComparison(_Report):
         (), description="baseline decision x candidate decision counts, most frequent first"
     )
     score_deltas: tuple[ScoreDelta, ...] = ()
+    since: AwareDatetime | None = Field(None, description="start of the compared window")
+    until: AwareDatetime | None = Field(None, description="end of the compared window")
+    truncated: bool = Field(
+        False, description="the window held more rows than one report reads: the newest were used"
+    )

@@ -15,6 +15,7 @@ from schemas.events import (
     InferenceCompleted,
     Stage,
 )
+from schemas.rollout import ResultRole
 from sinks.tables import LifecycleState
 
 
@@ -52,11 +53,23 @@ class InferenceResultRecord(_Record):
     verified_by: str | None
     verified_at: datetime | None
     verification_note: str | None
+    role: ResultRole = ResultRole.PUBLISHED
 
     @property
     def verified(self) -> bool:
         """Whether a user has verified this result."""
         return self.verified_at is not None
+
+
+class ComparedResult(_Record):
+    """The part of a stored result (either role) the comparison of two versions reads."""
+
+    event_id: uuid.UUID
+    model_name: str
+    model_version: str
+    decision: str
+    scores: dict[str, float]
+    inference_seconds: float
 
 
 class Page(_Record):
@@ -86,6 +99,7 @@ class LifecycleEntry(_Record):
     model_name: str | None = None
     model_version: str | None = None
     requested_by: str | None = Field(None, max_length=64)
+    role: ResultRole = ResultRole.PUBLISHED
 
     @classmethod
     def arrived(cls, event: ImageArrived) -> LifecycleEntry:
@@ -109,8 +123,14 @@ class LifecycleEntry(_Record):
         )
 
     @classmethod
-    def rejected(cls, event: ImageRejected) -> LifecycleEntry:
-        """A stage gave up on the image: ``failed`` during inference or later, else ``rejected``."""
+    def rejected(
+        cls, event: ImageRejected, role: ResultRole = ResultRole.PUBLISHED
+    ) -> LifecycleEntry:
+        """A stage gave up on the image: ``failed`` during inference or later, else ``rejected``.
+
+        ``role`` is ``shadow`` for the failure of a version running in shadow: kept for the
+        comparison of versions, never part of the image's lifecycle as the API shows it.
+        """
         late = event.stage in (Stage.INFERENCE, Stage.RESULTS_SINK)
         name, version = _split_model_id(event.model_id)
         return cls(
@@ -123,6 +143,7 @@ class LifecycleEntry(_Record):
             model_name=name,
             model_version=version,
             requested_by=event.requested_by,
+            role=role,
         )
 
     @classmethod

@@ -48,21 +48,29 @@ from schemas.errors import (
     error_for,
 )
 from schemas.events import InferenceCompleted
+from schemas.rollout import ResultRole, VersionComparison
 from sinks.database import database_errors
-from sinks.records import InferenceResultRecord, LifecycleEntry, Page
-from sinks.tables import audit_log, image_events, inference_results
+from sinks.records import ComparedResult, InferenceResultRecord, LifecycleEntry, Page
+from sinks.tables import LifecycleState, audit_log, image_events, inference_results
 from streams.audit.verify import UnreadableRecord
+from streams.inference.comparison import compare_versions
 
 MAX_PAGE_SIZE = 500
+# A comparison reads at most this many results and as many failures (the newest of the window).
+MAX_COMPARED_ROWS = 100_000
 DEFAULT_QUERY = ResultQuery()  # the newest page of everything the caller may see
 _JSON_COLUMNS = frozenset({"verdicts", "thresholds", "scores"})
 _R = inference_results.c
 _E = image_events.c
+_PUBLISHED = _R.role == ResultRole.PUBLISHED.value
 
 
-def result_row(result: InferenceCompleted) -> dict[str, Any]:
+def result_row(
+    result: InferenceCompleted, role: ResultRole = ResultRole.PUBLISHED
+) -> dict[str, Any]:
     """The ``inference_results`` row of a result event (``stored_at`` is set by the server)."""
     return {
+        "role": role.value,
         "result_id": result.result_id,
         "event_id": result.event_id,
         "correlation_id": result.effective_correlation_id(),
@@ -144,17 +152,22 @@ class ResultsRepository:
         self._sessions = sessions
 
     @staticmethod
-    async def upsert_results(session: AsyncSession, results: Sequence[InferenceCompleted]) -> int:
+    async def upsert_results(
+        session: AsyncSession,
+        results: Sequence[InferenceCompleted],
+        role: ResultRole = ResultRole.PUBLISHED,
+    ) -> int:
         """Insert results, skipping ones already stored; return how many rows were new.
 
         The natural key (event, model name, model version) decides "already stored", so a
         redelivered event and a re-run of the same model on the same image both count as
-        duplicates (``len(results) - returned``).
+        duplicates (``len(results) - returned``). ``role`` marks shadow results (kept for the
+        comparison of versions, never in the default views).
         """
         if not results:
             return 0
         columns, source = _unnest_source(
-            inference_results, [result_row(r) for r in results], _JSON_COLUMNS
+            inference_results, [result_row(r, role) for r in results], _JSON_COLUMNS
         )
         statement = (
             insert(inference_results)
@@ -176,7 +189,7 @@ class ResultsRepository:
             raise InputValidationError(
                 ErrorCode.REQUEST_INVALID, f"limit must be between 1 and {MAX_PAGE_SIZE}"
             )
-        conditions: list[ColumnElement[bool]] = []
+        conditions: list[ColumnElement[bool]] = [_PUBLISHED]
         if user_id is not None:
             conditions.append(_R.requested_by == user_id)
         if query.cursor is not None:
@@ -225,7 +238,7 @@ class ResultsRepository:
 
         ``user_id=None`` means "any user's" (for administrators and internal callers).
         """
-        statement = select(inference_results).where(_R.result_id == result_id)
+        statement = select(inference_results).where(_R.result_id == result_id, _PUBLISHED)
         if user_id is not None:
             statement = statement.where(_R.requested_by == user_id)
         rows = await self._fetch(statement)
@@ -233,10 +246,10 @@ class ResultsRepository:
 
     @staticmethod
     def event_statement(event_id: uuid.UUID) -> Select[Any]:
-        """The SELECT of every model's result for one arrival event."""
+        """The SELECT of every model's published result for one arrival event."""
         return (
             select(inference_results)
-            .where(_R.event_id == event_id)
+            .where(_R.event_id == event_id, _PUBLISHED)
             .order_by(_R.model_name, _R.model_version)
         )
 
@@ -260,7 +273,7 @@ class ResultsRepository:
         """
         if note is not None and len(note) > 2000:
             raise InputValidationError(ErrorCode.REQUEST_INVALID, "note longer than 2000")
-        visible = _R.result_id == result_id
+        visible = and_(_R.result_id == result_id, _PUBLISHED)
         if owner_id is not None:
             visible = and_(visible, _R.requested_by == owner_id)
         # One UPDATE guarded by "not verified yet": two concurrent verifications cannot both win.
@@ -298,7 +311,10 @@ class LifecycleRepository:
         """Insert lifecycle steps, skipping ones already recorded; return how many were new."""
         if not entries:
             return 0
-        rows = [entry.model_dump(mode="python") | {"state": entry.state.value} for entry in entries]
+        rows = [
+            entry.model_dump(mode="python") | {"state": entry.state.value, "role": entry.role.value}
+            for entry in entries
+        ]
         # No conflict target: the only unique index besides the identity key is the
         # (event, state, model) expression index, which is what "already recorded" means.
         columns, source = _unnest_source(image_events, rows)
@@ -314,7 +330,8 @@ class LifecycleRepository:
 
     @staticmethod
     def lifecycle_statement(event_id: uuid.UUID) -> Select[Any]:
-        """The SELECT of one arrival's steps, oldest first."""
+        """The SELECT of one arrival's published steps, oldest first (shadow failures are left
+        out: they belong to the comparison of model versions, not to the image's story)."""
         return (
             select(
                 _E.event_id,
@@ -327,7 +344,7 @@ class LifecycleRepository:
                 _E.model_version,
                 _E.requested_by,
             )
-            .where(_E.event_id == event_id)
+            .where(_E.event_id == event_id, _E.role == ResultRole.PUBLISHED.value)
             .order_by(_E.at, _E.id)
         )
 
@@ -350,6 +367,113 @@ class LifecycleRepository:
             async with self._sessions() as session:
                 value = (await session.execute(statement)).scalar_one_or_none()
         return None if value is None else str(value)
+
+
+class ComparisonRepository:
+    """Two versions of one model compared on what both stored over a time window.
+
+    Reads both roles: a shadow version's results sit beside the published ones of the same
+    images, which is what makes the comparison paired (see
+    :func:`~streams.inference.comparison.compare_versions`).
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, max_rows: int = MAX_COMPARED_ROWS
+    ) -> None:
+        self._sessions = sessions
+        self._max_rows = max_rows
+
+    @staticmethod
+    def results_statement(
+        name: str, versions: Sequence[str], since: datetime, until: datetime, limit: int
+    ) -> Select[Any]:
+        """The newest results of ``versions`` of model ``name`` completed in the window."""
+        return (
+            select(
+                _R.event_id,
+                _R.model_name,
+                _R.model_version,
+                _R.decision,
+                _R.scores,
+                _R.inference_seconds,
+            )
+            .where(
+                _R.model_name == name,
+                _R.model_version.in_(list(versions)),
+                _R.completed_at >= since,
+                _R.completed_at < until,
+            )
+            .order_by(_R.completed_at.desc())
+            .limit(limit)
+        )
+
+    @staticmethod
+    def failures_statement(
+        name: str, versions: Sequence[str], since: datetime, until: datetime, limit: int
+    ) -> Select[Any]:
+        """The newest failures of ``versions`` of model ``name`` recorded in the window."""
+        return (
+            select(_E.event_id, _E.state, _E.at, _E.error_code, _E.model_name, _E.model_version)
+            .where(
+                _E.state == LifecycleState.FAILED.value,
+                _E.model_name == name,
+                _E.model_version.in_(list(versions)),
+                _E.at >= since,
+                _E.at < until,
+            )
+            .order_by(_E.at.desc())
+            .limit(limit)
+        )
+
+    async def compare(
+        self,
+        name: str,
+        baseline: str,
+        candidate: str,
+        *,
+        since: datetime,
+        until: datetime,
+    ) -> VersionComparison:
+        """``name@candidate`` against ``name@baseline`` over ``[since, until)``.
+
+        Raises:
+            InputValidationError: ``REQUEST_INVALID`` for an empty or reversed window.
+            TransientError: ``DATABASE_UNAVAILABLE``.
+        """
+        if since.tzinfo is None or until.tzinfo is None or since >= until:
+            raise InputValidationError(
+                ErrorCode.REQUEST_INVALID, "the window needs timezone-aware since < until"
+            )
+        versions = (baseline, candidate)
+        limit = self._max_rows + 1
+        with database_errors():
+            async with self._sessions() as session:
+                result_rows = (
+                    (
+                        await session.execute(
+                            self.results_statement(name, versions, since, until, limit)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+                failure_rows = (
+                    (
+                        await session.execute(
+                            self.failures_statement(name, versions, since, until, limit)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+        truncated = len(result_rows) > self._max_rows or len(failure_rows) > self._max_rows
+        # Oldest first, so a redelivered result's newest copy is the one that counts.
+        results = [ComparedResult.model_validate(dict(r)) for r in result_rows[: self._max_rows]]
+        failures = [LifecycleEntry.model_validate(dict(r)) for r in failure_rows[: self._max_rows]]
+        report = compare_versions(
+            f"{name}@{baseline}", f"{name}@{candidate}", reversed(results), failures
+        )
+        return report.model_copy(update={"since": since, "until": until, "truncated": truncated})
 
 
 class AuditLogRepository:

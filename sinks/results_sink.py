@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas.events import ImageRejected, ImageValidated, InferenceCompleted, StorableEvent
+from schemas.events import (
+    ImageRejected,
+    ImageValidated,
+    InferenceCompleted,
+    ShadowOutcome,
+    StorableEvent,
+)
+from schemas.rollout import ResultRole
 from schemas.settings import SinkSettings
 from sinks.database import database_errors
 from sinks.records import LifecycleEntry
@@ -48,6 +55,8 @@ class _Pending:
     results: list[InferenceCompleted] = field(default_factory=list)
     rejections: list[ImageRejected] = field(default_factory=list)
     validated: list[ImageValidated] = field(default_factory=list)
+    shadow_results: list[InferenceCompleted] = field(default_factory=list)
+    shadow_rejections: list[ImageRejected] = field(default_factory=list)
 
 
 class ResultsSink:
@@ -79,8 +88,13 @@ class ResultsSink:
         return self._backpressure
 
     def add(self, event: StorableEvent) -> None:
-        """Collect one event of the batch (a result, a rejection or a validation)."""
-        if isinstance(event, InferenceCompleted):
+        """Collect one event of the batch (a result, a rejection, a validation, a shadow's)."""
+        if isinstance(event, ShadowOutcome):
+            if event.result is not None:
+                self._pending.shadow_results.append(event.result)
+            if event.rejection is not None:
+                self._pending.shadow_rejections.append(event.rejection)
+        elif isinstance(event, InferenceCompleted):
             self._pending.results.append(event)
         elif isinstance(event, ImageRejected):
             self._pending.rejections.append(event)
@@ -95,16 +109,25 @@ class ResultsSink:
         """Write the collected events in one transaction; ``TransientError`` if PostgreSQL is down.
 
         Lifecycle steps recorded: ``validated``, ``rejected``/``failed``, and for every result
-        ``inferred`` and ``stored`` (at the sink's clock when the batch was written). The events
-        stay collected when the write fails.
+        ``inferred`` and ``stored`` (at the sink's clock when the batch was written). A shadow
+        version's results and failures are stored with role ``shadow`` (no other lifecycle
+        step: they are not part of the image's story). The events stay collected when the write
+        fails.
         """
         pending = self._pending
         started = time.perf_counter()
         with database_errors():
             async with self._sessions() as session, session.begin():
                 inserted = await ResultsRepository.upsert_results(session, pending.results)
+                inserted += await ResultsRepository.upsert_results(
+                    session, pending.shadow_results, ResultRole.SHADOW
+                )
                 entries = [LifecycleEntry.validated(event) for event in pending.validated]
                 entries += [LifecycleEntry.rejected(event) for event in pending.rejections]
+                entries += [
+                    LifecycleEntry.rejected(event, ResultRole.SHADOW)
+                    for event in pending.shadow_rejections
+                ]
                 # The sink's clock, not the server's: saves a round trip per batch.
                 now = datetime.now(UTC)
                 for result in pending.results:
@@ -113,7 +136,7 @@ class ResultsSink:
                 recorded = await LifecycleRepository.record(session, entries)
         self.clear()
         report = WriteReport(
-            results_received=len(pending.results),
+            results_received=len(pending.results) + len(pending.shadow_results),
             results_inserted=inserted,
             lifecycle_received=len(entries),
             lifecycle_inserted=recorded,

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from schemas.rollout import ResultRole
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -48,6 +50,9 @@ class LifecycleState(StrEnum):
     INFERRED = "inferred"
     FAILED = "failed"
     STORED = "stored"
+
+
+ROLE_KNOWN = "role IN (" + ", ".join(f"'{role.value}'" for role in ResultRole) + ")"
 
 
 def _tz() -> DateTime:
@@ -84,12 +89,15 @@ inference_results = Table(
     Column("verified_by", String(64)),
     Column("verified_at", _tz()),
     Column("verification_note", Text),
+    # 'shadow': kept for comparing model versions, never in the default views (migration 0007).
+    Column("role", String(16), nullable=False, server_default=ResultRole.PUBLISHED.value),
     # The natural key: a redelivered or re-inferred event never makes a second row.
     UniqueConstraint(
         "event_id", "model_name", "model_version", name="uq_inference_results_natural_key"
     ),
     CheckConstraint("(verified_by IS NULL) = (verified_at IS NULL)", name="verification_complete"),
     CheckConstraint("char_length(verification_note) <= 2000", name="verification_note_length"),
+    CheckConstraint(ROLE_KNOWN, name="role_known"),
 )
 
 # "My results, newest first" with keyset paging on (completed_at, result_id): the index order
@@ -106,6 +114,13 @@ Index(
     inference_results.c.completed_at.desc(),
 )
 Index("ix_inference_results_study", inference_results.c.study_instance_uid)
+# The comparison of two versions of a model over a time window (both roles).
+Index(
+    "ix_inference_results_version_completed",
+    inference_results.c.model_name,
+    inference_results.c.model_version,
+    inference_results.c.completed_at,
+)
 # Lookups by event id use uq_inference_results_natural_key (event_id leads it); a separate
 # (event_id) index would only slow every insert down.
 
@@ -123,10 +138,21 @@ image_events = Table(
     Column("at", _tz(), nullable=False),
     Column("recorded_at", _tz(), nullable=False, server_default=func.now()),
     Column("requested_by", String(64)),
+    Column("role", String(16), nullable=False, server_default=ResultRole.PUBLISHED.value),
     CheckConstraint(
         "state IN (" + ", ".join(f"'{state.value}'" for state in LifecycleState) + ")",
         name="state_known",
     ),
+    CheckConstraint(ROLE_KNOWN, name="role_known"),
+)
+
+# The failures of two versions of a model over a time window (the comparison's other half).
+Index(
+    "ix_image_events_version_failed",
+    image_events.c.model_name,
+    image_events.c.model_version,
+    image_events.c.at,
+    postgresql_where=image_events.c.state == LifecycleState.FAILED.value,
 )
 
 # One row per (event, state, model): redelivery never duplicates. NULL model parts are folded

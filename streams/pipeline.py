@@ -46,6 +46,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 log = structlog.get_logger("radstream.pipeline")
 
+# A shadow version's outcome is not the stage's outcome for the event (the published one is);
+# it is counted per version by radstream_model_images_total{role="shadow"} instead.
+SHADOW_OUTCOME = "shadow"
 OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.IMAGES_VALIDATED: "validated",
     TopicKey.IMAGES_REJECTED: "rejected",
@@ -53,6 +56,7 @@ OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.DEADLETTER: "dead_lettered",
     TopicKey.AUDIT_LOG: "audited",
     TopicKey.RESULTS_EXPORTED: "exported",
+    TopicKey.INFERENCE_SHADOW: SHADOW_OUTCOME,
 }
 
 

@@ -21,6 +21,7 @@ from schemas.events import (
     ImageValidated,
     InferenceCompleted,
     ResultExported,
+    ShadowOutcome,
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -38,6 +39,7 @@ class TopicKey(StrEnum):
     DEADLETTER_MARKS = "deadletter.marks"
     API_ACTIONS = "api.actions"
     RESULTS_EXPORTED = "results.exported"
+    INFERENCE_SHADOW = "inference.shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,14 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             description="result reports delivered to DICOM destinations",
             message_key="StudyInstanceUID when present, else the event id",
         ),
+        # Outcomes of versions in shadow, kept for comparison: only the results sink reads it.
+        TopicSpec(
+            TopicKey.INFERENCE_SHADOW,
+            6,
+            30 * DAY_MS,
+            description="outcomes of model versions in shadow (never published downstream)",
+            message_key="the arrival's key",
+        ),
     )
 }
 
@@ -157,10 +167,20 @@ STAGE_TOPICS: dict[str, StageTopics] = {
     ),
     "inference": StageTopics(
         (TopicKey.IMAGES_VALIDATED,),
-        (TopicKey.INFERENCE_RESULTS, TopicKey.IMAGES_REJECTED, TopicKey.DEADLETTER),
+        (
+            TopicKey.INFERENCE_RESULTS,
+            TopicKey.INFERENCE_SHADOW,
+            TopicKey.IMAGES_REJECTED,
+            TopicKey.DEADLETTER,
+        ),
     ),
     "results": StageTopics(
-        (TopicKey.INFERENCE_RESULTS, TopicKey.IMAGES_VALIDATED, TopicKey.IMAGES_REJECTED),
+        (
+            TopicKey.INFERENCE_RESULTS,
+            TopicKey.IMAGES_VALIDATED,
+            TopicKey.IMAGES_REJECTED,
+            TopicKey.INFERENCE_SHADOW,
+        ),
         (TopicKey.DEADLETTER,),
     ),
     "dicom-export": StageTopics(
@@ -215,6 +235,10 @@ class TopicNames:
     def results_exported(self) -> str:
         return self[TopicKey.RESULTS_EXPORTED]
 
+    @property
+    def shadow(self) -> str:
+        return self[TopicKey.INFERENCE_SHADOW]
+
     def of(self, keys: tuple[TopicKey, ...]) -> tuple[str, ...]:
         """The full names of ``keys``, in their order."""
         return tuple(self[key] for key in keys)
@@ -236,4 +260,5 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.DEADLETTER_MARKS: DeadLetterMark,
         TopicKey.API_ACTIONS: ApiAction,
         TopicKey.RESULTS_EXPORTED: ResultExported,
+        TopicKey.INFERENCE_SHADOW: ShadowOutcome,
     }

@@ -1,21 +1,31 @@
-"""``GET /models``, ``GET /healthz``, ``GET /readyz`` and ``GET /metrics``."""
+"""``GET /models``, ``GET /models/{name}/comparison``, ``/healthz``, ``/readyz``, ``/metrics``."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime
 
-from gateway.dependencies import Caller, Context
+from gateway.auth import Principal, Role
+from gateway.dependencies import Caller, Context, require_roles
 from gateway.openapi_docs import ERROR_RESPONSES
 from gateway.ports import ReadinessCheck
 from schemas.api import Health, ModelList, Readiness
+from schemas.events import utc_now
+from schemas.rollout import VersionComparison
+from streams.inference.manifest import MODEL_NAME_PATTERN, MODEL_VERSION_PATTERN
 
 router = APIRouter()
 READINESS_TIMEOUT_SECONDS = 2.0
+DEFAULT_COMPARISON_WINDOW = timedelta(hours=24)
+Operator = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AUDITOR))]
+Version = Annotated[str | None, Query(pattern=MODEL_VERSION_PATTERN, max_length=32)]
 _log = structlog.get_logger("gateway")
 
 
@@ -23,6 +33,38 @@ _log = structlog.get_logger("gateway")
 async def list_models(context: Context, _caller: Caller) -> ModelList:
     """Every registered model: name, version, runtime, digest, status and input spec."""
     return ModelList(models=tuple(context.models.list()))
+
+
+@router.get(
+    "/models/{name}/comparison",
+    tags=["models"],
+    summary="Compare a canary or shadow version with the active one",
+    responses=ERROR_RESPONSES,
+)
+async def compare_versions(
+    context: Context,
+    _caller: Operator,
+    *,
+    name: Annotated[str, Path(pattern=MODEL_NAME_PATTERN, max_length=64)],
+    candidate: Version = None,
+    baseline: Version = None,
+    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with offset")] = None,
+) -> VersionComparison:
+    """Agreement, decision cross-table and score deltas on the images both versions scored,
+    and each version's failures by code and latency, over a window (default: the last 24 h).
+
+    The candidate defaults to the canary, else the one version in shadow; the baseline to the
+    active version. Admins and auditors only; the report holds no patient data.
+    """
+    end = until or utc_now()
+    return await context.models.compare(
+        name,
+        candidate=candidate,
+        baseline=baseline,
+        since=since or end - DEFAULT_COMPARISON_WINDOW,
+        until=end,
+    )
 
 
 @router.get("/healthz", tags=["operations"], summary="Liveness")

@@ -150,3 +150,46 @@ def compare_versions(
         ),
         score_deltas=_score_deltas(pairs),
     )
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def render_comparison(report: VersionComparison) -> list[str]:
+    """The report as text lines for ``radstream models compare`` (no patient data in it)."""
+    base, cand = report.baseline, report.candidate
+    window = (
+        f"{report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC"
+        if report.since and report.until
+        else "everything given"
+    )
+    lines = [
+        f"{cand.model_id} (candidate) against {base.model_id} (baseline), {window}"
+        + (" - truncated to the newest rows" if report.truncated else ""),
+        f"  paired images  {report.paired_images}",
+        f"  agreement      {_share(report.agreement)}",
+    ]
+    for version in (base, cand):
+        codes = ", ".join(f"{code} {count}" for code, count in version.failures_by_code.items())
+        lines.append(
+            f"  {version.model_id}: {version.results} results, {version.failures} failures"
+            f" ({_share(version.failure_rate)}{'; ' + codes if codes else ''}),"
+            f" latency p50 {_seconds(version.latency.p50_seconds)}"
+            f" p95 {_seconds(version.latency.p95_seconds)}"
+        )
+    if report.decisions:
+        lines.append("  decisions (baseline -> candidate: images)")
+        lines += [f"    {d.baseline} -> {d.candidate}: {d.images}" for d in report.decisions]
+    if report.score_deltas:
+        lines.append("  score deltas (candidate - baseline)")
+        lines += [
+            f"    {d.label}: mean {d.mean_delta:+.3f}, mean |d| {d.mean_abs_delta:.3f},"
+            f" p95 |d| {d.p95_abs_delta:.3f}, max |d| {d.max_abs_delta:.3f} ({d.pairs} pairs)"
+            for d in report.score_deltas
+        ]
+    return lines

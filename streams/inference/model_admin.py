@@ -637,6 +637,47 @@ async def retire(registry_dir: Path, model_id: str, **options: Any) -> list[Roll
     return await change_rollout(registry_dir, model_id, RETIRED, **options)
 
 
+# ------------------------------------------------------------------------------- compare
+
+
+def comparison_versions(
+    registry_dir: Path, name: str, *, candidate: str | None = None, baseline: str | None = None
+) -> tuple[str, str]:
+    """The ``(baseline, candidate)`` versions of ``name`` a comparison is about.
+
+    By default the baseline is the active version and the candidate the canary, else the one
+    version in shadow; either can be named instead (e.g. a version shadowed last week).
+
+    Raises:
+        RadstreamError: ``MODEL_NOT_FOUND`` (model or named version not installed),
+            ``REQUEST_INVALID`` (no candidate to default to, or both the same version).
+    """
+    modes = _modes(registry_dir, name)
+    if not modes:
+        raise ResourceNotFoundError(
+            ErrorCode.MODEL_NOT_FOUND, f"model {name[:64]!r} is not installed"
+        )
+
+    def only(mode: RolloutMode) -> str | None:
+        found = sorted(v for v, r in modes.items() if r.mode is mode)
+        return found[0] if len(found) == 1 else None
+
+    baseline = baseline or only(RolloutMode.ACTIVE)
+    candidate = candidate or only(RolloutMode.CANARY) or only(RolloutMode.SHADOW)
+    if baseline is None or candidate is None:
+        raise _invalid(
+            f"model {name} has no single canary or shadow version to compare: name the candidate"
+        )
+    for version in (baseline, candidate):
+        if version not in modes:
+            raise ResourceNotFoundError(
+                ErrorCode.MODEL_NOT_FOUND, f"{name}@{version[:32]} is not installed"
+            )
+    if baseline == candidate:
+        raise _invalid(f"{name}@{candidate} cannot be compared with itself")
+    return baseline, candidate
+
+
 # ------------------------------------------------------------------------------- show
 
 

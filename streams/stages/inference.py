@@ -4,7 +4,9 @@ Per batch: re-read each validated image (its SHA-256 must still match what valid
 file replaced between the stages is refused, not inferred), decode it with the validator's own
 decoder, and run one batched inference per model. An image that fails — unreadable, changed,
 undecodable, unknown or refused model — fails alone as a rejection with its code; the rest of
-the batch is unaffected. The batch is acknowledged only after all outcomes are delivered.
+the batch is unaffected. Versions running in shadow (beside the active one, or the active one
+beside a canary) deliver their outcomes to ``inference.shadow`` only. The batch is acknowledged
+only after all outcomes are delivered.
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
-from schemas.events import ImageRejected, ImageValidated, Stage
+from schemas.events import (
+    ImageRejected,
+    ImageValidated,
+    InferenceCompleted,
+    ShadowOutcome,
+    Stage,
+)
 from schemas.settings import ValidationSettings
 from streams.inference.batching import InferenceOutcome, InferenceRequest, infer_batch
 from streams.inference.registry import ModelRegistry
@@ -91,25 +100,37 @@ class InferenceStage:
         by_request = {id(p.request): p.message for p in prepared}
         started = time.perf_counter()
         outcomes = await asyncio.to_thread(
-            infer_batch, [p.request for p in prepared], self._registry, self._rules
+            partial(infer_batch, include_shadows=True),
+            [p.request for p in prepared],
+            self._registry,
+            self._rules,
         )
         self._report_model_batches(outcomes, time.perf_counter() - started)
         self._report_model_outcomes(outcomes)
-        for outcome in outcomes:
-            message = by_request[id(outcome.request)]
-            if outcome.result is not None:
-                out.append(
-                    Outgoing(
-                        TopicKey.INFERENCE_RESULTS,
-                        outcome.result.message_key(),
-                        outcome.result,
-                        message.out_headers(),
-                    )
-                )
-            else:
-                error = outcome.error or error_for(ErrorCode.INFERENCE_FAILED)
-                out.append(self._rejected(message, outcome.request.event, error, outcome.model_id))
+        out.extend(self._route(by_request[id(o.request)], o) for o in outcomes)
         return out
+
+    def _route(self, message: Incoming, outcome: InferenceOutcome) -> Outgoing:
+        """A published outcome to ``inference.results`` or ``images.rejected``; a shadow's to
+        ``inference.shadow`` (stored for comparison, never seen downstream)."""
+        # Every outcome without a result carries its error (infer_batch never drops one).
+        value = outcome.result or outcome.rejection()
+        if outcome.shadow:
+            shadow = (
+                ShadowOutcome(result=value)
+                if isinstance(value, InferenceCompleted)
+                else ShadowOutcome(rejection=value)
+            )
+            return Outgoing(
+                TopicKey.INFERENCE_SHADOW, value.message_key(), shadow, message.out_headers()
+            )
+        topic = (
+            TopicKey.INFERENCE_RESULTS
+            if isinstance(value, InferenceCompleted)
+            else TopicKey.IMAGES_REJECTED
+        )
+        # Keyed by the study (schemas.events.study_key), never by the consumed message's key.
+        return Outgoing(topic, value.message_key(), value, message.out_headers())
 
     async def _prepare(self, message: Incoming) -> _Prepared | Outgoing:
         try:

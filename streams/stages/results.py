@@ -1,6 +1,7 @@
 """The results sink stage: store results and lifecycle steps in PostgreSQL, exactly once.
 
-Consumes ``inference.results``, ``images.validated`` and ``images.rejected``. The stage is the
+Consumes ``inference.results``, ``images.validated``, ``images.rejected`` and
+``inference.shadow`` (outcomes of versions in shadow, stored with role ``shadow``). The stage is the
 runtime of a :class:`~streams.batching_sink.BatchingSink` (``sinks.results_sink``): it adds the
 batch's events and flushes them in one transaction, waiting out database outages
 (:func:`~streams.batching_sink.flush_until_committed`); until that returns, the batch is not
@@ -18,6 +19,7 @@ from schemas.events import (
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
+    ShadowOutcome,
     Stage,
     StorableEvent,
 )
@@ -45,6 +47,7 @@ class ResultsStage:
             topics[TopicKey.INFERENCE_RESULTS]: InferenceCompleted,
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
             topics[TopicKey.IMAGES_VALIDATED]: ImageValidated,
+            topics[TopicKey.INFERENCE_SHADOW]: ShadowOutcome,
         }
         self._on_stored = on_stored
         self._on_write_error = on_write_error

@@ -117,6 +117,7 @@ class TestCliWithServices:
     ) -> None:
         """`db upgrade` on a migrated database is a no-op that reports the head revision."""
         assert main(["db", "upgrade"]) == 0
+        # The newest revision, so adding a migration does not break this test.
         assert f"database at revision {revisions()[-1]}" in capsys.readouterr().out
 
     def test_audit_verify_on_empty_trail(

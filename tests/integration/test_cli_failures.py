@@ -29,6 +29,17 @@ from streams.audit.files import load_or_create_signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(SAMPLES_DIR / "dicom" / "ct_small.dcm")
+MODEL_DIR = ROOT / "model_registry" / "lesion-detector" / "1.2.0"
+# The registry changes the models commands would make are refused before anything is written:
+# with the broker down their audit actions cannot be published (see BROKER_DOWN).
+MODEL_CHANGES = (
+    "models add",
+    "models promote",
+    "models shadow",
+    "models canary",
+    "models stage",
+    "models retire",
+)
 SOME_ID = str(uuid.uuid4())
 # Where `compliance report` writes here: outside the checkout, one file per test session.
 REPORT_OUT = str(Path(tempfile.gettempdir()) / f"radstream-compliance-{SOME_ID}.md")
@@ -47,7 +58,24 @@ WORK: dict[str, list[str]] = {
     "bootstrap": [],
     "api": [],
     "token": ["--subject", "ops", "--role", "admin"],
-    "models": [],
+    "models list": [],
+    "models show": ["lesion-detector"],
+    "models scaffold": [str(MODEL_DIR / "model.onnx"), "--name", "x", "--version", "1.0.0"],
+    "models add": [
+        str(MODEL_DIR / "model.onnx"),
+        "--manifest",
+        str(MODEL_DIR / "manifest.yaml"),
+        "--card",
+        str(MODEL_DIR / "MODEL_CARD.md"),
+        "--actor",
+        "ops",
+    ],
+    "models promote": ["lesion-detector@1.2.0", "--actor", "ops"],
+    "models shadow": ["lesion-detector@1.1.0", "--actor", "ops"],
+    "models canary": ["lesion-detector@1.1.0", "--percent", "10", "--actor", "ops"],
+    "models stage": ["lesion-detector@1.1.0", "--actor", "ops"],
+    "models retire": ["lesion-detector@1.0.0", "--actor", "ops"],
+    "models compare": ["lesion-detector", "--candidate", "1.1.0"],
     "audit verify": [],
     "audit show": ["--event-id", SOME_ID],
     "dlq list": [],
@@ -109,6 +137,7 @@ BROKER_DOWN = [
             "dlq replay",
             "dlq purge",
             "lag",
+            *MODEL_CHANGES,
         )
     ),
     Case(["worker", "--stages", "audit"], ExitCode.UNAVAILABLE, BROKER),
@@ -121,7 +150,9 @@ BROKER_DOWN = [
         for name in (
             "db upgrade",
             "token",
-            "models",
+            "models list",
+            "models show",
+            "models scaffold",
             "config",
             "schemas check",
             "compliance report",
@@ -131,7 +162,15 @@ BROKER_DOWN = [
 DATABASE_DOWN = [
     *(
         Case(work(name), ExitCode.UNAVAILABLE, DATABASE)
-        for name in ("demo", "worker", "db upgrade", "db downgrade", "bootstrap", "api")
+        for name in (
+            "demo",
+            "worker",
+            "db upgrade",
+            "db downgrade",
+            "bootstrap",
+            "api",
+            "models compare",
+        )
     ),
     Case(["worker", "--stages", "results"], ExitCode.UNAVAILABLE, DATABASE),
     Case(["audit", "verify"], ExitCode.UNAVAILABLE, DATABASE),
@@ -148,7 +187,7 @@ DATABASE_DOWN = [
             "publish",
             "dlq list",
             "token",
-            "models",
+            "models list",
             "config",
             "compliance report",
         )
@@ -169,6 +208,8 @@ BAD_ARGUMENTS = [
     Case(["dlq", "list", "--limit", "-1"], ExitCode.USAGE, USAGE),
     Case(["dlq", "purge", "--actor", "ops"], ExitCode.USAGE, USAGE),
     Case(["dlq"], ExitCode.USAGE, USAGE),
+    Case(["models"], ExitCode.USAGE, USAGE),
+    Case(["models", "canary", "lesion-detector@1.1.0", "--percent", "0", "--actor", "o"], 2, USAGE),
     Case(["nope"], ExitCode.USAGE, USAGE),
     *(Case(work(name, "--no-such-option"), ExitCode.USAGE, USAGE) for name in sorted(WORK)),
 ]

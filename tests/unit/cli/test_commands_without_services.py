@@ -54,17 +54,17 @@ class TestConfig:
 
 class TestModels:
     def test_lists_registry_with_one_default(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """`radstream models` lists the reference model's versions under a header."""
-        assert main(["models"]) == 0
+        """`radstream models list` lists the reference models' versions with their rollout."""
+        assert main(["models", "list"]) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0].split() == ["NAME", "VERSION", "RUNTIME", "DEFAULT", "STATUS", "DIGEST"]
-        rows = [line for line in lines[1:] if line.startswith("lesion-detector")]
+        assert lines[0].split() == ["NAME", "VERSION", "ROLLOUT", "RUNTIME", "STATUS", "DIGEST"]
+        rows = [line.split() for line in lines[1:] if line.startswith("lesion-detector")]
         assert len(rows) >= 2
-        assert sum(" yes " in row for row in rows) == 1
+        assert [row[1] for row in rows if row[2] == "active"] == ["1.2.0"]
 
     def test_json(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--json lists the same models with their full digests."""
-        assert main(["models", "--json"]) == 0
+        assert main(["models", "list", "--json"]) == 0
         models = json.loads(capsys.readouterr().out)
         assert {m["name"] for m in models} == {"image-quality", "lesion-detector"}
         assert all(len(m["weights_sha256"]) == 64 for m in models if m["weights_sha256"])
@@ -74,7 +74,7 @@ class TestModels:
     ) -> None:
         """A registry folder with no model fails the check (exit 1), naming the setting."""
         settings = load_settings(inference={"model_registry_dir": tmp_path})
-        assert main(["models"], settings=settings) == 1
+        assert main(["models", "list"], settings=settings) == 1
         assert "RADSTREAM_INFERENCE__MODEL_REGISTRY_DIR" in capsys.readouterr().err
 
 

@@ -41,7 +41,9 @@ from schemas.errors import (
     ResourceNotFoundError,
 )
 from schemas.events import ModelRef, Stage
+from schemas.rollout import VersionComparison
 from schemas.settings import Settings
+from streams.inference.comparison import compare_versions
 from streams.topics import TopicKey
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!!"
@@ -246,9 +248,31 @@ class FakeModels:
         ]
     )
 
+    comparisons: list[tuple[str, str | None, str | None, datetime, datetime]] = field(
+        default_factory=list
+    )
+
     def list(self) -> Sequence[ModelStatus]:
         """Every model."""
         return self.models
+
+    async def compare(
+        self,
+        name: str,
+        *,
+        candidate: str | None,
+        baseline: str | None,
+        since: datetime,
+        until: datetime,
+    ) -> VersionComparison:
+        """An empty comparison of ``name``; the call is recorded."""
+        if name != "chest-xray":
+            raise ResourceNotFoundError(ErrorCode.MODEL_NOT_FOUND, f"model {name} is not installed")
+        self.comparisons.append((name, candidate, baseline, since, until))
+        report = compare_versions(
+            f"{name}@{baseline or '1.0.0'}", f"{name}@{candidate or '2.0.0'}", []
+        )
+        return report.model_copy(update={"since": since, "until": until})
 
 
 @dataclass

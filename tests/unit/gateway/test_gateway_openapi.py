@@ -25,6 +25,7 @@ class TestCommittedOpenApi:
             "/infer",
             "/infer/batch",
             "/models",
+            "/models/{name}/comparison",
             "/results",
             "/results/{result_id}",
             "/results/{result_id}/verify",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -275,6 +275,51 @@ class TestModels:
             "ready",
             224,
         )
+
+
+class TestModelComparison:
+    """GET /models/{name}/comparison."""
+
+    async def test_admins_get_the_report_over_the_default_window(self, harness: Harness) -> None:
+        """The candidate and baseline are passed on; the window defaults to the last 24 h."""
+        response = await harness.client.get(
+            "/models/chest-xray/comparison?candidate=2.0.0",
+            headers=harness.auth("ops-1", ("admin",)),
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["candidate"]["model_id"] == "chest-xray@2.0.0"
+        assert body["paired_images"] == 0
+        ((name, candidate, baseline, since, until),) = harness.models.comparisons
+        assert (name, candidate, baseline) == ("chest-xray", "2.0.0", None)
+        assert until - since == timedelta(hours=24)
+
+    async def test_a_given_window_is_used(self, harness: Harness) -> None:
+        """since and until reach the comparison as given."""
+        response = await harness.client.get(
+            "/models/chest-xray/comparison",
+            params={"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00+00:00"},
+            headers=harness.auth("aud-1", ("auditor",)),
+        )
+        assert response.status_code == 200, response.text
+        (call,) = harness.models.comparisons
+        assert call[3:] == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+
+    async def test_clinicians_may_not(self, harness: Harness) -> None:
+        """Comparing model versions is for admins and auditors: 403."""
+        response = await harness.client.get("/models/chest-xray/comparison", headers=harness.auth())
+        assert response.status_code == 403
+        assert harness.models.comparisons == []
+
+    async def test_unknown_model_and_bad_version_are_refused(self, harness: Harness) -> None:
+        """An unknown model is 404 MODEL_NOT_FOUND; a version that is no version, 400."""
+        admin = harness.auth("ops-1", ("admin",))
+        missing = await harness.client.get("/models/nope/comparison", headers=admin)
+        assert (missing.status_code, missing.json()["code"]) == (404, "MODEL_NOT_FOUND")
+        bad = await harness.client.get(
+            "/models/chest-xray/comparison?candidate=../x", headers=admin
+        )
+        assert bad.status_code == 400
 
 
 class TestListResults:

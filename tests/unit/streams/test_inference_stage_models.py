@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from schemas.events import ImageRejected, InferenceCompleted
+from schemas.events import ImageRejected, InferenceCompleted, ShadowOutcome
 from schemas.settings import ValidationSettings, load_settings
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
@@ -132,3 +133,75 @@ class TestModelOutcomes:
             "MODEL_NO_ROUTE"
         ]
         assert hook.calls == []
+
+
+def stage_with_rollout(tmp_path: Path, rules: RoutingRules, lesion_modes: str) -> InferenceStage:
+    """The shipped registry with the lesion-detector versions in ``lesion_modes``."""
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
+    (registry_dir / "rollout.yaml").write_text(
+        "models:\n  image-quality:\n    1.0.0: {mode: active}\n"
+        f"  lesion-detector:\n{lesion_modes}"
+    )
+    reader = ImageReader([SAMPLES], LIMITS.max_file_bytes, RetryPolicy(max_attempts=1))
+    return InferenceStage(reader, ModelRegistry.load(registry_dir), rules, LIMITS)
+
+
+def model_of(value: object) -> str | None:
+    """The ``name@version`` a published result or rejection is about."""
+    if isinstance(value, InferenceCompleted):
+        return f"{value.model.name}@{value.model.version}"
+    assert isinstance(value, ImageRejected)
+    return value.model_id
+
+
+class TestShadowRouting:
+    async def test_a_shadow_result_goes_to_the_shadow_topic_only(
+        self, tmp_path: Path, reference_rules: RoutingRules
+    ) -> None:
+        """A CT image: the active version's refusal is published, the shadow's score is not."""
+        stage = stage_with_rollout(
+            tmp_path,
+            reference_rules,
+            "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
+        )
+        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
+        published = [o for o in out if o.topic is not TopicKey.INFERENCE_SHADOW]
+        shadows = [o for o in out if o.topic is TopicKey.INFERENCE_SHADOW]
+        assert sorted((o.topic.value, str(model_of(o.value))) for o in published) == [
+            ("images.rejected", "lesion-detector@1.2.0"),
+            ("inference.results", "image-quality@1.0.0"),
+        ]
+        assert len(shadows) == 1
+        shadow = shadows[0].value
+        assert isinstance(shadow, ShadowOutcome)
+        assert shadow.rejection is None
+        assert shadow.result is not None
+        assert model_of(shadow.result) == "lesion-detector@1.1.0"
+        assert shadows[0].key == b"k"
+
+    async def test_a_shadow_refusal_is_a_shadow_rejection(
+        self, tmp_path: Path, reference_rules: RoutingRules
+    ) -> None:
+        """The guarded version in shadow refuses the CT: coded, but never on images.rejected."""
+        stage = stage_with_rollout(
+            tmp_path,
+            reference_rules,
+            "    1.1.0: {mode: active}\n    1.2.0: {mode: shadow}\n",
+        )
+        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
+        assert [o.topic for o in out].count(TopicKey.IMAGES_REJECTED) == 0
+        assert sorted(
+            str(model_of(o.value)) for o in out if o.topic is TopicKey.INFERENCE_RESULTS
+        ) == [
+            "image-quality@1.0.0",
+            "lesion-detector@1.1.0",
+        ]
+        (shadow,) = [o.value for o in out if o.topic is TopicKey.INFERENCE_SHADOW]
+        assert isinstance(shadow, ShadowOutcome)
+        assert shadow.result is None
+        assert shadow.rejection is not None
+        assert (shadow.rejection.model_id, shadow.rejection.error_code.value) == (
+            "lesion-detector@1.2.0",
+            "MODEL_INPUT_OUT_OF_DISTRIBUTION",
+        )

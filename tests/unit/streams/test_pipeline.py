@@ -184,6 +184,14 @@ class TestProcessBatch:
             == 1.0
         )
 
+    def test_shadow_outcomes_are_not_the_events_outcome(self) -> None:
+        """A shadow version's outcome is not counted as an event the stage finished."""
+        registry = CollectorRegistry()
+        observer = MetricsObserver(Metrics(registry, process_collector=False))
+        observer.batch_processed(Stage.INFERENCE, 1, 0.1, [("inferred", None), ("shadow", None)])
+        labels = {"stage": "inference", "outcome": "succeeded"}
+        assert registry.get_sample_value("radstream_stage_events_processed_total", labels) == 1.0
+
     async def test_dead_letters_are_measured(self) -> None:
         """Dead letters are counted by stage and code."""
         registry = CollectorRegistry()

@@ -6,7 +6,7 @@ from typing import Any
 
 from bench.sink_events import make_rejection, make_result
 from schemas.errors import ErrorCode, error_for
-from schemas.events import DeadLetter, InferenceCompleted, StorableEvent
+from schemas.events import DeadLetter, InferenceCompleted, ShadowOutcome, Stage, StorableEvent
 from streams.batching_sink import Backpressure
 from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
@@ -69,6 +69,23 @@ class TestResultsStage:
         assert out == []
         assert sink.stored == [result, rejection]
         assert seen == [result]
+
+    async def test_shadow_outcomes_are_stored_but_not_reported_as_results(self) -> None:
+        """inference.shadow is consumed and stored; on_stored (published latency) skips it."""
+        sink = FakeSink()
+        seen: list[InferenceCompleted] = []
+        stage = ResultsStage(sink, TOPICS, on_stored=seen.append)
+        shadow = ShadowOutcome(result=make_result(version="2.0.0"))
+        refused = ShadowOutcome(rejection=make_rejection(stage=Stage.INFERENCE))
+        out = await stage.handle(
+            [
+                message(TopicKey.INFERENCE_SHADOW, shadow, 0),
+                message(TopicKey.INFERENCE_SHADOW, refused, 1),
+            ]
+        )
+        assert out == []
+        assert sink.stored == [shadow, refused]
+        assert seen == []
 
     async def test_a_bad_row_is_dead_lettered_alone(self) -> None:
         """When the batch is refused, rows are written one by one and only the culprit fails."""
