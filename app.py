@@ -20,10 +20,10 @@ when one is down; an outage after that is waited out (backpressure, ``/readyz``)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import faust
 import structlog
@@ -46,6 +46,7 @@ from schemas.settings import Settings
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
+from sinks.studies import StudyStore
 from streams.agents import AgentSpec, register_agent
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
@@ -57,13 +58,15 @@ from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
+from streams.stages.studies import StudiesStage
 from streams.stages.validation import ValidationStage
-from streams.topics import TopicNames
+from streams.studies.decision_support import load_decision_rules
+from streams.topics import TopicKey, TopicNames
 from streams.validation import load_clinical_rules
 
-ALL_STAGES: Final = ("validation", "inference", "results", "audit")
+ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies")
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
-DATABASE_STAGES: Final = frozenset({"results", "audit"})
+DATABASE_STAGES: Final = frozenset({"results", "audit", "studies"})
 
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
 
@@ -201,6 +204,35 @@ def build_results_spec(
     )
 
 
+def build_studies_stage(
+    settings: Settings, topics: TopicNames, database: Database, deliver: Deliver
+) -> StudiesStage:
+    """The studies stage: completeness, study results and urgent findings (docs/studies.md)."""
+    return StudiesStage(
+        StudyStore(database.sessions),
+        topics,
+        settings.studies,
+        load_decision_rules(settings.inference.model_registry_dir),
+        deliver,
+    )
+
+
+def build_studies_spec(topics: TopicNames, settings: Settings, stage: StudiesStage) -> AgentSpec:
+    """The studies agent over arrivals, router signals, results and rejections."""
+    return AgentSpec(
+        "studies",
+        (
+            topics.arrived,
+            topics[TopicKey.STUDIES_SIGNALS],
+            topics.results,
+            topics.rejected,
+        ),
+        stage,
+        settings.studies.batch_size,
+        settings.studies.batch_wait_seconds,
+    )
+
+
 # ---------------------------------------------------------------------------------- worker
 @dataclass(frozen=True)
 class Worker:
@@ -215,6 +247,7 @@ class Worker:
         health: liveness and readiness; a loop reports progress through :meth:`batch_done`.
         metrics: the worker's metrics (served on ``/metrics``).
         started: set by :meth:`mark_started` once the loop consumes.
+        background: tasks that run beside the loop until stop (the studies stage's sweeps).
     """
 
     settings: Settings
@@ -225,6 +258,7 @@ class Worker:
     health: HealthState
     metrics: Metrics
     started: asyncio.Event
+    background: tuple[Callable[[asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
 
     @property
     def group_id(self) -> str:
@@ -341,15 +375,23 @@ async def build_worker(
             stack, settings, pool_size=settings.sink.pool_size, check=False
         )
         specs.append(build_results_spec(settings, topics, metrics, database))
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    if "studies" in stages:
+        studies_db = await open_database(stack, settings, pool_size=2, check=False)
+        studies = build_studies_stage(settings, topics, studies_db, publisher.deliver)
+        specs.append(build_studies_spec(topics, settings, studies))
+        interval = settings.studies.sweep_interval_seconds
+        background.append(lambda stop: studies.run_sweeps(stop, interval))
     worker = Worker(
         settings=settings,
         stages=tuple(stages),
         specs=tuple(specs),
         deliver=publisher.deliver,
         observer=MetricsObserver(metrics),
-        health=HealthState(stages, requires_database="results" in stages),
+        health=HealthState(stages, requires_database=bool({"results", "studies"} & set(stages))),
         metrics=metrics,
         started=started if started is not None else asyncio.Event(),
+        background=tuple(background),
     )
     worker_health = build_worker_health(
         worker, database_probe=probe, registry=registry, serve_http=serve_http
@@ -422,6 +464,7 @@ async def run_worker(
             tasks.append(asyncio.create_task(consumer_loop(worker, stop)))
         if "audit" in stages:
             tasks.append(asyncio.create_task(run_audit_stage(settings, stop, worker.metrics)))
+        tasks += [asyncio.create_task(task(stop)) for task in worker.background]
         if not worker.specs:
             worker.mark_started()
         try:

@@ -111,6 +111,9 @@ class ErrorCode(StrEnum):
     MODEL_MANIFEST_MISMATCH = "MODEL_MANIFEST_MISMATCH"
     MODEL_VERSION_RETIRED = "MODEL_VERSION_RETIRED"
     MODEL_REGISTRY_CONFLICT = "MODEL_REGISTRY_CONFLICT"
+    # studies: completeness, study results, urgent findings
+    STUDY_RESULT_MISSING = "STUDY_RESULT_MISSING"
+    STUDY_NOT_FOUND = "STUDY_NOT_FOUND"
 
 
 class ErrorCategory(StrEnum):
@@ -373,6 +376,17 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "rollout change is not allowed from the current modes).",
         ErrorCategory.CONFLICT,
         409,
+    ),
+    C.STUDY_RESULT_MISSING: ErrorSpec(
+        "An image of a completed study had no result from the model within the analysis "
+        "timeout; the study result lists it as failed.",
+        ErrorCategory.INFERENCE,
+        504,
+    ),
+    C.STUDY_NOT_FOUND: ErrorSpec(
+        "No study with this StudyInstanceUID has arrived (or it is not yours to see).",
+        ErrorCategory.NOT_FOUND,
+        404,
     ),
 }
 del C

@@ -54,6 +54,7 @@ class Stage(StrEnum):
     AUDIT = "audit"
     API = "api"
     DICOM_EXPORT = "dicom_export"
+    STUDIES = "studies"
 
 
 class Priority(StrEnum):
@@ -109,6 +110,12 @@ class ImageArrived(Event):
     model_ids: tuple[ModelId, ...] = Field(default=(), max_length=8)
     requested_by: Pseudonym | None = Field(None, description="pseudonymous user id")
     priority: Priority = Priority.ROUTINE
+    expected_series_instances: int | None = Field(
+        None, ge=1, le=100_000, description="instances the sender will send of this series"
+    )
+    expected_study_instances: int | None = Field(
+        None, ge=1, le=100_000, description="instances the sender will send of this study"
+    )
 
     def message_key(self) -> bytes:
         """The Kafka key: StudyInstanceUID when known, else the event id."""

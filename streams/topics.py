@@ -22,6 +22,13 @@ from schemas.events import (
     InferenceCompleted,
     ResultExported,
 )
+from schemas.studies import (
+    SeriesCompleted,
+    StudyCompleted,
+    StudyResult,
+    StudyTransferCompleted,
+    UrgentFinding,
+)
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -38,6 +45,11 @@ class TopicKey(StrEnum):
     DEADLETTER_MARKS = "deadletter.marks"
     API_ACTIONS = "api.actions"
     RESULTS_EXPORTED = "results.exported"
+    STUDIES_SIGNALS = "studies.signals"
+    SERIES_COMPLETED = "series.completed"
+    STUDIES_COMPLETED = "studies.completed"
+    STUDIES_RESULTS = "studies.results"
+    ALERTS_URGENT = "alerts.urgent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +146,41 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             description="result reports delivered to DICOM destinations",
             message_key="the arrival's key",
         ),
+        TopicSpec(
+            TopicKey.STUDIES_SIGNALS,
+            6,
+            7 * DAY_MS,
+            description="routers' study-complete signals",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.SERIES_COMPLETED,
+            6,
+            30 * DAY_MS,
+            description="series completions",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.STUDIES_COMPLETED,
+            6,
+            30 * DAY_MS,
+            description="study completions",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.STUDIES_RESULTS,
+            6,
+            30 * DAY_MS,
+            description="study results per model",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.ALERTS_URGENT,
+            3,
+            30 * DAY_MS,
+            description="urgent findings (clinical decision support)",
+            message_key="StudyInstanceUID",
+        ),
     )
 }
 
@@ -200,4 +247,9 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.DEADLETTER_MARKS: DeadLetterMark,
         TopicKey.API_ACTIONS: ApiAction,
         TopicKey.RESULTS_EXPORTED: ResultExported,
+        TopicKey.STUDIES_SIGNALS: StudyTransferCompleted,
+        TopicKey.SERIES_COMPLETED: SeriesCompleted,
+        TopicKey.STUDIES_COMPLETED: StudyCompleted,
+        TopicKey.STUDIES_RESULTS: StudyResult,
+        TopicKey.ALERTS_URGENT: UrgentFinding,
     }
