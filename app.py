@@ -43,6 +43,7 @@ from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
 from schemas.settings import Settings
+from schemas.studies import StudyView
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
@@ -499,6 +500,17 @@ async def wait_for_stop_or_failure(
             raise RuntimeError("a worker stage ended before the worker was stopped")
 
 
+async def study_view(settings: Settings, study_instance_uid: str) -> StudyView | None:
+    """One study's status as ``GET /studies/{uid}`` answers it (``radstream studies show``).
+
+    Raises:
+        TransientError: ``DATABASE_UNAVAILABLE`` when PostgreSQL does not answer.
+    """
+    async with AsyncExitStack() as stack:
+        database = await open_database(stack, settings, pool_size=1)
+        return await StudyStore(database.sessions).view(study_instance_uid)
+
+
 # ------------------------------------------------------------------------------------- API
 async def build_api(
     stack: AsyncExitStack, settings: Settings, *, registry: CollectorRegistry | None = None
@@ -522,6 +534,7 @@ async def build_api(
         lifecycle=RepositoryLifecycleReader(LifecycleRepository(database.sessions)),
         models=RegistryModelCatalog(load_model_registry(settings)),
         audit=TopicApiAuditPublisher(publisher),
+        studies=StudyStore(database.sessions),
         metrics=registry if registry is not None else CollectorRegistry(),
         readiness={"kafka": publisher.ready, "database": database.ping},
     )

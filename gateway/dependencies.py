@@ -23,6 +23,7 @@ from gateway.ports import (
     ModelCatalog,
     ReadinessCheck,
     ResultsReader,
+    StudyReader,
 )
 from gateway.rate_limit import RateLimiter
 from schemas.audit import ApiAction, ApiActionKind
@@ -56,6 +57,7 @@ class GatewayContext:
     readiness: Mapping[str, ReadinessCheck]
     today: Callable[[], date]
     dicom: InstanceIngest
+    studies: StudyReader
 
 
 def gateway_context(request: Request) -> GatewayContext:
@@ -89,6 +91,7 @@ async def record_action(
     error_code: ErrorCode | None = None,
     event_id: uuid.UUID | None = None,
     result_id: uuid.UUID | None = None,
+    study_instance_uid: str | None = None,
     required: bool = True,
 ) -> None:
     """Publish one :class:`ApiAction` for the audit trail.
@@ -109,6 +112,7 @@ async def record_action(
         correlation_id=correlation_id_of(request.scope),
         network_address=network_address(request),
         error_code=error_code,
+        study_instance_uid=study_instance_uid,
     )
     try:
         await context.audit.publish(entry)

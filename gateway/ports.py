@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from schemas.api import (
     ResultView,
 )
 from schemas.audit import ApiAction
+from schemas.studies import StudyView
 from streams.topics import TopicKey
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -86,8 +88,34 @@ class ModelCatalog(Protocol):
         """Every registered model with its status and input spec."""
 
 
+class StudyReader(Protocol):
+    """Reads a study's status and records acknowledgements of its urgent findings."""
+
+    async def view(self, study_instance_uid: str) -> StudyView | None:
+        """The study's status, or None when no instance of it has arrived."""
+
+    async def acknowledge(
+        self, study_instance_uid: str, user_id: str, at: datetime
+    ) -> Sequence[uuid.UUID]:
+        """Acknowledge the study's unacknowledged urgent findings; return their alert ids."""
+
+
 class ApiAuditPublisher(Protocol):
     """Hands one :class:`~schemas.audit.ApiAction` to the audit trail (topic ``api.actions``)."""
 
     async def publish(self, action: ApiAction) -> None:
         """Publish ``action``; raises TransientError when it cannot be recorded."""
+
+
+class NoStudies:
+    """The study reader of a gateway built without a studies store: no study is known."""
+
+    async def view(self, study_instance_uid: str) -> StudyView | None:
+        """No study: None."""
+        return None
+
+    async def acknowledge(
+        self, study_instance_uid: str, user_id: str, at: datetime
+    ) -> Sequence[uuid.UUID]:
+        """Nothing to acknowledge."""
+        return ()

@@ -381,7 +381,7 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "An image of a completed study had no result from the model within the analysis "
         "timeout; the study result lists it as failed.",
         ErrorCategory.INFERENCE,
-        504,
+        500,
     ),
     C.STUDY_NOT_FOUND: ErrorSpec(
         "No study with this StudyInstanceUID has arrived (or it is not yours to see).",

@@ -188,3 +188,63 @@ def study_result_id(
 def urgent_alert_id(study_instance_uid: str, model: str, finding: str) -> uuid.UUID:
     """The deterministic id of the urgent alert of a study and finding (one per pair)."""
     return uuid.uuid5(STUDY_EVENT_NAMESPACE, f"urgent:{study_instance_uid}:{model}:{finding}")
+
+
+# ------------------------------------------------------------------ the status API's answers
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class SeriesView(_View):
+    """One series of a study as the status API reports it."""
+
+    series_instance_uid: str = Field(max_length=64)
+    modality: str | None = None
+    instance_count: int = Field(ge=0)
+    expected_instances: int | None = None
+    generation: int = Field(ge=1)
+    completed_by: CompletionRule | None = None
+
+
+class UrgentFindingView(_View):
+    """An urgent finding of a study and whether (and by whom) it was acknowledged."""
+
+    alert_id: uuid.UUID
+    model_name: str
+    model_version: str
+    finding: str
+    score: float
+    rule: str
+    level: str
+    raised_at: AwareDatetime
+    acknowledged_by: Pseudonym | None = None
+    acknowledged_at: AwareDatetime | None = None
+
+
+class StudyView(_View):
+    """``GET /studies/{study_uid}``: where a study is, its counts, study results and findings.
+
+    ``lifecycle`` counts the study's arrivals per lifecycle state the results sink recorded
+    (``arrived``, ``validated``, ``rejected``, ``inferred`` …).
+    """
+
+    study_instance_uid: Uid
+    status: StudyStatus
+    priority: Priority
+    generation: int = Field(ge=1)
+    completed_by: CompletionRule | None = None
+    completed_at: AwareDatetime | None = None
+    instance_count: int = Field(ge=0, description="distinct instances")
+    arrivals: int = Field(ge=0, description="arrival events, duplicates included")
+    series: tuple[SeriesView, ...] = ()
+    lifecycle: dict[str, int] = Field(default_factory=dict)
+    results: tuple[StudyResult, ...] = ()
+    urgent_findings: tuple[UrgentFindingView, ...] = ()
+
+
+class StudyAcknowledged(_View):
+    """``POST /studies/{study_uid}/acknowledge``: the urgent findings this call acknowledged."""
+
+    study_instance_uid: Uid
+    acknowledged: tuple[uuid.UUID, ...]
+    acknowledged_at: AwareDatetime

@@ -22,7 +22,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import ModelRef, Priority
-from schemas.studies import StudyResult, StudyStatus, UrgentFinding
+from schemas.studies import (
+    SeriesView,
+    StudyResult,
+    StudyStatus,
+    StudyView,
+    UrgentFinding,
+    UrgentFindingView,
+)
 from sinks.database import database_errors
 from sinks.tables import (
     image_events,
@@ -49,24 +56,6 @@ class OutboxMessage:
     message_key: str
     value: str
     priority: str
-
-
-@dataclass(frozen=True, slots=True)
-class StudyView:
-    """What ``GET /studies/{uid}`` and ``radstream studies show`` report about one study."""
-
-    study_instance_uid: str
-    status: StudyStatus
-    priority: str
-    generation: int
-    completed_by: str | None
-    completed_at: datetime | None
-    series: tuple[dict[str, Any], ...]
-    instance_count: int
-    arrivals: int
-    lifecycle: dict[str, int]
-    results: tuple[dict[str, Any], ...]
-    urgent_findings: tuple[dict[str, Any], ...]
 
 
 class StudyTransaction:
@@ -374,33 +363,35 @@ class StudyStore:
                     .order_by(study_results.c.generation.desc(), study_results.c.model_name)
                 )
                 findings = await session.execute(
-                    select(urgent_findings)
+                    select(*(_U[name] for name in UrgentFindingView.model_fields))
                     .where(_U.study_instance_uid == study_instance_uid)
                     .order_by(_U.raised_at)
                 )
                 return StudyView(
                     study_instance_uid=study_instance_uid,
                     status=StudyStatus(row["status"]),
-                    priority=row["priority"],
+                    priority=Priority(row["priority"]),
                     generation=row["generation"],
-                    completed_by=state.completed_by.value if state.completed_by else None,
+                    completed_by=state.completed_by,
                     completed_at=state.completed_at,
-                    series=tuple(
-                        {
-                            "series_instance_uid": s.series_instance_uid,
-                            "modality": s.modality,
-                            "instance_count": len(s.instances),
-                            "expected_instances": s.expected,
-                            "generation": s.generation,
-                            "completed_by": s.completed_by.value if s.completed_by else None,
-                        }
-                        for s in state.series.values()
-                    ),
                     instance_count=state.instance_count,
                     arrivals=int(arrivals or 0),
-                    lifecycle={str(state_): int(count) for state_, count in lifecycle.all()},
-                    results=tuple(r.result for r in results),
-                    urgent_findings=tuple(_finding_view(f) for f in findings.mappings()),
+                    series=tuple(
+                        SeriesView(
+                            series_instance_uid=s.series_instance_uid,
+                            modality=s.modality,
+                            instance_count=len(s.instances),
+                            expected_instances=s.expected,
+                            generation=s.generation,
+                            completed_by=s.completed_by,
+                        )
+                        for s in state.series.values()
+                    ),
+                    lifecycle={str(name): int(count) for name, count in lifecycle.all()},
+                    results=tuple(StudyResult.model_validate(r.result) for r in results),
+                    urgent_findings=tuple(
+                        UrgentFindingView.model_validate(dict(f)) for f in findings.mappings()
+                    ),
                 )
 
     async def acknowledge(
@@ -431,21 +422,6 @@ class StudyStore:
                     )
                 ).one()
                 return int(row[0]), row[1]
-
-
-def _finding_view(row: Any) -> dict[str, Any]:
-    return {
-        "alert_id": str(row["alert_id"]),
-        "model_name": row["model_name"],
-        "model_version": row["model_version"],
-        "finding": row["finding"],
-        "score": row["score"],
-        "rule": row["rule"],
-        "level": row["level"],
-        "raised_at": row["raised_at"].isoformat(),
-        "acknowledged_by": row["acknowledged_by"],
-        "acknowledged_at": row["acknowledged_at"].isoformat() if row["acknowledged_at"] else None,
-    }
 
 
 def _outcome_json(outcome: InstanceOutcome) -> dict[str, Any]:

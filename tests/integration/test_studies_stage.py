@@ -7,6 +7,8 @@ fake, exactly as the worker's producer would receive it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 import uuid
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from cli.main import main
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import (
     ImageArrived,
@@ -294,3 +297,43 @@ class TestStudiesStage:
             (1, 4, "expected_count")
         ]
         assert len(sent.of(TopicKey.SERIES_COMPLETED)) == 1
+
+
+class TestStudiesShowCommand:
+    async def test_show_prints_status_results_and_findings(
+        self,
+        database: Database,
+        database_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """`studies show UID` prints the study, its result and its unacknowledged alert."""
+        study, clock, sent = new_study_uid(), Clock(), Recorder()
+        stage = stage_on(database, sent, clock)
+        image = arrival(study, f"{study}.1.1").model_copy(update={"expected_study_instances": 1})
+        await stage.handle([message(TopicKey.IMAGES_ARRIVED, image, 0)])
+        await stage.handle([message(TopicKey.INFERENCE_RESULTS, result(image, 0.99), 1)])
+        monkeypatch.setenv("RADSTREAM_DATABASE_URL", database_url)
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["studies", "show", study]) == 0
+        out = capsys.readouterr().out
+        assert "analysed" in out
+        assert "lesion-detector@1.2.0" in out
+        assert "NOT ACKNOWLEDGED" in out
+        assert await asyncio.to_thread(main, ["studies", "show", study, "--json"]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert (document["status"], document["results"][0]["positive_count"]) == ("analysed", 1)
+
+    def test_unknown_study_is_one_line_and_exit_4(
+        self,
+        database_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """An unknown study: nothing on stdout, one STUDY_NOT_FOUND line, exit 4."""
+        monkeypatch.setenv("RADSTREAM_DATABASE_URL", database_url)
+        assert main(["studies", "show", "1.2.3.4.5.6"]) == 4
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert "STUDY_NOT_FOUND" in captured.err
