@@ -43,7 +43,7 @@ from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
 from schemas.settings import Settings
-from schemas.studies import StudyView
+from schemas.studies import StudyResult, StudyView
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
@@ -206,15 +206,23 @@ def build_results_spec(
 
 
 def build_studies_stage(
-    settings: Settings, topics: TopicNames, database: Database, deliver: Deliver
+    settings: Settings, topics: TopicNames, metrics: Metrics, database: Database, deliver: Deliver
 ) -> StudiesStage:
     """The studies stage: completeness, study results and urgent findings (docs/studies.md)."""
+
+    def made(result: StudyResult) -> None:
+        since = (result.aggregated_at - result.study_completed_at).total_seconds()
+        metrics.study_result_made(result.model.name, since)
+
     return StudiesStage(
         StudyStore(database.sessions),
         topics,
         settings.studies,
         load_decision_rules(settings.inference.model_registry_dir),
         deliver,
+        on_urgent=lambda finding: metrics.urgent_finding_raised(finding.model_name),
+        on_study_result=made,
+        on_unacknowledged=metrics.set_urgent_unacknowledged,
     )
 
 
@@ -379,7 +387,7 @@ async def build_worker(
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
     if "studies" in stages:
         studies_db = await open_database(stack, settings, pool_size=2, check=False)
-        studies = build_studies_stage(settings, topics, studies_db, publisher.deliver)
+        studies = build_studies_stage(settings, topics, metrics, studies_db, publisher.deliver)
         specs.append(build_studies_spec(topics, settings, studies))
         interval = settings.studies.sweep_interval_seconds
         background.append(lambda stop: studies.run_sweeps(stop, interval))

@@ -208,6 +208,11 @@ class StudiesSettings(_Group):
         description="after completion, how long to wait for every image's result before the "
         "study result lists the missing ones as failed",
     )
+    urgent_acknowledge_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="an urgent finding unacknowledged for longer counts as overdue (alerted)",
+    )
     batch_size: int = Field(200, ge=1)
     batch_wait_seconds: float = Field(0.05, ge=0)
 

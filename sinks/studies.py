@@ -410,18 +410,19 @@ class StudyStore:
                 )
                 return [row.alert_id for row in rows]
 
-    async def oldest_unacknowledged(self) -> tuple[int, datetime | None]:
-        """How many urgent findings wait for acknowledgement, and when the oldest was raised."""
+    async def unacknowledged(self, overdue_before: datetime) -> tuple[int, int]:
+        """How many urgent findings wait for acknowledgement, and how many since before a time."""
         with database_errors():
             async with self._sessions() as session:
                 row = (
                     await session.execute(
-                        select(func.count(), func.min(_U.raised_at)).where(
-                            _U.acknowledged_at.is_(None)
-                        )
+                        select(
+                            func.count(),
+                            func.count().filter(_U.raised_at < overdue_before),
+                        ).where(_U.acknowledged_at.is_(None))
                     )
                 ).one()
-                return int(row[0]), row[1]
+                return int(row[0]), int(row[1])
 
 
 def _outcome_json(outcome: InstanceOutcome) -> dict[str, Any]:

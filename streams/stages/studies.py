@@ -93,6 +93,7 @@ class StudiesStage:
         retry: RetryPolicy = DATABASE_RETRY,
         on_urgent: Callable[[UrgentFinding], None] | None = None,
         on_study_result: Callable[[StudyResult], None] | None = None,
+        on_unacknowledged: Callable[[int, int], None] | None = None,
     ) -> None:
         self._store = store
         self._topics = topics
@@ -106,6 +107,8 @@ class StudiesStage:
         self._retry = retry
         self._on_urgent = on_urgent
         self._on_study_result = on_study_result
+        self._on_unacknowledged = on_unacknowledged
+        self._acknowledge_within = timedelta(seconds=settings.urgent_acknowledge_seconds)
         self._models: dict[str, type[StudyInput]] = {
             topics[TopicKey.IMAGES_ARRIVED]: ImageArrived,
             topics[TopicKey.STUDIES_SIGNALS]: StudyTransferCompleted,
@@ -153,6 +156,11 @@ class StudiesStage:
 
         swept = await run_with_retries(run, self._retry)
         await self.relay()
+        if self._on_unacknowledged is not None:
+            waiting = await run_with_retries(
+                lambda: self._store.unacknowledged(now - self._acknowledge_within), self._retry
+            )
+            self._on_unacknowledged(*waiting)
         return swept
 
     async def run_sweeps(self, stop: asyncio.Event, interval_seconds: float) -> None:

@@ -130,7 +130,12 @@ def result(event: ImageArrived, score: float) -> InferenceCompleted:
     )
 
 
-def stage_on(database: Database, deliver: Recorder, clock: Clock) -> StudiesStage:
+def stage_on(
+    database: Database,
+    deliver: Recorder,
+    clock: Clock,
+    waiting: list[tuple[int, int]] | None = None,
+) -> StudiesStage:
     return StudiesStage(
         StudyStore(database.sessions),
         TOPICS,
@@ -139,6 +144,7 @@ def stage_on(database: Database, deliver: Recorder, clock: Clock) -> StudiesStag
         deliver,
         clock=clock,
         retry=FAST,
+        on_unacknowledged=None if waiting is None else lambda *counts: waiting.append(counts),
     )
 
 
@@ -215,8 +221,8 @@ class TestStudiesStage:
 
     async def test_urgent_finding_appears_once(self, database: Database) -> None:
         """Two sure images and a redelivery raise one urgent alert for the study and finding."""
-        study, clock, sent = new_study_uid(), Clock(), Recorder()
-        stage = stage_on(database, sent, clock)
+        study, clock, sent, waiting = new_study_uid(), Clock(), Recorder(), []
+        stage = stage_on(database, sent, clock, waiting)
         images = [arrival(study, f"{study}.1.{i}", priority=Priority.STAT) for i in range(3)]
         await stage.handle([message(TopicKey.IMAGES_ARRIVED, a, i) for i, a in enumerate(images)])
         sure = [
@@ -233,9 +239,16 @@ class TestStudiesStage:
             (study, "lesion", "lesion-critical-image", Priority.STAT)
         ]
         assert sent.of(TopicKey.STUDIES_RESULTS)[0].positive_count == 3
+        clock.now += timedelta(seconds=900)  # studies.urgent_acknowledge_seconds (default)
+        await stage.sweep()
+        (count, _), (later_count, overdue) = waiting[-2:]
+        assert count >= 1
+        assert overdue >= 1  # the finding raised 900 s ago counts as overdue now
         store = StudyStore(database.sessions)
         assert len(await store.acknowledge(study, "clinician-1", clock.now)) == 1
         assert await store.acknowledge(study, "clinician-1", clock.now) == []
+        await stage.sweep()
+        assert waiting[-1] == (later_count - 1, overdue - 1)
 
     async def test_rejected_study_fails_with_reasons(self, database: Database) -> None:
         """Every image rejected by validation: the study is failed, no study result."""
