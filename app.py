@@ -135,15 +135,28 @@ def build_image_reader(settings: Settings) -> ImageReader:
 
 
 # ---------------------------------------------------------------------------------- stages
-def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
-    """The validation agent: storage reads with retries, validation off the event loop."""
+def build_validation_specs(settings: Settings, topics: TopicNames) -> list[AgentSpec]:
+    """The validation agents: storage reads with retries, validation off the event loop.
+
+    Two lanes over one stage: stat arrivals have a topic and an agent of their own, so a stat
+    image is validated while a routine backlog waits (docs/studies.md, "Priorities").
+    """
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(build_image_reader(settings), settings.validation, rules)
-    return AgentSpec("validation", (topics.arrived,), stage, 16, 0.05)
+    return [
+        AgentSpec("validation", (topics.arrived,), stage, 16, 0.05),
+        AgentSpec("validation-stat", (topics.arrived_stat,), stage, 16, 0.0),
+    ]
 
 
-def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metrics) -> AgentSpec:
-    """The inference agent: micro-batches of ``inference.batch_size`` within the wait time."""
+def build_inference_specs(
+    settings: Settings, topics: TopicNames, metrics: Metrics
+) -> list[AgentSpec]:
+    """The inference agents: micro-batches of ``inference.batch_size`` within the wait time.
+
+    Routine and stat lanes share the stage (one registry, one set of ONNX sessions); the stat
+    lane takes what is there at once instead of waiting to fill a batch.
+    """
     registry = load_model_registry(settings)
     for status in registry.list():
         if status.error_code is ErrorCode.MODEL_CHECKSUM_MISMATCH:
@@ -167,13 +180,18 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
         on_model_batch=metrics.inference_batch,
         on_model_outcome=metrics.model_observed,
     )
-    return AgentSpec(
-        "inference",
-        (topics.validated,),
-        stage,
-        settings.inference.batch_size,
-        settings.inference.batch_wait_seconds,
-    )
+    return [
+        AgentSpec(
+            "inference",
+            (topics.validated,),
+            stage,
+            settings.inference.batch_size,
+            settings.inference.batch_wait_seconds,
+        ),
+        AgentSpec(
+            "inference-stat", (topics.validated_stat,), stage, settings.inference.batch_size, 0.0
+        ),
+    ]
 
 
 def build_results_spec(
@@ -198,7 +216,7 @@ def build_results_spec(
 
     return AgentSpec(
         "results",
-        (topics.results, topics.validated, topics.rejected),
+        (topics.results, topics.validated, topics.validated_stat, topics.rejected),
         ResultsStage(sink, topics, on_stored=stored),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,
@@ -232,6 +250,7 @@ def build_studies_spec(topics: TopicNames, settings: Settings, stage: StudiesSta
         "studies",
         (
             topics.arrived,
+            topics.arrived_stat,
             topics[TopicKey.STUDIES_SIGNALS],
             topics.results,
             topics.rejected,
@@ -376,9 +395,9 @@ async def build_worker(
         probe = (await open_database(stack, settings, pool_size=1)).ping
     specs: list[AgentSpec] = []
     if "validation" in stages:
-        specs.append(build_validation_spec(settings, topics))
+        specs += build_validation_specs(settings, topics)
     if "inference" in stages:
-        specs.append(build_inference_spec(settings, topics, metrics))
+        specs += build_inference_specs(settings, topics, metrics)
     if "results" in stages:
         database = await open_database(
             stack, settings, pool_size=settings.sink.pool_size, check=False
@@ -397,7 +416,11 @@ async def build_worker(
         specs=tuple(specs),
         deliver=publisher.deliver,
         observer=MetricsObserver(metrics),
-        health=HealthState(stages, requires_database=bool({"results", "studies"} & set(stages))),
+        # Progress is tracked per agent (the stat lanes are agents of their own) and for audit.
+        health=HealthState(
+            [spec.name for spec in specs] + (["audit"] if "audit" in stages else []),
+            requires_database=bool({"results", "studies"} & set(stages)),
+        ),
         metrics=metrics,
         started=started if started is not None else asyncio.Event(),
         background=tuple(background),

@@ -48,6 +48,7 @@ log = structlog.get_logger("radstream.pipeline")
 
 OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.IMAGES_VALIDATED: "validated",
+    TopicKey.IMAGES_VALIDATED_STAT: "validated",
     TopicKey.IMAGES_REJECTED: "rejected",
     TopicKey.INFERENCE_RESULTS: "inferred",
     TopicKey.DEADLETTER: "dead_lettered",

@@ -20,6 +20,7 @@ from schemas.events import (
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
+    Priority,
     ResultExported,
 )
 from schemas.studies import (
@@ -50,6 +51,8 @@ class TopicKey(StrEnum):
     STUDIES_COMPLETED = "studies.completed"
     STUDIES_RESULTS = "studies.results"
     ALERTS_URGENT = "alerts.urgent"
+    IMAGES_ARRIVED_STAT = "images.arrived.stat"
+    IMAGES_VALIDATED_STAT = "images.validated.stat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,22 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             description="urgent findings (clinical decision support)",
             message_key="StudyInstanceUID",
         ),
+        # The stat lane: stat arrivals and their validated images travel on topics of their own,
+        # consumed by agents of their own, so they never queue behind a routine backlog.
+        TopicSpec(
+            TopicKey.IMAGES_ARRIVED_STAT,
+            6,
+            7 * DAY_MS,
+            description="arrival events marked stat (the stat lane)",
+            message_key="StudyInstanceUID when present, else the event id",
+        ),
+        TopicSpec(
+            TopicKey.IMAGES_VALIDATED_STAT,
+            6,
+            7 * DAY_MS,
+            description="validated images marked stat (the stat lane)",
+            message_key="the arrival's key",
+        ),
     )
 }
 
@@ -201,6 +220,14 @@ class TopicNames:
     @property
     def validated(self) -> str:
         return self[TopicKey.IMAGES_VALIDATED]
+
+    @property
+    def arrived_stat(self) -> str:
+        return self[TopicKey.IMAGES_ARRIVED_STAT]
+
+    @property
+    def validated_stat(self) -> str:
+        return self[TopicKey.IMAGES_VALIDATED_STAT]
 
     @property
     def rejected(self) -> str:
@@ -252,4 +279,18 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.STUDIES_COMPLETED: StudyCompleted,
         TopicKey.STUDIES_RESULTS: StudyResult,
         TopicKey.ALERTS_URGENT: UrgentFinding,
+        TopicKey.IMAGES_ARRIVED_STAT: ImageArrived,
+        TopicKey.IMAGES_VALIDATED_STAT: ImageValidated,
     }
+
+
+def arrival_topic(priority: Priority) -> TopicKey:
+    """Where an arrival of ``priority`` is published: stat has a lane of its own."""
+    return TopicKey.IMAGES_ARRIVED_STAT if priority is Priority.STAT else TopicKey.IMAGES_ARRIVED
+
+
+def validated_topic(priority: Priority) -> TopicKey:
+    """Where a validated image of ``priority`` goes: stat has a lane of its own."""
+    return (
+        TopicKey.IMAGES_VALIDATED_STAT if priority is Priority.STAT else TopicKey.IMAGES_VALIDATED
+    )

@@ -67,6 +67,8 @@ EVENT_MODEL_FOR_TOPIC: dict[TopicKey, type[BaseModel]] = {
     TopicKey.API_ACTIONS: ApiAction,
     TopicKey.RESULTS_EXPORTED: ResultExported,
     TopicKey.ALERTS_URGENT: UrgentFinding,
+    TopicKey.IMAGES_ARRIVED_STAT: ImageArrived,
+    TopicKey.IMAGES_VALIDATED_STAT: ImageValidated,
 }
 """Which event model each audited topic carries."""
 
@@ -81,6 +83,8 @@ EVENT_TYPE_FOR_TOPIC: dict[TopicKey, AuditEventType] = {
     TopicKey.API_ACTIONS: AuditEventType.API_SUBMIT,
     TopicKey.RESULTS_EXPORTED: AuditEventType.RESULT_EXPORTED,
     TopicKey.ALERTS_URGENT: AuditEventType.URGENT_FINDING_RAISED,
+    TopicKey.IMAGES_ARRIVED_STAT: AuditEventType.IMAGE_ARRIVED,
+    TopicKey.IMAGES_VALIDATED_STAT: AuditEventType.IMAGE_VALIDATED,
 }
 
 _API_TYPES: dict[ApiActionKind, tuple[AuditEventType, AuditAction]] = {

@@ -45,6 +45,7 @@ class ResultsStage:
             topics[TopicKey.INFERENCE_RESULTS]: InferenceCompleted,
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
             topics[TopicKey.IMAGES_VALIDATED]: ImageValidated,
+            topics[TopicKey.IMAGES_VALIDATED_STAT]: ImageValidated,
         }
         self._on_stored = on_stored
         self._on_write_error = on_write_error

@@ -1,11 +1,12 @@
 """The studies stage: completeness, study results and urgent findings, persisted in PostgreSQL.
 
-Consumes ``images.arrived`` (instances open and fill studies), ``studies.signals`` (the router's
-"study complete"), ``inference.results`` and ``images.rejected`` (each image's terminal
-outcome). For every message it locks the study's state row, runs the pure cores
-(``streams/studies/``) and, in the same transaction, stores the new state and puts the events it
-decided (``SeriesCompleted``, ``StudyCompleted``, ``StudyResult``, ``UrgentFinding``) into an
-outbox; after the commit the outbox is published and emptied (:meth:`StudyStore.relay`). The
+Consumes ``images.arrived`` and its stat lane (instances open and fill studies),
+``studies.signals`` (the router's "study complete"), ``inference.results`` and
+``images.rejected`` (each image's terminal outcome). For every message it locks the study's
+state row, runs the pure cores (``streams/studies/``) and, in the same transaction, stores the
+new state and puts the events it decided (``SeriesCompleted``, ``StudyCompleted``,
+``StudyResult``, ``UrgentFinding``) into an outbox; after the commit the outbox is published
+and emptied (:meth:`StudyStore.relay`). The
 consumed batch is acknowledged only after that, so a worker killed anywhere resumes with nothing
 lost: uncommitted work is redone from the redelivered messages, committed but unpublished events
 are still in the outbox. Time-driven transitions (quiet periods, the analysis timeout) are made
@@ -111,6 +112,7 @@ class StudiesStage:
         self._acknowledge_within = timedelta(seconds=settings.urgent_acknowledge_seconds)
         self._models: dict[str, type[StudyInput]] = {
             topics[TopicKey.IMAGES_ARRIVED]: ImageArrived,
+            topics[TopicKey.IMAGES_ARRIVED_STAT]: ImageArrived,
             topics[TopicKey.STUDIES_SIGNALS]: StudyTransferCompleted,
             topics[TopicKey.INFERENCE_RESULTS]: InferenceCompleted,
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,

@@ -18,7 +18,7 @@ from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
 from streams.stages.common import ImageReader, run_decoder
-from streams.topics import TopicKey
+from streams.topics import TopicKey, validated_topic
 from streams.validation import ClinicalRules, ValidationAccepted, validate_image
 
 
@@ -89,7 +89,9 @@ class ValidationStage:
                 message, event, outcome.error_code, outcome.reason, retryable=outcome.retryable
             )
         validated = validated_event(event, outcome)
-        return Outgoing(TopicKey.IMAGES_VALIDATED, message.key, validated, message.out_headers())
+        return Outgoing(
+            validated_topic(validated.priority), message.key, validated, message.out_headers()
+        )
 
     def _rejected(
         self,

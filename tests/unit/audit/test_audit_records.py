@@ -329,6 +329,8 @@ class TestMessages:
             TopicKey.API_ACTIONS: api_action(),
             TopicKey.RESULTS_EXPORTED: exported(EID),
             TopicKey.ALERTS_URGENT: urgent(),
+            TopicKey.IMAGES_ARRIVED_STAT: arrived(),
+            TopicKey.IMAGES_VALIDATED_STAT: validated(EID),
         }
         assert set(samples) == set(AUDITED_TOPICS)
         for key, event in samples.items():
