@@ -153,7 +153,8 @@ class StudiesStage:
                 due = await tx.due(now, SWEEP_LIMIT)
                 for uid in due:
                     state = await tx.lock_state(uid)
-                    await self._after(tx, state, apply_tick(state, now, self._quiet), now)
+                    await self._completed(tx, state, apply_tick(state, now, self._quiet))
+                    await self._finish(tx, state, now)
                 return len(due)
 
         swept = await run_with_retries(run, self._retry)
@@ -194,17 +195,29 @@ class StudiesStage:
     async def _apply_with_retries(self, events: Sequence[StudyInput]) -> None:
         async def apply() -> None:
             now = self._clock()
+            # One lock, one aggregation and one state write per study and batch: a batch of
+            # results for one study must not re-read the study once per result.
+            touched: dict[str, StudyState] = {}
             async with self._store.transaction() as tx:
                 for event in events:
-                    await self._apply(tx, event, now)
+                    await self._apply(tx, event, now, touched)
+                for state in touched.values():
+                    await self._finish(tx, state, now)
 
         await run_with_retries(apply, self._retry)
 
-    async def _apply(self, tx: StudyTransaction, event: StudyInput, now: datetime) -> None:
+    async def _apply(
+        self,
+        tx: StudyTransaction,
+        event: StudyInput,
+        now: datetime,
+        touched: dict[str, StudyState],
+    ) -> None:
         uid = event.study_instance_uid
         if uid is None:
             return  # an image outside any study: nothing to complete or aggregate
-        state = await tx.lock_state(uid)
+        state = touched.get(uid) or await tx.lock_state(uid)
+        touched[uid] = state
         decided: list[CompletionEvent] = []
         if isinstance(event, ImageArrived):
             key = event.sop_instance_uid or str(event.event_id)
@@ -233,20 +246,16 @@ class StudiesStage:
             decided = apply_signal(state, event.instance_count, now)
         elif isinstance(event, InferenceCompleted):
             await tx.add_outcome(uid, _result_outcome(event))
-            for finding in image_findings(self._rules, event, state.priority):
+            for finding in image_findings(self._rules, event, state.priority, now):
                 await self._raise(tx, finding)
         else:
             await tx.add_outcome(uid, _rejection_outcome(event))
-        await self._after(tx, state, decided, now)
+        await self._completed(tx, state, decided)
 
-    async def _after(
-        self,
-        tx: StudyTransaction,
-        state: StudyState,
-        decided: Sequence[CompletionEvent],
-        now: datetime,
+    async def _completed(
+        self, tx: StudyTransaction, state: StudyState, decided: Sequence[CompletionEvent]
     ) -> None:
-        """Enqueue the completions, make the study results that are ready, store the state."""
+        """Enqueue the completions the state machine decided."""
         for completion in decided:
             topic = (
                 TopicKey.STUDIES_COMPLETED
@@ -260,6 +269,9 @@ class StudiesStage:
                 generation=completion.generation,
                 instances=completion.instance_count,
             )
+
+    async def _finish(self, tx: StudyTransaction, state: StudyState, now: datetime) -> None:
+        """Make the study results that are ready and store the state with its deadlines."""
         status, analysis_deadline = StudyStatus.RECEIVING, None
         if state.complete and state.completed_at is not None:
             status, analysis_deadline = await self._results(tx, state, now)
@@ -295,7 +307,7 @@ class StudiesStage:
             done.add((result.model.name, result.model.version))
             if self._on_study_result is not None:
                 self._on_study_result(result)
-            for finding in study_findings(self._rules, result):
+            for finding in study_findings(self._rules, result, now):
                 await self._raise(tx, finding)
         pending = set(models_of(outcomes)) - done or not _every_instance_answered(study, outcomes)
         if pending and not timed_out:

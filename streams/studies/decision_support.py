@@ -17,6 +17,7 @@ the stage keeps that promise across restarts with a unique key in the database.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -66,7 +67,7 @@ def load_decision_rules(registry_dir: Path) -> dict[str, ModelRules]:
 
 
 def image_findings(
-    rules: Mapping[str, ModelRules], result: InferenceCompleted, priority: Priority
+    rules: Mapping[str, ModelRules], result: InferenceCompleted, priority: Priority, at: datetime
 ) -> list[UrgentFinding]:
     """The urgent findings one image result raises (image-level rules)."""
     if result.study_instance_uid is None:
@@ -84,12 +85,15 @@ def image_findings(
                     rule,
                     score=score,
                     priority=priority,
+                    at=at,
                 )
             )
     return _one_per_finding(found)
 
 
-def study_findings(rules: Mapping[str, ModelRules], result: StudyResult) -> list[UrgentFinding]:
+def study_findings(
+    rules: Mapping[str, ModelRules], result: StudyResult, at: datetime
+) -> list[UrgentFinding]:
     """The urgent findings one study result raises (study-level rules)."""
     model_rules = rules.get(result.model.name, ModelRules())
     found = [
@@ -100,6 +104,7 @@ def study_findings(rules: Mapping[str, ModelRules], result: StudyResult) -> list
             rule,
             score=result.max_score,
             priority=result.priority,
+            at=at,
         )
         for rule in model_rules.rules
         if rule.level == "study"
@@ -111,7 +116,14 @@ def study_findings(rules: Mapping[str, ModelRules], result: StudyResult) -> list
 
 
 def _finding(
-    study: str, model: str, version: str, rule: DecisionRule, *, score: float, priority: Priority
+    study: str,
+    model: str,
+    version: str,
+    rule: DecisionRule,
+    *,
+    score: float,
+    priority: Priority,
+    at: datetime,
 ) -> UrgentFinding:
     return UrgentFinding(
         alert_id=urgent_alert_id(study, model, rule.finding),
@@ -123,6 +135,7 @@ def _finding(
         rule=rule.name,
         level=rule.level,
         priority=priority,
+        raised_at=at,
     )
 
 

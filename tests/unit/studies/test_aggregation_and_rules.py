@@ -112,10 +112,10 @@ class TestDecisionRules:
         }
         outcomes = [result(EVENTS[0], 0.9), result(EVENTS[1], 0.6), result(EVENTS[2], 0.1)]
         (summary,) = aggregate_study(STUDY, outcomes, now=T0, timed_out=False)
-        (finding,) = study_findings(rules, summary)
+        (finding,) = study_findings(rules, summary, T0)
         assert (finding.finding, finding.rule, finding.level) == ("lesion", "r", "study")
         single: StudyResult = summary.model_copy(update={"positive_count": 1})
-        assert study_findings(rules, single) == []
+        assert study_findings(rules, single, T0) == []
 
     def test_shipped_rules_load(self) -> None:
         """The registry's rules files are valid; the reference lesion model has both levels."""
