@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import pydicom
+from pydicom.uid import UID
 
 import app
 from bench.probe import delete_run_topics, latency_summary, outgoing_arrival
 from bench.run_pipeline import fresh_database
 from schemas.events import ImageArrived, Priority, utc_now
-from schemas.settings import SAMPLES_DIR, load_settings
+from schemas.settings import SAMPLES_DIR, STATE_DIR, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
@@ -54,23 +57,31 @@ def _uid() -> str:
     return f"{UID_ROOT}.{uuid.uuid4().int}"[:64]
 
 
-def study_arrivals(template: ImageArrived, size: int, priority: Priority) -> list[ImageArrived]:
-    """One study of ``size`` instances of ``template`` that declares its instance count."""
-    study, series = _uid(), _uid()
-    return [
-        template.model_copy(
-            update={
-                "event_id": uuid.uuid4(),
-                "occurred_at": utc_now(),
-                "study_instance_uid": study,
-                "series_instance_uid": series,
-                "sop_instance_uid": _uid(),
-                "priority": priority,
-                "expected_study_instances": size,
-            }
+def study_arrivals(
+    template: Path, directory: Path, size: int, priority: Priority
+) -> list[ImageArrived]:
+    """One study of ``size`` copies of ``template`` with fresh UIDs, declaring its count.
+
+    Validation takes the UIDs from the DICOM header, so each instance is a file of its own.
+    """
+    study, series = UID(_uid()), UID(_uid())
+    dataset = pydicom.dcmread(template)
+    events = []
+    for _ in range(size):
+        sop = UID(_uid())
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.SOPInstanceUID = (
+            study,
+            series,
+            sop,
         )
-        for _ in range(size)
-    ]
+        dataset.file_meta.MediaStorageSOPInstanceUID = sop
+        path = directory / f"{sop}.dcm"
+        dataset.save_as(path, enforce_file_format=True)
+        event = arrival_for_file(path, source="bench", modality="CT")
+        events.append(
+            event.model_copy(update={"priority": priority, "expected_study_instances": size})
+        )
+    return events
 
 
 async def wait_for(
@@ -125,9 +136,12 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     prefix = f"rsbench.studies.{run_id}."
     load_before = os.getloadavg()
+    files = STATE_DIR / "bench-studies" / run_id
+    files.mkdir(parents=True, exist_ok=True)
     async with fresh_database(base.database_url.get_secret_value(), f"studies_{run_id}") as url:
         settings = base.model_copy(
             update={
+                "storage_roots": (*base.storage_roots, files),
                 "topic_prefix": prefix,
                 "consumer_group_prefix": f"rsbench-studies-{run_id}",
                 "database_url": type(base.database_url)(url),
@@ -148,11 +162,15 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             )
         )
         await asyncio.wait_for(started.wait(), 120)
-        clear = arrival_for_file(CLEAR, source="bench", modality="CT")
-        lesion = arrival_for_file(LESION, source="bench", modality="CT")
         routine = [
-            study_arrivals(clear, options.study_size, Priority.ROUTINE)
+            study_arrivals(CLEAR, files, options.study_size, Priority.ROUTINE)
             for _ in range(options.backlog // options.study_size)
+        ]
+        stat_studies = [
+            study_arrivals(LESION, files, 1, Priority.STAT) for _ in range(options.stat)
+        ]
+        baseline_studies = [
+            study_arrivals(LESION, files, 1, Priority.URGENT) for _ in range(options.baseline)
         ]
         db = await asyncpg.connect(url)
         try:
@@ -162,14 +180,14 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 began = time.time()
                 await publisher.deliver([outgoing_arrival(e) for s in routine for e in s])
                 stat_published: dict[str, float] = {}
-                for _ in range(options.stat):
-                    (event,) = study_arrivals(lesion, 1, Priority.STAT)
+                for (event,) in stat_studies:
+                    event = event.model_copy(update={"occurred_at": utc_now()})  # noqa: PLW2901
                     await publisher.deliver([outgoing_arrival(event)])
                     stat_published[event.study_instance_uid or ""] = time.time()
                     await asyncio.sleep(options.stat_interval)
                 baseline_published: dict[str, float] = {}
-                for _ in range(options.baseline):
-                    (event,) = study_arrivals(lesion, 1, Priority.URGENT)
+                for (event,) in baseline_studies:
+                    event = event.model_copy(update={"occurred_at": utc_now()})  # noqa: PLW2901
                     await publisher.deliver([outgoing_arrival(event)])
                     baseline_published[event.study_instance_uid or ""] = time.time()
             routine_uids = [s[0].study_instance_uid or "" for s in routine]
@@ -206,6 +224,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             stop.set()
             await asyncio.wait_for(worker, 120)
     await delete_run_topics(settings.kafka_bootstrap, prefix)
+    shutil.rmtree(files, ignore_errors=True)
     return report
 
 

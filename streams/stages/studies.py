@@ -198,8 +198,11 @@ class StudiesStage:
             # One lock, one aggregation and one state write per study and batch: a batch of
             # results for one study must not re-read the study once per result.
             touched: dict[str, StudyState] = {}
+            # Locks are taken in study order (a stable sort keeps each study's own order), so
+            # two workers' batches never wait for each other crosswise (no deadlock).
+            ordered = sorted(events, key=lambda event: event.study_instance_uid or "")
             async with self._store.transaction() as tx:
-                for event in events:
+                for event in ordered:
                     await self._apply(tx, event, now, touched)
                 for state in touched.values():
                     await self._finish(tx, state, now)
