@@ -70,6 +70,9 @@ ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies")
 DATABASE_STAGES: Final = frozenset({"results", "audit", "studies"})
 
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
+# The stat lanes take what is there almost at once. Not 0: Faust's take_events treats a zero
+# wait as "no time limit" and would hold a lone stat image until a full batch arrived.
+STAT_BATCH_WAIT_SECONDS: Final = 0.005
 
 log = structlog.get_logger(__name__)
 
@@ -145,7 +148,7 @@ def build_validation_specs(settings: Settings, topics: TopicNames) -> list[Agent
     stage = ValidationStage(build_image_reader(settings), settings.validation, rules)
     return [
         AgentSpec("validation", (topics.arrived,), stage, 16, 0.05),
-        AgentSpec("validation-stat", (topics.arrived_stat,), stage, 16, 0.0),
+        AgentSpec("validation-stat", (topics.arrived_stat,), stage, 16, STAT_BATCH_WAIT_SECONDS),
     ]
 
 
@@ -189,7 +192,11 @@ def build_inference_specs(
             settings.inference.batch_wait_seconds,
         ),
         AgentSpec(
-            "inference-stat", (topics.validated_stat,), stage, settings.inference.batch_size, 0.0
+            "inference-stat",
+            (topics.validated_stat,),
+            stage,
+            settings.inference.batch_size,
+            STAT_BATCH_WAIT_SECONDS,
         ),
     ]
 
