@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo test lint typecheck security unit integration run bench bench-smoke schemas clean
+.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo test lint typecheck security unit integration run bench bench-smoke bench-studies schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ bench: setup services-up  ## end-to-end benchmark (not part of the test suite)
 
 bench-smoke: setup services-up  ## 12-event end-to-end benchmark check
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline --smoke
+
+bench-studies: setup services-up  ## stat latency under a routine backlog, completion-to-study-result
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.bench_studies
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
