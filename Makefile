@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo demo-dicom test lint typecheck security unit integration run bench bench-smoke chaos chaos-short schemas clean
+.PHONY: help setup lock sbom compliance-report tools services-up services-down services-status peers-up peers-down demo demo-dicom test lint typecheck security unit integration run bench bench-smoke bench-studies chaos chaos-short schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -133,6 +133,9 @@ chaos-short: setup  ## chaos suite, the short profile CI runs (a few minutes); r
 
 bench-smoke: setup services-up  ## 12-event end-to-end benchmark check
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline --smoke
+
+bench-studies: setup services-up  ## stat latency under a routine backlog, completion-to-study-result
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.bench_studies
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

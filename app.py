@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import faust
 import structlog
@@ -47,9 +47,11 @@ from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import InferenceCompleted, Stage, utc_now
 from schemas.settings import Settings
+from schemas.studies import StudyResult, StudyView
 from sinks.database import Database, tls_context
 from sinks.repositories import ComparisonRepository, LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
+from sinks.studies import StudyStore
 from streams.agents import AgentSpec, register_agent
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
@@ -66,13 +68,15 @@ from streams.stages.common import ImageReader
 from streams.stages.dicom_export import DicomExportStage
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
+from streams.stages.studies import StudiesStage
 from streams.stages.validation import ValidationStage
+from streams.studies.decision_support import load_decision_rules
 from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
 from streams.validation import load_clinical_rules
 
-ALL_STAGES: Final = ("validation", "inference", "results", "audit", "dicom-export")
+ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies", "dicom-export")
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
-DATABASE_STAGES: Final = frozenset({"results", "audit"})
+DATABASE_STAGES: Final = frozenset({"results", "audit", "studies"})
 # Stages that consume in a consumer group of their own, whatever they run with: the export waits
 # for a PACS (retries with backoff), which must not hold back the results stage's commits.
 OWN_GROUP_STAGES: Final = frozenset({"dicom-export"})
@@ -81,6 +85,9 @@ OWN_GROUP_STAGES: Final = frozenset({"dicom-export"})
 LISTENER_SEND_TIMEOUT_SECONDS: Final = DEFAULT_REQUEST_TIMEOUT_MS / 1000 + 20.0
 
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
+# The stat lanes take what is there almost at once. Not 0: Faust's take_events treats a zero
+# wait as "no time limit" and would hold a lone stat image until a full batch arrived.
+STAT_BATCH_WAIT_SECONDS: Final = 0.005
 
 log = structlog.get_logger(__name__)
 
@@ -157,15 +164,31 @@ def build_image_reader(settings: Settings) -> ImageReader:
 
 
 # ---------------------------------------------------------------------------------- stages
-def build_validation_spec(settings: Settings, topics: TopicNames) -> AgentSpec:
-    """The validation agent: storage reads with retries, validation off the event loop."""
+def build_validation_specs(settings: Settings, topics: TopicNames) -> list[AgentSpec]:
+    """The validation agents: storage reads with retries, validation off the event loop.
+
+    Two lanes over one stage: stat arrivals have a topic and an agent of their own, so a stat
+    image is validated while a routine backlog waits (docs/studies.md, "Priorities").
+    """
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     stage = ValidationStage(build_image_reader(settings), settings.validation, rules)
-    return AgentSpec("validation", topics.of(STAGE_TOPICS["validation"].reads), stage, 16, 0.05)
+    lanes = STAGE_TOPICS["validation"]
+    return [
+        AgentSpec("validation", topics.of(lanes.reads), stage, 16, 0.05),
+        AgentSpec(
+            "validation-stat", topics.of(lanes.stat_reads), stage, 16, STAT_BATCH_WAIT_SECONDS
+        ),
+    ]
 
 
-def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metrics) -> AgentSpec:
-    """The inference agent: micro-batches of ``inference.batch_size`` within the wait time."""
+def build_inference_specs(
+    settings: Settings, topics: TopicNames, metrics: Metrics
+) -> list[AgentSpec]:
+    """The inference agents: micro-batches of ``inference.batch_size`` within the wait time.
+
+    Routine and stat lanes share the stage (one registry, one set of ONNX sessions); the stat
+    lane takes what is there at once instead of waiting to fill a batch.
+    """
     registry = load_model_registry(settings)
     for status in registry.list():
         if status.error_code is ErrorCode.MODEL_CHECKSUM_MISMATCH:
@@ -189,13 +212,23 @@ def build_inference_spec(settings: Settings, topics: TopicNames, metrics: Metric
         on_model_batch=metrics.inference_batch,
         on_model_outcome=metrics.model_observed,
     )
-    return AgentSpec(
-        "inference",
-        topics.of(STAGE_TOPICS["inference"].reads),
-        stage,
-        settings.inference.batch_size,
-        settings.inference.batch_wait_seconds,
-    )
+    lanes = STAGE_TOPICS["inference"]
+    return [
+        AgentSpec(
+            "inference",
+            topics.of(lanes.reads),
+            stage,
+            settings.inference.batch_size,
+            settings.inference.batch_wait_seconds,
+        ),
+        AgentSpec(
+            "inference-stat",
+            topics.of(lanes.stat_reads),
+            stage,
+            settings.inference.batch_size,
+            STAT_BATCH_WAIT_SECONDS,
+        ),
+    ]
 
 
 def build_results_spec(
@@ -220,7 +253,7 @@ def build_results_spec(
 
     return AgentSpec(
         "results",
-        topics.of(STAGE_TOPICS["results"].reads),
+        topics.of(STAGE_TOPICS["results"].all_reads),
         ResultsStage(sink, topics, on_stored=stored),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,
@@ -244,6 +277,38 @@ def build_dicom_export_spec(settings: Settings, topics: TopicNames) -> AgentSpec
     return AgentSpec("dicom-export", topics.of(STAGE_TOPICS["dicom-export"].reads), stage, 1, 0.05)
 
 
+def build_studies_stage(
+    settings: Settings, topics: TopicNames, metrics: Metrics, database: Database, deliver: Deliver
+) -> StudiesStage:
+    """The studies stage: completeness, study results and urgent findings (docs/studies.md)."""
+
+    def made(result: StudyResult) -> None:
+        since = (result.aggregated_at - result.study_completed_at).total_seconds()
+        metrics.study_result_made(result.model.name, since)
+
+    return StudiesStage(
+        StudyStore(database.sessions),
+        topics,
+        settings.studies,
+        load_decision_rules(settings.inference.model_registry_dir),
+        deliver,
+        on_urgent=lambda finding: metrics.urgent_finding_raised(finding.model_name),
+        on_study_result=made,
+        on_unacknowledged=metrics.set_urgent_unacknowledged,
+    )
+
+
+def build_studies_spec(topics: TopicNames, settings: Settings, stage: StudiesStage) -> AgentSpec:
+    """The studies agent over arrivals, router signals, results and rejections."""
+    return AgentSpec(
+        "studies",
+        topics.of(STAGE_TOPICS["studies"].reads),
+        stage,
+        settings.studies.batch_size,
+        settings.studies.batch_wait_seconds,
+    )
+
+
 # ---------------------------------------------------------------------------------- worker
 @dataclass(frozen=True)
 class Worker:
@@ -258,6 +323,7 @@ class Worker:
         health: liveness and readiness; a loop reports progress through :meth:`batch_done`.
         metrics: the worker's metrics (served on ``/metrics``).
         started: set by :meth:`mark_started` once the loop consumes.
+        background: tasks that run beside the loop until stop (the studies stage's sweeps).
     """
 
     settings: Settings
@@ -268,6 +334,7 @@ class Worker:
     health: HealthState
     metrics: Metrics
     started: asyncio.Event
+    background: tuple[Callable[[asyncio.Event], Coroutine[Any, Any, None]], ...] = ()
 
     @property
     def group_id(self) -> str:
@@ -430,9 +497,9 @@ async def build_worker(
         probe = (await open_database(stack, settings, pool_size=1)).ping
     specs: list[AgentSpec] = []
     if "validation" in stages:
-        specs.append(build_validation_spec(settings, topics))
+        specs += build_validation_specs(settings, topics)
     if "inference" in stages:
-        specs.append(build_inference_spec(settings, topics, metrics))
+        specs += build_inference_specs(settings, topics, metrics)
     if "results" in stages:
         database = await open_database(
             stack, settings, pool_size=settings.sink.pool_size, check=False
@@ -440,22 +507,31 @@ async def build_worker(
         specs.append(build_results_spec(settings, topics, metrics, database))
     if "dicom-export" in stages:
         specs.append(build_dicom_export_spec(settings, topics))
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+    if "studies" in stages:
+        studies_db = await open_database(stack, settings, pool_size=2, check=False)
+        studies = build_studies_stage(settings, topics, metrics, studies_db, publisher.deliver)
+        specs.append(build_studies_spec(topics, settings, studies))
+        interval = settings.studies.sweep_interval_seconds
+        background.append(lambda stop: studies.run_sweeps(stop, interval))
     worker = Worker(
         settings=settings,
         stages=tuple(stages),
         specs=tuple(specs),
         deliver=publisher.deliver,
         observer=MetricsObserver(metrics),
-        # Reachability gauges start from the probes' truth, not from a default 0.
+        # Reachability gauges start from the probes' truth, not from a default 0. Progress is
+        # tracked per agent (the stat lanes are agents of their own) and for audit.
         health=HealthState(
-            stages,
-            requires_database="results" in stages,
+            [spec.name for spec in specs] + (["audit"] if "audit" in stages else []),
+            requires_database=bool({"results", "studies"} & set(stages)),
             on_broker_up=metrics.set_broker_up,
             on_database_up=metrics.set_database_up,
             stall_timeout=settings.watchdog.stall_seconds,
         ),
         metrics=metrics,
         started=started if started is not None else asyncio.Event(),
+        background=tuple(background),
     )
     worker_health = build_worker_health(
         worker, database_probe=probe, registry=registry, serve_http=serve_http
@@ -528,6 +604,7 @@ async def run_worker(
             tasks.append(asyncio.create_task(consumer_loop(worker, stop)))
         if "audit" in stages:
             tasks.append(asyncio.create_task(run_audit_stage(settings, stop, worker.metrics)))
+        tasks += [asyncio.create_task(task(stop)) for task in worker.background]
         if not worker.specs:
             worker.mark_started()
         tasks.append(asyncio.create_task(watch_for_stall(worker.health, stop)))
@@ -688,6 +765,17 @@ async def run_listener(
         )
 
 
+async def study_view(settings: Settings, study_instance_uid: str) -> StudyView | None:
+    """One study's status as ``GET /studies/{uid}`` answers it (``radstream studies show``).
+
+    Raises:
+        TransientError: ``DATABASE_UNAVAILABLE`` when PostgreSQL does not answer.
+    """
+    async with AsyncExitStack() as stack:
+        database = await open_database(stack, settings, pool_size=1)
+        return await StudyStore(database.sessions).view(study_instance_uid)
+
+
 # ------------------------------------------------------------------------------------- API
 async def build_api(
     stack: AsyncExitStack, settings: Settings, *, registry: CollectorRegistry | None = None
@@ -715,6 +803,7 @@ async def build_api(
             ComparisonRepository(database.sessions),
         ),
         audit=TopicApiAuditPublisher(publisher),
+        studies=StudyStore(database.sessions),
         metrics=registry if registry is not None else CollectorRegistry(),
         readiness={"kafka": publisher.ready, "database": database.ping},
     )

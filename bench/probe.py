@@ -35,7 +35,7 @@ from streams.kafka import (
     build_admin,
     build_consumer,
 )
-from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
+from streams.topics import TOPIC_SPECS, TopicNames, arrival_topic
 
 TERMINAL = ["stored", "rejected", "failed"]
 
@@ -65,7 +65,7 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int]:
 def outgoing_arrival(event: ImageArrived) -> Outgoing:
     """The arrival message as a router publishes it (key, correlation id header)."""
     headers = tuple(with_correlation_header((), new_correlation_id()))
-    return Outgoing(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
+    return Outgoing(arrival_topic(event.priority), event.message_key(), event, headers)
 
 
 @dataclass

@@ -47,6 +47,7 @@ _SUMMARIES: Final = (
     ("config", "Print the settings in effect, secrets masked."),
     ("schemas", "Regenerate or check the committed contract files."),
     ("compliance", "Write the compliance report: traceability, SOUP, model cards, audit."),
+    ("studies", "Show the status of a study (completeness, study results, urgent findings)."),
 )
 COMMANDS: Final[Mapping[str, str]] = dict(_SUMMARIES)
 

@@ -17,7 +17,7 @@ from schemas.events import ImageArrived, ModelId, Priority, Pseudonym
 from schemas.settings import Settings
 from streams.kafka import KafkaPublisher
 from streams.router import arrival_for_file
-from streams.topics import TopicKey
+from streams.topics import arrival_topic
 
 
 async def publish_arrivals(settings: Settings, events: Sequence[ImageArrived]) -> None:
@@ -25,7 +25,7 @@ async def publish_arrivals(settings: Settings, events: Sequence[ImageArrived]) -
     async with KafkaPublisher.from_settings(settings) as pub:
         for event in events:
             headers = with_correlation_header((), new_correlation_id())
-            await pub.publish(TopicKey.IMAGES_ARRIVED, event.message_key(), event, headers)
+            await pub.publish(arrival_topic(event.priority), event.message_key(), event, headers)
 
 
 @click.command("publish", cls=Command)

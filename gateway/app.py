@@ -22,14 +22,17 @@ from gateway.ports import (
     EventPublisher,
     LifecycleReader,
     ModelCatalog,
+    NoStudies,
     ReadinessCheck,
     ResultsReader,
+    StudyReader,
 )
 from gateway.rate_limit import Clock, RateLimiter
 from gateway.routes import dicomweb as dicomweb_routes
 from gateway.routes import lifecycle as lifecycle_routes
 from gateway.routes import operations as operation_routes
 from gateway.routes import results as result_routes
+from gateway.routes import studies as study_routes
 from gateway.routes import submissions as submission_routes
 from observability.metrics import Metrics
 from schemas.correlation import CORRELATION_HTTP_HEADER
@@ -63,6 +66,7 @@ def create_app(
     lifecycle: LifecycleReader,
     models: ModelCatalog,
     audit: ApiAuditPublisher,
+    studies: StudyReader | None = None,
     metrics: CollectorRegistry | None = None,
     readiness: Mapping[str, ReadinessCheck] | None = None,
     clock: Clock = time.monotonic,
@@ -78,6 +82,7 @@ def create_app(
         lifecycle: reads an image's lifecycle and its submitter.
         models: lists the model registry.
         audit: records ``ApiAction`` entries for the audit trail.
+        studies: reads study status and records acknowledgements (none: no study is known).
         metrics: the registry ``/metrics`` serves (a private one when None).
         readiness: named async checks ``/readyz`` runs.
         clock: monotonic seconds, for the rate limiters (tests pass a fake).
@@ -111,6 +116,7 @@ def create_app(
         today=today,
         # STOW-RS shares the DICOM receiver's ingest path, publishing through the same port.
         dicom=InstanceIngest.from_settings(settings, publisher),
+        studies=studies if studies is not None else NoStudies(),
     )
     origins = _cors_origins(settings.api.cors_allow_origins)
 
@@ -133,6 +139,7 @@ def create_app(
         lifecycle_routes,
         operation_routes,
         dicomweb_routes,
+        study_routes,
     ):
         app.include_router(module.router)
 

@@ -22,6 +22,7 @@ from gateway.ports import (
     ModelCatalog,
     ReadinessCheck,
     ResultsReader,
+    StudyReader,
 )
 from gateway.rate_limit import RateLimiter
 from observability.metrics import AuthReason, Metrics, RateLimitScope
@@ -58,6 +59,7 @@ class GatewayContext:
     readiness: Mapping[str, ReadinessCheck]
     today: Callable[[], date]
     dicom: InstanceIngest
+    studies: StudyReader
 
 
 def gateway_context(request: Request) -> GatewayContext:
@@ -91,6 +93,7 @@ async def record_action(
     error_code: ErrorCode | None = None,
     event_id: uuid.UUID | None = None,
     result_id: uuid.UUID | None = None,
+    study_instance_uid: str | None = None,
     required: bool = True,
 ) -> None:
     """Publish one :class:`ApiAction` for the audit trail.
@@ -111,6 +114,7 @@ async def record_action(
         correlation_id=correlation_id_of(request.scope),
         network_address=network_address(request),
         error_code=error_code,
+        study_instance_uid=study_instance_uid,
     )
     try:
         await context.audit.publish(entry)

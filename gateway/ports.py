@@ -22,6 +22,7 @@ from schemas.api import (
 )
 from schemas.audit import ApiAction
 from schemas.rollout import VersionComparison
+from schemas.studies import StudyView
 from streams.topics import TopicKey
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -105,8 +106,34 @@ class ModelCatalog(Protocol):
         """
 
 
+class StudyReader(Protocol):
+    """Reads a study's status and records acknowledgements of its urgent findings."""
+
+    async def view(self, study_instance_uid: str) -> StudyView | None:
+        """The study's status, or None when no instance of it has arrived."""
+
+    async def acknowledge(
+        self, study_instance_uid: str, user_id: str, at: datetime
+    ) -> Sequence[uuid.UUID]:
+        """Acknowledge the study's unacknowledged urgent findings; return their alert ids."""
+
+
 class ApiAuditPublisher(Protocol):
     """Hands one :class:`~schemas.audit.ApiAction` to the audit trail (topic ``api.actions``)."""
 
     async def publish(self, action: ApiAction) -> None:
         """Publish ``action``; raises TransientError when it cannot be recorded."""
+
+
+class NoStudies:
+    """The study reader of a gateway built without a studies store: no study is known."""
+
+    async def view(self, study_instance_uid: str) -> StudyView | None:
+        """No study: None."""
+        return None
+
+    async def acknowledge(
+        self, study_instance_uid: str, user_id: str, at: datetime
+    ) -> Sequence[uuid.UUID]:
+        """Nothing to acknowledge."""
+        return ()

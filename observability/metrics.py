@@ -407,6 +407,35 @@ class Metrics:
             "1 when the last broker check of this process succeeded, else 0.",
             registry=r,
         )
+        # ---------------------------------------------------------------- studies
+        self.study_results = Counter(
+            "radstream_study_results_total",
+            "Study results made, by model.",
+            ["model"],
+            registry=r,
+        )
+        self.study_result_seconds = Histogram(
+            "radstream_study_result_latency_seconds",
+            "From a study's completion to its study result (per model and generation).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.urgent_findings = Counter(
+            "radstream_urgent_findings_total",
+            "Urgent findings raised by clinical decision support, by model.",
+            ["model"],
+            registry=r,
+        )
+        self.urgent_unacknowledged = Gauge(
+            "radstream_urgent_findings_unacknowledged",
+            "Urgent findings no clinician has acknowledged yet (read from the database).",
+            registry=r,
+        )
+        self.urgent_overdue = Gauge(
+            "radstream_urgent_findings_overdue",
+            "Unacknowledged urgent findings older than studies.urgent_acknowledge_seconds.",
+            registry=r,
+        )
         # ---------------------------------------------------------------- API
         self.api_request_seconds = Histogram(
             "radstream_api_request_duration_seconds",
@@ -606,6 +635,21 @@ class Metrics:
                 self.model_input_statistic_reference.labels(
                     *labels, _label(str(name)), _le(edge)
                 ).set(cdf_at(points, edge))
+
+    # -------------------------------------------------------------------- studies hooks
+    def study_result_made(self, model: str, seconds_since_completion: float) -> None:
+        """A study result of ``model`` was made ``seconds_since_completion`` after completion."""
+        self.study_results.labels(_label(model)).inc()
+        self.study_result_seconds.observe(max(seconds_since_completion, 0.0))
+
+    def urgent_finding_raised(self, model: str) -> None:
+        """Clinical decision support raised an urgent finding of ``model``."""
+        self.urgent_findings.labels(_label(model)).inc()
+
+    def set_urgent_unacknowledged(self, count: int, overdue: int) -> None:
+        """How many urgent findings wait for acknowledgement, and how many for too long."""
+        self.urgent_unacknowledged.set(count)
+        self.urgent_overdue.set(overdue)
 
     # -------------------------------------------------------------------- sink hooks
     def sink_written(self, sink: str, rows: int, seconds: float, conflicts: int = 0) -> None:

@@ -66,6 +66,7 @@ class ApiActionKind(StrEnum):
     DLQ_REPLAY = "dlq_replay"
     MODEL_ADD = "model_add"
     MODEL_ROLLOUT = "model_rollout"
+    URGENT_ACKNOWLEDGE = "urgent_acknowledge"
 
 
 class ApiAction(_Frozen):
@@ -95,6 +96,7 @@ class ApiAction(_Frozen):
     rollout_mode: RolloutMode | None = None
     previous_rollout_mode: RolloutMode | None = None
     canary_percent: int | None = Field(None, ge=1, le=99)
+    study_instance_uid: Uid | None = Field(None, description="the study acted on")
 
 
 # ---------------------------------------------------------------- audit records
@@ -117,6 +119,8 @@ class AuditEventType(StrEnum):
     RESULT_EXPORTED = "RESULT_EXPORTED"
     MODEL_ADDED = "MODEL_ADDED"
     MODEL_ROLLOUT_CHANGED = "MODEL_ROLLOUT_CHANGED"
+    URGENT_FINDING_RAISED = "URGENT_FINDING_RAISED"
+    URGENT_FINDING_ACKNOWLEDGED = "URGENT_FINDING_ACKNOWLEDGED"
 
 
 class AuditAction(StrEnum):

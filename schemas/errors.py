@@ -115,6 +115,9 @@ class ErrorCode(StrEnum):
     STORAGE_FILE_INCOMPLETE = "STORAGE_FILE_INCOMPLETE"
     # contract (appended): an event that names another study than its file
     IMAGE_STUDY_UID_MISMATCH = "IMAGE_STUDY_UID_MISMATCH"
+    # studies: completeness, study results, urgent findings
+    STUDY_RESULT_MISSING = "STUDY_RESULT_MISSING"
+    STUDY_NOT_FOUND = "STUDY_NOT_FOUND"
 
 
 class ErrorCategory(StrEnum):
@@ -389,6 +392,17 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "under the wrong study.",
         _I,
         400,
+    ),
+    C.STUDY_RESULT_MISSING: ErrorSpec(
+        "An image of a completed study had no result from the model within the analysis "
+        "timeout; the study result lists it as failed.",
+        ErrorCategory.INFERENCE,
+        500,
+    ),
+    C.STUDY_NOT_FOUND: ErrorSpec(
+        "No study with this StudyInstanceUID has arrived (or it is not yours to see).",
+        ErrorCategory.NOT_FOUND,
+        404,
     ),
 }
 del C

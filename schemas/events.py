@@ -63,6 +63,7 @@ class Stage(StrEnum):
     AUDIT = "audit"
     API = "api"
     DICOM_EXPORT = "dicom_export"
+    STUDIES = "studies"
 
 
 class Priority(StrEnum):
@@ -169,6 +170,12 @@ class ImageArrived(StudyKeyed, Event):
     model_ids: tuple[ModelId, ...] = Field(default=(), max_length=8)
     requested_by: Pseudonym | None = Field(None, description="pseudonymous user id")
     priority: Priority = Priority.ROUTINE
+    expected_series_instances: int | None = Field(
+        None, ge=1, le=100_000, description="instances the sender will send of this series"
+    )
+    expected_study_instances: int | None = Field(
+        None, ge=1, le=100_000, description="instances the sender will send of this study"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -292,6 +292,41 @@ class WatchdogSettings(_Group):
     shutdown_seconds: float = Field(30.0, gt=0)
 
 
+class StudiesSettings(_Group):
+    """Study completeness (quiet periods per modality) and study results (docs/studies.md)."""
+
+    quiet_period_seconds: float = Field(
+        60.0, gt=0, description="quiet period of a modality not listed below"
+    )
+    quiet_period_by_modality: dict[str, float] = Field(
+        default_factory=lambda: {"CR": 15.0, "DX": 15.0, "CT": 30.0, "MR": 60.0, "US": 120.0},
+        description="seconds without a new instance after which a series counts as complete",
+    )
+    sweep_interval_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often quiet periods and pending results are checked"
+    )
+    analysis_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="after completion, how long to wait for every image's result before the "
+        "study result lists the missing ones as failed",
+    )
+    urgent_acknowledge_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="an urgent finding unacknowledged for longer counts as overdue (alerted)",
+    )
+    batch_size: int = Field(200, ge=1)
+    batch_wait_seconds: float = Field(0.05, ge=0)
+
+    @field_validator("quiet_period_by_modality")
+    @classmethod
+    def _positive_periods(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(seconds <= 0 for seconds in value.values()):
+            raise ValueError("quiet periods must be positive")
+        return value
+
+
 class Settings(BaseSettings):
     """radstream's whole configuration; see the README's settings table."""
 
@@ -329,6 +364,7 @@ class Settings(BaseSettings):
     dicom: DicomSettings = DicomSettings()
     watchdog: WatchdogSettings = WatchdogSettings()
     database: DatabaseSettings = DatabaseSettings()
+    studies: StudiesSettings = StudiesSettings()
 
     @field_validator("storage_roots", mode="before")
     @classmethod

@@ -185,3 +185,126 @@ audit_log = Table(
     UniqueConstraint("chain_partition", "sequence", name="uq_audit_log_chain_sequence"),
 )
 Index("ix_audit_log_event_id", audit_log.c.event_id)
+
+# ----------------------------------------------------------------------- studies (0006)
+# The completeness state machine's state, one row per study (streams/studies/completeness.py).
+# ``state`` is the whole StudyState as JSON; the other columns are copies the sweeps and the
+# status query filter on. ``deadline``: when a quiet period next ends (NULL once complete);
+# ``analysis_deadline``: when the study result is made even with images still unanswered.
+study_states = Table(
+    "study_states",
+    metadata,
+    Column("study_instance_uid", String(64), primary_key=True),
+    Column("state", JSONB, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("deadline", _tz()),
+    Column("analysis_deadline", _tz()),
+    Column("updated_at", _tz(), nullable=False, server_default=func.now()),
+)
+Index("ix_study_states_deadline", study_states.c.deadline)
+Index("ix_study_states_analysis_deadline", study_states.c.analysis_deadline)
+
+# Every arrival of a study (several arrivals may carry one SOP instance: ``instance_key``).
+study_instances = Table(
+    "study_instances",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("instance_key", String(64), nullable=False),
+    Column("sop_instance_uid", String(64)),
+    Column("series_instance_uid", String(64)),
+    Column("arrived_at", _tz(), nullable=False),
+)
+Index("ix_study_instances_study", study_instances.c.study_instance_uid)
+
+# Terminal outcomes of a study's arrivals, as the studies stage consumed them: a model's result
+# or a rejection ('' model parts: a rejection before any model ran).
+study_outcomes = Table(
+    "study_outcomes",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("outcome", JSONB, nullable=False),
+    Column("recorded_at", _tz(), nullable=False, server_default=func.now()),
+    UniqueConstraint("event_id", "model_name", "model_version", name="pk_study_outcomes_natural"),
+)
+Index("ix_study_outcomes_study", study_outcomes.c.study_instance_uid)
+
+study_results = Table(
+    "study_results",
+    metadata,
+    Column("study_result_id", UUID(as_uuid=True), primary_key=True),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("weights_sha256", String(64), nullable=False),
+    Column("finding", String(64), nullable=False),
+    Column("max_score", Double, nullable=False),
+    Column("instance_count", Integer, nullable=False),
+    Column("analysed_count", Integer, nullable=False),
+    Column("positive_count", Integer, nullable=False),
+    Column("failed_count", Integer, nullable=False),
+    Column("result", JSONB, nullable=False),
+    Column("aggregated_at", _tz(), nullable=False),
+    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    UniqueConstraint(
+        "study_instance_uid",
+        "generation",
+        "model_name",
+        "model_version",
+        name="uq_study_results_natural_key",
+    ),
+)
+Index(
+    "ix_study_results_model_aggregated",
+    study_results.c.model_name,
+    study_results.c.aggregated_at.desc(),
+)
+
+# Urgent findings: at most one per study, model and finding (the unique key keeps the promise
+# across restarts), and who acknowledged it when.
+urgent_findings = Table(
+    "urgent_findings",
+    metadata,
+    Column("alert_id", UUID(as_uuid=True), primary_key=True),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("model_name", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("finding", String(64), nullable=False),
+    Column("score", Double, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("raised_at", _tz(), nullable=False),
+    Column("acknowledged_by", String(64)),
+    Column("acknowledged_at", _tz()),
+    UniqueConstraint(
+        "study_instance_uid", "model_name", "finding", name="uq_urgent_findings_study_finding"
+    ),
+    CheckConstraint(
+        "(acknowledged_by IS NULL) = (acknowledged_at IS NULL)", name="acknowledgement_complete"
+    ),
+)
+Index(
+    "ix_urgent_findings_unacknowledged",
+    urgent_findings.c.raised_at,
+    postgresql_where=urgent_findings.c.acknowledged_at.is_(None),
+)
+
+# The studies stage's outbox: events decided in the same transaction as the state that caused
+# them, published and deleted afterwards (nothing decided is lost between the two).
+study_outbox = Table(
+    "study_outbox",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("topic", String(64), nullable=False),
+    Column("message_key", String(64), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("created_at", _tz(), nullable=False, server_default=func.now()),
+)

@@ -10,7 +10,7 @@ listed here is refused.
 
 * ``router`` (DICOM listener, ``radstream publish``): writes ``images.arrived``, nothing else.
 * ``api``: writes ``images.arrived`` (uploads) and ``api.actions``.
-* one principal per worker stage (``validation``, ``inference``, ``results``,
+* one principal per worker stage (``validation``, ``inference``, ``results``, ``studies``,
   ``dicom-export``): reads its input topics in its own group, writes its outcome topics and the
   dead letters.
 * ``audit``: reads every audited topic and ``audit.log``, is the only writer of ``audit.log``
@@ -106,7 +106,7 @@ def acls_for(topic_prefix: str, group_prefix: str) -> list[AclBinding]:
         API, names, (TopicKey.IMAGES_ARRIVED, TopicKey.API_ACTIONS), Operation.WRITE
     )
     for stage, io in STAGE_TOPICS.items():
-        bindings += _topics(stage, names, io.reads, Operation.READ)
+        bindings += _topics(stage, names, io.all_reads, Operation.READ)
         bindings += _topics(stage, names, io.writes, Operation.WRITE)
         bindings.append(_group(stage, f"{group_prefix}-{stage}"))
     audit_group = f"{group_prefix}-{AUDIT}"

@@ -51,6 +51,7 @@ log = structlog.get_logger("radstream.pipeline")
 SHADOW_OUTCOME = "shadow"
 OUTCOME_BY_TOPIC: dict[TopicKey, str] = {
     TopicKey.IMAGES_VALIDATED: "validated",
+    TopicKey.IMAGES_VALIDATED_STAT: "validated",
     TopicKey.IMAGES_REJECTED: "rejected",
     TopicKey.INFERENCE_RESULTS: "inferred",
     TopicKey.DEADLETTER: "dead_lettered",

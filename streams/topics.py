@@ -20,8 +20,16 @@ from schemas.events import (
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
+    Priority,
     ResultExported,
     ShadowOutcome,
+)
+from schemas.studies import (
+    SeriesCompleted,
+    StudyCompleted,
+    StudyResult,
+    StudyTransferCompleted,
+    UrgentFinding,
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -40,6 +48,13 @@ class TopicKey(StrEnum):
     API_ACTIONS = "api.actions"
     RESULTS_EXPORTED = "results.exported"
     INFERENCE_SHADOW = "inference.shadow"
+    STUDIES_SIGNALS = "studies.signals"
+    SERIES_COMPLETED = "series.completed"
+    STUDIES_COMPLETED = "studies.completed"
+    STUDIES_RESULTS = "studies.results"
+    ALERTS_URGENT = "alerts.urgent"
+    IMAGES_ARRIVED_STAT = "images.arrived.stat"
+    IMAGES_VALIDATED_STAT = "images.validated.stat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +159,57 @@ TOPIC_SPECS: dict[TopicKey, TopicSpec] = {
             description="outcomes of model versions in shadow (never published downstream)",
             message_key="the arrival's key",
         ),
+        TopicSpec(
+            TopicKey.STUDIES_SIGNALS,
+            6,
+            7 * DAY_MS,
+            description="routers' study-complete signals",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.SERIES_COMPLETED,
+            6,
+            30 * DAY_MS,
+            description="series completions",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.STUDIES_COMPLETED,
+            6,
+            30 * DAY_MS,
+            description="study completions",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.STUDIES_RESULTS,
+            6,
+            30 * DAY_MS,
+            description="study results per model",
+            message_key="StudyInstanceUID",
+        ),
+        TopicSpec(
+            TopicKey.ALERTS_URGENT,
+            3,
+            30 * DAY_MS,
+            description="urgent findings (clinical decision support)",
+            message_key="StudyInstanceUID",
+        ),
+        # The stat lane: stat arrivals and their validated images travel on topics of their own,
+        # consumed by agents of their own, so they never queue behind a routine backlog.
+        TopicSpec(
+            TopicKey.IMAGES_ARRIVED_STAT,
+            6,
+            7 * DAY_MS,
+            description="arrival events marked stat (the stat lane)",
+            message_key="StudyInstanceUID when present, else the event id",
+        ),
+        TopicSpec(
+            TopicKey.IMAGES_VALIDATED_STAT,
+            6,
+            7 * DAY_MS,
+            description="validated images marked stat (the stat lane)",
+            message_key="the arrival's key",
+        ),
     )
 }
 
@@ -158,12 +224,25 @@ class StageTopics:
 
     reads: tuple[TopicKey, ...]
     writes: tuple[TopicKey, ...]
+    # The stat lane's inputs: an agent of their own in the same group (docs/studies.md).
+    stat_reads: tuple[TopicKey, ...] = ()
+
+    @property
+    def all_reads(self) -> tuple[TopicKey, ...]:
+        """Both lanes' inputs (what the stage's principal may read)."""
+        return (*self.reads, *self.stat_reads)
 
 
 STAGE_TOPICS: dict[str, StageTopics] = {
     "validation": StageTopics(
         (TopicKey.IMAGES_ARRIVED,),
-        (TopicKey.IMAGES_VALIDATED, TopicKey.IMAGES_REJECTED, TopicKey.DEADLETTER),
+        (
+            TopicKey.IMAGES_VALIDATED,
+            TopicKey.IMAGES_VALIDATED_STAT,
+            TopicKey.IMAGES_REJECTED,
+            TopicKey.DEADLETTER,
+        ),
+        stat_reads=(TopicKey.IMAGES_ARRIVED_STAT,),
     ),
     "inference": StageTopics(
         (TopicKey.IMAGES_VALIDATED,),
@@ -173,15 +252,33 @@ STAGE_TOPICS: dict[str, StageTopics] = {
             TopicKey.IMAGES_REJECTED,
             TopicKey.DEADLETTER,
         ),
+        stat_reads=(TopicKey.IMAGES_VALIDATED_STAT,),
     ),
     "results": StageTopics(
         (
             TopicKey.INFERENCE_RESULTS,
             TopicKey.IMAGES_VALIDATED,
+            TopicKey.IMAGES_VALIDATED_STAT,
             TopicKey.IMAGES_REJECTED,
             TopicKey.INFERENCE_SHADOW,
         ),
         (TopicKey.DEADLETTER,),
+    ),
+    "studies": StageTopics(
+        (
+            TopicKey.IMAGES_ARRIVED,
+            TopicKey.IMAGES_ARRIVED_STAT,
+            TopicKey.STUDIES_SIGNALS,
+            TopicKey.INFERENCE_RESULTS,
+            TopicKey.IMAGES_REJECTED,
+        ),
+        (
+            TopicKey.SERIES_COMPLETED,
+            TopicKey.STUDIES_COMPLETED,
+            TopicKey.STUDIES_RESULTS,
+            TopicKey.ALERTS_URGENT,
+            TopicKey.DEADLETTER,
+        ),
     ),
     "dicom-export": StageTopics(
         (TopicKey.INFERENCE_RESULTS,),
@@ -206,6 +303,14 @@ class TopicNames:
     @property
     def validated(self) -> str:
         return self[TopicKey.IMAGES_VALIDATED]
+
+    @property
+    def arrived_stat(self) -> str:
+        return self[TopicKey.IMAGES_ARRIVED_STAT]
+
+    @property
+    def validated_stat(self) -> str:
+        return self[TopicKey.IMAGES_VALIDATED_STAT]
 
     @property
     def rejected(self) -> str:
@@ -261,4 +366,23 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.API_ACTIONS: ApiAction,
         TopicKey.RESULTS_EXPORTED: ResultExported,
         TopicKey.INFERENCE_SHADOW: ShadowOutcome,
+        TopicKey.STUDIES_SIGNALS: StudyTransferCompleted,
+        TopicKey.SERIES_COMPLETED: SeriesCompleted,
+        TopicKey.STUDIES_COMPLETED: StudyCompleted,
+        TopicKey.STUDIES_RESULTS: StudyResult,
+        TopicKey.ALERTS_URGENT: UrgentFinding,
+        TopicKey.IMAGES_ARRIVED_STAT: ImageArrived,
+        TopicKey.IMAGES_VALIDATED_STAT: ImageValidated,
     }
+
+
+def arrival_topic(priority: Priority) -> TopicKey:
+    """Where an arrival of ``priority`` is published: stat has a lane of its own."""
+    return TopicKey.IMAGES_ARRIVED_STAT if priority is Priority.STAT else TopicKey.IMAGES_ARRIVED
+
+
+def validated_topic(priority: Priority) -> TopicKey:
+    """Where a validated image of ``priority`` goes: stat has a lane of its own."""
+    return (
+        TopicKey.IMAGES_VALIDATED_STAT if priority is Priority.STAT else TopicKey.IMAGES_VALIDATED
+    )

@@ -28,7 +28,7 @@ from schemas.audit import ApiActionKind
 from schemas.correlation import with_correlation_header
 from schemas.errors import ErrorCode, InputValidationError, RadstreamError
 from schemas.events import ImageArrived
-from streams.topics import TopicKey
+from streams.topics import arrival_topic
 
 router = APIRouter(tags=["submissions"])
 Submitter = Annotated[Principal, Depends(require_roles(Role.SERVICE, Role.CLINICIAN, Role.ADMIN))]
@@ -57,7 +57,7 @@ def arrival_from_reference(
 async def publish_arrival(context: GatewayContext, request: Request, event: ImageArrived) -> None:
     """Publish ``event`` keyed by study UID (or event id) with the request's correlation id."""
     await context.publisher.publish(
-        TopicKey.IMAGES_ARRIVED,
+        arrival_topic(event.priority),
         event.message_key(),
         event,
         with_correlation_header((), correlation_id_of(request.scope)),

@@ -44,6 +44,7 @@ from schemas.events import (
     ResultExported,
     Stage,
 )
+from schemas.studies import UrgentFinding
 from streams.topics import TopicKey
 
 SourceEvent = (
@@ -54,6 +55,7 @@ SourceEvent = (
     | DeadLetter
     | ApiAction
     | ResultExported
+    | UrgentFinding
 )
 
 EVENT_MODEL_FOR_TOPIC: dict[TopicKey, type[BaseModel]] = {
@@ -64,6 +66,9 @@ EVENT_MODEL_FOR_TOPIC: dict[TopicKey, type[BaseModel]] = {
     TopicKey.DEADLETTER: DeadLetter,
     TopicKey.API_ACTIONS: ApiAction,
     TopicKey.RESULTS_EXPORTED: ResultExported,
+    TopicKey.ALERTS_URGENT: UrgentFinding,
+    TopicKey.IMAGES_ARRIVED_STAT: ImageArrived,
+    TopicKey.IMAGES_VALIDATED_STAT: ImageValidated,
 }
 """Which event model each audited topic carries."""
 
@@ -77,6 +82,9 @@ EVENT_TYPE_FOR_TOPIC: dict[TopicKey, AuditEventType] = {
     TopicKey.DEADLETTER: AuditEventType.DEAD_LETTERED,
     TopicKey.API_ACTIONS: AuditEventType.API_SUBMIT,
     TopicKey.RESULTS_EXPORTED: AuditEventType.RESULT_EXPORTED,
+    TopicKey.ALERTS_URGENT: AuditEventType.URGENT_FINDING_RAISED,
+    TopicKey.IMAGES_ARRIVED_STAT: AuditEventType.IMAGE_ARRIVED,
+    TopicKey.IMAGES_VALIDATED_STAT: AuditEventType.IMAGE_VALIDATED,
 }
 
 _API_TYPES: dict[ApiActionKind, tuple[AuditEventType, AuditAction]] = {
@@ -88,6 +96,10 @@ _API_TYPES: dict[ApiActionKind, tuple[AuditEventType, AuditAction]] = {
     ApiActionKind.DLQ_REPLAY: (AuditEventType.DLQ_REPLAYED, AuditAction.EXECUTE),
     ApiActionKind.MODEL_ADD: (AuditEventType.MODEL_ADDED, AuditAction.CREATE),
     ApiActionKind.MODEL_ROLLOUT: (AuditEventType.MODEL_ROLLOUT_CHANGED, AuditAction.UPDATE),
+    ApiActionKind.URGENT_ACKNOWLEDGE: (
+        AuditEventType.URGENT_FINDING_ACKNOWLEDGED,
+        AuditAction.UPDATE,
+    ),
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._@:/{}\-]{1,128}$")
@@ -157,6 +169,8 @@ def draft_for_event(  # noqa: PLR0911 - one branch per audited event type
         return _completed_draft(event, source)
     if isinstance(event, ResultExported):
         return _exported_draft(event, source)
+    if isinstance(event, UrgentFinding):
+        return _urgent_draft(event, source, correlation_id)
     return _dead_letter_draft(event, source)
 
 
@@ -236,6 +250,26 @@ def _completed_draft(event: InferenceCompleted, source: AuditSource) -> AuditDra
             model_version=safe_token(event.model.version),
         ),
         correlation_id=event.effective_correlation_id(),
+        source=source,
+    )
+
+
+def _urgent_draft(event: UrgentFinding, source: AuditSource, corr: str | None) -> AuditDraft:
+    # Clinical decision support raised an alert: the finding and the rule are the outcome's
+    # description (model tokens and rule names only, no free text).
+    return AuditDraft(
+        event_type=AuditEventType.URGENT_FINDING_RAISED,
+        action=AuditAction.CREATE,
+        recorded_at=event.raised_at,
+        outcome=AuditOutcome.SUCCESS,
+        outcome_description=safe_token(f"{event.finding}:{event.rule}"),
+        actor=service_actor(Stage.STUDIES),
+        object=AuditObject(
+            study_instance_uid=event.study_instance_uid,
+            model_name=safe_token(event.model_name),
+            model_version=safe_token(event.model_version),
+        ),
+        correlation_id=_correlation(source, corr),
         source=source,
     )
 
@@ -320,6 +354,7 @@ def _api_draft(event: ApiAction, source: AuditSource) -> AuditDraft:
         object=AuditObject(
             event_id=event.event_id,
             result_id=event.result_id,
+            study_instance_uid=event.study_instance_uid,
             model_name=safe_token(event.model_name),
             model_version=safe_token(event.model_version),
         ),

@@ -33,7 +33,7 @@ from schemas.settings import Settings
 from streams.dicom.instances import ReceivedInstance, arrival_for_instance, read_instance
 from streams.dicom_io.store import InstanceStore, sha256_of
 from streams.stages.common import run_decoder
-from streams.topics import TopicKey
+from streams.topics import TopicKey, arrival_topic
 
 log = structlog.get_logger("radstream.dicom")
 
@@ -162,7 +162,7 @@ class InstanceIngest:
 
     async def _publish(self, event: ImageArrived, sha256: str, correlation_id: str) -> None:
         await self._publisher.publish(
-            TopicKey.IMAGES_ARRIVED,
+            arrival_topic(event.priority),
             event.message_key(),
             event,
             ((CORRELATION_ID_HEADER, correlation_id.encode()),),

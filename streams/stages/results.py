@@ -48,6 +48,7 @@ class ResultsStage:
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
             topics[TopicKey.IMAGES_VALIDATED]: ImageValidated,
             topics[TopicKey.INFERENCE_SHADOW]: ShadowOutcome,
+            topics[TopicKey.IMAGES_VALIDATED_STAT]: ImageValidated,
         }
         self._on_stored = on_stored
         self._on_write_error = on_write_error

@@ -18,7 +18,7 @@ from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
 from streams.stages.common import ImageReader, run_decoder
-from streams.topics import TopicKey
+from streams.topics import TopicKey, validated_topic
 from streams.validation import ClinicalRules, ValidationAccepted, validate_image
 
 
@@ -91,7 +91,10 @@ class ValidationStage:
             )
         validated = validated_event(event, outcome)
         return Outgoing(
-            TopicKey.IMAGES_VALIDATED, validated.message_key(), validated, message.out_headers()
+            validated_topic(validated.priority),
+            validated.message_key(),
+            validated,
+            message.out_headers(),
         )
 
     def _rejected(

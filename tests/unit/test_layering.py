@@ -28,7 +28,13 @@ IO_LIBRARIES = {
     "socket",
     "pynetdicom",
 }
-PURE_PACKAGES = ("streams/validation", "streams/inference", "streams/audit", "streams/dicom")
+PURE_PACKAGES = (
+    "streams/validation",
+    "streams/inference",
+    "streams/audit",
+    "streams/dicom",
+    "streams/studies",
+)
 # The audit component's I/O lives beside its pure core, in its own subpackage.
 IO_SUBPACKAGES = ("streams/audit/io",)
 KAFKA_LAYER = ROOT / "streams" / "kafka"

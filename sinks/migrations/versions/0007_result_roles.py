@@ -1,7 +1,7 @@
 """Keep the outcomes of model versions in shadow beside the published ones, marked by role.
 
 Revision ID: 0007_result_roles
-Revises: 0003
+Revises: 0006_studies
 Create Date: 2026-11-30
 
 A version in shadow (or the active version beside a canary) runs on live traffic so it can be
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_result_roles"
-down_revision: str | None = "0003"
+down_revision: str | None = "0006_studies"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -17,7 +17,9 @@ from schemas.audit import (
 )
 from schemas.correlation import derived_correlation_id
 from schemas.errors import ErrorCode
+from schemas.events import Priority
 from schemas.rollout import RolloutMode
+from schemas.studies import UrgentFinding, urgent_alert_id
 from streams.audit.records import (
     ANONYMOUS_ACTOR,
     AUDITED_TOPICS,
@@ -276,6 +278,45 @@ class TestResultExported:
         assert draft.correlation_id == EXPORT_CORRELATION
 
 
+def urgent() -> UrgentFinding:
+    """An urgent finding raised by a study-level rule."""
+    return UrgentFinding(
+        alert_id=urgent_alert_id(STUDY, "chest-xray", "abnormal"),
+        study_instance_uid=STUDY,
+        model_name="chest-xray",
+        model_version="1.0.0",
+        finding="abnormal",
+        score=0.97,
+        rule="abnormal-study",
+        priority=Priority.STAT,
+    )
+
+
+class TestUrgentFindingRecords:
+    def test_urgent_finding_is_recorded_without_phi(self) -> None:
+        """A raised finding: the study, the model, finding:rule as outcome, the studies stage."""
+        draft = draft_for_event(urgent(), source())
+        assert (draft.event_type, draft.action) == (
+            AuditEventType.URGENT_FINDING_RAISED,
+            AuditAction.CREATE,
+        )
+        assert draft.object.study_instance_uid == STUDY
+        assert draft.outcome_description == "abnormal:abnormal-study"
+        assert draft.actor.user_id == "radstream-studies"
+
+    def test_acknowledgement_names_the_study(self) -> None:
+        """An acknowledgement through the API is an update of the study, by the clinician."""
+        action = api_action().model_copy(
+            update={"action": ApiActionKind.URGENT_ACKNOWLEDGE, "study_instance_uid": STUDY}
+        )
+        draft = draft_for_event(action, source())
+        assert (draft.event_type, draft.action) == (
+            AuditEventType.URGENT_FINDING_ACKNOWLEDGED,
+            AuditAction.UPDATE,
+        )
+        assert draft.object.study_instance_uid == STUDY
+
+
 class TestMessages:
     def test_decodes_each_audited_topic(self) -> None:
         """Each audited topic's bytes decode to its event model."""
@@ -287,6 +328,9 @@ class TestMessages:
             TopicKey.DEADLETTER: dead_letter(EID),
             TopicKey.API_ACTIONS: api_action(),
             TopicKey.RESULTS_EXPORTED: exported(EID),
+            TopicKey.ALERTS_URGENT: urgent(),
+            TopicKey.IMAGES_ARRIVED_STAT: arrived(),
+            TopicKey.IMAGES_VALIDATED_STAT: validated(EID),
         }
         assert set(samples) == set(AUDITED_TOPICS)
         for key, event in samples.items():

@@ -45,4 +45,5 @@ class TestApiAction:
             "dlq_replay",
             "model_add",
             "model_rollout",
+            "urgent_acknowledge",
         ]

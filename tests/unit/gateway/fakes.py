@@ -43,6 +43,7 @@ from schemas.errors import (
 from schemas.events import ModelRef, Stage
 from schemas.rollout import VersionComparison
 from schemas.settings import Settings
+from schemas.studies import StudyView
 from streams.inference.comparison import compare_versions
 from streams.topics import TopicKey
 
@@ -197,6 +198,28 @@ class FakeResults:
 
 
 @dataclass
+class FakeStudies:
+    """Studies in memory; acknowledgements recorded as (study, user, alert ids)."""
+
+    views: dict[str, StudyView] = field(default_factory=dict)
+    unacknowledged: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    acknowledged: list[tuple[str, str, tuple[uuid.UUID, ...]]] = field(default_factory=list)
+    fail: RadstreamError | None = None
+
+    async def view(self, study_instance_uid: str) -> StudyView | None:
+        if self.fail is not None:
+            raise self.fail
+        return self.views.get(study_instance_uid)
+
+    async def acknowledge(
+        self, study_instance_uid: str, user_id: str, at: datetime
+    ) -> Sequence[uuid.UUID]:
+        done = tuple(self.unacknowledged.pop(study_instance_uid, []))
+        self.acknowledged.append((study_instance_uid, user_id, done))
+        return done
+
+
+@dataclass
 class FakeLifecycle:
     """Lifecycles and submitters of events, in memory."""
 
@@ -318,6 +341,7 @@ class Harness:
     clock: FakeClock
     registry: CollectorRegistry
     ready: dict[str, bool | None]
+    studies: FakeStudies = field(default_factory=FakeStudies)
 
     @property
     def root(self) -> Path:
@@ -387,6 +411,7 @@ def build_harness(
     publisher, results, lifecycle = FakePublisher(), FakeResults(), FakeLifecycle()
     models, audit, clock, registry = FakeModels(), FakeAudit(), FakeClock(), CollectorRegistry()
     ready: dict[str, bool | None] = {"kafka": True, "database": True}
+    studies = FakeStudies()
     app = create_app(
         settings,
         publisher=publisher,
@@ -394,6 +419,7 @@ def build_harness(
         lifecycle=lifecycle,
         models=models,
         audit=audit,
+        studies=studies,
         metrics=registry,
         readiness=_readiness(ready),
         clock=clock,
@@ -404,5 +430,16 @@ def build_harness(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("10.0.0.7", 5123))
     client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
     return Harness(
-        settings, app, client, publisher, results, lifecycle, models, audit, clock, registry, ready
+        settings,
+        app,
+        client,
+        publisher,
+        results,
+        lifecycle,
+        models,
+        audit,
+        clock,
+        registry,
+        ready,
+        studies,
     )

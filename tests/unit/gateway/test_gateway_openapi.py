@@ -34,6 +34,8 @@ class TestCommittedOpenApi:
             "/readyz",
             "/metrics",
             "/dicomweb/studies",
+            "/studies/{study_uid}",
+            "/studies/{study_uid}/acknowledge",
         }
 
     def test_infer_documents_json_and_multipart(self) -> None:

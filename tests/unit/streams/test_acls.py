@@ -53,7 +53,7 @@ class TestDerivedAcls:
     def test_each_stage_reads_and_writes_only_its_own_topics(self, stage: str) -> None:
         """Reads, writes and the group come from STAGE_TOPICS and the worker's group name."""
         io = STAGE_TOPICS[stage]
-        assert grants(stage, ResourceType.TOPIC, Operation.READ) == set(NAMES.of(io.reads))
+        assert grants(stage, ResourceType.TOPIC, Operation.READ) == set(NAMES.of(io.all_reads))
         assert grants(stage, ResourceType.TOPIC, Operation.WRITE) == set(NAMES.of(io.writes))
         settings = load_settings(topic_prefix=PREFIX, consumer_group_prefix=GROUPS)
         assert grants(stage, ResourceType.GROUP, Operation.READ) == {

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from streams.topics import TOPIC_SPECS, TopicKey, TopicNames, value_models
+from schemas.events import Priority
+from streams.topics import (
+    TOPIC_SPECS,
+    TopicKey,
+    TopicNames,
+    arrival_topic,
+    validated_topic,
+    value_models,
+)
 
 pytestmark = pytest.mark.requirement("RS-TOP-01")
 
@@ -42,3 +50,29 @@ class TestTopicCatalogue:
     def test_every_topic_has_a_value_model(self) -> None:
         """Each topic's values have a contract."""
         assert set(value_models()) == set(TOPIC_SPECS)
+
+
+class TestStatLane:
+    """Stat work travels on topics of its own, so it never queues behind routine work."""
+
+    pytestmark = pytest.mark.requirement("RS-CDS-02")
+
+    @pytest.mark.parametrize(
+        ("priority", "arrival", "validated"),
+        [
+            (Priority.STAT, TopicKey.IMAGES_ARRIVED_STAT, TopicKey.IMAGES_VALIDATED_STAT),
+            (Priority.URGENT, TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_VALIDATED),
+            (Priority.ROUTINE, TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_VALIDATED),
+        ],
+    )
+    def test_lane_by_priority(
+        self, priority: Priority, arrival: TopicKey, validated: TopicKey
+    ) -> None:
+        """Only stat takes the stat lane; urgent and routine share the routine topics."""
+        assert (arrival_topic(priority), validated_topic(priority)) == (arrival, validated)
+
+    def test_stat_lanes_carry_the_same_contracts(self) -> None:
+        """A stat topic carries exactly the routine topic's event model."""
+        models = value_models()
+        assert models[TopicKey.IMAGES_ARRIVED_STAT] is models[TopicKey.IMAGES_ARRIVED]
+        assert models[TopicKey.IMAGES_VALIDATED_STAT] is models[TopicKey.IMAGES_VALIDATED]

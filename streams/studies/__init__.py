@@ -1,0 +1,1 @@
+"""Study-level logic (pure): series/study completeness, study results, clinical decision support."""
