@@ -32,6 +32,8 @@ from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
+from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import load_public_key
 from streams.audit.io import read_audit_topic
 from streams.inference.routing import RoutingRules, route
 from streams.kafka import KafkaClientConfig
@@ -139,13 +141,19 @@ async def wait_for_start(started: asyncio.Event, worker: asyncio.Task[None]) -> 
         raise TransientError(ErrorCode.TIMEOUT, "the worker did not start in time")
 
 
+def own_audit_key(settings: Settings) -> TrustedKeys:
+    """The key of the demo's own audit agent (the demo is its own deployment and audit host)."""
+    return TrustedKeys.of(load_public_key(settings.audit.signing_key_file))
+
+
 async def wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
     """Wait (until ``deadline``) until the audit topic holds a record about each of the ids."""
     wanted = set(event_ids)
     topic = TopicNames(settings.topic_prefix).audit
+    trusted = own_audit_key(settings)
     loop = asyncio.get_running_loop()
     while loop.time() < deadline:
-        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic)
+        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic, trusted)
         seen = {
             str(record.object.event_id)
             for part in content.values()

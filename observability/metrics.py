@@ -386,6 +386,11 @@ class Metrics:
             "1 when the last audit verification succeeded, else 0.",
             registry=r,
         )
+        self.audit_records_quarantined = Counter(
+            "radstream_audit_records_quarantined_total",
+            "Messages on the audit topic the audit agent did not write, quarantined.",
+            registry=r,
+        )
         if process_collector:
             ProcessCollector(registry=r)
 
@@ -548,6 +553,10 @@ class Metrics:
     def audit_appended(self, records: int = 1) -> None:
         """``records`` records were appended to the audit chain."""
         self.audit_records.inc(records)
+
+    def audit_quarantined(self, messages: int = 1) -> None:
+        """``messages`` foreign messages on the audit topic were quarantined."""
+        self.audit_records_quarantined.inc(messages)
 
     def audit_verified(self, *, ok: bool) -> None:
         """An audit verification ran; ``ok`` says whether the chain verified."""

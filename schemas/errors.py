@@ -111,6 +111,8 @@ class ErrorCode(StrEnum):
     MODEL_MANIFEST_MISMATCH = "MODEL_MANIFEST_MISMATCH"
     MODEL_VERSION_RETIRED = "MODEL_VERSION_RETIRED"
     MODEL_REGISTRY_CONFLICT = "MODEL_REGISTRY_CONFLICT"
+    # audit integrity (appended)
+    AUDIT_RECORD_FORGED = "AUDIT_RECORD_FORGED"
 
 
 class ErrorCategory(StrEnum):
@@ -373,6 +375,12 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "rollout change is not allowed from the current modes).",
         ErrorCategory.CONFLICT,
         409,
+    ),
+    C.AUDIT_RECORD_FORGED: ErrorSpec(
+        "A record on the audit topic was not written by the audit agent (no valid writer "
+        "signature, or it forks the chain); it is quarantined, not stored in the trail.",
+        ErrorCategory.INTEGRITY,
+        500,
     ),
 }
 del C

@@ -112,6 +112,12 @@ class AuditSettings(_Group):
     batch_wait_seconds: float = Field(
         0.1, ge=0, le=5, description="gather source messages this long per audit transaction"
     )
+    trusted_public_keys: tuple[str, ...] = Field(
+        (),
+        description="the pinned Ed25519 verification keys (base64 of the raw 32-byte public "
+        "key, as `radstream audit public-key` prints it); verify trusts only these, never the "
+        "signing-key file. Keep a rotated-out key here while its signatures must verify",
+    )
 
 
 class ApiSettings(_Group):

@@ -10,7 +10,8 @@ How the first problem is classified (``first_bad_sequence`` is what an auditor l
 ======================  =====================================================================
 kind                    evidence (first sequence reported)
 ======================  =====================================================================
-``edited``              a record's hash does not match its content (its sequence); or a
+``edited``              a record's hash does not match its content (its sequence), or it was
+                        replaced by a foreign record claiming its sequence; or a
                         self-consistent record's ``prev_hash`` does not link to its predecessor
                         (the predecessor, whose hash the successor no longer vouches for); or a
                         record renumbered; or a second, *different* record claims a sequence
@@ -26,6 +27,9 @@ kind                    evidence (first sequence reported)
                         after the log's end)
 ``forged_checkpoint``   a checkpoint's key id or signature does not verify with the trusted
                         public key (the checkpoint's sequence); it is not used for coverage
+``forged_record``       a record on the topic the audit agent did not write (no valid writer
+                        signature: :class:`ForeignRecord`): the sequence it claims. It is left
+                        out of the chain (the agent's own record at that sequence still links)
 ======================  =====================================================================
 
 When several problems exist, the one with the lowest sequence is reported (chain problems
@@ -45,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from schemas.audit import GENESIS_HASH, AuditCheckpoint, AuditRecord
 from schemas.errors import ErrorCode
 from streams.audit.chain import hash_is_valid
-from streams.audit.checkpoints import checkpoint_signature_valid
+from streams.audit.checkpoints import TrustedKeys, checkpoint_signature_valid
 
 
 class TamperKind(StrEnum):
@@ -57,6 +61,7 @@ class TamperKind(StrEnum):
     DUPLICATED = "duplicated"
     TRUNCATED = "truncated"
     FORGED_CHECKPOINT = "forged_checkpoint"
+    FORGED_RECORD = "forged_record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,24 @@ class UnreadableRecord:
     """A stored entry that does not parse as an :class:`AuditRecord` (counts as edited)."""
 
     sequence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignRecord:
+    """A record the audit agent did not write (no valid writer signature): quarantined.
+
+    Attributes:
+        sequence: the sequence it claims, when it reads as a record.
+        offset: where it sits on the audit topic.
+        reason: why it is foreign, a fixed phrase.
+    """
+
+    sequence: int | None
+    offset: int
+    reason: str
+
+
+StoredItem = AuditRecord | UnreadableRecord | ForeignRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +111,7 @@ class VerificationReport:
     problem: TamperKind | None = None
     detail: str = ""
     chains: int = 1
+    foreign_records: int = 0
 
     @property
     def error_code(self) -> ErrorCode | None:
@@ -96,6 +120,8 @@ class VerificationReport:
             return None
         if self.problem in (TamperKind.FORGED_CHECKPOINT, TamperKind.TRUNCATED):
             return ErrorCode.AUDIT_CHECKPOINT_INVALID
+        if self.problem is TamperKind.FORGED_RECORD:
+            return ErrorCode.AUDIT_RECORD_FORGED
         return ErrorCode.AUDIT_CHAIN_BROKEN
 
     def summary(self) -> str:
@@ -116,6 +142,7 @@ class VerificationReport:
             f"{where} NOT intact: first bad sequence {self.first_bad_sequence}: {problem} "
             f"({self.detail}); {self.records_checked} records, "
             f"{self.checkpoints_checked} checkpoints read"
+            + (f", {self.foreign_records} foreign records" if self.foreign_records else "")
         )
 
 
@@ -135,11 +162,18 @@ class _Walker:
         self.watch = watch
         self.hash_at: dict[int, str] = {}
         self.count = 0
+        self.foreign: list[_Finding] = []
         self.finding: _Finding | None = None
         # A gap [gap_start, gap_end) is "deleted" unless one of its sequences shows up later.
         self.gap: tuple[int, int] | None = None
 
-    def feed(self, item: AuditRecord | UnreadableRecord) -> None:
+    def feed(self, item: StoredItem) -> None:
+        if isinstance(item, ForeignRecord):
+            # Not part of the chain: the agent's own record at that sequence must still link.
+            claimed = self.expected if item.sequence is None else item.sequence
+            detail = f"{item.reason} at offset {item.offset}: not written by the audit agent"
+            self.foreign.append(_Finding(claimed, TamperKind.FORGED_RECORD, detail, rank=1))
+            return
         self.count += 1
         if self.gap is not None:
             self._diagnose_gap(item, self.gap)
@@ -198,20 +232,19 @@ class _Walker:
             self.expected += 1
 
 
-def _infer_partition(
-    first: AuditRecord | UnreadableRecord | None, checkpoints: Sequence[AuditCheckpoint]
-) -> int:
+def _infer_partition(first: StoredItem | None, checkpoints: Sequence[AuditCheckpoint]) -> int:
     if isinstance(first, AuditRecord):
         return first.chain_partition
+    # A chain is verified by partition: only foreign or unreadable items cannot name it.
     if checkpoints:
         return checkpoints[0].chain_partition
     return 0
 
 
 def verify_chain(
-    records: Iterable[AuditRecord | UnreadableRecord],
+    records: Iterable[StoredItem],
     checkpoints: Sequence[AuditCheckpoint],
-    public_key: Ed25519PublicKey,
+    trusted: Ed25519PublicKey | TrustedKeys,
     *,
     chain_partition: int | None = None,
 ) -> VerificationReport:
@@ -220,7 +253,7 @@ def verify_chain(
     Args:
         records: the chain's records as stored; may be a one-pass iterator.
         checkpoints: checkpoints from outside the store (other chains' are ignored).
-        public_key: the trusted Ed25519 public key checkpoints must be signed with.
+        trusted: the pinned Ed25519 public key(s) checkpoints must be signed with.
         chain_partition: the chain to verify; by default the first record's.
     """
     iterator = iter(records)
@@ -234,11 +267,12 @@ def verify_chain(
         for item in itertools.chain((first,), iterator):
             walker.feed(item)
 
-    findings: list[_Finding] = [walker.finding] if walker.finding else []
+    findings: list[_Finding] = [_replaced(walker.finding, walker.foreign)] if walker.finding else []
+    findings.extend(walker.foreign)
     last_sequence = walker.expected - 1
     genuine: list[AuditCheckpoint] = []
     for cp in ours:
-        if checkpoint_signature_valid(cp, public_key):
+        if checkpoint_signature_valid(cp, trusted):
             genuine.append(cp)
         else:
             findings.append(
@@ -258,11 +292,20 @@ def verify_chain(
         chain_partition=partition,
         last_sequence=last_sequence,
         head_hash=walker.head,
+        foreign_records=len(walker.foreign),
     )
     if not findings:
         return base
     worst = min(findings, key=lambda f: (f.sequence, f.rank))
     return replace(base, first_bad_sequence=worst.sequence, problem=worst.kind, detail=worst.detail)
+
+
+def _replaced(finding: _Finding, foreign: Sequence[_Finding]) -> _Finding:
+    """A gap where a foreign record claims the missing sequence: the record was replaced."""
+    if finding.kind is TamperKind.DELETED and any(f.sequence == finding.sequence for f in foreign):
+        detail = "record replaced by one the audit agent did not write"
+        return replace(finding, kind=TamperKind.EDITED, detail=detail)
+    return finding
 
 
 def _coverage_findings(
@@ -304,14 +347,15 @@ def merge_reports(reports: Sequence[VerificationReport]) -> VerificationReport:
         chosen,
         records_checked=sum(r.records_checked for r in reports),
         checkpoints_checked=sum(r.checkpoints_checked for r in reports),
+        foreign_records=sum(r.foreign_records for r in reports),
         chains=len(reports),
     )
 
 
 def verify_chains(
-    chains: Mapping[int, Sequence[AuditRecord | UnreadableRecord]],
+    chains: Mapping[int, Sequence[StoredItem]],
     checkpoints: Iterable[AuditCheckpoint],
-    public_key: Ed25519PublicKey,
+    trusted: Ed25519PublicKey | TrustedKeys,
 ) -> VerificationReport:
     """Verify every stored chain (and every chain a checkpoint names) as one report.
 
@@ -322,5 +366,5 @@ def verify_chains(
     unique = list({cp.model_dump_json(): cp for cp in checkpoints}.values())
     partitions = sorted(set(chains) | {cp.chain_partition for cp in unique})
     return merge_reports(
-        [verify_chain(chains.get(p, ()), unique, public_key, chain_partition=p) for p in partitions]
+        [verify_chain(chains.get(p, ()), unique, trusted, chain_partition=p) for p in partitions]
     )

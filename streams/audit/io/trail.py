@@ -11,6 +11,7 @@ from schemas.audit import AuditRecord
 from schemas.settings import AuditSettings, Settings
 from sinks.database import Database
 from sinks.repositories import AuditLogRepository
+from streams.audit.checkpoints import TrustedKeys
 from streams.audit.io.table import trail_for_event_in_table, verify_table
 from streams.audit.io.topic import trail_for_event, verify_topic
 from streams.audit.verify import VerificationReport
@@ -28,15 +29,17 @@ class AuditTrail:
     topic: str
     database_url: str
     audit: AuditSettings
+    trusted: TrustedKeys
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuditTrail:
-        """The deployment's audit trail."""
+    def from_settings(cls, settings: Settings, trusted: TrustedKeys) -> AuditTrail:
+        """The deployment's audit trail, judged by the pinned ``trusted`` keys."""
         return cls(
             kafka=KafkaClientConfig.from_settings(settings, client_id="radstream-audit-cli"),
             topic=TopicNames(settings.topic_prefix).audit,
             database_url=settings.database_url.get_secret_value(),
             audit=settings.audit,
+            trusted=trusted,
         )
 
     @asynccontextmanager
@@ -54,14 +57,14 @@ class AuditTrail:
             ValueError: ``source`` is not one of ``topic``, ``table``, ``both``.
         """
         _check(source)
-        checkpoints, key = self.audit.checkpoint_file, self.audit.signing_key_file
+        checkpoints, trusted = self.audit.checkpoint_file, self.trusted
         reports: list[tuple[str, VerificationReport]] = []
         if source in ("topic", "both"):
-            report = await verify_topic(self.kafka, self.topic, checkpoints, key)
+            report = await verify_topic(self.kafka, self.topic, checkpoints, trusted)
             reports.append((f"topic {self.topic}", report))
         if source in ("table", "both"):
             async with self._repository() as repository:
-                report = await verify_table(repository, checkpoints, key)
+                report = await verify_table(repository, checkpoints, trusted)
             reports.append(("table audit_log", report))
         return reports
 
@@ -71,7 +74,7 @@ class AuditTrail:
         if source == "table":
             async with self._repository() as repository:
                 return await trail_for_event_in_table(repository, event_id)
-        return await trail_for_event(self.kafka, self.topic, event_id)
+        return await trail_for_event(self.kafka, self.topic, event_id, self.trusted)
 
 
 def _check(source: str) -> None:

@@ -8,8 +8,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from schemas.audit import AuditCheckpoint, AuditRecord
 from schemas.errors import ErrorCode
 from streams.audit.chain import ChainState, append, record_hash
-from streams.audit.checkpoints import sign_checkpoint
+from streams.audit.checkpoints import TrustedKeys, sign_checkpoint
 from streams.audit.verify import (
+    ForeignRecord,
     TamperKind,
     UnreadableRecord,
     VerificationReport,
@@ -249,3 +250,61 @@ class TestMerge:
         a, cps_a = build_chain(3, KEY, every=3)
         report = verify_chain(a, cps_a, PUB)
         assert merge_reports([report]) is report
+
+
+@pytest.mark.requirement("RS-AUD-06")
+class TestForeignRecords:
+    """A record the agent did not write is reported at its sequence and kept out of the chain."""
+
+    def test_forged_record_named_at_its_claimed_sequence(self, chain: Chain) -> None:
+        """A forged, correctly chained record at 20 is reported; the genuine chain still walks."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=20, offset=44, reason="unsigned record")
+        report = verify_chain([*records, forged], cps, PUB)
+        assert _problem(report) == (20, TamperKind.FORGED_RECORD)
+        assert report.error_code is ErrorCode.AUDIT_RECORD_FORGED
+        assert (report.records_checked, report.last_sequence, report.foreign_records) == (20, 19, 1)
+        assert "1 foreign records" in report.summary()
+
+    def test_forgery_in_the_middle_does_not_break_the_chain(self, chain: Chain) -> None:
+        """The agent's own record at the forged sequence still links: only the forgery is named."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=7, offset=9, reason="record signature does not verify")
+        report = verify_chain([*records[:7], forged, *records[7:]], cps, PUB)
+        assert _problem(report) == (7, TamperKind.FORGED_RECORD)
+        assert report.last_sequence == 19
+
+    def test_unreadable_foreign_message_takes_the_expected_sequence(self, chain: Chain) -> None:
+        """A foreign message without a sequence is reported where it sits in the chain."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=None, offset=3, reason="unsigned record")
+        report = verify_chain([*records[:3], forged, *records[3:]], cps, PUB)
+        assert _problem(report) == (3, TamperKind.FORGED_RECORD)
+
+    def test_merged_reports_sum_foreign_records(self, chain: Chain) -> None:
+        """Counts of foreign records add up across chains."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=20, offset=44, reason="unsigned record")
+        one = verify_chain([*records, forged], cps, PUB)
+        assert merge_reports([one, one]).foreign_records == 2
+
+    def test_record_replaced_by_a_foreign_one_is_edited(self, chain: Chain) -> None:
+        """The genuine 7 missing and a foreign record claiming 7 in its place: edited at 7."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=7, offset=7, reason="record signature does not verify")
+        report = verify_chain([*records[:7], forged, *records[8:]], cps, PUB)
+        assert _problem(report) == (7, TamperKind.EDITED)
+        assert "replaced" in report.detail
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestRotation:
+    def test_checkpoints_of_a_rotated_out_key_verify_while_it_is_pinned(self, chain: Chain) -> None:
+        """Old checkpoints name the old key: both pinned, both verify; unpinned, they are forged."""
+        records, cps = chain
+        new_key = Ed25519PrivateKey.generate()
+        newer = sign_checkpoint(new_key, ChainState(0, 19, records[19].hash), T0)
+        both = TrustedKeys.of(PUB, new_key.public_key())
+        assert verify_chain(records, [*cps, newer], both).ok
+        report = verify_chain(records, [*cps, newer], TrustedKeys.of(new_key.public_key()))
+        assert _problem(report) == (4, TamperKind.FORGED_CHECKPOINT)
