@@ -9,6 +9,7 @@ Commands that do not need the missing service still succeed, with nothing on std
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -24,6 +25,7 @@ from cli.errors import EXIT_CODE_MEANINGS, ExitCode, exit_code_for
 from cli.main import main, runnable_commands
 from schemas.errors import ErrorCode
 from schemas.settings import SAMPLES_DIR
+from streams.audit.checkpoints import encode_public_key
 from streams.audit.files import load_or_create_signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,7 @@ WORK: dict[str, list[str]] = {
     "models": [],
     "audit verify": [],
     "audit show": ["--event-id", SOME_ID],
+    "audit public-key": [],
     "dlq list": [],
     "dlq show": [SOME_ID],
     "dlq replay": ["--code", "TIMEOUT", "--actor", "ops"],
@@ -113,7 +116,14 @@ BROKER_DOWN = [
     # Commands that need no broker still work.
     *(
         Case(work(name), ExitCode.OK)
-        for name in ("db upgrade", "token", "models", "config", "schemas check")
+        for name in (
+            "db upgrade",
+            "token",
+            "models",
+            "config",
+            "schemas check",
+            "audit public-key",
+        )
     ),
 ]
 DATABASE_DOWN = [
@@ -131,7 +141,15 @@ DATABASE_DOWN = [
     # Commands that need no database still work (or find nothing: a clear not-found line).
     *(
         Case(work(name), ExitCode.OK)
-        for name in ("topics ensure", "publish", "dlq list", "token", "models", "config")
+        for name in (
+            "topics ensure",
+            "publish",
+            "dlq list",
+            "token",
+            "models",
+            "config",
+            "audit public-key",
+        )
     ),
     Case(work("audit show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),
     Case(work("dlq show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),
@@ -162,8 +180,9 @@ SETTINGS_INVALID = [
 def environment(monkeypatch: pytest.MonkeyPatch, topic_prefix: str, tmp_path: Path) -> Path:
     """RADSTREAM_* variables of this test: its topics, groups, audit key, canary secrets."""
     key = tmp_path / "audit-key.pem"
-    load_or_create_signing_key(key)
+    pinned = encode_public_key(load_or_create_signing_key(key).public_key())
     for name, value in {
+        "RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS": json.dumps([pinned]),
         "RADSTREAM_TOPIC_PREFIX": topic_prefix,
         "RADSTREAM_CONSUMER_GROUP_PREFIX": f"rstest-{uuid.uuid4().hex[:8]}",
         "RADSTREAM_AUDIT__SIGNING_KEY_FILE": str(key),
