@@ -63,7 +63,7 @@ from sinks.tables import (
     image_events,
     inference_results,
 )
-from streams.audit.verify import UnreadableRecord
+from streams.audit.verify import ColumnMismatch, UnreadableRecord
 
 MAX_PAGE_SIZE = 500
 DEFAULT_QUERY = ResultQuery()  # the newest page of everything the caller may see
@@ -500,19 +500,32 @@ class AuditLogRepository:
                 count = await session.scalar(select(func.count()).select_from(audit_quarantine))
         return int(count or 0)
 
-    async def chains(self) -> dict[int, list[AuditRecord | UnreadableRecord]]:
-        """Every stored record per chain, in insertion order (the order verification walks)."""
-        result: dict[int, list[AuditRecord | UnreadableRecord]] = {}
-        query = select(audit_log.c.chain_partition, audit_log.c.record).order_by(audit_log.c.id)
+    async def chains(self) -> dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]]:
+        """Every stored record per chain, in insertion order (the order verification walks).
+
+        The indexed columns readers rely on (``event_id`` for ``audit show``, ``sequence``,
+        ``hash``, ``chain_partition``, ``recorded_at``) are copies of the hashed ``record``;
+        a row whose copies disagree with it is returned as a column mismatch, so verification
+        names it (an edit of the ``event_id`` column alone hides a trail from ``audit show``).
+        """
+        result: dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]] = {}
+        query = select(
+            audit_log.c.chain_partition,
+            audit_log.c.sequence,
+            audit_log.c.hash,
+            audit_log.c.event_id,
+            audit_log.c.recorded_at,
+            audit_log.c.record,
+        ).order_by(audit_log.c.id)
         with database_errors():
             async with self._sessions() as session:
                 stream = await session.stream(query)
                 async for row in stream:
-                    result.setdefault(row.chain_partition, []).append(_audit_row(row.record))
+                    result.setdefault(row.chain_partition, []).append(_checked_row(row))
         return result
 
     async def trail(self, event_id: uuid.UUID) -> list[AuditRecord]:
-        """Every stored record about one image, in chain order."""
+        """Every stored record about one image, in chain order (by the hashed record's id)."""
         query = (
             select(audit_log.c.record)
             .where(audit_log.c.event_id == event_id)
@@ -521,7 +534,25 @@ class AuditLogRepository:
         with database_errors():
             async with self._sessions() as session:
                 rows = (await session.execute(query)).all()
-        return [AuditRecord.model_validate(row.record) for row in rows]
+        records = [AuditRecord.model_validate(row.record) for row in rows]
+        # A row moved into this trail by an edited column is not shown (verify names it).
+        return [record for record in records if record.object.event_id == event_id]
+
+
+def _checked_row(row: Any) -> AuditRecord | UnreadableRecord | ColumnMismatch:
+    """A stored row's record: unreadable when it does not parse, flagged if its columns differ."""
+    item = _audit_row(row.record)
+    if isinstance(item, UnreadableRecord):
+        return item
+    columns = (row.chain_partition, row.sequence, row.hash, row.event_id, row.recorded_at)
+    hashed = (
+        item.chain_partition,
+        item.sequence,
+        item.hash,
+        item.object.event_id,
+        item.recorded_at,
+    )
+    return ColumnMismatch(item) if columns != hashed else item
 
 
 def _audit_row(data: object) -> AuditRecord | UnreadableRecord:

@@ -30,6 +30,12 @@ kind                    evidence (first sequence reported)
 ``forged_record``       a record on the topic the audit agent did not write (no valid writer
                         signature: :class:`ForeignRecord`): the sequence it claims. It is left
                         out of the chain (the agent's own record at that sequence still links)
+``missing_checkpoints`` more records after the newest genuine checkpoint than one checkpoint
+                        interval allows (``max_uncovered``): the checkpoints that covered them
+                        were deleted (the first uncovered sequence); also a checkpoint file
+                        line that is not a checkpoint (no sequence)
+``stores_differ``       the table and the topic disagree on a chain's head or record count
+                        (:func:`cross_check`; the first sequence past the shorter store)
 ======================  =====================================================================
 
 When several problems exist, the one with the lowest sequence is reported (chain problems
@@ -62,6 +68,8 @@ class TamperKind(StrEnum):
     TRUNCATED = "truncated"
     FORGED_CHECKPOINT = "forged_checkpoint"
     FORGED_RECORD = "forged_record"
+    MISSING_CHECKPOINTS = "missing_checkpoints"
+    STORES_DIFFER = "stores_differ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,14 @@ class UnreadableRecord:
     """A stored entry that does not parse as an :class:`AuditRecord` (counts as edited)."""
 
     sequence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMismatch:
+    """A table row whose indexed copies (``event_id``, ``sequence``, ``hash``…) differ from the
+    hashed record it holds: the record is walked as stored, the row is reported as edited."""
+
+    record: AuditRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +102,7 @@ class ForeignRecord:
     reason: str
 
 
-StoredItem = AuditRecord | UnreadableRecord | ForeignRecord
+StoredItem = AuditRecord | UnreadableRecord | ForeignRecord | ColumnMismatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +128,19 @@ class VerificationReport:
     detail: str = ""
     chains: int = 1
     foreign_records: int = 0
+    heads: tuple[tuple[int, int, str], ...] = ()
+    """(chain partition, last sequence, head hash) of every chain verified."""
 
     @property
     def error_code(self) -> ErrorCode | None:
         """The error code a failed verification maps to (None when intact)."""
         if self.ok:
             return None
-        if self.problem in (TamperKind.FORGED_CHECKPOINT, TamperKind.TRUNCATED):
+        if self.problem in (
+            TamperKind.FORGED_CHECKPOINT,
+            TamperKind.TRUNCATED,
+            TamperKind.MISSING_CHECKPOINTS,
+        ):
             return ErrorCode.AUDIT_CHECKPOINT_INVALID
         if self.problem is TamperKind.FORGED_RECORD:
             return ErrorCode.AUDIT_RECORD_FORGED
@@ -163,6 +185,7 @@ class _Walker:
         self.hash_at: dict[int, str] = {}
         self.count = 0
         self.foreign: list[_Finding] = []
+        self.columns: list[_Finding] = []
         self.finding: _Finding | None = None
         # A gap [gap_start, gap_end) is "deleted" unless one of its sequences shows up later.
         self.gap: tuple[int, int] | None = None
@@ -174,6 +197,10 @@ class _Walker:
             detail = f"{item.reason} at offset {item.offset}: not written by the audit agent"
             self.foreign.append(_Finding(claimed, TamperKind.FORGED_RECORD, detail, rank=1))
             return
+        if isinstance(item, ColumnMismatch):
+            detail = "indexed columns differ from the hashed record (a column was edited)"
+            self.columns.append(_Finding(item.record.sequence, TamperKind.EDITED, detail, rank=1))
+            item = item.record
         self.count += 1
         if self.gap is not None:
             self._diagnose_gap(item, self.gap)
@@ -233,6 +260,8 @@ class _Walker:
 
 
 def _infer_partition(first: StoredItem | None, checkpoints: Sequence[AuditCheckpoint]) -> int:
+    if isinstance(first, ColumnMismatch):
+        return first.record.chain_partition
     if isinstance(first, AuditRecord):
         return first.chain_partition
     # A chain is verified by partition: only foreign or unreadable items cannot name it.
@@ -247,6 +276,7 @@ def verify_chain(
     trusted: Ed25519PublicKey | TrustedKeys,
     *,
     chain_partition: int | None = None,
+    max_uncovered: int | None = None,
 ) -> VerificationReport:
     """Verify one chain's records (in stored order) against its checkpoints.
 
@@ -255,6 +285,8 @@ def verify_chain(
         checkpoints: checkpoints from outside the store (other chains' are ignored).
         trusted: the pinned Ed25519 public key(s) checkpoints must be signed with.
         chain_partition: the chain to verify; by default the first record's.
+        max_uncovered: the most records a chain may hold after its newest genuine checkpoint
+            (the checkpoint interval); more means checkpoints were deleted. None: no limit.
     """
     iterator = iter(records)
     first = next(iterator, None)
@@ -269,6 +301,7 @@ def verify_chain(
 
     findings: list[_Finding] = [_replaced(walker.finding, walker.foreign)] if walker.finding else []
     findings.extend(walker.foreign)
+    findings.extend(walker.columns)
     last_sequence = walker.expected - 1
     genuine: list[AuditCheckpoint] = []
     for cp in ours:
@@ -284,6 +317,14 @@ def verify_chain(
                 )
             )
     findings.extend(_coverage_findings(genuine, walker, last_sequence))
+    if max_uncovered is not None:
+        newest = max((cp.sequence for cp in genuine), default=-1)
+        if last_sequence - newest > max_uncovered:
+            detail = (
+                f"{last_sequence - newest} records after the newest genuine checkpoint "
+                f"(at most {max_uncovered} allowed): checkpoints are missing"
+            )
+            findings.append(_Finding(newest + 1, TamperKind.MISSING_CHECKPOINTS, detail, rank=1))
 
     base = VerificationReport(
         ok=not findings,
@@ -293,6 +334,7 @@ def verify_chain(
         last_sequence=last_sequence,
         head_hash=walker.head,
         foreign_records=len(walker.foreign),
+        heads=((partition, last_sequence, walker.head),),
     )
     if not findings:
         return base
@@ -348,6 +390,7 @@ def merge_reports(reports: Sequence[VerificationReport]) -> VerificationReport:
         records_checked=sum(r.records_checked for r in reports),
         checkpoints_checked=sum(r.checkpoints_checked for r in reports),
         foreign_records=sum(r.foreign_records for r in reports),
+        heads=tuple(head for r in reports for head in r.heads),
         chains=len(reports),
     )
 
@@ -356,15 +399,70 @@ def verify_chains(
     chains: Mapping[int, Sequence[StoredItem]],
     checkpoints: Iterable[AuditCheckpoint],
     trusted: Ed25519PublicKey | TrustedKeys,
+    *,
+    max_uncovered: int | None = None,
+    malformed_checkpoint_lines: Sequence[int] = (),
 ) -> VerificationReport:
     """Verify every stored chain (and every chain a checkpoint names) as one report.
 
     A chain a checkpoint vouches for but the store lacks entirely is verified as empty, so a
     store cut to nothing is reported as truncated. Checkpoints found twice (in the checkpoint
-    file and on the topic) count once.
+    file and on the topic) count once. A checkpoint-file line that is not a checkpoint makes the
+    verdict ``missing_checkpoints`` (the file was tampered with) when nothing else is wrong.
     """
     unique = list({cp.model_dump_json(): cp for cp in checkpoints}.values())
     partitions = sorted(set(chains) | {cp.chain_partition for cp in unique})
-    return merge_reports(
-        [verify_chain(chains.get(p, ()), unique, trusted, chain_partition=p) for p in partitions]
+    report = merge_reports(
+        [
+            verify_chain(
+                chains.get(p, ()), unique, trusted, chain_partition=p, max_uncovered=max_uncovered
+            )
+            for p in partitions
+        ]
     )
+    if malformed_checkpoint_lines and report.ok:
+        lines = ", ".join(str(n) for n in malformed_checkpoint_lines[:5])
+        return replace(
+            report,
+            ok=False,
+            problem=TamperKind.MISSING_CHECKPOINTS,
+            detail=f"checkpoint file line {lines} is not a checkpoint",
+        )
+    return report
+
+
+def cross_check(topic: VerificationReport, table: VerificationReport) -> VerificationReport:
+    """Compare the table with the topic it is copied from: the same heads and record counts.
+
+    With the checkpoint file deleted and the table truncated, the table alone verifies as a
+    short (or empty) chain; beside the topic it does not.
+    """
+    base = replace(
+        table,
+        ok=True,
+        first_bad_sequence=None,
+        problem=None,
+        detail="",
+        checkpoints_checked=0,
+        foreign_records=0,
+    )
+    topic_heads = {partition: (last, head) for partition, last, head in topic.heads}
+    table_heads = {partition: (last, head) for partition, last, head in table.heads}
+    for partition in sorted(set(topic_heads) | set(table_heads)):
+        on_topic = topic_heads.get(partition, (-1, GENESIS_HASH))
+        in_table = table_heads.get(partition, (-1, GENESIS_HASH))
+        if on_topic != in_table:
+            same_length = on_topic[0] == in_table[0]
+            detail = (
+                f"chain {partition}: the topic ends at sequence {on_topic[0]}, the table at "
+                f"{in_table[0]}{' with another head' if same_length else ''}"
+            )
+            return replace(
+                base,
+                ok=False,
+                chain_partition=partition,
+                first_bad_sequence=min(on_topic[0], in_table[0]) + 1,
+                problem=TamperKind.STORES_DIFFER,
+                detail=detail,
+            )
+    return base

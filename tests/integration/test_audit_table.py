@@ -239,7 +239,11 @@ class TestAuditTrail:
     async def test_both_stores_verify(self, trail: AuditTrail) -> None:
         """verify('both') reports the topic, then the table, each intact with every record."""
         reports = await trail.verify("both")
-        assert [where for where, _ in reports] == [f"topic {trail.topic}", "table audit_log"]
+        assert [where for where, _ in reports] == [
+            f"topic {trail.topic}",
+            "table audit_log",
+            "cross-check topic/table",
+        ]
         assert all(report.ok and report.records_checked == 20 for _, report in reports)
 
     async def test_one_image_from_either_store(

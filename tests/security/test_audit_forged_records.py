@@ -38,6 +38,7 @@ from tests.integration.audit_support import (
     create_topics,
     make_agent,
     make_table_writer,
+    migrated_database,
     pipeline_events,
     publish,
     publish_log,
@@ -51,19 +52,8 @@ pytestmark = pytest.mark.requirement("RS-AUD-06", "RS-SEC-03")
 @pytest.fixture
 async def database_url(admin_database_url: str) -> AsyncIterator[str]:
     """A fresh migrated database for this test, dropped afterwards."""
-    import uuid  # noqa: PLC0415
-
-    from sinks.migrate import upgrade_async  # noqa: PLC0415
-    from sinks.provisioning import create_database, drop_database, url_for_database  # noqa: PLC0415
-
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    await create_database(admin_database_url, name)
-    url = url_for_database(admin_database_url, name)
-    try:
-        await upgrade_async(url)
+    async with migrated_database(admin_database_url) as url:
         yield url
-    finally:
-        await drop_database(admin_database_url, name)
 
 
 async def _records(kafka: KafkaClientConfig, topic: str, directory: Path) -> list[AuditRecord]:

@@ -71,14 +71,14 @@ async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metr
         await database.dispose()
 
 
-async def run_side_by_side(stop: asyncio.Event, *parts: Awaitable[None]) -> None:
+async def run_side_by_side(stop: asyncio.Event, *parts: Awaitable[object]) -> None:
     """Run ``parts`` until all have ended; the first to end sets ``stop`` for the others.
 
     Unlike ``asyncio.gather`` or a task group, a failing part does not cancel its siblings:
     they see ``stop`` and end at a safe point. Then the first failure is raised.
     """
 
-    async def part(awaitable: Awaitable[None]) -> None:
+    async def part(awaitable: Awaitable[object]) -> None:
         try:
             await awaitable
         finally:

@@ -28,7 +28,7 @@ from sinks.database import Database
 from sinks.records import AuditStoreReport, QuarantinedMessage
 from sinks.repositories import AuditLogRepository
 from streams.audit.checkpoints import TrustedKeys
-from streams.audit.files import read_checkpoints
+from streams.audit.files import read_checkpoint_file
 from streams.audit.io.topic import TopicItem, classify_message
 from streams.audit.verify import VerificationReport, verify_chains
 from streams.batching_sink import Backpressure, flush_until_committed
@@ -211,7 +211,11 @@ class AuditTableWriter:
 
 
 async def verify_table(
-    repository: AuditLogRepository, checkpoint_file: Path, trusted: TrustedKeys
+    repository: AuditLogRepository,
+    checkpoint_file: Path,
+    trusted: TrustedKeys,
+    *,
+    max_uncovered: int | None = None,
 ) -> VerificationReport:
     """Verify every chain stored in ``audit_log`` against the checkpoint file and table.
 
@@ -219,9 +223,17 @@ async def verify_table(
         repository: the audit log's repository.
         checkpoint_file: the JSON-lines checkpoint file kept outside the stores.
         trusted: the pinned Ed25519 verification keys.
+        max_uncovered: the checkpoint interval; more records after the newest genuine
+            checkpoint (file or table) fail as missing checkpoints.
     """
-    checkpoints = [*read_checkpoints(checkpoint_file), *await repository.checkpoints()]
-    return verify_chains(await repository.chains(), checkpoints, trusted)
+    file = read_checkpoint_file(checkpoint_file)
+    return verify_chains(
+        await repository.chains(),
+        [*file.checkpoints, *await repository.checkpoints()],
+        trusted,
+        max_uncovered=max_uncovered,
+        malformed_checkpoint_lines=file.malformed_lines,
+    )
 
 
 async def trail_for_event_in_table(

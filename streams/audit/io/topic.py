@@ -29,7 +29,7 @@ from streams.audit.checkpoints import (
     checkpoint_signature_valid,
     record_signature_valid,
 )
-from streams.audit.files import read_checkpoints
+from streams.audit.files import read_checkpoint_file
 from streams.audit.verify import ForeignRecord, UnreadableRecord, VerificationReport, verify_chains
 from streams.kafka import ConsumerRecord, KafkaClientConfig, RawMessage, TopicReader
 
@@ -203,19 +203,32 @@ async def recover_head(
 
 
 async def verify_topic(
-    config: KafkaClientConfig, topic: str, checkpoint_file: Path, trusted: TrustedKeys
+    config: KafkaClientConfig,
+    topic: str,
+    checkpoint_file: Path,
+    trusted: TrustedKeys,
+    *,
+    max_uncovered: int | None = None,
 ) -> VerificationReport:
     """Verify every chain on the audit topic against the checkpoint file and in-topic ones.
 
     The checkpoint file is the authority against truncation (it lives outside the topic);
     checkpoints found on the topic are verified too. Records and checkpoints are judged by the
-    pinned ``trusted`` keys only, never by a key file beside the store.
+    pinned ``trusted`` keys only, never by a key file beside the store. With
+    ``max_uncovered`` (the checkpoint interval), a chain with more records after its newest
+    genuine checkpoint fails: its checkpoints were deleted.
     """
-    file_checkpoints = read_checkpoints(checkpoint_file)
+    file = read_checkpoint_file(checkpoint_file)
     content = await read_audit_topic(config, topic, trusted)
     in_topic = [cp for part in content.values() for cp in part.checkpoints]
     chains = {partition: part.records for partition, part in content.items()}
-    return verify_chains(chains, [*file_checkpoints, *in_topic], trusted)
+    return verify_chains(
+        chains,
+        [*file.checkpoints, *in_topic],
+        trusted,
+        max_uncovered=max_uncovered,
+        malformed_checkpoint_lines=file.malformed_lines,
+    )
 
 
 def trail_of(

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from pydantic import ValidationError
 
 from schemas.settings import AuditSettings
 from streams.audit.chain import ChainState
@@ -36,6 +35,7 @@ from streams.audit.files import (
     append_checkpoints,
     load_or_create_signing_key,
     load_public_key,
+    read_checkpoint_file,
     read_checkpoints,
     write_public_key,
 )
@@ -177,13 +177,6 @@ class TestCheckpointFile:
         """No file means no checkpoints."""
         assert read_checkpoints(tmp_path / "none.jsonl") == []
 
-    def test_tampered_line_refused(self, tmp_path: Path) -> None:
-        """A line that is not a checkpoint fails loudly."""
-        path = tmp_path / "c.jsonl"
-        path.write_text('{"sequence": 1}\n')
-        with pytest.raises(ValidationError):
-            read_checkpoints(path)
-
 
 class TestTrustedKeys:
     """The pinned verification keys: parsed from settings, looked up by key id."""
@@ -222,3 +215,24 @@ class TestRecordSignatures:
         assert not record_signature_valid(signature, "a.audit.log", records[0], trusted)
         assert not record_signature_valid(None, "a.audit.log", records[1], trusted)
         assert not record_signature_valid(signature, "a.audit.log", records[1], TrustedKeys())
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestDamagedCheckpointFile:
+    def test_garbage_line_is_reported_not_raised(self, tmp_path: Path) -> None:
+        """A line that is no checkpoint is listed by number; the others still count."""
+        key = Ed25519PrivateKey.generate()
+        path = tmp_path / "cps.jsonl"
+        good = sign_checkpoint(key, ChainState(0, 4, "a" * 64), T0)
+        append_checkpoint(path, good)
+        with path.open("a") as handle:
+            handle.write("{not a checkpoint\n\n")
+        append_checkpoint(path, good)
+        read = read_checkpoint_file(path)
+        assert (read.checkpoints, read.malformed_lines, read.exists) == ([good, good], [2], True)
+        assert read_checkpoints(path) == [good, good]
+
+    def test_absent_file(self, tmp_path: Path) -> None:
+        """An absent file holds nothing and says so."""
+        read = read_checkpoint_file(tmp_path / "none.jsonl")
+        assert (read.checkpoints, read.malformed_lines, read.exists) == ([], [], False)

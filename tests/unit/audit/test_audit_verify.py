@@ -14,8 +14,10 @@ from streams.audit.verify import (
     TamperKind,
     UnreadableRecord,
     VerificationReport,
+    cross_check,
     merge_reports,
     verify_chain,
+    verify_chains,
 )
 from tests.unit.audit.factories import T0, build_chain, drafts
 
@@ -308,3 +310,60 @@ class TestRotation:
         assert verify_chain(records, [*cps, newer], both).ok
         report = verify_chain(records, [*cps, newer], TrustedKeys.of(new_key.public_key()))
         assert _problem(report) == (4, TamperKind.FORGED_CHECKPOINT)
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestTrustAnchors:
+    """Missing checkpoints, a damaged checkpoint file and stores that disagree are verdicts."""
+
+    def test_checkpoints_deleted_past_one_interval(self, chain: Chain) -> None:
+        """20 records and only the checkpoint at 4 left: past the interval of 5 it fails at 5."""
+        records, cps = chain
+        report = verify_chain(records, cps[:1], PUB, max_uncovered=5)
+        assert _problem(report) == (5, TamperKind.MISSING_CHECKPOINTS)
+        assert report.error_code is ErrorCode.AUDIT_CHECKPOINT_INVALID
+
+    def test_every_checkpoint_deleted(self, chain: Chain) -> None:
+        """No checkpoint at all beside 20 records: missing from sequence 0."""
+        records, _ = chain
+        assert _problem(verify_chain(records, [], PUB, max_uncovered=5)) == (
+            0,
+            TamperKind.MISSING_CHECKPOINTS,
+        )
+
+    def test_tail_within_one_interval_is_fine(self, chain: Chain) -> None:
+        """Records after the newest checkpoint, fewer than one interval: intact."""
+        records, cps = chain
+        assert verify_chain(records[:18], cps[:3], PUB, max_uncovered=5).ok
+
+    def test_malformed_checkpoint_line_is_a_verdict(self, chain: Chain) -> None:
+        """A line of the checkpoint file that is not a checkpoint fails verification."""
+        records, cps = chain
+        report = verify_chains({0: records}, cps, PUB, malformed_checkpoint_lines=[3])
+        assert (report.ok, report.problem) == (False, TamperKind.MISSING_CHECKPOINTS)
+        assert "line 3" in report.detail
+
+    def test_cross_check_finds_a_truncated_table(self, chain: Chain) -> None:
+        """The table verifies alone (cut to nothing, no checkpoints) but not beside the topic."""
+        records, cps = chain
+        topic = verify_chains({0: records}, cps, PUB)
+        table = verify_chains({}, [], PUB)
+        assert table.ok
+        report = cross_check(topic, table)
+        assert _problem(report) == (0, TamperKind.STORES_DIFFER)
+        assert report.error_code is ErrorCode.AUDIT_CHAIN_BROKEN
+
+    def test_cross_check_finds_another_head(self, chain: Chain) -> None:
+        """Same length, another head hash: the stores differ."""
+        records, cps = chain
+        topic = verify_chain(records, cps, PUB)
+        rebuilt = verify_chain(build_chain(20, KEY, every=5)[0], [], PUB)
+        report = cross_check(topic, rebuilt)
+        assert _problem(report) == (20, TamperKind.STORES_DIFFER)
+        assert "another head" in report.detail
+
+    def test_cross_check_of_equal_stores(self, chain: Chain) -> None:
+        """The same chain in both stores: the cross-check passes."""
+        records, cps = chain
+        report = verify_chain(records, cps, PUB)
+        assert cross_check(report, report).ok
