@@ -161,16 +161,24 @@ audit_log = Table(
 )
 Index("ix_audit_log_event_id", audit_log.c.event_id)
 
+
 # Messages on the audit topic the audit agent did not write (no valid writer signature,
 # unreadable, or forking the chain): kept as evidence, never part of the trail. Append-only
 # (migration 0005).
+def _audit_topic_position() -> list[Column[object]]:
+    """Where a message sat on the audit topic (with an insertion-order id)."""
+    return [
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("audit_topic", String(249), nullable=False),
+        Column("audit_partition", Integer, nullable=False),
+        Column("audit_offset", BigInteger, nullable=False),
+    ]
+
+
 audit_quarantine = Table(
     "audit_quarantine",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    Column("audit_topic", String(249), nullable=False),
-    Column("audit_partition", Integer, nullable=False),
-    Column("audit_offset", BigInteger, nullable=False),
+    *_audit_topic_position(),
     Column("reason", String(64), nullable=False),
     Column("claimed_sequence", BigInteger),
     Column("payload", LargeBinary, nullable=False),
@@ -185,10 +193,7 @@ audit_quarantine = Table(
 audit_checkpoints = Table(
     "audit_checkpoints",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    Column("audit_topic", String(249), nullable=False),
-    Column("audit_partition", Integer, nullable=False),
-    Column("audit_offset", BigInteger, nullable=False),
+    *_audit_topic_position(),
     Column("chain_partition", Integer, nullable=False),
     Column("sequence", BigInteger, nullable=False),
     Column("checkpoint", JSONB, nullable=False),
