@@ -260,10 +260,8 @@ def _positive_pair(pair: tuple[float, float] | None) -> tuple[float, float] | No
     return pair
 
 
-def _dicom_code(dataset: Dataset | None, keyword: str) -> str | None:
+def _dicom_code(dataset: Dataset, keyword: str) -> str | None:
     """A code string (CS) value only if it looks like one: free text never leaves."""
-    if dataset is None:
-        return None
     try:
         value = str(element_value(dataset, keyword) or "").strip().upper()
     except RadstreamError:
