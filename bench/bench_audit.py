@@ -127,7 +127,7 @@ async def bench_kafka(
             await agent.stop()
         started = time.perf_counter()
         report = await verify_topic(
-            kafka, names.audit, directory / "checkpoints.jsonl", directory / "key.pem"
+            kafka, names.audit, directory / "checkpoints.jsonl", agent.trusted
         )
         verify_elapsed = time.perf_counter() - started
     if not report.ok:

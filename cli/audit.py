@@ -19,6 +19,8 @@ from observability.metrics import Metrics
 from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
+from streams.audit.checkpoints import TrustedKeys, encode_public_key
+from streams.audit.files import KeyFileError, load_public_key
 from streams.audit.io import AuditTrail
 from streams.audit.io.trail import SOURCES
 from streams.audit.verify import VerificationReport
@@ -31,21 +33,34 @@ def command() -> None:
     """Verify the audit trail, or show one image's trail."""
 
 
+def pinned_keys(settings: Settings) -> TrustedKeys:
+    """The pinned verification keys; verification never trusts the signing-key file beside it.
+
+    Raises:
+        CommandError: ``SETTINGS_INVALID`` when no key is pinned or a pinned key is malformed.
+    """
+    advice = (
+        "Pin the audit agent's public key: RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS='[\"<key>\"]' "
+        "with the key `radstream audit public-key` prints on the audit host"
+    )
+    try:
+        trusted = TrustedKeys.parse(settings.audit.trusted_public_keys)
+    except ValueError as exc:
+        raise CommandError(ErrorCode.SETTINGS_INVALID, str(exc), advice=advice) from exc
+    if not trusted:
+        raise CommandError(
+            ErrorCode.SETTINGS_INVALID, "no audit verification key is pinned", advice=advice
+        )
+    return trusted
+
+
 async def verify_audit_trail(settings: Settings, source: str) -> Verified:
     """Verify the chains on the audit topic and/or in the audit table; one report each.
 
     Raises:
-        CommandError: ``RESOURCE_NOT_FOUND`` when there is no key to verify checkpoints with.
+        CommandError: ``SETTINGS_INVALID`` when no verification key is pinned.
     """
-    audit = settings.audit
-    if not audit.signing_key_file.exists():
-        raise CommandError(
-            ErrorCode.RESOURCE_NOT_FOUND,
-            f"no audit signing key at {audit.signing_key_file}",
-            advice="Run the audit stage once (it creates the key), or point "
-            "RADSTREAM_AUDIT__SIGNING_KEY_FILE at the key it signs with",
-        )
-    return await AuditTrail.from_settings(settings).verify(source)
+    return await AuditTrail.from_settings(settings, pinned_keys(settings)).verify(source)
 
 
 def verification_data(reports: Verified) -> list[dict[str, object]]:
@@ -125,10 +140,11 @@ async def serve_audit_verification(
 def verify_command(invocation: Invocation, source: str, every: float | None, as_json: bool) -> None:
     """Verify the hash chains and the signed checkpoints of the audit trail.
 
-    Every record's hash and link to its predecessor is recomputed and every checkpoint's
-    Ed25519 signature checked against RADSTREAM_AUDIT__SIGNING_KEY_FILE; the checkpoint file
-    (outside both stores) reveals a truncated log. Exits 6 naming the first bad sequence when a
-    chain does not verify.
+    Every record's hash and link to its predecessor is recomputed, every record's and
+    checkpoint's Ed25519 signature checked against the pinned keys
+    (RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS, never the signing-key file); the checkpoints (file,
+    topic, table) reveal a truncated log. Exits 6 naming the first bad sequence when a chain
+    does not verify.
     """
     if every is not None:
         settings = invocation.start(service=True)
@@ -182,7 +198,8 @@ def show_command(invocation: Invocation, event_id: uuid.UUID, source: str, as_js
     """
     settings = invocation.start()
     with progress("reading the audit trail"):
-        trail = asyncio.run(AuditTrail.from_settings(settings).trail(event_id, source))
+        trusted = pinned_keys(settings) if source == "topic" else TrustedKeys()
+        trail = asyncio.run(AuditTrail.from_settings(settings, trusted).trail(event_id, source))
     if not trail:
         raise CommandError(
             ErrorCode.RESOURCE_NOT_FOUND,
@@ -196,3 +213,27 @@ def show_command(invocation: Invocation, event_id: uuid.UUID, source: str, as_js
         ["chain/seq", "recorded at", "event", "action", "outcome", "code", "actor", "source"],
         [record_row(record) for record in trail],
     )
+
+
+@command.command("public-key")
+@pass_invocation
+def public_key_command(invocation: Invocation) -> None:
+    """Print the audit signing key's public key, the value verifiers pin.
+
+    Run it on the audit host and put the line in RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS (a JSON
+    list) wherever the trail is verified. Exits 4 when the audit stage has not created its key.
+    """
+    settings = invocation.start()
+    path = settings.audit.signing_key_file
+    if not path.exists():
+        raise CommandError(
+            ErrorCode.RESOURCE_NOT_FOUND,
+            f"no audit signing key at {path}",
+            advice="Run the audit stage once (it creates the key), or point "
+            "RADSTREAM_AUDIT__SIGNING_KEY_FILE at the key it signs with",
+        )
+    try:
+        public = load_public_key(path)
+    except (KeyFileError, ValueError) as exc:
+        raise CommandError(ErrorCode.SETTINGS_INVALID, f"{path}: not an Ed25519 key") from exc
+    emit(encode_public_key(public))

@@ -32,6 +32,8 @@ from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
 from sinks.repositories import LifecycleRepository, ResultsRepository
+from streams.audit.checkpoints import TrustedKeys, encode_public_key
+from streams.audit.files import load_public_key
 from streams.audit.io import read_audit_topic
 from streams.inference.routing import RoutingRules, route
 from streams.kafka import KafkaClientConfig
@@ -139,13 +141,32 @@ async def wait_for_start(started: asyncio.Event, worker: asyncio.Task[None]) -> 
         raise TransientError(ErrorCode.TIMEOUT, "the worker did not start in time")
 
 
+def own_audit_key(settings: Settings) -> TrustedKeys:
+    """The key of the demo's own audit agent (the demo is its own deployment and audit host)."""
+    return TrustedKeys.of(load_public_key(settings.audit.signing_key_file))
+
+
+def pinning_own_key(settings: Settings) -> Settings:
+    """The settings, with the demo's own audit key pinned when none is.
+
+    The demo is its own deployment and audit host: it verifies what its own agent signed. A
+    deployment's verifier pins the key instead (``RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS``).
+    """
+    if settings.audit.trusted_public_keys:
+        return settings
+    own = encode_public_key(load_public_key(settings.audit.signing_key_file))
+    audit = settings.audit.model_copy(update={"trusted_public_keys": (own,)})
+    return settings.model_copy(update={"audit": audit})
+
+
 async def wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
     """Wait (until ``deadline``) until the audit topic holds a record about each of the ids."""
     wanted = set(event_ids)
     topic = TopicNames(settings.topic_prefix).audit
+    trusted = own_audit_key(settings)
     loop = asyncio.get_running_loop()
     while loop.time() < deadline:
-        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic)
+        content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic, trusted)
         seen = {
             str(record.object.event_id)
             for part in content.values()
@@ -258,7 +279,7 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
             run_pipeline_on_files(settings, files, timeout_seconds=timeout, on_progress=advance)
         )
     with progress("verifying the audit trail"):
-        reports = asyncio.run(verify_audit_trail(settings, "both"))
+        reports = asyncio.run(verify_audit_trail(pinning_own_key(settings), "both"))
     rows = [outcome_row(outcome) for outcome in outcomes]
     unfinished = sum(not outcome.finished for outcome in outcomes)
     if as_json:

@@ -407,6 +407,12 @@ class Metrics:
             "1 when the last broker check of this process succeeded, else 0.",
             registry=r,
         )
+        self._declare_services(r)
+        if process_collector:
+            ProcessCollector(registry=r)
+
+    def _declare_services(self, r: CollectorRegistry) -> None:
+        """The studies, API, lag, audit and DICOM families (split from ``__init__`` for size)."""
         # ---------------------------------------------------------------- studies
         self.study_results = Counter(
             "radstream_study_results_total",
@@ -533,8 +539,11 @@ class Metrics:
             "Associations the DICOM receiver rejected (calling AE title not allowed).",
             registry=r,
         )
-        if process_collector:
-            ProcessCollector(registry=r)
+        self.audit_records_quarantined = Counter(
+            "radstream_audit_records_quarantined_total",
+            "Messages on the audit topic the audit agent did not write, quarantined.",
+            registry=r,
+        )
 
     # -------------------------------------------------------------------- stage hooks
     def stage_received(self, stage: Stage) -> None:
@@ -735,6 +744,10 @@ class Metrics:
         self.audit_records.inc(records)
         self.events_received.labels(Stage.AUDIT.value).inc(records)
         self.events_processed.labels(Stage.AUDIT.value, Outcome.SUCCEEDED.value).inc(records)
+
+    def audit_quarantined(self, messages: int = 1) -> None:
+        """``messages`` foreign messages on the audit topic were quarantined."""
+        self.audit_records_quarantined.inc(messages)
 
     def audit_verified(self, *, ok: bool) -> None:
         """An audit verification ran; ``ok`` says whether the chain verified."""

@@ -118,6 +118,8 @@ class ErrorCode(StrEnum):
     # studies: completeness, study results, urgent findings
     STUDY_RESULT_MISSING = "STUDY_RESULT_MISSING"
     STUDY_NOT_FOUND = "STUDY_NOT_FOUND"
+    # audit integrity (appended)
+    AUDIT_RECORD_FORGED = "AUDIT_RECORD_FORGED"
 
 
 class ErrorCategory(StrEnum):
@@ -403,6 +405,12 @@ ERROR_CATALOGUE: dict[ErrorCode, ErrorSpec] = {
         "No study with this StudyInstanceUID has arrived (or it is not yours to see).",
         ErrorCategory.NOT_FOUND,
         404,
+    ),
+    C.AUDIT_RECORD_FORGED: ErrorSpec(
+        "A record on the audit topic was not written by the audit agent (no valid writer "
+        "signature, or it forks the chain); it is quarantined, not stored in the trail.",
+        ErrorCategory.INTEGRITY,
+        500,
     ),
 }
 del C

@@ -7,6 +7,8 @@ and pass the object down; nothing reads the environment anywhere else.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +115,9 @@ class LoggingSettings(_Group):
     mask_ip_addresses: bool = False
 
 
+ED25519_PUBLIC_KEY_BYTES: Final = 32
+
+
 class AuditSettings(_Group):
     """Hash chain checkpoints and their Ed25519 signing key."""
 
@@ -123,6 +128,25 @@ class AuditSettings(_Group):
     batch_wait_seconds: float = Field(
         0.1, ge=0, le=5, description="gather source messages this long per audit transaction"
     )
+    trusted_public_keys: tuple[str, ...] = Field(
+        (),
+        description="the pinned Ed25519 verification keys (base64 of the raw 32-byte public "
+        "key, as `radstream audit public-key` prints it); verify trusts only these, never the "
+        "signing-key file. Keep a rotated-out key here while its signatures must verify",
+    )
+
+    @field_validator("trusted_public_keys")
+    @classmethod
+    def _raw_ed25519_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Each pinned key is the base64 of 32 raw bytes (an Ed25519 public key)."""
+        for key in keys:
+            try:
+                raw = base64.b64decode(key.strip(), validate=True)
+            except binascii.Error as exc:
+                raise ValueError("a pinned audit key is not base64") from exc
+            if len(raw) != ED25519_PUBLIC_KEY_BYTES:
+                raise ValueError("a pinned audit key is not a raw 32-byte Ed25519 public key")
+        return keys
 
 
 class ApiSettings(_Group):

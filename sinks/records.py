@@ -171,3 +171,26 @@ class LifecycleEntry(_Record):
             model_version=result.model.version,
             requested_by=result.requested_by,
         )
+
+
+class QuarantinedMessage(_Record):
+    """A message on the audit topic the audit agent did not write, kept as evidence.
+
+    ``payload`` is the message as found (it may hold anything the writer put in it: it is
+    stored, never logged or returned by the API); ``reason`` is a fixed phrase.
+    """
+
+    audit_topic: str
+    audit_partition: int
+    audit_offset: int
+    reason: str
+    claimed_sequence: int | None
+    payload: bytes
+
+
+class AuditStoreReport(_Record):
+    """What one audit-table transaction stored: new records and checkpoints, and quarantine."""
+
+    stored: int = 0
+    checkpoints: int = 0
+    quarantined: tuple[QuarantinedMessage, ...] = ()

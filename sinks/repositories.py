@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,20 +40,33 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.api import ResultQuery, VerificationStatus, utc_timestamp
-from schemas.audit import AuditRecord
+from schemas.audit import AuditCheckpoint, AuditRecord
 from schemas.errors import (
     ConflictError,
     ErrorCode,
     InputValidationError,
     ResourceNotFoundError,
-    error_for,
 )
 from schemas.events import InferenceCompleted
 from schemas.rollout import ResultRole, VersionComparison
 from sinks.database import database_errors
-from sinks.records import ComparedResult, InferenceResultRecord, LifecycleEntry, Page
-from sinks.tables import LifecycleState, audit_log, image_events, inference_results
-from streams.audit.verify import UnreadableRecord
+from sinks.records import (
+    AuditStoreReport,
+    ComparedResult,
+    InferenceResultRecord,
+    LifecycleEntry,
+    Page,
+    QuarantinedMessage,
+)
+from sinks.tables import (
+    LifecycleState,
+    audit_checkpoints,
+    audit_log,
+    audit_quarantine,
+    image_events,
+    inference_results,
+)
+from streams.audit.verify import ColumnMismatch, UnreadableRecord
 from streams.inference.comparison import compare_versions
 
 MAX_PAGE_SIZE = 500
@@ -482,20 +496,64 @@ class AuditLogRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def insert(self, rows: Iterable[tuple[AuditRecord, int]]) -> int:
-        """Store records (with their audit-topic offsets) in one transaction; the number new.
+    async def store(
+        self,
+        topic: str,
+        records: Sequence[tuple[AuditRecord, int]],
+        checkpoints: Sequence[tuple[AuditCheckpoint, int]] = (),
+        quarantine: Sequence[QuarantinedMessage] = (),
+    ) -> AuditStoreReport:
+        """Store one batch of the audit topic in one transaction.
 
-        Idempotent on ``(chain_partition, sequence)``: a redelivered record is skipped, after
-        checking it equals the stored one.
+        Records (with their audit-topic offsets) are idempotent on ``(chain_partition,
+        sequence)``: a redelivered record is skipped after checking it equals the stored one;
+        a *different* record under a stored sequence forks the chain and is quarantined instead
+        (never silently kept, never stopping the copy). Checkpoints and quarantined messages are
+        idempotent on their topic position.
 
         Raises:
-            IntegrityError: AUDIT_CHAIN_BROKEN, a stored record of the same sequence has a
-                different hash (a forked chain: neither copy is silently kept).
             TransientError: DATABASE_UNAVAILABLE.
         """
-        rows = list(rows)
+        with database_errors():
+            async with self._sessions() as session, session.begin():
+                stored, forks = await self._insert_records(session, topic, records)
+                quarantined = [*quarantine, *forks]
+                if quarantined:
+                    await session.execute(
+                        insert(audit_quarantine)
+                        .values([q.model_dump() for q in quarantined])
+                        .on_conflict_do_nothing(constraint="uq_audit_quarantine_position")
+                    )
+                new_checkpoints = 0
+                if checkpoints:
+                    values = [
+                        {
+                            "audit_topic": topic,
+                            "audit_partition": cp.chain_partition,
+                            "audit_offset": offset,
+                            "chain_partition": cp.chain_partition,
+                            "sequence": cp.sequence,
+                            "checkpoint": cp.model_dump(mode="json"),
+                        }
+                        for cp, offset in checkpoints
+                    ]
+                    result = await session.execute(
+                        insert(audit_checkpoints)
+                        .values(values)
+                        .on_conflict_do_nothing(constraint="uq_audit_checkpoints_position")
+                        .returning(audit_checkpoints.c.id)
+                    )
+                    new_checkpoints = len(result.all())
+        return AuditStoreReport(
+            stored=stored, checkpoints=new_checkpoints, quarantined=tuple(quarantined)
+        )
+
+    async def _insert_records(
+        self, session: AsyncSession, topic: str, rows: Sequence[tuple[AuditRecord, int]]
+    ) -> tuple[int, list[QuarantinedMessage]]:
+        """Insert new records; the number inserted and the forking ones to quarantine."""
         if not rows:
-            return 0
+            return 0, []
         values = [
             {
                 "chain_partition": record.chain_partition,
@@ -514,49 +572,88 @@ class AuditLogRepository:
             .on_conflict_do_nothing(constraint="uq_audit_log_chain_sequence")
             .returning(audit_log.c.chain_partition, audit_log.c.sequence)
         )
-        with database_errors():
-            async with self._sessions() as session, session.begin():
-                inserted = {tuple(row) for row in await session.execute(statement)}
-                skipped = [
-                    record
-                    for record, _ in rows
-                    if (record.chain_partition, record.sequence) not in inserted
-                ]
-                if skipped:
-                    await self._check_same(session, skipped)
-        return len(inserted)
+        inserted = {tuple(row) for row in await session.execute(statement)}
+        skipped = [
+            (record, offset)
+            for record, offset in rows
+            if (record.chain_partition, record.sequence) not in inserted
+        ]
+        forks = await self._forks(session, skipped) if skipped else set()
+        quarantine = [
+            QuarantinedMessage(
+                audit_topic=topic,
+                audit_partition=record.chain_partition,
+                audit_offset=offset,
+                reason="forks the chain",
+                claimed_sequence=record.sequence,
+                payload=record.model_dump_json().encode(),
+            )
+            for record, offset in skipped
+            if (record.chain_partition, record.sequence) in forks
+        ]
+        return len(inserted), quarantine
 
     @staticmethod
-    async def _check_same(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
-        """A redelivered record must equal the stored one; anything else is a fork."""
-        by_key = {(r.chain_partition, r.sequence): r.hash for r in records}
-        rows = await session.execute(
+    async def _forks(
+        session: AsyncSession, rows: Sequence[tuple[AuditRecord, int]]
+    ) -> set[tuple[int, int]]:
+        """The (chain, sequence) of redelivered records that differ from the stored one."""
+        by_key = {(r.chain_partition, r.sequence): r.hash for r, _ in rows}
+        stored = await session.execute(
             select(audit_log.c.chain_partition, audit_log.c.sequence, audit_log.c.hash).where(
-                audit_log.c.sequence.in_([r.sequence for r in records])
+                audit_log.c.sequence.in_([r.sequence for r, _ in rows])
             )
         )
-        for row in rows:
-            expected = by_key.get((row.chain_partition, row.sequence))
-            if expected is not None and expected != row.hash:
-                raise error_for(
-                    ErrorCode.AUDIT_CHAIN_BROKEN,
-                    f"chain {row.chain_partition} sequence {row.sequence} already stored "
-                    "with another hash",
-                )
+        return {
+            (row.chain_partition, row.sequence)
+            for row in stored
+            if by_key.get((row.chain_partition, row.sequence), row.hash) != row.hash
+        }
 
-    async def chains(self) -> dict[int, list[AuditRecord | UnreadableRecord]]:
-        """Every stored record per chain, in insertion order (the order verification walks)."""
-        result: dict[int, list[AuditRecord | UnreadableRecord]] = {}
-        query = select(audit_log.c.chain_partition, audit_log.c.record).order_by(audit_log.c.id)
+    async def checkpoints(self) -> list[AuditCheckpoint]:
+        """Every checkpoint copied from the audit topic, in insertion order."""
+        query = select(audit_checkpoints.c.checkpoint).order_by(audit_checkpoints.c.id)
+        found: list[AuditCheckpoint] = []
+        with database_errors():
+            async with self._sessions() as session:
+                for row in (await session.execute(query)).all():
+                    with contextlib.suppress(ValidationError):  # a damaged row vouches for nothing
+                        found.append(AuditCheckpoint.model_validate(row.checkpoint))
+        return found
+
+    async def quarantined(self) -> int:
+        """How many foreign audit-topic messages are quarantined."""
+        with database_errors():
+            async with self._sessions() as session:
+                count = await session.scalar(select(func.count()).select_from(audit_quarantine))
+        return int(count or 0)
+
+    async def chains(self) -> dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]]:
+        """Every stored record per chain, in insertion order (the order verification walks).
+
+        The indexed columns readers rely on (``event_id`` for ``audit show``, ``sequence``,
+        ``hash``, ``chain_partition``, ``recorded_at``) are copies of the hashed ``record``;
+        a row whose copies disagree with it is returned as a column mismatch, so verification
+        names it (an edit of the ``event_id`` column alone hides a trail from ``audit show``).
+        """
+        result: dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]] = {}
+        query = select(
+            audit_log.c.chain_partition,
+            audit_log.c.sequence,
+            audit_log.c.hash,
+            audit_log.c.event_id,
+            audit_log.c.recorded_at,
+            audit_log.c.record,
+        ).order_by(audit_log.c.id)
         with database_errors():
             async with self._sessions() as session:
                 stream = await session.stream(query)
                 async for row in stream:
-                    result.setdefault(row.chain_partition, []).append(_audit_row(row.record))
+                    result.setdefault(row.chain_partition, []).append(_checked_row(row))
         return result
 
     async def trail(self, event_id: uuid.UUID) -> list[AuditRecord]:
-        """Every stored record about one image, in chain order."""
+        """Every stored record about one image, in chain order (by the hashed record's id)."""
         query = (
             select(audit_log.c.record)
             .where(audit_log.c.event_id == event_id)
@@ -565,7 +662,25 @@ class AuditLogRepository:
         with database_errors():
             async with self._sessions() as session:
                 rows = (await session.execute(query)).all()
-        return [AuditRecord.model_validate(row.record) for row in rows]
+        records = [AuditRecord.model_validate(row.record) for row in rows]
+        # A row moved into this trail by an edited column is not shown (verify names it).
+        return [record for record in records if record.object.event_id == event_id]
+
+
+def _checked_row(row: Any) -> AuditRecord | UnreadableRecord | ColumnMismatch:
+    """A stored row's record: unreadable when it does not parse, flagged if its columns differ."""
+    item = _audit_row(row.record)
+    if isinstance(item, UnreadableRecord):
+        return item
+    columns = (row.chain_partition, row.sequence, row.hash, row.event_id, row.recorded_at)
+    hashed = (
+        item.chain_partition,
+        item.sequence,
+        item.hash,
+        item.object.event_id,
+        item.recorded_at,
+    )
+    return ColumnMismatch(item) if columns != hashed else item
 
 
 def _audit_row(data: object) -> AuditRecord | UnreadableRecord:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -307,4 +308,46 @@ study_outbox = Table(
     Column("value", Text, nullable=False),
     Column("priority", String(16), nullable=False),
     Column("created_at", _tz(), nullable=False, server_default=func.now()),
+)
+
+
+# Messages on the audit topic the audit agent did not write (no valid writer signature,
+# unreadable, or forking the chain): kept as evidence, never part of the trail. Append-only
+# (migration 0005).
+def _audit_topic_position() -> list[Column[object]]:
+    """Where a message sat on the audit topic (with an insertion-order id)."""
+    return [
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("audit_topic", String(249), nullable=False),
+        Column("audit_partition", Integer, nullable=False),
+        Column("audit_offset", BigInteger, nullable=False),
+    ]
+
+
+audit_quarantine = Table(
+    "audit_quarantine",
+    metadata,
+    *_audit_topic_position(),
+    Column("reason", String(64), nullable=False),
+    Column("claimed_sequence", BigInteger),
+    Column("payload", LargeBinary, nullable=False),
+    Column("quarantined_at", _tz(), nullable=False, server_default=func.now()),
+    UniqueConstraint(
+        "audit_topic", "audit_partition", "audit_offset", name="uq_audit_quarantine_position"
+    ),
+)
+
+# The signed checkpoints published on the audit topic: the table's own trust anchors, so that
+# deleting the checkpoint file alone is detected. Append-only (migration 0005).
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    *_audit_topic_position(),
+    Column("chain_partition", Integer, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("checkpoint", JSONB, nullable=False),
+    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    UniqueConstraint(
+        "audit_topic", "audit_partition", "audit_offset", name="uq_audit_checkpoints_position"
+    ),
 )

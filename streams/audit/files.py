@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
     load_pem_public_key,
 )
+from pydantic import ValidationError
 
 from schemas.audit import AuditCheckpoint
 
@@ -97,13 +99,36 @@ def append_checkpoints(path: Path, checkpoints: Iterable[AuditCheckpoint]) -> No
         append_checkpoint(path, checkpoint)
 
 
-def read_checkpoints(path: Path) -> list[AuditCheckpoint]:
-    """Every checkpoint in the file, in order; an absent file holds none.
+@dataclass(frozen=True, slots=True)
+class CheckpointFile:
+    """What the checkpoint file holds: its checkpoints, and the lines that are none.
 
-    Raises:
-        pydantic.ValidationError: a line is not a checkpoint (the file was tampered with).
+    A line that is not a checkpoint means the file was tampered with (or damaged): verification
+    reports it as a verdict, and the checkpoints on the other lines still count.
     """
+
+    checkpoints: list[AuditCheckpoint]
+    malformed_lines: list[int]
+    exists: bool
+
+
+def read_checkpoint_file(path: Path) -> CheckpointFile:
+    """Every checkpoint in the file, in order, and the numbers of lines that are not one."""
     if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as handle:
-        return [AuditCheckpoint.model_validate_json(line) for line in handle if line.strip()]
+        return CheckpointFile([], [], exists=False)
+    checkpoints: list[AuditCheckpoint] = []
+    malformed: list[int] = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                checkpoints.append(AuditCheckpoint.model_validate_json(line))
+            except ValidationError:
+                malformed.append(number)
+    return CheckpointFile(checkpoints, malformed, exists=True)
+
+
+def read_checkpoints(path: Path) -> list[AuditCheckpoint]:
+    """Every well-formed checkpoint in the file, in order; an absent file holds none."""
+    return read_checkpoint_file(path).checkpoints

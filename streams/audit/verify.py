@@ -10,7 +10,8 @@ How the first problem is classified (``first_bad_sequence`` is what an auditor l
 ======================  =====================================================================
 kind                    evidence (first sequence reported)
 ======================  =====================================================================
-``edited``              a record's hash does not match its content (its sequence); or a
+``edited``              a record's hash does not match its content (its sequence), or it was
+                        replaced by a foreign record claiming its sequence; or a
                         self-consistent record's ``prev_hash`` does not link to its predecessor
                         (the predecessor, whose hash the successor no longer vouches for); or a
                         record renumbered; or a second, *different* record claims a sequence
@@ -26,6 +27,15 @@ kind                    evidence (first sequence reported)
                         after the log's end)
 ``forged_checkpoint``   a checkpoint's key id or signature does not verify with the trusted
                         public key (the checkpoint's sequence); it is not used for coverage
+``forged_record``       a record on the topic the audit agent did not write (no valid writer
+                        signature: :class:`ForeignRecord`): the sequence it claims. It is left
+                        out of the chain (the agent's own record at that sequence still links)
+``missing_checkpoints`` more records after the newest genuine checkpoint than one checkpoint
+                        interval allows (``max_uncovered``): the checkpoints that covered them
+                        were deleted (the first uncovered sequence); also a checkpoint file
+                        line that is not a checkpoint (no sequence)
+``stores_differ``       the table and the topic disagree on a chain's head or record count
+                        (:func:`cross_check`; the first sequence past the shorter store)
 ======================  =====================================================================
 
 When several problems exist, the one with the lowest sequence is reported (chain problems
@@ -45,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from schemas.audit import GENESIS_HASH, AuditCheckpoint, AuditRecord
 from schemas.errors import ErrorCode
 from streams.audit.chain import hash_is_valid
-from streams.audit.checkpoints import checkpoint_signature_valid
+from streams.audit.checkpoints import TrustedKeys, checkpoint_signature_valid
 
 
 class TamperKind(StrEnum):
@@ -57,6 +67,9 @@ class TamperKind(StrEnum):
     DUPLICATED = "duplicated"
     TRUNCATED = "truncated"
     FORGED_CHECKPOINT = "forged_checkpoint"
+    FORGED_RECORD = "forged_record"
+    MISSING_CHECKPOINTS = "missing_checkpoints"
+    STORES_DIFFER = "stores_differ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,32 @@ class UnreadableRecord:
     """A stored entry that does not parse as an :class:`AuditRecord` (counts as edited)."""
 
     sequence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMismatch:
+    """A table row whose indexed copies (``event_id``, ``sequence``, ``hash``…) differ from the
+    hashed record it holds: the record is walked as stored, the row is reported as edited."""
+
+    record: AuditRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignRecord:
+    """A record the audit agent did not write (no valid writer signature): quarantined.
+
+    Attributes:
+        sequence: the sequence it claims, when it reads as a record.
+        offset: where it sits on the audit topic.
+        reason: why it is foreign, a fixed phrase.
+    """
+
+    sequence: int | None
+    offset: int
+    reason: str
+
+
+StoredItem = AuditRecord | UnreadableRecord | ForeignRecord | ColumnMismatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +127,23 @@ class VerificationReport:
     problem: TamperKind | None = None
     detail: str = ""
     chains: int = 1
+    foreign_records: int = 0
+    heads: tuple[tuple[int, int, str], ...] = ()
+    """(chain partition, last sequence, head hash) of every chain verified."""
 
     @property
     def error_code(self) -> ErrorCode | None:
         """The error code a failed verification maps to (None when intact)."""
         if self.ok:
             return None
-        if self.problem in (TamperKind.FORGED_CHECKPOINT, TamperKind.TRUNCATED):
+        if self.problem in (
+            TamperKind.FORGED_CHECKPOINT,
+            TamperKind.TRUNCATED,
+            TamperKind.MISSING_CHECKPOINTS,
+        ):
             return ErrorCode.AUDIT_CHECKPOINT_INVALID
+        if self.problem is TamperKind.FORGED_RECORD:
+            return ErrorCode.AUDIT_RECORD_FORGED
         return ErrorCode.AUDIT_CHAIN_BROKEN
 
     def summary(self) -> str:
@@ -116,6 +164,7 @@ class VerificationReport:
             f"{where} NOT intact: first bad sequence {self.first_bad_sequence}: {problem} "
             f"({self.detail}); {self.records_checked} records, "
             f"{self.checkpoints_checked} checkpoints read"
+            + (f", {self.foreign_records} foreign records" if self.foreign_records else "")
         )
 
 
@@ -135,11 +184,23 @@ class _Walker:
         self.watch = watch
         self.hash_at: dict[int, str] = {}
         self.count = 0
+        self.foreign: list[_Finding] = []
+        self.columns: list[_Finding] = []
         self.finding: _Finding | None = None
         # A gap [gap_start, gap_end) is "deleted" unless one of its sequences shows up later.
         self.gap: tuple[int, int] | None = None
 
-    def feed(self, item: AuditRecord | UnreadableRecord) -> None:
+    def feed(self, item: StoredItem) -> None:
+        if isinstance(item, ForeignRecord):
+            # Not part of the chain: the agent's own record at that sequence must still link.
+            claimed = self.expected if item.sequence is None else item.sequence
+            detail = f"{item.reason} at offset {item.offset}: not written by the audit agent"
+            self.foreign.append(_Finding(claimed, TamperKind.FORGED_RECORD, detail, rank=1))
+            return
+        if isinstance(item, ColumnMismatch):
+            detail = "indexed columns differ from the hashed record (a column was edited)"
+            self.columns.append(_Finding(item.record.sequence, TamperKind.EDITED, detail, rank=1))
+            item = item.record
         self.count += 1
         if self.gap is not None:
             self._diagnose_gap(item, self.gap)
@@ -198,30 +259,34 @@ class _Walker:
             self.expected += 1
 
 
-def _infer_partition(
-    first: AuditRecord | UnreadableRecord | None, checkpoints: Sequence[AuditCheckpoint]
-) -> int:
+def _infer_partition(first: StoredItem | None, checkpoints: Sequence[AuditCheckpoint]) -> int:
+    if isinstance(first, ColumnMismatch):
+        return first.record.chain_partition
     if isinstance(first, AuditRecord):
         return first.chain_partition
+    # A chain is verified by partition: only foreign or unreadable items cannot name it.
     if checkpoints:
         return checkpoints[0].chain_partition
     return 0
 
 
 def verify_chain(
-    records: Iterable[AuditRecord | UnreadableRecord],
+    records: Iterable[StoredItem],
     checkpoints: Sequence[AuditCheckpoint],
-    public_key: Ed25519PublicKey,
+    trusted: Ed25519PublicKey | TrustedKeys,
     *,
     chain_partition: int | None = None,
+    max_uncovered: int | None = None,
 ) -> VerificationReport:
     """Verify one chain's records (in stored order) against its checkpoints.
 
     Args:
         records: the chain's records as stored; may be a one-pass iterator.
         checkpoints: checkpoints from outside the store (other chains' are ignored).
-        public_key: the trusted Ed25519 public key checkpoints must be signed with.
+        trusted: the pinned Ed25519 public key(s) checkpoints must be signed with.
         chain_partition: the chain to verify; by default the first record's.
+        max_uncovered: the most records a chain may hold after its newest genuine checkpoint
+            (the checkpoint interval); more means checkpoints were deleted. None: no limit.
     """
     iterator = iter(records)
     first = next(iterator, None)
@@ -234,11 +299,13 @@ def verify_chain(
         for item in itertools.chain((first,), iterator):
             walker.feed(item)
 
-    findings: list[_Finding] = [walker.finding] if walker.finding else []
+    findings: list[_Finding] = [_replaced(walker.finding, walker.foreign)] if walker.finding else []
+    findings.extend(walker.foreign)
+    findings.extend(walker.columns)
     last_sequence = walker.expected - 1
     genuine: list[AuditCheckpoint] = []
     for cp in ours:
-        if checkpoint_signature_valid(cp, public_key):
+        if checkpoint_signature_valid(cp, trusted):
             genuine.append(cp)
         else:
             findings.append(
@@ -250,6 +317,14 @@ def verify_chain(
                 )
             )
     findings.extend(_coverage_findings(genuine, walker, last_sequence))
+    if max_uncovered is not None:
+        newest = max((cp.sequence for cp in genuine), default=-1)
+        if last_sequence - newest > max_uncovered:
+            detail = (
+                f"{last_sequence - newest} records after the newest genuine checkpoint "
+                f"(at most {max_uncovered} allowed): checkpoints are missing"
+            )
+            findings.append(_Finding(newest + 1, TamperKind.MISSING_CHECKPOINTS, detail, rank=1))
 
     base = VerificationReport(
         ok=not findings,
@@ -258,11 +333,21 @@ def verify_chain(
         chain_partition=partition,
         last_sequence=last_sequence,
         head_hash=walker.head,
+        foreign_records=len(walker.foreign),
+        heads=((partition, last_sequence, walker.head),),
     )
     if not findings:
         return base
     worst = min(findings, key=lambda f: (f.sequence, f.rank))
     return replace(base, first_bad_sequence=worst.sequence, problem=worst.kind, detail=worst.detail)
+
+
+def _replaced(finding: _Finding, foreign: Sequence[_Finding]) -> _Finding:
+    """A gap where a foreign record claims the missing sequence: the record was replaced."""
+    if finding.kind is TamperKind.DELETED and any(f.sequence == finding.sequence for f in foreign):
+        detail = "record replaced by one the audit agent did not write"
+        return replace(finding, kind=TamperKind.EDITED, detail=detail)
+    return finding
 
 
 def _coverage_findings(
@@ -304,23 +389,80 @@ def merge_reports(reports: Sequence[VerificationReport]) -> VerificationReport:
         chosen,
         records_checked=sum(r.records_checked for r in reports),
         checkpoints_checked=sum(r.checkpoints_checked for r in reports),
+        foreign_records=sum(r.foreign_records for r in reports),
+        heads=tuple(head for r in reports for head in r.heads),
         chains=len(reports),
     )
 
 
 def verify_chains(
-    chains: Mapping[int, Sequence[AuditRecord | UnreadableRecord]],
+    chains: Mapping[int, Sequence[StoredItem]],
     checkpoints: Iterable[AuditCheckpoint],
-    public_key: Ed25519PublicKey,
+    trusted: Ed25519PublicKey | TrustedKeys,
+    *,
+    max_uncovered: int | None = None,
+    malformed_checkpoint_lines: Sequence[int] = (),
 ) -> VerificationReport:
     """Verify every stored chain (and every chain a checkpoint names) as one report.
 
     A chain a checkpoint vouches for but the store lacks entirely is verified as empty, so a
     store cut to nothing is reported as truncated. Checkpoints found twice (in the checkpoint
-    file and on the topic) count once.
+    file and on the topic) count once. A checkpoint-file line that is not a checkpoint makes the
+    verdict ``missing_checkpoints`` (the file was tampered with) when nothing else is wrong.
     """
     unique = list({cp.model_dump_json(): cp for cp in checkpoints}.values())
     partitions = sorted(set(chains) | {cp.chain_partition for cp in unique})
-    return merge_reports(
-        [verify_chain(chains.get(p, ()), unique, public_key, chain_partition=p) for p in partitions]
+    report = merge_reports(
+        [
+            verify_chain(
+                chains.get(p, ()), unique, trusted, chain_partition=p, max_uncovered=max_uncovered
+            )
+            for p in partitions
+        ]
     )
+    if malformed_checkpoint_lines and report.ok:
+        lines = ", ".join(str(n) for n in malformed_checkpoint_lines[:5])
+        return replace(
+            report,
+            ok=False,
+            problem=TamperKind.MISSING_CHECKPOINTS,
+            detail=f"checkpoint file line {lines} is not a checkpoint",
+        )
+    return report
+
+
+def cross_check(topic: VerificationReport, table: VerificationReport) -> VerificationReport:
+    """Compare the table with the topic it is copied from: the same heads and record counts.
+
+    With the checkpoint file deleted and the table truncated, the table alone verifies as a
+    short (or empty) chain; beside the topic it does not.
+    """
+    base = replace(
+        table,
+        ok=True,
+        first_bad_sequence=None,
+        problem=None,
+        detail="",
+        checkpoints_checked=0,
+        foreign_records=0,
+    )
+    topic_heads = {partition: (last, head) for partition, last, head in topic.heads}
+    table_heads = {partition: (last, head) for partition, last, head in table.heads}
+    for partition in sorted(set(topic_heads) | set(table_heads)):
+        on_topic = topic_heads.get(partition, (-1, GENESIS_HASH))
+        in_table = table_heads.get(partition, (-1, GENESIS_HASH))
+        if on_topic != in_table:
+            same_length = on_topic[0] == in_table[0]
+            detail = (
+                f"chain {partition}: the topic ends at sequence {on_topic[0]}, the table at "
+                f"{in_table[0]}{' with another head' if same_length else ''}"
+            )
+            return replace(
+                base,
+                ok=False,
+                chain_partition=partition,
+                first_bad_sequence=min(on_topic[0], in_table[0]) + 1,
+                problem=TamperKind.STORES_DIFFER,
+                detail=detail,
+            )
+    return base

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 from schemas.audit import AuditCheckpoint, AuditRecord
@@ -15,10 +18,12 @@ from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.settings import SinkSettings
 from sinks.database import Database
 from sinks.repositories import AuditLogRepository
-from streams.audit.checkpoints import CheckpointPolicy
+from streams.audit.checkpoints import CheckpointPolicy, TrustedKeys, sign_record
+from streams.audit.files import load_or_create_signing_key, load_public_key
 from streams.audit.io import (
     CHECKPOINT,
     RECORD,
+    RECORD_SIGNATURE_HEADER,
     RECORD_TYPE_HEADER,
     AuditAgent,
     AuditTableSink,
@@ -56,6 +61,11 @@ async def create_topics(bootstrap: str, prefix: str | None, *, extra: tuple[str,
         await admin.close()
 
 
+def trusted_in(directory: Path) -> TrustedKeys:
+    """The public key of the agent whose key file is in ``directory``, as a verifier pins it."""
+    return TrustedKeys.of(load_public_key(directory / "audit-key.pem"))
+
+
 def make_agent(bootstrap: str, prefix: str, tmp_path: Path, *, every: int = 5) -> AuditAgent:
     """An agent on ``prefix`` with its key and checkpoint file under ``tmp_path``."""
     return AuditAgent(
@@ -69,7 +79,12 @@ def make_agent(bootstrap: str, prefix: str, tmp_path: Path, *, every: int = 5) -
 
 
 def make_table_writer(
-    bootstrap: str, prefix: str, database: Database, *, group_id: str | None = None
+    bootstrap: str,
+    prefix: str,
+    database: Database,
+    trusted: TrustedKeys,
+    *,
+    group_id: str | None = None,
 ) -> AuditTableWriter:
     """A writer copying ``prefix``'s audit topic into ``database``'s ``audit_log``."""
     repository = AuditLogRepository(database.sessions)
@@ -78,6 +93,7 @@ def make_table_writer(
         prefix=prefix,
         group_id=group_id or f"{prefix}sink",
         sink=AuditTableSink(repository, Backpressure.from_settings(SinkSettings())),
+        trusted=trusted,
     )
 
 
@@ -117,20 +133,31 @@ async def publish(bootstrap: str, prefix: str, events: list[tuple[TopicKey, Base
 
 
 async def publish_log(
-    bootstrap: str, topic: str, items: list[AuditRecord | AuditCheckpoint]
+    bootstrap: str,
+    topic: str,
+    items: list[AuditRecord | AuditCheckpoint],
+    sign_with: Ed25519PrivateKey | None = None,
 ) -> None:
-    """Write a (possibly tampered) copy of an audit log to ``topic`` in the given order."""
+    """Write a (possibly tampered) copy of an audit log to ``topic`` in the given order.
+
+    Records are signed with ``sign_with`` for ``topic`` (an attacker holding the signing key,
+    so that what is tested is the chain and the checkpoints); unsigned without it (a forger).
+    """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for item in items:
             kind = CHECKPOINT if isinstance(item, AuditCheckpoint) else RECORD
+            headers = [(RECORD_TYPE_HEADER, kind)]
+            if isinstance(item, AuditRecord) and sign_with is not None:
+                signature = sign_record(sign_with, topic, item)
+                headers.append((RECORD_SIGNATURE_HEADER, signature.encode()))
             await producer.send_and_wait(
                 topic,
                 value=item.model_dump_json().encode(),
                 key=chain_key(0),
                 partition=0,
-                headers=[(RECORD_TYPE_HEADER, kind)],
+                headers=headers,
             )
     finally:
         await producer.stop()
@@ -154,6 +181,16 @@ class AuditedLog:
         self.checkpoints = checkpoints
         self.key_path = directory / "audit-key.pem"
         self.checkpoint_file = directory / "checkpoints.jsonl"
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The agent's signing key (tests forge with it, as an attacker holding it would)."""
+        return load_or_create_signing_key(self.key_path)
+
+    @property
+    def trusted(self) -> TrustedKeys:
+        """The agent's public key, as a verifier pins it."""
+        return TrustedKeys.of(load_public_key(self.key_path))
 
     @property
     def kafka(self) -> KafkaClientConfig:
@@ -188,8 +225,28 @@ async def produce_audited_log(
     agent = make_agent(bootstrap, prefix, directory, every=every)
     # Idle after 0.5 s: all events were published before the agent started.
     await run_until_idle(agent, idle_seconds=0.5)
-    content = (await read_audit_topic(agent.kafka, TopicNames(prefix).audit))[0]
+    content = (await read_audit_topic(agent.kafka, TopicNames(prefix).audit, agent.trusted))[0]
     records = [r for r in content.records if isinstance(r, AuditRecord)]
     return AuditedLog(
         bootstrap, prefix, directory, records, read_checkpoints(directory / "checkpoints.jsonl")
     )
+
+
+@asynccontextmanager
+async def migrated_database(admin_database_url: str) -> AsyncIterator[str]:
+    """A fresh database migrated to head (its URL), dropped afterwards."""
+    from sinks.migrate import upgrade_async  # noqa: PLC0415 - keep helpers light
+    from sinks.provisioning import (  # noqa: PLC0415
+        create_database,
+        drop_database,
+        url_for_database,
+    )
+
+    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
+    await create_database(admin_database_url, name)
+    try:
+        url = url_for_database(admin_database_url, name)
+        await upgrade_async(url)
+        yield url
+    finally:
+        await drop_database(admin_database_url, name)

@@ -22,6 +22,8 @@ import app
 from gateway.tokens import issue_token
 from schemas.audit import AuditRecord
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import load_public_key
 from streams.audit.io import read_audit_topic
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
@@ -146,8 +148,11 @@ async def test_submit_read_verify_and_audit(
     wanted = {"API_SUBMIT", "API_READ", "API_VERIFY", "INFERENCE_COMPLETED"}
     seen: set[str] = set()
     topic = TopicNames(api_settings.topic_prefix).audit
+    trusted = TrustedKeys.of(load_public_key(api_settings.audit.signing_key_file))
     for _ in range(RESULT_TIMEOUT_SECONDS):
-        content = await read_audit_topic(KafkaClientConfig.from_settings(api_settings), topic)
+        content = await read_audit_topic(
+            KafkaClientConfig.from_settings(api_settings), topic, trusted
+        )
         seen = {
             str(r.event_type)
             for part in content.values()

@@ -16,7 +16,13 @@ from streams.kafka import KafkaClientConfig, KafkaProducer, RawMessage
 from streams.kafka.loop import run_until_idle, run_until_stopped
 from streams.retry import RetryPolicy
 from streams.topics import TopicNames
-from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
+from tests.integration.audit_support import (
+    create_topics,
+    make_agent,
+    pipeline_events,
+    publish,
+    trusted_in,
+)
 
 pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-AUD-03")
 
@@ -24,8 +30,9 @@ pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-AUD-03")
 # the test within seconds instead of hanging CI.
 
 
-async def _records(bootstrap: str, prefix: str) -> list[AuditRecord]:
-    content = await read_audit_topic(KafkaClientConfig(bootstrap), TopicNames(prefix).audit)
+async def _records(bootstrap: str, prefix: str, directory: Path) -> list[AuditRecord]:
+    topic = TopicNames(prefix).audit
+    content = await read_audit_topic(KafkaClientConfig(bootstrap), topic, trusted_in(directory))
     return [r for r in content[0].records if isinstance(r, AuditRecord)]
 
 
@@ -71,7 +78,7 @@ async def test_second_writer_fences_the_first(
     finally:
         await first.stop(clean=False)
         await second.stop(clean=False)
-    assert await _records(kafka_bootstrap, topic_prefix) == []
+    assert await _records(kafka_bootstrap, topic_prefix, tmp_path) == []
 
 
 async def test_failed_transaction_is_redone_not_skipped(
@@ -106,14 +113,14 @@ async def test_failed_transaction_is_redone_not_skipped(
                 await agent.process_batch(timeout_ms=200)
     finally:
         await agent.stop()
-    records = await _records(kafka_bootstrap, topic_prefix)
+    records = await _records(kafka_bootstrap, topic_prefix, tmp_path)
     assert [r.sequence for r in records] == list(range(len(events)))
     assert len({(r.source.topic, r.source.partition, r.source.offset) for r in records}) == 12
     report = await verify_topic(
         kafka,
         agent.audit_topic,
         tmp_path / "checkpoints.jsonl",
-        tmp_path / "audit-key.pem",
+        trusted_in(tmp_path),
     )
     assert report.ok, report.summary()
 
@@ -176,7 +183,9 @@ async def test_run_restarts_after_a_broker_error(
             await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, timeout=10)
-    assert [r.sequence for r in await _records(kafka_bootstrap, topic_prefix)] == list(range(8))
+    assert [r.sequence for r in await _records(kafka_bootstrap, topic_prefix, tmp_path)] == list(
+        range(8)
+    )
 
 
 async def test_lost_checkpoint_file_entry_restored_from_topic(

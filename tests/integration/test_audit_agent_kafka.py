@@ -11,7 +11,13 @@ from streams.audit.io import read_audit_topic, trail_for_event, verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
-from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
+from tests.integration.audit_support import (
+    create_topics,
+    make_agent,
+    pipeline_events,
+    publish,
+    trusted_in,
+)
 
 pytestmark = pytest.mark.requirement("RS-AUD-01", "RS-AUD-02", "RS-AUD-03", "RS-G-04")
 
@@ -31,13 +37,13 @@ async def test_audits_every_event_once_into_a_verified_chain(
     assert await run_until_idle(agent) == len(events)
 
     names = TopicNames(topic_prefix)
-    content = await read_audit_topic(kafka, names.audit)
+    content = await read_audit_topic(kafka, names.audit, trusted_in(tmp_path))
     records = content[0].records
     assert [r.sequence for r in records] == list(range(len(events)))  # type: ignore[union-attr]
     cps = read_checkpoints(tmp_path / "checkpoints.jsonl")
     assert [cp.sequence for cp in cps] == [4, 9, 14, 15]  # every 5, then the tail at stop
     report = await verify_topic(
-        kafka, names.audit, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
+        kafka, names.audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
     )
     assert report.ok, report.summary()
     assert report.records_checked == len(events)
@@ -56,10 +62,10 @@ async def test_restart_continues_the_chain(
     assert await run_until_idle(second) == 4
 
     names = TopicNames(topic_prefix)
-    records = (await read_audit_topic(kafka, names.audit))[0].records
+    records = (await read_audit_topic(kafka, names.audit, trusted_in(tmp_path)))[0].records
     assert [r.sequence for r in records] == list(range(12))  # type: ignore[union-attr]
     report = await verify_topic(
-        kafka, names.audit, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
+        kafka, names.audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
     )
     assert report.ok, report.summary()
 
@@ -74,7 +80,9 @@ async def test_trail_for_one_image(
     await run_until_idle(make_agent(kafka_bootstrap, topic_prefix, tmp_path))
 
     event_id = events[4][1].event_id  # type: ignore[attr-defined]
-    trail = await trail_for_event(kafka, TopicNames(topic_prefix).audit, event_id)
+    trail = await trail_for_event(
+        kafka, TopicNames(topic_prefix).audit, event_id, trusted_in(tmp_path)
+    )
     assert sorted(r.source.topic.removeprefix(topic_prefix) for r in trail) == sorted(
         k.value
         for k in (

@@ -50,8 +50,8 @@ async def stored(audited: AuditedLog, new_database: Callable[[], str]) -> str:
     await upgrade_async(url)
     database = Database(url, pool_size=1)
     try:
-        await AuditLogRepository(database.sessions).insert(
-            (record, index) for index, record in enumerate(audited.records)
+        await AuditLogRepository(database.sessions).store(
+            audited.topic, [(record, index) for index, record in enumerate(audited.records)]
         )
     finally:
         await database.dispose()
@@ -73,7 +73,7 @@ async def _verify(log: AuditedLog, url: str, directory: Path | None = None) -> V
     database = Database(url, pool_size=1)
     try:
         repository = AuditLogRepository(database.sessions)
-        return await verify_table(repository, where / "checkpoints.jsonl", where / "audit-key.pem")
+        return await verify_table(repository, where / "checkpoints.jsonl", log.trusted)
     finally:
         await database.dispose()
 
@@ -100,26 +100,30 @@ class TestAppendOnly:
         """Storing the same records again adds no row."""
         database = Database(stored, pool_size=1)
         try:
-            again = await AuditLogRepository(database.sessions).insert(
-                (record, 0) for record in audited.records
+            again = await AuditLogRepository(database.sessions).store(
+                audited.topic, [(record, 0) for record in audited.records]
             )
         finally:
             await database.dispose()
-        assert again == 0
+        assert again.stored == 0
+        assert again.quarantined == ()
         assert (await _verify(audited, stored)).records_checked == 20
 
-    async def test_fork_refused(self, audited: AuditedLog, stored: str) -> None:
-        """A different record under a stored sequence is refused as a broken chain."""
-        from schemas.errors import ErrorCode, IntegrityError  # noqa: PLC0415
-
+    async def test_fork_quarantined(self, audited: AuditedLog, stored: str) -> None:
+        """A different record under a stored sequence is quarantined, never stored or raised."""
         other = audited.records[4].model_copy(update={"hash": "f" * 64})
         database = Database(stored, pool_size=1)
         try:
-            with pytest.raises(IntegrityError) as caught:
-                await AuditLogRepository(database.sessions).insert([(other, 4)])
+            repository = AuditLogRepository(database.sessions)
+            report = await repository.store(audited.topic, [(other, 99)])
+            assert await repository.quarantined() == 1
         finally:
             await database.dispose()
-        assert caught.value.code is ErrorCode.AUDIT_CHAIN_BROKEN
+        assert report.stored == 0
+        assert [(q.audit_offset, q.claimed_sequence, q.reason) for q in report.quarantined] == [
+            (99, 4, "forks the chain")
+        ]
+        assert (await _verify(audited, stored)).ok
 
 
 class TestSink:
@@ -133,7 +137,9 @@ class TestSink:
         try:
             repository = AuditLogRepository(database.sessions)
             group = f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}"
-            writer = make_table_writer(audited.bootstrap, audited.prefix, database, group_id=group)
+            writer = make_table_writer(
+                audited.bootstrap, audited.prefix, database, audited.trusted, group_id=group
+            )
             # Idle after 0.5 s: the topic was complete before the writer started.
             await run_until_idle(writer, idle_seconds=0.5)
             assert writer.stored == 20
@@ -217,21 +223,27 @@ async def trail(audited: AuditedLog, new_database: Callable[[], str]) -> AuditTr
     try:
         # A group of its own: each test copies the whole topic into its own database.
         group = f"{audited.prefix}trail-{uuid.uuid4().hex[:6]}"
-        writer = make_table_writer(audited.bootstrap, audited.prefix, database, group_id=group)
+        writer = make_table_writer(
+            audited.bootstrap, audited.prefix, database, audited.trusted, group_id=group
+        )
         await run_until_idle(writer, idle_seconds=0.5)
     finally:
         await database.dispose()
     files = AuditSettings(
         signing_key_file=audited.key_path, checkpoint_file=audited.checkpoint_file
     )
-    return AuditTrail(audited.kafka, audited.topic, url, files)
+    return AuditTrail(audited.kafka, audited.topic, url, files, audited.trusted)
 
 
 class TestAuditTrail:
     async def test_both_stores_verify(self, trail: AuditTrail) -> None:
         """verify('both') reports the topic, then the table, each intact with every record."""
         reports = await trail.verify("both")
-        assert [where for where, _ in reports] == [f"topic {trail.topic}", "table audit_log"]
+        assert [where for where, _ in reports] == [
+            f"topic {trail.topic}",
+            "table audit_log",
+            "cross-check topic/table",
+        ]
         assert all(report.ok and report.records_checked == 20 for _, report in reports)
 
     async def test_one_image_from_either_store(

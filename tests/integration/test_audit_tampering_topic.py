@@ -42,11 +42,9 @@ async def _verify_copy(
     """Publish ``items`` as a new audit topic and verify it with the log's files."""
     topic = f"{log.prefix}audit.copy.{uuid.uuid4().hex[:8]}"
     await create_audit_topic(log.bootstrap, topic)
-    await publish_log(log.bootstrap, topic, items)
+    await publish_log(log.bootstrap, topic, items, sign_with=log.signing_key)
     where = directory or log.directory
-    return await verify_topic(
-        log.kafka, topic, where / "checkpoints.jsonl", where / "audit-key.pem"
-    )
+    return await verify_topic(log.kafka, topic, where / "checkpoints.jsonl", log.trusted)
 
 
 def _bad(report: VerificationReport) -> tuple[int | None, TamperKind | None]:
@@ -62,7 +60,7 @@ class TestTopicTampering:
     async def test_intact_log_verifies(self, audited: AuditedLog) -> None:
         """The agent's own topic verifies."""
         report = await verify_topic(
-            audited.kafka, audited.topic, audited.checkpoint_file, audited.key_path
+            audited.kafka, audited.topic, audited.checkpoint_file, audited.trusted
         )
         assert report.ok, report.summary()
         assert report.records_checked == 20

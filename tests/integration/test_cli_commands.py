@@ -17,6 +17,7 @@ from cli.main import main
 from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, load_settings
 from sinks.migrate import revisions
+from streams.audit.checkpoints import encode_public_key
 from streams.audit.files import load_or_create_signing_key
 from streams.topics import TOPIC_SPECS
 
@@ -52,6 +53,9 @@ def cli_env(
     monkeypatch.setenv("RADSTREAM_TOPIC_PREFIX", topic_prefix)
     monkeypatch.setenv("RADSTREAM_DATABASE_URL", database_url)
     monkeypatch.setenv("RADSTREAM_AUDIT__SIGNING_KEY_FILE", str(tmp_path / "key.pem"))
+    # The verifier's pinned key: the one the agent will create at this path.
+    pinned = encode_public_key(load_or_create_signing_key(tmp_path / "key.pem").public_key())
+    monkeypatch.setenv("RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS", json.dumps([pinned]))
     monkeypatch.setenv("RADSTREAM_AUDIT__CHECKPOINT_FILE", str(tmp_path / "cp.jsonl"))
     return topic_prefix
 
@@ -158,14 +162,35 @@ class TestCliWithServices:
         assert registry.get_sample_value("radstream_audit_chain_valid") == 1.0
         assert registry.get_sample_value("radstream_audit_verification_failures_total") == 0.0
 
-    def test_audit_verify_without_key_is_a_clear_error(
-        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    def test_audit_verify_without_pinned_key_is_a_clear_error(
+        self, cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """Verifying without the key says so in one line and exits 4 instead of crashing."""
-        assert main(["audit", "verify", "--source", "topic"]) == 4
+        """Verifying with no pinned key says so in one line (exit 3), never trusts the key file."""
+        monkeypatch.delenv("RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS")
+        assert main(["audit", "verify", "--source", "topic"]) == 3
         err = capsys.readouterr().err
         assert err.count("\n") == 1
-        assert "RESOURCE_NOT_FOUND: no audit signing key" in err
+        assert "SETTINGS_INVALID: no audit verification key is pinned" in err
+
+    def test_audit_public_key_prints_the_pinned_form(
+        self, cli_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`audit public-key` prints exactly what RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS takes."""
+        assert main(["audit", "public-key"]) == 0
+        printed = capsys.readouterr().out.strip()
+        assert json.loads(os.environ["RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS"]) == [printed]
+
+    def test_audit_public_key_without_key_is_not_found(
+        self,
+        cli_env: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """No key file yet: one not-found line, exit 4."""
+        monkeypatch.setenv("RADSTREAM_AUDIT__SIGNING_KEY_FILE", str(tmp_path / "absent.pem"))
+        assert main(["audit", "public-key"]) == 4
+        assert "RESOURCE_NOT_FOUND: no audit signing key" in capsys.readouterr().err
 
     def test_audit_show_unknown_event(
         self, cli_env: str, capsys: pytest.CaptureFixture[str]

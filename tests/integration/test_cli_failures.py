@@ -9,6 +9,7 @@ Commands that do not need the missing service still succeed, with nothing on std
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -25,6 +26,7 @@ from cli.errors import EXIT_CODE_MEANINGS, ExitCode, exit_code_for
 from cli.main import main, runnable_commands
 from schemas.errors import ErrorCode
 from schemas.settings import SAMPLES_DIR
+from streams.audit.checkpoints import encode_public_key
 from streams.audit.files import load_or_create_signing_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +80,7 @@ WORK: dict[str, list[str]] = {
     "models compare": ["lesion-detector", "--candidate", "1.1.0"],
     "audit verify": [],
     "audit show": ["--event-id", SOME_ID],
+    "audit public-key": [],
     "dlq list": [],
     "dlq show": [SOME_ID],
     "dlq replay": ["--code", "TIMEOUT", "--actor", "ops"],
@@ -155,6 +158,7 @@ BROKER_DOWN = [
             "models scaffold",
             "config",
             "schemas check",
+            "audit public-key",
             "compliance report",
         )
     ),
@@ -189,6 +193,7 @@ DATABASE_DOWN = [
             "token",
             "models list",
             "config",
+            "audit public-key",
             "compliance report",
         )
     ),
@@ -223,8 +228,9 @@ SETTINGS_INVALID = [
 def environment(monkeypatch: pytest.MonkeyPatch, topic_prefix: str, tmp_path: Path) -> Path:
     """RADSTREAM_* variables of this test: its topics, groups, audit key, canary secrets."""
     key = tmp_path / "audit-key.pem"
-    load_or_create_signing_key(key)
+    pinned = encode_public_key(load_or_create_signing_key(key).public_key())
     for name, value in {
+        "RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS": json.dumps([pinned]),
         "RADSTREAM_TOPIC_PREFIX": topic_prefix,
         "RADSTREAM_CONSUMER_GROUP_PREFIX": f"rstest-{uuid.uuid4().hex[:8]}",
         "RADSTREAM_AUDIT__SIGNING_KEY_FILE": str(key),

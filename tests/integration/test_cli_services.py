@@ -73,6 +73,11 @@ def test_demo_shows_each_outcome_and_verifies_the_trail(
     assert [o["outcome"] for o in report["outcomes"]] == ["stored", "rejected"]
     assert all(store["ok"] for store in report["audit"])
 
+    # Reading the topic trail trusts only pinned keys: pin the one the demo's agent created,
+    # as an operator does after the first start.
+    assert main(["audit", "public-key"]) == 0
+    pinned = capsys.readouterr().out.strip()
+    monkeypatch.setenv("RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS", json.dumps([pinned]))
     stored = report["outcomes"][0]["event_id"]
     assert main(["audit", "show", "--event-id", stored, "--json"]) == 0
     trail = json.loads(capsys.readouterr().out)

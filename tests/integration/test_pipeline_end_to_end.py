@@ -25,6 +25,8 @@ from observability.metrics import serve_metrics
 from schemas.events import DeadLetter, ImageRejected, ImageValidated
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from sinks.database import Database
+from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import load_public_key
 from streams.audit.io import verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
@@ -238,7 +240,7 @@ class TestEndToEnd:
             KafkaClientConfig.from_settings(pipeline_settings),
             TopicNames(pipeline_settings.topic_prefix).audit,
             audit.checkpoint_file,
-            audit.signing_key_file,
+            TrustedKeys.of(load_public_key(audit.signing_key_file)),
         )
         assert report.ok, report.summary()
         # arrival + validation outcome for each image at least, + results + the dead letter

@@ -16,7 +16,13 @@ from streams.audit.io import read_audit_topic, verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicNames
-from tests.integration.audit_support import create_topics, make_agent, pipeline_events, publish
+from tests.integration.audit_support import (
+    create_topics,
+    make_agent,
+    pipeline_events,
+    publish,
+    trusted_in,
+)
 
 pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-G-03", "RS-G-04")
 
@@ -66,7 +72,8 @@ async def test_sigkill_mid_stream_then_restart(
         child.send_signal(signal.SIGKILL)
         await asyncio.wait_for(child.wait(), timeout=10)
     audited_before_restart = sum(
-        isinstance(r, AuditRecord) for r in (await read_audit_topic(kafka, audit_topic))[0].records
+        isinstance(r, AuditRecord)
+        for r in (await read_audit_topic(kafka, audit_topic, trusted_in(tmp_path)))[0].records
     )
     assert 0 < audited_before_restart < len(events), "the kill must land mid-stream"
 
@@ -74,13 +81,13 @@ async def test_sigkill_mid_stream_then_restart(
 
     records = [
         r
-        for r in (await read_audit_topic(kafka, audit_topic))[0].records
+        for r in (await read_audit_topic(kafka, audit_topic, trusted_in(tmp_path)))[0].records
         if isinstance(r, AuditRecord)
     ]
     assert [r.sequence for r in records] == list(range(len(events)))
     coordinates = {(r.source.topic, r.source.partition, r.source.offset) for r in records}
     assert len(coordinates) == len(events)  # every source message exactly once
     report = await verify_topic(
-        kafka, audit_topic, tmp_path / "checkpoints.jsonl", tmp_path / "audit-key.pem"
+        kafka, audit_topic, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
     )
     assert report.ok, report.summary()

@@ -27,6 +27,7 @@ from tests.integration.audit_support import (
     make_agent,
     make_table_writer,
     publish,
+    trusted_in,
 )
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
@@ -132,7 +133,7 @@ async def test_no_phi_in_audit_trail(
     assert await run_until_idle(make_agent(kafka_bootstrap, topic_prefix, tmp_path)) == 19
     database = Database(database_url, pool_size=1)
     try:
-        writer = make_table_writer(kafka_bootstrap, topic_prefix, database)
+        writer = make_table_writer(kafka_bootstrap, topic_prefix, database, trusted_in(tmp_path))
         await run_until_idle(writer, idle_seconds=0.5)
         assert writer.stored == 19
     finally:

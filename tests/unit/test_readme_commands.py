@@ -18,7 +18,7 @@ def readme_commands() -> set[str]:
     for cell in re.findall(r"^\| `radstream ([^`]+)`", table, re.MULTILINE):
         words = []
         for token in cell.split():
-            if not re.fullmatch(r"[a-z]+(\\\|[a-z]+)*", token):
+            if not re.fullmatch(r"[a-z][a-z-]*(\\\|[a-z][a-z-]*)*", token):
                 break
             words.append(token.split("\\|"))
         group, *rest = words

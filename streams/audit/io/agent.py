@@ -28,19 +28,28 @@ fenced) or :func:`~streams.kafka.loop.run_until_idle`.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from schemas.audit import AuditCheckpoint, AuditDraft, AuditSource
 from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.errors import ErrorCode, error_for
 from schemas.events import utc_now
 from schemas.settings import Settings
 from streams.audit.chain import ChainState, append
-from streams.audit.checkpoints import CheckpointPolicy, sign_checkpoint
+from streams.audit.checkpoints import (
+    CheckpointPolicy,
+    TrustedKeys,
+    key_id,
+    sign_checkpoint,
+    sign_record,
+)
 from streams.audit.files import append_checkpoint, load_or_create_signing_key, read_checkpoints
 from streams.audit.io.topic import checkpoint_message, record_message, recover_head
 from streams.audit.records import AUDITED_TOPICS, draft_for_message
@@ -59,6 +68,29 @@ from streams.kafka import (
 from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.audit")
+
+
+T = TypeVar("T")
+
+
+async def finish_before_cancelling(work: Coroutine[object, object, T], *, bound: float) -> T:
+    """Run ``work`` (a Kafka transaction) to its end even when the caller is cancelled.
+
+    Cancelling a task inside ``producer.transaction()`` makes aiokafka abort the transaction
+    from within, and ``abort_transaction`` can then wait forever for sends that never finish
+    (issue 17 B). So a cancellation is deferred: the transaction is given up to ``bound``
+    seconds to commit or abort on its own, then the cancellation proceeds. A transaction still
+    open after that is left to the broker, which aborts it when the next writer of the chain
+    starts (``InitProducerId``) or its timeout passes.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task}, timeout=bound)
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller sees
+        raise
 
 
 def _first_offsets(messages: Iterable[ConsumerRecord]) -> dict[TopicPartition, int]:
@@ -92,6 +124,12 @@ class AuditAgent:
         batch_wait_seconds: how long to keep gathering after the first message of a batch.
         clock: monotonic seconds for the checkpoint policy (injectable).
         wall_clock: the time checkpoints are signed at.
+        trusted: the pinned verification keys; when any are pinned, the signing key must be
+            one of them (a replaced key file is refused, not silently used).
+        transaction_bound_seconds: how long a cancelled agent lets its open transaction finish.
+
+    Raises:
+        RadstreamError: SETTINGS_INVALID, keys are pinned and the signing key is not one.
     """
 
     def __init__(
@@ -108,8 +146,11 @@ class AuditAgent:
         batch_wait_seconds: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
+        trusted: TrustedKeys | None = None,
+        transaction_bound_seconds: float = 30.0,
     ) -> None:
         self.kafka = kafka
+        self.transaction_bound_seconds = transaction_bound_seconds
         self.topics = TopicNames(prefix)
         self.group_id = group_id
         self.signing_key_path = signing_key_path
@@ -121,6 +162,16 @@ class AuditAgent:
         self._clock = clock
         self._wall_clock = wall_clock
         self._key = load_or_create_signing_key(signing_key_path)
+        own = self._key.public_key()
+        if trusted and key_id(own) not in trusted.key_ids:
+            raise error_for(
+                ErrorCode.SETTINGS_INVALID,
+                f"the audit signing key {key_id(own)} is not among the pinned keys "
+                "(RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS)",
+            )
+        # The writer trusts its own key besides the pinned ones (it holds the private key):
+        # records it wrote before a restart are its own, and only those may be the head.
+        self.trusted = (trusted or TrustedKeys()).with_key(own)
         self._source_keys = {self.topics[key]: key for key in AUDITED_TOPICS}
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
@@ -140,6 +191,7 @@ class AuditAgent:
             checkpoint_file=settings.audit.checkpoint_file,
             policy=CheckpointPolicy.from_settings(settings.audit),
             batch_wait_seconds=settings.audit.batch_wait_seconds,
+            trusted=TrustedKeys.parse(settings.audit.trusted_public_keys),
         )
 
     @property
@@ -164,7 +216,7 @@ class AuditAgent:
         self._producer = build_producer(self.kafka, transactional_id=self.transactional_id)
         await self._producer.start()
         async with TopicReader(self.kafka) as reader:
-            head = await recover_head(reader, self.audit_topic, self.chain_partition)
+            head = await recover_head(reader, self.audit_topic, self.chain_partition, self.trusted)
         self.state = head.state
         self._resync_checkpoint_file(head.last_checkpoint)
         covered = head.last_checkpoint.sequence if head.last_checkpoint else -1
@@ -251,7 +303,8 @@ class AuditAgent:
         offsets: dict[TopicPartition, int] = {}
         for message in messages:
             record, state = append(state, self._draft(message))
-            outgoing.append(record_message(self.audit_topic, record))
+            signature = sign_record(self._key, self.audit_topic, record)
+            outgoing.append(record_message(self.audit_topic, record, signature))
             since += 1
             if self.policy.due(since, self._clock() - checkpoint_at):
                 cp = sign_checkpoint(self._key, state, self._wall_clock())
@@ -259,9 +312,13 @@ class AuditAgent:
                 checkpoints.append(cp)
                 since, checkpoint_at = 0, self._clock()
             offsets[TopicPartition(message.topic, message.partition)] = message.offset + 1
-        async with producer.transaction():
-            await producer.send_all(outgoing)
-            await producer.send_offsets_to_transaction(offsets, self.group_id)
+
+        async def transact() -> None:
+            async with producer.transaction():
+                await producer.send_all(outgoing)
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
+
+        await finish_before_cancelling(transact(), bound=self.transaction_bound_seconds)
         # Committed: only now is the new head real and may a checkpoint be kept outside.
         self.state = state
         self._records_since_checkpoint = since
@@ -274,8 +331,12 @@ class AuditAgent:
     async def _commit_checkpoint_only(self) -> None:
         _, producer = self._require()
         cp = sign_checkpoint(self._key, self.state, self._wall_clock())
-        async with producer.transaction():
-            await producer.send_all([checkpoint_message(self.audit_topic, cp)])
+
+        async def transact() -> None:
+            async with producer.transaction():
+                await producer.send_all([checkpoint_message(self.audit_topic, cp)])
+
+        await finish_before_cancelling(transact(), bound=self.transaction_bound_seconds)
         append_checkpoint(self.checkpoint_file, cp)
         self._records_since_checkpoint = 0
         self._last_checkpoint_at = self._clock()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
+
+import structlog
 
 from observability.metrics import Metrics
 from schemas.settings import Settings
@@ -13,33 +16,80 @@ from streams.audit.io.table import AuditTableWriter
 from streams.batching_sink import Backpressure, SinkHooks
 from streams.kafka.loop import run_until_stopped
 
+log = structlog.get_logger("radstream.audit")
+
+
+def database_outage_hook(metrics: Metrics) -> SinkHooks[object]:
+    """Hooks of the audit table's backpressure: one log line at each end of an outage."""
+
+    def database_up(up: bool) -> None:
+        metrics.set_database_up(up)
+        if up:
+            log.info("audit_database_recovered", sink="audit")
+        else:
+            log.warning(
+                "audit_database_unavailable",
+                sink="audit",
+                error_code="DATABASE_UNAVAILABLE",
+                action="waiting with backpressure; the audit table copy resumes when it is back",
+            )
+
+    return SinkHooks(
+        database_up=database_up,
+        backpressure=lambda seconds: metrics.sink_backpressure("audit", seconds),
+    )
+
 
 async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metrics) -> None:
     """Run the audit agent and the audit-table writer until ``stop`` is set.
 
-    Either failing for good (fenced, a forked chain) ends the audit stage, which stops the whole
-    worker: a worker must not go on validating and inferring unaudited.
+    Either failing for good (fenced, a refused key) ends the audit stage, which stops the whole
+    worker: a worker must not go on validating and inferring unaudited. Nothing here is ever
+    cancelled: a loop that ends sets ``stop``, and the others finish their batch (a Kafka
+    transaction is committed or aborted, never cut off) and stop cleanly; then the first
+    failure is raised. A database outage only stalls the table copy (backpressure); the agent
+    keeps writing the chain to Kafka meanwhile, and a stop during the outage ends the wait.
     """
     agent = AuditAgent.from_settings(settings)
     database = Database(
         settings.database_url.get_secret_value(), pool_size=2, tls=tls_context(settings.database)
     )
+    # A shutdown during a database outage ends the wait; nothing was committed, so the records
+    # are copied after the restart.
     backpressure = Backpressure.from_settings(
-        settings.sink,
-        SinkHooks(backpressure=lambda seconds: metrics.sink_backpressure("audit", seconds)),
-        # A shutdown during a database outage ends the wait; nothing was committed, so the
-        # records are copied after the restart.
-        stop=stop,
+        settings.sink, database_outage_hook(metrics), stop=stop
     )
-    writer = AuditTableWriter.from_settings(settings, database, backpressure)
+    writer = AuditTableWriter.from_settings(
+        settings, database, backpressure, agent.trusted, quarantined=metrics.audit_quarantined
+    )
     try:
-        await asyncio.gather(
+        await run_side_by_side(
+            stop,
             run_until_stopped(agent, stop),
             run_until_stopped(writer, stop),
             export_audit_counts(agent, metrics, stop),
         )
     finally:
         await database.dispose()
+
+
+async def run_side_by_side(stop: asyncio.Event, *parts: Awaitable[object]) -> None:
+    """Run ``parts`` until all have ended; the first to end sets ``stop`` for the others.
+
+    Unlike ``asyncio.gather`` or a task group, a failing part does not cancel its siblings:
+    they see ``stop`` and end at a safe point. Then the first failure is raised.
+    """
+
+    async def part(awaitable: Awaitable[object]) -> None:
+        try:
+            await awaitable
+        finally:
+            stop.set()
+
+    outcomes = await asyncio.gather(*(part(p) for p in parts), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def export_audit_counts(agent: AuditAgent, metrics: Metrics, stop: asyncio.Event) -> None:

@@ -7,54 +7,95 @@ one transaction through :class:`~sinks.repositories.AuditLogRepository` (idempot
 ``(chain_partition, sequence)``), and only then are the offsets committed — so every record
 reaches the table at least once and exactly once in effect. While PostgreSQL is down the flush
 is retried with backpressure, like the results sink's. A row already stored under a sequence
-with a *different* hash is a forked chain: the flush refuses it (``AUDIT_CHAIN_BROKEN``), which
-stops the loop. Checkpoints on the topic are not copied: the checkpoint file outside both stores
-is the authority against truncation.
+with a *different* hash is a forked chain: it is quarantined in ``audit_quarantine`` like every
+message the agent did not write (no valid writer signature, unreadable): kept, logged by
+position, counted — the copy never stops for it. Checkpoints on the topic are copied into
+``audit_checkpoints``, the table's own trust anchors.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from schemas.audit import AuditRecord
+import structlog
+
+from schemas.audit import AuditCheckpoint, AuditRecord
+from schemas.errors import ErrorCode
 from schemas.settings import Settings
 from sinks.database import Database
+from sinks.records import AuditStoreReport, QuarantinedMessage
 from sinks.repositories import AuditLogRepository
-from streams.audit.files import load_public_key, read_checkpoints
-from streams.audit.io.topic import parse_message
+from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import read_checkpoint_file
+from streams.audit.io.topic import TopicItem, classify_message
 from streams.audit.verify import VerificationReport, verify_chains
 from streams.batching_sink import Backpressure, flush_until_committed
-from streams.kafka import KafkaClientConfig, KafkaConsumer, TopicPartition, build_consumer
+from streams.kafka import (
+    ConsumerRecord,
+    KafkaClientConfig,
+    KafkaConsumer,
+    TopicPartition,
+    build_consumer,
+)
 from streams.topics import TopicNames
+
+log = structlog.get_logger("radstream.audit")
 
 
 class AuditTableSink:
-    """Adds audit records (with their topic offsets) and flushes them in one transaction."""
+    """Collects one batch of the audit topic and stores it in one transaction.
+
+    Genuine records go to ``audit_log``, checkpoints to ``audit_checkpoints``, and every
+    message the agent did not write to ``audit_quarantine`` (see
+    :meth:`~sinks.repositories.AuditLogRepository.store`).
+    """
 
     def __init__(self, repository: AuditLogRepository, backpressure: Backpressure) -> None:
         self._repository = repository
         self._backpressure = backpressure
-        self._pending: list[tuple[AuditRecord, int]] = []
+        self._topic = ""
+        self._records: list[tuple[AuditRecord, int]] = []
+        self._checkpoints: list[tuple[AuditCheckpoint, int]] = []
+        self._quarantine: list[QuarantinedMessage] = []
 
     @property
     def backpressure(self) -> Backpressure:
         """How the runtime waits while PostgreSQL is unavailable."""
         return self._backpressure
 
-    def add(self, item: tuple[AuditRecord, int]) -> None:
-        """Collect one record and its offset on the audit topic."""
-        self._pending.append(item)
+    def add(self, item: tuple[ConsumerRecord, TopicItem]) -> None:
+        """Collect one audit-topic message, as :func:`classify_message` judged it."""
+        message, classified = item
+        self._topic = message.topic
+        if isinstance(classified, AuditRecord):
+            self._records.append((classified, message.offset))
+        elif isinstance(classified, AuditCheckpoint):
+            self._checkpoints.append((classified, message.offset))
+        else:
+            self._quarantine.append(
+                QuarantinedMessage(
+                    audit_topic=message.topic,
+                    audit_partition=message.partition,
+                    audit_offset=message.offset,
+                    reason=classified.reason,
+                    claimed_sequence=classified.sequence,
+                    payload=bytes(message.value or b""),
+                )
+            )
 
     def clear(self) -> None:
-        """Forget the collected records."""
-        self._pending = []
+        """Forget the collected messages."""
+        self._records, self._checkpoints, self._quarantine = [], [], []
 
-    async def flush(self) -> int:
-        """Store the collected records; the number newly stored (redeliveries are skipped)."""
-        stored = await self._repository.insert(self._pending)
+    async def flush(self) -> AuditStoreReport:
+        """Store the collected messages in one transaction (redeliveries are skipped)."""
+        report = await self._repository.store(
+            self._topic, self._records, self._checkpoints, self._quarantine
+        )
         self.clear()
-        return stored
+        return report
 
 
 class AuditTableWriter:
@@ -65,7 +106,9 @@ class AuditTableWriter:
         prefix: topic prefix.
         group_id: the writer's consumer group.
         sink: where the records go.
+        trusted: the keys whose record signatures make a record the agent's.
         max_batch: most messages per database transaction.
+        quarantined: told the number of foreign messages quarantined by each batch.
     """
 
     def __init__(
@@ -75,19 +118,29 @@ class AuditTableWriter:
         prefix: str,
         group_id: str,
         sink: AuditTableSink,
+        trusted: TrustedKeys,
         max_batch: int = 500,
+        quarantined: Callable[[int], None] | None = None,
     ) -> None:
         self.kafka = kafka
         self.topic = TopicNames(prefix).audit
         self.group_id = group_id
         self.sink = sink
+        self.trusted = trusted
         self.max_batch = max_batch
+        self._quarantined = quarantined
         self.stored = 0
+        self.quarantined = 0
         self._consumer: KafkaConsumer | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, database: Database, backpressure: Backpressure
+        cls,
+        settings: Settings,
+        database: Database,
+        backpressure: Backpressure,
+        trusted: TrustedKeys,
+        quarantined: Callable[[int], None] | None = None,
     ) -> AuditTableWriter:
         """The deployment's writer (group ``<group prefix>-audit-sink``) into ``database``."""
         sink = AuditTableSink(AuditLogRepository(database.sessions), backpressure)
@@ -96,6 +149,8 @@ class AuditTableWriter:
             prefix=settings.topic_prefix,
             group_id=f"{settings.consumer_group_prefix}-audit-sink",
             sink=sink,
+            trusted=trusted,
+            quarantined=quarantined,
         )
 
     @property
@@ -126,10 +181,10 @@ class AuditTableWriter:
             return 0
         self.sink.clear()
         for message in messages:
-            item = parse_message(message.value, message.headers)
-            if isinstance(item, AuditRecord):
-                self.sink.add((item, message.offset))
-        self.stored += await flush_until_committed(self.sink)
+            self.sink.add((message, classify_message(message, self.trusted)))
+        report = await flush_until_committed(self.sink)
+        self.stored += report.stored
+        self._report_quarantine(report.quarantined)
         offsets: dict[TopicPartition, int] = {}
         for m in messages:
             tp = TopicPartition(m.topic, m.partition)
@@ -137,20 +192,48 @@ class AuditTableWriter:
         await self._consumer.commit(offsets)
         return len(messages)
 
+    def _report_quarantine(self, quarantined: tuple[QuarantinedMessage, ...]) -> None:
+        """One error line per foreign message (its position and why, never its content)."""
+        for message in quarantined:
+            log.error(
+                "audit_record_quarantined",
+                error_code=ErrorCode.AUDIT_RECORD_FORGED.value,
+                topic=message.audit_topic,
+                partition=message.audit_partition,
+                offset=message.audit_offset,
+                claimed_sequence=message.claimed_sequence,
+                reason=message.reason,
+            )
+        if quarantined:
+            self.quarantined += len(quarantined)
+            if self._quarantined is not None:
+                self._quarantined(len(quarantined))
+
 
 async def verify_table(
-    repository: AuditLogRepository, checkpoint_file: Path, public_key_path: Path
+    repository: AuditLogRepository,
+    checkpoint_file: Path,
+    trusted: TrustedKeys,
+    *,
+    max_uncovered: int | None = None,
 ) -> VerificationReport:
-    """Verify every chain stored in ``audit_log`` against the checkpoint file.
+    """Verify every chain stored in ``audit_log`` against the checkpoint file and table.
 
     Args:
         repository: the audit log's repository.
         checkpoint_file: the JSON-lines checkpoint file kept outside the stores.
-        public_key_path: the trusted Ed25519 public (or private) key PEM.
+        trusted: the pinned Ed25519 verification keys.
+        max_uncovered: the checkpoint interval; more records after the newest genuine
+            checkpoint (file or table) fail as missing checkpoints.
     """
-    public_key = load_public_key(public_key_path)
-    checkpoints = read_checkpoints(checkpoint_file)
-    return verify_chains(await repository.chains(), checkpoints, public_key)
+    file = read_checkpoint_file(checkpoint_file)
+    return verify_chains(
+        await repository.chains(),
+        [*file.checkpoints, *await repository.checkpoints()],
+        trusted,
+        max_uncovered=max_uncovered,
+        malformed_checkpoint_lines=file.malformed_lines,
+    )
 
 
 async def trail_for_event_in_table(

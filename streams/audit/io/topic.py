@@ -3,9 +3,12 @@
 The audit topic holds two kinds of message, told apart by the ``radstream-record-type``
 header: ``audit-record`` (an :class:`AuditRecord`) and ``audit-checkpoint`` (an
 :class:`AuditCheckpoint`, published in the same transaction as the records it covers). Chain
-``P`` lives in partition ``P``; the key is ``chain-P``. Every read goes through the Kafka
-layer's :class:`~streams.kafka.TopicReader` (``read_committed``), so records of aborted
-transactions are never seen.
+``P`` lives in partition ``P``; the key is ``chain-P``. Every record carries the agent's
+signature of its hash and topic (header ``radstream-record-signature``, ``<key_id>:<base64>``);
+a record without a valid one from a trusted key was not written by the audit agent and is read
+as a :class:`~streams.audit.verify.ForeignRecord` — kept out of the chain, quarantined. Every
+read goes through the Kafka layer's :class:`~streams.kafka.TopicReader` (``read_committed``),
+so records of aborted transactions are never seen.
 """
 
 from __future__ import annotations
@@ -27,13 +30,23 @@ from schemas.audit import (
 )
 from schemas.correlation import CORRELATION_ID_HEADER
 from streams.audit.chain import ChainState
-from streams.audit.files import load_public_key, read_checkpoints
-from streams.audit.verify import UnreadableRecord, VerificationReport, verify_chains
+from streams.audit.checkpoints import (
+    TrustedKeys,
+    checkpoint_signature_valid,
+    record_signature_valid,
+)
+from streams.audit.files import read_checkpoint_file
+from streams.audit.verify import ForeignRecord, UnreadableRecord, VerificationReport, verify_chains
 from streams.kafka import ConsumerRecord, KafkaClientConfig, RawMessage, TopicReader
 
 RECORD_TYPE_HEADER = AUDIT_RECORD_TYPE_HEADER
 RECORD = AUDIT_RECORD_TYPE_RECORD.encode()
 CHECKPOINT = AUDIT_RECORD_TYPE_CHECKPOINT.encode()
+RECORD_SIGNATURE_HEADER = "radstream-record-signature"
+
+UNREADABLE = "unreadable message"
+
+TopicItem = AuditRecord | AuditCheckpoint | ForeignRecord
 
 
 def chain_key(chain_partition: int) -> bytes:
@@ -41,9 +54,10 @@ def chain_key(chain_partition: int) -> bytes:
     return f"chain-{chain_partition}".encode()
 
 
-def record_message(topic: str, record: AuditRecord) -> RawMessage:
-    """The audit-topic message of one record (correlation id as a header, when it has one)."""
-    headers = [(RECORD_TYPE_HEADER, RECORD)]
+def record_message(topic: str, record: AuditRecord, signature: str) -> RawMessage:
+    """The audit-topic message of one record, with the writer's signature of it (and the
+    correlation id as a header, when it has one)."""
+    headers = [(RECORD_TYPE_HEADER, RECORD), (RECORD_SIGNATURE_HEADER, signature.encode())]
     if record.correlation_id:
         headers.append((CORRELATION_ID_HEADER, record.correlation_id.encode()))
     return RawMessage(
@@ -70,15 +84,15 @@ def checkpoint_message(topic: str, checkpoint: AuditCheckpoint) -> RawMessage:
 class PartitionContent:
     """What one audit partition holds, in offset order."""
 
-    records: list[AuditRecord | UnreadableRecord] = field(default_factory=list)
+    records: list[AuditRecord | ForeignRecord] = field(default_factory=list)
     checkpoints: list[AuditCheckpoint] = field(default_factory=list)
 
     @classmethod
-    def of(cls, messages: Iterable[ConsumerRecord]) -> PartitionContent:
-        """Sort consumed messages into records and checkpoints."""
+    def of(cls, messages: Iterable[ConsumerRecord], trusted: TrustedKeys) -> PartitionContent:
+        """Sort consumed messages into records (genuine, unreadable or foreign) and checkpoints."""
         content = cls()
         for message in messages:
-            item = parse_message(message.value, message.headers)
+            item = classify_message(message, trusted)
             if isinstance(item, AuditCheckpoint):
                 content.checkpoints.append(item)
             else:
@@ -86,11 +100,35 @@ class PartitionContent:
         return content
 
 
-def _record_type(headers: Iterable[tuple[str, bytes]] | None) -> bytes | None:
+def _header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> bytes | None:
     for key, value in headers or ():
-        if key == RECORD_TYPE_HEADER:
+        if key == name:
             return value
     return None
+
+
+def _record_type(headers: Iterable[tuple[str, bytes]] | None) -> bytes | None:
+    return _header(headers, RECORD_TYPE_HEADER)
+
+
+def classify_message(message: ConsumerRecord, trusted: TrustedKeys) -> TopicItem:
+    """One audit-topic message: a genuine record, a checkpoint, or foreign.
+
+    A record is genuine only when a trusted key signed its hash for this topic (and its hash
+    is its content's): anything else on the topic was written by someone other than the agent.
+    """
+    item = parse_message(message.value, message.headers)
+    if isinstance(item, UnreadableRecord):
+        # The agent writes only valid records: an unreadable message is someone else's.
+        return ForeignRecord(sequence=item.sequence, offset=message.offset, reason=UNREADABLE)
+    if isinstance(item, AuditCheckpoint):
+        return item
+    raw = _header(message.headers, RECORD_SIGNATURE_HEADER)
+    signature = raw.decode("ascii", errors="replace") if raw is not None else None
+    if record_signature_valid(signature, message.topic, item, trusted):
+        return item
+    reason = "unsigned record" if signature is None else "record signature does not verify"
+    return ForeignRecord(sequence=item.sequence, offset=message.offset, reason=reason)
 
 
 def parse_message(
@@ -115,11 +153,13 @@ def _sequence_of(value: bytes | None) -> int | None:
     return sequence if isinstance(sequence, int) and sequence >= 0 else None
 
 
-async def read_audit_topic(config: KafkaClientConfig, topic: str) -> dict[int, PartitionContent]:
-    """Everything committed on the audit topic, per partition."""
+async def read_audit_topic(
+    config: KafkaClientConfig, topic: str, trusted: TrustedKeys
+) -> dict[int, PartitionContent]:
+    """Everything committed on the audit topic, per partition (records judged by ``trusted``)."""
     async with TopicReader(config) as reader:
         content = await reader.read_to_end(topic)
-    return {p: PartitionContent.of(messages) for p, messages in content.records.items()}
+    return {p: PartitionContent.of(messages, trusted) for p, messages in content.records.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +171,19 @@ class RecoveredHead:
 
 
 async def recover_head(
-    reader: TopicReader, topic: str, chain_partition: int, *, window: int = 64
+    reader: TopicReader,
+    topic: str,
+    chain_partition: int,
+    trusted: TrustedKeys,
+    *,
+    window: int = 64,
 ) -> RecoveredHead:
-    """Read the last committed record (and checkpoint) of a chain from the topic itself.
+    """Read the last committed genuine record (and checkpoint) of a chain from the topic itself.
 
     Reads backwards in growing windows from the last stable offset, because transaction
     markers and checkpoints sit between records, so the last record is not at ``end - 1``.
+    Foreign records and checkpoints whose signature does not verify are skipped: a forged
+    record appended to the topic must never become the head the agent continues from.
     """
     beginning, end = (await reader.bounds(topic)).get(chain_partition, (0, 0))
     last_record: AuditRecord | None = None
@@ -145,12 +192,13 @@ async def recover_head(
     while upper > beginning and last_record is None:
         lower = max(beginning, upper - window)
         messages = (await reader.read(topic, {chain_partition: (lower, upper)}))[chain_partition]
-        content = PartitionContent.of(messages)
+        content = PartitionContent.of(messages, trusted)
         records = [r for r in content.records if isinstance(r, AuditRecord)]
         if records:
             last_record = records[-1]
-        if last_checkpoint is None and content.checkpoints:
-            last_checkpoint = content.checkpoints[-1]
+        genuine = [cp for cp in content.checkpoints if checkpoint_signature_valid(cp, trusted)]
+        if last_checkpoint is None and genuine:
+            last_checkpoint = genuine[-1]
         upper, window = lower, window * 4
     state = (
         ChainState.after(last_record)
@@ -161,23 +209,36 @@ async def recover_head(
 
 
 async def verify_topic(
-    config: KafkaClientConfig, topic: str, checkpoint_file: Path, public_key_path: Path
+    config: KafkaClientConfig,
+    topic: str,
+    checkpoint_file: Path,
+    trusted: TrustedKeys,
+    *,
+    max_uncovered: int | None = None,
 ) -> VerificationReport:
     """Verify every chain on the audit topic against the checkpoint file and in-topic ones.
 
     The checkpoint file is the authority against truncation (it lives outside the topic);
-    checkpoints found on the topic are verified too.
+    checkpoints found on the topic are verified too. Records and checkpoints are judged by the
+    pinned ``trusted`` keys only, never by a key file beside the store. With
+    ``max_uncovered`` (the checkpoint interval), a chain with more records after its newest
+    genuine checkpoint fails: its checkpoints were deleted.
     """
-    public_key = load_public_key(public_key_path)
-    file_checkpoints = read_checkpoints(checkpoint_file)
-    content = await read_audit_topic(config, topic)
+    file = read_checkpoint_file(checkpoint_file)
+    content = await read_audit_topic(config, topic, trusted)
     in_topic = [cp for part in content.values() for cp in part.checkpoints]
     chains = {partition: part.records for partition, part in content.items()}
-    return verify_chains(chains, [*file_checkpoints, *in_topic], public_key)
+    return verify_chains(
+        chains,
+        [*file.checkpoints, *in_topic],
+        trusted,
+        max_uncovered=max_uncovered,
+        malformed_checkpoint_lines=file.malformed_lines,
+    )
 
 
 def trail_of(
-    records: Iterable[AuditRecord | UnreadableRecord], event_id: uuid.UUID
+    records: Iterable[AuditRecord | UnreadableRecord | ForeignRecord], event_id: uuid.UUID
 ) -> list[AuditRecord]:
     """The records about one image (its event id), in chain order."""
     trail = [r for r in records if isinstance(r, AuditRecord) and r.object.event_id == event_id]
@@ -185,8 +246,8 @@ def trail_of(
 
 
 async def trail_for_event(
-    config: KafkaClientConfig, topic: str, event_id: uuid.UUID
+    config: KafkaClientConfig, topic: str, event_id: uuid.UUID, trusted: TrustedKeys
 ) -> list[AuditRecord]:
-    """Every audit record about one image (its event id) on the topic, in chain order."""
-    content = await read_audit_topic(config, topic)
+    """Every genuine audit record about one image (its event id) on the topic, in chain order."""
+    content = await read_audit_topic(config, topic, trusted)
     return trail_of((r for part in content.values() for r in part.records), event_id)

@@ -16,15 +16,18 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from pydantic import ValidationError
 
 from schemas.settings import AuditSettings
 from streams.audit.chain import ChainState
 from streams.audit.checkpoints import (
     CheckpointPolicy,
+    TrustedKeys,
     checkpoint_signature_valid,
+    encode_public_key,
     key_id,
+    record_signature_valid,
     sign_checkpoint,
+    sign_record,
 )
 from streams.audit.files import (
     KeyFileError,
@@ -32,10 +35,11 @@ from streams.audit.files import (
     append_checkpoints,
     load_or_create_signing_key,
     load_public_key,
+    read_checkpoint_file,
     read_checkpoints,
     write_public_key,
 )
-from tests.unit.audit.factories import T0
+from tests.unit.audit.factories import T0, build_chain
 
 pytestmark = pytest.mark.requirement("RS-AUD-03")
 
@@ -173,9 +177,62 @@ class TestCheckpointFile:
         """No file means no checkpoints."""
         assert read_checkpoints(tmp_path / "none.jsonl") == []
 
-    def test_tampered_line_refused(self, tmp_path: Path) -> None:
-        """A line that is not a checkpoint fails loudly."""
-        path = tmp_path / "c.jsonl"
-        path.write_text('{"sequence": 1}\n')
-        with pytest.raises(ValidationError):
-            read_checkpoints(path)
+
+class TestTrustedKeys:
+    """The pinned verification keys: parsed from settings, looked up by key id."""
+
+    def test_parse_round_trips_the_printed_form(self) -> None:
+        """What ``audit public-key`` prints is what the setting takes."""
+        key = Ed25519PrivateKey.generate().public_key()
+        trusted = TrustedKeys.parse([encode_public_key(key)])
+        assert trusted.key_ids == {key_id(key)}
+        assert trusted
+
+    def test_empty_set_is_false(self) -> None:
+        """No pinned key: callers refuse to verify instead of trusting a key file."""
+        assert not TrustedKeys.parse([])
+
+    @pytest.mark.parametrize("text", ["not base64!", "AAAA", ""])
+    def test_malformed_pin_is_refused(self, text: str) -> None:
+        """A pinned value that is not a raw Ed25519 public key is a clear error."""
+        with pytest.raises(ValueError, match="not the base64 of a raw Ed25519 public key"):
+            TrustedKeys.parse([text])
+
+    def test_unknown_key_id_does_not_verify(self) -> None:
+        """A signature naming a key that is not pinned never verifies."""
+        assert not TrustedKeys().verifies("0" * 16, "AA==", b"x")
+
+
+class TestRecordSignatures:
+    def test_signed_record_verifies_for_its_topic_only(self) -> None:
+        """The signature binds the record hash to the audit topic it was written to."""
+        private = Ed25519PrivateKey.generate()
+        records, _ = build_chain(2, private, every=5)
+        signature = sign_record(private, "a.audit.log", records[1])
+        trusted = TrustedKeys.of(private.public_key())
+        assert record_signature_valid(signature, "a.audit.log", records[1], trusted)
+        assert not record_signature_valid(signature, "b.audit.log", records[1], trusted)
+        assert not record_signature_valid(signature, "a.audit.log", records[0], trusted)
+        assert not record_signature_valid(None, "a.audit.log", records[1], trusted)
+        assert not record_signature_valid(signature, "a.audit.log", records[1], TrustedKeys())
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestDamagedCheckpointFile:
+    def test_garbage_line_is_reported_not_raised(self, tmp_path: Path) -> None:
+        """A line that is no checkpoint is listed by number; the others still count."""
+        key = Ed25519PrivateKey.generate()
+        path = tmp_path / "cps.jsonl"
+        good = sign_checkpoint(key, ChainState(0, 4, "a" * 64), T0)
+        append_checkpoint(path, good)
+        with path.open("a") as handle:
+            handle.write("{not a checkpoint\n\n")
+        append_checkpoint(path, good)
+        read = read_checkpoint_file(path)
+        assert (read.checkpoints, read.malformed_lines, read.exists) == ([good, good], [2], True)
+        assert read_checkpoints(path) == [good, good]
+
+    def test_absent_file(self, tmp_path: Path) -> None:
+        """An absent file holds nothing and says so."""
+        read = read_checkpoint_file(tmp_path / "none.jsonl")
+        assert (read.checkpoints, read.malformed_lines, read.exists) == ([], [], False)

@@ -8,13 +8,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from schemas.audit import AuditCheckpoint, AuditRecord
 from schemas.errors import ErrorCode
 from streams.audit.chain import ChainState, append, record_hash
-from streams.audit.checkpoints import sign_checkpoint
+from streams.audit.checkpoints import TrustedKeys, sign_checkpoint
 from streams.audit.verify import (
+    ForeignRecord,
     TamperKind,
     UnreadableRecord,
     VerificationReport,
+    cross_check,
     merge_reports,
     verify_chain,
+    verify_chains,
 )
 from tests.unit.audit.factories import T0, build_chain, drafts
 
@@ -249,3 +252,118 @@ class TestMerge:
         a, cps_a = build_chain(3, KEY, every=3)
         report = verify_chain(a, cps_a, PUB)
         assert merge_reports([report]) is report
+
+
+@pytest.mark.requirement("RS-AUD-06")
+class TestForeignRecords:
+    """A record the agent did not write is reported at its sequence and kept out of the chain."""
+
+    def test_forged_record_named_at_its_claimed_sequence(self, chain: Chain) -> None:
+        """A forged, correctly chained record at 20 is reported; the genuine chain still walks."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=20, offset=44, reason="unsigned record")
+        report = verify_chain([*records, forged], cps, PUB)
+        assert _problem(report) == (20, TamperKind.FORGED_RECORD)
+        assert report.error_code is ErrorCode.AUDIT_RECORD_FORGED
+        assert (report.records_checked, report.last_sequence, report.foreign_records) == (20, 19, 1)
+        assert "1 foreign records" in report.summary()
+
+    def test_forgery_in_the_middle_does_not_break_the_chain(self, chain: Chain) -> None:
+        """The agent's own record at the forged sequence still links: only the forgery is named."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=7, offset=9, reason="record signature does not verify")
+        report = verify_chain([*records[:7], forged, *records[7:]], cps, PUB)
+        assert _problem(report) == (7, TamperKind.FORGED_RECORD)
+        assert report.last_sequence == 19
+
+    def test_unreadable_foreign_message_takes_the_expected_sequence(self, chain: Chain) -> None:
+        """A foreign message without a sequence is reported where it sits in the chain."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=None, offset=3, reason="unsigned record")
+        report = verify_chain([*records[:3], forged, *records[3:]], cps, PUB)
+        assert _problem(report) == (3, TamperKind.FORGED_RECORD)
+
+    def test_merged_reports_sum_foreign_records(self, chain: Chain) -> None:
+        """Counts of foreign records add up across chains."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=20, offset=44, reason="unsigned record")
+        one = verify_chain([*records, forged], cps, PUB)
+        assert merge_reports([one, one]).foreign_records == 2
+
+    def test_record_replaced_by_a_foreign_one_is_edited(self, chain: Chain) -> None:
+        """The genuine 7 missing and a foreign record claiming 7 in its place: edited at 7."""
+        records, cps = chain
+        forged = ForeignRecord(sequence=7, offset=7, reason="record signature does not verify")
+        report = verify_chain([*records[:7], forged, *records[8:]], cps, PUB)
+        assert _problem(report) == (7, TamperKind.EDITED)
+        assert "replaced" in report.detail
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestRotation:
+    def test_checkpoints_of_a_rotated_out_key_verify_while_it_is_pinned(self, chain: Chain) -> None:
+        """Old checkpoints name the old key: both pinned, both verify; unpinned, they are forged."""
+        records, cps = chain
+        new_key = Ed25519PrivateKey.generate()
+        newer = sign_checkpoint(new_key, ChainState(0, 19, records[19].hash), T0)
+        both = TrustedKeys.of(PUB, new_key.public_key())
+        assert verify_chain(records, [*cps, newer], both).ok
+        report = verify_chain(records, [*cps, newer], TrustedKeys.of(new_key.public_key()))
+        assert _problem(report) == (4, TamperKind.FORGED_CHECKPOINT)
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestTrustAnchors:
+    """Missing checkpoints, a damaged checkpoint file and stores that disagree are verdicts."""
+
+    def test_checkpoints_deleted_past_one_interval(self, chain: Chain) -> None:
+        """20 records and only the checkpoint at 4 left: past the interval of 5 it fails at 5."""
+        records, cps = chain
+        report = verify_chain(records, cps[:1], PUB, max_uncovered=5)
+        assert _problem(report) == (5, TamperKind.MISSING_CHECKPOINTS)
+        assert report.error_code is ErrorCode.AUDIT_CHECKPOINT_INVALID
+
+    def test_every_checkpoint_deleted(self, chain: Chain) -> None:
+        """No checkpoint at all beside 20 records: missing from sequence 0."""
+        records, _ = chain
+        assert _problem(verify_chain(records, [], PUB, max_uncovered=5)) == (
+            0,
+            TamperKind.MISSING_CHECKPOINTS,
+        )
+
+    def test_tail_within_one_interval_is_fine(self, chain: Chain) -> None:
+        """Records after the newest checkpoint, fewer than one interval: intact."""
+        records, cps = chain
+        assert verify_chain(records[:18], cps[:3], PUB, max_uncovered=5).ok
+
+    def test_malformed_checkpoint_line_is_a_verdict(self, chain: Chain) -> None:
+        """A line of the checkpoint file that is not a checkpoint fails verification."""
+        records, cps = chain
+        report = verify_chains({0: records}, cps, PUB, malformed_checkpoint_lines=[3])
+        assert (report.ok, report.problem) == (False, TamperKind.MISSING_CHECKPOINTS)
+        assert "line 3" in report.detail
+
+    def test_cross_check_finds_a_truncated_table(self, chain: Chain) -> None:
+        """The table verifies alone (cut to nothing, no checkpoints) but not beside the topic."""
+        records, cps = chain
+        topic = verify_chains({0: records}, cps, PUB)
+        table = verify_chains({}, [], PUB)
+        assert table.ok
+        report = cross_check(topic, table)
+        assert _problem(report) == (0, TamperKind.STORES_DIFFER)
+        assert report.error_code is ErrorCode.AUDIT_CHAIN_BROKEN
+
+    def test_cross_check_finds_another_head(self, chain: Chain) -> None:
+        """Same length, another head hash: the stores differ."""
+        records, cps = chain
+        topic = verify_chain(records, cps, PUB)
+        rebuilt = verify_chain(build_chain(20, KEY, every=5)[0], [], PUB)
+        report = cross_check(topic, rebuilt)
+        assert _problem(report) == (20, TamperKind.STORES_DIFFER)
+        assert "another head" in report.detail
+
+    def test_cross_check_of_equal_stores(self, chain: Chain) -> None:
+        """The same chain in both stores: the cross-check passes."""
+        records, cps = chain
+        report = verify_chain(records, cps, PUB)
+        assert cross_check(report, report).ok

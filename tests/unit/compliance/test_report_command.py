@@ -32,11 +32,13 @@ class TestReport:
     def test_report_without_an_audit_key(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """With no signing key there is nothing to verify: the report says so."""
-        monkeypatch.setenv("RADSTREAM_AUDIT__SIGNING_KEY_FILE", str(tmp_path / "none.pem"))
+        """With no pinned verification key there is nothing to verify with: the report says so."""
+        monkeypatch.delenv("RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS", raising=False)
         out = tmp_path / "report.md"
         assert main(["compliance", "report", "--out", str(out)]) == 0
-        assert "Not verified: RESOURCE_NOT_FOUND: no audit signing key at" in out.read_text()
+        assert "Not verified: SETTINGS_INVALID: no audit verification key is pinned" in (
+            out.read_text()
+        )
 
     def test_invalid_settings_are_one_line_without_values(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

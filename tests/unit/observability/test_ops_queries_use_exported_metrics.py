@@ -84,6 +84,7 @@ class TestAlertRules:
             "RadstreamLatencySLOFastBurn",
             "RadstreamDatabaseUnavailable",
             "RadstreamAuditVerificationFailed",
+            "RadstreamAuditRecordQuarantined",
         } <= names
 
     def test_every_alert_has_severity_and_summary(self) -> None:

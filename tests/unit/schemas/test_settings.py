@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from schemas.settings import (
     DEFAULT_JWT_SECRET,
+    AuditSettings,
     Settings,
     describe_settings_error,
     env_name,
@@ -204,3 +206,17 @@ class TestDicomSettings:
         """AE titles are 1-16 letters, digits or ._- (safe to log and to use as a source)."""
         with pytest.raises(ValidationError):
             Settings(dicom={"ae_title": title})
+
+
+@pytest.mark.requirement("RS-SEC-03")
+class TestPinnedAuditKeys:
+    def test_raw_public_keys_accepted(self) -> None:
+        """A pinned key is the base64 of 32 raw bytes."""
+        key = base64.b64encode(bytes(range(32))).decode()
+        assert AuditSettings(trusted_public_keys=(key,)).trusted_public_keys == (key,)
+
+    @pytest.mark.parametrize("value", ["not base64!", "AAAA"])
+    def test_anything_else_refused(self, value: str) -> None:
+        """Not base64, or not 32 bytes: the settings are refused at start-up."""
+        with pytest.raises(ValidationError, match="pinned audit key"):
+            AuditSettings(trusted_public_keys=(value,))
