@@ -288,7 +288,8 @@ class StudiesStage:
     async def _results(
         self, tx: StudyTransaction, state: StudyState, now: datetime
     ) -> tuple[StudyStatus, datetime | None]:
-        assert state.completed_at is not None  # noqa: S101 - only called for complete studies
+        if state.completed_at is None:  # only called for complete studies
+            raise ValueError("study results of a study that has not completed")
         due = state.completed_at + self._analysis_timeout
         timed_out = now >= due
         study = CompletedStudy(

@@ -265,8 +265,8 @@ def _complete_study(state: StudyState, rule: CompletionRule, at: datetime) -> li
         if not series.complete
     ]
     state.completed_by, state.completed_at = rule, at
-    assert state.first_arrival_at is not None  # noqa: S101 - a study completes with instances only
-    assert state.last_arrival_at is not None  # noqa: S101
+    if state.first_arrival_at is None or state.last_arrival_at is None:
+        raise ValueError("a study completes with instances only")
     events.append(
         StudyCompleted(
             completion_id=completion_id(state.study_instance_uid, state.generation),
