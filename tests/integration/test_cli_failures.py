@@ -90,6 +90,10 @@ WORK: dict[str, list[str]] = {
     "schemas export": [],
     "schemas check": [],
     "compliance report": ["--out", REPORT_OUT],
+    "topics acls": [],
+    "studies show": ["1.2.826.0.1.3680043.8.498.1"],
+    "dicom listen": [],
+    "dicom demo": ["--orthanc", "http://127.0.0.1:9", "--timeout", "5"],
 }
 # Writes the committed contract files: covered by its unit tests, not run here.
 NOT_RUN = {"schemas export"}
@@ -140,6 +144,7 @@ BROKER_DOWN = [
             "dlq replay",
             "dlq purge",
             "lag",
+            "dicom listen",
             *MODEL_CHANGES,
         )
     ),
@@ -160,6 +165,7 @@ BROKER_DOWN = [
             "schemas check",
             "audit public-key",
             "compliance report",
+            "topics acls",
         )
     ),
 ]
@@ -174,6 +180,8 @@ DATABASE_DOWN = [
             "bootstrap",
             "api",
             "models compare",
+            "studies show",
+            "dicom demo",
         )
     ),
     Case(["worker", "--stages", "results"], ExitCode.UNAVAILABLE, DATABASE),
@@ -195,6 +203,7 @@ DATABASE_DOWN = [
             "config",
             "audit public-key",
             "compliance report",
+            "topics acls",
         )
     ),
     Case(work("audit show"), ExitCode.NOT_FOUND, ErrorCode.RESOURCE_NOT_FOUND),

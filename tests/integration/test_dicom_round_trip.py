@@ -24,6 +24,8 @@ from observability.logging import configure_logging
 from schemas.audit import AuditEventType, AuditRecord
 from schemas.events import ImageArrived, ResultExported
 from schemas.settings import LoggingSettings, Settings, load_settings
+from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import load_public_key
 from streams.audit.io import read_audit_topic
 from streams.dicom.instances import read_instance
 from streams.kafka import KafkaClientConfig, read_topic
@@ -85,7 +87,9 @@ async def trip(trip_settings: Settings) -> AsyncIterator[dict[str, Any]]:
     records = {
         name: (await read_topic(kafka, topic)).all_records() for name, topic in topics.all().items()
     }
-    audit = await read_audit_topic(kafka, topics.audit)
+    # Judged by the key the run's audit agent signed with, as a verifier pins it.
+    trusted = TrustedKeys.of(load_public_key(settings.audit.signing_key_file))
+    audit = await read_audit_topic(kafka, topics.audit, trusted)
     yield {
         "outcomes": outcomes,
         "instances": dict(instances),
