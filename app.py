@@ -254,7 +254,9 @@ def build_results_spec(
     return AgentSpec(
         "results",
         topics.of(STAGE_TOPICS["results"].all_reads),
-        ResultsStage(sink, topics, on_stored=stored),
+        ResultsStage(
+            sink, topics, on_stored=stored, on_arrival_skipped=metrics.results_arrival_skipped
+        ),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,
     )

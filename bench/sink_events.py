@@ -1,4 +1,5 @@
-"""Builders of valid result, rejection and validation events for database tests and benches."""
+"""Builders of valid arrival, result, rejection and validation events for database tests and
+benches."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.errors import ErrorCode
 from schemas.events import (
+    ImageArrived,
     ImageFormat,
     ImageGeometry,
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
     ModelRef,
+    Priority,
     Stage,
     ValidatorVerdict,
 )
@@ -83,6 +86,20 @@ def make_rejection(
         error_code=code,
         reason=reason,
         model_id=model_id,
+    )
+
+
+def make_arrival(
+    *, event_id: uuid.UUID | None = None, user: str | None = None, stat: bool = False
+) -> ImageArrived:
+    """One valid ImageArrived (on the stat lane with ``stat``)."""
+    return ImageArrived(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=BASE_TIME,
+        source="router-a",
+        image_uri="file:///data/a.dcm",
+        requested_by=user,
+        priority=Priority.STAT if stat else Priority.ROUTINE,
     )
 
 

@@ -64,7 +64,11 @@ class FileOutcome:
 
     @property
     def finished(self) -> bool:
-        """Rejected before inference, or every routed model has a result or a refusal."""
+        """Its arrival is recorded, and it was rejected before inference or every routed model
+        has a result or a refusal (the arrival is consumed apart from the outcomes, so it may be
+        recorded after them)."""
+        if "arrived" not in self.states:
+            return False
         if "rejected" in self.states:
             return True
         answered = len(self.decisions) + len(self.refusals)

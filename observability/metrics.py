@@ -389,6 +389,12 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.results_arrivals_skipped = Counter(
+            "radstream_results_arrivals_skipped_total",
+            "Malformed arrivals the results sink skipped (validation dead-letters them), by code.",
+            ["error_code"],
+            registry=r,
+        )
         self.sink_backpressure_seconds = Counter(
             "radstream_sink_backpressure_seconds_total",
             "Time a sink held its consumer back (waiting on the database).",
@@ -567,6 +573,10 @@ class Metrics:
     def dead_lettered(self, stage: Stage, code: ErrorCode) -> None:
         """A stage sent a message to the dead-letter topic."""
         self.dead_letters.labels(Stage(stage).value, ErrorCode(code).value).inc()
+
+    def results_arrival_skipped(self, code: ErrorCode) -> None:
+        """The results sink skipped a malformed arrival (no lifecycle entry; not dead-lettered)."""
+        self.results_arrivals_skipped.labels(ErrorCode(code).value).inc()
 
     def end_to_end(self, stage: Stage, seconds: float) -> None:
         """A result was stored ``seconds`` after its image's occurred_at."""

@@ -408,5 +408,5 @@ class ShadowOutcome(Event):
         return self
 
 
-StorableEvent = InferenceCompleted | ImageRejected | ImageValidated | ShadowOutcome
+StorableEvent = InferenceCompleted | ImageRejected | ImageValidated | ImageArrived | ShadowOutcome
 """The events the results sink stores: results, and the lifecycle steps consumed beside them."""

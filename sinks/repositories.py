@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     cast,
     func,
     literal,
@@ -345,7 +346,11 @@ class LifecycleRepository:
     @staticmethod
     def lifecycle_statement(event_id: uuid.UUID) -> Select[Any]:
         """The SELECT of one arrival's published steps, oldest first (shadow failures are left
-        out: they belong to the comparison of model versions, not to the image's story)."""
+        out: they belong to the comparison of model versions, not to the image's story).
+
+        ``arrived`` always comes first: it is the first step by definition, but its time is the
+        router's clock (``occurred_at``), which may run ahead of the workers' clocks.
+        """
         return (
             select(
                 _E.event_id,
@@ -359,7 +364,7 @@ class LifecycleRepository:
                 _E.requested_by,
             )
             .where(_E.event_id == event_id, _E.role == ResultRole.PUBLISHED.value)
-            .order_by(_E.at, _E.id)
+            .order_by(case((_E.state == LifecycleState.ARRIVED.value, 0), else_=1), _E.at, _E.id)
         )
 
     async def lifecycle(self, event_id: uuid.UUID) -> list[LifecycleEntry]:

@@ -1,9 +1,9 @@
 """The results sink: results and lifecycle steps to PostgreSQL, one transaction per batch.
 
 A :class:`~streams.batching_sink.BatchingSink`: the results stage adds the events of one consumed
-batch (results, plus the rejections and validations consumed beside them) and flushes them in
-ONE transaction — every row or none. Writes are idempotent, so a batch redelivered after a crash
-doubles nothing. The stage commits its Kafka offsets only after the flush committed; while
+batch (results, plus the arrivals, rejections and validations consumed beside them) and flushes
+them in ONE transaction — every row or none. Writes are idempotent, so a batch redelivered after a
+crash doubles nothing. The stage commits its Kafka offsets only after the flush committed; while
 PostgreSQL is down the flush raises ``DATABASE_UNAVAILABLE`` and the runtime waits and flushes
 again (:func:`~streams.batching_sink.flush_until_committed`): the stage stops consuming and
 nothing is lost.
@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas.events import (
+    ImageArrived,
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
@@ -53,6 +54,7 @@ class WriteReport:
 @dataclass(slots=True)
 class _Pending:
     results: list[InferenceCompleted] = field(default_factory=list)
+    arrivals: list[ImageArrived] = field(default_factory=list)
     rejections: list[ImageRejected] = field(default_factory=list)
     validated: list[ImageValidated] = field(default_factory=list)
     shadow_results: list[InferenceCompleted] = field(default_factory=list)
@@ -88,7 +90,8 @@ class ResultsSink:
         return self._backpressure
 
     def add(self, event: StorableEvent) -> None:
-        """Collect one event of the batch (a result, a rejection, a validation, a shadow's)."""
+        """Collect one event of the batch (a result, an arrival, a rejection, a validation, a
+        shadow's)."""
         if isinstance(event, ShadowOutcome):
             if event.result is not None:
                 self._pending.shadow_results.append(event.result)
@@ -98,6 +101,8 @@ class ResultsSink:
             self._pending.results.append(event)
         elif isinstance(event, ImageRejected):
             self._pending.rejections.append(event)
+        elif isinstance(event, ImageArrived):
+            self._pending.arrivals.append(event)
         else:
             self._pending.validated.append(event)
 
@@ -108,7 +113,8 @@ class ResultsSink:
     async def flush(self) -> WriteReport:
         """Write the collected events in one transaction; ``TransientError`` if PostgreSQL is down.
 
-        Lifecycle steps recorded: ``validated``, ``rejected``/``failed``, and for every result
+        Lifecycle steps recorded: ``arrived`` (at the arrival's ``occurred_at``), ``validated``,
+        ``rejected``/``failed``, and for every result
         ``inferred`` and ``stored`` (at the sink's clock when the batch was written). A shadow
         version's results and failures are stored with role ``shadow`` (no other lifecycle
         step: they are not part of the image's story). The events stay collected when the write
@@ -122,7 +128,8 @@ class ResultsSink:
                 inserted += await ResultsRepository.upsert_results(
                     session, pending.shadow_results, ResultRole.SHADOW
                 )
-                entries = [LifecycleEntry.validated(event) for event in pending.validated]
+                entries = [LifecycleEntry.arrived(event) for event in pending.arrivals]
+                entries += [LifecycleEntry.validated(event) for event in pending.validated]
                 entries += [LifecycleEntry.rejected(event) for event in pending.rejections]
                 entries += [
                     LifecycleEntry.rejected(event, ResultRole.SHADOW)

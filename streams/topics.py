@@ -254,6 +254,8 @@ STAGE_TOPICS: dict[str, StageTopics] = {
         ),
         stat_reads=(TopicKey.IMAGES_VALIDATED_STAT,),
     ),
+    # The arrivals give every image's lifecycle its first step ("arrived"); the results stage
+    # is the lifecycle's one writer.
     "results": StageTopics(
         (
             TopicKey.INFERENCE_RESULTS,
@@ -261,6 +263,8 @@ STAGE_TOPICS: dict[str, StageTopics] = {
             TopicKey.IMAGES_VALIDATED_STAT,
             TopicKey.IMAGES_REJECTED,
             TopicKey.INFERENCE_SHADOW,
+            TopicKey.IMAGES_ARRIVED,
+            TopicKey.IMAGES_ARRIVED_STAT,
         ),
         (TopicKey.DEADLETTER,),
     ),

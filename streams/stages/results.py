@@ -1,12 +1,18 @@
 """The results sink stage: store results and lifecycle steps in PostgreSQL, exactly once.
 
-Consumes ``inference.results``, ``images.validated``, ``images.rejected`` and
-``inference.shadow`` (outcomes of versions in shadow, stored with role ``shadow``). The stage is the
+Consumes ``inference.results``, ``images.validated``, ``images.rejected``, ``inference.shadow``
+(outcomes of versions in shadow, stored with role ``shadow``) and the arrival topics
+``images.arrived`` and ``images.arrived.stat`` (the lifecycle's ``arrived`` step). The stage is the
 runtime of a :class:`~streams.batching_sink.BatchingSink` (``sinks.results_sink``): it adds the
 batch's events and flushes them in one transaction, waiting out database outages
 (:func:`~streams.batching_sink.flush_until_committed`); until that returns, the batch is not
 acknowledged, so the stage stops consuming (backpressure) and resumes where it stopped.
 Redelivered events are absorbed by the database's natural keys.
+
+A malformed arrival is not dead-lettered here: the validation stage reads the same message and
+dead-letters it (once, with its code); a second dead letter from this stage would make an
+operator replay it twice. The results stage skips it, logs its code and position (never its
+value) and counts it (``on_arrival_skipped``, ``radstream_results_arrivals_skipped_total``).
 """
 
 from __future__ import annotations
@@ -14,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from schemas.errors import RadstreamError
+import structlog
+
+from schemas.errors import ErrorCode, RadstreamError
 from schemas.events import (
+    ImageArrived,
     ImageRejected,
     ImageValidated,
     InferenceCompleted,
@@ -27,6 +36,8 @@ from streams.batching_sink import BatchingSink, flush_until_committed
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.topics import TopicKey, TopicNames
+
+log = structlog.get_logger("radstream.results")
 
 
 class ResultsStage:
@@ -41,6 +52,7 @@ class ResultsStage:
         *,
         on_stored: Callable[[InferenceCompleted], None] | None = None,
         on_write_error: Callable[[BaseException], None] | None = None,
+        on_arrival_skipped: Callable[[ErrorCode], None] | None = None,
     ) -> None:
         self._sink = sink
         self._models: dict[str, type[StorableEvent]] = {
@@ -49,9 +61,16 @@ class ResultsStage:
             topics[TopicKey.IMAGES_VALIDATED]: ImageValidated,
             topics[TopicKey.INFERENCE_SHADOW]: ShadowOutcome,
             topics[TopicKey.IMAGES_VALIDATED_STAT]: ImageValidated,
+            topics[TopicKey.IMAGES_ARRIVED]: ImageArrived,
+            topics[TopicKey.IMAGES_ARRIVED_STAT]: ImageArrived,
         }
+        # Validation dead-letters a malformed arrival; this stage only skips it (module doc).
+        self._arrivals = frozenset(
+            topics.of((TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT))
+        )
         self._on_stored = on_stored
         self._on_write_error = on_write_error
+        self._on_arrival_skipped = on_arrival_skipped
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Store the batch; return dead letters for unparseable or unstorable messages."""
@@ -66,7 +85,10 @@ class ResultsStage:
             try:
                 parsed.append((message, parse_event(message, model)))
             except RadstreamError as exc:
-                out.append(dead_letter_for(message, self.stage, exc))
+                if message.topic in self._arrivals:
+                    self._skip_arrival(message, exc.code)
+                else:
+                    out.append(dead_letter_for(message, self.stage, exc))
         try:
             await self._write([event for _, event in parsed])
         except Exception as exc:  # noqa: BLE001 - isolate the culprit instead of losing the batch
@@ -79,6 +101,17 @@ class ResultsStage:
                 except Exception as single:  # noqa: BLE001 - dead-lettered with its code
                     out.append(dead_letter_for(message, self.stage, single))
         return out
+
+    def _skip_arrival(self, message: Incoming, code: ErrorCode) -> None:
+        log.warning(
+            "results_arrival_skipped",
+            error_code=code.value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        if self._on_arrival_skipped is not None:
+            self._on_arrival_skipped(code)
 
     async def _write(self, events: Sequence[StorableEvent]) -> None:
         self._sink.clear()

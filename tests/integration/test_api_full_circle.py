@@ -117,9 +117,11 @@ async def test_submit_read_verify_and_audit(
         client,
         f"/events/{event_id}",
         clinician,
-        lambda b: any(e["state"] == "stored" for e in b["entries"]),
+        lambda b: {"arrived", "stored"} <= {e["state"] for e in b["entries"]},
     )
-    assert [e["state"] for e in lifecycle["entries"]][-1] == "stored"
+    states = [e["state"] for e in lifecycle["entries"]]
+    assert (states[0], states[-1]) == ("arrived", "stored"), states
+    assert states.count("arrived") == 1
 
     page = await poll(client, "/results", clinician, lambda b: bool(b["items"]))
     (result,) = page["items"]

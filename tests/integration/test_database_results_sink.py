@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench.sink_events import make_rejection, make_result, make_validated
+from bench.sink_events import make_arrival, make_rejection, make_result, make_validated
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import StorableEvent
 from schemas.settings import SinkSettings
@@ -103,6 +104,29 @@ class TestFlush:
             LifecycleState.STORED,
         ]
         assert await _count_user(database, user) == 1
+
+    async def test_arrival_is_recorded_once_and_first(self, database: Database) -> None:
+        """ "arrived" leads the lifecycle even when the router's clock runs ahead of the
+        workers'; a redelivered arrival adds nothing."""
+        result = make_result(user=f"u-{uuid.uuid4().hex[:10]}")
+        arrival = make_arrival(event_id=result.event_id, user=result.requested_by)
+        # A router clock far ahead: after every worker-stamped step, the sink's own included.
+        ahead = arrival.model_copy(update={"occurred_at": datetime(2100, 1, 1, tzinfo=UTC)})
+        validated = make_validated(event_id=result.event_id)
+        sink = ResultsSink(database.sessions, FAST)
+        first = await added(sink, [result, validated]).flush()
+        second = await added(sink, [ahead]).flush()
+        replay = await added(sink, [ahead, arrival]).flush()
+        assert (first.lifecycle_inserted, second.lifecycle_inserted) == (3, 1)
+        assert (replay.lifecycle_received, replay.lifecycle_inserted) == (2, 0)
+        history = await LifecycleRepository(database.sessions).lifecycle(result.event_id)
+        assert [e.state for e in history] == [
+            LifecycleState.ARRIVED,
+            LifecycleState.VALIDATED,
+            LifecycleState.INFERRED,
+            LifecycleState.STORED,
+        ]
+        assert (history[0].at, history[0].requested_by) == (ahead.occurred_at, result.requested_by)
 
     async def test_replayed_batch_reports_duplicates(self, database: Database) -> None:
         """A redelivered batch inserts nothing and reports every result as a duplicate."""

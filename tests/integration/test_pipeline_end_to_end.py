@@ -171,6 +171,15 @@ class TestEndToEnd:
             assert outcomes[name].error_code == code, name
             assert "stored" not in outcomes[name].states
 
+    async def test_every_lifecycle_starts_with_its_arrival(self, run: dict[str, object]) -> None:
+        """Each image's lifecycle has one "arrived" entry, and it comes first."""
+        outcomes = run["outcomes"]
+        assert isinstance(outcomes, dict)
+        for name in [*GOOD, *BAD]:
+            states = outcomes[name].states
+            assert states[0] == "arrived", (name, states)
+            assert states.count("arrived") == 1, (name, states)
+
     async def test_each_arrival_in_exactly_one_outcome_topic(
         self, run: dict[str, object], pipeline_settings: Settings
     ) -> None:

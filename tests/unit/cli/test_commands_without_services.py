@@ -146,6 +146,15 @@ class TestDemoHelpers:
             ),
             (("arrived", "rejected"), "IMAGE_EMPTY", (), (), ("rejected", "IMAGE_EMPTY")),
             (("arrived",), None, (), (), ("UNFINISHED", "arrived")),
+            # The arrival is consumed apart from the outcomes: not finished until it is recorded.
+            (("rejected",), "IMAGE_EMPTY", (), (), ("UNFINISHED", "rejected")),
+            (
+                ("validated", "stored"),
+                None,
+                ("m@1: normal",),
+                (),
+                ("UNFINISHED", "validated,stored"),
+            ),
         ],
     )
     def test_outcome_rows(

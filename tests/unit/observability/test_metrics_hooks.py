@@ -261,6 +261,15 @@ class TestSinkHooks:
         metrics.sink_backpressure("audit", 0.5)
         assert _value(registry, "radstream_sink_backpressure_seconds_total", sink="audit") == 2.0
 
+    def test_skipped_arrivals_count_by_code(
+        self, registry: CollectorRegistry, metrics: Metrics
+    ) -> None:
+        """Malformed arrivals the results sink skipped are counted by their error code."""
+        metrics.results_arrival_skipped(ErrorCode.EVENT_MALFORMED)
+        metrics.results_arrival_skipped(ErrorCode.EVENT_MALFORMED)
+        name = "radstream_results_arrivals_skipped_total"
+        assert _value(registry, name, error_code=ErrorCode.EVENT_MALFORMED.value) == 2
+
     def test_database_up_gauge(self, registry: CollectorRegistry, metrics: Metrics) -> None:
         """set_database_up flips the availability gauge."""
         metrics.set_database_up(True)

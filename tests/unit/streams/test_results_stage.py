@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.sink_events import make_rejection, make_result
+import pytest
+from structlog.testing import capture_logs
+
+from bench.sink_events import make_arrival, make_rejection, make_result
 from schemas.errors import ErrorCode, error_for
 from schemas.events import DeadLetter, InferenceCompleted, ShadowOutcome, Stage, StorableEvent
 from streams.batching_sink import Backpressure
 from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
 from streams.stages.results import ResultsStage
-from streams.topics import TopicKey, TopicNames
+from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
 
 TOPICS = TopicNames("p.")
 
@@ -116,3 +119,68 @@ class TestResultsStage:
         out = await stage.handle([junk, foreign])
         assert [o.topic for o in out] == [TopicKey.DEADLETTER, TopicKey.DEADLETTER]
         assert sink.stored == []
+
+
+@pytest.mark.requirement("RS-G-04", "RS-API-01")
+class TestArrivals:
+    """The arrival topics give the lifecycle its first step; their junk is validation's."""
+
+    def test_the_stage_reads_every_arrival_lane(self) -> None:
+        """The agents and ACLs (derived from STAGE_TOPICS) subscribe the results stage to both."""
+        reads = STAGE_TOPICS["results"].all_reads
+        assert TopicKey.IMAGES_ARRIVED in reads
+        assert TopicKey.IMAGES_ARRIVED_STAT in reads
+
+    async def test_every_topic_it_reads_is_parsed_not_refused(self) -> None:
+        """No topic in STAGE_TOPICS["results"] is dead-lettered as foreign by the stage."""
+        stage = ResultsStage(FakeSink(), TOPICS)
+        junk = [Incoming(TOPICS[key], 0, 0, None, b"{}") for key in STAGE_TOPICS["results"].reads]
+        out = await stage.handle(junk)
+        reasons = [o.value.reason for o in out if isinstance(o.value, DeadLetter)]
+        assert not [reason for reason in reasons if "does not consume" in reason]
+
+    async def test_arrivals_of_both_lanes_are_stored(self) -> None:
+        """Routine and stat arrivals go to the sink with the batch's other events."""
+        sink = FakeSink()
+        stage = ResultsStage(sink, TOPICS)
+        routine, stat, result = make_arrival(), make_arrival(stat=True), make_result()
+        out = await stage.handle(
+            [
+                message(TopicKey.IMAGES_ARRIVED, routine, 0),
+                message(TopicKey.IMAGES_ARRIVED_STAT, stat, 0),
+                message(TopicKey.INFERENCE_RESULTS, result, 0),
+            ]
+        )
+        assert out == []
+        assert sink.stored == [routine, stat, result]
+
+    @pytest.mark.parametrize("lane", [TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT])
+    async def test_a_malformed_arrival_is_skipped_counted_and_not_dead_lettered(
+        self, lane: TopicKey
+    ) -> None:
+        """Validation dead-letters it; the results stage counts and logs it without its value."""
+        sink = FakeSink()
+        skipped: list[ErrorCode] = []
+        stage = ResultsStage(sink, TOPICS, on_arrival_skipped=skipped.append)
+        phi = b'{"source": "DOE^JANE", "image_uri": "file:///1970-01-01/DOE^JANE.dcm", "x": 1}'
+        good = make_arrival()
+        with capture_logs() as logs:
+            out = await stage.handle(
+                [
+                    Incoming(TOPICS[lane], 2, 7, b"DOE^JANE", phi),
+                    message(TopicKey.IMAGES_ARRIVED, good, 8),
+                ]
+            )
+        assert out == []
+        assert sink.stored == [good]
+        assert skipped == [ErrorCode.EVENT_MALFORMED]
+        assert [(line["event"], line["offset"], line["error_code"]) for line in logs] == [
+            ("results_arrival_skipped", 7, ErrorCode.EVENT_MALFORMED.value)
+        ]
+        assert "DOE" not in repr(logs)
+
+    async def test_a_malformed_arrival_without_a_counter_is_still_skipped(self) -> None:
+        """The counter hook is optional; the skip is not."""
+        stage = ResultsStage(FakeSink(), TOPICS)
+        junk = Incoming(TOPICS[TopicKey.IMAGES_ARRIVED], 0, 0, None, b"{not json")
+        assert await stage.handle([junk]) == []
