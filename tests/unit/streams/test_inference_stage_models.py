@@ -252,32 +252,32 @@ class ComparisonRecorder:
 
 @pytest.mark.requirement("RS-MOD-02")
 class TestLiveComparison:
-    async def test_the_active_and_its_shadow_on_one_image_are_reported_as_a_pair(
-        self, tmp_path: Path, reference_rules: RoutingRules
+    @pytest.mark.parametrize(
+        ("lesion_modes", "expected"),
+        [
+            pytest.param(
+                "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
+                [Compared("lesion-detector", "1.2.0", "1.1.0", PairAgreement.BASELINE_FAILED, {})],
+                id="the guarded active refuses the CT, its shadow scores it",
+            ),
+            pytest.param(
+                "    1.2.0: {mode: active}\n    1.1.0: {mode: staged}\n",
+                [],
+                id="one version per model runs: no pair",
+            ),
+        ],
+    )
+    async def test_versions_on_the_same_image_are_reported_as_pairs(
+        self,
+        tmp_path: Path,
+        reference_rules: RoutingRules,
+        lesion_modes: str,
+        expected: list[Compared],
     ) -> None:
-        """A real CT: the guarded active version refuses it, the shadow scores it."""
+        """A real CT goes to both models; only lesion-detector has a second version running."""
         hook = ComparisonRecorder()
         stage = stage_with_rollout(
-            tmp_path,
-            reference_rules,
-            "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
-            on_model_comparison=hook,
+            tmp_path, reference_rules, lesion_modes, on_model_comparison=hook
         )
         await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
-        assert hook.calls == [
-            Compared("lesion-detector", "1.2.0", "1.1.0", PairAgreement.BASELINE_FAILED, {})
-        ]
-
-    async def test_without_a_candidate_nothing_is_reported(
-        self, tmp_path: Path, reference_rules: RoutingRules
-    ) -> None:
-        """One active version per model: no pair (image-quality scored alone)."""
-        hook = ComparisonRecorder()
-        stage = stage_with_rollout(
-            tmp_path,
-            reference_rules,
-            "    1.2.0: {mode: active}\n    1.1.0: {mode: staged}\n",
-            on_model_comparison=hook,
-        )
-        await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
-        assert hook.calls == []
+        assert hook.calls == expected
