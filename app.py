@@ -211,6 +211,7 @@ def build_inference_specs(
         settings.validation,
         on_model_batch=metrics.inference_batch,
         on_model_outcome=metrics.model_observed,
+        on_model_comparison=metrics.model_compared,
     )
     lanes = STAGE_TOPICS["inference"]
     return [

@@ -36,6 +36,7 @@ from prometheus_client.utils import floatToGoString
 
 from schemas.errors import ErrorCode
 from schemas.events import Stage
+from schemas.rollout import PairAgreement
 
 # ~1.6x steps from 1 ms to 10 s: between neighbouring buckets a quantile estimate is off by at
 # most ~25 %, so p50/p95/p99 of stage and model latencies are meaningful.
@@ -83,6 +84,23 @@ END_TO_END_BUCKETS: Final = (
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Model scores are probabilities: steps of 0.05 over [0, 1] (drift is measured at these edges).
 SCORE_BUCKETS: Final = tuple(round(step * 0.05, 2) for step in range(1, 21))
+# A candidate's score minus the active version's on the same image: symmetric around 0, fine
+# near it (versions that agree), coarse towards the ends.
+SCORE_DELTA_BUCKETS: Final = (
+    -1.0,
+    -0.5,
+    -0.25,
+    -0.1,
+    -0.05,
+    -0.01,
+    0.0,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 # Input statistics of a preprocessed tensor live mostly in [0, 1] (window and min-max
 # normalisations), gradients near 0; z-scored tensors reach past it, so the ends are coarse.
 STATISTIC_BUCKETS: Final = (
@@ -357,6 +375,20 @@ class Metrics:
             buckets=STATISTIC_BUCKETS,
             registry=r,
         )
+        self.model_comparisons = Counter(
+            "radstream_model_comparisons_total",
+            "Images the active version and a shadow or canary version both handled, by how the"
+            " candidate's outcome compares (agree, disagree, candidate_failed, ...).",
+            ["model", "baseline_version", "candidate_version", "agreement"],
+            registry=r,
+        )
+        self.model_score_deltas = Histogram(
+            "radstream_model_score_delta",
+            "Candidate minus active version score per label on the same image.",
+            ["model", "baseline_version", "candidate_version", "label"],
+            buckets=SCORE_DELTA_BUCKETS,
+            registry=r,
+        )
         self.model_score_reference = Gauge(
             "radstream_model_score_reference_ratio",
             "Share of the manifest's reference scores at or below le (the drift baseline).",
@@ -629,6 +661,21 @@ class Metrics:
         for name, value in (statistics or {}).items():
             self.model_input_statistics.labels(*labels, _label(str(name))).observe(value)
 
+    def model_compared(
+        self,
+        model: str,
+        baseline_version: str,
+        candidate_version: str,
+        agreement: PairAgreement | str,
+        *,
+        score_deltas: Mapping[str, float],
+    ) -> None:
+        """The active and a candidate version handled the same image: agreement, score deltas."""
+        labels = (_label(model), _label(baseline_version), _label(candidate_version))
+        self.model_comparisons.labels(*labels, PairAgreement(agreement).value).inc()
+        for label, delta in score_deltas.items():
+            self.model_score_deltas.labels(*labels, _label(label)).observe(delta)
+
     def set_model_reference(
         self,
         model: str,
@@ -891,6 +938,7 @@ __all__ = [
     "END_TO_END_BUCKETS",
     "LATENCY_BUCKETS",
     "SCORE_BUCKETS",
+    "SCORE_DELTA_BUCKETS",
     "STATISTIC_BUCKETS",
     "AuthReason",
     "DicomOutcome",

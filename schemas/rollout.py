@@ -35,6 +35,19 @@ class ResultRole(StrEnum):
     )
 
 
+class PairAgreement(StrEnum):
+    """How a candidate's outcome on one image compares with the active version's (append only).
+
+    A failure is any outcome without a result, the input guard's refusal included.
+    """
+
+    AGREE = "agree"  # both scored, same decision
+    DISAGREE = "disagree"  # both scored, different decisions
+    CANDIDATE_FAILED = "candidate_failed"  # only the active version scored
+    BASELINE_FAILED = "baseline_failed"  # only the candidate scored
+    BOTH_FAILED = "both_failed"
+
+
 class _Report(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 

@@ -6,24 +6,34 @@ by the image's event id, so agreement and score deltas are measured on the same 
 summarises each version's failures and latency over everything it was given. The results
 repository's rows (``InferenceResultRecord``) and lifecycle rows (``LifecycleEntry``) satisfy the
 two protocols as they are, so the API and CLI only have to select the rows.
+
+:func:`pair_live_outcomes` is the live counterpart, for metrics: over one batch's outcomes
+(the inference stage runs the published and shadow versions on the same image in one batch) it
+pairs each image's active-version outcome with every other version of the same model that ran
+on it, a shadow's, or a canary's on a canary study (where the active version runs in shadow).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from schemas.rollout import (
     DecisionPair,
     LatencySummary,
+    PairAgreement,
     ScoreDelta,
     VersionComparison,
     VersionOutcomes,
 )
+
+if TYPE_CHECKING:  # the stage's outcome type; importing it would load the ONNX runtime
+    from streams.inference.batching import InferenceOutcome
 
 
 class StoredResult(Protocol):
@@ -150,6 +160,62 @@ def compare_versions(
         ),
         score_deltas=_score_deltas(pairs),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LivePair:
+    """One image handled by the active version (baseline) and another version (candidate)."""
+
+    model: str
+    baseline_version: str
+    candidate_version: str
+    agreement: PairAgreement
+    score_deltas: Mapping[str, float]  # candidate - baseline, per label both scored
+
+
+def _agreement(baseline: InferenceOutcome, candidate: InferenceOutcome) -> PairAgreement:
+    base, cand = baseline.result, candidate.result
+    if base is None:
+        return PairAgreement.BOTH_FAILED if cand is None else PairAgreement.BASELINE_FAILED
+    if cand is None:
+        return PairAgreement.CANDIDATE_FAILED
+    return PairAgreement.AGREE if base.decision == cand.decision else PairAgreement.DISAGREE
+
+
+def pair_live_outcomes(
+    outcomes: Sequence[InferenceOutcome], is_active: Callable[[str, str], bool]
+) -> list[LivePair]:
+    """Pairs of outcomes on the same image: the active version's with each other version's.
+
+    ``is_active(name, version)`` says which version is the baseline. Outcomes are grouped by
+    their request (one image as delivered) and model name; only outcomes of a resolved
+    ``name@version`` count. A group without the active version's outcome (an event pinning a
+    version) yields nothing. Pairs come in the order the outcomes were given.
+    """
+    groups: dict[tuple[int, str], list[tuple[str, InferenceOutcome]]] = {}
+    for outcome in outcomes:
+        name, _, version = (outcome.model_id or "").partition("@")
+        if version:
+            groups.setdefault((id(outcome.request), name), []).append((version, outcome))
+    pairs = []
+    for (_, name), members in groups.items():
+        baseline = next(((v, o) for v, o in members if is_active(name, v)), None)
+        if baseline is None:
+            continue
+        base_version, base = baseline
+        for version, candidate in members:
+            if candidate is base:
+                continue
+            deltas = {}
+            if base.result is not None and candidate.result is not None:
+                base_scores = base.result.scores
+                deltas = {
+                    label: score - base_scores[label]
+                    for label, score in sorted(candidate.result.scores.items())
+                    if label in base_scores
+                }
+            pairs.append(LivePair(name, base_version, version, _agreement(base, candidate), deltas))
+    return pairs
 
 
 def _share(value: float | None) -> str:

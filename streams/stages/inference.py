@@ -5,8 +5,9 @@ file replaced between the stages is refused, not inferred), decode it with the v
 decoder, and run one batched inference per model. An image that fails — unreadable, changed,
 undecodable, unknown or refused model — fails alone as a rejection with its code; the rest of
 the batch is unaffected. Versions running in shadow (beside the active one, or the active one
-beside a canary) deliver their outcomes to ``inference.shadow`` only. The batch is acknowledged
-only after all outcomes are delivered.
+beside a canary) deliver their outcomes to ``inference.shadow`` only. Where the active version and
+another version of the same model both ran on an image, the pair is reported for live
+comparison metrics. The batch is acknowledged only after all outcomes are delivered.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from schemas.events import (
     ShadowOutcome,
     Stage,
 )
+from schemas.rollout import PairAgreement, RolloutMode
 from schemas.settings import ValidationSettings
 from streams.inference.batching import InferenceOutcome, InferenceRequest, infer_batch
+from streams.inference.comparison import pair_live_outcomes
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import Outgoing
@@ -57,6 +60,21 @@ class ModelOutcomeHook(Protocol):
         """``outcome`` is ``scored``, ``out_of_distribution`` or ``failed``."""
 
 
+class ModelComparisonHook(Protocol):
+    """Called once per image the active version and a shadow or canary version both handled."""
+
+    def __call__(
+        self,
+        model: str,
+        baseline_version: str,
+        candidate_version: str,
+        agreement: PairAgreement,
+        *,
+        score_deltas: Mapping[str, float],
+    ) -> None:
+        """``score_deltas`` are candidate minus baseline, per label both scored."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     message: Incoming
@@ -77,6 +95,7 @@ class InferenceStage:
         *,
         on_model_batch: ModelBatchHook | None = None,
         on_model_outcome: ModelOutcomeHook | None = None,
+        on_model_comparison: ModelComparisonHook | None = None,
     ) -> None:
         self._reader = reader
         self._registry = registry
@@ -84,6 +103,7 @@ class InferenceStage:
         self._limits = limits
         self._on_model_batch = on_model_batch
         self._on_model_outcome = on_model_outcome
+        self._on_model_comparison = on_model_comparison
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Results and rejections for ``batch``; order of messages is kept per image."""
@@ -107,6 +127,7 @@ class InferenceStage:
         )
         self._report_model_batches(outcomes, time.perf_counter() - started)
         self._report_model_outcomes(outcomes)
+        self._report_model_comparisons(outcomes)
         out.extend(self._route(by_request[id(o.request)], o) for o in outcomes)
         return out
 
@@ -196,6 +217,21 @@ class InferenceStage:
                 scores=outcome.result.scores if outcome.result else None,
                 statistics={k.value: v for k, v in outcome.input_statistics.items()},
             )
+
+    def _report_model_comparisons(self, outcomes: Sequence[InferenceOutcome]) -> None:
+        if self._on_model_comparison is None:
+            return
+        for pair in pair_live_outcomes(outcomes, self._is_active):
+            self._on_model_comparison(
+                pair.model,
+                pair.baseline_version,
+                pair.candidate_version,
+                pair.agreement,
+                score_deltas=pair.score_deltas,
+            )
+
+    def _is_active(self, name: str, version: str) -> bool:
+        return self._registry.mode(name, version).mode is RolloutMode.ACTIVE
 
     def _rejected(
         self, message: Incoming, event: ImageValidated, error: RadstreamError, model_id: str | None

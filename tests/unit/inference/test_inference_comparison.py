@@ -5,10 +5,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 
 from schemas.errors import ErrorCode
-from streams.inference.comparison import compare_versions
+from schemas.rollout import PairAgreement, RolloutMode
+from streams.inference.batching import InferenceRequest, infer_batch
+from streams.inference.comparison import LivePair, compare_versions, pair_live_outcomes
+from streams.inference.rollout import in_canary
+from tests.unit.inference.inference_builders import (
+    NO_RULES,
+    fake_registry,
+    make_manifest,
+    make_request,
+    rollout_state,
+)
 
 BASE, CAND = "m@1.0", "m@2.0"
 
@@ -169,3 +180,106 @@ class TestRepositoryRows:
         report = compare_versions("chest-xray@1.0", "chest-xray@2.0", rows, [rejected])
         assert (report.paired_images, report.agreement) == (1, 1.0)
         assert report.candidate.failures_by_code == {"INFERENCE_FAILED": 1}
+
+
+class ConstantRunner:
+    """A runner giving every image the same score, or failing every batch."""
+
+    provider = "FakeExecutionProvider"
+
+    def __init__(self, score: float | None) -> None:
+        self._score = score
+
+    def run_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """``score`` for each input; raises when there is none."""
+        if self._score is None:
+            raise RuntimeError("runner exploded")
+        return np.full((inputs.shape[0], 1), self._score, dtype=np.float32)
+
+
+def live_pairs(
+    scores: dict[str, float | None], modes: str, *requests: InferenceRequest
+) -> list[LivePair]:
+    """Run fake-model versions scoring ``scores`` (None: failing) in ``modes``; pair them."""
+    registry = fake_registry(
+        *(
+            (make_manifest(version=version, default=False), ConstantRunner(score))
+            for version, score in scores.items()
+        ),
+        rollout=rollout_state(f"models:\n  fake-model:\n{modes}"),
+    )
+    outcomes = infer_batch(
+        list(requests or [make_request(model_ids=("fake-model",))]),
+        registry,
+        NO_RULES,
+        include_shadows=True,
+    )
+
+    def is_active(name: str, version: str) -> bool:
+        return registry.mode(name, version).mode is RolloutMode.ACTIVE
+
+    return pair_live_outcomes(outcomes, is_active)
+
+
+@pytest.mark.requirement("RS-MOD-02")
+class TestPairLiveOutcomes:
+    def test_each_shadow_is_paired_with_the_active_version(self) -> None:
+        """Decisions compared at the threshold; deltas are candidate minus active."""
+        pairs = live_pairs(
+            {"1.0.0": 0.8, "2.0.0": 0.3, "3.0.0": 0.9},
+            "    1.0.0: {mode: active}\n    2.0.0: {mode: shadow}\n    3.0.0: {mode: shadow}\n",
+        )
+        assert [(p.model, p.baseline_version, p.candidate_version, p.agreement) for p in pairs] == [
+            ("fake-model", "1.0.0", "2.0.0", PairAgreement.DISAGREE),
+            ("fake-model", "1.0.0", "3.0.0", PairAgreement.AGREE),
+        ]
+        assert pairs[0].score_deltas == {"lesion": pytest.approx(-0.5)}
+        assert pairs[1].score_deltas == {"lesion": pytest.approx(0.1)}
+
+    @pytest.mark.parametrize(
+        ("active", "shadow", "agreement"),
+        [
+            (0.8, None, PairAgreement.CANDIDATE_FAILED),
+            (None, 0.8, PairAgreement.BASELINE_FAILED),
+            (None, None, PairAgreement.BOTH_FAILED),
+        ],
+    )
+    def test_failures_are_paired_without_deltas(
+        self, active: float | None, shadow: float | None, agreement: PairAgreement
+    ) -> None:
+        """A version without a result on the image is a failed side of the pair."""
+        (pair,) = live_pairs(
+            {"1.0.0": active, "2.0.0": shadow},
+            "    1.0.0: {mode: active}\n    2.0.0: {mode: shadow}\n",
+        )
+        assert (pair.agreement, pair.score_deltas) == (agreement, {})
+
+    def test_a_canary_study_pairs_the_canary_with_the_active_in_shadow(self) -> None:
+        """On a canary study the canary is published; the active version is still baseline."""
+        assert in_canary("fake-model", "1.2.3", 99)  # the study UID make_request gives
+        (pair,) = live_pairs(
+            {"1.0.0": 0.8, "2.0.0": 0.7},
+            "    1.0.0: {mode: active}\n    2.0.0: {mode: canary, canary_percent: 99}\n",
+        )
+        assert (pair.baseline_version, pair.candidate_version) == ("1.0.0", "2.0.0")
+        assert pair.agreement is PairAgreement.AGREE
+
+    def test_only_outcomes_on_the_same_image_are_paired(self) -> None:
+        """Two images: one pair each; a pinned version runs alone and pairs with nothing."""
+        pairs = live_pairs(
+            {"1.0.0": 0.8, "2.0.0": 0.3},
+            "    1.0.0: {mode: active}\n    2.0.0: {mode: shadow}\n",
+            make_request(model_ids=("fake-model",)),
+            make_request(model_ids=("fake-model@2.0.0",)),
+            make_request(model_ids=("fake-model",)),
+        )
+        assert [p.agreement for p in pairs] == [PairAgreement.DISAGREE] * 2
+
+    def test_no_pair_without_the_active_version(self) -> None:
+        """Outcomes of other versions only (or unresolved ids) yield no pair."""
+        pairs = live_pairs(
+            {"1.0.0": 0.8, "2.0.0": 0.3},
+            "    1.0.0: {mode: active}\n    2.0.0: {mode: staged}\n",
+            make_request(model_ids=("fake-model@2.0.0", "unknown-model")),
+        )
+        assert pairs == []

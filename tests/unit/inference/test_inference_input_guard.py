@@ -23,6 +23,8 @@ from tests.unit.inference.inference_builders import (
     manifest_data,
 )
 
+pytestmark = pytest.mark.requirement("RS-MOD-02")
+
 S = InputStatistic
 
 

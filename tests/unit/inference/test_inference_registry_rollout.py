@@ -27,6 +27,8 @@ from tests.unit.inference.inference_builders import (
     rollout_state,
 )
 
+pytestmark = pytest.mark.requirement("RS-MOD-02")
+
 ROLLOUT = """
 models:
   fake-model:

@@ -27,6 +27,8 @@ from streams.inference.rollout import (
     select_versions,
 )
 
+pytestmark = pytest.mark.requirement("RS-MOD-02")
+
 
 def canary(percent: int) -> VersionRollout:
     return VersionRollout(mode=RolloutMode.CANARY, canary_percent=percent)

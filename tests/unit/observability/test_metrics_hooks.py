@@ -28,6 +28,7 @@ from observability.metrics import (
 )
 from schemas.errors import ErrorCode
 from schemas.events import Stage
+from schemas.rollout import PairAgreement
 
 pytestmark = pytest.mark.requirement("RS-OBS-01", "RS-MON-01")
 
@@ -181,6 +182,23 @@ class TestModelDriftHooks:
         name = "radstream_model_input_statistic_bucket"
         assert _value(registry, name, **stat, le="0.01") == 0
         assert _value(registry, name, **stat, le="0.02") == 1
+
+    @pytest.mark.requirement("RS-MOD-02")
+    def test_comparisons_count_by_agreement_and_observe_deltas(
+        self, registry: CollectorRegistry, metrics: Metrics
+    ) -> None:
+        """Each paired image counts once per agreement; deltas land in the signed buckets."""
+        metrics.model_compared("m", "1.0", "2.0", PairAgreement.DISAGREE, score_deltas={"x": -0.3})
+        metrics.model_compared("m", "1.0", "2.0", "candidate_failed", score_deltas={})
+        pair = {"model": "m", "baseline_version": "1.0", "candidate_version": "2.0"}
+        name = "radstream_model_comparisons_total"
+        assert _value(registry, name, **pair, agreement="disagree") == 1
+        assert _value(registry, name, **pair, agreement="candidate_failed") == 1
+        delta = "radstream_model_score_delta_bucket"
+        assert _value(registry, delta, **pair, label="x", le="-0.5") == 0
+        assert _value(registry, delta, **pair, label="x", le="-0.25") == 1
+        with pytest.raises(ValueError, match="maybe"):
+            metrics.model_compared("m", "1.0", "2.0", "maybe", score_deltas={})
 
     def test_reference_gauges_share_the_histograms_edges(
         self, registry: CollectorRegistry, metrics: Metrics

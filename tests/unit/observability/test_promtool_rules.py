@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.requirement("RS-OBS-04")
+pytestmark = pytest.mark.requirement("RS-OBS-04", "RS-MOD-02")  # the drift alerts
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from schemas.events import ImageRejected, InferenceCompleted, ShadowOutcome
+from schemas.rollout import PairAgreement
 from schemas.settings import ValidationSettings, load_settings
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
@@ -17,7 +18,7 @@ from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
 from streams.router import arrival_for_file
 from streams.stages.common import ImageReader
-from streams.stages.inference import InferenceStage
+from streams.stages.inference import InferenceStage, ModelComparisonHook
 from streams.stages.validation import validated_event
 from streams.topics import TopicKey
 from streams.validation import load_clinical_rules, validate_image
@@ -135,7 +136,12 @@ class TestModelOutcomes:
         assert hook.calls == []
 
 
-def stage_with_rollout(tmp_path: Path, rules: RoutingRules, lesion_modes: str) -> InferenceStage:
+def stage_with_rollout(
+    tmp_path: Path,
+    rules: RoutingRules,
+    lesion_modes: str,
+    on_model_comparison: ModelComparisonHook | None = None,
+) -> InferenceStage:
     """The shipped registry with the lesion-detector versions in ``lesion_modes``."""
     registry_dir = tmp_path / "registry"
     shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
@@ -144,7 +150,13 @@ def stage_with_rollout(tmp_path: Path, rules: RoutingRules, lesion_modes: str) -
         f"  lesion-detector:\n{lesion_modes}"
     )
     reader = ImageReader([SAMPLES], LIMITS.max_file_bytes, RetryPolicy(max_attempts=1))
-    return InferenceStage(reader, ModelRegistry.load(registry_dir), rules, LIMITS)
+    return InferenceStage(
+        reader,
+        ModelRegistry.load(registry_dir),
+        rules,
+        LIMITS,
+        on_model_comparison=on_model_comparison,
+    )
 
 
 def model_of(value: object) -> str | None:
@@ -178,7 +190,7 @@ class TestShadowRouting:
         assert shadow.rejection is None
         assert shadow.result is not None
         assert model_of(shadow.result) == "lesion-detector@1.1.0"
-        assert shadows[0].key == b"k"
+        assert shadows[0].key == shadow.result.message_key()  # the study, as published ones
 
     async def test_a_shadow_refusal_is_a_shadow_rejection(
         self, tmp_path: Path, reference_rules: RoutingRules
@@ -205,3 +217,67 @@ class TestShadowRouting:
             "lesion-detector@1.2.0",
             "MODEL_INPUT_OUT_OF_DISTRIBUTION",
         )
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One call of the comparison hook."""
+
+    model: str
+    baseline_version: str
+    candidate_version: str
+    agreement: PairAgreement
+    score_deltas: Mapping[str, float]
+
+
+class ComparisonRecorder:
+    """Records the pairs the stage reports."""
+
+    def __init__(self) -> None:
+        self.calls: list[Compared] = []
+
+    def __call__(
+        self,
+        model: str,
+        baseline_version: str,
+        candidate_version: str,
+        agreement: PairAgreement,
+        *,
+        score_deltas: Mapping[str, float],
+    ) -> None:
+        self.calls.append(
+            Compared(model, baseline_version, candidate_version, agreement, score_deltas)
+        )
+
+
+@pytest.mark.requirement("RS-MOD-02")
+class TestLiveComparison:
+    @pytest.mark.parametrize(
+        ("lesion_modes", "expected"),
+        [
+            pytest.param(
+                "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
+                [Compared("lesion-detector", "1.2.0", "1.1.0", PairAgreement.BASELINE_FAILED, {})],
+                id="the guarded active refuses the CT, its shadow scores it",
+            ),
+            pytest.param(
+                "    1.2.0: {mode: active}\n    1.1.0: {mode: staged}\n",
+                [],
+                id="one version per model runs: no pair",
+            ),
+        ],
+    )
+    async def test_versions_on_the_same_image_are_reported_as_pairs(
+        self,
+        tmp_path: Path,
+        reference_rules: RoutingRules,
+        lesion_modes: str,
+        expected: list[Compared],
+    ) -> None:
+        """A real CT goes to both models; only lesion-detector has a second version running."""
+        hook = ComparisonRecorder()
+        stage = stage_with_rollout(
+            tmp_path, reference_rules, lesion_modes, on_model_comparison=hook
+        )
+        await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
+        assert hook.calls == expected
