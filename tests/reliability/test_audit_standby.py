@@ -7,9 +7,7 @@ group, no last checkpoint); the second runs here, on the same topics, group and 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from tests.integration.audit_support import (
     publish,
     trusted_in,
 )
-from tests.reliability.test_audit_crash import REPO, _wait_for_records
+from tests.reliability.audit_agent_process import spawn, wait_for_records
 
 pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-G-03", "RS-G-04")
 
@@ -57,24 +55,12 @@ async def test_second_agent_stands_by_and_takes_over_the_chain(
     audit_topic = TopicNames(topic_prefix).audit
     first_events = pipeline_events(2)
     await publish(kafka_bootstrap, topic_prefix, first_events)
-    first = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.reliability.audit_agent_process",
-        "--bootstrap",
-        kafka_bootstrap,
-        "--prefix",
-        topic_prefix,
-        "--directory",
-        str(tmp_path),
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    first = await spawn(kafka_bootstrap, topic_prefix, tmp_path)
     second = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=7)
     stop_second = asyncio.Event()
     second_run: asyncio.Task[None] | None = None
     try:
-        await _wait_for_records(kafka_bootstrap, audit_topic, len(first_events))
+        await wait_for_records(kafka_bootstrap, audit_topic, len(first_events))
         second_run = asyncio.create_task(run_until_stopped(second, stop_second))
         await _until(lambda: second.standing_by, "the second agent never joined the lease")
 
@@ -82,7 +68,7 @@ async def test_second_agent_stands_by_and_takes_over_the_chain(
         more_events = pipeline_events(2)
         await publish(kafka_bootstrap, topic_prefix, more_events)
         written = len(first_events) + len(more_events)
-        await _wait_for_records(kafka_bootstrap, audit_topic, written)
+        await wait_for_records(kafka_bootstrap, audit_topic, written)
         assert first.returncode is None, "the first agent was fenced or died"
         assert not second.writing
         assert second.records_written == 0
@@ -90,7 +76,7 @@ async def test_second_agent_stands_by_and_takes_over_the_chain(
         # Killed mid-stream, the first leaves its lease to the session timeout.
         last_events = pipeline_events(300)
         await publish(kafka_bootstrap, topic_prefix, last_events)
-        await _wait_for_records(kafka_bootstrap, audit_topic, written + 40)
+        await wait_for_records(kafka_bootstrap, audit_topic, written + 40)
     finally:
         first.send_signal(signal.SIGKILL)
         await asyncio.wait_for(first.wait(), timeout=10)

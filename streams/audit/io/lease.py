@@ -50,6 +50,8 @@ class ChainLease(AsyncResource):
 
     async def start(self) -> None:
         """Join the lease group (the assignment follows in the background)."""
+        self._held = False
+        self._assigned.clear()  # a restart after a broker error waits for a fresh assignment
         self._consumer = build_consumer(
             self._kafka,
             self._partition.topic,
