@@ -314,10 +314,6 @@ class KafkaConsumer(_Client):
         with kafka_errors("seeking"):
             self._consumer.seek(partition, offset)
 
-    def assignment(self) -> frozenset[TopicPartition]:
-        """The partitions the group assigned to this member (or that were assigned by hand)."""
-        return frozenset(self._consumer.assignment())
-
     def pause(self, *partitions: TopicPartition) -> None:
         """Stop fetching ``partitions`` until they are assigned again."""
         self._consumer.pause(*partitions)
