@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Self
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.admin import CreateAclsRequest
 from aiokafka.protocol.metadata import MetadataRequest
@@ -533,6 +535,8 @@ def build_consumer(
     group_instance_id: str | None = None,
     max_poll_records: int | None = None,
     max_partition_fetch_bytes: int = 1024 * 1024,
+    on_assignment: Callable[[frozenset[TopicPartition] | None], None] | None = None,
+    sticky: bool = False,
 ) -> KafkaConsumer:
     """A consumer of ``topics`` in ``group_id``; without topics and group, one to assign.
 
@@ -544,12 +548,16 @@ def build_consumer(
             instead of waiting a session timeout for the dead one to be evicted.
         max_poll_records: most records one ``getmany`` returns.
         max_partition_fetch_bytes: most bytes fetched per partition and request.
+        on_assignment: called with this member's partitions after every rebalance, and with
+            ``None`` when its partitions are revoked (before the group reassigns them).
+        sticky: a rebalance leaves every member the partitions it had (the sticky assignor)
+            instead of redistributing them by member id.
     """
     options: dict[str, Any] = {}
     if max_poll_records is not None:
         options["max_poll_records"] = max_poll_records
     consumer = AIOKafkaConsumer(
-        *topics,
+        *(() if on_assignment else topics),
         **config.connection(),
         group_id=group_id,
         group_instance_id=group_instance_id,
@@ -557,9 +565,46 @@ def build_consumer(
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=max_partition_fetch_bytes,
+        partition_assignment_strategy=(
+            (_own_sticky_assignor(),) if sticky else (RangePartitionAssignor,)
+        ),
         **options,
     )
+    if on_assignment is not None:
+        consumer.subscribe(list(topics), listener=_AssignmentListener(on_assignment))
     return KafkaConsumer(consumer, config)
+
+
+def _own_sticky_assignor() -> type[StickyPartitionAssignor]:
+    """A sticky assignor for one consumer.
+
+    aiokafka's ``StickyPartitionAssignor`` keeps its member's last assignment and generation on
+    the class itself, so two consumers in one process would each claim the other's partitions.
+    A subclass per consumer gives each its own.
+    """
+    return type(
+        "StickyPartitionAssignor",
+        (StickyPartitionAssignor,),
+        {
+            "member_assignment": None,
+            "generation": StickyPartitionAssignor.DEFAULT_GENERATION_ID,
+            "_latest_partition_movements": None,
+        },
+    )
+
+
+class _AssignmentListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Reports a member's partitions to a callback: ``None`` on revocation, the new ones after."""
+
+    def __init__(self, report: Callable[[frozenset[TopicPartition] | None], None]) -> None:
+        self._report = report
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        if frozenset(revoked):  # nothing revoked (the first join): nothing changed
+            self._report(None)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._report(frozenset(assigned))
 
 
 def build_admin(config: KafkaClientConfig) -> KafkaAdmin:

@@ -12,7 +12,7 @@ from schemas.errors import ErrorCode, TransientError
 from streams.audit.checkpoints import CheckpointPolicy
 from streams.audit.files import read_checkpoints
 from streams.audit.io import AuditAgent, read_audit_topic, verify_topic
-from streams.kafka import KafkaClientConfig, KafkaProducer, RawMessage
+from streams.kafka import KafkaClientConfig, KafkaProducer, RawMessage, build_producer
 from streams.kafka.loop import run_until_idle, run_until_stopped
 from streams.retry import RetryPolicy
 from streams.topics import TopicNames
@@ -60,15 +60,49 @@ async def test_run_until_stopped_checkpoints_the_tail(
     assert [cp.sequence for cp in read_checkpoints(tmp_path / "checkpoints.jsonl")] == [7]
 
 
-async def test_second_writer_fences_the_first(
+async def test_second_agent_stands_by_until_the_first_stops(
     kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
-    """A second agent for the same chain fences the first, which can no longer write."""
+    """A second agent of the chain writes nothing while the first holds the lease, then
+    continues the same chain once the first has stopped (and left the lease group)."""
     await create_topics(kafka_bootstrap, topic_prefix)
     first = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
     await first.start()
     second = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
     await second.start()
+    try:
+        assert first.writing
+        assert second.standing_by
+        assert not second.writing
+        await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+        await _until_work_done(first)
+        assert await second.process_batch(timeout_ms=200) == 0
+        assert not second.writing
+        await first.stop()
+        await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+        await _until_work_done(second)
+        assert second.writing
+    finally:
+        await first.stop(clean=False)
+        await second.stop(clean=False)
+    records = await _records(kafka_bootstrap, topic_prefix, tmp_path)
+    assert [r.sequence for r in records] == list(range(8))
+    report = await verify_topic(
+        kafka, TopicNames(topic_prefix).audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
+    )
+    assert report.ok, report.summary()
+
+
+async def test_a_writer_that_lost_its_lease_unnoticed_is_fenced(
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The transactional id stays the safety net: a new producer of the chain fences the old
+    writer, whose next transaction is refused for good instead of forking the chain."""
+    await create_topics(kafka_bootstrap, topic_prefix)
+    first = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
+    await first.start()
+    successor = build_producer(kafka, transactional_id=first.transactional_id)
+    await successor.start()
     try:
         await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
         with pytest.raises(TransientError) as fenced:
@@ -77,7 +111,7 @@ async def test_second_writer_fences_the_first(
         assert not fenced.value.retryable
     finally:
         await first.stop(clean=False)
-        await second.stop(clean=False)
+        await successor.stop()
     assert await _records(kafka_bootstrap, topic_prefix, tmp_path) == []
 
 

@@ -1,15 +1,53 @@
-"""Runs an audit agent as a separate process until killed (for the crash test)."""
+"""Runs an audit agent as a separate process until killed (for the crash and standby tests)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.audit.checkpoints import CheckpointPolicy
 from streams.audit.io import AuditAgent
 from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_stopped
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def spawn(bootstrap: str, prefix: str, directory: Path) -> asyncio.subprocess.Process:
+    """Start this module as a child process: an agent on ``prefix``, its files in ``directory``."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.reliability.audit_agent_process",
+        "--bootstrap",
+        bootstrap,
+        "--prefix",
+        prefix,
+        "--directory",
+        str(directory),
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+async def wait_for_records(bootstrap: str, topic: str, minimum: int) -> None:
+    """Poll the audit topic's committed end offset until it reaches ``minimum``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    try:
+        for _ in range(600):  # 600 x 50 ms: 30 s covers the child's start-up with margin
+            if (await consumer.end_offsets([tp]))[tp] >= minimum:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the audit agent process wrote nothing within 30 s")
+    finally:
+        await consumer.stop()
 
 
 def main() -> None:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.audit import AuditRecord
 from streams.audit.io import read_audit_topic, verify_topic
@@ -23,26 +20,11 @@ from tests.integration.audit_support import (
     publish,
     trusted_in,
 )
+from tests.reliability.audit_agent_process import spawn, wait_for_records
 
 pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-G-03", "RS-G-04")
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGES = 300  # 1200 source events: at 5 per transaction the child needs seconds, not ms
-
-
-async def _wait_for_records(bootstrap: str, topic: str, minimum: int) -> None:
-    """Poll the audit topic's committed end offset until it reaches ``minimum``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
-    await consumer.start()
-    tp = TopicPartition(topic, 0)
-    try:
-        for _ in range(600):  # 600 x 50 ms: 30 s covers the child's start-up with margin
-            if (await consumer.end_offsets([tp]))[tp] >= minimum:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("the audit agent process wrote nothing within 30 s")
-    finally:
-        await consumer.stop()
 
 
 async def test_sigkill_mid_stream_then_restart(
@@ -53,21 +35,9 @@ async def test_sigkill_mid_stream_then_restart(
     events = pipeline_events(IMAGES)
     await publish(kafka_bootstrap, topic_prefix, events)
     audit_topic = TopicNames(topic_prefix).audit
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.reliability.audit_agent_process",
-        "--bootstrap",
-        kafka_bootstrap,
-        "--prefix",
-        topic_prefix,
-        "--directory",
-        str(tmp_path),
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    child = await spawn(kafka_bootstrap, topic_prefix, tmp_path)
     try:
-        await _wait_for_records(kafka_bootstrap, audit_topic, 60)
+        await wait_for_records(kafka_bootstrap, audit_topic, 60)
     finally:
         child.send_signal(signal.SIGKILL)
         await asyncio.wait_for(child.wait(), timeout=10)

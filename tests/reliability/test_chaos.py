@@ -1,26 +1,30 @@
 """The chaos suite (issue #17): real workers under load through kills and outages.
 
-On a private broker and a private PostgreSQL started for the run (never the shared ones), three
-``radstream worker`` processes — validation, inference, results — run as operators run them while
-a steady load of arrivals (and a few poison messages) is published. Faults, one after another:
+On a private broker and a private PostgreSQL started for the run (never the shared ones), four
+``radstream worker`` processes — validation, inference, results, audit — run as operators run
+them while a steady load of arrivals (and a few poison messages) is published. Faults, one after
+another:
 
 1. SIGKILL of each stage, restarted at once;
-2. the broker down for longer than the producers' request timeout (40 s), then back;
-3. PostgreSQL down under load, then back.
+2. a forged record (unsigned, claiming the chain's next sequence) published on the audit topic;
+3. the broker down for longer than the producers' request timeout (40 s), then back;
+4. PostgreSQL down under load, then back.
 
 Then the load stops and the pipeline drains. Asserted: 0 arrivals lost (each has its result
 row), 0 duplicate rows, the dead letters exactly the poison messages, progress resuming within
-a bound after every fault, and every worker leaving on SIGTERM within its bound (none needs
-SIGKILL). A table is printed and the numbers written to ``bench/results/chaos-<profile>.json``.
+a bound after every fault, the audit trail intact in the table (every genuine record of the
+topic copied, the chain and checkpoints verified) with the forged record quarantined, and every
+worker leaving on SIGTERM within its bound (none needs SIGKILL). A table is printed and the
+numbers written to ``bench/results/chaos-<profile>.json``.
 
 ``CHAOS_PROFILE=short`` (the default, part of ``make test``) runs a few minutes;
-``make chaos`` runs ``full``: more events and longer outages. Not covered yet: the audit stage
-and a forged record on the audit topic (its quarantine belongs to the audit work of #17).
+``make chaos`` runs ``full``: more events and longer outages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import platform
@@ -30,28 +34,38 @@ import subprocess  # nosec B404 - starts radstream's own command line, as operat
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from schemas.audit import AuditRecord
 from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import DeadLetter
 from schemas.settings import SAMPLES_DIR
+from sinks.database import Database
 from sinks.migrate import upgrade_async
+from sinks.repositories import AuditLogRepository
+from streams.audit.chain import ChainState, append
+from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import load_public_key
+from streams.audit.io import read_audit_topic, verify_table
 from streams.kafka import KafkaClientConfig, KafkaPublisher, RawMessage, ensure_topics, read_topic
 from streams.retry import RetryPolicy, run_with_retries
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
+from tests.integration.audit_support import publish_log
 from tests.reliability.private_kafka import PrivateKafka
 from tests.reliability.private_postgres import PrivateCluster
+from tests.unit.audit.factories import drafts
 
-pytestmark = pytest.mark.requirement("RS-REL-02", "RS-REL-11", "RS-REL-14")
+pytestmark = pytest.mark.requirement("RS-REL-02", "RS-REL-11", "RS-REL-14", "RS-AUD-06")
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "chaos."
-STAGES = ("validation", "inference", "results")
+STAGES = ("validation", "inference", "results", "audit")
 
 
 @dataclass(frozen=True)
@@ -216,19 +230,91 @@ async def stored(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-async def progress_after(url: str, since_rows: int, bound: float) -> float:
-    """Seconds until more rows than ``since_rows`` are stored (fails past ``bound``)."""
+async def audit_rows(url: str) -> int:
+    """Rows in audit_log; -1 while the database is down."""
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return -1
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM audit_log"))
+    finally:
+        await conn.close()
+
+
+async def result_rows(url: str) -> int:
+    """Rows in inference_results; -1 while the database is down."""
+    return (await stored(url))[0]
+
+
+async def progress_after(
+    url: str, since_rows: int, bound: float, count: Callable[[str], Awaitable[int]] = result_rows
+) -> float:
+    """Seconds until ``count`` exceeds ``since_rows`` (fails past ``bound``)."""
     started = time.monotonic()
     while time.monotonic() - started < bound:
-        rows, _ = await stored(url)
+        rows = await count(url)
         if rows > since_rows:
             return time.monotonic() - started
         await asyncio.sleep(1.0)
     pytest.fail(f"no progress within {bound:g} s after a fault")
 
 
-async def rows_now(url: str) -> int:
-    return max((await stored(url))[0], 0)
+def original_key(value: bytes | None) -> bytes | None:
+    """The key of the message a dead letter keeps."""
+    letter = DeadLetter.model_validate_json(value or b"")
+    return None if letter.key_b64 is None else base64.b64decode(letter.key_b64)
+
+
+async def rows_now(url: str, count: Callable[[str], Awaitable[int]] = result_rows) -> int:
+    return max(await count(url), 0)
+
+
+async def forge_audit_record(kafka: KafkaClientConfig, topic: str, trusted: TrustedKeys) -> int:
+    """Publish an unsigned record claiming the chain's next sequence; the sequence it claims."""
+    content = await read_audit_topic(kafka, topic, trusted)
+    genuine = [r for r in content[0].records if isinstance(r, AuditRecord)]
+    state = ChainState.after(genuine[-1]) if genuine else ChainState.genesis(0)
+    forged, _ = append(state, drafts(1)[0])
+    await publish_log(kafka.bootstrap, topic, [forged])
+    return forged.sequence
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """The audit trail at the end of the run."""
+
+    records_on_topic: int
+    rows: int
+    table_intact: bool
+    table_summary: str
+    quarantined: int
+
+    def numbers(self) -> dict[str, object]:
+        return {f"audit_{name}": value for name, value in self.__dict__.items()}
+
+
+async def audit_trail_after_drain(
+    kafka: KafkaClientConfig, url: str, names: TopicNames, audit_dir: Path, bound: float
+) -> AuditOutcome:
+    """Wait (bounded) until the table holds every genuine record of the topic, then verify it."""
+    trusted = TrustedKeys.of(load_public_key(audit_dir / "signing_key.pem"))
+    started = time.monotonic()
+    on_topic = -1
+    while time.monotonic() - started < bound:
+        content = await read_audit_topic(kafka, names.audit, trusted)
+        on_topic = sum(isinstance(r, AuditRecord) for r in content[0].records)
+        if await audit_rows(url) >= on_topic:
+            break
+        await asyncio.sleep(2.0)
+    database = Database(url, pool_size=1)
+    try:
+        repository = AuditLogRepository(database.sessions)
+        report = await verify_table(repository, audit_dir / "checkpoints.jsonl", trusted)
+        quarantined = await repository.quarantined()
+    finally:
+        await database.dispose()
+    return AuditOutcome(on_topic, await audit_rows(url), report.ok, report.summary(), quarantined)
 
 
 async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
@@ -244,6 +330,7 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
     root.mkdir()
     shutil.copy(SAMPLES_DIR / "raster" / "ct_64.png", root / "ct.png")
     names = TopicNames(PREFIX)
+    audit_dir = tmp_path / "audit"
     kafka = KafkaClientConfig(broker.bootstrap)
     await ensure_topics(kafka, PREFIX, partitions_override=2)
     env = {
@@ -256,6 +343,8 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
         "RADSTREAM_LOGGING__FORMAT": "json",
         # Faust's bookkeeping of this run only, not the work tree's .state/.
         "RADSTREAM_WORKER_DATA_DIR": str(tmp_path / "faust"),
+        "RADSTREAM_AUDIT__SIGNING_KEY_FILE": str(audit_dir / "signing_key.pem"),
+        "RADSTREAM_AUDIT__CHECKPOINT_FILE": str(audit_dir / "checkpoints.jsonl"),
     }
     template = arrival_for_file(
         root / "ct.png", source="CHAOS", modality="CT", model_ids=["image-quality"]
@@ -297,13 +386,18 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
 
             for stage in STAGES:
                 fault = Fault(f"SIGKILL {stage}")
-                before = await rows_now(database_url)
+                # The audit stage's progress is its table copy; the others' the result rows.
+                count = audit_rows if stage == "audit" else result_rows
+                before = await rows_now(database_url, count)
                 workers.kill(stage)
                 workers.start(stage)
                 fault.recovered_after_seconds = await progress_after(
-                    database_url, before, profile.recovery_bound_seconds
+                    database_url, before, profile.recovery_bound_seconds, count
                 )
                 run.faults.append(fault)
+
+            trusted = TrustedKeys.of(load_public_key(audit_dir / "signing_key.pem"))
+            forged_sequence = await forge_audit_record(kafka, names.audit, trusted)
 
             fault = Fault("broker down", profile.broker_outage_seconds)
             await asyncio.to_thread(broker.down)
@@ -339,12 +433,17 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
         drained_seconds = time.monotonic() - drain_started
         await asyncio.sleep(5.0)  # any late duplicate would land now
         rows, distinct = await stored(database_url)
+        audit = await audit_trail_after_drain(
+            kafka, database_url, names, audit_dir, profile.drain_bound_seconds
+        )
     finally:
         exits = workers.terminate_all(profile.sigterm_bound_seconds)
         workers.stop_quietly()
 
     letters = (await read_topic(kafka, names.deadletter)).all_records()
-    letter_keys = {record.key for record in letters}
+    # A dead letter's Kafka key is its own id (never the sender's key): the original is kept
+    # in key_b64.
+    letter_keys = {original_key(record.value) for record in letters}
     run.numbers = {
         "events": len(published),
         "poison": profile.poison,
@@ -356,6 +455,8 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
         "dead_letter_keys_exact": letter_keys == poison_keys,
         "publisher_producers_replaced": publisher_replaced,
         "drain_seconds_after_load": round(drained_seconds, 1),
+        "forged_audit_sequence": forged_sequence,
+        **audit.numbers(),
         "total_seconds": round(time.monotonic() - started, 1),
         "worker_error_lines": workers.error_lines(),
         "sigterm": {
@@ -368,6 +469,10 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
     assert run.numbers["lost"] == 0
     assert run.numbers["duplicate_rows"] == 0
     assert letter_keys == poison_keys
+    assert audit.table_intact, audit.table_summary
+    # Every genuine record the topic held is in the table (later ones may have joined it).
+    assert audit.rows >= audit.records_on_topic
+    assert audit.quarantined == 1  # the forged record, and nothing genuine
     assert not any(forced for _status, _seconds, forced in exits.values()), exits
 
 

@@ -15,11 +15,11 @@ The chain head is recovered at start-up from the topic (the last committed recor
 memory, so a restart continues with the next sequence and the same ``prev_hash``.
 
 ``transactional_id`` is ``<group_id>.audit-chain-<chain_partition>``: exactly one writer per
-chain. Starting a second agent for the same chain fences the first (its next transaction fails
-with ``BROKER_REQUEST_REFUSED``) and aborts its open transaction; that is the intended protection
-against two writers forking a chain. Run one agent per chain partition; the audit topic has one
-partition, so one agent. The offsets sent to the transaction do not carry the consumer group
-generation (aiokafka has no KIP-447), so do not run several agents in one group on one chain.
+chain. Several agents of one chain may run (a second worker, the demo beside a worker): they
+share a :class:`~streams.audit.io.lease.ChainLease`, and only its holder opens the transactional
+producer and the source consumer; the others stand by and take over when it stops or dies. The
+transactional id stays the safety net: a writer that lost the lease without noticing is fenced
+by its successor (``BROKER_REQUEST_REFUSED``) rather than forking the chain.
 
 The agent is a :class:`~streams.kafka.loop.BatchLoop`: run it with
 :func:`~streams.kafka.loop.run_until_stopped` (restarts after broker errors, stops for good when
@@ -51,6 +51,7 @@ from streams.audit.checkpoints import (
     sign_record,
 )
 from streams.audit.files import append_checkpoint, load_or_create_signing_key, read_checkpoints
+from streams.audit.io.lease import ChainLease
 from streams.audit.io.topic import checkpoint_message, record_message, recover_head
 from streams.audit.records import AUDITED_TOPICS, draft_for_message
 from streams.kafka import (
@@ -127,6 +128,8 @@ class AuditAgent:
         trusted: the pinned verification keys; when any are pinned, the signing key must be
             one of them (a replaced key file is refused, not silently used).
         transaction_bound_seconds: how long a cancelled agent lets its open transaction finish.
+        lease_wait_seconds: how long ``start`` waits for the chain's lease before standing by
+            (a standby keeps asking in ``process_batch``).
 
     Raises:
         RadstreamError: SETTINGS_INVALID, keys are pinned and the signing key is not one.
@@ -148,6 +151,7 @@ class AuditAgent:
         wall_clock: Callable[[], datetime] = utc_now,
         trusted: TrustedKeys | None = None,
         transaction_bound_seconds: float = 30.0,
+        lease_wait_seconds: float = 15.0,
     ) -> None:
         self.kafka = kafka
         self.transaction_bound_seconds = transaction_bound_seconds
@@ -175,6 +179,10 @@ class AuditAgent:
         self._source_keys = {self.topics[key]: key for key in AUDITED_TOPICS}
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
+        self.lease_wait_seconds = lease_wait_seconds
+        self._lease = ChainLease(
+            kafka, self.audit_topic, chain_partition, f"{self.transactional_id}.lease"
+        )
         self.state = ChainState.genesis(chain_partition)
         self._records_since_checkpoint = 0
         self._last_checkpoint_at = clock()
@@ -201,7 +209,7 @@ class AuditAgent:
 
     @property
     def transactional_id(self) -> str:
-        """One id per chain: a second writer of the same chain fences this one."""
+        """One id per chain: a writer that lost the lease is fenced by its successor."""
         return f"{self.group_id}.audit-chain-{self.chain_partition}"
 
     @property
@@ -209,7 +217,29 @@ class AuditAgent:
         """The topic the chain is written to."""
         return self.topics.audit
 
+    @property
+    def writing(self) -> bool:
+        """Whether this agent holds the chain's lease and writes it (else it stands by)."""
+        return self._producer is not None
+
+    @property
+    def standing_by(self) -> bool:
+        """Whether the lease group has placed this agent and another member holds the chain."""
+        return self._lease.settled and not self._lease.held
+
     async def start(self) -> None:
+        """Join the chain's lease; its holder opens the writer, the others stand by."""
+        await self._lease.start()
+        if await self._lease.acquire(self.lease_wait_seconds):
+            await self._open_writer()
+        else:
+            log.info(
+                "audit_agent_standing_by",
+                chain_partition=self.chain_partition,
+                lease_group=self._lease.group_id,
+            )
+
+    async def _open_writer(self) -> None:
         """Fence older writers, recover the chain head from the topic, then subscribe."""
         # The producer first: InitProducerId aborts a crashed predecessor's open transaction,
         # so the head read next (read_committed) is final.
@@ -256,12 +286,38 @@ class AuditAgent:
             if clean and self._producer is not None and self._records_since_checkpoint > 0:
                 await self._commit_checkpoint_only()
         finally:
-            consumer, producer = self._consumer, self._producer
-            self._consumer = self._producer = None
-            await stop_all(consumer, producer)
+            # The writer first: the lease is given up only when nothing of ours writes any more.
+            try:
+                await self._close_writer()
+            finally:
+                await self._lease.stop()
+
+    async def _close_writer(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None
+        await stop_all(consumer, producer)
 
     async def process_batch(self, timeout_ms: int = 500) -> int:
-        """Audit one batch of source messages in one transaction; the number recorded."""
+        """Audit one batch of source messages in one transaction; the number recorded.
+
+        A standby only renews its group membership (waiting up to ``timeout_ms``) and takes
+        over when the lease comes to it; a writer that lost the lease closes its writer.
+        """
+        # The short poll keeps a writer's membership alive; when the lease is not held (a
+        # standby, or a rebalance under way) the agent waits for the group up to timeout_ms.
+        if not await self._lease.renew(0) and not await self._lease.renew(timeout_ms):
+            # A writer pauses during a rebalance and closes only when the chain went elsewhere.
+            if self.writing and self._lease.settled:
+                log.warning(
+                    "audit_agent_lease_lost",
+                    chain_partition=self.chain_partition,
+                    action="closing the writer and standing by",
+                )
+                await self._close_writer()
+            return 0
+        if not self.writing:
+            log.info("audit_agent_taking_over", chain_partition=self.chain_partition)
+            await self._open_writer()
         consumer, producer = self._require()
         batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         collected = [m for batch in batches.values() for m in batch]
