@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -36,7 +36,7 @@ from schemas.correlation import (
     new_correlation_id,
     with_correlation_header,
 )
-from schemas.errors import ErrorCode, error_for
+from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import DeadLetter, Stage, utc_now
 from streams.kafka import Headers, Outgoing
 from streams.retry import FailureRecord, RetryPolicy, run_with_retries
@@ -190,6 +190,40 @@ def parse_event(message: Incoming, model: type[ModelT]) -> ModelT:
         )
         reason = f"{model.__name__} contract violated at: {', '.join(locations) or 'value'}"
         raise error_for(code, reason) from exc
+
+
+def parse_batch(
+    batch: Sequence[Incoming],
+    models: Mapping[str, type[ModelT]],
+    stage: Stage,
+    *,
+    skipped_topics: frozenset[str] = frozenset(),
+    on_skipped: Callable[[Incoming, ErrorCode], None] | None = None,
+) -> tuple[list[tuple[Incoming, ModelT]], list[Outgoing]]:
+    """Parse each message with its topic's contract: the parsed events and the dead letters.
+
+    A message on a topic the stage does not consume, or one that does not parse, becomes a dead
+    letter, except on ``skipped_topics``: arrivals that the validation stage reads too and
+    dead-letters once itself (a second dead letter would be replayed twice). Those are handed to
+    ``on_skipped`` with their code, for a log line and a counter, and go no further.
+    """
+    parsed: list[tuple[Incoming, ModelT]] = []
+    dead_letters: list[Outgoing] = []
+    for message in batch:
+        model = models.get(message.topic)
+        if model is None:
+            wrong = ValueError(f"{stage.value} stage does not consume {message.topic}")
+            dead_letters.append(dead_letter_for(message, stage, wrong))
+            continue
+        try:
+            parsed.append((message, parse_event(message, model)))
+        except RadstreamError as exc:
+            if message.topic in skipped_topics:
+                if on_skipped is not None:
+                    on_skipped(message, exc.code)
+            else:
+                dead_letters.append(dead_letter_for(message, stage, exc))
+    return parsed, dead_letters
 
 
 # Delivery waits out a broker outage (backpressure): every delay capped, no attempt limit.

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from schemas.errors import ErrorCode, RadstreamError
+from schemas.errors import ErrorCode
 from schemas.events import (
     ImageArrived,
     ImageRejected,
@@ -34,7 +34,7 @@ from schemas.events import (
 )
 from streams.batching_sink import BatchingSink, flush_until_committed
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, dead_letter_for, parse_event
+from streams.pipeline import Incoming, dead_letter_for, parse_batch
 from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.results")
@@ -74,21 +74,13 @@ class ResultsStage:
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Store the batch; return dead letters for unparseable or unstorable messages."""
-        parsed: list[tuple[Incoming, StorableEvent]] = []
-        out: list[Outgoing] = []
-        for message in batch:
-            model = self._models.get(message.topic)
-            if model is None:
-                wrong = ValueError(f"results stage does not consume {message.topic}")
-                out.append(dead_letter_for(message, self.stage, wrong))
-                continue
-            try:
-                parsed.append((message, parse_event(message, model)))
-            except RadstreamError as exc:
-                if message.topic in self._arrivals:
-                    self._skip_arrival(message, exc.code)
-                else:
-                    out.append(dead_letter_for(message, self.stage, exc))
+        parsed, out = parse_batch(
+            batch,
+            self._models,
+            self.stage,
+            skipped_topics=self._arrivals,
+            on_skipped=self._skip_arrival,
+        )
         try:
             await self._write([event for _, event in parsed])
         except Exception as exc:  # noqa: BLE001 - isolate the culprit instead of losing the batch

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from schemas.correlation import derived_correlation_id, with_correlation_header
-from schemas.errors import RadstreamError
+from schemas.errors import ErrorCode
 from schemas.events import (
     ImageArrived,
     ImageRejected,
@@ -47,7 +47,7 @@ from schemas.studies import (
 )
 from sinks.studies import OutboxMessage, StudyStore, StudyTransaction
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, dead_letter_for, parse_event
+from streams.pipeline import Incoming, dead_letter_for, parse_batch
 from streams.retry import RetryPolicy, run_with_retries
 from streams.studies.aggregation import (
     CompletedStudy,
@@ -69,6 +69,18 @@ from streams.studies.decision_support import ModelRules, image_findings, study_f
 from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.studies")
+
+
+def _log_skipped_arrival(message: Incoming, code: ErrorCode) -> None:
+    """Its code and position only: the value may hold whatever a sender wrote."""
+    log.warning(
+        "studies_arrival_skipped",
+        error_code=code.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+    )
+
 
 StudyInput = ImageArrived | ImageRejected | InferenceCompleted | StudyTransferCompleted
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
@@ -118,21 +130,20 @@ class StudiesStage:
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
         }
         self._topic_keys = {topics[key]: key for key in TopicKey}
+        self._arrivals = frozenset(
+            topics.of((TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT))
+        )
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Apply the batch in one transaction, publish the outbox; dead-letter only bad input."""
-        parsed: list[tuple[Incoming, StudyInput]] = []
-        out: list[Outgoing] = []
-        for message in batch:
-            model = self._models.get(message.topic)
-            if model is None:
-                wrong = ValueError(f"studies stage does not consume {message.topic}")
-                out.append(dead_letter_for(message, self.stage, wrong))
-                continue
-            try:
-                parsed.append((message, parse_event(message, model)))
-            except RadstreamError as exc:
-                out.append(dead_letter_for(message, self.stage, exc))
+        # A malformed arrival is validation's to dead-letter (once); this stage skips it.
+        parsed, out = parse_batch(
+            batch,
+            self._models,
+            self.stage,
+            skipped_topics=self._arrivals,
+            on_skipped=_log_skipped_arrival,
+        )
         try:
             await self._apply_with_retries([event for _, event in parsed])
         except Exception:  # noqa: BLE001 - isolate the culprit instead of losing the batch

@@ -63,6 +63,7 @@ class TestDefaultStages:
             "inference",
             "results",
             "audit",
+            "studies",
         )
 
     def test_with_a_destination_the_export_runs(self) -> None:

@@ -270,6 +270,7 @@ class TestTopicsAcls:
             "validation",
             "inference",
             "results",
+            "studies",
             "dicom-export",
             "audit",
         ]

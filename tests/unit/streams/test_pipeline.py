@@ -21,6 +21,7 @@ from streams.pipeline import (
     NullObserver,
     dead_letter_for,
     deliver_until_done,
+    parse_batch,
     parse_event,
     process_batch,
 )
@@ -128,6 +129,45 @@ class TestParseEvent:
         with pytest.raises(InputValidationError) as info:
             parse_event(incoming(value), ImageArrived)
         assert info.value.code is ErrorCode.EVENT_SCHEMA_VERSION_UNSUPPORTED
+
+
+class TestParseBatch:
+    GOOD = b'{"source": "P", "image_uri": "file:///a/b.dcm"}'
+
+    def test_parsed_events_and_dead_letters(self) -> None:
+        """Good messages parse; a bad one and one on a foreign topic become dead letters."""
+        foreign = Incoming("t.other", 0, 1, b"k", self.GOOD, ())
+        parsed, dead = parse_batch(
+            [incoming(self.GOOD), incoming(b"{}"), foreign],
+            {"t.images.arrived": ImageArrived},
+            Stage.RESULTS_SINK,
+        )
+        assert [type(event) for _, event in parsed] == [ImageArrived]
+        assert [d.topic for d in dead] == [TopicKey.DEADLETTER] * 2
+
+    def test_a_skipped_topic_reports_instead_of_dead_lettering(self) -> None:
+        """An arrival validation dead-letters is only reported here (never a second letter)."""
+        skipped: list[tuple[int, ErrorCode]] = []
+        parsed, dead = parse_batch(
+            [incoming(b"{}"), incoming(self.GOOD)],
+            {"t.images.arrived": ImageArrived},
+            Stage.RESULTS_SINK,
+            skipped_topics=frozenset({"t.images.arrived"}),
+            on_skipped=lambda message, code: skipped.append((message.offset, code)),
+        )
+        assert dead == []
+        assert len(parsed) == 1
+        assert skipped == [(7, ErrorCode.EVENT_MALFORMED)]
+
+    def test_skipping_without_a_callback_drops_nothing_else(self) -> None:
+        """Without a callback the skipped arrival is still no dead letter."""
+        parsed, dead = parse_batch(
+            [incoming(b"{}")],
+            {"t.images.arrived": ImageArrived},
+            Stage.STUDIES,
+            skipped_topics=frozenset({"t.images.arrived"}),
+        )
+        assert (parsed, dead) == ([], [])
 
 
 class TestProcessBatch:
