@@ -247,7 +247,7 @@ class TestTamperCases:
             *UNGUARD,
             "DELETE FROM audit_log WHERE sequence >= 7",
             "TRUNCATE audit_checkpoints",
-            _insert(rebuilt),
+            _insert(rebuilt, deployment.log.topic),
         )
         reports = await deployment.verify()
         # Nothing the pinned key signed vouches for the table any more, and the new-key
@@ -282,7 +282,7 @@ class TestTamperCases:
         (forged,), _ = append_all(
             ChainState.after(deployment.log.records[-1]), [_draft(deployment.log.records[0])]
         )
-        await deployment.sql(_insert([forged]))
+        await deployment.sql(_insert([forged], deployment.log.topic))
         reports = await deployment.verify()
         assert reports["table"].ok  # one record past the checkpoint: within the interval
         assert _bad(reports["cross-check"]) == (20, TamperKind.STORES_DIFFER)
@@ -313,9 +313,9 @@ class TestTamperCases:
         """A row copied after dropping the unique constraint: duplicated."""
         await deployment.sql(
             "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_chain_sequence",
-            "INSERT INTO audit_log (chain_partition, sequence, hash, event_id, recorded_at, "
-            "audit_offset, record) SELECT chain_partition, sequence, hash, event_id, "
-            "recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
+            "INSERT INTO audit_log (audit_topic, chain_partition, sequence, hash, event_id, "
+            "recorded_at, audit_offset, record) SELECT audit_topic, chain_partition, sequence, "
+            "hash, event_id, recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
         )
         assert _bad((await deployment.verify())["table"]) == (8, TamperKind.DUPLICATED)
 
@@ -351,10 +351,12 @@ def _draft(record: AuditRecord) -> AuditDraft:
     )
 
 
-def _insert(records: list[AuditRecord]) -> str:
-    """An INSERT of ``records`` as the attacker writes it (the test's own values only)."""
+def _insert(records: list[AuditRecord], topic: str) -> str:
+    """An INSERT of ``records`` into ``topic``'s chain 0 as the attacker writes it (the test's
+    own values only)."""
     rows = ", ".join(
-        "(0, {seq}, '{hash}', {event}, '{at}', {seq}, '{json}'::jsonb)".format(
+        "('{topic}', 0, {seq}, '{hash}', {event}, '{at}', {seq}, '{json}'::jsonb)".format(
+            topic=topic,
             seq=r.sequence,
             hash=r.hash,
             event="NULL" if r.object.event_id is None else f"'{r.object.event_id}'",
@@ -363,5 +365,7 @@ def _insert(records: list[AuditRecord]) -> str:
         )
         for r in records
     )
-    columns = "chain_partition, sequence, hash, event_id, recorded_at, audit_offset, record"
+    columns = (
+        "audit_topic, chain_partition, sequence, hash, event_id, recorded_at, audit_offset, record"
+    )
     return f"INSERT INTO audit_log ({columns}) VALUES {rows}"  # noqa: S608 - test values
