@@ -1,14 +1,17 @@
 """``radstream demo``: the whole pipeline on the bundled sample images, end to end.
 
-The demo runs the deployment as configured (its topics, groups, audit chain and checkpoints),
-so a second run continues the same audit chain; it reports on the images it published itself,
-by event id. :func:`run_pipeline_on_files` is also what the end-to-end tests run: the same
-worker code users run.
+The demo runs on the configured broker and database but on a fresh topic prefix and fresh
+consumer groups per run (:func:`demo_settings`): it never starts a second audit agent on a
+running deployment's chain (issue 17 F: the two would fence each other), and each run's audit
+chain is its own. It reports on the images it published itself, by event id.
+:func:`run_pipeline_on_files` is also what the end-to-end tests run: the same worker code users
+run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -145,6 +148,22 @@ async def wait_for_start(started: asyncio.Event, worker: asyncio.Task[None]) -> 
         raise TransientError(ErrorCode.TIMEOUT, "the worker did not start in time")
 
 
+def demo_settings(settings: Settings, run_id: str | None = None) -> Settings:
+    """The settings of one demo run: a fresh topic prefix and consumer groups of its own.
+
+    ``<prefix>demo-<run id>.`` and ``<group prefix>-demo-<run id>``: beside a running
+    deployment on the same broker and database, nothing is shared but the tables (its audit
+    chain is named by its own topic).
+    """
+    run = run_id or uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"{settings.topic_prefix}demo-{run}.",
+            "consumer_group_prefix": f"{settings.consumer_group_prefix}-demo-{run}",
+        }
+    )
+
+
 def own_audit_key(settings: Settings) -> TrustedKeys:
     """The key of the demo's own audit agent (the demo is its own deployment and audit host)."""
     return TrustedKeys.of(load_public_key(settings.audit.signing_key_file))
@@ -272,7 +291,7 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
     outcome back from PostgreSQL and ends by verifying the audit trail on the topic and in the
     table.
     """
-    settings = invocation.start()
+    settings = demo_settings(invocation.start())
     revision = db.upgrade(settings)
     files = sample_files()
     if not as_json:
@@ -294,6 +313,7 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
                     for (sample, what, detail), o in zip(rows, outcomes, strict=True)
                 ],
                 "audit": verification_data(reports),
+                "topic_prefix": settings.topic_prefix,
             }
         )
         raise_for_broken(reports)

@@ -40,6 +40,11 @@ ModelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 ModelVersion = Annotated[str, Field(pattern=r"^[0-9A-Za-z.+-]{1,32}$")]
 
 
+LEGACY_AUDIT_TOPIC = "radstream.audit.log"
+"""The audit topic of the default prefix: the chain of ``audit_log`` rows stored before the
+table named its topic (migration 0008), and of the checkpoint file named in the settings."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 

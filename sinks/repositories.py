@@ -510,11 +510,11 @@ class AuditLogRepository:
     ) -> AuditStoreReport:
         """Store one batch of the audit topic in one transaction.
 
-        Records (with their audit-topic offsets) are idempotent on ``(chain_partition,
-        sequence)``: a redelivered record is skipped after checking it equals the stored one;
-        a *different* record under a stored sequence forks the chain and is quarantined instead
-        (never silently kept, never stopping the copy). Checkpoints and quarantined messages are
-        idempotent on their topic position.
+        Records (with their audit-topic offsets) are idempotent on ``(topic, chain_partition,
+        sequence)`` (a chain is named by its topic and partition): a redelivered record is
+        skipped after checking it equals the stored one; a *different* record under a stored
+        sequence forks the chain and is quarantined instead (never silently kept, never stopping
+        the copy). Checkpoints and quarantined messages are idempotent on their topic position.
 
         Raises:
             TransientError: DATABASE_UNAVAILABLE.
@@ -561,6 +561,7 @@ class AuditLogRepository:
             return 0, []
         values = [
             {
+                "audit_topic": topic,
                 "chain_partition": record.chain_partition,
                 "sequence": record.sequence,
                 "hash": record.hash,
@@ -583,7 +584,7 @@ class AuditLogRepository:
             for record, offset in rows
             if (record.chain_partition, record.sequence) not in inserted
         ]
-        forks = await self._forks(session, skipped) if skipped else set()
+        forks = await self._forks(session, topic, skipped) if skipped else set()
         quarantine = [
             QuarantinedMessage(
                 audit_topic=topic,
@@ -600,13 +601,14 @@ class AuditLogRepository:
 
     @staticmethod
     async def _forks(
-        session: AsyncSession, rows: Sequence[tuple[AuditRecord, int]]
+        session: AsyncSession, topic: str, rows: Sequence[tuple[AuditRecord, int]]
     ) -> set[tuple[int, int]]:
         """The (chain, sequence) of redelivered records that differ from the stored one."""
         by_key = {(r.chain_partition, r.sequence): r.hash for r, _ in rows}
         stored = await session.execute(
             select(audit_log.c.chain_partition, audit_log.c.sequence, audit_log.c.hash).where(
-                audit_log.c.sequence.in_([r.sequence for r, _ in rows])
+                audit_log.c.audit_topic == topic,
+                audit_log.c.sequence.in_([r.sequence for r, _ in rows]),
             )
         )
         return {
@@ -615,9 +617,13 @@ class AuditLogRepository:
             if by_key.get((row.chain_partition, row.sequence), row.hash) != row.hash
         }
 
-    async def checkpoints(self) -> list[AuditCheckpoint]:
-        """Every checkpoint copied from the audit topic, in insertion order."""
-        query = select(audit_checkpoints.c.checkpoint).order_by(audit_checkpoints.c.id)
+    async def checkpoints(self, topic: str) -> list[AuditCheckpoint]:
+        """Every checkpoint copied from the audit ``topic``, in insertion order."""
+        query = (
+            select(audit_checkpoints.c.checkpoint)
+            .where(audit_checkpoints.c.audit_topic == topic)
+            .order_by(audit_checkpoints.c.id)
+        )
         found: list[AuditCheckpoint] = []
         with database_errors():
             async with self._sessions() as session:
@@ -633,8 +639,11 @@ class AuditLogRepository:
                 count = await session.scalar(select(func.count()).select_from(audit_quarantine))
         return int(count or 0)
 
-    async def chains(self) -> dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]]:
-        """Every stored record per chain, in insertion order (the order verification walks).
+    async def chains(
+        self, topic: str
+    ) -> dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]]:
+        """Every record stored from the audit ``topic`` per chain, in insertion order (the order
+        verification walks); other topics' chains sharing the database are not read.
 
         The indexed columns readers rely on (``event_id`` for ``audit show``, ``sequence``,
         ``hash``, ``chain_partition``, ``recorded_at``) are copies of the hashed ``record``;
@@ -642,14 +651,18 @@ class AuditLogRepository:
         names it (an edit of the ``event_id`` column alone hides a trail from ``audit show``).
         """
         result: dict[int, list[AuditRecord | UnreadableRecord | ColumnMismatch]] = {}
-        query = select(
-            audit_log.c.chain_partition,
-            audit_log.c.sequence,
-            audit_log.c.hash,
-            audit_log.c.event_id,
-            audit_log.c.recorded_at,
-            audit_log.c.record,
-        ).order_by(audit_log.c.id)
+        query = (
+            select(
+                audit_log.c.chain_partition,
+                audit_log.c.sequence,
+                audit_log.c.hash,
+                audit_log.c.event_id,
+                audit_log.c.recorded_at,
+                audit_log.c.record,
+            )
+            .where(audit_log.c.audit_topic == topic)
+            .order_by(audit_log.c.id)
+        )
         with database_errors():
             async with self._sessions() as session:
                 stream = await session.stream(query)
@@ -657,11 +670,11 @@ class AuditLogRepository:
                     result.setdefault(row.chain_partition, []).append(_checked_row(row))
         return result
 
-    async def trail(self, event_id: uuid.UUID) -> list[AuditRecord]:
-        """Every stored record about one image, in chain order (by the hashed record's id)."""
+    async def trail(self, event_id: uuid.UUID, topic: str) -> list[AuditRecord]:
+        """Every record stored from the audit ``topic`` about one image, in chain order."""
         query = (
             select(audit_log.c.record)
-            .where(audit_log.c.event_id == event_id)
+            .where(audit_log.c.event_id == event_id, audit_log.c.audit_topic == topic)
             .order_by(audit_log.c.chain_partition, audit_log.c.sequence)
         )
         with database_errors():

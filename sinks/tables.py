@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from schemas.audit import LEGACY_AUDIT_TOPIC
 from schemas.rollout import ResultRole
 
 NAMING_CONVENTION = {
@@ -175,6 +176,9 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("id", BigInteger, Identity(always=True), primary_key=True),
+    # The chain's identity is (audit_topic, chain_partition): two topic prefixes may share a
+    # database (migration 0008; rows from before it are the default prefix's).
+    Column("audit_topic", String(249), nullable=False, server_default=LEGACY_AUDIT_TOPIC),
     Column("chain_partition", Integer, nullable=False),
     Column("sequence", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
@@ -183,7 +187,9 @@ audit_log = Table(
     Column("audit_offset", BigInteger, nullable=False),
     Column("record", JSONB, nullable=False),
     Column("stored_at", _tz(), nullable=False, server_default=func.now()),
-    UniqueConstraint("chain_partition", "sequence", name="uq_audit_log_chain_sequence"),
+    UniqueConstraint(
+        "audit_topic", "chain_partition", "sequence", name="uq_audit_log_chain_sequence"
+    ),
 )
 Index("ix_audit_log_event_id", audit_log.c.event_id)
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import ValidationError
 
-from schemas.audit import AuditCheckpoint
+from schemas.audit import LEGACY_AUDIT_TOPIC, AuditCheckpoint
 
 
 class KeyFileError(ValueError):
@@ -80,6 +80,18 @@ def write_public_key(public_key: Ed25519PublicKey, path: Path) -> None:
     """Write ``public_key`` as a SubjectPublicKeyInfo PEM (for verifiers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+
+
+def checkpoint_file_for(path: Path, topic: str) -> Path:
+    """The checkpoint file of the chain on audit ``topic``, given the configured file.
+
+    A chain is named by its topic: a second topic prefix keeps its checkpoints in a file of its
+    own beside the configured one (``checkpoints.<topic>.jsonl``), so neither vouches for the
+    other's chain. The default prefix's topic keeps the configured file, as before.
+    """
+    if topic == LEGACY_AUDIT_TOPIC:
+        return path
+    return path.with_name(f"{path.stem}.{topic}{path.suffix}")
 
 
 def append_checkpoint(path: Path, checkpoint: AuditCheckpoint) -> None:

@@ -34,8 +34,9 @@ kind                    evidence (first sequence reported)
                         interval allows (``max_uncovered``): the checkpoints that covered them
                         were deleted (the first uncovered sequence); also a checkpoint file
                         line that is not a checkpoint (no sequence)
-``stores_differ``       the table and the topic disagree on a chain's head or record count
-                        (:func:`cross_check`; the first sequence past the shorter store)
+``stores_differ``       the table and the topic disagree on a chain (:func:`cross_check`,
+                        record by record: the first sequence whose hash differs or that one
+                        store lacks)
 ======================  =====================================================================
 
 When several problems exist, the one with the lowest sequence is reported (chain problems
@@ -47,7 +48,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -130,6 +131,9 @@ class VerificationReport:
     foreign_records: int = 0
     heads: tuple[tuple[int, int, str], ...] = ()
     """(chain partition, last sequence, head hash) of every chain verified."""
+    linked: tuple[tuple[int, tuple[int, ...]], ...] = field(default=(), repr=False, compare=False)
+    """(chain partition, a compact hash of each linked record from sequence 0) of every chain:
+    what :func:`cross_check` compares record by record."""
 
     @property
     def error_code(self) -> ErrorCode | None:
@@ -335,6 +339,7 @@ def verify_chain(
         head_hash=walker.head,
         foreign_records=len(walker.foreign),
         heads=((partition, last_sequence, walker.head),),
+        linked=((partition, tuple(walker.seen[s] for s in range(walker.expected))),),
     )
     if not findings:
         return base
@@ -391,6 +396,7 @@ def merge_reports(reports: Sequence[VerificationReport]) -> VerificationReport:
         checkpoints_checked=sum(r.checkpoints_checked for r in reports),
         foreign_records=sum(r.foreign_records for r in reports),
         heads=tuple(head for r in reports for head in r.heads),
+        linked=tuple(chain for r in reports for chain in r.linked),
         chains=len(reports),
     )
 
@@ -431,11 +437,22 @@ def verify_chains(
     return report
 
 
-def cross_check(topic: VerificationReport, table: VerificationReport) -> VerificationReport:
-    """Compare the table with the topic it is copied from: the same heads and record counts.
+def _first_difference(on_topic: Sequence[int], in_table: Sequence[int]) -> int | None:
+    """The first sequence whose record differs between the stores or is missing from one."""
+    for sequence, (a, b) in enumerate(zip(on_topic, in_table, strict=False)):
+        if a != b:
+            return sequence
+    return None if len(on_topic) == len(in_table) else min(len(on_topic), len(in_table))
 
-    With the checkpoint file deleted and the table truncated, the table alone verifies as a
-    short (or empty) chain; beside the topic it does not.
+
+def cross_check(topic: VerificationReport, table: VerificationReport) -> VerificationReport:
+    """Compare the table with the topic it is copied from, record by record per chain.
+
+    Each store's chain is compared from sequence 0 as far as it links: the first sequence whose
+    hash differs, or that one store lacks, is where they part. With the checkpoint file deleted
+    and the table truncated, the table alone verifies as a short (or empty) chain; beside the
+    topic it does not. A row deleted from the table and the rest re-chained (and re-signed with
+    another key) is named at the deleted row's sequence, not at the end of the chain.
     """
     base = replace(
         table,
@@ -446,22 +463,25 @@ def cross_check(topic: VerificationReport, table: VerificationReport) -> Verific
         checkpoints_checked=0,
         foreign_records=0,
     )
-    topic_heads = {partition: (last, head) for partition, last, head in topic.heads}
-    table_heads = {partition: (last, head) for partition, last, head in table.heads}
-    for partition in sorted(set(topic_heads) | set(table_heads)):
-        on_topic = topic_heads.get(partition, (-1, GENESIS_HASH))
-        in_table = table_heads.get(partition, (-1, GENESIS_HASH))
-        if on_topic != in_table:
-            same_length = on_topic[0] == in_table[0]
+    topic_chains = dict(topic.linked)
+    table_chains = dict(table.linked)
+    topic_heads = {partition: last for partition, last, _ in topic.heads}
+    table_heads = {partition: last for partition, last, _ in table.heads}
+    for partition in sorted(set(topic_chains) | set(table_chains)):
+        sequence = _first_difference(
+            topic_chains.get(partition, ()), table_chains.get(partition, ())
+        )
+        if sequence is not None:
             detail = (
-                f"chain {partition}: the topic ends at sequence {on_topic[0]}, the table at "
-                f"{in_table[0]}{' with another head' if same_length else ''}"
+                f"chain {partition}: the topic and the table part at sequence {sequence} (the "
+                f"topic ends at {topic_heads.get(partition, -1)}, the table at "
+                f"{table_heads.get(partition, -1)})"
             )
             return replace(
                 base,
                 ok=False,
                 chain_partition=partition,
-                first_bad_sequence=min(on_topic[0], in_table[0]) + 1,
+                first_bad_sequence=sequence,
                 problem=TamperKind.STORES_DIFFER,
                 detail=detail,
             )

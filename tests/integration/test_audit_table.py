@@ -73,7 +73,7 @@ async def _verify(log: AuditedLog, url: str, directory: Path | None = None) -> V
     database = Database(url, pool_size=1)
     try:
         repository = AuditLogRepository(database.sessions)
-        return await verify_table(repository, where / "checkpoints.jsonl", log.trusted)
+        return await verify_table(repository, log.topic, where / "checkpoints.jsonl", log.trusted)
     finally:
         await database.dispose()
 
@@ -145,7 +145,7 @@ class TestSink:
             assert writer.stored == 20
             event_id = audited.records[0].object.event_id
             assert event_id is not None
-            trail = await trail_for_event_in_table(repository, event_id)
+            trail = await trail_for_event_in_table(repository, event_id, audited.topic)
         finally:
             await database.dispose()
         report = await _verify(audited, url)
@@ -190,9 +190,9 @@ class TestTableTampering:
         await _sql(
             stored,
             "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_chain_sequence",
-            "INSERT INTO audit_log (chain_partition, sequence, hash, event_id, recorded_at, "
-            "audit_offset, record) SELECT chain_partition, sequence, hash, event_id, "
-            "recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
+            "INSERT INTO audit_log (audit_topic, chain_partition, sequence, hash, event_id, "
+            "recorded_at, audit_offset, record) SELECT audit_topic, chain_partition, sequence, "
+            "hash, event_id, recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
         )
         assert _bad(await _verify(audited, stored)) == (8, TamperKind.DUPLICATED)
 

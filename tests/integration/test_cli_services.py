@@ -78,6 +78,11 @@ def test_demo_shows_each_outcome_and_verifies_the_trail(
     assert main(["audit", "public-key"]) == 0
     pinned = capsys.readouterr().out.strip()
     monkeypatch.setenv("RADSTREAM_AUDIT__TRUSTED_PUBLIC_KEYS", json.dumps([pinned]))
+    # The demo ran on a fresh prefix of its own: its trail is read there.
+    configured = services_env["RADSTREAM_TOPIC_PREFIX"]
+    assert report["topic_prefix"].startswith(f"{configured}demo-")
+    assert f"to {configured}images.arrived" not in captured.out  # the first run's, too
+    monkeypatch.setenv("RADSTREAM_TOPIC_PREFIX", report["topic_prefix"])
     stored = report["outcomes"][0]["event_id"]
     assert main(["audit", "show", "--event-id", stored, "--json"]) == 0
     trail = json.loads(capsys.readouterr().out)

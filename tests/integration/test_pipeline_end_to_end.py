@@ -26,7 +26,7 @@ from schemas.events import DeadLetter, ImageRejected, ImageValidated
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from sinks.database import Database
 from streams.audit.checkpoints import TrustedKeys
-from streams.audit.files import load_public_key
+from streams.audit.files import checkpoint_file_for, load_public_key
 from streams.audit.io import verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
@@ -248,7 +248,9 @@ class TestEndToEnd:
         report = await verify_topic(
             KafkaClientConfig.from_settings(pipeline_settings),
             TopicNames(pipeline_settings.topic_prefix).audit,
-            audit.checkpoint_file,
+            checkpoint_file_for(
+                audit.checkpoint_file, TopicNames(pipeline_settings.topic_prefix).audit
+            ),
             TrustedKeys.of(load_public_key(audit.signing_key_file)),
         )
         assert report.ok, report.summary()

@@ -111,7 +111,9 @@ async def test_forged_records_are_quarantined_and_the_chain_goes_on(
         assert writer.stored == 8
         assert sum(counted) == 2
         assert await repository.quarantined() == 2
-        table = await verify_table(repository, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path))
+        table = await verify_table(
+            repository, topic, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
+        )
     finally:
         await database.dispose()
     quarantined = [e for e in logs if e["event"] == "audit_record_quarantined"]

@@ -21,7 +21,7 @@ Here (table, files, keys):
 8. ``hash`` column edited alone — edited at 3;
 9. a row deleted, the rest re-chained and every checkpoint re-signed with a new key written
    to ``signing_key.pem`` — the pinned key vouches for nothing in the table: missing
-   checkpoints from 0; the cross-check differs at 19;
+   checkpoints from 0; record by record beside the topic the stores part at 7;
 10. garbage line in the checkpoint file — a verdict (missing checkpoints), no traceback;
 11. a checkpoint signed with another key appended to the file — forged checkpoint at 12;
 12. a forged, correctly chained row appended to the table — stores differ at 20;
@@ -247,14 +247,15 @@ class TestTamperCases:
             *UNGUARD,
             "DELETE FROM audit_log WHERE sequence >= 7",
             "TRUNCATE audit_checkpoints",
-            _insert(rebuilt),
+            _insert(rebuilt, deployment.log.topic),
         )
         reports = await deployment.verify()
         # Nothing the pinned key signed vouches for the table any more, and the new-key
-        # checkpoints are not trusted: missing from 0; beside the topic the head differs.
+        # checkpoints are not trusted: missing from 0; beside the topic, record by record,
+        # the deleted row's sequence is where the stores part.
         assert _bad(reports["table"]) == (0, TamperKind.MISSING_CHECKPOINTS)
         assert reports["table"].checkpoints_checked == 4
-        assert _bad(reports["cross-check"]) == (19, TamperKind.STORES_DIFFER)
+        assert _bad(reports["cross-check"]) == (7, TamperKind.STORES_DIFFER)
         assert state.sequence == 18
 
     async def test_10_garbage_line_in_checkpoint_file(self, deployment: Deployment) -> None:
@@ -281,7 +282,7 @@ class TestTamperCases:
         (forged,), _ = append_all(
             ChainState.after(deployment.log.records[-1]), [_draft(deployment.log.records[0])]
         )
-        await deployment.sql(_insert([forged]))
+        await deployment.sql(_insert([forged], deployment.log.topic))
         reports = await deployment.verify()
         assert reports["table"].ok  # one record past the checkpoint: within the interval
         assert _bad(reports["cross-check"]) == (20, TamperKind.STORES_DIFFER)
@@ -312,9 +313,9 @@ class TestTamperCases:
         """A row copied after dropping the unique constraint: duplicated."""
         await deployment.sql(
             "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_chain_sequence",
-            "INSERT INTO audit_log (chain_partition, sequence, hash, event_id, recorded_at, "
-            "audit_offset, record) SELECT chain_partition, sequence, hash, event_id, "
-            "recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
+            "INSERT INTO audit_log (audit_topic, chain_partition, sequence, hash, event_id, "
+            "recorded_at, audit_offset, record) SELECT audit_topic, chain_partition, sequence, "
+            "hash, event_id, recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
         )
         assert _bad((await deployment.verify())["table"]) == (8, TamperKind.DUPLICATED)
 
@@ -350,10 +351,12 @@ def _draft(record: AuditRecord) -> AuditDraft:
     )
 
 
-def _insert(records: list[AuditRecord]) -> str:
-    """An INSERT of ``records`` as the attacker writes it (the test's own values only)."""
+def _insert(records: list[AuditRecord], topic: str) -> str:
+    """An INSERT of ``records`` into ``topic``'s chain 0 as the attacker writes it (the test's
+    own values only)."""
     rows = ", ".join(
-        "(0, {seq}, '{hash}', {event}, '{at}', {seq}, '{json}'::jsonb)".format(
+        "('{topic}', 0, {seq}, '{hash}', {event}, '{at}', {seq}, '{json}'::jsonb)".format(
+            topic=topic,
             seq=r.sequence,
             hash=r.hash,
             event="NULL" if r.object.event_id is None else f"'{r.object.event_id}'",
@@ -362,5 +365,7 @@ def _insert(records: list[AuditRecord]) -> str:
         )
         for r in records
     )
-    columns = "chain_partition, sequence, hash, event_id, recorded_at, audit_offset, record"
+    columns = (
+        "audit_topic, chain_partition, sequence, hash, event_id, recorded_at, audit_offset, record"
+    )
     return f"INSERT INTO audit_log ({columns}) VALUES {rows}"  # noqa: S608 - test values

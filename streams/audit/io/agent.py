@@ -50,7 +50,12 @@ from streams.audit.checkpoints import (
     sign_checkpoint,
     sign_record,
 )
-from streams.audit.files import append_checkpoint, load_or_create_signing_key, read_checkpoints
+from streams.audit.files import (
+    append_checkpoint,
+    checkpoint_file_for,
+    load_or_create_signing_key,
+    read_checkpoints,
+)
 from streams.audit.io.lease import ChainLease
 from streams.audit.io.topic import checkpoint_message, record_message, recover_head
 from streams.audit.records import AUDITED_TOPICS, draft_for_message
@@ -196,7 +201,9 @@ class AuditAgent:
             prefix=settings.topic_prefix,
             group_id=f"{settings.consumer_group_prefix}-audit",
             signing_key_path=settings.audit.signing_key_file,
-            checkpoint_file=settings.audit.checkpoint_file,
+            checkpoint_file=checkpoint_file_for(
+                settings.audit.checkpoint_file, TopicNames(settings.topic_prefix).audit
+            ),
             policy=CheckpointPolicy.from_settings(settings.audit),
             batch_wait_seconds=settings.audit.batch_wait_seconds,
             trusted=TrustedKeys.parse(settings.audit.trusted_public_keys),

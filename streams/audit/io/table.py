@@ -212,6 +212,7 @@ class AuditTableWriter:
 
 async def verify_table(
     repository: AuditLogRepository,
+    topic: str,
     checkpoint_file: Path,
     trusted: TrustedKeys,
     *,
@@ -221,15 +222,16 @@ async def verify_table(
 
     Args:
         repository: the audit log's repository.
-        checkpoint_file: the JSON-lines checkpoint file kept outside the stores.
+        topic: the audit topic whose chains are verified (other topics' rows are not read).
+        checkpoint_file: the topic's JSON-lines checkpoint file kept outside the stores.
         trusted: the pinned Ed25519 verification keys.
         max_uncovered: the checkpoint interval; more records after the newest genuine
             checkpoint (file or table) fail as missing checkpoints.
     """
     file = read_checkpoint_file(checkpoint_file)
     return verify_chains(
-        await repository.chains(),
-        [*file.checkpoints, *await repository.checkpoints()],
+        await repository.chains(topic),
+        [*file.checkpoints, *await repository.checkpoints(topic)],
         trusted,
         max_uncovered=max_uncovered,
         malformed_checkpoint_lines=file.malformed_lines,
@@ -237,7 +239,7 @@ async def verify_table(
 
 
 async def trail_for_event_in_table(
-    repository: AuditLogRepository, event_id: uuid.UUID
+    repository: AuditLogRepository, event_id: uuid.UUID, topic: str
 ) -> list[AuditRecord]:
-    """Every stored audit record about one image (``radstream audit show`` from the table)."""
-    return await repository.trail(event_id)
+    """Every audit record stored from ``topic`` about one image (``audit show`` from the table)."""
+    return await repository.trail(event_id, topic)

@@ -14,6 +14,7 @@ from schemas.settings import AuditSettings, Settings
 from sinks.database import Database, tls_context
 from sinks.repositories import AuditLogRepository
 from streams.audit.checkpoints import TrustedKeys
+from streams.audit.files import checkpoint_file_for
 from streams.audit.io.table import trail_for_event_in_table, verify_table
 from streams.audit.io.topic import trail_for_event, verify_topic
 from streams.audit.verify import VerificationReport, cross_check
@@ -35,7 +36,10 @@ def _behind(table: VerificationReport, topic: VerificationReport) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class AuditTrail:
-    """The audit topic and table of one deployment, and the files that vouch for them."""
+    """The audit topic and table of one deployment, and the files that vouch for them.
+
+    ``audit.checkpoint_file`` is this chain's own file (see :meth:`from_settings`).
+    """
 
     kafka: KafkaClientConfig
     topic: str
@@ -46,12 +50,18 @@ class AuditTrail:
 
     @classmethod
     def from_settings(cls, settings: Settings, trusted: TrustedKeys) -> AuditTrail:
-        """The deployment's audit trail, judged by the pinned ``trusted`` keys."""
+        """The deployment's audit trail, judged by the pinned ``trusted`` keys.
+
+        The chain is named by its audit topic: its rows in the table and its checkpoint file
+        (:func:`~streams.audit.files.checkpoint_file_for`) are that topic's only.
+        """
+        topic = TopicNames(settings.topic_prefix).audit
+        file = checkpoint_file_for(settings.audit.checkpoint_file, topic)
         return cls(
             kafka=KafkaClientConfig.from_settings(settings, client_id="radstream-audit-cli"),
-            topic=TopicNames(settings.topic_prefix).audit,
+            topic=topic,
             database_url=settings.readonly_database_url,
-            audit=settings.audit,
+            audit=settings.audit.model_copy(update={"checkpoint_file": file}),
             tls=tls_context(settings.database),
             trusted=trusted,
         )
@@ -83,7 +93,7 @@ class AuditTrail:
         if source in ("table", "both"):
             async with self._repository() as repository:
                 in_table = await verify_table(
-                    repository, checkpoints, trusted, max_uncovered=interval
+                    repository, self.topic, checkpoints, trusted, max_uncovered=interval
                 )
                 # The table copy trails the topic by a moment: give it a bounded while.
                 for _ in range(CATCH_UP_ATTEMPTS):
@@ -91,7 +101,7 @@ class AuditTrail:
                         break
                     await asyncio.sleep(CATCH_UP_SECONDS)
                     in_table = await verify_table(
-                        repository, checkpoints, trusted, max_uncovered=interval
+                        repository, self.topic, checkpoints, trusted, max_uncovered=interval
                     )
             reports.append(("table audit_log", in_table))
             if on_topic is not None:
@@ -103,7 +113,7 @@ class AuditTrail:
         _check(source)
         if source == "table":
             async with self._repository() as repository:
-                return await trail_for_event_in_table(repository, event_id)
+                return await trail_for_event_in_table(repository, event_id, self.topic)
         return await trail_for_event(self.kafka, self.topic, event_id, self.trusted)
 
 

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from schemas.settings import AuditSettings
+from schemas.audit import LEGACY_AUDIT_TOPIC
+from schemas.settings import AuditSettings, Settings
 from streams.audit.chain import ChainState
 from streams.audit.checkpoints import (
     CheckpointPolicy,
@@ -33,12 +34,14 @@ from streams.audit.files import (
     KeyFileError,
     append_checkpoint,
     append_checkpoints,
+    checkpoint_file_for,
     load_or_create_signing_key,
     load_public_key,
     read_checkpoint_file,
     read_checkpoints,
     write_public_key,
 )
+from streams.topics import TopicNames
 from tests.unit.audit.factories import T0, build_chain
 
 pytestmark = pytest.mark.requirement("RS-AUD-03")
@@ -176,6 +179,16 @@ class TestCheckpointFile:
     def test_absent_file_has_none(self, tmp_path: Path) -> None:
         """No file means no checkpoints."""
         assert read_checkpoints(tmp_path / "none.jsonl") == []
+
+    def test_each_audit_topic_has_its_own_file(self, tmp_path: Path) -> None:
+        """The default prefix's chain keeps the configured file; another prefix's its own."""
+        configured = tmp_path / "checkpoints.jsonl"
+        legacy = TopicNames(Settings.model_fields["topic_prefix"].default).audit
+        assert legacy == LEGACY_AUDIT_TOPIC
+        assert checkpoint_file_for(configured, legacy) == configured
+        other = checkpoint_file_for(configured, "site-b.audit.log")
+        assert other == tmp_path / "checkpoints.site-b.audit.log.jsonl"
+        assert checkpoint_file_for(configured, "site-c.audit.log") != other
 
 
 class TestTrustedKeys:

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.audit import AuditCheckpoint, AuditRecord
 from schemas.errors import ErrorCode
-from streams.audit.chain import ChainState, append, record_hash
+from streams.audit.chain import ChainState, append, append_all, record_hash
 from streams.audit.checkpoints import TrustedKeys, sign_checkpoint
 from streams.audit.verify import (
     ForeignRecord,
@@ -353,14 +353,36 @@ class TestTrustAnchors:
         assert _problem(report) == (0, TamperKind.STORES_DIFFER)
         assert report.error_code is ErrorCode.AUDIT_CHAIN_BROKEN
 
-    def test_cross_check_finds_another_head(self, chain: Chain) -> None:
-        """Same length, another head hash: the stores differ."""
+    def test_cross_check_finds_another_chain(self, chain: Chain) -> None:
+        """Same length, other records from the start: the stores part at sequence 0."""
         records, cps = chain
         topic = verify_chain(records, cps, PUB)
         rebuilt = verify_chain(build_chain(20, KEY, every=5)[0], [], PUB)
         report = cross_check(topic, rebuilt)
-        assert _problem(report) == (20, TamperKind.STORES_DIFFER)
-        assert "another head" in report.detail
+        assert _problem(report) == (0, TamperKind.STORES_DIFFER)
+        assert "part at sequence 0" in report.detail
+
+    def test_cross_check_names_a_deleted_and_rechained_record(self, chain: Chain) -> None:
+        """Record 7 deleted and the rest re-chained: the table still links, and is as long
+        as the topic minus one; record by record the stores part at 7, not at the end."""
+        records, cps = chain
+        head = ChainState.after(records[6])
+        rebuilt, _ = append_all(head, drafts(12))
+        topic = verify_chains({0: records}, cps, PUB)
+        table = verify_chains({0: [*records[:7], *rebuilt]}, [], PUB)
+        assert table.ok
+        report = cross_check(topic, table)
+        assert _problem(report) == (7, TamperKind.STORES_DIFFER)
+        assert "the topic ends at 19, the table at 18" in report.detail
+
+    def test_cross_check_finds_a_chain_only_one_store_holds(self, chain: Chain) -> None:
+        """A chain the table lacks entirely parts at 0; equal chains beside it do not hide it."""
+        records, cps = chain
+        other, other_cps = build_chain(3, KEY, every=5, chain_partition=1)
+        topic = verify_chains({0: records, 1: other}, [*cps, *other_cps], PUB)
+        table = verify_chains({0: records}, cps, PUB)
+        report = cross_check(topic, table)
+        assert (report.chain_partition, *_problem(report)) == (1, 0, TamperKind.STORES_DIFFER)
 
     def test_cross_check_of_equal_stores(self, chain: Chain) -> None:
         """The same chain in both stores: the cross-check passes."""

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from cli import schemas as cli_schemas
-from cli.demo import FileOutcome, demo_modality_hint, outcome_row, sample_files
+from cli.demo import FileOutcome, demo_modality_hint, demo_settings, outcome_row, sample_files
 from cli.main import main
 from schemas.settings import SAMPLES_DIR, load_settings
 
@@ -120,6 +120,17 @@ class TestDemoHelpers:
         assert demo_modality_hint(Path("ct_256.png")) == "CT"
         assert demo_modality_hint(Path("us_rgb_320x240.jpg")) == "US"
         assert demo_modality_hint(Path("empty.dcm")) is None
+
+    def test_demo_runs_on_a_fresh_prefix_and_groups(self) -> None:
+        """Issue 17 F: the demo never shares the configured topics, groups or audit chain."""
+        configured = load_settings(topic_prefix="site.", consumer_group_prefix="site")
+        first, second = demo_settings(configured), demo_settings(configured)
+        assert first.topic_prefix != configured.topic_prefix
+        assert first.topic_prefix.startswith("site.demo-")
+        assert first.consumer_group_prefix.startswith("site-demo-")
+        assert first.topic_prefix != second.topic_prefix
+        assert first.consumer_group_prefix != second.consumer_group_prefix
+        assert demo_settings(configured, "r1").topic_prefix == "site.demo-r1."
 
     def test_sample_files_include_good_and_bad(self) -> None:
         """The bundled samples the demo publishes include DICOM, PNG, JPEG and bad inputs."""
