@@ -15,6 +15,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from schemas.audit import ApiAction
 from schemas.events import ImageArrived, InferenceCompleted, ShadowOutcome
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from sinks.database import Database
-from sinks.repositories import ResultsRepository
+from sinks.repositories import ComparisonRepository, ResultsRepository
 from streams.inference.registry import read_rollout
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
@@ -122,6 +123,32 @@ async def stored_versions(url: str, event_ids: set[uuid.UUID], want: int) -> lis
         await database.dispose()
 
 
+async def comparison_settled(url: str, failures: int, candidate_results: int) -> None:
+    """Wait until 1.2.0's failures and 1.3.0's results are all stored (before the worker stops:
+    the rejection may be consumed after the results the test waited for)."""
+    database = Database(url, pool_size=1)
+    try:
+        repository = ComparisonRepository(database.sessions)
+        now = datetime.now(UTC)
+        async with asyncio.timeout(TIMEOUT_SECONDS):
+            while True:
+                report = await repository.compare(
+                    "lesion-detector",
+                    "1.2.0",
+                    "1.3.0",
+                    since=now - timedelta(hours=1),
+                    until=now + timedelta(hours=1),
+                )
+                if (report.baseline.failures, report.candidate.results) == (
+                    failures,
+                    candidate_results,
+                ):
+                    return
+                await asyncio.sleep(0.2)
+    finally:
+        await database.dispose()
+
+
 async def cli(settings: Settings, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """Run ``radstream models ...`` as the console script would (its own event loop, here in a
     thread); its stdout (it must succeed)."""
@@ -185,9 +212,15 @@ async def test_add_shadow_compare_promote(
     # live traffic: 1.2.0 publishes (and refuses the real CT), 1.3.0 runs in shadow
     arrivals = [arrival_for_file(SAMPLES_DIR / "dicom" / name, source="PACS1") for name in IMAGES]
     shadows = read_topic(kafka_bootstrap, names.shadow, want=len(IMAGES))
+
+    async def shadows_then_stored() -> list[bytes]:
+        values = await shadows
+        await comparison_settled(pipeline_database_url, failures=1, candidate_results=len(IMAGES))
+        return values
+
     outcomes = [
         ShadowOutcome.model_validate_json(v)
-        for v in await run_worker_on(settings, kafka, arrivals, shadows)
+        for v in await run_worker_on(settings, kafka, arrivals, shadows_then_stored())
     ]
     assert {o.result.model.version for o in outcomes if o.result} == {"1.3.0"}
     events = {a.event_id for a in arrivals}
