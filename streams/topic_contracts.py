@@ -36,26 +36,38 @@ DOCUMENTED_SERVER: Final = "127.0.0.1:9092"
 CONTRACT_VERSION: Final = "1.1.0"
 
 # Who in radstream publishes to (send) and consumes from (receive) each topic. Routers publish
-# arrivals too: for them ``receive_images_arrived`` is the operation to code against.
+# arrivals too: for them ``receive_images_arrived`` is the operation to code against. Only
+# routers publish ``studies.signals`` (a study's transfer is complete): it has no send operation.
 PRODUCERS: Final[dict[TopicKey, str]] = {
     TopicKey.IMAGES_ARRIVED: "the API, the DICOM listener and `radstream publish`",
+    TopicKey.IMAGES_ARRIVED_STAT: "the API, the DICOM listener and `radstream publish` (stat)",
     TopicKey.IMAGES_VALIDATED: "the validation stage",
+    TopicKey.IMAGES_VALIDATED_STAT: "the validation stage (stat lane)",
     TopicKey.IMAGES_REJECTED: "the validation and inference stages",
     TopicKey.INFERENCE_RESULTS: "the inference stage",
+    TopicKey.INFERENCE_SHADOW: "the inference stage (versions in shadow)",
     TopicKey.AUDIT_LOG: "the audit stage (records and signed checkpoints)",
     TopicKey.DEADLETTER: "every stage",
     TopicKey.DEADLETTER_MARKS: "`radstream dlq replay`/`purge`",
     TopicKey.API_ACTIONS: "the API",
     TopicKey.RESULTS_EXPORTED: "the dicom-export stage",
+    TopicKey.SERIES_COMPLETED: "the studies stage",
+    TopicKey.STUDIES_COMPLETED: "the studies stage",
+    TopicKey.STUDIES_RESULTS: "the studies stage",
+    TopicKey.ALERTS_URGENT: "the studies stage (clinical decision support)",
 }
 CONSUMERS: Final[dict[TopicKey, str]] = {
-    TopicKey.IMAGES_ARRIVED: "the validation stage",
+    TopicKey.IMAGES_ARRIVED: "the validation, results (lifecycle) and studies stages",
+    TopicKey.IMAGES_ARRIVED_STAT: "the validation, results (lifecycle) and studies stages",
     TopicKey.IMAGES_VALIDATED: "the inference and results stages",
-    TopicKey.IMAGES_REJECTED: "the results stage",
-    TopicKey.INFERENCE_RESULTS: "the results and dicom-export stages",
+    TopicKey.IMAGES_VALIDATED_STAT: "the inference and results stages",
+    TopicKey.IMAGES_REJECTED: "the results and studies stages",
+    TopicKey.INFERENCE_RESULTS: "the results, studies and dicom-export stages",
+    TopicKey.INFERENCE_SHADOW: "the results stage",
     TopicKey.AUDIT_LOG: "the audit-table writer and `radstream audit verify`",
     TopicKey.DEADLETTER: "`radstream dlq` and the lag exporter (dead-letter depth)",
     TopicKey.DEADLETTER_MARKS: "`radstream dlq` and the lag exporter",
+    TopicKey.STUDIES_SIGNALS: "the studies stage",
 }
 
 
