@@ -48,6 +48,7 @@ from schemas.events import DeadLetter, ImageArrived
 from schemas.settings import SAMPLES_DIR, LoggingSettings, Settings, load_settings
 from sinks.migrate import upgrade_async
 from sinks.provisioning import create_database, drop_database, url_for_database
+from streams.audit.files import checkpoint_file_for
 from streams.kafka import KafkaClientConfig, read_topic
 from streams.topics import TopicNames
 from tests.unit.gateway.fakes import Harness, build_harness
@@ -328,7 +329,10 @@ async def pipeline(
             poison,
             records,
             rows,
-            settings.audit.checkpoint_file.read_text(),
+            # The chain's own file: a chain is named by its audit topic (streams.audit.files).
+            checkpoint_file_for(
+                settings.audit.checkpoint_file, TopicNames(settings.topic_prefix).audit
+            ).read_text(),
             stream.getvalue(),
         )
     finally:

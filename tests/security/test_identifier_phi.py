@@ -76,9 +76,9 @@ class TestDerivedKeys:
 
     async def test_validated_is_keyed_by_study(self, phi_image: Path) -> None:
         """A validated image's key is its StudyInstanceUID (the one read from the file)."""
-        event = ImageArrived(
-            source="router-1", image_uri=phi_image.as_uri(), study_instance_uid=STUDY_UID
-        )
+        # No study UID from the router: one that differs from the file's is a rejection
+        # (IMAGE_STUDY_UID_MISMATCH); the key comes from the file either way.
+        event = ImageArrived(source="router-1", image_uri=phi_image.as_uri())
         [out] = await _stage(phi_image.parent).handle([_incoming(event)])
         assert out.topic is TopicKey.IMAGES_VALIDATED
         assert isinstance(out.value, ImageValidated)
