@@ -50,7 +50,7 @@ from sinks.migrate import upgrade_async
 from sinks.repositories import AuditLogRepository
 from streams.audit.chain import ChainState, append
 from streams.audit.checkpoints import TrustedKeys
-from streams.audit.files import load_public_key
+from streams.audit.files import checkpoint_file_for, load_public_key
 from streams.audit.io import read_audit_topic, verify_table
 from streams.kafka import KafkaClientConfig, KafkaPublisher, RawMessage, ensure_topics, read_topic
 from streams.retry import RetryPolicy, run_with_retries
@@ -310,7 +310,9 @@ async def audit_trail_after_drain(
     database = Database(url, pool_size=1)
     try:
         repository = AuditLogRepository(database.sessions)
-        report = await verify_table(repository, audit_dir / "checkpoints.jsonl", trusted)
+        # The chain is named by its topic, and so is its checkpoint file (streams.audit.files).
+        checkpoints = checkpoint_file_for(audit_dir / "checkpoints.jsonl", names.audit)
+        report = await verify_table(repository, names.audit, checkpoints, trusted)
         quarantined = await repository.quarantined()
     finally:
         await database.dispose()
