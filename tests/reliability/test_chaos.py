@@ -230,6 +230,18 @@ async def stored(url: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+async def quarantine_rows(url: str) -> int:
+    """Rows in audit_quarantine; -1 while the database is down."""
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return -1
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM audit_quarantine"))
+    finally:
+        await conn.close()
+
+
 async def audit_rows(url: str) -> int:
     """Rows in audit_log; -1 while the database is down."""
     try:
@@ -304,7 +316,10 @@ async def audit_trail_after_drain(
     while time.monotonic() - started < bound:
         content = await read_audit_topic(kafka, names.audit, trusted)
         on_topic = sum(isinstance(r, AuditRecord) for r in content[0].records)
-        if await audit_rows(url) >= on_topic:
+        # Every genuine record copied, and every foreign one (the forged record) quarantined:
+        # the writer may reach the forged message after the table caught up with the genuine.
+        foreign = len(content[0].records) - on_topic
+        if await audit_rows(url) >= on_topic and await quarantine_rows(url) >= foreign:
             break
         await asyncio.sleep(2.0)
     database = Database(url, pool_size=1)
