@@ -158,6 +158,29 @@ def topic_prefix(run_id: str) -> str:
     return f"rstest.{run_id}.{uuid.uuid4().hex[:8]}."
 
 
+def _restore_logging(handlers: list[logging.Handler], level: int) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _logging_isolated() -> Iterator[None]:
+    """Every test starts from structlog's defaults and the root logger it found.
+
+    A command run in-process configures logging at WARNING (``cli.context``); a later test that
+    captures ``info`` lines would otherwise see none, depending on which tests ran before it.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    _restore_logging(handlers, level)
+
+
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
     """Undo what a command run in-process did to logging (handlers on stderr, warnings capture).
@@ -169,9 +192,4 @@ def restored_logging() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     yield
     gc.collect()  # what the run left unclosed is reported now, while its streams still exist
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
+    _restore_logging(handlers, level)
