@@ -170,7 +170,7 @@ class ReadyBuffer(Generic[T]):
                 event.clear()
 
 
-async def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     """Faust's ``stream.take_events(max_, within)`` made adaptive (:class:`ReadyBuffer`).
 
     ``take_events`` waits ``within`` on a fixed tick even for a lone message and stops
@@ -180,8 +180,17 @@ async def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[lis
     and a batch's events are acknowledged in a ``finally`` after the caller has finished with
     it (the agent holds them first when their outcomes could not be delivered). It uses the
     stream's processor and passive-drain hooks exactly as ``take_events`` does
-    (faust-streaming 0.15, ``faust/streams.py``).
+    (faust-streaming 0.15, ``faust/streams.py``), and registers with the stream like
+    ``take_events``, so stopping the stream closes it (its ``finally`` acks the last batch).
     """
+    batches = _take_ready(stream, max_, within)
+    active = getattr(stream, "_active_agens", None)
+    if active is not None:
+        active.add(batches)
+    return batches
+
+
+async def _take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     buffer: ReadyBuffer[Any] = ReadyBuffer(max_, linger_seconds=within)
 
     async def add_to_buffer(value: T) -> T:

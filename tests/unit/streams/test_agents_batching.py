@@ -147,6 +147,7 @@ class FakeFaustStream:
         self.enable_acks = True
         self.should_stop = False
         self._processors: list[Any] = []
+        self._active_agens: set[AsyncIterator[list[Any]]] = set()
         self.acked: list[str] = []
         self.drainer: asyncio.Task[None] | None = None
 
@@ -205,6 +206,7 @@ class TestTakeReady:
         stream = FakeFaustStream(["a"])
         streams.append(stream)
         batches = take_ready(stream, 8, 0.0)
+        assert stream._active_agens == {batches}  # closed by Faust when the stream stops
         first = await anext(batches)
         assert [e.value for e in first] == ["a"]  # a lone message, taken at once
         assert stream.enable_acks is False
