@@ -182,6 +182,9 @@ def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]
     stream's processor and passive-drain hooks exactly as ``take_events`` does
     (faust-streaming 0.15, ``faust/streams.py``), and registers with the stream like
     ``take_events``, so stopping the stream closes it (its ``finally`` acks the last batch).
+    Up to ``max_`` buffered events wait for the next batch instead of Faust's channel queue;
+    in a rebalance Faust waits for them to be processed (``stream_wait_empty``), and a partition's
+    new owner may process them again: at least once, as for ``take_events``' in-flight batch.
     """
     batches = _take_ready(stream, max_, within)
     active = getattr(stream, "_active_agens", None)
