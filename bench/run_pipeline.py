@@ -66,8 +66,8 @@ SHORT = {
     "validation": "validate",
     "inference": "infer",
     "inference.2": "infer.2",
-    "validate+infer": "val+inf",
-    "validate+infer.2": "val+inf.2",
+    "validate+infer": "v+i",
+    "validate+infer.2": "v+i.2",
     "bench_driver": "driver",
 }
 
