@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from pydicom.dataset import Dataset
 
@@ -39,6 +41,7 @@ from streams.validation.decoding import (
     optional_float,
     read_header,
 )
+from streams.validation.pixels import model_pixels
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _CODE = re.compile(r"^[A-Z0-9_]{1,16}$")
@@ -119,21 +122,60 @@ def validate_image(
             study is rejected (``IMAGE_STUDY_UID_MISMATCH``): its result would be filed under
             the wrong study.
     """
+    outcome, _ = _checked(
+        data,
+        with_pixels=False,
+        limits=limits,
+        rules=rules,
+        declared_size=declared_size,
+        declared_sha256=declared_sha256,
+        model_ids=model_ids,
+        event_modality=event_modality,
+        declared_study_instance_uid=declared_study_instance_uid,
+    )
+    return outcome
+
+
+def validate_and_decode(
+    data: bytes,
+    *,
+    limits: ValidationSettings,
+    rules: ClinicalRules,
+    declared_size: int | None = None,
+    declared_sha256: str | None = None,
+    model_ids: Sequence[str] = (),
+    event_modality: str | None = None,
+    declared_study_instance_uid: str | None = None,
+) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
+    """:func:`validate_image`, plus the model-ready pixels of an accepted image; never raises.
+
+    The pixels come from the validator's own decode of ``data`` (no second decode) and are
+    exactly what :func:`~streams.validation.pixels.decode_pixels` returns for ``data`` and the
+    accepted geometry with the same ``limits``: the first frame as float32, modality LUT applied.
+    They are ``None`` for a rejected image. Arguments as for :func:`validate_image`.
+    """
+    return _checked(
+        data,
+        with_pixels=True,
+        limits=limits,
+        rules=rules,
+        declared_size=declared_size,
+        declared_sha256=declared_sha256,
+        model_ids=model_ids,
+        event_modality=event_modality,
+        declared_study_instance_uid=declared_study_instance_uid,
+    )
+
+
+def _checked(
+    data: bytes, *, with_pixels: bool, **checks: Any
+) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
+    """Run every check; any failure becomes a :class:`ValidationRejected` without pixels."""
     run = _Run()
     try:
-        return _validate(
-            run,
-            data,
-            limits=limits,
-            rules=rules,
-            declared_size=declared_size,
-            declared_sha256=declared_sha256,
-            model_ids=model_ids,
-            event_modality=event_modality,
-            declared_study_instance_uid=declared_study_instance_uid,
-        )
+        return _validate(run, data, with_pixels=with_pixels, **checks)
     except RadstreamError as error:
-        return ValidationRejected(
+        rejected = ValidationRejected(
             error_code=error.code,
             reason=error.reason[:500],
             retryable=error.retryable,
@@ -143,17 +185,19 @@ def validate_image(
         raise
     except BaseException:  # noqa: BLE001 - the stage must turn every input into a verdict
         # The exception text may quote header values, so only a fixed reason leaves here.
-        return ValidationRejected(
+        rejected = ValidationRejected(
             error_code=ErrorCode.IMAGE_MALFORMED,
             reason="image could not be validated (unexpected decoder failure)",
             verdicts=tuple(run.verdicts),
         )
+    return rejected, None
 
 
 def _validate(
     run: _Run,
     data: bytes,
     *,
+    with_pixels: bool,
     limits: ValidationSettings,
     rules: ClinicalRules,
     declared_size: int | None,
@@ -161,7 +205,7 @@ def _validate(
     model_ids: Sequence[str],
     event_modality: str | None,
     declared_study_instance_uid: str | None,
-) -> ValidationAccepted:
+) -> tuple[ValidationAccepted, NDArray[np.float32] | None]:
     size = len(data)
     run.check("size", lambda: _check_size(size, limits, declared_size), f"{size} bytes")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -202,7 +246,7 @@ def _validate(
     run.verdicts.extend(
         run.check("clinical", lambda: check_clinical_rules(facts, geometry, rules, model_ids))
     )
-    return ValidationAccepted(
+    accepted = ValidationAccepted(
         geometry=geometry,
         sha256=sha256,
         size_bytes=size,
@@ -213,6 +257,7 @@ def _validate(
         body_part=geometry.body_part,
         verdicts=tuple(run.verdicts),
     )
+    return accepted, model_pixels(header, dataset, pixels) if with_pixels else None
 
 
 def _check_size(size: int, limits: ValidationSettings, declared: int | None) -> None:
