@@ -156,10 +156,11 @@ async def validate(store: PixelHandoff | None) -> list[Incoming]:
     rules = load_clinical_rules(load_settings().validation.clinical_rules_file)
     stage = ValidationStage(CountingReader(), LIMITS, rules, handoff=store)
     out = await stage.handle(arrivals())
-    assert all(isinstance(o.value, ImageValidated) for o in out), out
+    events = [o.value for o in out if isinstance(o.value, ImageValidated)]
+    assert len(events) == len(FILES), out
     return [
-        Incoming("t.images.validated", 0, i, o.key, o.value.model_dump_json().encode())
-        for i, o in enumerate(out)
+        Incoming("t.images.validated", 0, i, e.message_key(), e.model_dump_json().encode())
+        for i, e in enumerate(events)
     ]
 
 
@@ -182,7 +183,7 @@ class TestStages:
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
         assert store.stats().entries == len(FILES)
-        reader, hits = CountingReader(), []
+        reader, hits = CountingReader(), list[bool]()
         stage = InferenceStage(
             reader, registry, routing, LIMITS, handoff=store, on_pixel_handoff=hits.append
         )
@@ -200,7 +201,7 @@ class TestStages:
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
         hit_stage = InferenceStage(CountingReader(), registry, routing, LIMITS, handoff=store)
-        miss_reader, misses = CountingReader(), []
+        miss_reader, misses = CountingReader(), list[bool]()
         miss_stage = InferenceStage(
             miss_reader,
             registry,
