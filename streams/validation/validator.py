@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -122,17 +123,8 @@ def validate_image(
             study is rejected (``IMAGE_STUDY_UID_MISMATCH``): its result would be filed under
             the wrong study.
     """
-    outcome, _ = _checked(
-        data,
-        with_pixels=False,
-        limits=limits,
-        rules=rules,
-        declared_size=declared_size,
-        declared_sha256=declared_sha256,
-        model_ids=model_ids,
-        event_modality=event_modality,
-        declared_study_instance_uid=declared_study_instance_uid,
-    )
+    checks = _Checks(limits, rules, declared_size, declared_sha256, model_ids, event_modality)
+    outcome, _ = _checked(data, checks, declared_study_instance_uid, with_pixels=False)
     return outcome
 
 
@@ -154,26 +146,29 @@ def validate_and_decode(
     accepted geometry with the same ``limits``: the first frame as float32, modality LUT applied.
     They are ``None`` for a rejected image. Arguments as for :func:`validate_image`.
     """
-    return _checked(
-        data,
-        with_pixels=True,
-        limits=limits,
-        rules=rules,
-        declared_size=declared_size,
-        declared_sha256=declared_sha256,
-        model_ids=model_ids,
-        event_modality=event_modality,
-        declared_study_instance_uid=declared_study_instance_uid,
-    )
+    checks = _Checks(limits, rules, declared_size, declared_sha256, model_ids, event_modality)
+    return _checked(data, checks, declared_study_instance_uid, with_pixels=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """The arguments of :func:`validate_image` besides the bytes (see its docstring)."""
+
+    limits: ValidationSettings
+    rules: ClinicalRules
+    declared_size: int | None
+    declared_sha256: str | None
+    model_ids: Sequence[str]
+    event_modality: str | None
 
 
 def _checked(
-    data: bytes, *, with_pixels: bool, **checks: Any
+    data: bytes, checks: _Checks, declared_study_uid: str | None, *, with_pixels: bool
 ) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
     """Run every check; any failure becomes a :class:`ValidationRejected` without pixels."""
     run = _Run()
     try:
-        return _validate(run, data, with_pixels=with_pixels, **checks)
+        return _validate(run, data, checks, declared_study_uid, with_pixels=with_pixels)
     except RadstreamError as error:
         rejected = ValidationRejected(
             error_code=error.code,
@@ -196,20 +191,16 @@ def _checked(
 def _validate(
     run: _Run,
     data: bytes,
+    checks: _Checks,
+    declared_study_instance_uid: str | None,
     *,
     with_pixels: bool,
-    limits: ValidationSettings,
-    rules: ClinicalRules,
-    declared_size: int | None,
-    declared_sha256: str | None,
-    model_ids: Sequence[str],
-    event_modality: str | None,
-    declared_study_instance_uid: str | None,
 ) -> tuple[ValidationAccepted, NDArray[np.float32] | None]:
+    limits = checks.limits
     size = len(data)
-    run.check("size", lambda: _check_size(size, limits, declared_size), f"{size} bytes")
+    run.check("size", lambda: _check_size(size, limits, checks.declared_size), f"{size} bytes")
     sha256 = hashlib.sha256(data).hexdigest()
-    run.check("checksum", lambda: _check_checksum(sha256, declared_sha256))
+    run.check("checksum", lambda: _check_checksum(sha256, checks.declared_sha256))
     # A deflated dataset may inflate to at most the biggest acceptable pixel payload.
     max_inflated = max(limits.max_file_bytes, limits.max_dimension**2 * limits.max_frames * 12)
     header = run.check(
@@ -238,13 +229,17 @@ def _validate(
             "the event's StudyInstanceUID differs from the image file's",
         )
     modality = _dicom_code(dataset, "Modality") if dataset is not None else None
-    if dataset is None and event_modality is not None and _CODE.match(event_modality):
-        modality = event_modality
+    hint = checks.event_modality
+    if dataset is None and hint is not None and _CODE.match(hint):
+        modality = hint
     facts = ClinicalFacts(
         format=header.format, modality=modality, body_part=geometry.body_part, dataset=dataset
     )
     run.verdicts.extend(
-        run.check("clinical", lambda: check_clinical_rules(facts, geometry, rules, model_ids))
+        run.check(
+            "clinical",
+            lambda: check_clinical_rules(facts, geometry, checks.rules, checks.model_ids),
+        )
     )
     accepted = ValidationAccepted(
         geometry=geometry,
