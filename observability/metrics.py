@@ -343,6 +343,13 @@ class Metrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
+        self.pixel_handoff = Counter(
+            "radstream_pixel_handoff_total",
+            "Validated images whose pixels inference took from validation in the same process"
+            " (hit) or had to read and decode again (miss); only where both stages run together.",
+            ["result"],
+            registry=r,
+        )
         self.model_load_failures = Counter(
             "radstream_model_load_failures_total",
             "Models that failed to load.",
@@ -633,6 +640,10 @@ class Metrics:
         labels = (_label(model), _label(model_version))
         self.inference_seconds.labels(*labels).observe(seconds)
         self.inference_batch_size.labels(*labels).observe(size)
+
+    def pixel_handoff_used(self, hit: bool) -> None:
+        """Inference took an image's pixels from validation (hit) or decoded it again (miss)."""
+        self.pixel_handoff.labels("hit" if hit else "miss").inc()
 
     def model_load_failed(self, model: str, model_version: str) -> None:
         """A model could not be loaded."""

@@ -80,6 +80,12 @@ class InferenceSettings(_Group):
     batch_size: int = Field(8, ge=1, le=256)
     batch_wait_seconds: float = Field(0.05, ge=0)
     intra_op_threads: int = Field(1, ge=0)
+    pixel_handoff_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="memory for pixels validation hands to inference in the same worker "
+        "process (decode once; docs/performance.md); 0 disables the hand-off",
+    )
 
 
 class SinkSettings(_Group):
