@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 
 from gateway.app import create_app
 from schemas.api import (
+    ComparisonQuery,
     LifecycleEntry,
     ModelStatus,
     ResultPage,
@@ -55,15 +55,7 @@ class _Unwired:
     def list(self) -> Sequence[ModelStatus]:
         return ()
 
-    async def compare(
-        self,
-        name: str,
-        *,
-        candidate: str | None,
-        baseline: str | None,
-        since: datetime,
-        until: datetime,
-    ) -> VersionComparison:
+    async def compare(self, query: ComparisonQuery) -> VersionComparison:
         raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
 
 
