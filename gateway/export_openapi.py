@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from gateway.app import create_app
 from schemas.api import (
     ComparisonQuery,
@@ -22,11 +20,9 @@ from schemas.api import (
     ResultQuery,
     ResultView,
 )
-from schemas.audit import ApiAction
 from schemas.errors import ErrorCode, TransientError
 from schemas.rollout import VersionComparison
 from schemas.settings import Settings
-from streams.topics import TopicKey
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
 
@@ -59,32 +55,16 @@ class _Unwired:
         raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
 
 
-class _UnwiredPublisher:
-    async def publish(
-        self,
-        topic_key: TopicKey,
-        key: bytes,
-        value: BaseModel,
-        headers: Sequence[tuple[str, bytes]],
-    ) -> None:
-        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
-
-
-class _UnwiredAudit:
-    async def publish(self, action: ApiAction) -> None:
-        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
-
-
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of the API (it depends on no setting)."""
     unwired = _Unwired()
     app = create_app(
         Settings(environment="test"),
-        publisher=_UnwiredPublisher(),
+        publisher=unwired,
         results=unwired,
         lifecycle=unwired,
         models=unwired,
-        audit=_UnwiredAudit(),
+        audit=unwired,
     )
     return app.openapi()
 
