@@ -66,6 +66,7 @@ from streams.pipeline import StageObserver
 from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
 from streams.stages.dicom_export import DicomExportStage
+from streams.stages.handoff import PixelHandoff
 from streams.stages.inference import InferenceStage
 from streams.stages.results import ResultsStage
 from streams.stages.studies import StudiesStage
@@ -163,14 +164,29 @@ def build_image_reader(settings: Settings) -> ImageReader:
 
 
 # ---------------------------------------------------------------------------------- stages
-def build_validation_specs(settings: Settings, topics: TopicNames) -> list[AgentSpec]:
+def build_pixel_handoff(settings: Settings, stages: Sequence[str]) -> PixelHandoff | None:
+    """One hand-off store per worker process that runs both validation and inference (decode
+    once, docs/performance.md); none otherwise, or when ``inference.pixel_handoff_bytes`` is 0.
+    """
+    budget = settings.inference.pixel_handoff_bytes
+    if budget == 0 or not {"validation", "inference"} <= set(stages):
+        return None
+    return PixelHandoff(budget)
+
+
+def build_validation_specs(
+    settings: Settings, topics: TopicNames, *, handoff: PixelHandoff | None = None
+) -> list[AgentSpec]:
     """The validation agents: storage reads with retries, validation off the event loop.
 
     Two lanes over one stage: stat arrivals have a topic and an agent of their own, so a stat
-    image is validated while a routine backlog waits (docs/studies.md, "Priorities").
+    image is validated while a routine backlog waits (docs/studies.md, "Priorities"). With
+    ``handoff``, accepted images' pixels are put there for this process's inference stage.
     """
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
-    stage = ValidationStage(build_image_reader(settings), settings.validation, rules)
+    stage = ValidationStage(
+        build_image_reader(settings), settings.validation, rules, handoff=handoff
+    )
     lanes = STAGE_TOPICS["validation"]
     return [
         AgentSpec("validation", topics.of(lanes.reads), stage, 16, 0.0),
@@ -181,12 +197,17 @@ def build_validation_specs(settings: Settings, topics: TopicNames) -> list[Agent
 
 
 def build_inference_specs(
-    settings: Settings, topics: TopicNames, metrics: Metrics
+    settings: Settings,
+    topics: TopicNames,
+    metrics: Metrics,
+    *,
+    handoff: PixelHandoff | None = None,
 ) -> list[AgentSpec]:
     """The inference agents: micro-batches of ``inference.batch_size`` within the wait time.
 
     Routine and stat lanes share the stage (one registry, one set of ONNX sessions); the stat
-    lane takes what is there at once instead of waiting to fill a batch.
+    lane takes what is there at once instead of waiting to fill a batch. With ``handoff``
+    (validation runs in this process too), pixels are taken from it instead of decoded again.
     """
     registry = load_model_registry(settings)
     for status in registry.list():
@@ -211,6 +232,8 @@ def build_inference_specs(
         on_model_batch=metrics.inference_batch,
         on_model_outcome=metrics.model_observed,
         on_model_comparison=metrics.model_compared,
+        handoff=handoff,
+        on_pixel_handoff=metrics.pixel_handoff_used,
     )
     lanes = STAGE_TOPICS["inference"]
     return [
@@ -498,10 +521,11 @@ async def build_worker(
         # A pool of one of its own: a ping must not queue behind a sink's batch writes.
         probe = (await open_database(stack, settings, pool_size=1)).ping
     specs: list[AgentSpec] = []
+    handoff = build_pixel_handoff(settings, stages)
     if "validation" in stages:
-        specs += build_validation_specs(settings, topics)
+        specs += build_validation_specs(settings, topics, handoff=handoff)
     if "inference" in stages:
-        specs += build_inference_specs(settings, topics, metrics)
+        specs += build_inference_specs(settings, topics, metrics, handoff=handoff)
     if "results" in stages:
         database = await open_database(
             stack, settings, pool_size=settings.sink.pool_size, check=False

@@ -7,10 +7,17 @@ for every event the pipeline audits (arrival, validated or rejected, result or r
 hash chain with a signed checkpoint every ``audit.checkpoint_every_records`` records
 (``streams.audit``). No Kafka, no database, no event loop, no threads: images per second here
 is what one core can do, the ceiling the pipeline's per-process throughput is judged against.
+
+:func:`measure_single_decode` is the physical limit of issue 18: only the necessary work — read
+once, decode once (``validate_and_decode``: the validator's decode is the inference input),
+preprocess and infer on those pixels, the one hash the validator computes, one audit record per
+message — as one loop, or split over several processes (one loop per core).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -18,7 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from numpy.typing import NDArray
 
 import app
 from bench.workload import ArrivalFactory, WorkItem
@@ -41,6 +50,7 @@ from streams.validation import (
     load_clinical_rules,
     read_image_bytes,
     resolve_image_uri,
+    validate_and_decode,
 )
 from streams.validation import (
     validate_image as validate,
@@ -79,15 +89,18 @@ class WorkLoop:
     routing: RoutingRules
     clinical: ClinicalRules
     steps: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Decode once: the validator's own decode is the inference input (no decode_for_inference).
+    single_decode: bool = False
 
     @classmethod
-    def load(cls, settings: Settings) -> WorkLoop:
+    def load(cls, settings: Settings, *, single_decode: bool = False) -> WorkLoop:
         """Load the model registry, routing and clinical rules the workers use."""
         return cls(
             settings=settings,
             registry=app.load_model_registry(settings),
             routing=RoutingRules.load(settings.inference.routing_rules_file),
             clinical=load_clinical_rules(settings.validation.clinical_rules_file),
+            single_decode=single_decode,
         )
 
     def run(self, arrivals: Sequence[ImageArrived]) -> Counter[str]:
@@ -123,15 +136,19 @@ class WorkLoop:
             resolve_image_uri(event.image_uri, self.settings.storage_roots), limits.max_file_bytes
         )
         read = time.perf_counter()
-        outcome = validate(
-            data,
-            limits=limits,
-            rules=self.clinical,
-            declared_size=event.size_bytes,
-            declared_sha256=event.sha256,
-            model_ids=event.model_ids,
-            event_modality=event.modality,
-        )
+        checks: dict[str, Any] = {
+            "limits": limits,
+            "rules": self.clinical,
+            "declared_size": event.size_bytes,
+            "declared_sha256": event.sha256,
+            "model_ids": event.model_ids,
+            "event_modality": event.modality,
+        }
+        handed: NDArray[np.float32] | None = None
+        if self.single_decode:
+            outcome, handed = validate_and_decode(data, **checks)
+        else:
+            outcome = validate(data, **checks)
         validated_at = time.perf_counter()
         self.steps["read"] += read - started
         self.steps["validate"] += validated_at - read
@@ -150,6 +167,10 @@ class WorkLoop:
             return None
         validated = validated_event(event, outcome)
         self._audit(trail, TopicKey.IMAGES_VALIDATED, validated)
+        if handed is not None:
+            return InferenceRequest(
+                event=validated, correlation_id=new_correlation_id(), pixels=handed
+            )
         started = time.perf_counter()
         pixels = decode_pixels(
             data, validated.geometry, allow_raw_dicom=limits.allow_raw_dicom, limits=limits
@@ -211,3 +232,154 @@ def measure_work_limit(
         },
         session,
     )
+
+
+def _timed_run(
+    settings: Settings,
+    items: Sequence[WorkItem],
+    warmup: Sequence[WorkItem],
+    factory: ArrivalFactory,
+    start: Any = None,
+) -> dict[str, Any]:
+    """One single-decode loop over ``items`` after an untimed pass over ``warmup``.
+
+    ``start`` (a barrier) makes the timed passes of several processes begin together.
+    """
+    loop = WorkLoop.load(settings, single_decode=True)
+    loop.run([factory.fresh(item) for item in warmup])  # first runs allocate ONNX buffers
+    arrivals = [factory.fresh(item) for item in items]
+    loop.steps.clear()
+    if start is not None:
+        start.wait()
+    cpu_started, started = time.process_time(), time.perf_counter()
+    outcomes = loop.run(arrivals)
+    return {
+        "events": len(items),
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "stored": outcomes["stored"],
+        "rejected": outcomes["rejected"],
+        "audit_records": outcomes["audit_records"],
+        "steps": dict(loop.steps),
+    }
+
+
+def _run_in_child(
+    *,
+    settings: Settings,
+    items: Sequence[WorkItem],
+    warmup: Sequence[WorkItem],
+    factory: ArrivalFactory,
+    start: Any,
+    results: Any,
+    index: int,
+) -> None:
+    """A spawned process's share: its measurement goes back through ``results``."""
+    results.put((index, _timed_run(settings, items, warmup, factory, start)))
+
+
+# Bounded: a process that dies without reporting must not hang the benchmark.
+CHILD_TIMEOUT_SECONDS = 600.0
+CHILD_EXIT_SECONDS = 30.0
+
+
+def measure_single_decode(
+    settings: Settings,
+    items: Sequence[WorkItem],
+    factory: ArrivalFactory,
+    *,
+    processes: int = 1,
+    profile: bool = False,
+) -> tuple[dict[str, Any], Any]:
+    """Images per second of the decode-once loop, in one process or split over ``processes``.
+
+    With several processes (``multiprocessing`` spawn), ``items`` is split into contiguous
+    shares, each process warms up on every distinct file and then runs its share, all timed
+    passes starting together; the throughput is all images over the slower process's wall time,
+    CPU per image is both processes' CPU over all images. Returns the measurement (the keys of
+    :func:`measure_work_limit`, plus ``processes``) and, with ``profile`` in one process, the
+    pyinstrument session of a second, profiled pass.
+
+    Raises:
+        ValueError: ``processes`` below 1, or ``profile`` with more than one process.
+        RuntimeError: a process did not report within :data:`CHILD_TIMEOUT_SECONDS`.
+    """
+    if processes < 1:
+        raise ValueError("processes must be at least 1")
+    if profile and processes > 1:
+        raise ValueError("profiling covers one process only")
+    warmup = list({item.path: item for item in items}.values())
+    if processes == 1:
+        runs = [_timed_run(settings, items, warmup, factory)]
+    else:
+        runs = _spawned_runs(settings, items, warmup, factory, processes)
+    session = None
+    if profile:
+        from pyinstrument import Profiler  # noqa: PLC0415 - only when profiling
+
+        loop = WorkLoop.load(settings, single_decode=True)
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+        loop.run([factory.fresh(item) for item in items])
+        session = profiler.stop()
+    seconds = max(run["seconds"] for run in runs)
+    steps: defaultdict[str, float] = defaultdict(float)
+    for run in runs:
+        for name, value in run["steps"].items():
+            steps[name] += value
+    return (
+        {
+            "events": len(items),
+            "processes": processes,
+            "seconds": round(seconds, 3),
+            "images_per_second": round(len(items) / seconds, 2),
+            "cpu_seconds_per_image": round(sum(r["cpu_seconds"] for r in runs) / len(items), 5),
+            "stored": sum(run["stored"] for run in runs),
+            "rejected": sum(run["rejected"] for run in runs),
+            "audit_records": sum(run["audit_records"] for run in runs),
+            "seconds_by_step": {name: round(value, 3) for name, value in sorted(steps.items())},
+        },
+        session,
+    )
+
+
+def _spawned_runs(
+    settings: Settings,
+    items: Sequence[WorkItem],
+    warmup: Sequence[WorkItem],
+    factory: ArrivalFactory,
+    processes: int,
+) -> list[dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes, timeout=CHILD_TIMEOUT_SECONDS)
+    results = context.Queue()
+    size = -(-len(items) // processes)
+    shares = [list(items[i * size : (i + 1) * size]) for i in range(processes)]
+    children = [
+        context.Process(
+            target=_run_in_child,
+            kwargs={
+                "settings": settings,
+                "items": share,
+                "warmup": warmup,
+                "factory": factory,
+                "start": start,
+                "results": results,
+                "index": index,
+            },
+            daemon=True,
+        )
+        for index, share in enumerate(shares)
+    ]
+    for child in children:
+        child.start()
+    try:
+        reported = dict(results.get(timeout=CHILD_TIMEOUT_SECONDS) for _ in children)
+    except queue.Empty as exc:  # a process died (its traceback is on stderr) or hung
+        raise RuntimeError("a single-decode process did not report in time") from exc
+    finally:
+        for child in children:
+            child.join(timeout=CHILD_EXIT_SECONDS)
+            if child.is_alive():
+                child.kill()
+    return [reported[index] for index in range(processes)]

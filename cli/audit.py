@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from cli.context import Group, Invocation, metrics_endpoint, pass_invocation, run_until_signalled
 from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table, progress
-from cli.params import json_option
+from cli.params import json_option, seconds_option
 from observability.metrics import Metrics
 from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode
@@ -128,12 +128,11 @@ async def serve_audit_verification(
     show_default=True,
     help="Verify the audit topic, the audit_log table, or both.",
 )
-@click.option(
+@seconds_option(
     "--every",
-    type=click.FloatRange(min=1),
-    metavar="SECONDS",
-    help="Keep verifying every SECONDS until stopped, exporting radstream_audit_* metrics on "
-    "/metrics (what the audit alerts watch).",
+    minimum=1,
+    help_text="Keep verifying every SECONDS until stopped, exporting radstream_audit_* metrics "
+    "on /metrics (what the audit alerts watch).",
 )
 @json_option
 @pass_invocation

@@ -27,7 +27,7 @@ from cli.audit import raise_for_broken, show_verification, verification_data, ve
 from cli.context import Command, Invocation, pass_invocation
 from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table, progress
-from cli.params import json_option
+from cli.params import json_option, seconds_option
 from cli.publish import publish_arrivals
 from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode, RadstreamError, TransientError
@@ -273,13 +273,8 @@ def outcome_row(outcome: FileOutcome, name: str | None = None) -> tuple[str, str
 
 
 @click.command("demo", cls=Command)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=180.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for every image's outcome.",
+@seconds_option(
+    "--timeout", minimum=1, default=180.0, help_text="How long to wait for every image's outcome."
 )
 @json_option
 @pass_invocation

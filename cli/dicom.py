@@ -18,6 +18,7 @@ from cli.dicom_demo import (
 )
 from cli.errors import CommandError
 from cli.output import emit, emit_table, progress
+from cli.params import seconds_option
 from schemas.errors import ErrorCode
 
 
@@ -55,13 +56,11 @@ def listen(invocation: Invocation) -> None:
     metavar="URL",
     help="Orthanc's REST base URL (make demo-dicom passes the one ops/orthanc.sh started).",
 )
-@click.option(
+@seconds_option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    minimum=1,
     default=240.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for every instance's outcome and report.",
+    help_text="How long to wait for every instance's outcome and report.",
 )
 @pass_invocation
 def demo(invocation: Invocation, orthanc_url: str, timeout: float) -> None:

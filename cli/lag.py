@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from cli.context import Command, Invocation, metrics_endpoint, pass_invocation, run_until_signalled
 from cli.errors import CommandError
 from cli.output import emit, emit_json, progress
-from cli.params import json_option
+from cli.params import json_option, seconds_option
 from observability.lag import GroupReport, LagMonitor, LagReader, format_reports
 from observability.metrics import LagStatus, Metrics
 from schemas.errors import ErrorCode
@@ -117,11 +117,10 @@ def report_data(report: GroupReport) -> dict[str, Any]:
     is_flag=True,
     help="Keep polling and export the lag gauges on /metrics until SIGINT or SIGTERM.",
 )
-@click.option(
+@seconds_option(
     "--interval",
-    type=click.FloatRange(min=0.1),
-    metavar="SECONDS",
-    help=f"Seconds between snapshots (default {ONE_SHOT_INTERVAL:g}; with --serve "
+    minimum=0.1,
+    help_text=f"Seconds between snapshots (default {ONE_SHOT_INTERVAL:g}; with --serve "
     f"{SERVE_INTERVAL:g}).",
 )
 @click.option(

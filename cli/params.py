@@ -118,3 +118,17 @@ def actor_option(action: F) -> F:
         type=Validated(Pseudonym, "actor id"),
         help="Your pseudonymous id, recorded in the audit trail (never a name).",
     )(action)
+
+
+def seconds_option(
+    name: str, *, minimum: float, help_text: str, default: float | None = None
+) -> Callable[[F], F]:
+    """A duration in seconds (``--timeout``, ``--interval``, ``--every``), at least ``minimum``."""
+    return click.option(
+        name,
+        type=click.FloatRange(min=minimum),
+        default=default,
+        show_default=default is not None,
+        metavar="SECONDS",
+        help=help_text,
+    )

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from schemas.api import (
+    ComparisonQuery,
     LifecycleEntry,
     LifecycleState,
     ModelStatus,
@@ -170,22 +170,16 @@ class RegistryModelCatalog:
         self._registry_dir = registry_dir
         self._comparisons = comparisons
 
-    async def compare(
-        self,
-        name: str,
-        *,
-        candidate: str | None,
-        baseline: str | None,
-        since: datetime,
-        until: datetime,
-    ) -> VersionComparison:
-        """The comparison of two versions of ``name`` on what both stored in the window."""
+    async def compare(self, query: ComparisonQuery) -> VersionComparison:
+        """The comparison of the query's two versions on what both stored in its window."""
         if self._registry_dir is None or self._comparisons is None:
             raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "no results store is wired")
         base, cand = comparison_versions(
-            self._registry_dir, name, candidate=candidate, baseline=baseline
+            self._registry_dir, query.name, candidate=query.candidate, baseline=query.baseline
         )
-        return await self._comparisons.compare(name, base, cand, since=since, until=until)
+        return await self._comparisons.compare(
+            query.name, base, cand, since=query.since, until=query.until
+        )
 
     def list(self) -> Sequence[ModelStatus]:
         """Every version whose weights are known, with its serving status."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
@@ -31,6 +32,7 @@ from schemas.errors import (
     AuthenticationError,
     AuthorizationError,
     ErrorCode,
+    RadstreamError,
     RateLimitError,
 )
 from schemas.settings import Settings
@@ -83,46 +85,73 @@ def route_of(request: Request) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-async def record_action(
-    context: GatewayContext,
-    request: Request,
-    *,
-    action: ApiActionKind,
-    principal: Principal | None,
-    http_status: int,
-    error_code: ErrorCode | None = None,
-    event_id: uuid.UUID | None = None,
-    result_id: uuid.UUID | None = None,
-    study_instance_uid: str | None = None,
-    required: bool = True,
-) -> None:
-    """Publish one :class:`ApiAction` for the audit trail.
+@dataclass(frozen=True, slots=True)
+class AuditedAction:
+    """One caller's action on one resource, recorded for the audit trail as it ends.
 
-    With ``required`` (reads, submissions, verifications) a failure to record propagates, so
-    nothing is handed out unaudited; auth failures are recorded best-effort.
+    Every route audits the same way: a failure best-effort (the caller gets the error whether or
+    not it was recorded), a success before the answer leaves. Built once per action, so the
+    action, caller and resource are named once.
     """
-    outcome: Literal["success", "failure"] = "success" if http_status < 400 else "failure"
-    entry = ApiAction(
-        action=action,
-        actor_id=principal.subject if principal else None,
-        roles=tuple(sorted(role.value for role in principal.roles)) if principal else (),
-        outcome=outcome,
-        http_status=http_status,
-        route=route_of(request),
-        event_id=event_id,
-        result_id=result_id,
-        correlation_id=correlation_id_of(request.scope),
-        network_address=network_address(request),
-        error_code=error_code,
-        study_instance_uid=study_instance_uid,
-    )
-    try:
-        await context.audit.publish(entry)
-    except Exception:
-        context.metrics.api_audit_publish_failed()
-        _log.warning("api_action_not_audited", action=action.value, required=required)
-        if required:
+
+    context: GatewayContext
+    request: Request
+    action: ApiActionKind
+    principal: Principal | None
+    result_id: uuid.UUID | None = None
+    study_instance_uid: str | None = None
+
+    async def succeeded(
+        self, http_status: int = 200, *, event_id: uuid.UUID | None = None, required: bool = True
+    ) -> None:
+        """Record the success; with ``required`` a failure to record fails the request."""
+        await self._record(http_status, event_id=event_id, required=required)
+
+    async def failed(self, error: RadstreamError) -> None:
+        """Record ``error`` as the action's outcome, best-effort."""
+        await self._record(error.http_status, error_code=error.code, required=False)
+
+    @asynccontextmanager
+    async def failures(self) -> AsyncIterator[None]:
+        """Record a :class:`RadstreamError` leaving the block as the action's failure."""
+        try:
+            yield
+        except RadstreamError as exc:
+            await self.failed(exc)
             raise
+
+    async def _record(
+        self,
+        http_status: int,
+        *,
+        required: bool,
+        error_code: ErrorCode | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> None:
+        """Publish one :class:`ApiAction`; with ``required`` a failure to publish propagates."""
+        principal = self.principal
+        outcome: Literal["success", "failure"] = "success" if http_status < 400 else "failure"
+        entry = ApiAction(
+            action=self.action,
+            actor_id=principal.subject if principal else None,
+            roles=tuple(sorted(role.value for role in principal.roles)) if principal else (),
+            outcome=outcome,
+            http_status=http_status,
+            route=route_of(self.request),
+            event_id=event_id,
+            result_id=self.result_id,
+            correlation_id=correlation_id_of(self.request.scope),
+            network_address=network_address(self.request),
+            error_code=error_code,
+            study_instance_uid=self.study_instance_uid,
+        )
+        try:
+            await self.context.audit.publish(entry)
+        except Exception:
+            self.context.metrics.api_audit_publish_failed()
+            _log.warning("api_action_not_audited", action=self.action.value, required=required)
+            if required:
+                raise
 
 
 async def authenticated(
@@ -143,15 +172,7 @@ async def authenticated(
             f"address:{network_address(request)}",
             RateLimitScope.ANONYMOUS,
         )
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.AUTH_FAILURE,
-            principal=None,
-            http_status=exc.http_status,
-            error_code=exc.code,
-            required=False,
-        )
+        await AuditedAction(context, request, ApiActionKind.AUTH_FAILURE, None).failed(exc)
         raise
     context.metrics.api_auth_decided(success=True, reason=AuthReason.AUTHENTICATED)
     rate_limited(context.limiter, context, f"subject:{principal.subject}", RateLimitScope.SUBJECT)
@@ -183,15 +204,7 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
         error = AuthorizationError(
             ErrorCode.AUTHORIZATION_FAILED, "the caller's roles do not allow this action"
         )
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.AUTH_FAILURE,
-            principal=principal,
-            http_status=error.http_status,
-            error_code=error.code,
-            required=False,
-        )
+        await AuditedAction(context, request, ApiActionKind.AUTH_FAILURE, principal).failed(error)
         raise error
 
     return dependency

@@ -8,25 +8,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from gateway.app import create_app
 from schemas.api import (
+    ComparisonQuery,
     LifecycleEntry,
     ModelStatus,
     ResultPage,
     ResultQuery,
     ResultView,
 )
-from schemas.audit import ApiAction
 from schemas.errors import ErrorCode, TransientError
 from schemas.rollout import VersionComparison
 from schemas.settings import Settings
-from streams.topics import TopicKey
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
 
@@ -55,32 +51,8 @@ class _Unwired:
     def list(self) -> Sequence[ModelStatus]:
         return ()
 
-    async def compare(
-        self,
-        name: str,
-        *,
-        candidate: str | None,
-        baseline: str | None,
-        since: datetime,
-        until: datetime,
-    ) -> VersionComparison:
+    async def compare(self, query: ComparisonQuery) -> VersionComparison:
         raise TransientError(ErrorCode.DATABASE_UNAVAILABLE, "not wired")
-
-
-class _UnwiredPublisher:
-    async def publish(
-        self,
-        topic_key: TopicKey,
-        key: bytes,
-        value: BaseModel,
-        headers: Sequence[tuple[str, bytes]],
-    ) -> None:
-        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
-
-
-class _UnwiredAudit:
-    async def publish(self, action: ApiAction) -> None:
-        raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "not wired")
 
 
 def openapi_document() -> dict[str, Any]:
@@ -88,11 +60,11 @@ def openapi_document() -> dict[str, Any]:
     unwired = _Unwired()
     app = create_app(
         Settings(environment="test"),
-        publisher=_UnwiredPublisher(),
+        publisher=unwired,
         results=unwired,
         lifecycle=unwired,
         models=unwired,
-        audit=_UnwiredAudit(),
+        audit=unwired,
     )
     return app.openapi()
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from schemas.api import (
+    ComparisonQuery,
     LifecycleEntry,
     ModelStatus,
     ResultPage,
@@ -88,17 +89,8 @@ class ModelCatalog(Protocol):
     def list(self) -> Sequence[ModelStatus]:
         """Every registered model with its status, rollout mode and input spec."""
 
-    async def compare(
-        self,
-        name: str,
-        *,
-        candidate: str | None,
-        baseline: str | None,
-        since: datetime,
-        until: datetime,
-    ) -> VersionComparison:
-        """``name@candidate`` (default: the canary, else the shadow) against ``name@baseline``
-        (default: the active version) over ``[since, until)``.
+    async def compare(self, query: ComparisonQuery) -> VersionComparison:
+        """The query's candidate version of its model against its baseline, over its window.
 
         Raises:
             RadstreamError: ``MODEL_NOT_FOUND``, ``REQUEST_INVALID`` (no candidate to default

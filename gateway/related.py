@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
 from gateway.uploads import PartHeaders, request_invalid
 
@@ -92,17 +92,7 @@ async def read_related_parts(
             than ``max_parts`` parts.
     """
     state = _Parts(max_part_bytes=max_part_bytes, max_parts=max_parts)
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": state.on_part_begin,
-            "on_part_data": state.on_part_data,
-            "on_part_end": state.on_part_end,
-            "on_header_field": state.on_header_field,
-            "on_header_value": state.on_header_value,
-            "on_header_end": state.on_header_end,
-        },
-    )
+    parser = state.parser(boundary)
     try:
         async for chunk in chunks:
             parser.write(chunk)

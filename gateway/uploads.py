@@ -63,6 +63,37 @@ class PartHeaders:
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self.header_value.extend(data[start:end])
 
+    def parser(self, boundary: bytes) -> MultipartParser:
+        """A streaming parser of a body with ``boundary`` calling this state's ``on_*`` methods."""
+        return MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self.on_part_begin,
+                "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end,
+                "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value,
+                "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished,
+            },
+        )
+
+    # What a part state does at each step; the headers themselves are collected above.
+    def on_part_begin(self) -> None:
+        """A part starts."""
+
+    def on_header_end(self) -> None:
+        """A header of the part is complete (:meth:`take_header`)."""
+
+    def on_headers_finished(self) -> None:
+        """Every header of the part is known."""
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        """``data[start:end]`` of the part's body arrived."""
+
+    def on_part_end(self) -> None:
+        """The part is complete."""
+
     def take_header(self) -> tuple[bytes, bytes]:
         """The header just completed (lower-case name, value); ready for the next one."""
         header = bytes(self.header_field).lower(), bytes(self.header_value)
@@ -161,18 +192,7 @@ async def receive_upload(
             for a malformed body or a missing ``file`` part.
     """
     state = _PartState(max_bytes=max_bytes)
-    parser = MultipartParser(
-        boundary_of(content_type),
-        {
-            "on_part_begin": state.on_part_begin,
-            "on_part_data": state.on_part_data,
-            "on_part_end": state.on_part_end,
-            "on_header_field": state.on_header_field,
-            "on_header_value": state.on_header_value,
-            "on_header_end": state.on_header_end,
-            "on_headers_finished": state.on_headers_finished,
-        },
-    )
+    parser = state.parser(boundary_of(content_type))
     directory = anyio.Path(upload_directory(root, day))
     await directory.mkdir(parents=True, exist_ok=True, mode=0o750)
     target = directory / uuid.uuid4().hex

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import Token
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, TypedDict, Unpack
 
 import structlog
 from structlog.typing import Processor
@@ -219,23 +219,26 @@ def configure_logging(
     return masker
 
 
+class MessageContext(TypedDict, total=False):
+    """Where a message came from and what it is, beside its correlation id (all optional)."""
+
+    event_id: uuid.UUID | str | None
+    stage: Stage | str | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+
 def bind_message_context(
-    correlation_id: CorrelationId,
-    *,
-    event_id: uuid.UUID | str | None = None,
-    stage: Stage | str | None = None,
-    topic: str | None = None,
-    partition: int | None = None,
-    offset: int | None = None,
+    correlation_id: CorrelationId, **context: Unpack[MessageContext]
 ) -> Mapping[str, Token[Any]]:
     """Bind one message's context to every log line in this task; returns reset tokens."""
+    event_id, stage = context.get("event_id"), context.get("stage")
     values: dict[str, Any] = {
+        **context,
         "correlation_id": correlation_id,
         "event_id": None if event_id is None else str(event_id),
         "stage": stage.value if isinstance(stage, Stage) else stage,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
     }
     return structlog.contextvars.bind_contextvars(
         **{key: value for key, value in values.items() if value is not None}
@@ -249,23 +252,10 @@ def reset_message_context(tokens: Mapping[str, Token[Any]]) -> None:
 
 @contextmanager
 def message_context(
-    correlation_id: CorrelationId,
-    *,
-    event_id: uuid.UUID | str | None = None,
-    stage: Stage | str | None = None,
-    topic: str | None = None,
-    partition: int | None = None,
-    offset: int | None = None,
+    correlation_id: CorrelationId, **context: Unpack[MessageContext]
 ) -> Iterator[None]:
     """Bind a message's (or request's) context for the ``with`` block around its processing."""
-    tokens = bind_message_context(
-        correlation_id,
-        event_id=event_id,
-        stage=stage,
-        topic=topic,
-        partition=partition,
-        offset=offset,
-    )
+    tokens = bind_message_context(correlation_id, **context)
     try:
         yield
     finally:

@@ -254,6 +254,38 @@ class KnownGauge(Collector):
         return [GaugeMetricFamily(self.name, self.documentation, value=value)]
 
 
+# Label sets several families share (hooks pass their values in this order).
+_MODEL_VERSION: Final = ("model", "model_version")
+_PAIR: Final = ("model", "baseline_version", "candidate_version")
+_REQUEST: Final = ("route", "method", "status")
+_PARTITION: Final = ("group", "topic", "partition")
+
+
+@dataclass(frozen=True, slots=True)
+class _Families:
+    """Declares families on one registry: each metric is one call naming only what differs."""
+
+    registry: CollectorRegistry
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        """A counter (``name`` with ``_total``, as queries write it)."""
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        """A gauge exported from creation (0 until set)."""
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self, name: str, documentation: str, labels: Sequence[str] = (), *, buckets: Sequence[float]
+    ) -> Histogram:
+        """A histogram with the given bucket edges."""
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+    def known_gauge(self, name: str, documentation: str) -> KnownGauge:
+        """A gauge absent until its value is known (see :class:`KnownGauge`)."""
+        return KnownGauge(name, documentation, self.registry)
+
+
 class Metrics:
     """radstream's metric families on one registry, and the hooks that move them.
 
@@ -264,323 +296,268 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry, *, process_collector: bool = True) -> None:
         self.registry = registry
-        r = registry
+        declare = _Families(registry)
         # ---------------------------------------------------------------- stages
-        self.events_received = Counter(
+        self.events_received = declare.counter(
             "radstream_stage_events_received_total",
             "Events a stage took from its input topic.",
-            ["stage"],
-            registry=r,
+            ("stage",),
         )
-        self.events_processed = Counter(
+        self.events_processed = declare.counter(
             "radstream_stage_events_processed_total",
             "Events a stage finished, by outcome.",
-            ["stage", "outcome"],
-            registry=r,
+            ("stage", "outcome"),
         )
-        self.processing_seconds = Histogram(
+        self.processing_seconds = declare.histogram(
             "radstream_stage_processing_seconds",
             "Time a stage spent on one event.",
-            ["stage"],
+            ("stage",),
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.end_to_end_seconds = Histogram(
+        self.end_to_end_seconds = declare.histogram(
             "radstream_end_to_end_latency_seconds",
             "Time from an image's occurred_at to its result being stored.",
-            ["stage"],
+            ("stage",),
             buckets=END_TO_END_BUCKETS,
-            registry=r,
         )
-        self.rejections = Counter(
+        self.rejections = declare.counter(
             "radstream_rejections_total",
             "Events rejected, by stage and error code.",
-            ["stage", "error_code"],
-            registry=r,
+            ("stage", "error_code"),
         )
-        self.retries = Counter(
+        self.retries = declare.counter(
             "radstream_retries_total",
             "Retries of retryable errors, by stage and error code.",
-            ["stage", "error_code"],
-            registry=r,
+            ("stage", "error_code"),
         )
-        self.dead_letters = Counter(
+        self.dead_letters = declare.counter(
             "radstream_dead_letters_total",
             "Messages sent to the dead-letter topic, by stage and error code.",
-            ["stage", "error_code"],
-            registry=r,
+            ("stage", "error_code"),
         )
-        self.stage_batch_size = Histogram(
+        self.stage_batch_size = declare.histogram(
             "radstream_stage_batch_size_events",
             "Events handled together in one batch by a stage.",
-            ["stage"],
+            ("stage",),
             buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
         )
-        self.in_flight = Gauge(
+        self.in_flight = declare.gauge(
             "radstream_stage_in_flight_events",
             "Events a stage is processing right now.",
-            ["stage"],
-            registry=r,
+            ("stage",),
         )
-        self.deadletter_depth = Gauge(
+        self.deadletter_depth = declare.gauge(
             "radstream_deadletter_depth_messages",
             "Dead letters waiting for an operator (neither replayed nor purged).",
-            registry=r,
         )
         # ---------------------------------------------------------------- inference
-        self.inference_seconds = Histogram(
+        self.inference_seconds = declare.histogram(
             "radstream_inference_duration_seconds",
             "Model runtime per batch.",
-            ["model", "model_version"],
+            _MODEL_VERSION,
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.inference_batch_size = Histogram(
+        self.inference_batch_size = declare.histogram(
             "radstream_inference_batch_size_images",
             "Images per inference batch.",
-            ["model", "model_version"],
+            _MODEL_VERSION,
             buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
         )
-        self.model_load_failures = Counter(
-            "radstream_model_load_failures_total",
-            "Models that failed to load.",
-            ["model", "model_version"],
-            registry=r,
+        self.pixel_handoff = declare.counter(
+            "radstream_pixel_handoff_total",
+            "Validated images whose pixels inference took from validation in the same process"
+            " (hit) or had to read and decode again (miss); only where both stages run together.",
+            ("result",),
         )
-        self.model_checksum_refusals = Counter(
+        self.model_load_failures = declare.counter(
+            "radstream_model_load_failures_total", "Models that failed to load.", _MODEL_VERSION
+        )
+        self.model_checksum_refusals = declare.counter(
             "radstream_model_checksum_refusals_total",
             "Models refused because their weights did not match the declared SHA-256.",
-            ["model", "model_version"],
-            registry=r,
+            _MODEL_VERSION,
         )
-        self.model_images = Counter(
+        self.model_images = declare.counter(
             "radstream_model_images_total",
             "Images a model version handled, by role (published or shadow) and outcome.",
-            ["model", "model_version", "role", "outcome"],
-            registry=r,
+            (*_MODEL_VERSION, "role", "outcome"),
         )
-        self.model_scores = Histogram(
+        self.model_scores = declare.histogram(
             "radstream_model_score",
             "Scores a model version gave, per label (drift monitoring).",
-            ["model", "model_version", "label"],
+            (*_MODEL_VERSION, "label"),
             buckets=SCORE_BUCKETS,
-            registry=r,
         )
-        self.model_input_statistics = Histogram(
+        self.model_input_statistics = declare.histogram(
             "radstream_model_input_statistic",
             "Statistics of the preprocessed images a model version saw, refused ones included.",
-            ["model", "model_version", "statistic"],
+            (*_MODEL_VERSION, "statistic"),
             buckets=STATISTIC_BUCKETS,
-            registry=r,
         )
-        self.model_comparisons = Counter(
+        self.model_comparisons = declare.counter(
             "radstream_model_comparisons_total",
             "Images the active version and a shadow or canary version both handled, by how the"
             " candidate's outcome compares (agree, disagree, candidate_failed, ...).",
-            ["model", "baseline_version", "candidate_version", "agreement"],
-            registry=r,
+            (*_PAIR, "agreement"),
         )
-        self.model_score_deltas = Histogram(
+        self.model_score_deltas = declare.histogram(
             "radstream_model_score_delta",
             "Candidate minus active version score per label on the same image.",
-            ["model", "baseline_version", "candidate_version", "label"],
+            (*_PAIR, "label"),
             buckets=SCORE_DELTA_BUCKETS,
-            registry=r,
         )
-        self.model_score_reference = Gauge(
+        self.model_score_reference = declare.gauge(
             "radstream_model_score_reference_ratio",
             "Share of the manifest's reference scores at or below le (the drift baseline).",
-            ["model", "model_version", "label", "le"],
-            registry=r,
+            (*_MODEL_VERSION, "label", "le"),
         )
-        self.model_input_statistic_reference = Gauge(
+        self.model_input_statistic_reference = declare.gauge(
             "radstream_model_input_statistic_reference_ratio",
             "Share of the manifest's reference input statistics at or below le.",
-            ["model", "model_version", "statistic", "le"],
-            registry=r,
+            (*_MODEL_VERSION, "statistic", "le"),
         )
         # ---------------------------------------------------------------- sinks
-        self.sink_rows_written = Counter(
-            "radstream_sink_rows_written_total",
-            "Rows a sink committed.",
-            ["sink"],
-            registry=r,
+        self.sink_rows_written = declare.counter(
+            "radstream_sink_rows_written_total", "Rows a sink committed.", ("sink",)
         )
-        self.sink_write_seconds = Histogram(
+        self.sink_write_seconds = declare.histogram(
             "radstream_sink_write_seconds",
             "Time of one sink write (batch) including commit.",
-            ["sink"],
+            ("sink",),
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.sink_conflicts = Counter(
+        self.sink_conflicts = declare.counter(
             "radstream_sink_conflicts_total",
             "Duplicate rows absorbed by idempotent upserts.",
-            ["sink"],
-            registry=r,
+            ("sink",),
         )
-        self.results_arrivals_skipped = Counter(
+        self.results_arrivals_skipped = declare.counter(
             "radstream_results_arrivals_skipped_total",
             "Malformed arrivals the results sink skipped (validation dead-letters them), by code.",
-            ["error_code"],
-            registry=r,
+            ("error_code",),
         )
-        self.sink_backpressure_seconds = Counter(
+        self.sink_backpressure_seconds = declare.counter(
             "radstream_sink_backpressure_seconds_total",
             "Time a sink held its consumer back (waiting on the database).",
-            ["sink"],
-            registry=r,
+            ("sink",),
         )
         # Reachability gauges exist only in processes that probe (the worker health probes,
         # the API's readiness checks); absent elsewhere, so no alert fires on a 0 never measured.
-        self.database_up = KnownGauge(
+        self.database_up = declare.known_gauge(
             "radstream_database_up",
             "1 when the last database check of this process succeeded, else 0.",
-            registry=r,
         )
-        self.broker_up = KnownGauge(
-            "radstream_broker_up",
-            "1 when the last broker check of this process succeeded, else 0.",
-            registry=r,
+        self.broker_up = declare.known_gauge(
+            "radstream_broker_up", "1 when the last broker check of this process succeeded, else 0."
         )
-        self._declare_services(r)
+        self._declare_services(declare)
         if process_collector:
-            ProcessCollector(registry=r)
+            ProcessCollector(registry=registry)
 
-    def _declare_services(self, r: CollectorRegistry) -> None:
+    def _declare_services(self, declare: _Families) -> None:
         """The studies, API, lag, audit and DICOM families (split from ``__init__`` for size)."""
         # ---------------------------------------------------------------- studies
-        self.study_results = Counter(
-            "radstream_study_results_total",
-            "Study results made, by model.",
-            ["model"],
-            registry=r,
+        self.study_results = declare.counter(
+            "radstream_study_results_total", "Study results made, by model.", ("model",)
         )
-        self.study_result_seconds = Histogram(
+        self.study_result_seconds = declare.histogram(
             "radstream_study_result_latency_seconds",
             "From a study's completion to its study result (per model and generation).",
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.urgent_findings = Counter(
+        self.urgent_findings = declare.counter(
             "radstream_urgent_findings_total",
             "Urgent findings raised by clinical decision support, by model.",
-            ["model"],
-            registry=r,
+            ("model",),
         )
-        self.urgent_unacknowledged = Gauge(
+        self.urgent_unacknowledged = declare.gauge(
             "radstream_urgent_findings_unacknowledged",
             "Urgent findings no clinician has acknowledged yet (read from the database).",
-            registry=r,
         )
-        self.urgent_overdue = Gauge(
+        self.urgent_overdue = declare.gauge(
             "radstream_urgent_findings_overdue",
             "Unacknowledged urgent findings older than studies.urgent_acknowledge_seconds.",
-            registry=r,
         )
         # ---------------------------------------------------------------- API
-        self.api_request_seconds = Histogram(
+        self.api_request_seconds = declare.histogram(
             "radstream_api_request_duration_seconds",
             "HTTP request latency by route template, method and status.",
-            ["route", "method", "status"],
+            _REQUEST,
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.api_requests = Counter(
+        self.api_requests = declare.counter(
             "radstream_api_requests_total",
             "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=r,
+            _REQUEST,
         )
-        self.api_audit_publish_failures = Counter(
+        self.api_audit_publish_failures = declare.counter(
             "radstream_api_audit_publish_failures_total",
             "API actions that could not be handed to the audit trail.",
-            registry=r,
         )
-        self.api_submissions = Counter(
+        self.api_submissions = declare.counter(
             "radstream_api_submissions_total",
             "Images accepted for processing, by kind (reference, upload or dicomweb).",
-            ["kind"],
-            registry=r,
+            ("kind",),
         )
-        self.api_auth = Counter(
+        self.api_auth = declare.counter(
             "radstream_api_auth_total",
             "Authentication and authorisation decisions by outcome and reason.",
-            ["outcome", "reason"],
-            registry=r,
+            ("outcome", "reason"),
         )
-        self.api_rate_limited = Counter(
+        self.api_rate_limited = declare.counter(
             "radstream_api_rate_limited_total",
             "Requests refused by a rate limit, by scope.",
-            ["scope"],
-            registry=r,
+            ("scope",),
         )
         # ---------------------------------------------------------------- consumer lag
-        self.consumer_lag_messages = Gauge(
-            "radstream_consumer_lag_messages",
-            "End offset minus committed offset.",
-            ["group", "topic", "partition"],
-            registry=r,
+        self.consumer_lag_messages = declare.gauge(
+            "radstream_consumer_lag_messages", "End offset minus committed offset.", _PARTITION
         )
-        self.consumer_lag_seconds = Gauge(
+        self.consumer_lag_seconds = declare.gauge(
             "radstream_consumer_lag_seconds",
             "Estimated age of the oldest unconsumed message.",
-            ["group", "topic", "partition"],
-            registry=r,
+            _PARTITION,
         )
-        self.consumer_group_status = Gauge(
+        self.consumer_group_status = declare.gauge(
             "radstream_consumer_group_status",
             "1 for the group's current lag status, 0 for the others.",
-            ["group", "status"],
-            registry=r,
+            ("group", "status"),
         )
         # ---------------------------------------------------------------- audit
-        self.audit_records = Counter(
-            "radstream_audit_records_appended_total",
-            "Records appended to the audit chain.",
-            registry=r,
+        self.audit_records = declare.counter(
+            "radstream_audit_records_appended_total", "Records appended to the audit chain."
         )
-        self.audit_verifications = Counter(
-            "radstream_audit_verifications_total",
-            "Audit chain verifications run.",
-            registry=r,
+        self.audit_verifications = declare.counter(
+            "radstream_audit_verifications_total", "Audit chain verifications run."
         )
-        self.audit_verification_failures = Counter(
+        self.audit_verification_failures = declare.counter(
             "radstream_audit_verification_failures_total",
             "Audit chain verifications that found a broken link, hash or checkpoint.",
-            registry=r,
         )
         # Only the verifier (`radstream audit verify --every`) knows: absent in every other process.
-        self.audit_chain_valid = KnownGauge(
+        self.audit_chain_valid = declare.known_gauge(
             "radstream_audit_chain_valid",
             "1 when the last audit verification of this process succeeded, else 0.",
-            registry=r,
         )
         # ---------------------------------------------------------------- DICOM receiver
-        self.dicom_instances = Counter(
+        self.dicom_instances = declare.counter(
             "radstream_dicom_instances_total",
             "C-STORE requests answered by the DICOM receiver, by outcome and error code "
             "(empty for stored and duplicate).",
-            ["outcome", "error_code"],
-            registry=r,
+            ("outcome", "error_code"),
         )
-        self.dicom_store_seconds = Histogram(
+        self.dicom_store_seconds = declare.histogram(
             "radstream_dicom_store_seconds",
             "Time from a C-STORE request to its answer (store, publish, broker confirmation).",
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.dicom_associations_refused = Counter(
+        self.dicom_associations_refused = declare.counter(
             "radstream_dicom_associations_refused_total",
             "Associations the DICOM receiver rejected (calling AE title not allowed).",
-            registry=r,
         )
-        self.audit_records_quarantined = Counter(
+        self.audit_records_quarantined = declare.counter(
             "radstream_audit_records_quarantined_total",
             "Messages on the audit topic the audit agent did not write, quarantined.",
-            registry=r,
         )
 
     # -------------------------------------------------------------------- stage hooks
@@ -633,6 +610,10 @@ class Metrics:
         labels = (_label(model), _label(model_version))
         self.inference_seconds.labels(*labels).observe(seconds)
         self.inference_batch_size.labels(*labels).observe(size)
+
+    def pixel_handoff_used(self, hit: bool) -> None:
+        """Inference took an image's pixels from validation (hit) or decoded it again (miss)."""
+        self.pixel_handoff.labels("hit" if hit else "miss").inc()
 
     def model_load_failed(self, model: str, model_version: str) -> None:
         """A model could not be loaded."""

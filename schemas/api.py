@@ -190,6 +190,22 @@ class ResultQuery:
     study_uid: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ComparisonQuery:
+    """Which two versions of a model to compare, over which window of stored results.
+
+    The API builds it from the query string; the gateway's port, its adapter and the test fakes
+    take it. A missing ``candidate`` means the canary, else the one version in shadow; a missing
+    ``baseline`` the active version. ``[since, until)``, both timezone-aware.
+    """
+
+    name: str
+    since: datetime
+    until: datetime
+    candidate: str | None = None
+    baseline: str | None = None
+
+
 class ResultView(_Response):
     """One inference result with its provenance and verification state."""
 

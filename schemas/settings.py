@@ -82,6 +82,12 @@ class InferenceSettings(_Group):
         0.0, ge=0, description="linger for a fuller batch (0: take what is there, adaptive)"
     )
     intra_op_threads: int = Field(1, ge=0)
+    pixel_handoff_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="memory for pixels validation hands to inference in the same worker "
+        "process (decode once; docs/performance.md); 0 disables the hand-off",
+    )
 
 
 class SinkSettings(_Group):

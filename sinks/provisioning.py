@@ -11,7 +11,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]  # stubs: asyncpg-stubs (see report)
 
+from schemas.errors import ErrorCode, error_for
 from sinks.database import database_errors
+from streams.retry import RetryPolicy, run_with_retries
+
+# DROP DATABASE ... WITH (FORCE) terminates the sessions still in the database, but a role
+# without superuser or pg_signal_backend may not terminate an autovacuum worker (it has no role
+# of its own): PostgreSQL refuses with InsufficientPrivilege. Autovacuum of a test-sized database
+# ends within moments, so the drop is tried again for up to about half a minute.
+DROP_RETRY = RetryPolicy(max_attempts=12, initial_seconds=0.2, max_seconds=5.0)
 
 
 def url_for_database(url: str, name: str) -> str:
@@ -40,6 +48,21 @@ async def create_database(admin_url: str, name: str) -> None:
     await _execute(admin_url, f"CREATE DATABASE {_quoted(name)}")
 
 
-async def drop_database(admin_url: str, name: str) -> None:
-    """DROP DATABASE ``name``, disconnecting any session still in it."""
-    await _execute(admin_url, f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
+async def drop_database(admin_url: str, name: str, *, policy: RetryPolicy = DROP_RETRY) -> None:
+    """DROP DATABASE ``name``, disconnecting any session still in it.
+
+    Raises:
+        RetriesExhaustedError: a session in it could still not be terminated (see
+            :data:`DROP_RETRY`).
+    """
+
+    async def attempt() -> None:
+        try:
+            await _execute(admin_url, f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise error_for(
+                ErrorCode.DATABASE_UNAVAILABLE,
+                "a background process in the database could not be terminated yet",
+            ) from exc
+
+    await run_with_retries(attempt, policy)

@@ -61,14 +61,26 @@ def _tz() -> DateTime:
     return DateTime(timezone=True)
 
 
+def _inserted_at(name: str) -> Column[object]:
+    """A timestamp the database sets when the row is inserted."""
+    return Column(name, _tz(), nullable=False, server_default=func.now())
+
+
+def _model_version(*, nullable: bool = False) -> tuple[Column[object], Column[object]]:
+    """The model name and version columns, as wide as a ``ModelRef`` allows."""
+    return (
+        Column("model_name", String(64), nullable=nullable),
+        Column("model_version", String(32), nullable=nullable),
+    )
+
+
 inference_results = Table(
     "inference_results",
     metadata,
     Column("result_id", UUID(as_uuid=True), primary_key=True),
     Column("event_id", UUID(as_uuid=True), nullable=False),
     Column("correlation_id", String(64), nullable=False),
-    Column("model_name", String(64), nullable=False),
-    Column("model_version", String(32), nullable=False),
+    *_model_version(),
     Column("weights_sha256", String(64), nullable=False),
     Column("runtime", String(32), nullable=False),
     Column("provider", String(64), nullable=False),
@@ -87,7 +99,7 @@ inference_results = Table(
     Column("source", String(64)),
     Column("occurred_at", _tz(), nullable=False),
     Column("completed_at", _tz(), nullable=False),
-    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("stored_at"),
     Column("verified_by", String(64)),
     Column("verified_at", _tz()),
     Column("verification_note", Text),
@@ -135,10 +147,9 @@ image_events = Table(
     Column("error_code", String(64)),
     Column("stage", String(32)),
     Column("detail", String(500)),
-    Column("model_name", String(64)),
-    Column("model_version", String(32)),
+    *_model_version(nullable=True),
     Column("at", _tz(), nullable=False),
-    Column("recorded_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("recorded_at"),
     Column("requested_by", String(64)),
     Column("role", String(16), nullable=False, server_default=ResultRole.PUBLISHED.value),
     CheckConstraint(
@@ -186,7 +197,7 @@ audit_log = Table(
     Column("recorded_at", _tz(), nullable=False),
     Column("audit_offset", BigInteger, nullable=False),
     Column("record", JSONB, nullable=False),
-    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("stored_at"),
     UniqueConstraint(
         "audit_topic", "chain_partition", "sequence", name="uq_audit_log_chain_sequence"
     ),
@@ -208,7 +219,7 @@ study_states = Table(
     Column("generation", Integer, nullable=False),
     Column("deadline", _tz()),
     Column("analysis_deadline", _tz()),
-    Column("updated_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("updated_at"),
 )
 Index("ix_study_states_deadline", study_states.c.deadline)
 Index("ix_study_states_analysis_deadline", study_states.c.analysis_deadline)
@@ -232,11 +243,10 @@ study_outcomes = Table(
     "study_outcomes",
     metadata,
     Column("event_id", UUID(as_uuid=True), nullable=False),
-    Column("model_name", String(64), nullable=False),
-    Column("model_version", String(32), nullable=False),
+    *_model_version(),
     Column("study_instance_uid", String(64), nullable=False),
     Column("outcome", JSONB, nullable=False),
-    Column("recorded_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("recorded_at"),
     UniqueConstraint("event_id", "model_name", "model_version", name="pk_study_outcomes_natural"),
 )
 Index("ix_study_outcomes_study", study_outcomes.c.study_instance_uid)
@@ -247,8 +257,7 @@ study_results = Table(
     Column("study_result_id", UUID(as_uuid=True), primary_key=True),
     Column("study_instance_uid", String(64), nullable=False),
     Column("generation", Integer, nullable=False),
-    Column("model_name", String(64), nullable=False),
-    Column("model_version", String(32), nullable=False),
+    *_model_version(),
     Column("weights_sha256", String(64), nullable=False),
     Column("finding", String(64), nullable=False),
     Column("max_score", Double, nullable=False),
@@ -258,7 +267,7 @@ study_results = Table(
     Column("failed_count", Integer, nullable=False),
     Column("result", JSONB, nullable=False),
     Column("aggregated_at", _tz(), nullable=False),
-    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("stored_at"),
     UniqueConstraint(
         "study_instance_uid",
         "generation",
@@ -280,8 +289,7 @@ urgent_findings = Table(
     metadata,
     Column("alert_id", UUID(as_uuid=True), primary_key=True),
     Column("study_instance_uid", String(64), nullable=False),
-    Column("model_name", String(64), nullable=False),
-    Column("model_version", String(32), nullable=False),
+    *_model_version(),
     Column("finding", String(64), nullable=False),
     Column("score", Double, nullable=False),
     Column("rule", String(64), nullable=False),
@@ -313,7 +321,7 @@ study_outbox = Table(
     Column("message_key", String(64), nullable=False),
     Column("value", Text, nullable=False),
     Column("priority", String(16), nullable=False),
-    Column("created_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("created_at"),
 )
 
 
@@ -337,7 +345,7 @@ audit_quarantine = Table(
     Column("reason", String(64), nullable=False),
     Column("claimed_sequence", BigInteger),
     Column("payload", LargeBinary, nullable=False),
-    Column("quarantined_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("quarantined_at"),
     UniqueConstraint(
         "audit_topic", "audit_partition", "audit_offset", name="uq_audit_quarantine_position"
     ),
@@ -352,7 +360,7 @@ audit_checkpoints = Table(
     Column("chain_partition", Integer, nullable=False),
     Column("sequence", BigInteger, nullable=False),
     Column("checkpoint", JSONB, nullable=False),
-    Column("stored_at", _tz(), nullable=False, server_default=func.now()),
+    _inserted_at("stored_at"),
     UniqueConstraint(
         "audit_topic", "audit_partition", "audit_offset", name="uq_audit_checkpoints_position"
     ),

@@ -141,6 +141,25 @@ async def read_snapshot(kafka: KafkaClientConfig, topics: TopicNames) -> DeadLet
     return DeadLetterSnapshot(entries, sorted(unreadable), dict(content.starts))
 
 
+async def _selected_snapshot(
+    kafka: KafkaClientConfig,
+    topics: TopicNames,
+    selection: DeadLetterFilter,
+    actor: str,
+    action: str,
+) -> DeadLetterSnapshot:
+    """The dead letters as they are now, once ``actor`` and the selection were checked.
+
+    Raises:
+        ValueError: ``actor`` is not a pseudonymous id, or nothing is selected (an ``action``
+            on every dead letter is never implied).
+    """
+    check_actor(actor)
+    if not selection.selective:
+        raise ValueError(f"{action} needs --id or at least one filter")
+    return await read_snapshot(kafka, topics)
+
+
 async def waiting_count(kafka: KafkaClientConfig, topics: TopicNames) -> int:
     """Dead letters waiting for an operator: neither replayed nor purged (unreadable included)."""
     snapshot = await read_snapshot(kafka, topics)
@@ -215,10 +234,7 @@ async def replay(
         ValueError: no selection criterion was given, or ``actor`` is not a pseudonymous id.
         TransientError: the broker could not be read or written.
     """
-    check_actor(actor)
-    if not selection.selective:
-        raise ValueError("replay needs --id or at least one filter")
-    snapshot = await read_snapshot(kafka, topics)
+    snapshot = await _selected_snapshot(kafka, topics, selection, actor, "replay")
     plan = plan_replay(
         snapshot.entries, selection, allowed_topics=set(topics.all().values()), force=force
     )
@@ -260,10 +276,7 @@ async def purge(
         ValueError: no selection criterion was given, or ``actor`` is not a pseudonymous id.
         TransientError: the broker could not be read or written.
     """
-    check_actor(actor)
-    if not selection.selective:
-        raise ValueError("purge needs --id or at least one filter")
-    snapshot = await read_snapshot(kafka, topics)
+    snapshot = await _selected_snapshot(kafka, topics, selection, actor, "purge")
     plan = plan_purge(
         snapshot.entries,
         selection,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from gateway.auth import Principal, Role
-from gateway.dependencies import Context, GatewayContext, record_action, require_roles
+from gateway.dependencies import AuditedAction, Context, GatewayContext, require_roles
 from gateway.errors import correlation_id_of
 from gateway.openapi_docs import ERROR_RESPONSES, STOW_REQUEST_BODY, STOW_RESPONSES
 from gateway.related import DICOM_MEDIA_TYPE, RelatedPart, read_related_parts, related_boundary
@@ -62,6 +62,7 @@ async def _store_part(
     refusal = _refusal_of(part)
     if refusal is not None:
         return _failed(refusal, b"")
+    audit = AuditedAction(context, request, ApiActionKind.SUBMIT, principal)
     try:
         ingested = await context.dicom.ingest(
             part.data,
@@ -70,25 +71,9 @@ async def _store_part(
             requested_by=principal.subject,
         )
     except RadstreamError as exc:
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.SUBMIT,
-            principal=principal,
-            http_status=exc.http_status,
-            error_code=exc.code,
-            required=False,
-        )
+        await audit.failed(exc)
         return _failed(exc, part.data)
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.SUBMIT,
-        principal=principal,
-        http_status=200,
-        event_id=ingested.event.event_id,
-        required=False,
-    )
+    await audit.succeeded(event_id=ingested.event.event_id, required=False)
     context.metrics.api_submitted(SubmissionKind.DICOMWEB)
     return StowStored(ingested.instance.sop_class_uid, ingested.instance.sop_instance_uid)
 

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Request
 
 from gateway.auth import Role
-from gateway.dependencies import Caller, Context, record_action
+from gateway.dependencies import AuditedAction, Caller, Context
 from gateway.openapi_docs import ERROR_RESPONSES
 from schemas.api import EventLifecycle
 from schemas.audit import ApiActionKind
@@ -32,12 +32,7 @@ async def get_lifecycle(
     entries = await context.lifecycle.lifecycle(event_id)
     if not entries:
         raise ResourceNotFoundError(ErrorCode.RESOURCE_NOT_FOUND, "no such event")
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.READ,
-        principal=principal,
-        http_status=200,
-        event_id=event_id,
+    await AuditedAction(context, request, ApiActionKind.READ, principal).succeeded(
+        event_id=event_id
     )
     return EventLifecycle(event_id=event_id, entries=tuple(entries))

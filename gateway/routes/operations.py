@@ -16,7 +16,7 @@ from gateway.auth import Principal, Role
 from gateway.dependencies import Caller, Context, require_roles
 from gateway.openapi_docs import ERROR_RESPONSES
 from gateway.ports import ReadinessCheck
-from schemas.api import Health, ModelList, Readiness
+from schemas.api import ComparisonQuery, Health, ModelList, Readiness
 from schemas.events import utc_now
 from schemas.rollout import VersionComparison
 from streams.inference.manifest import MODEL_NAME_PATTERN, MODEL_VERSION_PATTERN
@@ -58,12 +58,9 @@ async def compare_versions(
     active version. Admins and auditors only; the report holds no patient data.
     """
     end = until or utc_now()
+    window_start = since or end - DEFAULT_COMPARISON_WINDOW
     return await context.models.compare(
-        name,
-        candidate=candidate,
-        baseline=baseline,
-        since=since or end - DEFAULT_COMPARISON_WINDOW,
-        until=end,
+        ComparisonQuery(name, window_start, end, candidate=candidate, baseline=baseline)
     )
 
 

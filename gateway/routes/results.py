@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from gateway.auth import Principal, Role
-from gateway.dependencies import Context, record_action, require_roles
+from gateway.dependencies import AuditedAction, Context, require_roles
 from gateway.openapi_docs import ERROR_RESPONSES
 from schemas.api import (
     Cursor,
@@ -26,7 +26,7 @@ from schemas.api import (
     VerificationStatus,
 )
 from schemas.audit import ApiActionKind
-from schemas.errors import ErrorCode, InputValidationError, RadstreamError, ResourceNotFoundError
+from schemas.errors import ErrorCode, InputValidationError, ResourceNotFoundError
 from schemas.events import Uid
 
 router = APIRouter(prefix="/results", tags=["results"])
@@ -65,9 +65,7 @@ async def list_results(  # noqa: PLR0917 - FastAPI maps each query parameter to 
         study_uid=study_uid,
     )
     page = await context.results.list_for_user(principal.subject, query)
-    await record_action(
-        context, request, action=ApiActionKind.READ, principal=principal, http_status=200
-    )
+    await AuditedAction(context, request, ApiActionKind.READ, principal).succeeded()
     return page
 
 
@@ -76,30 +74,14 @@ async def get_result(
     result_id: uuid.UUID, request: Request, context: Context, principal: Reader
 ) -> ResultView:
     """The result, when the caller may see it (admins see all)."""
+    audit = AuditedAction(context, request, ApiActionKind.READ, principal, result_id=result_id)
     visible_to = None if Role.ADMIN in principal.roles else principal.subject
     result = await context.results.get(result_id, user_id=visible_to)
     if result is None:
         error = _not_found()
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.READ,
-            principal=principal,
-            http_status=error.http_status,
-            error_code=error.code,
-            result_id=result_id,
-            required=False,
-        )
+        await audit.failed(error)
         raise error
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.READ,
-        principal=principal,
-        http_status=200,
-        result_id=result_id,
-        event_id=result.event_id,
-    )
+    await audit.succeeded(event_id=result.event_id)
     return result
 
 
@@ -116,29 +98,10 @@ async def verify_result(
     principal: Verifier,
 ) -> ResultView:
     """Mark the result verified by the caller; a second verification is 409."""
-    try:
+    audit = AuditedAction(context, request, ApiActionKind.VERIFY, principal, result_id=result_id)
+    async with audit.failures():
         result = await context.results.mark_verified(
             result_id, user_id=principal.subject, note=verification.note
         )
-    except RadstreamError as exc:
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.VERIFY,
-            principal=principal,
-            http_status=exc.http_status,
-            error_code=exc.code,
-            result_id=result_id,
-            required=False,
-        )
-        raise
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.VERIFY,
-        principal=principal,
-        http_status=200,
-        result_id=result_id,
-        event_id=result.event_id,
-    )
+    await audit.succeeded(event_id=result.event_id)
     return result

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from gateway.auth import Principal, Role
-from gateway.dependencies import Context, record_action, require_roles
+from gateway.dependencies import AuditedAction, Context, require_roles
 from gateway.openapi_docs import ERROR_RESPONSES
 from schemas.audit import ApiActionKind
-from schemas.errors import ErrorCode, RadstreamError, ResourceNotFoundError
+from schemas.errors import ErrorCode, ResourceNotFoundError
 from schemas.events import utc_now
 from schemas.studies import StudyAcknowledged, StudyView
 
@@ -39,14 +39,9 @@ async def get_study(
     view = await context.studies.view(study_uid)
     if view is None:
         raise _not_found()
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.READ,
-        principal=principal,
-        http_status=200,
-        study_instance_uid=study_uid,
-    )
+    await AuditedAction(
+        context, request, ApiActionKind.READ, principal, study_instance_uid=study_uid
+    ).succeeded()
     return view
 
 
@@ -63,30 +58,18 @@ async def acknowledge_study(
     Acknowledging twice is not an error: the second call acknowledges nothing more and says so.
     """
     at = utc_now()
-    try:
+    audit = AuditedAction(
+        context,
+        request,
+        ApiActionKind.URGENT_ACKNOWLEDGE,
+        principal,
+        study_instance_uid=study_uid,
+    )
+    async with audit.failures():
         if await context.studies.view(study_uid) is None:
             raise _not_found()
         acknowledged = await context.studies.acknowledge(study_uid, principal.subject, at)
-    except RadstreamError as exc:
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.URGENT_ACKNOWLEDGE,
-            principal=principal,
-            http_status=exc.http_status,
-            error_code=exc.code,
-            study_instance_uid=study_uid,
-            required=False,
-        )
-        raise
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.URGENT_ACKNOWLEDGE,
-        principal=principal,
-        http_status=200,
-        study_instance_uid=study_uid,
-    )
+    await audit.succeeded()
     return StudyAcknowledged(
         study_instance_uid=study_uid, acknowledged=tuple(acknowledged), acknowledged_at=at
     )

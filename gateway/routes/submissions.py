@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from gateway.auth import Principal, Role
-from gateway.dependencies import Context, GatewayContext, record_action, require_roles
+from gateway.dependencies import AuditedAction, Context, GatewayContext, require_roles
 from gateway.errors import correlation_id_of
 from gateway.image_refs import resolve_image_uri
 from gateway.openapi_docs import ERROR_RESPONSES, INFER_REQUEST_BODY
@@ -126,7 +126,8 @@ async def submit_image(
     """Publish an ``ImageArrived`` for the image and answer with where to follow it."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
-    try:
+    audit = AuditedAction(context, request, ApiActionKind.SUBMIT, principal)
+    async with audit.failures():
         if media_type == "multipart/form-data":
             event = await _submit_upload(request, context, principal, content_type)
         elif media_type == "application/json":
@@ -138,27 +139,8 @@ async def submit_image(
                 ErrorCode.REQUEST_INVALID,
                 "Content-Type must be application/json or multipart/form-data",
             )
-    except RadstreamError as exc:
-        await record_action(
-            context,
-            request,
-            action=ApiActionKind.SUBMIT,
-            principal=principal,
-            http_status=exc.http_status,
-            error_code=exc.code,
-            required=False,
-        )
-        raise
     # The arrival event itself is audited by the pipeline; this entry adds who and from where.
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.SUBMIT,
-        principal=principal,
-        http_status=202,
-        event_id=event.event_id,
-        required=False,
-    )
+    await audit.succeeded(202, event_id=event.event_id, required=False)
     return SubmissionAccepted(event_id=event.event_id, status_url=status_url(event))
 
 
@@ -175,14 +157,8 @@ async def _submit_item(
     except RadstreamError as exc:
         return BatchItemOutcome(index=index, status="rejected", code=exc.code, message=exc.reason)
     context.metrics.api_submitted(SubmissionKind.REFERENCE)
-    await record_action(
-        context,
-        request,
-        action=ApiActionKind.SUBMIT,
-        principal=principal,
-        http_status=202,
-        event_id=event.event_id,
-        required=False,
+    await AuditedAction(context, request, ApiActionKind.SUBMIT, principal).succeeded(
+        202, event_id=event.event_id, required=False
     )
     return BatchItemOutcome(
         index=index, status="accepted", event_id=event.event_id, status_url=status_url(event)

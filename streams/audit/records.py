@@ -174,6 +174,39 @@ def draft_for_event(  # noqa: PLR0911 - one branch per audited event type
     return _dead_letter_draft(event, source)
 
 
+def _image_object(event: ImageArrived | ImageValidated) -> AuditObject:
+    """The image an arrival or validation is about."""
+    return AuditObject(
+        event_id=event.event_id,
+        sop_instance_uid=event.sop_instance_uid,
+        series_instance_uid=event.series_instance_uid,
+        study_instance_uid=event.study_instance_uid,
+    )
+
+
+def _result_object(event: InferenceCompleted | ResultExported) -> AuditObject:
+    """The result a completion or export is about, with the model version that made it.
+
+    An export's object is the report instance it created (its own SOP instance and series) in
+    the source study; a completion's is the image the result was made from.
+    """
+    sop: str | None
+    series: str | None
+    if isinstance(event, ResultExported):
+        sop, series = event.report_sop_instance_uid, event.report_series_instance_uid
+    else:
+        sop, series = event.sop_instance_uid, event.series_instance_uid
+    return AuditObject(
+        event_id=event.event_id,
+        result_id=event.result_id,
+        sop_instance_uid=sop,
+        series_instance_uid=series,
+        study_instance_uid=event.study_instance_uid,
+        model_name=safe_token(event.model.name),
+        model_version=safe_token(event.model.version),
+    )
+
+
 def _arrived_draft(event: ImageArrived, source: AuditSource, corr: str | None) -> AuditDraft:
     return AuditDraft(
         event_type=AuditEventType.IMAGE_ARRIVED,
@@ -181,12 +214,7 @@ def _arrived_draft(event: ImageArrived, source: AuditSource, corr: str | None) -
         recorded_at=event.occurred_at,
         outcome=AuditOutcome.SUCCESS,
         actor=AuditActor(user_id=event.requested_by or event.source, is_requester=True),
-        object=AuditObject(
-            event_id=event.event_id,
-            sop_instance_uid=event.sop_instance_uid,
-            series_instance_uid=event.series_instance_uid,
-            study_instance_uid=event.study_instance_uid,
-        ),
+        object=_image_object(event),
         correlation_id=_correlation(source, corr),
         source=source,
     )
@@ -199,12 +227,7 @@ def _validated_draft(event: ImageValidated, source: AuditSource, corr: str | Non
         recorded_at=event.validated_at,
         outcome=AuditOutcome.SUCCESS,
         actor=service_actor(Stage.VALIDATION),
-        object=AuditObject(
-            event_id=event.event_id,
-            sop_instance_uid=event.sop_instance_uid,
-            series_instance_uid=event.series_instance_uid,
-            study_instance_uid=event.study_instance_uid,
-        ),
+        object=_image_object(event),
         correlation_id=_correlation(source, corr),
         source=source,
     )
@@ -240,15 +263,7 @@ def _completed_draft(event: InferenceCompleted, source: AuditSource) -> AuditDra
         recorded_at=event.completed_at,
         outcome=AuditOutcome.SUCCESS,
         actor=service_actor(Stage.INFERENCE),
-        object=AuditObject(
-            event_id=event.event_id,
-            result_id=event.result_id,
-            sop_instance_uid=event.sop_instance_uid,
-            series_instance_uid=event.series_instance_uid,
-            study_instance_uid=event.study_instance_uid,
-            model_name=safe_token(event.model.name),
-            model_version=safe_token(event.model.version),
-        ),
+        object=_result_object(event),
         correlation_id=event.effective_correlation_id(),
         source=source,
     )
@@ -276,7 +291,7 @@ def _urgent_draft(event: UrgentFinding, source: AuditSource, corr: str | None) -
 
 def _exported_draft(event: ResultExported, source: AuditSource) -> AuditDraft:
     # PS3.15 A.5.3.5 "DICOM Instances Transferred": the report instance was created at the
-    # destination. The object is the report (its own SOP instance) in the source study.
+    # destination.
     return AuditDraft(
         event_type=AuditEventType.RESULT_EXPORTED,
         action=AuditAction.CREATE,
@@ -284,15 +299,7 @@ def _exported_draft(event: ResultExported, source: AuditSource) -> AuditDraft:
         outcome=AuditOutcome.SUCCESS,
         outcome_description=safe_token(event.destination),
         actor=service_actor(Stage.DICOM_EXPORT),
-        object=AuditObject(
-            event_id=event.event_id,
-            result_id=event.result_id,
-            sop_instance_uid=event.report_sop_instance_uid,
-            series_instance_uid=event.report_series_instance_uid,
-            study_instance_uid=event.study_instance_uid,
-            model_name=safe_token(event.model.name),
-            model_version=safe_token(event.model.version),
-        ),
+        object=_result_object(event),
         correlation_id=_correlation(source, event.correlation_id),
         source=source,
     )

@@ -1,13 +1,16 @@
 """The inference stage: micro-batched ONNX inference with per-image failure isolation.
 
-Per batch: re-read each validated image (its SHA-256 must still match what validation saw: a
-file replaced between the stages is refused, not inferred), decode it with the validator's own
-decoder, and run one batched inference per model. An image that fails — unreadable, changed,
-undecodable, unknown or refused model — fails alone as a rejection with its code; the rest of
-the batch is unaffected. Versions running in shadow (beside the active one, or the active one
-beside a canary) deliver their outcomes to ``inference.shadow`` only. Where the active version and
-another version of the same model both ran on an image, the pair is reported for live
-comparison metrics. The batch is acknowledged only after all outcomes are delivered.
+Per batch: take each validated image's pixels from the in-process hand-off when validation ran
+in this process (:mod:`streams.stages.handoff`: decoded once, from exactly the bytes whose
+SHA-256 the event carries), otherwise re-read it (its SHA-256 must still match what validation
+saw: a file replaced between the stages is refused, not inferred) and decode it with the
+validator's own decoder; then run one batched inference per model. An image that fails —
+unreadable, changed, undecodable, unknown or refused model — fails alone as a rejection with
+its code; the rest of the batch is unaffected. Versions running in shadow (beside the active
+one, or the active one beside a canary) deliver their outcomes to ``inference.shadow`` only.
+Where the active version and another version of the same model both ran on an image, the pair
+is reported for live comparison metrics. The batch is acknowledged only after all outcomes are
+delivered.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import (
@@ -38,10 +44,13 @@ from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
 from streams.stages.common import ImageReader, run_decoder
+from streams.stages.handoff import PixelHandoff
 from streams.topics import TopicKey
 from streams.validation import decode_pixels
 
 ModelBatchHook = Callable[[str, str, int, float], None]
+# Called once per validated event when a hand-off store is configured: True on a hit.
+PixelHandoffHook = Callable[[bool], None]
 
 
 class ModelOutcomeHook(Protocol):
@@ -96,8 +105,12 @@ class InferenceStage:
         on_model_batch: ModelBatchHook | None = None,
         on_model_outcome: ModelOutcomeHook | None = None,
         on_model_comparison: ModelComparisonHook | None = None,
+        handoff: PixelHandoff | None = None,
+        on_pixel_handoff: PixelHandoffHook | None = None,
     ) -> None:
         self._reader = reader
+        self._handoff = handoff
+        self._on_pixel_handoff = on_pixel_handoff
         self._registry = registry
         self._rules = rules
         self._limits = limits
@@ -158,6 +171,30 @@ class InferenceStage:
             event = parse_event(message, ImageValidated)
         except RadstreamError as exc:
             return dead_letter_for(message, self.stage, exc)
+        pixels = self._handed_off(event)
+        if pixels is None:
+            decoded = await self._read_and_decode(message, event)
+            if isinstance(decoded, Outgoing):
+                return decoded
+            pixels = decoded
+        request = InferenceRequest(
+            event=event, correlation_id=message.correlation_id, pixels=pixels
+        )
+        return _Prepared(message, request)
+
+    def _handed_off(self, event: ImageValidated) -> NDArray[np.float32] | None:
+        """Validation's pixels for exactly these bytes (same process), or None on a miss."""
+        if self._handoff is None:
+            return None
+        pixels = self._handoff.take(event.event_id, event.sha256)
+        if self._on_pixel_handoff is not None:
+            self._on_pixel_handoff(pixels is not None)
+        return pixels
+
+    async def _read_and_decode(
+        self, message: Incoming, event: ImageValidated
+    ) -> NDArray[np.float32] | Outgoing:
+        """Read the image again, check it is still the validated bytes, decode it."""
         record = FailureRecord()
         try:
             data = await self._reader.read(event.image_uri, record)
@@ -171,7 +208,7 @@ class InferenceStage:
             changed = error_for(ErrorCode.CHECKSUM_MISMATCH, "image bytes changed after validation")
             return self._rejected(message, event, changed, None)
         try:
-            pixels = await run_decoder(
+            return await run_decoder(
                 decode_pixels,
                 data,
                 event.geometry,
@@ -180,10 +217,6 @@ class InferenceStage:
             )
         except RadstreamError as exc:
             return self._rejected(message, event, exc, None)
-        request = InferenceRequest(
-            event=event, correlation_id=message.correlation_id, pixels=pixels
-        )
-        return _Prepared(message, request)
 
     def _report_model_batches(self, outcomes: Sequence[InferenceOutcome], seconds: float) -> None:
         if self._on_model_batch is None:

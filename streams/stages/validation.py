@@ -4,12 +4,18 @@
 * image not readable after the retries (still being written, storage hiccup): dead letter,
   so ``radstream dlq replay`` completes it once the file is there;
 * anything wrong with the image or the clinical rules: ``images.rejected`` with a stable code;
-* otherwise ``images.validated`` with the geometry and verdicts later stages need.
+* otherwise ``images.validated`` with the geometry and verdicts later stages need; with a
+  :class:`~streams.stages.handoff.PixelHandoff` (inference runs in the same process), the
+  validator's decoded pixels are put there for the inference stage before the event is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from schemas.errors import ErrorCode, RadstreamError
 from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
@@ -18,8 +24,15 @@ from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
 from streams.retry import FailureRecord, RetriesExhaustedError
 from streams.stages.common import ImageReader, run_decoder
+from streams.stages.handoff import PixelHandoff
 from streams.topics import TopicKey, validated_topic
-from streams.validation import ClinicalRules, ValidationAccepted, validate_image
+from streams.validation import (
+    ClinicalRules,
+    ValidationAccepted,
+    ValidationOutcome,
+    validate_and_decode,
+    validate_image,
+)
 
 
 def validated_event(event: ImageArrived, outcome: ValidationAccepted) -> ImageValidated:
@@ -49,11 +62,21 @@ class ValidationStage:
     stage = Stage.VALIDATION
 
     def __init__(
-        self, reader: ImageReader, limits: ValidationSettings, rules: ClinicalRules
+        self,
+        reader: ImageReader,
+        limits: ValidationSettings,
+        rules: ClinicalRules,
+        *,
+        handoff: PixelHandoff | None = None,
     ) -> None:
         self._reader = reader
         self._limits = limits
         self._rules = rules
+        # Only a store that keeps something is worth converting the decode into model pixels.
+        self._handoff = handoff if handoff is not None and handoff.enabled else None
+        self._validate: Callable[..., tuple[ValidationOutcome, NDArray[np.float32] | None]] = (
+            _without_pixels if self._handoff is None else validate_and_decode
+        )
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """One outcome per message, in order."""
@@ -74,8 +97,8 @@ class ValidationStage:
         except RadstreamError as exc:
             return self._rejected(message, event, exc.code, exc.reason, retryable=exc.retryable)
         # Decoding is CPU-bound: off the loop, so heartbeats and other partitions keep going.
-        outcome = await run_decoder(
-            validate_image,
+        outcome, pixels = await run_decoder(
+            self._validate,
             data,
             limits=self._limits,
             rules=self._rules,
@@ -90,6 +113,9 @@ class ValidationStage:
                 message, event, outcome.error_code, outcome.reason, retryable=outcome.retryable
             )
         validated = validated_event(event, outcome)
+        if self._handoff is not None and pixels is not None:
+            # Put before the event is sent: inference cannot see it earlier.
+            self._handoff.put(validated.event_id, validated.sha256, pixels)
         return Outgoing(
             validated_topic(validated.priority),
             validated.message_key(),
@@ -120,3 +146,10 @@ class ValidationStage:
         return Outgoing(
             TopicKey.IMAGES_REJECTED, rejected.message_key(), rejected, message.out_headers()
         )
+
+
+def _without_pixels(
+    data: bytes, **checks: Any
+) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
+    """:func:`validate_image` shaped like :func:`validate_and_decode` (no conversion cost)."""
+    return validate_image(data, **checks), None

@@ -3,6 +3,7 @@
 Public API:
 
 * :func:`validate_image` — every check, returning :data:`ValidationOutcome`, never raising;
+* :func:`validate_and_decode` — the same, plus the model-ready pixels of its own decode;
 * :func:`decode_pixels` — the shared decoder, float32 output for the inference stage;
 * :func:`resolve_image_uri` / :func:`read_image_bytes` — the only file access;
 * :func:`detect_format` — container format from magic numbers;
@@ -17,6 +18,7 @@ from streams.validation.validator import (
     ValidationAccepted,
     ValidationOutcome,
     ValidationRejected,
+    validate_and_decode,
     validate_image,
 )
 
@@ -32,5 +34,6 @@ __all__ = [
     "load_clinical_rules",
     "read_image_bytes",
     "resolve_image_uri",
+    "validate_and_decode",
     "validate_image",
 ]

@@ -16,6 +16,8 @@ Output conventions:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
@@ -75,29 +77,43 @@ def decode_pixels(
     check_stored_values(source)
     frames = decode_frames(source, first_frame_only=True)
     check_decoded_values(header, frames)
+    return model_pixels(header, source.dataset, frames)
+
+
+def model_pixels(
+    header: ImageHeader, dataset: Dataset | None, frames: NDArray[Any]
+) -> NDArray[np.float32]:
+    """The first of ``frames`` (as :func:`decode_frames` returns them) as model-ready float32.
+
+    The one conversion both :func:`decode_pixels` and
+    :func:`~streams.validation.validator.validate_and_decode` use. The result is a new array
+    (never a view of ``frames``, so a multi-frame decode is not kept alive by it); the modality
+    LUT is applied in place on that copy.
+    """
     frame = frames[0]
     if frame.shape[-1] == 3:
         colour: NDArray[np.float32] = frame.astype(np.float32)
         return colour
     grey: NDArray[np.float32] = frame[..., 0].astype(np.float32)
-    if source.dataset is None:
+    if dataset is None:
         return grey
-    return _to_presentation(grey, header, source.dataset)
+    return _to_presentation(grey, header, dataset)
 
 
 def _to_presentation(
     grey: NDArray[np.float32], header: ImageHeader, dataset: Dataset
 ) -> NDArray[np.float32]:
-    """Invert MONOCHROME1 (in stored units) and apply the modality LUT to a greyscale frame."""
+    """Invert MONOCHROME1 (in stored units) and apply the modality LUT, in place on ``grey``."""
     if header.photometric == "MONOCHROME1":
         stored = header.bits_stored or 8
         low = -(1 << (stored - 1)) if header.signed else 0
         high = (1 << (stored - 1)) - 1 if header.signed else (1 << stored) - 1
-        grey = np.float32(low + high) - grey
+        np.subtract(np.float32(low + high), grey, out=grey)
     # check_pixel_format has already refused a zero or non-numeric RescaleSlope.
     slope = optional_float(dataset, "RescaleSlope")
     intercept = optional_float(dataset, "RescaleIntercept")
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
-    result: NDArray[np.float32] = grey * np.float32(slope) + np.float32(intercept)
-    return result.astype(np.float32, copy=False)
+    np.multiply(grey, np.float32(slope), out=grey)
+    np.add(grey, np.float32(intercept), out=grey)
+    return grey

@@ -13,8 +13,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from pydicom.dataset import Dataset
 
@@ -39,6 +42,7 @@ from streams.validation.decoding import (
     optional_float,
     read_header,
 )
+from streams.validation.pixels import model_pixels
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _CODE = re.compile(r"^[A-Z0-9_]{1,16}$")
@@ -119,21 +123,54 @@ def validate_image(
             study is rejected (``IMAGE_STUDY_UID_MISMATCH``): its result would be filed under
             the wrong study.
     """
+    checks = _Checks(limits, rules, declared_size, declared_sha256, model_ids, event_modality)
+    outcome, _ = _checked(data, checks, declared_study_instance_uid, with_pixels=False)
+    return outcome
+
+
+def validate_and_decode(
+    data: bytes,
+    *,
+    limits: ValidationSettings,
+    rules: ClinicalRules,
+    declared_size: int | None = None,
+    declared_sha256: str | None = None,
+    model_ids: Sequence[str] = (),
+    event_modality: str | None = None,
+    declared_study_instance_uid: str | None = None,
+) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
+    """:func:`validate_image`, plus the model-ready pixels of an accepted image; never raises.
+
+    The pixels come from the validator's own decode of ``data`` (no second decode) and are
+    exactly what :func:`~streams.validation.pixels.decode_pixels` returns for ``data`` and the
+    accepted geometry with the same ``limits``: the first frame as float32, modality LUT applied.
+    They are ``None`` for a rejected image. Arguments as for :func:`validate_image`.
+    """
+    checks = _Checks(limits, rules, declared_size, declared_sha256, model_ids, event_modality)
+    return _checked(data, checks, declared_study_instance_uid, with_pixels=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """The arguments of :func:`validate_image` besides the bytes (see its docstring)."""
+
+    limits: ValidationSettings
+    rules: ClinicalRules
+    declared_size: int | None
+    declared_sha256: str | None
+    model_ids: Sequence[str]
+    event_modality: str | None
+
+
+def _checked(
+    data: bytes, checks: _Checks, declared_study_uid: str | None, *, with_pixels: bool
+) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
+    """Run every check; any failure becomes a :class:`ValidationRejected` without pixels."""
     run = _Run()
     try:
-        return _validate(
-            run,
-            data,
-            limits=limits,
-            rules=rules,
-            declared_size=declared_size,
-            declared_sha256=declared_sha256,
-            model_ids=model_ids,
-            event_modality=event_modality,
-            declared_study_instance_uid=declared_study_instance_uid,
-        )
+        return _validate(run, data, checks, declared_study_uid, with_pixels=with_pixels)
     except RadstreamError as error:
-        return ValidationRejected(
+        rejected = ValidationRejected(
             error_code=error.code,
             reason=error.reason[:500],
             retryable=error.retryable,
@@ -143,29 +180,27 @@ def validate_image(
         raise
     except BaseException:  # noqa: BLE001 - the stage must turn every input into a verdict
         # The exception text may quote header values, so only a fixed reason leaves here.
-        return ValidationRejected(
+        rejected = ValidationRejected(
             error_code=ErrorCode.IMAGE_MALFORMED,
             reason="image could not be validated (unexpected decoder failure)",
             verdicts=tuple(run.verdicts),
         )
+    return rejected, None
 
 
 def _validate(
     run: _Run,
     data: bytes,
-    *,
-    limits: ValidationSettings,
-    rules: ClinicalRules,
-    declared_size: int | None,
-    declared_sha256: str | None,
-    model_ids: Sequence[str],
-    event_modality: str | None,
+    checks: _Checks,
     declared_study_instance_uid: str | None,
-) -> ValidationAccepted:
+    *,
+    with_pixels: bool,
+) -> tuple[ValidationAccepted, NDArray[np.float32] | None]:
+    limits = checks.limits
     size = len(data)
-    run.check("size", lambda: _check_size(size, limits, declared_size), f"{size} bytes")
+    run.check("size", lambda: _check_size(size, limits, checks.declared_size), f"{size} bytes")
     sha256 = hashlib.sha256(data).hexdigest()
-    run.check("checksum", lambda: _check_checksum(sha256, declared_sha256))
+    run.check("checksum", lambda: _check_checksum(sha256, checks.declared_sha256))
     # A deflated dataset may inflate to at most the biggest acceptable pixel payload.
     max_inflated = max(limits.max_file_bytes, limits.max_dimension**2 * limits.max_frames * 12)
     header = run.check(
@@ -194,15 +229,19 @@ def _validate(
             "the event's StudyInstanceUID differs from the image file's",
         )
     modality = _dicom_code(dataset, "Modality") if dataset is not None else None
-    if dataset is None and event_modality is not None and _CODE.match(event_modality):
-        modality = event_modality
+    hint = checks.event_modality
+    if dataset is None and hint is not None and _CODE.match(hint):
+        modality = hint
     facts = ClinicalFacts(
         format=header.format, modality=modality, body_part=geometry.body_part, dataset=dataset
     )
     run.verdicts.extend(
-        run.check("clinical", lambda: check_clinical_rules(facts, geometry, rules, model_ids))
+        run.check(
+            "clinical",
+            lambda: check_clinical_rules(facts, geometry, checks.rules, checks.model_ids),
+        )
     )
-    return ValidationAccepted(
+    accepted = ValidationAccepted(
         geometry=geometry,
         sha256=sha256,
         size_bytes=size,
@@ -213,6 +252,7 @@ def _validate(
         body_part=geometry.body_part,
         verdicts=tuple(run.verdicts),
     )
+    return accepted, model_pixels(header, dataset, pixels) if with_pixels else None
 
 
 def _check_size(size: int, limits: ValidationSettings, declared: int | None) -> None:

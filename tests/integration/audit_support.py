@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -230,23 +228,3 @@ async def produce_audited_log(
     return AuditedLog(
         bootstrap, prefix, directory, records, read_checkpoints(directory / "checkpoints.jsonl")
     )
-
-
-@asynccontextmanager
-async def migrated_database(admin_database_url: str) -> AsyncIterator[str]:
-    """A fresh database migrated to head (its URL), dropped afterwards."""
-    from sinks.migrate import upgrade_async  # noqa: PLC0415 - keep helpers light
-    from sinks.provisioning import (  # noqa: PLC0415
-        create_database,
-        drop_database,
-        url_for_database,
-    )
-
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    await create_database(admin_database_url, name)
-    try:
-        url = url_for_database(admin_database_url, name)
-        await upgrade_async(url)
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)

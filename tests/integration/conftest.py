@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from sinks.database import Database
-from sinks.migrate import upgrade_async
 from sinks.provisioning import create_database, drop_database, url_for_database
-from tests.integration.database_helpers import run_in_thread
+from tests.integration.database_helpers import database_in_thread, run_in_thread
 
 
 @pytest.fixture
@@ -38,33 +37,21 @@ def new_database(admin_database_url: str) -> Iterator[Callable[[], str]]:
 @pytest.fixture(scope="session")
 def database_url(admin_database_url: str, run_id: str) -> Iterator[str]:
     """Plain ``postgresql://`` URL of this session's migrated test database."""
-    name = f"radstream_test_{run_id}"
-    url = url_for_database(admin_database_url, name)
-    run_in_thread(lambda: create_database(admin_database_url, name))
+    url, drop = database_in_thread(admin_database_url, name=f"radstream_test_{run_id}")
     try:
-        run_in_thread(lambda: upgrade_async(url))
         yield url
     finally:
-        run_in_thread(lambda: drop_database(admin_database_url, name))
-
-
-def migrated_database(admin_url: str) -> tuple[str, Callable[[], None]]:
-    """A fresh, migrated database and its dropper.
-
-    Tests that run the audit stage need their own: ``audit_log`` holds ONE chain per audit topic
-    partition, so two pipelines with different audit topics must not share a database.
-    """
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    url = url_for_database(admin_url, name)
-    run_in_thread(lambda: create_database(admin_url, name))
-    run_in_thread(lambda: upgrade_async(url))
-    return url, lambda: run_in_thread(lambda: drop_database(admin_url, name))
+        drop()
 
 
 @pytest.fixture(scope="module")
 def pipeline_database_url(admin_database_url: str) -> Iterator[str]:
-    """A migrated database of this test module's own (see :func:`migrated_database`)."""
-    url, drop = migrated_database(admin_database_url)
+    """A migrated database of this test module's own.
+
+    Tests that run the audit stage need their own: ``audit_log`` holds ONE chain per audit topic
+    partition, so two pipelines with different audit topics must not share a database.
+    """
+    url, drop = database_in_thread(admin_database_url)
     yield url
     drop()
 

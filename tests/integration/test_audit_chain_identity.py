@@ -25,10 +25,10 @@ from streams.topics import TopicNames
 from tests.integration.audit_support import (
     create_topics,
     make_table_writer,
-    migrated_database,
     pipeline_events,
     publish,
 )
+from tests.integration.database_helpers import migrated_database
 
 pytestmark = pytest.mark.requirement("RS-AUD-05")
 

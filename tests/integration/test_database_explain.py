@@ -17,9 +17,8 @@ from sqlalchemy.dialects import postgresql
 from bench.sink_events import BASE_TIME, sha
 from schemas.api import ResultQuery, VerificationStatus
 from sinks.migrate import upgrade_async
-from sinks.provisioning import create_database, drop_database, url_for_database
 from sinks.repositories import LifecycleRepository, ResultsRepository, encode_cursor
-from tests.integration.database_helpers import run_in_thread
+from tests.integration.database_helpers import database_in_thread
 
 pytestmark = pytest.mark.requirement("RS-DB-04")
 
@@ -90,14 +89,11 @@ async def _load(url: str) -> None:
 @pytest.fixture(scope="module")
 def loaded_url(admin_database_url: str) -> Iterator[str]:
     """A migrated database of its own with 20 000 results and lifecycle rows, ANALYZEd."""
-    name = f"radstream_test_explain_{uuid.uuid4().hex[:10]}"
-    url = url_for_database(admin_database_url, name)
-    run_in_thread(lambda: create_database(admin_database_url, name))
+    url, drop = database_in_thread(admin_database_url, prepare=_load)
     try:
-        run_in_thread(lambda: _load(url))
         yield url
     finally:
-        run_in_thread(lambda: drop_database(admin_database_url, name))
+        drop()
 
 
 async def _plan_indexes(url: str, statement: Select[Any]) -> set[tuple[str, str]]:

@@ -35,7 +35,7 @@ from gateway.tokens import issue_token
 from observability.metrics import catalogue
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from streams.kafka import KafkaClientConfig, ensure_topics
-from tests.integration.conftest import migrated_database
+from tests.integration.database_helpers import database_in_thread
 from tests.prometheus_peer import PrometheusPeer
 from tests.promql import alert_rules, dashboard_exprs, family_of, labels_used, metric_names
 from tests.reliability.private_postgres import PrivateCluster, free_port, running_cluster
@@ -78,7 +78,7 @@ def live_settings(
     root = tmp_path / "images"
     root.mkdir()
     shutil.copy(SAMPLES_DIR / "dicom" / "ct_phantom_lesion.dcm", root / "ct.dcm")
-    url, drop = migrated_database(cluster.admin_url)
+    url, drop = database_in_thread(cluster.admin_url)
     yield load_settings(
         kafka_bootstrap=kafka_bootstrap,
         database_url=SecretStr(url),

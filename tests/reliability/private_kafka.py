@@ -23,6 +23,13 @@ SHARED_LIB = REPO_ROOT / ".state" / "kafka" / "lib"
 SCRIPT_TIMEOUT_SECONDS = 300
 
 
+def reuse_broker_jars(base: Path) -> None:
+    """Point ``base``'s broker at the jars ``make services-up`` fetched, when it did."""
+    if (SHARED_LIB / ".pom.sha256").exists():
+        (base / "kafka").mkdir()
+        (base / "kafka" / "lib").symlink_to(SHARED_LIB)
+
+
 class PrivateKafka:
     """Start, stop and remove one private single-node broker."""
 
@@ -30,9 +37,7 @@ class PrivateKafka:
         self.base = Path(tempfile.mkdtemp(prefix="radstream-kafka-outage-"))
         self.port = free_port()
         self.controller_port = free_port()
-        if (SHARED_LIB / ".pom.sha256").exists():
-            (self.base / "kafka").mkdir()
-            (self.base / "kafka" / "lib").symlink_to(SHARED_LIB)
+        reuse_broker_jars(self.base)
 
     @property
     def bootstrap(self) -> str:

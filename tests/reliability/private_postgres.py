@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
+
+from sinks.migrate import upgrade_async
+
 SUPERUSER = "postgres"
 
 
@@ -108,3 +112,16 @@ def running_cluster(
         yield private
     finally:
         private.remove()
+
+
+async def create_radstream_database(cluster: PrivateCluster) -> str:
+    """Create the ``radstream`` role and database on ``cluster``, migrate it; its URL."""
+    admin = await asyncpg.connect(cluster.admin_url)
+    try:
+        await admin.execute("CREATE ROLE radstream LOGIN CREATEDB")
+        await admin.execute("CREATE DATABASE radstream OWNER radstream")
+    finally:
+        await admin.close()
+    url = f"postgresql://radstream@127.0.0.1:{cluster.port}/radstream"
+    await upgrade_async(url)
+    return url

@@ -34,7 +34,7 @@ import subprocess  # nosec B404 - starts radstream's own command line, as operat
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,6 @@ from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import DeadLetter
 from schemas.settings import SAMPLES_DIR
 from sinks.database import Database
-from sinks.migrate import upgrade_async
 from sinks.repositories import AuditLogRepository
 from streams.audit.chain import ChainState, append
 from streams.audit.checkpoints import TrustedKeys
@@ -180,78 +179,36 @@ def profile() -> Profile:
     return PROFILES[os.environ.get("CHAOS_PROFILE", "short")]
 
 
-@pytest.fixture
-def broker() -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka()
-    kafka.up()
+async def counts(url: str, query: str) -> tuple[int, ...] | None:
+    """The counts ``query`` selects (one row); ``None`` while the database is down."""
     try:
-        yield kafka
-    finally:
-        kafka.remove()
-
-
-@pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    private = PrivateCluster()
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return None
     try:
-        private.init()
-        private.start()
-        yield private
+        row = await conn.fetchrow(query)
     finally:
-        private.remove()
-
-
-@pytest.fixture
-async def database_url(cluster: PrivateCluster) -> str:
-    admin = await asyncpg.connect(cluster.admin_url)
-    try:
-        await admin.execute("CREATE ROLE radstream LOGIN CREATEDB")
-        await admin.execute("CREATE DATABASE radstream OWNER radstream")
-    finally:
-        await admin.close()
-    url = f"postgresql://radstream@127.0.0.1:{cluster.port}/radstream"
-    await upgrade_async(url)
-    return url
+        await conn.close()
+    assert row is not None
+    return tuple(int(value) for value in row)
 
 
 async def stored(url: str) -> tuple[int, int]:
     """(rows, distinct arrivals) in inference_results; (-1, -1) while the database is down."""
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError):
-        return -1, -1
-    try:
-        row = await conn.fetchrow(
-            "SELECT count(*), count(DISTINCT event_id) FROM inference_results"
-        )
-    finally:
-        await conn.close()
-    assert row is not None
-    return int(row[0]), int(row[1])
+    found = await counts(url, "SELECT count(*), count(DISTINCT event_id) FROM inference_results")
+    return (found[0], found[1]) if found else (-1, -1)
 
 
 async def quarantine_rows(url: str) -> int:
     """Rows in audit_quarantine; -1 while the database is down."""
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError):
-        return -1
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM audit_quarantine"))
-    finally:
-        await conn.close()
+    found = await counts(url, "SELECT count(*) FROM audit_quarantine")
+    return found[0] if found else -1
 
 
 async def audit_rows(url: str) -> int:
     """Rows in audit_log; -1 while the database is down."""
-    try:
-        conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError):
-        return -1
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM audit_log"))
-    finally:
-        await conn.close()
+    found = await counts(url, "SELECT count(*) FROM audit_log")
+    return found[0] if found else -1
 
 
 async def result_rows(url: str) -> int:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
 
@@ -13,7 +12,6 @@ from bench.sink_events import make_result
 from schemas.events import InferenceCompleted
 from schemas.settings import SinkSettings
 from sinks.database import Database
-from sinks.migrate import upgrade_async
 from sinks.results_sink import ResultsSink, WriteReport
 from sinks.tables import inference_results
 from streams.batching_sink import SinkHooks, flush_until_committed
@@ -31,29 +29,9 @@ REPLAYED_BATCHES = (
 
 
 @pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    """A private cluster of this test alone, removed afterwards."""
-    private = PrivateCluster()
-    try:
-        private.init()
-        private.start()
-        yield private
-    finally:
-        private.remove()
-
-
-@pytest.fixture
-async def database(cluster: PrivateCluster) -> AsyncIterator[Database]:
+async def database(database_url: str) -> AsyncIterator[Database]:
     """The radstream database on the private cluster, migrated."""
-    admin = await asyncpg.connect(cluster.admin_url)
-    try:
-        await admin.execute("CREATE ROLE radstream LOGIN CREATEDB")
-        await admin.execute("CREATE DATABASE radstream OWNER radstream")
-    finally:
-        await admin.close()
-    url = f"postgresql://radstream@127.0.0.1:{cluster.port}/radstream"
-    await upgrade_async(url)
-    db = Database(url, pool_size=2, connect_timeout_seconds=2)
+    db = Database(database_url, pool_size=2, connect_timeout_seconds=2)
     yield db
     await db.dispose()
 

@@ -8,7 +8,7 @@ and started again; the receiver keeps running throughout with one publisher.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +22,6 @@ from tests.dicom_support import variant
 from tests.reliability.private_kafka import PrivateKafka
 
 PREFIX = "outage."
-
-
-@pytest.fixture
-def broker() -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka()
-    kafka.up()
-    try:
-        yield kafka
-    finally:
-        kafka.remove()
 
 
 @pytest.fixture

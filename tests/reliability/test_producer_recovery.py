@@ -10,7 +10,6 @@ topic (a duplicate is allowed: consumers are idempotent by event id).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,14 +28,27 @@ OUTAGE_SECONDS = 12.0  # four request timeouts
 RECOVERY_BOUND_SECONDS = 120.0
 
 
-@pytest.fixture
-def broker() -> Iterator[PrivateKafka]:
-    kafka = PrivateKafka()
-    kafka.up()
-    try:
-        yield kafka
-    finally:
-        kafka.remove()
+RETRY = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=2.0)
+
+
+async def topic_on(broker: PrivateKafka) -> KafkaClientConfig:
+    """Clients of ``broker`` whose requests time out after 3 s, once TOPIC exists on it."""
+    config = KafkaClientConfig(
+        broker.bootstrap,
+        request_timeout_ms=3_000,
+        send_timeout_seconds=4.0,
+        close_timeout_seconds=3.0,
+        admin_timeout_seconds=5.0,
+    )
+    async with build_admin(config) as admin:
+        await admin.create_topics([(TOPIC, 1, {})])
+    return config
+
+
+async def values_on_topic(config: KafkaClientConfig) -> set[int]:
+    """The numbers of the messages on TOPIC (duplicates folded: consumers are idempotent)."""
+    content = await read_topic(config, TOPIC)
+    return {int(record.value or b"-1") for record in content.all_records()}
 
 
 def batch(first: int, count: int) -> list[RawMessage]:
@@ -50,22 +62,13 @@ async def test_delivery_started_during_a_long_outage_completes_after_it(
     broker: PrivateKafka,
 ) -> None:
     """Before, during and after: all 15 messages on the topic, the producer replaced."""
-    config = KafkaClientConfig(
-        broker.bootstrap,
-        request_timeout_ms=3_000,
-        send_timeout_seconds=4.0,
-        close_timeout_seconds=3.0,
-        admin_timeout_seconds=5.0,
-    )
-    async with build_admin(config) as admin:
-        await admin.create_topics([(TOPIC, 1, {})])
-    policy = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=2.0)
+    config = await topic_on(broker)
     async with KafkaPublisher(config, TopicNames("")) as publisher:
         await publisher.deliver(batch(0, 5))
 
         await asyncio.to_thread(broker.down)
         during = asyncio.create_task(
-            run_with_retries(lambda: publisher.deliver(batch(5, 5)), policy)
+            run_with_retries(lambda: publisher.deliver(batch(5, 5)), RETRY)
         )
         await asyncio.sleep(OUTAGE_SECONDS)
         assert not during.done()
@@ -75,30 +78,19 @@ async def test_delivery_started_during_a_long_outage_completes_after_it(
         await publisher.deliver(batch(10, 5))
         assert publisher.producers_replaced >= 1
 
-    content = await read_topic(config, TOPIC)
-    values = [int(record.value or b"-1") for record in content.all_records()]
-    assert set(values) == set(range(15))
+    assert await values_on_topic(config) == set(range(15))
 
 
 async def test_many_deliveries_in_flight_through_a_long_outage_all_complete(
     broker: PrivateKafka,
 ) -> None:
     """Twenty deliveries at once (the API under load) through the outage: all 100 arrive."""
-    config = KafkaClientConfig(
-        broker.bootstrap,
-        request_timeout_ms=3_000,
-        send_timeout_seconds=4.0,
-        close_timeout_seconds=3.0,
-        admin_timeout_seconds=5.0,
-    )
-    async with build_admin(config) as admin:
-        await admin.create_topics([(TOPIC, 1, {})])
-    policy = RetryPolicy.until_done(initial_seconds=0.2, max_seconds=2.0)
+    config = await topic_on(broker)
     async with KafkaPublisher(config, TopicNames("")) as publisher:
         await asyncio.to_thread(broker.down)
         deliveries = [
             asyncio.create_task(
-                run_with_retries(lambda n=n: publisher.deliver(batch(n * 5, 5)), policy)
+                run_with_retries(lambda n=n: publisher.deliver(batch(n * 5, 5)), RETRY)
             )
             for n in range(20)
         ]
@@ -106,6 +98,4 @@ async def test_many_deliveries_in_flight_through_a_long_outage_all_complete(
         await asyncio.to_thread(broker.up)
         await asyncio.wait_for(asyncio.gather(*deliveries), RECOVERY_BOUND_SECONDS)
 
-    content = await read_topic(config, TOPIC)
-    values = [int(record.value or b"-1") for record in content.all_records()]
-    assert set(values) == set(range(100))
+    assert await values_on_topic(config) == set(range(100))

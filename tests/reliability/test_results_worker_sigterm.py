@@ -18,14 +18,11 @@ import subprocess  # nosec B404 - starts radstream's own command line, as operat
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from bench.sink_events import make_result
-from sinks.migrate import upgrade_async
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicKey, TopicNames
 from tests.reliability.private_postgres import PrivateCluster
@@ -50,35 +47,20 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         )
 
 
-@pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    private = PrivateCluster()
-    try:
-        private.init()
-        private.start()
-        yield private
-    finally:
-        private.remove()
-
-
 async def test_sigterm_with_the_database_down_ends_the_worker(
-    cluster: PrivateCluster, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+    cluster: PrivateCluster,
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    tmp_path: Path,
 ) -> None:
     """Database stopped, results waiting: SIGTERM ends the worker within the bound."""
-    admin = await asyncpg.connect(cluster.admin_url)
-    try:
-        await admin.execute("CREATE ROLE radstream LOGIN CREATEDB")
-        await admin.execute("CREATE DATABASE radstream OWNER radstream")
-    finally:
-        await admin.close()
-    url = f"postgresql://radstream@127.0.0.1:{cluster.port}/radstream"
-    await upgrade_async(url)
     kafka = KafkaClientConfig(kafka_bootstrap)
     await ensure_topics(kafka, topic_prefix)
     log_path = tmp_path / "worker.log"
     env = os.environ | {
         "RADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "RADSTREAM_DATABASE_URL": url,
+        "RADSTREAM_DATABASE_URL": database_url,
         "RADSTREAM_TOPIC_PREFIX": topic_prefix,
         "RADSTREAM_CONSUMER_GROUP_PREFIX": f"rstest-sigterm-{uuid.uuid4().hex[:8]}",
         "RADSTREAM_OBSERVABILITY__METRICS_PORT": "0",

@@ -20,11 +20,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from schemas.settings import Settings, load_settings
+from tests.reliability.private_kafka import reuse_broker_jars
 from tests.reliability.private_postgres import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "ops" / "kafka" / "kafka.sh"
-SHARED_LIB = REPO_ROOT / ".state" / "kafka" / "lib"
 # First start: certificates, formatting with SCRAM users, broker start, topics and ACLs (each
 # radstream command a Python start) - minutes on a loaded 2-core machine; fetching jars more.
 SCRIPT_TIMEOUT_SECONDS = 600
@@ -40,9 +40,7 @@ class SecureKafka:
         self.controller_port = free_port()
         self.topic_prefix = topic_prefix
         self.group_prefix = group_prefix
-        if (SHARED_LIB / ".pom.sha256").exists():
-            (self.base / "kafka").mkdir()
-            (self.base / "kafka" / "lib").symlink_to(SHARED_LIB)
+        reuse_broker_jars(self.base)
 
     @property
     def bootstrap(self) -> str:

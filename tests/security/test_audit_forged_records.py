@@ -38,12 +38,12 @@ from tests.integration.audit_support import (
     create_topics,
     make_agent,
     make_table_writer,
-    migrated_database,
     pipeline_events,
     publish,
     publish_log,
     trusted_in,
 )
+from tests.integration.database_helpers import migrated_database
 from tests.unit.audit.factories import drafts
 
 pytestmark = pytest.mark.requirement("RS-AUD-06", "RS-SEC-03")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +17,6 @@ from pydicom.data import get_testdata_file
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import ImageArrived
 from sinks.database import Database
-from sinks.migrate import upgrade_async
-from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
 from tests.integration.audit_support import (
@@ -29,6 +26,7 @@ from tests.integration.audit_support import (
     publish,
     trusted_in,
 )
+from tests.integration.database_helpers import migrated_database
 from tests.unit.audit.factories import api_action, completed, dead_letter, rejected, validated
 
 pytestmark = pytest.mark.requirement("RS-G-02")
@@ -108,14 +106,8 @@ async def _topic_bytes(bootstrap: str, topic: str) -> bytes:
 @pytest.fixture
 async def database_url(admin_database_url: str) -> AsyncIterator[str]:
     """A fresh migrated database for this test, dropped afterwards."""
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    await create_database(admin_database_url, name)
-    url = url_for_database(admin_database_url, name)
-    try:
-        await upgrade_async(url)
+    async with migrated_database(admin_database_url) as url:
         yield url
-    finally:
-        await drop_database(admin_database_url, name)
 
 
 async def test_no_phi_in_audit_trail(

@@ -68,10 +68,9 @@ from streams.kafka.loop import run_until_idle
 from tests.integration.audit_support import (
     AuditedLog,
     make_table_writer,
-    migrated_database,
     produce_audited_log,
 )
-from tests.integration.database_helpers import run_in_thread
+from tests.integration.database_helpers import migrated_database, run_in_thread
 from tests.unit.audit.factories import T0
 
 pytestmark = pytest.mark.requirement("RS-SEC-03", "RS-AUD-05")

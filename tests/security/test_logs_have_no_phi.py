@@ -33,11 +33,9 @@ from observability.logging import configure_logging
 from schemas.correlation import CORRELATION_ID_HEADER, accept_correlation_id
 from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, LoggingSettings, load_settings
-from sinks.migrate import upgrade_async
-from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
-from tests.integration.database_helpers import run_in_thread
+from tests.integration.database_helpers import database_in_thread
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.requirement("RS-G-01")]
 
@@ -114,14 +112,11 @@ async def publish_poison(bootstrap: str, topics: TopicNames, storage: Path) -> N
 @pytest.fixture(scope="module")
 def database_url(admin_database_url: str) -> Iterator[str]:
     """A migrated database of this module's own (the security suite has no shared one)."""
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    url = url_for_database(admin_database_url, name)
-    run_in_thread(lambda: create_database(admin_database_url, name))
+    url, drop = database_in_thread(admin_database_url)
     try:
-        run_in_thread(lambda: upgrade_async(url))
         yield url
     finally:
-        run_in_thread(lambda: drop_database(admin_database_url, name))
+        drop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

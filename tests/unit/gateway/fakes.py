@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from gateway.app import create_app
 from gateway.ports import ReadinessCheck
 from schemas.api import (
+    ComparisonQuery,
     LifecycleEntry,
     LifecycleState,
     ModelStatus,
@@ -271,31 +272,22 @@ class FakeModels:
         ]
     )
 
-    comparisons: list[tuple[str, str | None, str | None, datetime, datetime]] = field(
-        default_factory=list
-    )
+    comparisons: list[ComparisonQuery] = field(default_factory=list)
 
     def list(self) -> Sequence[ModelStatus]:
         """Every model."""
         return self.models
 
-    async def compare(
-        self,
-        name: str,
-        *,
-        candidate: str | None,
-        baseline: str | None,
-        since: datetime,
-        until: datetime,
-    ) -> VersionComparison:
-        """An empty comparison of ``name``; the call is recorded."""
+    async def compare(self, query: ComparisonQuery) -> VersionComparison:
+        """An empty comparison of the query's model; the query is recorded."""
+        name = query.name
         if name != "chest-xray":
             raise ResourceNotFoundError(ErrorCode.MODEL_NOT_FOUND, f"model {name} is not installed")
-        self.comparisons.append((name, candidate, baseline, since, until))
+        self.comparisons.append(query)
         report = compare_versions(
-            f"{name}@{baseline or '1.0.0'}", f"{name}@{candidate or '2.0.0'}", []
+            f"{name}@{query.baseline or '1.0.0'}", f"{name}@{query.candidate or '2.0.0'}", []
         )
-        return report.model_copy(update={"since": since, "until": until})
+        return report.model_copy(update={"since": query.since, "until": query.until})
 
 
 @dataclass

@@ -290,9 +290,9 @@ class TestModelComparison:
         body = response.json()
         assert body["candidate"]["model_id"] == "chest-xray@2.0.0"
         assert body["paired_images"] == 0
-        ((name, candidate, baseline, since, until),) = harness.models.comparisons
-        assert (name, candidate, baseline) == ("chest-xray", "2.0.0", None)
-        assert until - since == timedelta(hours=24)
+        (query,) = harness.models.comparisons
+        assert (query.name, query.candidate, query.baseline) == ("chest-xray", "2.0.0", None)
+        assert query.until - query.since == timedelta(hours=24)
 
     async def test_a_given_window_is_used(self, harness: Harness) -> None:
         """since and until reach the comparison as given."""
@@ -302,8 +302,11 @@ class TestModelComparison:
             headers=harness.auth("aud-1", ("auditor",)),
         )
         assert response.status_code == 200, response.text
-        (call,) = harness.models.comparisons
-        assert call[3:] == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+        (query,) = harness.models.comparisons
+        assert (query.since, query.until) == (
+            datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 11, 2, tzinfo=UTC),
+        )
 
     async def test_clinicians_may_not(self, harness: Harness) -> None:
         """Comparing model versions is for admins and auditors: 403."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydicom.datadict import dictionary_description, keyword_for_tag
 
-from observability.phi_attributes import BIRTH_DATE_KEYWORDS, PHI_ATTRIBUTES
+from observability.phi_attributes import BIRTH_DATE_KEYWORDS, PHI_ATTRIBUTES, phi_attribute
 
 pytestmark = pytest.mark.requirement("RS-LOG-02")
 
@@ -20,6 +20,11 @@ class TestPhiAttributes:
             or dictionary_description(attr.tag) != attr.name
         ]
         assert mismatched == []
+
+    def test_unknown_keyword_is_refused(self) -> None:
+        """A keyword the DICOM dictionary does not know fails at import, not silently unmasked."""
+        with pytest.raises(ValueError, match="is not a DICOM keyword"):
+            phi_attribute("PatientNickname")
 
     def test_required_person_attributes_are_listed(self) -> None:
         """The person attributes the issue names explicitly are all present."""
