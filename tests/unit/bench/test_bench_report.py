@@ -171,7 +171,6 @@ class TestIssue18Rows:
         """CPU/image over the 1-loop limit, throughput over the 2-process limit, each judged."""
         built = report(half_rate=True)
         built["single_decode"] = {
-            "available": True,
             "processes_1": {"images_per_second": 50.0, "cpu_seconds_per_image": 0.02, "seconds": 8},
             "processes_2": {"images_per_second": 25.0, "cpu_seconds_per_image": 0.02, "seconds": 8},
         }
@@ -194,44 +193,37 @@ class TestIssue18Rows:
         assert "half_rate_p99_ms" in table
         assert "NOT met" in table
 
-    def test_without_the_single_decode_loop_the_rows_say_so(self) -> None:
-        """Not measured: the ratios are None, the targets unjudged, the table says why."""
+    def test_a_report_without_the_single_decode_rows_says_so(self) -> None:
+        """Not measured (an older report): the ratios are None, the targets unjudged."""
         built = report(half_rate=False)
-        built["single_decode"] = {"available": False, "reason": "not built yet"}
         built["ratios"] = ratios(built)
         assert built["ratios"]["pipeline_vs_two_process_limit"] is None
         found = targets(built)
         assert found["cpu_per_image_pipeline_vs_single_decode"]["met"] is None
         assert found["half_rate_p50_ms"] == {"value": None, "target": "<= 100", "met": None}
         table = render_table(built | {"targets": found})
+        assert "single-decode limit" in table
+        assert "not measured" in table
         assert "not available" in table
-        assert "(not built yet)" in table
 
-    def test_single_decode_rows_read_the_loop_when_it_exists(
+    def test_single_decode_rows_measure_one_and_two_processes(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """One and two processes are measured; a missing loop or another signature is reported."""
+        """The decode-once loop runs in one process, then in two; the profile is not kept."""
         calls: list[int] = []
 
-        def measure(*, settings: Any, items: Any, factory: Any, processes: int) -> Any:
+        def measure(
+            settings: Any, items: Any, factory: Any, *, processes: int
+        ) -> tuple[dict[str, float], None]:
             calls.append(processes)
             return {"images_per_second": 10.0 * processes}, None
 
-        monkeypatch.setattr(work_limit, "measure_single_decode", measure, raising=False)
+        monkeypatch.setattr(work_limit, "measure_single_decode", measure)
         rows = measure_single_decode_rows(None, [], None)  # type: ignore[arg-type]
         assert calls == [1, 2]
-        assert rows["processes_2"] == {"images_per_second": 20.0}
-
-        def other(workload: Any) -> None:
-            raise AssertionError("not reached")
-
-        monkeypatch.setattr(work_limit, "measure_single_decode", other)
-        assert measure_single_decode_rows(None, [], None)["available"] is False  # type: ignore[arg-type]
-        monkeypatch.delattr(work_limit, "measure_single_decode")
-        missing = measure_single_decode_rows(None, [], None)  # type: ignore[arg-type]
-        assert missing == {
-            "available": False,
-            "reason": "bench.work_limit.measure_single_decode not found",
+        assert rows == {
+            "processes_1": {"images_per_second": 10.0},
+            "processes_2": {"images_per_second": 20.0},
         }
 
     def test_messages_per_image_by_topic(self) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from streams.agents import ReadyBuffer, take_ready
 
-pytestmark = pytest.mark.requirement("RS-PRF-02", "RS-INF-05")
+pytestmark = pytest.mark.requirement("RS-PRF-03", "RS-INF-05")
 
 HOUR = 3600.0
 
