@@ -231,7 +231,7 @@ async def measure_phase(
     within: float,
     alive: Callable[[], bool],
     checkpoint_file: Path,
-    group_prefix: str = "",
+    group_prefix: str,
 ) -> dict[str, Any]:
     """Publish, wait until done, and summarise throughput, latency and CPU per image."""
     messages_before = await probe.kafka_messages(group_prefix)
