@@ -378,7 +378,8 @@ class Worker:
         return consumer_group(self.settings, self.stages)
 
     def group_of(self, stage: str) -> str:
-        """The consumer group ``stage`` consumes in (its own for :data:`OWN_GROUP_STAGES`)."""
+        """The consumer group ``stage`` consumes in (its own for :data:`OWN_GROUP_STAGES`, the
+        worker's stat group for the other :data:`STAT_AGENTS`)."""
         if stage in OWN_GROUP_STAGES:
             return consumer_group(self.settings, [stage])
         if stage in STAT_AGENTS:
