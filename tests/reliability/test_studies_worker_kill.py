@@ -27,11 +27,9 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas.events import ImageArrived, InferenceCompleted, ModelRef
 from schemas.studies import StudyCompleted, StudyResult
-from sinks.migrate import upgrade_async
-from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicKey, TopicNames
-from tests.integration.database_helpers import run_in_thread
+from tests.integration.conftest import migrated_database
 
 pytestmark = pytest.mark.requirement("RS-STU-01", "RS-STU-02", "RS-G-03")
 
@@ -84,14 +82,11 @@ async def wait_for_rows(
 @pytest.fixture
 def database_url(admin_database_url: str) -> Iterator[str]:
     """A fresh migrated database of this test's own, dropped after it."""
-    name = f"radstream_test_{uuid.uuid4().hex[:12]}"
-    url = url_for_database(admin_database_url, name)
-    run_in_thread(lambda: create_database(admin_database_url, name))
+    url, drop = migrated_database(admin_database_url)
     try:
-        run_in_thread(lambda: upgrade_async(url))
         yield url
     finally:
-        run_in_thread(lambda: drop_database(admin_database_url, name))
+        drop()
 
 
 def study_messages(study: str) -> list[tuple[TopicKey, ImageArrived | InferenceCompleted]]:
