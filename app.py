@@ -81,15 +81,9 @@ DATABASE_STAGES: Final = frozenset({"results", "audit", "studies"})
 # Stages that consume in a consumer group of their own, whatever they run with: the export waits
 # for a PACS (retries with backoff), which must not hold back the results stage's commits; a
 # stat agent that skims topics shared with the routine lane (streams/lanes.py) must see all of
-# them, and its skimming of a routine backlog must not delay the other stat agents.
+# them, unhindered by the routine agent's backlog.
 OWN_GROUP_STAGES: Final = frozenset(
     {"dicom-export", *(f"{stage}-stat" for stage, io in STAGE_TOPICS.items() if io.stat_shared)}
-)
-# The other stat agents consume in one group per worker (``<group>-stat``): a consumer of their
-# own, whose fetches and dispatch never wait behind a routine backlog's records (measured:
-# docs/studies.md, "Priorities").
-STAT_AGENTS: Final = frozenset(
-    f"{stage}-stat" for stage, io in STAGE_TOPICS.items() if io.stat_reads
 )
 # The listener's publications outlive aiokafka's batch expiry (its request timeout): a TIMEOUT
 # from the publisher then comes after aiokafka itself gave up on a batch it could not send.
@@ -378,12 +372,9 @@ class Worker:
         return consumer_group(self.settings, self.stages)
 
     def group_of(self, stage: str) -> str:
-        """The consumer group ``stage`` consumes in (its own for :data:`OWN_GROUP_STAGES`, the
-        worker's stat group for the other :data:`STAT_AGENTS`)."""
+        """The consumer group ``stage`` consumes in (its own for :data:`OWN_GROUP_STAGES`)."""
         if stage in OWN_GROUP_STAGES:
             return consumer_group(self.settings, [stage])
-        if stage in STAT_AGENTS:
-            return f"{self.group_id}-stat"
         return self.group_id
 
     def batch_done(self, stage: str) -> None:

@@ -60,13 +60,12 @@ class TestConsumerGroups:
         assert built.group_of("results") == "radstream-dicom-export+results"
         assert built.group_of("dicom-export") == "radstream-dicom-export"
 
-    def test_stat_agents_consume_in_the_stat_group(self) -> None:
-        """Stat agents have a consumer of their own; the studies one reads shared topics whole."""
+    def test_studies_stat_agent_consumes_in_its_own_group(self) -> None:
+        """The studies stat agent reads shared topics whole: a group of its own, not split."""
         built = worker(("validation", "inference", "results", "studies"))
         assert built.group_of("studies") == "radstream-inference+results+studies+validation"
-        for agent in ("validation-stat", "inference-stat"):
-            assert built.group_of(agent) == "radstream-inference+results+studies+validation-stat"
         assert built.group_of("studies-stat") == "radstream-studies-stat"
+        assert built.group_of("validation-stat") == built.group_id
 
 
 class TestStudiesLanes:
