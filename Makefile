@@ -121,6 +121,7 @@ schemas: setup  ## regenerate the committed JSON Schema, AsyncAPI and OpenAPI do
 # in the driver process then does the same work the workers do.
 bench: setup services-up  ## end-to-end benchmark (not part of the test suite)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.run_pipeline
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.bench_studies
 
 # The chaos suite starts its own private broker and PostgreSQL (free ports, state under /tmp),
 # so it needs the Kafka jars and PostgreSQL binaries, not the shared services. `make test` runs

@@ -62,6 +62,7 @@ from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics
 from streams.kafka.config import DEFAULT_REQUEST_TIMEOUT_MS
+from streams.lanes import MarkLane, routine_only, stat_only
 from streams.pipeline import StageObserver
 from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
@@ -79,8 +80,12 @@ ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies", "
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
 DATABASE_STAGES: Final = frozenset({"results", "audit", "studies"})
 # Stages that consume in a consumer group of their own, whatever they run with: the export waits
-# for a PACS (retries with backoff), which must not hold back the results stage's commits.
-OWN_GROUP_STAGES: Final = frozenset({"dicom-export"})
+# for a PACS (retries with backoff), which must not hold back the results stage's commits; a
+# stat agent that skims topics shared with the routine lane (streams/lanes.py) must see all of
+# them, unhindered by the routine agent's backlog.
+OWN_GROUP_STAGES: Final = frozenset(
+    {"dicom-export", *(f"{stage}-stat" for stage, io in STAGE_TOPICS.items() if io.stat_shared)}
+)
 # The listener's publications outlive aiokafka's batch expiry (its request timeout): a TIMEOUT
 # from the publisher then comes after aiokafka itself gave up on a batch it could not send.
 LISTENER_SEND_TIMEOUT_SECONDS: Final = DEFAULT_REQUEST_TIMEOUT_MS / 1000 + 20.0
@@ -191,7 +196,11 @@ def build_validation_specs(
     return [
         AgentSpec("validation", topics.of(lanes.reads), stage, 16, 0.0),
         AgentSpec(
-            "validation-stat", topics.of(lanes.stat_reads), stage, 16, STAT_BATCH_WAIT_SECONDS
+            "validation-stat",
+            topics.of(lanes.stat_reads),
+            MarkLane(stage),
+            16,
+            STAT_BATCH_WAIT_SECONDS,
         ),
     ]
 
@@ -247,7 +256,7 @@ def build_inference_specs(
         AgentSpec(
             "inference-stat",
             topics.of(lanes.stat_reads),
-            stage,
+            MarkLane(stage),
             settings.inference.batch_size,
             STAT_BATCH_WAIT_SECONDS,
         ),
@@ -323,15 +332,33 @@ def build_studies_stage(
     )
 
 
-def build_studies_spec(topics: TopicNames, settings: Settings, stage: StudiesStage) -> AgentSpec:
-    """The studies agent over arrivals, router signals, results and rejections."""
-    return AgentSpec(
-        "studies",
-        topics.of(STAGE_TOPICS["studies"].reads),
-        stage,
-        settings.studies.batch_size,
-        settings.studies.batch_wait_seconds,
-    )
+def build_studies_specs(
+    topics: TopicNames, settings: Settings, stage: StudiesStage
+) -> list[AgentSpec]:
+    """The studies agents over arrivals, router signals, results and rejections.
+
+    Two lanes over one stage: the stat agent (a consumer group of its own) takes stat arrivals
+    and the results and rejections the stat lanes produced, without a batch wait; the routine
+    agent everything else. A stat result thus never waits behind routine results that are
+    still to be applied (docs/studies.md, "Priorities").
+    """
+    lanes = STAGE_TOPICS["studies"]
+    return [
+        AgentSpec(
+            "studies",
+            topics.of(lanes.reads),
+            routine_only(stage),
+            settings.studies.batch_size,
+            settings.studies.batch_wait_seconds,
+        ),
+        AgentSpec(
+            "studies-stat",
+            topics.of((*lanes.stat_reads, *lanes.stat_shared)),
+            stat_only(stage, topics.of(lanes.stat_reads)),
+            settings.studies.batch_size,
+            STAT_BATCH_WAIT_SECONDS,
+        ),
+    ]
 
 
 # ---------------------------------------------------------------------------------- worker
@@ -535,9 +562,10 @@ async def build_worker(
         specs.append(build_dicom_export_spec(settings, topics))
     background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
     if "studies" in stages:
-        studies_db = await open_database(stack, settings, pool_size=2, check=False)
+        # One connection per lane and one for the sweeps: stat never waits for a routine batch.
+        studies_db = await open_database(stack, settings, pool_size=3, check=False)
         studies = build_studies_stage(settings, topics, metrics, studies_db, publisher.deliver)
-        specs.append(build_studies_spec(topics, settings, studies))
+        specs += build_studies_specs(topics, settings, studies)
         interval = settings.studies.sweep_interval_seconds
         background.append(lambda stop: studies.run_sweeps(stop, interval))
     worker = Worker(

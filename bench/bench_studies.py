@@ -17,8 +17,12 @@ studies, and study completion → study result (``study_results.aggregated_at`` 
 study's ``completed_at``) for routine and stat studies. The worker runs in this process, so
 publishing and measuring share its CPU; the machine may be shared: the report records the load.
 
-Run: ``python -m bench.bench_studies`` (``make bench-studies``); results go to
-``bench/results/studies.json``.
+Also reported: where each lesion study's time went (``stat_hops`` / ``baseline_hops``:
+published → validated → inferred → finding raised) and how far ahead the stat lane is
+(``routine_lane_over_stat_p50``). ``--stat`` is the sample size of the stat percentiles.
+
+Run: ``python -m bench.bench_studies`` (``make bench`` runs it after the pipeline benchmark;
+``make bench-studies`` alone); results go to ``bench/results/studies.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,6 +46,7 @@ from pydicom.uid import UID
 import app
 from bench.probe import delete_run_topics, latency_summary, outgoing_arrival
 from bench.run_pipeline import fresh_database
+from observability.logging import configure_logging
 from schemas.events import ImageArrived, Priority, utc_now
 from schemas.settings import SAMPLES_DIR, STATE_DIR, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher
@@ -119,6 +125,35 @@ async def urgent_latencies(db: asyncpg.Connection, published: dict[str, float]) 
     return [r["raised_at"].timestamp() - published[r["study_instance_uid"]] for r in rows]
 
 
+async def hop_latencies(
+    db: asyncpg.Connection, published: dict[str, float]
+) -> dict[str, list[float]]:
+    """Where each lesion study's time went: published → validated → inferred → finding raised.
+
+    From the lifecycle's event times (``image_events.at``: the validator's and the model's own
+    timestamps) and ``urgent_findings.raised_at``; shows which hop a lane waits in.
+    """
+    rows = await db.fetch(
+        "SELECT f.study_instance_uid, f.raised_at,"
+        " min(e.at) FILTER (WHERE e.state = 'validated') AS validated,"
+        " min(e.at) FILTER (WHERE e.state = 'inferred') AS inferred"
+        " FROM urgent_findings f JOIN study_instances i USING (study_instance_uid)"
+        " JOIN image_events e ON e.event_id = i.event_id"
+        " WHERE f.study_instance_uid = ANY($1::text[])"
+        " GROUP BY f.study_instance_uid, f.raised_at",
+        list(published),
+    )
+    hops: dict[str, list[float]] = {"to_validated": [], "to_inferred": [], "to_finding": []}
+    for r in rows:
+        if r["validated"] is None or r["inferred"] is None:
+            continue
+        start = published[r["study_instance_uid"]]
+        hops["to_validated"].append(r["validated"].timestamp() - start)
+        hops["to_inferred"].append((r["inferred"] - r["validated"]).total_seconds())
+        hops["to_finding"].append((r["raised_at"] - r["inferred"]).total_seconds())
+    return hops
+
+
 async def result_latencies(db: asyncpg.Connection, studies: Sequence[str]) -> list[float]:
     """Seconds from each study's completion to each of its study results."""
     rows = await db.fetch(
@@ -194,6 +229,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             lesion_uids = [*stat_published, *baseline_published]
             await wait_for(db, routine_uids + lesion_uids, lesion_uids, options.timeout)
             drained = time.time() - began
+            stat = latency_summary(await urgent_latencies(db, stat_published))
+            baseline = latency_summary(await urgent_latencies(db, baseline_published))
             report = {
                 "scenario": {
                     "backlog_images": len(routine) * options.study_size,
@@ -202,12 +239,20 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                     "baseline_studies": options.baseline,
                     "worker": "one process: validation, inference, results, studies (Faust)",
                 },
-                "stat_arrival_to_urgent_finding": latency_summary(
-                    await urgent_latencies(db, stat_published)
+                "stat_arrival_to_urgent_finding": stat,
+                "baseline_routine_lane_arrival_to_urgent_finding": baseline,
+                # How far ahead: the routine lane's p50 wait over the stat lane's.
+                "routine_lane_over_stat_p50": round(
+                    float(baseline["p50_ms"]) / max(float(stat["p50_ms"]), 1.0), 1
                 ),
-                "baseline_routine_lane_arrival_to_urgent_finding": latency_summary(
-                    await urgent_latencies(db, baseline_published)
-                ),
+                "stat_hops": {
+                    hop: latency_summary(values)
+                    for hop, values in (await hop_latencies(db, stat_published)).items()
+                },
+                "baseline_hops": {
+                    hop: latency_summary(values)
+                    for hop, values in (await hop_latencies(db, baseline_published)).items()
+                },
                 "routine_completion_to_study_result": latency_summary(
                     await result_latencies(db, routine_uids)
                 ),
@@ -240,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--analysis-timeout", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     options = parser.parse_args(argv)
+    # The worker logs as in production (the configured level, on stderr), not structlog's
+    # debug default: the report alone goes to stdout.
+    configure_logging(load_settings().logging, stream=sys.stderr)
     report = asyncio.run(run(options))
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -109,6 +109,8 @@ def acls_for(topic_prefix: str, group_prefix: str) -> list[AclBinding]:
         bindings += _topics(stage, names, io.all_reads, Operation.READ)
         bindings += _topics(stage, names, io.writes, Operation.WRITE)
         bindings.append(_group(stage, f"{group_prefix}-{stage}"))
+        if io.stat_shared:  # the stat agent's own group (app.OWN_GROUP_STAGES, streams/lanes.py)
+            bindings.append(_group(stage, f"{group_prefix}-{stage}-stat"))
     audit_group = f"{group_prefix}-{AUDIT}"
     bindings += _topics(AUDIT, names, (*AUDITED_TOPICS, TopicKey.AUDIT_LOG), Operation.READ)
     bindings += _topics(AUDIT, names, (TopicKey.AUDIT_LOG,), Operation.WRITE)

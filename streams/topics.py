@@ -226,11 +226,15 @@ class StageTopics:
     writes: tuple[TopicKey, ...]
     # The stat lane's inputs: an agent of their own in the same group (docs/studies.md).
     stat_reads: tuple[TopicKey, ...] = ()
+    # Topics both lanes share that the stat agent reads too, keeping only what a stat lane
+    # produced (streams/lanes.py). With any, the stat agent consumes in a group of its own
+    # (``<group prefix>-<stage>-stat``): it must see every message of them.
+    stat_shared: tuple[TopicKey, ...] = ()
 
     @property
     def all_reads(self) -> tuple[TopicKey, ...]:
-        """Both lanes' inputs (what the stage's principal may read)."""
-        return (*self.reads, *self.stat_reads)
+        """Both lanes' inputs (what the stage's principal may read), each once."""
+        return tuple(dict.fromkeys((*self.reads, *self.stat_reads, *self.stat_shared)))
 
 
 STAGE_TOPICS: dict[str, StageTopics] = {
@@ -271,7 +275,6 @@ STAGE_TOPICS: dict[str, StageTopics] = {
     "studies": StageTopics(
         (
             TopicKey.IMAGES_ARRIVED,
-            TopicKey.IMAGES_ARRIVED_STAT,
             TopicKey.STUDIES_SIGNALS,
             TopicKey.INFERENCE_RESULTS,
             TopicKey.IMAGES_REJECTED,
@@ -283,6 +286,8 @@ STAGE_TOPICS: dict[str, StageTopics] = {
             TopicKey.ALERTS_URGENT,
             TopicKey.DEADLETTER,
         ),
+        stat_reads=(TopicKey.IMAGES_ARRIVED_STAT,),
+        stat_shared=(TopicKey.INFERENCE_RESULTS, TopicKey.IMAGES_REJECTED),
     ),
     "dicom-export": StageTopics(
         (TopicKey.INFERENCE_RESULTS,),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,8 +13,12 @@ from prometheus_client import CollectorRegistry
 import app
 from observability.health import HealthState
 from observability.metrics import Metrics
+from schemas.events import Stage
 from schemas.settings import load_settings
+from streams.lanes import LaneFilter
 from streams.pipeline import NullObserver
+from streams.stages.studies import StudiesStage
+from streams.topics import TopicNames
 
 
 def worker(stages: tuple[str, ...] = ("validation",)) -> app.Worker:
@@ -53,6 +59,27 @@ class TestConsumerGroups:
         built = worker(("results", "dicom-export"))
         assert built.group_of("results") == "radstream-dicom-export+results"
         assert built.group_of("dicom-export") == "radstream-dicom-export"
+
+    def test_studies_stat_agent_consumes_in_its_own_group(self) -> None:
+        """The studies stat agent reads shared topics whole: a group of its own, not split."""
+        built = worker(("validation", "inference", "results", "studies"))
+        assert built.group_of("studies") == "radstream-inference+results+studies+validation"
+        assert built.group_of("studies-stat") == "radstream-studies-stat"
+        assert built.group_of("validation-stat") == built.group_id
+
+
+class TestStudiesLanes:
+    def test_stat_agent_reads_stat_arrivals_and_the_shared_outcome_topics(self) -> None:
+        """Routine: arrivals, signals, results, rejections; stat: its arrivals and the shared."""
+        names = TopicNames("p.")
+        stage = cast("StudiesStage", SimpleNamespace(stage=Stage.STUDIES))
+        routine, stat = app.build_studies_specs(names, load_settings(), stage)
+        assert (routine.name, stat.name) == ("studies", "studies-stat")
+        assert names.arrived_stat not in routine.topics
+        assert set(stat.topics) == {names.arrived_stat, names.results, names.rejected}
+        assert stat.batch_wait_seconds == app.STAT_BATCH_WAIT_SECONDS
+        assert isinstance(routine.handler, LaneFilter)
+        assert isinstance(stat.handler, LaneFilter)
 
 
 class TestDefaultStages:

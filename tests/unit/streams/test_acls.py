@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import consumer_group
+from app import OWN_GROUP_STAGES, consumer_group
 from schemas.settings import load_settings
 from streams.acls import PRINCIPALS, AclBinding, Operation, PatternType, ResourceType, acls_for
 from streams.audit.io.agent import AuditAgent
@@ -56,10 +56,19 @@ class TestDerivedAcls:
         assert grants(stage, ResourceType.TOPIC, Operation.READ) == set(NAMES.of(io.all_reads))
         assert grants(stage, ResourceType.TOPIC, Operation.WRITE) == set(NAMES.of(io.writes))
         settings = load_settings(topic_prefix=PREFIX, consumer_group_prefix=GROUPS)
-        assert grants(stage, ResourceType.GROUP, Operation.READ) == {
-            consumer_group(settings, [stage])
-        }
+        # A worker running the stage alone consumes in the stage's group and, when the stage's
+        # stat agent has a group of its own (app.Worker.group_of), in that one too.
+        stat_agent = f"{stage}-stat"
+        groups = {consumer_group(settings, [stage])}
+        if stat_agent in OWN_GROUP_STAGES:
+            groups.add(consumer_group(settings, [stat_agent]))
+        assert grants(stage, ResourceType.GROUP, Operation.READ) == groups
         assert NAMES[TopicKey.AUDIT_LOG] not in grants(stage, ResourceType.TOPIC, Operation.WRITE)
+
+    def test_the_studies_stat_agent_has_its_group_granted(self) -> None:
+        """The studies stat agent reads shared topics in a group of its own: granted to it."""
+        assert "studies-stat" in OWN_GROUP_STAGES
+        assert f"{GROUPS}-studies-stat" in grants("studies", ResourceType.GROUP, Operation.READ)
 
     def test_the_audit_principal_matches_the_audit_processes(self) -> None:
         """Its groups and transactional ids are the ones the audit agent and sink use."""

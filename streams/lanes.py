@@ -1,0 +1,79 @@
+"""The stat lane on topics both lanes share: outcomes marked with their lane, consumers split.
+
+Stat arrivals and validated images have topics of their own (``streams/topics.py``), so
+validation and inference take a stat image before a routine backlog. Their outcomes land on
+topics both lanes share (``inference.results``, ``images.rejected``), where a stat result would
+queue again behind every routine result before it. So the stat lanes' handlers are wrapped in
+:class:`MarkLane`: each message they produce carries the header ``radstream-lane: stat``. A
+stage that consumes a shared topic runs two agents over one handler (the studies stage): the
+routine agent in the stage's consumer group with :func:`routine_only`, the stat agent in a
+consumer group of its own (:attr:`streams.topics.StageTopics.stat_shared`) with
+:func:`stat_only`. The stat agent reads every message of the shared topics but hands its stage
+only the marked ones, so a stat result waits for the header checks of the routine results
+before it, not for their processing. docs/studies.md ("Priorities") has the design and its
+limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
+from typing import Final
+
+from streams.kafka import Outgoing
+from streams.pipeline import Incoming, StageHandler
+
+LANE_HEADER: Final = "radstream-lane"
+STAT_LANE: Final = "stat"
+_STAT_HEADER: Final = (LANE_HEADER, STAT_LANE.encode())
+
+
+def is_stat_lane(message: Incoming) -> bool:
+    """Whether ``message`` was produced by a stat lane (it carries the lane header)."""
+    return message.header(LANE_HEADER) == STAT_LANE
+
+
+class MarkLane:
+    """``handler``, with every message it produces marked as the stat lane's."""
+
+    def __init__(self, handler: StageHandler) -> None:
+        self.stage = handler.stage
+        self._handler = handler
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """The handler's outcomes, each with the lane header added."""
+        return [
+            replace(out, headers=(*out.headers, _STAT_HEADER))
+            for out in await self._handler.handle(batch)
+        ]
+
+
+class LaneFilter:
+    """``handler`` over the messages of a batch that ``keep`` accepts; the rest are skipped.
+
+    A skipped message is the other lane's: that lane's agent (a consumer group of its own)
+    handles it, so skipping it here loses nothing.
+    """
+
+    def __init__(self, handler: StageHandler, keep: Callable[[Incoming], bool]) -> None:
+        self.stage = handler.stage
+        self._handler = handler
+        self._keep = keep
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        """The handler's outcomes for the kept messages (nothing for an all-skipped batch)."""
+        kept = [message for message in batch if self._keep(message)]
+        if not kept:
+            return []
+        return await self._handler.handle(kept)
+
+
+def routine_only(handler: StageHandler) -> LaneFilter:
+    """The routine agent's view of shared topics: every message no stat lane marked."""
+    return LaneFilter(handler, lambda message: not is_stat_lane(message))
+
+
+def stat_only(handler: StageHandler, stat_topics: Collection[str]) -> LaneFilter:
+    """The stat agent's view: its own lane's topics whole, shared topics' marked messages."""
+    own = frozenset(stat_topics)
+    return LaneFilter(handler, lambda message: message.topic in own or is_stat_lane(message))

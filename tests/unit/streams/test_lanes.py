@@ -1,0 +1,121 @@
+"""The stat lane on shared topics: outcomes marked by the stat lanes, consumers split by the mark.
+
+No clock and no broker: a stat result's place in the studies stage's work is shown by what each
+agent's handler is given, in order, when a routine backlog sits before it on the shared topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from schemas.correlation import CORRELATION_ID_HEADER
+from schemas.events import Stage
+from streams.kafka import Outgoing
+from streams.lanes import (
+    LANE_HEADER,
+    MarkLane,
+    is_stat_lane,
+    routine_only,
+    stat_only,
+)
+from streams.pipeline import Incoming
+from streams.topics import TopicKey, TopicNames
+
+pytestmark = pytest.mark.requirement("RS-CDS-02")
+
+NAMES = TopicNames("t.")
+CORRELATION = (CORRELATION_ID_HEADER, b"0" * 32)
+
+
+class Echo:
+    """A stage handler that produces one result per message and records each batch it got."""
+
+    stage = Stage.INFERENCE
+
+    def __init__(self) -> None:
+        self.batches: list[list[Incoming]] = []
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        self.batches.append(list(batch))
+        return [
+            Outgoing(TopicKey.INFERENCE_RESULTS, message.key, message.value, (CORRELATION,))
+            for message in batch
+        ]
+
+
+def consumed(out: Outgoing, offset: int) -> Incoming:
+    """``out`` as the next stage's consumer receives it."""
+    return Incoming(NAMES[out.topic], 0, offset, out.key, out.value_bytes(), out.headers)
+
+
+def validated(value: bytes, *, stat: bool) -> Incoming:
+    topic = NAMES.validated_stat if stat else NAMES.validated
+    return Incoming(topic, 0, 0, b"study", value, (CORRELATION,))
+
+
+class TestMarkLane:
+    async def test_every_outcome_of_a_stat_lane_carries_the_mark(self) -> None:
+        """The stat lane's outcomes keep their headers and gain the lane header."""
+        inner = Echo()
+        marked = MarkLane(inner)
+        out = await marked.handle([validated(b"a", stat=True), validated(b"b", stat=True)])
+        assert marked.stage is Stage.INFERENCE
+        assert [o.headers for o in out] == [(CORRELATION, (LANE_HEADER, b"stat"))] * 2
+        assert all(is_stat_lane(consumed(o, i)) for i, o in enumerate(out))
+
+    async def test_routine_outcomes_are_not_marked(self) -> None:
+        """Without the wrapper nothing is marked: routine stays routine downstream."""
+        out = await Echo().handle([validated(b"a", stat=False)])
+        assert not is_stat_lane(consumed(out[0], 0))
+
+    def test_a_forged_or_other_lane_value_is_not_stat(self) -> None:
+        """Only the exact value marks the stat lane."""
+        other = Incoming(NAMES.results, 0, 0, None, b"", ((LANE_HEADER, b"routine"),))
+        assert not is_stat_lane(other)
+
+
+class TestSplitConsumers:
+    async def test_stat_result_is_first_work_of_the_stat_agent_behind_a_routine_backlog(
+        self,
+    ) -> None:
+        """1000 routine results then one stat result on the shared topic: the stat agent's
+        stage gets the stat result alone, the routine agent's stage gets the 1000 only."""
+        routine_inference, stat_inference = Echo(), MarkLane(Echo())
+        backlog = await routine_inference.handle(
+            [validated(str(i).encode(), stat=False) for i in range(1000)]
+        )
+        urgent = await stat_inference.handle([validated(b"stat", stat=True)])
+        shared_topic = [consumed(o, i) for i, o in enumerate([*backlog, *urgent])]
+
+        studies_routine, studies_stat = Echo(), Echo()
+        routine_agent = routine_only(studies_routine)
+        stat_agent = stat_only(studies_stat, NAMES.of((TopicKey.IMAGES_ARRIVED_STAT,)))
+        # Each agent consumes the whole topic (the stat agent in a group of its own) in
+        # batches of 200, as the studies agents do.
+        for start in range(0, len(shared_topic), 200):
+            await stat_agent.handle(shared_topic[start : start + 200])
+            await routine_agent.handle(shared_topic[start : start + 200])
+
+        assert [[m.value for m in batch] for batch in studies_stat.batches] == [[b"stat"]]
+        handled = [m.value for batch in studies_routine.batches for m in batch]
+        assert len(handled) == 1000
+        assert b"stat" not in handled
+
+    async def test_stat_agent_takes_its_own_topics_whole(self) -> None:
+        """A stat arrival (its own topic, unmarked: routers publish it) reaches the stat agent."""
+        stage = Echo()
+        arrival = Incoming(NAMES.arrived_stat, 0, 0, b"s", b"arrival", (CORRELATION,))
+        routine_result = Incoming(NAMES.results, 0, 0, b"s", b"routine", (CORRELATION,))
+        await stat_only(stage, {NAMES.arrived_stat}).handle([arrival, routine_result])
+        assert stage.batches == [[arrival]]
+
+    async def test_a_batch_without_work_for_the_lane_does_not_reach_the_stage(self) -> None:
+        """All skipped: the stage is not called (no empty transaction, no outbox relay)."""
+        stage = Echo()
+        marked = (await MarkLane(Echo()).handle([validated(b"x", stat=True)]))[0]
+        out = await routine_only(stage).handle([consumed(marked, 0)])
+        assert out == []
+        assert stage.batches == []
+        assert routine_only(stage).stage is Stage.INFERENCE
