@@ -91,9 +91,8 @@ OWN_GROUP_STAGES: Final = frozenset(
 LISTENER_SEND_TIMEOUT_SECONDS: Final = DEFAULT_REQUEST_TIMEOUT_MS / 1000 + 20.0
 
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
-# The stat lanes take what is there almost at once. Not 0: Faust's take_events treats a zero
-# wait as "no time limit" and would hold a lone stat image until a full batch arrived.
-STAT_BATCH_WAIT_SECONDS: Final = 0.005
+# The stat lanes take what is there at once (streams.agents.take_ready: 0 = no lingering).
+STAT_BATCH_WAIT_SECONDS: Final = 0.0
 
 log = structlog.get_logger(__name__)
 
@@ -195,7 +194,7 @@ def build_validation_specs(
     )
     lanes = STAGE_TOPICS["validation"]
     return [
-        AgentSpec("validation", topics.of(lanes.reads), stage, 16, 0.05),
+        AgentSpec("validation", topics.of(lanes.reads), stage, 16, 0.0),
         AgentSpec(
             "validation-stat",
             topics.of(lanes.stat_reads),

@@ -4,9 +4,10 @@
 ``radstream worker --stages validation`` does — the same settings, stage handlers, delivery
 (confirmed before offsets are committed), audit stage and worker health — with one difference:
 its :class:`app.ConsumerLoop` is :func:`aiokafka_consumer_loop` instead of Faust's. That loop
-collects up to ``batch_size`` messages within ``batch_wait_seconds`` of the first (Faust's
-``take_events``), runs the batch through ``streams.pipeline.process_batch`` and commits its
-offsets. The difference between the two runs' throughputs is therefore what Faust's
+collects up to ``batch_size`` messages within ``batch_wait_seconds`` of the first (0 by default:
+what one ``getmany`` returns, which aiokafka prefetched meanwhile — the adaptive batching of
+``streams.agents.take_ready``), runs the batch through ``streams.pipeline.process_batch`` and
+commits its offsets. The difference between the two runs' throughputs is therefore what Faust's
 consumption costs.
 """
 

@@ -128,6 +128,19 @@ async def delete_run_topics(bootstrap: str, topic_prefix: str) -> bool:
     return True
 
 
+GROUP_OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def offsets_partition(group: str, partitions: int) -> int:
+    """The ``__consumer_offsets`` partition that holds ``group``'s commits (Kafka's rule:
+    ``Utils.abs(group.hashCode()) % partitions``, Java's ``String.hashCode``)."""
+    value = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        value = (31 * value + int(unit, 16)) & 0xFFFFFFFF
+    signed = value - (1 << 32) if value >= 1 << 31 else value
+    return (0 if signed == -(1 << 31) else abs(signed)) % partitions
+
+
 def _config(bootstrap: str) -> KafkaClientConfig:
     return KafkaClientConfig(bootstrap, client_id="radstream-bench")
 
@@ -198,6 +211,34 @@ class Probe:
         _, _, offsets = self._require()
         ends = await offsets.end_offsets(self.audited_partitions())
         return int(sum(ends.values()))
+
+    async def kafka_messages(self, group_prefix: str) -> dict[str, int]:
+        """Offsets used so far on each of the run's topics (records and transaction markers),
+        and on the ``__consumer_offsets`` partitions of the run's groups (``offset_commits``:
+        one record per partition committed, plus markers of transactional commits; other
+        groups of the broker that hash to the same partitions count too, so an upper bound)."""
+        _, admin, offsets = self._require()
+        partitions = [
+            TopicPartition(self._topics[key], partition)
+            for key, spec in TOPIC_SPECS.items()
+            for partition in range(spec.partitions)
+        ]
+        ends = await offsets.end_offsets(partitions)
+        counts = {key.value: 0 for key in TOPIC_SPECS}
+        names = {self._topics[key]: key.value for key in TOPIC_SPECS}
+        for tp, end in ends.items():
+            counts[names[tp.topic]] += end
+        groups = [g for g in await admin.list_groups() if g.startswith(group_prefix)]
+        total = len(
+            (await admin.topic_partitions([GROUP_OFFSETS_TOPIC])).get(GROUP_OFFSETS_TOPIC, [])
+        )
+        commits = 0
+        if total and groups:
+            wanted = sorted({offsets_partition(group, total) for group in groups})
+            tps = [TopicPartition(GROUP_OFFSETS_TOPIC, p) for p in wanted]
+            commits = int(sum((await offsets.end_offsets(tps)).values()))
+        counts["offset_commits"] = commits
+        return counts
 
     async def audit_end_offset(self) -> int:
         """End offset of the audit topic (records + checkpoints + transaction markers)."""

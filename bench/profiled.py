@@ -43,8 +43,10 @@ class ProfileWindow:
             return
         session = self.profiler.stop()
         self.stem.parent.mkdir(parents=True, exist_ok=True)
-        self.stem.with_suffix(".json").write_text(json.dumps(summarise(session), indent=2) + "\n")
-        self.stem.with_suffix(".txt").write_text(text_report(session))
+        # Appended, not with_suffix: a role's ".2" (a second member) is not a suffix to replace.
+        folder, name = self.stem.parent, self.stem.name
+        (folder / f"{name}.json").write_text(json.dumps(summarise(session), indent=2) + "\n")
+        (folder / f"{name}.txt").write_text(text_report(session))
         self.written = True
 
     def install(self) -> None:

@@ -45,6 +45,7 @@ from bench.bench_inference import cpu_model
 from bench.cpu import CpuMeter, listening_pid
 from bench.probe import Probe, Published, delete_run_topics, publish_all, publish_paced
 from bench.workers import (
+    LAYOUTS,
     REPO_ROOT,
     START_SIGNAL,
     STOP_SIGNAL,
@@ -65,6 +66,8 @@ SHORT = {
     "validation": "validate",
     "inference": "infer",
     "inference.2": "infer.2",
+    "validate+infer": "v+i",
+    "validate+infer.2": "v+i.2",
     "bench_driver": "driver",
 }
 
@@ -84,7 +87,8 @@ class Options:
     output_dir: Path
     phase_timeout: float
     idle_seconds: float
-    inference_processes: int
+    inference_processes: int | None
+    layout: str = "co-located"
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -109,8 +113,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--inference-processes",
         type=int,
-        default=1,
-        help="inference worker processes (an experiment: the default run uses one per stage)",
+        default=None,
+        help="processes running inference (co-located: validation+inference, default 2; "
+        "per-stage: inference only, default 1)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="co-located",
+        help="co-located: validation and inference in each of the inference processes "
+        "(decode once); per-stage: one process per stage (bench/README.md, Layout)",
     )
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--phase-timeout", type=float, default=300.0, help="seconds per phase")
@@ -133,6 +145,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         phase_timeout=args.phase_timeout,
         idle_seconds=1.0 if args.smoke else 5.0,
         inference_processes=args.inference_processes,
+        layout=args.layout,
     )
 
 
@@ -218,8 +231,10 @@ async def measure_phase(
     within: float,
     alive: Callable[[], bool],
     checkpoint_file: Path,
+    group_prefix: str,
 ) -> dict[str, Any]:
     """Publish, wait until done, and summarise throughput, latency and CPU per image."""
+    messages_before = await probe.kafka_messages(group_prefix)
     audited_before = await probe.audited_messages()
     audit_offset_before = await probe.audit_end_offset()
     checkpoints_before = count_lines(checkpoint_file)
@@ -230,6 +245,7 @@ async def measure_phase(
     records = await probe.audited_messages() - audited_before
     checkpoints = count_lines(checkpoint_file) - checkpoints_before
     audit_offsets = await probe.audit_end_offset() - audit_offset_before
+    messages_after = await probe.kafka_messages(group_prefix)
     events = len(published.event_ids)
     outcome = await probe.outcomes(published.event_ids)
     seconds = done_at - published.started_at
@@ -249,12 +265,25 @@ async def measure_phase(
             # Each committed transaction leaves one commit marker on the audit partition.
             "transactions": audit_offsets - records - checkpoints,
         },
+        "kafka_messages_per_image": messages_per_image(messages_before, messages_after, events),
         "cpu_seconds": cpu,
         "cpu_seconds_per_image": {
             role: (round(value / events, 5) if value is not None else None)
             for role, value in cpu.items()
         },
     }
+
+
+def messages_per_image(
+    before: dict[str, int], after: dict[str, int], events: int
+) -> dict[str, float]:
+    """Kafka offsets the phase used per image, by topic (records, and the transaction markers
+    on ``audit.log``), ``offset_commits`` (upper bound, see ``Probe.kafka_messages``) and the
+    ``total``; topics the phase did not touch are left out."""
+    used = {name: after[name] - before.get(name, 0) for name in after}
+    per_image = {name: round(count / events, 3) for name, count in used.items() if count > 0}
+    per_image["total"] = round(sum(used.values()) / events, 3)
+    return per_image
 
 
 async def run_workers(
@@ -274,7 +303,7 @@ async def run_workers(
 
     kafka = KafkaClientConfig(run.bootstrap, client_id="bench")
     await ensure_topics(kafka, run.topic_prefix)
-    roles = roles_for(options.inference_processes)
+    roles = roles_for(options.inference_processes, options.layout)
     workers = start_workers(kind, run, log_dir, roles=roles, profile_dir=profile_dir)
     probe = Probe(run.bootstrap, run.database_url, run.topic_prefix, run.audit_group)
     publisher = KafkaPublisher(kafka, TopicNames(run.topic_prefix))
@@ -306,6 +335,7 @@ async def run_workers(
             within=options.phase_timeout,
             alive=alive,
             checkpoint_file=run.checkpoint_file,
+            group_prefix=run.group_prefix,
         )
         if profile_dir is not None:
             signal_workers(workers, STOP_SIGNAL)
@@ -318,6 +348,7 @@ async def run_workers(
                 within=options.phase_timeout,
                 alive=alive,
                 checkpoint_file=run.checkpoint_file,
+                group_prefix=run.group_prefix,
             )
             phases["half_rate"]["target_rate"] = round(rate, 2)
         phases["audit_topic_end_offset"] = await probe.audit_end_offset()
@@ -386,6 +417,8 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
     items = build_workload(options.events, bad_share=options.bad_share, seed=options.seed)
     report["workload"] = {
         "events": len(items),
+        "layout": options.layout,
+        "roles": roles_for(options.inference_processes, options.layout),
         "inference_processes": options.inference_processes,
         "bad_events": sum(item.bad for item in items),
         "seed": options.seed,
@@ -402,6 +435,7 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
         profiles_dir.mkdir(parents=True, exist_ok=True)
         (profiles_dir / "work_limit.txt").write_text(text_report(session))
         report["profile"] = {"work_limit": summarise(session)}
+    report["single_decode"] = measure_single_decode_rows(work_settings, items, factory)
 
     with tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp:
         log_dir = Path(tmp)
@@ -442,7 +476,9 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
                 "saturation_images_per_second_under_profiler": profiled["saturation"][
                     "images_per_second"
                 ],
-                "stages": read_profiles(profiles_dir, roles_for(options.inference_processes)),
+                "stages": read_profiles(
+                    profiles_dir, roles_for(options.inference_processes, options.layout)
+                ),
             }
     # The work loop again, after the workers: the machine is shared, and the two rounds show
     # how much its load moved during the run. The headline is their mean.
@@ -451,7 +487,22 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
     report["machine"]["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
     report["throughputs"] = throughputs(report)
     report["ratios"] = ratios(report)
+    report["targets"] = targets(report)
     return report
+
+
+def measure_single_decode_rows(
+    settings: Any, items: Sequence[WorkItem], factory: ArrivalFactory
+) -> dict[str, Any]:
+    """The physical limit of issue 18: the decode-once loop in one process and in two (the
+    machine's ceiling), measured in the same run as the pipeline."""
+    from bench.work_limit import measure_single_decode  # noqa: PLC0415
+
+    rows: dict[str, Any] = {}
+    for processes in (1, 2):
+        measured, _ = measure_single_decode(settings, items, factory, processes=processes)
+        rows[f"processes_{processes}"] = measured
+    return rows
 
 
 # ------------------------------------------------------------------------------------ output
@@ -502,7 +553,52 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         "cpu_per_image_pipeline_vs_aiokafka_baseline": round(
             total_cpu_per_image(pipeline) / total_cpu_per_image(baseline), 3
         ),
+        **single_decode_ratios(report),
     }
+
+
+def single_decode_ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    """Issue 18's ratios against the decode-once loop; ``None`` when it was not measured (a
+    report written before the loop existed)."""
+    single = report.get("single_decode", {})
+    one, two = single.get("processes_1"), single.get("processes_2")
+    pipeline = report["pipeline"]["saturation"]
+    return {
+        "cpu_per_image_pipeline_vs_single_decode": (
+            round(total_cpu_per_image(pipeline) / one["cpu_seconds_per_image"], 3) if one else None
+        ),
+        "pipeline_vs_two_process_limit": (
+            round(pipeline["images_per_second"] / two["images_per_second"], 3) if two else None
+        ),
+    }
+
+
+# Issue 18's targets: (ratio or latency, comparison, bound).
+TARGETS: dict[str, tuple[str, float]] = {
+    "cpu_per_image_pipeline_vs_single_decode": ("<=", 1.5),
+    "pipeline_vs_two_process_limit": (">=", 0.6),
+    "pipeline_vs_aiokafka_baseline": (">=", 1.0),
+    "half_rate_p50_ms": ("<=", 100.0),
+    "half_rate_p99_ms": ("<=", 250.0),
+}
+
+
+def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target of issue 18 with this run's value and whether it was met (``None``: not
+    measured in this run)."""
+    values: dict[str, float | None] = dict(report["ratios"])
+    half = report["pipeline"].get("half_rate")
+    latency = half["latency_occurred_to_stored"] if half else {}
+    values["half_rate_p50_ms"] = latency.get("p50_ms")
+    values["half_rate_p99_ms"] = latency.get("p99_ms")
+    found = {}
+    for name, (comparison, bound) in TARGETS.items():
+        value = values.get(name)
+        met = None
+        if value is not None:
+            met = value <= bound if comparison == "<=" else value >= bound
+        found[name] = {"value": value, "target": f"{comparison} {bound:g}", "met": met}
+    return found
 
 
 def _cpu_row(label: str, phase: dict[str, Any], roles: Sequence[str]) -> str:
@@ -513,6 +609,10 @@ def _cpu_row(label: str, phase: dict[str, Any], roles: Sequence[str]) -> str:
         cells.append(f"{1000 * value:>9.1f}" if value is not None else f"{'-':>9}")
     total = total_cpu_per_image(phase)
     return f"{label:<30}" + "".join(cells) + f"{1000 * total:>9.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "not available" if value is None else f"{value:.2f}"
 
 
 def _rounds_note(work_limit: dict[str, Any]) -> str:
@@ -539,6 +639,7 @@ def render_table(report: dict[str, Any]) -> str:
         f"{'-':>9}{'-':>9}{'-':>9}{report['work_limit']['seconds']:>9.1f}"
         + _rounds_note(report["work_limit"])
     )
+    lines += _single_decode_rows(report.get("single_decode", {}), work)
     rows = [("pipeline, saturation", report["pipeline"]["saturation"])]
     if "half_rate" in report["pipeline"]:
         half = report["pipeline"]["half_rate"]
@@ -558,6 +659,9 @@ def render_table(report: dict[str, Any]) -> str:
         f"pipeline / aiokafka baseline: {r['pipeline_vs_aiokafka_baseline']:.2f}",
         f"CPU/image   pipeline / work limit: {r['cpu_per_image_pipeline_vs_work_limit']:.2f}   "
         f"pipeline / aiokafka baseline: {r['cpu_per_image_pipeline_vs_aiokafka_baseline']:.2f}",
+        f"single decode: CPU/image pipeline / 1 loop: "
+        f"{_ratio(r.get('cpu_per_image_pipeline_vs_single_decode'))}   "
+        f"throughput pipeline / 2 processes: {_ratio(r.get('pipeline_vs_two_process_limit'))}",
         "",
         "CPU ms per image by process (work limit: "
         f"{1000 * report['work_limit']['cpu_seconds_per_image']:.1f} ms in one process)",
@@ -568,7 +672,34 @@ def render_table(report: dict[str, Any]) -> str:
     lines.append(f"{'':<30}" + "".join(f"{SHORT.get(r, r):>9}" for r in roles) + f"{'total':>9}")
     for label, phase in rows:
         lines.append(_cpu_row(label, phase, roles))
+    lines += ["", "Kafka offsets per image (records + transaction markers; commits: upper bound)"]
+    for label, phase in rows:
+        counts = phase.get("kafka_messages_per_image", {})
+        cells = "  ".join(f"{name} {value:.2f}" for name, value in counts.items())
+        lines.append(f"{label:<30}{cells}")
+    lines += ["", f"issue 18 targets (layout: {w.get('layout', 'per-stage')})"]
+    for name, target in report.get("targets", {}).items():
+        value = target["value"]
+        shown = "not available" if value is None else f"{value:g}"
+        verdict = {True: "met", False: "NOT met", None: "-"}[target["met"]]
+        lines.append(f"  {name:<42}{shown:>14}  target {target['target']:<8} {verdict}")
     return "\n".join(lines)
+
+
+def _single_decode_rows(single: dict[str, Any], work: float) -> list[str]:
+    if not single:
+        return [f"{'single-decode limit':<30}{'not measured':>18}"]
+    lines = []
+    for processes, label in ((1, "single decode (1 loop)"), (2, "single decode (2 processes)")):
+        row = single.get(f"processes_{processes}")
+        if row is None:
+            continue
+        rate = row["images_per_second"]
+        lines.append(
+            f"{label:<30}{rate:>9.1f}{rate / work:>9.2f}{'-':>9}{'-':>9}{'-':>9}"
+            f"{row['seconds']:>9.1f}   ({1000 * row['cpu_seconds_per_image']:.1f} ms CPU/image)"
+        )
+    return lines
 
 
 def write_report(report: dict[str, Any], output_dir: Path, *, smoke: bool) -> list[Path]:

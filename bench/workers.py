@@ -19,6 +19,10 @@ from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES: tuple[str, ...] = ("validation", "inference", "results", "audit")
+# The role of a worker running validation and inference in one process (bench/README.md,
+# "Layout"): the image work of both stages on one host, so each image can be decoded once.
+CO_LOCATED_ROLE = "validate+infer"
+LAYOUTS: tuple[str, ...] = ("co-located", "per-stage")
 # A profiled worker (bench.profiled) samples between these two signals.
 START_SIGNAL = signal.SIGUSR1
 STOP_SIGNAL = signal.SIGUSR2
@@ -64,16 +68,31 @@ class RunSettings:
         return f"{self.group_prefix}-audit"
 
 
-def roles_for(inference_processes: int = 1) -> list[str]:
-    """One role per worker process: each stage once, inference ``inference_processes`` times
-    (``inference``, ``inference.2``, ...: more members of the same consumer group)."""
-    extra = [f"inference.{n}" for n in range(2, inference_processes + 1)]
+def roles_for(inference_processes: int | None = None, layout: str = "co-located") -> list[str]:
+    """One role per worker process.
+
+    ``co-located`` (the default): ``inference_processes`` (2) processes each running
+    validation and inference (``validate+infer``, ``validate+infer.2``: members of one consumer
+    group, which splits the partitions between them), then results and audit. ``per-stage``:
+    one process per stage, inference ``inference_processes`` (1) times (``inference``,
+    ``inference.2``, ...).
+    """
+    if layout == "co-located":
+        count = 2 if inference_processes is None else inference_processes
+        heavy = [CO_LOCATED_ROLE, *(f"{CO_LOCATED_ROLE}.{n}" for n in range(2, count + 1))]
+        return [*heavy, *STAGES[2:]]
+    if layout != "per-stage":
+        raise ValueError(f"unknown layout {layout!r}")
+    count = 1 if inference_processes is None else inference_processes
+    extra = [f"inference.{n}" for n in range(2, count + 1)]
     return [*STAGES[:2], *extra, *STAGES[2:]]
 
 
 def stage_of(role: str) -> str:
-    """The stage a worker role runs (``inference.2`` runs ``inference``)."""
-    return role.split(".", 1)[0]
+    """The ``--stages`` a worker role runs (``inference.2`` runs ``inference``,
+    ``validate+infer`` runs ``validation,inference``)."""
+    base = role.split(".", 1)[0]
+    return "validation,inference" if base == CO_LOCATED_ROLE else base
 
 
 def worker_command(kind: str, role: str, profile_dir: Path | None = None) -> list[str]:

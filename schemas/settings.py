@@ -78,7 +78,9 @@ class InferenceSettings(_Group):
     routing_rules_file: Path = PROJECT_ROOT / "model_registry" / "routing.yaml"
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     batch_size: int = Field(8, ge=1, le=256)
-    batch_wait_seconds: float = Field(0.05, ge=0)
+    batch_wait_seconds: float = Field(
+        0.0, ge=0, description="linger for a fuller batch (0: take what is there, adaptive)"
+    )
     intra_op_threads: int = Field(1, ge=0)
     pixel_handoff_bytes: int = Field(
         256 * 1024 * 1024,
@@ -92,7 +94,9 @@ class SinkSettings(_Group):
     """Batched PostgreSQL writes and how long to wait while the database is away."""
 
     batch_size: int = Field(200, ge=1)
-    batch_wait_seconds: float = Field(0.2, ge=0)
+    batch_wait_seconds: float = Field(
+        0.0, ge=0, description="linger for a fuller batch (0: take what is there, adaptive)"
+    )
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
     retry_jitter: float = Field(0.2, ge=0, le=1, description="share of each delay randomised away")

@@ -1,16 +1,20 @@
 """The thin Faust agents: consume a topic in batches, run a stage handler, deliver, ack.
 
-Faust owns consumer-group membership, batching (``take_events``) and offset commits; the stage
-logic never sees Faust. Every consumed topic uses raw bytes (``value_serializer="raw"``) so a
+Faust owns consumer-group membership and offset commits; the stage logic never sees Faust.
+Batching is adaptive (:func:`take_ready`): an agent takes what has arrived, without waiting for
+more when the queue is empty, so a message that finds the stage idle is processed at once and a
+batch fills only under load (while the previous batch was being processed). Every consumed
+topic uses raw bytes (``value_serializer="raw"``) so a
 poison message reaches the stage's guard and becomes a dead letter instead of crashing Faust's
 decoder. Agents run with ``concurrency=1``: Faust issue #606 can commit past an in-flight
 message with more, losing it on restart; scale with partitions and processes instead.
 
 A batch whose outcomes cannot be delivered for good (the broker refused: an ACL, a fenced
 producer — ``BROKER_REQUEST_REFUSED``) must not be acknowledged either: raising out of the agent
-would let ``take_events`` ack it in its ``finally`` and Faust commit past it. The agent instead
-holds the batch's messages (:func:`hold_unacknowledged`), reports the failure through
-``on_fatal`` — the worker then stops and exits non-zero — and waits to be cancelled.
+would let :func:`take_ready` (like Faust's ``take_events``) ack it in its ``finally`` and Faust
+commit past it. The agent instead holds the batch's messages (:func:`hold_unacknowledged`),
+reports the failure through ``on_fatal`` — the worker then stops and exits non-zero — and
+waits to be cancelled.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import faust
 import structlog
@@ -32,10 +36,20 @@ T = TypeVar("T")
 
 log = structlog.get_logger("radstream.agents")
 
+# How long an idle agent waits for its first message before it looks again (a bound on every
+# wait; shutdown cancels the wait anyway). Not a batching delay: a message ends the wait at once.
+IDLE_RECHECK_SECONDS = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
-    """Which topics a stage consumes and how it batches them."""
+    """Which topics a stage consumes and how it batches them.
+
+    Attributes:
+        batch_size: most messages in one batch.
+        batch_wait_seconds: how long a batch that is not full may wait for more messages after
+            its first (0: take what is there; a batch then fills only while the stage is busy).
+    """
 
     name: str
     topics: tuple[str, ...]
@@ -98,6 +112,116 @@ async def _until_cancelled() -> None:
     await asyncio.get_running_loop().create_future()
 
 
+class ReadyBuffer(Generic[T]):
+    """Messages fetched for one agent, handed over as soon as there are any (adaptive batching).
+
+    The consumer's side :meth:`put` appends and waits while ``capacity`` items are buffered
+    (backpressure, as Faust's own take buffer does). The agent's side :meth:`take` waits for the
+    first item, then — after up to ``linger_seconds`` for the batch to fill, 0 by default —
+    returns at most ``capacity`` items. Items keep arriving while the agent processes a batch,
+    so the next :meth:`take` returns at once with everything that came meanwhile: batches are
+    one message at low rates (no added latency) and full under load (the per-batch costs shared).
+    """
+
+    def __init__(self, capacity: int, *, linger_seconds: float = 0.0) -> None:
+        if capacity < 1 or linger_seconds < 0:
+            raise ValueError("capacity must be positive and linger_seconds not negative")
+        self.capacity = capacity
+        self.linger_seconds = linger_seconds
+        self._items: list[T] = []
+        self._ready = asyncio.Event()  # set while there is at least one item
+        self._full = asyncio.Event()  # set while there are ``capacity`` items
+        self._room = asyncio.Event()  # set while there are fewer than ``capacity`` items
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, item: T) -> None:
+        """Add ``item``; waits (before adding) while the buffer is full."""
+        while len(self._items) >= self.capacity:
+            await self._room.wait()
+        self._items.append(item)
+        self._changed()
+
+    async def take(self, idle_seconds: float = IDLE_RECHECK_SECONDS) -> list[T]:
+        """The buffered items (at most ``capacity``); empty when none came in ``idle_seconds``."""
+        if not self._items:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), idle_seconds)
+        if self._items and self.linger_seconds > 0 and not self._full.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.linger_seconds)
+        taken = self._items[: self.capacity]
+        del self._items[: self.capacity]
+        self._changed()
+        return taken
+
+    def _changed(self) -> None:
+        count = len(self._items)
+        for event, on in (
+            (self._ready, count > 0),
+            (self._full, count >= self.capacity),
+            (self._room, count < self.capacity),
+        ):
+            if on:
+                event.set()
+            else:
+                event.clear()
+
+
+def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Faust's ``stream.take_events(max_, within)`` made adaptive (:class:`ReadyBuffer`).
+
+    ``take_events`` waits ``within`` on a fixed tick even for a lone message and stops
+    buffering while its caller processes a batch; this takes what is there at once (lingering
+    ``within`` only when asked to, from the batch's first message) and keeps buffering during
+    processing. The delivery rules are ``take_events``' own: acks are disabled on the stream,
+    and a batch's events are acknowledged in a ``finally`` after the caller has finished with
+    it (the agent holds them first when their outcomes could not be delivered). It uses the
+    stream's processor and passive-drain hooks exactly as ``take_events`` does
+    (faust-streaming 0.15, ``faust/streams.py``), and registers with the stream like
+    ``take_events``, so stopping the stream closes it (its ``finally`` acks the last batch).
+    Up to ``max_`` buffered events wait for the next batch instead of Faust's channel queue;
+    in a rebalance Faust waits for them to be processed (``stream_wait_empty``), and a partition's
+    new owner may process them again: at least once, as for ``take_events``' in-flight batch.
+    """
+    batches = _take_ready(stream, max_, within)
+    active = getattr(stream, "_active_agens", None)
+    if active is not None:
+        active.add(batches)
+    return batches
+
+
+async def _take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    buffer: ReadyBuffer[Any] = ReadyBuffer(max_, linger_seconds=within)
+
+    async def add_to_buffer(value: T) -> T:
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_ready found no current event")
+        await buffer.put(event)
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            events = await buffer.take()
+            if not events:
+                continue
+            try:
+                yield events
+            finally:
+                for event in events:
+                    await stream.ack(event)
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)
+
+
 def register_agent(
     app: faust.App,
     spec: AgentSpec,
@@ -107,6 +231,7 @@ def register_agent(
     on_handler_crash: Callable[[BaseException], None] | None = None,
     on_batch_done: Callable[[str, Sequence[Outgoing]], None] | None = None,
     on_fatal: Callable[[Exception], None] | None = None,
+    take: Callable[[Any, int, float], AsyncIterator[Sequence[Any]]] = take_ready,
 ) -> Any:
     """Declare the Faust agent that runs ``spec.handler`` over its topics.
 
@@ -114,13 +239,14 @@ def register_agent(
         on_fatal: called once when a batch's outcomes could not be delivered for good; the
             batch is held unacknowledged and the agent waits to be cancelled. Without it, the
             error is raised (and Faust would ack the batch: production passes it).
+        take: how batches are taken from the stream (:func:`take_ready`; tests pass fakes).
     """
     channel = app.topic(
         *spec.topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
     async def agent(stream: Any) -> AsyncIterator[None]:
-        async for events in stream.take_events(spec.batch_size, within=spec.batch_wait_seconds):
+        async for events in take(stream, spec.batch_size, spec.batch_wait_seconds):
             batch = [incoming_from_event(event) for event in events]
             try:
                 outgoing = await finish_even_if_cancelled(

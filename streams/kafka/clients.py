@@ -523,7 +523,7 @@ def build_producer(
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id,
-        linger_ms=5,
+        **config.producer_batching(),
     )
     return KafkaProducer(producer, config)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench.run_pipeline import main
-from bench.workers import STAGES
+from bench.workers import roles_for
 
 pytestmark = pytest.mark.requirement("RS-BEN-01")
 
@@ -93,13 +93,21 @@ class TestBenchSmoke:
         assert audit["records"] >= 2 * 12
         assert audit["transactions"] >= 1
 
+    def test_kafka_messages_per_image_are_counted(self, smoke_report: dict[str, Any]) -> None:
+        """Every image costs at least its arrival and its audit records; the total adds up."""
+        counts = smoke_report["pipeline"]["saturation"]["kafka_messages_per_image"]
+        assert counts["images.arrived"] == 1.0
+        assert counts["audit.log"] >= 2.0
+        assert counts["total"] >= sum(v for k, v in counts.items() if k != "total") - 0.01
+
     def test_cpu_per_image_for_each_worker_process(self, smoke_report: dict[str, Any]) -> None:
         """Every stage's worker process was measured and used CPU; workers exited cleanly."""
         for run in ("pipeline", "aiokafka_baseline"):
             per_image = smoke_report[run]["saturation"]["cpu_seconds_per_image"]
-            assert all(per_image[stage] > 0 for stage in ("validation", "inference"))
-            assert set(STAGES) <= set(per_image)
-            assert smoke_report[run]["exit_codes"] == dict.fromkeys(STAGES, 0)
+            roles = roles_for()  # the default layout: validation+inference twice, results, audit
+            assert all(per_image[role] > 0 for role in roles[:2])
+            assert set(roles) <= set(per_image)
+            assert smoke_report[run]["exit_codes"] == dict.fromkeys(roles, 0)
             assert smoke_report[run]["topics_deleted"] is True
 
     def test_smoke_has_no_half_rate_phase_or_profile(self, smoke_report: dict[str, Any]) -> None:

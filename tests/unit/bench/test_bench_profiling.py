@@ -65,7 +65,8 @@ class TestSummarise:
 class TestProfileWindow:
     def test_signals_start_and_stop_the_window(self, tmp_path: Path) -> None:
         """SIGUSR1 starts sampling, SIGUSR2 stops it and writes the summary and the tree."""
-        window = ProfileWindow(tmp_path / "profiles" / "inference")
+        # A second member's role: its ".2" is part of the name, not a suffix to replace.
+        window = ProfileWindow(tmp_path / "profiles" / "validate+infer.2")
         previous = signal.getsignal(START_SIGNAL), signal.getsignal(STOP_SIGNAL)
         window.install()
         try:
@@ -76,9 +77,9 @@ class TestProfileWindow:
         finally:
             signal.signal(START_SIGNAL, previous[0])
             signal.signal(STOP_SIGNAL, previous[1])
-        summary = json.loads((tmp_path / "profiles" / "inference.json").read_text())
+        summary = json.loads((tmp_path / "profiles" / "validate+infer.2.json").read_text())
         assert summary["seconds"] > 0
-        assert "burn" in (tmp_path / "profiles" / "inference.txt").read_text()
+        assert "burn" in (tmp_path / "profiles" / "validate+infer.2.txt").read_text()
         assert window.written
 
     def test_window_never_opened_writes_nothing(self, tmp_path: Path) -> None:

@@ -8,13 +8,18 @@ from typing import Any
 
 import pytest
 
+from bench import work_limit
+from bench.probe import offsets_partition
 from bench.run_pipeline import (
     combine_rounds,
     count_lines,
+    measure_single_decode_rows,
+    messages_per_image,
     parse_args,
     port_of,
     ratios,
     render_table,
+    targets,
     throughputs,
     total_cpu_per_image,
     write_report,
@@ -159,3 +164,92 @@ class TestFiles:
         assert count_lines(tmp_path / "none.jsonl") == 0
         (tmp_path / "two.jsonl").write_text("{}\n{}\n")
         assert count_lines(tmp_path / "two.jsonl") == 2
+
+
+class TestIssue18Rows:
+    def test_ratios_and_targets_against_the_single_decode_limit(self) -> None:
+        """CPU/image over the 1-loop limit, throughput over the 2-process limit, each judged."""
+        built = report(half_rate=True)
+        built["single_decode"] = {
+            "processes_1": {"images_per_second": 50.0, "cpu_seconds_per_image": 0.02, "seconds": 8},
+            "processes_2": {"images_per_second": 25.0, "cpu_seconds_per_image": 0.02, "seconds": 8},
+        }
+        built["ratios"] = ratios(built)
+        assert built["ratios"]["cpu_per_image_pipeline_vs_single_decode"] == 1.25
+        assert built["ratios"]["pipeline_vs_two_process_limit"] == 0.8
+        found = targets(built)
+        assert found["cpu_per_image_pipeline_vs_single_decode"]["met"] is True
+        assert found["pipeline_vs_two_process_limit"]["met"] is True
+        assert found["pipeline_vs_aiokafka_baseline"] == {
+            "value": 0.8,
+            "target": ">= 1",
+            "met": False,
+        }
+        assert found["half_rate_p50_ms"]["met"] is True  # 100 ms: on the bound
+        assert found["half_rate_p99_ms"] == {"value": 300.0, "target": "<= 250", "met": False}
+        table = render_table(built | {"targets": found})
+        assert "single decode (2 processes)" in table
+        assert "throughput pipeline / 2 processes: 0.80" in table
+        assert "half_rate_p99_ms" in table
+        assert "NOT met" in table
+
+    def test_a_report_without_the_single_decode_rows_says_so(self) -> None:
+        """Not measured (an older report): the ratios are None, the targets unjudged."""
+        built = report(half_rate=False)
+        built["ratios"] = ratios(built)
+        assert built["ratios"]["pipeline_vs_two_process_limit"] is None
+        found = targets(built)
+        assert found["cpu_per_image_pipeline_vs_single_decode"]["met"] is None
+        assert found["half_rate_p50_ms"] == {"value": None, "target": "<= 100", "met": None}
+        table = render_table(built | {"targets": found})
+        assert "single-decode limit" in table
+        assert "not measured" in table
+        assert "not available" in table
+
+    def test_single_decode_rows_measure_one_and_two_processes(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The decode-once loop runs in one process, then in two; the profile is not kept."""
+        calls: list[int] = []
+
+        def measure(
+            settings: Any, items: Any, factory: Any, *, processes: int
+        ) -> tuple[dict[str, float], None]:
+            calls.append(processes)
+            return {"images_per_second": 10.0 * processes}, None
+
+        monkeypatch.setattr(work_limit, "measure_single_decode", measure)
+        rows = measure_single_decode_rows(None, [], None)  # type: ignore[arg-type]
+        assert calls == [1, 2]
+        assert rows == {
+            "processes_1": {"images_per_second": 10.0},
+            "processes_2": {"images_per_second": 20.0},
+        }
+
+    def test_messages_per_image_by_topic(self) -> None:
+        """Offsets used per image; untouched topics left out; the total counts everything."""
+        before = {"images.arrived": 10, "audit.log": 5, "deadletter": 0, "offset_commits": 100}
+        after = {"images.arrived": 30, "audit.log": 75, "deadletter": 0, "offset_commits": 110}
+        assert messages_per_image(before, after, 20) == {
+            "images.arrived": 1.0,
+            "audit.log": 3.5,
+            "offset_commits": 0.5,
+            "total": 5.0,
+        }
+
+
+class TestCommitPartition:
+    @pytest.mark.parametrize(
+        ("group", "partitions", "expected"),
+        [
+            ("abc", 1_000_000, 96354),  # Java: "abc".hashCode() == 96354
+            ("polygenelubricants", 50, 0),  # hashCode() == Integer.MIN_VALUE: abs gives 0
+            ("Aa", 7, 2112 % 7),  # "Aa" and "BB" collide in Java (2112)
+            ("BB", 7, 2112 % 7),
+        ],
+    )
+    def test_kafkas_rule_for_the_group_coordinator_partition(
+        self, group: str, partitions: int, expected: int
+    ) -> None:
+        """Java's String.hashCode, Kafka's Utils.abs, modulo the partitions."""
+        assert offsets_partition(group, partitions) == expected

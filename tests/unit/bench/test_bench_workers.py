@@ -76,10 +76,22 @@ class TestCommands:
         assert wrapped[1:5] == ["-m", "bench.profiled", str(tmp_path / "results"), "--"]
         assert wrapped[5:] == ["-m", "cli", "worker", "--stages", "results"]
 
+    def test_default_layout_co_locates_validation_and_inference_in_two_processes(self) -> None:
+        """Two members of one group run validation+inference (decode once); then results, audit."""
+        roles = roles_for()
+        assert roles == ["validate+infer", "validate+infer.2", "results", "audit"]
+        assert worker_command("pipeline", "validate+infer.2")[-2:] == [
+            "--stages",
+            "validation,inference",
+        ]
+        assert roles_for(3)[:3] == ["validate+infer", "validate+infer.2", "validate+infer.3"]
+        with pytest.raises(ValueError, match="unknown layout"):
+            roles_for(1, "everything-in-one")
+
     def test_extra_inference_processes_are_roles_of_the_inference_stage(self) -> None:
         """--inference-processes 3 starts inference three times, each as its own role."""
-        assert roles_for(1) == ["validation", "inference", "results", "audit"]
-        roles = roles_for(3)
+        assert roles_for(None, "per-stage") == ["validation", "inference", "results", "audit"]
+        roles = roles_for(3, "per-stage")
         assert roles[1:4] == ["inference", "inference.2", "inference.3"]
         assert roles[-2:] == ["results", "audit"]
         assert worker_command("pipeline", "inference.3")[-1] == "inference"

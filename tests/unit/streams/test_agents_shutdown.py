@@ -53,6 +53,12 @@ class FakeStream:
             self.acked.extend(e.message.value for e in events)
 
 
+def take_events(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Take batches as Faust's ``take_events`` does (the fakes below reproduce its acks)."""
+    generator: AsyncIterator[list[Any]] = stream.take_events(max_, within)
+    return generator
+
+
 class FakeApp:
     """Captures the agent function Faust would run."""
 
@@ -94,7 +100,7 @@ class TestShutdownMidBatch:
         """Cancelling the agent mid-delivery waits for delivery; only then is the batch acked."""
         app, stream, delivery = FakeApp(), FakeStream([b"a", b"b"]), SlowDelivery()
         spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
-        register_agent(app, spec, delivery, NullObserver())  # type: ignore[arg-type]
+        register_agent(app, spec, delivery, NullObserver(), take=take_events)  # type: ignore[arg-type]
         assert app.agent_fn is not None
 
         async def consume() -> None:
@@ -201,7 +207,14 @@ class TestRefusedDelivery:
         app, stream = FakeApp(), RefcountingStream([b"a", b"b"])
         fatal: list[Exception] = []
         spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
-        register_agent(app, spec, refused, NullObserver(), on_fatal=fatal.append)  # type: ignore[arg-type]
+        register_agent(
+            app,  # type: ignore[arg-type]
+            spec,
+            refused,
+            NullObserver(),
+            on_fatal=fatal.append,
+            take=take_events,
+        )
         agent_fn = app.agent_fn
         assert agent_fn is not None
 
@@ -230,7 +243,7 @@ class TestRefusedDelivery:
         """Tools without a worker around them see the error; the batch is not acknowledged."""
         app, stream = FakeApp(), RefcountingStream([b"a"])
         spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
-        register_agent(app, spec, refused, NullObserver())  # type: ignore[arg-type]
+        register_agent(app, spec, refused, NullObserver(), take=take_events)  # type: ignore[arg-type]
         assert app.agent_fn is not None
         with pytest.raises(TransientError):
             async for _ in app.agent_fn(stream):
@@ -244,7 +257,7 @@ class TestRefusedDelivery:
         delivery = SlowDelivery()
         delivery.release.set()
         spec = AgentSpec("validation", ("t",), PassThrough(), 10, 0.01)
-        register_agent(app, spec, delivery, NullObserver())  # type: ignore[arg-type]
+        register_agent(app, spec, delivery, NullObserver(), take=take_events)  # type: ignore[arg-type]
         assert app.agent_fn is not None
         agen = app.agent_fn(stream)
         await agen.__anext__()

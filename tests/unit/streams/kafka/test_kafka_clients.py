@@ -284,6 +284,20 @@ class TestBuilders:
         assert kwargs["bootstrap_servers"] == "k:9092"
         assert kwargs["client_id"] == "test"
 
+    def test_producers_send_at_once_and_batch_what_is_sent_together(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No linger (a lone message is not held back); the batch bound comes from the config."""
+        recorder = type("P", (Recorder,), {"built": []})
+        monkeypatch.setattr(clients_module, "AIOKafkaProducer", recorder)
+        build_producer(CONFIG)
+        build_producer(
+            KafkaClientConfig("k:9092", producer_linger_ms=7, producer_max_batch_bytes=9)
+        )
+        (_, first), (_, second) = recorder.built
+        assert (first["linger_ms"], first["max_batch_size"]) == (0, 64 * 1024)
+        assert (second["linger_ms"], second["max_batch_size"]) == (7, 9)
+
     def test_consumer_reads_committed_and_commits_manually(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

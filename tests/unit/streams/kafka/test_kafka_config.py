@@ -208,6 +208,8 @@ class TestKafkaClientConfig:
             {"bootstrap": "k:1", "request_timeout_ms": 0},
             {"bootstrap": "k:1", "send_timeout_seconds": 0},
             {"bootstrap": "k:1", "read_stall_seconds": -1},
+            {"bootstrap": "k:1", "producer_linger_ms": -1},
+            {"bootstrap": "k:1", "producer_max_batch_bytes": 0},
         ],
     )
     def test_nonsense_is_refused(self, kwargs: dict[str, object]) -> None:
