@@ -29,7 +29,7 @@ from schemas.events import ImageArrived, InferenceCompleted, ModelRef
 from schemas.studies import StudyCompleted, StudyResult
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicKey, TopicNames
-from tests.integration.conftest import migrated_database
+from tests.integration.database_helpers import database_in_thread
 
 pytestmark = pytest.mark.requirement("RS-STU-01", "RS-STU-02", "RS-G-03")
 
@@ -82,7 +82,7 @@ async def wait_for_rows(
 @pytest.fixture
 def database_url(admin_database_url: str) -> Iterator[str]:
     """A fresh migrated database of this test's own, dropped after it."""
-    url, drop = migrated_database(admin_database_url)
+    url, drop = database_in_thread(admin_database_url)
     try:
         yield url
     finally:
