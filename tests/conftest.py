@@ -158,16 +158,6 @@ def topic_prefix(run_id: str) -> str:
     return f"rstest.{run_id}.{uuid.uuid4().hex[:8]}."
 
 
-def _restore_logging(handlers: list[logging.Handler], level: int) -> None:
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
-
-
 @pytest.fixture(autouse=True)
 def _logging_isolated() -> Iterator[None]:
     """Every test starts from structlog's defaults and the root logger it found.
@@ -178,18 +168,22 @@ def _logging_isolated() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
-    _restore_logging(handlers, level)
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    logging.captureWarnings(False)
+    structlog.reset_defaults()
 
 
 @pytest.fixture
 def restored_logging() -> Iterator[None]:
-    """Undo what a command run in-process did to logging (handlers on stderr, warnings capture).
+    """For tests that run commands in-process: report what a run left unclosed in time.
 
-    ``radstream`` configures logging once per process; a test running several commands would
-    otherwise leave handlers pointing at the streams of a finished test's capture.
+    ``radstream`` configures logging once per process, with handlers on the streams of the
+    test's capture. ``_logging_isolated`` (autouse, so set up before and torn down after this
+    fixture) removes those handlers; collecting first reports what the run left unclosed while
+    its streams still exist.
     """
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
     yield
-    gc.collect()  # what the run left unclosed is reported now, while its streams still exist
-    _restore_logging(handlers, level)
+    gc.collect()

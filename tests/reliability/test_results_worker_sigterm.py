@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess  # nosec B404 - starts radstream's own command line, as operators do
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +24,7 @@ from bench.sink_events import make_result
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicKey, TopicNames
 from tests.reliability.private_postgres import PrivateCluster
+from tests.reliability.worker_process import start_worker
 
 pytestmark = pytest.mark.requirement("RS-REL-14")
 
@@ -33,18 +32,6 @@ SHUTDOWN_SECONDS = 5
 # The backstop: 2 x shutdown + 10 s; the margin covers interpreter start-up on a busy machine.
 EXIT_BOUND_SECONDS = 2 * SHUTDOWN_SECONDS + 10 + 20
 START_SECONDS = 120.0
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """``radstream worker --stages results`` in its own session, logging to ``log_path``."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(  # nosec B603 - fixed argv
-            [sys.executable, "-m", "cli", "worker", "--stages", "results"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
 
 
 async def test_sigterm_with_the_database_down_ends_the_worker(
@@ -69,7 +56,7 @@ async def test_sigterm_with_the_database_down_ends_the_worker(
         "RADSTREAM_WATCHDOG__SHUTDOWN_SECONDS": str(SHUTDOWN_SECONDS),
         "RADSTREAM_SINK__RETRY_MAX_SECONDS": "1",
     }
-    worker = start_worker(env, log_path)
+    worker = start_worker("results", env, log_path)
     try:
         deadline = time.monotonic() + START_SECONDS
         while "worker_started" not in log_path.read_text(errors="replace"):

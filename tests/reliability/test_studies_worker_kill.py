@@ -15,7 +15,6 @@ import asyncio
 import os
 import signal
 import subprocess  # nosec B404 - starts radstream's own command line, as operators do
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,7 @@ from schemas.studies import StudyCompleted, StudyResult
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicKey, TopicNames
 from tests.integration.database_helpers import database_in_thread
+from tests.reliability.worker_process import start_worker
 
 pytestmark = pytest.mark.requirement("RS-STU-01", "RS-STU-02", "RS-G-03")
 
@@ -41,18 +41,6 @@ SHA = "b" * 64
 MODEL = ModelRef(
     name="lesion-detector", version="1.2.0", weights_sha256=SHA, runtime="onnx", provider="cpu"
 )
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """``radstream worker --stages studies`` in its own session, logging to ``log_path``."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(  # nosec B603 - fixed argv
-            [sys.executable, "-m", "cli", "worker", "--stages", "studies"],
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
 
 
 def log_text(log_path: Path) -> str:
@@ -174,7 +162,7 @@ async def test_worker_killed_mid_study_resumes_with_nothing_lost(
     log_path = tmp_path / "worker.log"
     db = await asyncpg.connect(database_url)
     try:
-        worker = start_worker(env, log_path)
+        worker = start_worker("studies", env, log_path)
         try:
             await wait_started(worker, log_path, 0)
             await publish(kafka, names, first)
@@ -192,7 +180,7 @@ async def test_worker_killed_mid_study_resumes_with_nothing_lost(
         assert await db.fetchval("SELECT count(*) FROM study_results") == 0
 
         mark = len(await asyncio.to_thread(log_text, log_path))
-        restarted = start_worker(env, log_path)
+        restarted = start_worker("studies", env, log_path)
         try:
             await wait_started(restarted, log_path, mark)
             duplicate = first[4]  # an arrival sent again: recognised, not counted
