@@ -61,6 +61,8 @@ from bench.workload import ArrivalFactory, WorkItem, build_workload, mix_of, war
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_EVENTS = 400
 SMOKE_EVENTS = 12
+# Which phase the profiled run samples (--profile-phase).
+PROFILE_PHASES: tuple[str, ...] = ("saturation", "half-rate")
 STARTUP_TIMEOUT_SECONDS = 180.0
 SHORT = {
     "validation": "validate",
@@ -89,6 +91,7 @@ class Options:
     idle_seconds: float
     inference_processes: int | None
     layout: str = "co-located"
+    profile_phase: str = "saturation"
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -100,6 +103,13 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--smoke", action="store_true", help="12 events, no half rate/profile")
     parser.add_argument("--no-half-rate", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--profile-phase",
+        choices=PROFILE_PHASES,
+        default="saturation",
+        help="the phase the profiled run samples: saturation shows the work, half-rate the "
+        "cost of each message when batches are small",
+    )
     parser.add_argument(
         "--bootstrap", default=os.environ.get("RADSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     )
@@ -146,6 +156,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         idle_seconds=1.0 if args.smoke else 5.0,
         inference_processes=args.inference_processes,
         layout=args.layout,
+        profile_phase=args.profile_phase,
     )
 
 
@@ -326,7 +337,8 @@ async def run_workers(
         phases["idle_cpu_share_of_core"] = await measure_idle(
             CpuMeter(pids, groups), options.idle_seconds
         )
-        if profile_dir is not None:
+        profiling = profile_dir is not None
+        if profiling and options.profile_phase == "saturation":
             signal_workers(workers, START_SIGNAL)
         phases["saturation"] = await measure_phase(
             probe,
@@ -337,10 +349,12 @@ async def run_workers(
             checkpoint_file=run.checkpoint_file,
             group_prefix=run.group_prefix,
         )
-        if profile_dir is not None:
+        if profiling and options.profile_phase == "saturation":
             signal_workers(workers, STOP_SIGNAL)
         if half_rate:
             rate = phases["saturation"]["images_per_second"] / 2
+            if profiling:
+                signal_workers(workers, START_SIGNAL)
             phases["half_rate"] = await measure_phase(
                 probe,
                 lambda: publish_paced(publisher, factory, items, rate),
@@ -351,6 +365,8 @@ async def run_workers(
                 group_prefix=run.group_prefix,
             )
             phases["half_rate"]["target_rate"] = round(rate, 2)
+            if profiling:
+                signal_workers(workers, STOP_SIGNAL)
         phases["audit_topic_end_offset"] = await probe.audit_end_offset()
     except (TimeoutError, RuntimeError) as exc:
         tails = "\n".join(f"--- {w.role} ({w.log_path})\n{w.tail()}" for w in workers)
@@ -469,11 +485,13 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
         report["pipeline"] = await run_kind("pipeline", "pipeline", half_rate=options.half_rate)
         report["aiokafka_baseline"] = await run_kind("baseline", "baseline", half_rate=False)
         if options.profile:
+            phase = options.profile_phase
             profiled = await run_kind(
-                "pipeline", "profiled", half_rate=False, profile_dir=profiles_dir
+                "pipeline", "profiled", half_rate=phase == "half-rate", profile_dir=profiles_dir
             )
             report["profile"]["pipeline_workers"] = {
-                "saturation_images_per_second_under_profiler": profiled["saturation"][
+                "phase": phase,
+                "images_per_second_under_profiler": profiled[phase.replace("-", "_")][
                     "images_per_second"
                 ],
                 "stages": read_profiles(
