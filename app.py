@@ -52,7 +52,7 @@ from sinks.database import Database, tls_context
 from sinks.repositories import ComparisonRepository, LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
 from sinks.studies import StudyStore
-from streams.agents import AgentSpec, register_agent
+from streams.agents import AgentSpec, Deferral, register_agent
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
 from streams.dicom_io.receiver import run_dicom_listener
@@ -69,7 +69,7 @@ from streams.stages.common import ImageReader
 from streams.stages.dicom_export import DicomExportStage
 from streams.stages.handoff import PixelHandoff
 from streams.stages.inference import InferenceStage
-from streams.stages.results import ResultsStage
+from streams.stages.results import LIFECYCLE_ONLY_TOPICS, ResultsStage
 from streams.stages.studies import StudiesStage
 from streams.stages.validation import ValidationStage
 from streams.studies.decision_support import load_decision_rules
@@ -291,6 +291,9 @@ def build_results_spec(
         ),
         settings.sink.batch_size,
         settings.sink.batch_wait_seconds,
+        Deferral(
+            frozenset(topics.of(LIFECYCLE_ONLY_TOPICS)), settings.sink.lifecycle_defer_seconds
+        ),
     )
 
 

@@ -97,6 +97,14 @@ class SinkSettings(_Group):
     batch_wait_seconds: float = Field(
         0.0, ge=0, description="linger for a fuller batch (0: take what is there, adaptive)"
     )
+    lifecycle_defer_seconds: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="an arrival's or validation's lifecycle step waits up to this long for "
+        "a result or rejection to share its transaction (0: each is written at once); results "
+        "and rejections never wait",
+    )
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
     retry_jitter: float = Field(0.2, ge=0, le=1, description="share of each delay randomised away")

@@ -42,6 +42,28 @@ IDLE_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
+class Deferral:
+    """Messages that may wait for a more urgent one, so both share one batch.
+
+    A batch holding only messages of ``topics`` waits up to ``seconds`` for a message of another
+    topic (or for the batch to fill); one such message releases it at once. The results sink
+    defers lifecycle-only steps (an arrival, a validation): they are written with the image's
+    result in one transaction instead of one transaction each, and a result never waits.
+    """
+
+    topics: frozenset[str]
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError("a deferral's seconds must not be negative")
+
+    def defers(self, event: Any) -> bool:
+        """Whether a Faust ``event`` may wait (its message came from one of ``topics``)."""
+        return bool(event.message.topic in self.topics)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSpec:
     """Which topics a stage consumes and how it batches them.
 
@@ -49,6 +71,7 @@ class AgentSpec:
         batch_size: most messages in one batch.
         batch_wait_seconds: how long a batch that is not full may wait for more messages after
             its first (0: take what is there; a batch then fills only while the stage is busy).
+        deferral: messages a batch may hold back for a more urgent one (:class:`Deferral`).
     """
 
     name: str
@@ -56,6 +79,7 @@ class AgentSpec:
     handler: StageHandler
     batch_size: int
     batch_wait_seconds: float
+    deferral: Deferral | None = None
 
 
 def incoming_from_event(event: Any) -> Incoming:
@@ -121,17 +145,31 @@ class ReadyBuffer(Generic[T]):
     returns at most ``capacity`` items. Items keep arriving while the agent processes a batch,
     so the next :meth:`take` returns at once with everything that came meanwhile: batches are
     one message at low rates (no added latency) and full under load (the per-batch costs shared).
+
+    With ``deferrable``, a buffer holding only items it accepts waits up to ``defer_seconds``
+    (from the :meth:`take`) for any other item or a full buffer before it hands them over.
     """
 
-    def __init__(self, capacity: int, *, linger_seconds: float = 0.0) -> None:
-        if capacity < 1 or linger_seconds < 0:
-            raise ValueError("capacity must be positive and linger_seconds not negative")
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        linger_seconds: float = 0.0,
+        defer_seconds: float = 0.0,
+        deferrable: Callable[[T], bool] | None = None,
+    ) -> None:
+        if capacity < 1 or linger_seconds < 0 or defer_seconds < 0:
+            raise ValueError("capacity must be positive and the waits not negative")
         self.capacity = capacity
         self.linger_seconds = linger_seconds
+        self.defer_seconds = defer_seconds if deferrable is not None else 0.0
+        self._deferrable = deferrable
         self._items: list[T] = []
+        self._urgent = 0  # buffered items that may not wait
         self._ready = asyncio.Event()  # set while there is at least one item
         self._full = asyncio.Event()  # set while there are ``capacity`` items
         self._room = asyncio.Event()  # set while there are fewer than ``capacity`` items
+        self._due = asyncio.Event()  # set while an urgent item is buffered, or it is full
         self._room.set()
 
     def __len__(self) -> int:
@@ -142,6 +180,8 @@ class ReadyBuffer(Generic[T]):
         while len(self._items) >= self.capacity:
             await self._room.wait()
         self._items.append(item)
+        if not self._may_wait(item):
+            self._urgent += 1
         self._changed()
 
     async def take(self, idle_seconds: float = IDLE_RECHECK_SECONDS) -> list[T]:
@@ -149,13 +189,20 @@ class ReadyBuffer(Generic[T]):
         if not self._items:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), idle_seconds)
+        if self._items and self.defer_seconds > 0 and not self._due.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self.defer_seconds)
         if self._items and self.linger_seconds > 0 and not self._full.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.linger_seconds)
         taken = self._items[: self.capacity]
         del self._items[: self.capacity]
+        self._urgent = sum(not self._may_wait(item) for item in self._items)
         self._changed()
         return taken
+
+    def _may_wait(self, item: T) -> bool:
+        return self._deferrable is not None and self._deferrable(item)
 
     def _changed(self) -> None:
         count = len(self._items)
@@ -163,6 +210,7 @@ class ReadyBuffer(Generic[T]):
             (self._ready, count > 0),
             (self._full, count >= self.capacity),
             (self._room, count < self.capacity),
+            (self._due, self._urgent > 0 or count >= self.capacity),
         ):
             if on:
                 event.set()
@@ -170,7 +218,9 @@ class ReadyBuffer(Generic[T]):
                 event.clear()
 
 
-def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+def take_ready(
+    stream: Any, max_: int, within: float, deferral: Deferral | None = None
+) -> AsyncIterator[list[Any]]:
     """Faust's ``stream.take_events(max_, within)`` made adaptive (:class:`ReadyBuffer`).
 
     ``take_events`` waits ``within`` on a fixed tick even for a lone message and stops
@@ -185,16 +235,24 @@ def take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]
     Up to ``max_`` buffered events wait for the next batch instead of Faust's channel queue;
     in a rebalance Faust waits for them to be processed (``stream_wait_empty``), and a partition's
     new owner may process them again: at least once, as for ``take_events``' in-flight batch.
+    With ``deferral``, a batch of deferrable messages only waits for a more urgent one.
     """
-    batches = _take_ready(stream, max_, within)
+    batches = _take_ready(stream, max_, within, deferral)
     active = getattr(stream, "_active_agens", None)
     if active is not None:
         active.add(batches)
     return batches
 
 
-async def _take_ready(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
-    buffer: ReadyBuffer[Any] = ReadyBuffer(max_, linger_seconds=within)
+async def _take_ready(
+    stream: Any, max_: int, within: float, deferral: Deferral | None
+) -> AsyncIterator[list[Any]]:
+    buffer: ReadyBuffer[Any] = ReadyBuffer(
+        max_,
+        linger_seconds=within,
+        defer_seconds=deferral.seconds if deferral else 0.0,
+        deferrable=deferral.defers if deferral else None,
+    )
 
     async def add_to_buffer(value: T) -> T:
         event = stream.current_event
@@ -231,7 +289,7 @@ def register_agent(
     on_handler_crash: Callable[[BaseException], None] | None = None,
     on_batch_done: Callable[[str, Sequence[Outgoing]], None] | None = None,
     on_fatal: Callable[[Exception], None] | None = None,
-    take: Callable[[Any, int, float], AsyncIterator[Sequence[Any]]] = take_ready,
+    take: Callable[[Any, int, float, Deferral | None], AsyncIterator[Sequence[Any]]] = take_ready,
 ) -> Any:
     """Declare the Faust agent that runs ``spec.handler`` over its topics.
 
@@ -246,7 +304,7 @@ def register_agent(
     )
 
     async def agent(stream: Any) -> AsyncIterator[None]:
-        async for events in take(stream, spec.batch_size, spec.batch_wait_seconds):
+        async for events in take(stream, spec.batch_size, spec.batch_wait_seconds, spec.deferral):
             batch = [incoming_from_event(event) for event in events]
             try:
                 outgoing = await finish_even_if_cancelled(

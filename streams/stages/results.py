@@ -39,6 +39,15 @@ from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.results")
 
+# Messages that only add a lifecycle step (no result, no rejection): nobody waits for them, so
+# the agent may hold them back for the image's outcome and write both in one transaction.
+LIFECYCLE_ONLY_TOPICS: tuple[TopicKey, ...] = (
+    TopicKey.IMAGES_ARRIVED,
+    TopicKey.IMAGES_ARRIVED_STAT,
+    TopicKey.IMAGES_VALIDATED,
+    TopicKey.IMAGES_VALIDATED_STAT,
+)
+
 
 class ResultsStage:
     """Parses the batch, writes it, and dead-letters only what cannot be stored."""

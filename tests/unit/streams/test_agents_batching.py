@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streams.agents import ReadyBuffer, take_ready
+from streams.agents import Deferral, ReadyBuffer, take_ready
 
 pytestmark = pytest.mark.requirement("RS-PRF-03", "RS-INF-05")
 
@@ -126,11 +126,89 @@ class TestLinger:
         assert take.result() == ["a", "b"]
 
 
-@pytest.mark.parametrize(("capacity", "linger"), [(0, 0.0), (1, -0.1)])
-def test_invalid_parameters_are_refused(capacity: int, linger: float) -> None:
+def lifecycle_only(item: str) -> bool:
+    """Items named ``step:...`` may wait (an arrival's or validation's lifecycle step)."""
+    return item.startswith("step:")
+
+
+class TestDeferral:
+    """Deferrable items wait for an urgent one, so both are written in one transaction."""
+
+    async def test_deferrable_items_wait_for_an_urgent_one(self) -> None:
+        """An arrival and its validation wait; the result releases the three at once."""
+        buffer: ReadyBuffer[str] = ReadyBuffer(8, defer_seconds=HOUR, deferrable=lifecycle_only)
+        await buffer.put("step:arrived")
+        take = asyncio.create_task(buffer.take(idle_seconds=HOUR))
+        await turns()
+        await buffer.put("step:validated")
+        await turns()
+        assert not take.done()
+        await buffer.put("result")
+        await turns()
+        assert take.result() == ["step:arrived", "step:validated", "result"]
+
+    async def test_an_urgent_item_never_waits(self) -> None:
+        """A result alone, or one already buffered behind deferrable items, goes at once."""
+        buffer: ReadyBuffer[str] = ReadyBuffer(8, defer_seconds=HOUR, deferrable=lifecycle_only)
+        await buffer.put("result")
+        assert await buffer.take(idle_seconds=HOUR) == ["result"]
+        await buffer.put("step:arrived")
+        await buffer.put("rejection")
+        assert await buffer.take(idle_seconds=HOUR) == ["step:arrived", "rejection"]
+
+    async def test_the_wait_is_bounded(self) -> None:
+        """Without an urgent item, the deferrable ones go when the deferral passes."""
+        buffer: ReadyBuffer[str] = ReadyBuffer(8, defer_seconds=0.001, deferrable=lifecycle_only)
+        await buffer.put("step:arrived")
+        assert await buffer.take(idle_seconds=HOUR) == ["step:arrived"]
+
+    async def test_a_full_buffer_of_deferrable_items_goes_at_once(self) -> None:
+        """A backlog of lifecycle steps is a full batch: nothing to wait for."""
+        buffer: ReadyBuffer[str] = ReadyBuffer(2, defer_seconds=HOUR, deferrable=lifecycle_only)
+        await buffer.put("step:a")
+        await buffer.put("step:b")
+        take = asyncio.create_task(buffer.take(idle_seconds=HOUR))
+        await turns()
+        assert take.result() == ["step:a", "step:b"]
+
+    async def test_urgent_items_left_behind_are_still_counted(self) -> None:
+        """A take of a full batch leaves an urgent item for the next take, which goes at once."""
+        buffer: ReadyBuffer[str] = ReadyBuffer(1, defer_seconds=HOUR, deferrable=lifecycle_only)
+        await buffer.put("step:a")
+        put = asyncio.create_task(buffer.put("result"))  # waits for room
+        assert await buffer.take(idle_seconds=HOUR) == ["step:a"]
+        await put
+        take = asyncio.create_task(buffer.take(idle_seconds=HOUR))
+        await turns()
+        assert take.result() == ["result"]
+
+    async def test_without_a_predicate_nothing_is_deferred(self) -> None:
+        """``defer_seconds`` alone defers nothing: every item counts as urgent."""
+        buffer: ReadyBuffer[str] = ReadyBuffer(8, defer_seconds=HOUR)
+        await buffer.put("step:arrived")
+        assert buffer.defer_seconds == 0.0
+        assert await buffer.take(idle_seconds=HOUR) == ["step:arrived"]
+
+    def test_a_deferral_names_its_topics(self) -> None:
+        """Deferral.defers judges a Faust event by its message's topic."""
+        deferral = Deferral(frozenset({"p.images.arrived"}), 0.5)
+        arrived = SimpleNamespace(message=SimpleNamespace(topic="p.images.arrived"))
+        result = SimpleNamespace(message=SimpleNamespace(topic="p.inference.results"))
+        assert deferral.defers(arrived)
+        assert not deferral.defers(result)
+
+    def test_a_negative_deferral_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="negative"):
+            Deferral(frozenset(), -1.0)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "linger", "defer"), [(0, 0.0, 0.0), (1, -0.1, 0.0), (1, 0.0, -0.1)]
+)
+def test_invalid_parameters_are_refused(capacity: int, linger: float, defer: float) -> None:
     """A buffer that could never hand anything over is refused."""
     with pytest.raises(ValueError, match="capacity"):
-        ReadyBuffer(capacity, linger_seconds=linger)
+        ReadyBuffer(capacity, linger_seconds=linger, defer_seconds=defer)
 
 
 class FakeFaustStream:
@@ -159,7 +237,8 @@ class FakeFaustStream:
 
     async def _drain(self, channel: AsyncIterator[str]) -> None:
         async for value in channel:
-            self.current_event = SimpleNamespace(value=value)
+            topic = value.split(":")[0] if ":" in value else "t"
+            self.current_event = SimpleNamespace(value=value, message=SimpleNamespace(topic=topic))
             for processor in list(self._processors):
                 await processor(value)
 
@@ -220,6 +299,21 @@ class TestTakeReady:
         assert stream.acked == ["a", "b", "c"]
         assert stream._processors == []
         assert stream.enable_acks is True
+
+    async def test_a_deferral_holds_lifecycle_steps_for_the_result(
+        self, streams: list[FakeFaustStream]
+    ) -> None:
+        """The results agent's case: the arrival waits for the result on another topic."""
+        stream = FakeFaustStream(["arrived:1"])
+        streams.append(stream)
+        batches = take_ready(stream, 8, 0.0, Deferral(frozenset({"arrived"}), HOUR))
+        first = asyncio.ensure_future(anext(batches))
+        await turns()
+        assert not first.done()
+        stream.channel.send("results:1")
+        await turns()
+        assert [e.value for e in first.result()] == ["arrived:1", "results:1"]
+        await batches.aclose()  # type: ignore[attr-defined]
 
     async def test_a_held_batch_is_not_acked_when_the_stream_stops(self) -> None:
         """A stopped stream yields nothing and acknowledges nothing."""

@@ -53,7 +53,9 @@ class FakeStream:
             self.acked.extend(e.message.value for e in events)
 
 
-def take_events(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+def take_events(
+    stream: Any, max_: int, within: float, _deferral: object = None
+) -> AsyncIterator[list[Any]]:
     """Take batches as Faust's ``take_events`` does (the fakes below reproduce its acks)."""
     generator: AsyncIterator[list[Any]] = stream.take_events(max_, within)
     return generator
