@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
 from schemas.api import ResultQuery, VerificationStatus, utc_timestamp
 from schemas.audit import AuditCheckpoint, AuditRecord
@@ -112,26 +114,54 @@ def result_row(
     }
 
 
-def _unnest_source(
-    table: Table, rows: Sequence[Mapping[str, Any]], json_columns: frozenset[str] = frozenset()
-) -> tuple[list[str], Select[Any]]:
-    """``SELECT ... FROM unnest($1, $2, ...)``: one array parameter per column.
+def _unnest_rows(
+    rows: Sequence[Mapping[str, Any]], json_columns: frozenset[str] = frozenset()
+) -> tuple[tuple[str, ...], dict[str, list[Any]]]:
+    """The columns of ``rows`` and one array parameter per column, for :func:`_unnest_insert`.
 
-    The statement text is the same for every batch size, so PostgreSQL and asyncpg prepare it
-    once, and a batch is one round trip however many rows it has (no 32k-parameter limit).
     JSON travels as text arrays and is cast back, since JSONB arrays have no asyncpg codec.
     """
-    columns = list(rows[0].keys())
-    arrays = []
-    for name in columns:
-        item_type = Text() if name in json_columns else table.c[name].type
-        values = [json.dumps(row[name]) if name in json_columns else row[name] for row in rows]
-        arrays.append(bindparam(f"rows_{name}", values, type_=ARRAY(item_type)))
+    columns = tuple(rows[0].keys())
+    parameters = {
+        f"rows_{name}": [
+            json.dumps(row[name]) if name in json_columns else row[name] for row in rows
+        ]
+        for name in columns
+    }
+    return columns, parameters
+
+
+@functools.cache
+def _unnest_insert(
+    table: Table,
+    columns: tuple[str, ...],
+    json_columns: frozenset[str],
+    conflict_target: tuple[str, ...] | None,
+    returning: str,
+) -> ReturningInsert[Any]:
+    """``INSERT ... SELECT ... FROM unnest($1, $2, ...) ON CONFLICT DO NOTHING RETURNING ...``.
+
+    The statement text is the same for every batch size, so PostgreSQL and asyncpg prepare it
+    once, and a batch is one round trip however many rows it has (no 32k-parameter limit). It
+    is built once per table and column list (values are bound at execution): building and
+    compiling it for every batch cost more CPU than the write itself when batches are small.
+    """
+    arrays = [
+        bindparam(
+            f"rows_{name}", type_=ARRAY(Text() if name in json_columns else table.c[name].type)
+        )
+        for name in columns
+    ]
     source = func.unnest(*arrays).table_valued(*columns).render_derived()
     selected = [
         cast(source.c[name], JSONB) if name in json_columns else source.c[name] for name in columns
     ]
-    return columns, select(*selected)
+    return (
+        insert(table)
+        .from_select(list(columns), select(*selected))
+        .on_conflict_do_nothing(index_elements=list(conflict_target) if conflict_target else None)
+        .returning(table.c[returning])
+    )
 
 
 def encode_cursor(completed_at: datetime, result_id: uuid.UUID) -> str:
@@ -181,17 +211,16 @@ class ResultsRepository:
         """
         if not results:
             return 0
-        columns, source = _unnest_source(
-            inference_results, [result_row(r, role) for r in results], _JSON_COLUMNS
-        )
-        statement = (
-            insert(inference_results)
-            .from_select(columns, source)
-            .on_conflict_do_nothing(index_elements=["event_id", "model_name", "model_version"])
-            .returning(_R.result_id)
+        columns, parameters = _unnest_rows([result_row(r, role) for r in results], _JSON_COLUMNS)
+        statement = _unnest_insert(
+            inference_results,
+            columns,
+            _JSON_COLUMNS,
+            ("event_id", "model_name", "model_version"),
+            "result_id",
         )
         with database_errors():
-            inserted = await session.execute(statement)
+            inserted = await session.execute(statement, parameters)
         return len(inserted.all())
 
     @staticmethod
@@ -332,15 +361,10 @@ class LifecycleRepository:
         ]
         # No conflict target: the only unique index besides the identity key is the
         # (event, state, model) expression index, which is what "already recorded" means.
-        columns, source = _unnest_source(image_events, rows)
-        statement = (
-            insert(image_events)
-            .from_select(columns, source)
-            .on_conflict_do_nothing()
-            .returning(_E.id)
-        )
+        columns, parameters = _unnest_rows(rows)
+        statement = _unnest_insert(image_events, columns, frozenset(), None, "id")
         with database_errors():
-            inserted = await session.execute(statement)
+            inserted = await session.execute(statement, parameters)
         return len(inserted.all())
 
     @staticmethod
