@@ -267,6 +267,8 @@ class AuditAgent:
             # once instead of waiting a session timeout for the dead member to be evicted.
             group_instance_id=self.transactional_id,
             max_poll_records=self.max_batch,
+            # The broker gathers the batch: a transaction per batch wait, not per message.
+            gather_seconds=self.batch_wait_seconds,
         )
         await self._consumer.start()
         log.info(

@@ -109,6 +109,8 @@ class AuditTableWriter:
         trusted: the keys whose record signatures make a record the agent's.
         max_batch: most messages per database transaction.
         quarantined: told the number of foreign messages quarantined by each batch.
+        gather_seconds: how long the broker may hold a fetch to gather records (the audit
+            agent's batch wait: it commits a transaction about that often).
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class AuditTableWriter:
         trusted: TrustedKeys,
         max_batch: int = 500,
         quarantined: Callable[[int], None] | None = None,
+        gather_seconds: float = 0.0,
     ) -> None:
         self.kafka = kafka
         self.topic = TopicNames(prefix).audit
@@ -129,6 +132,7 @@ class AuditTableWriter:
         self.trusted = trusted
         self.max_batch = max_batch
         self._quarantined = quarantined
+        self.gather_seconds = gather_seconds
         self.stored = 0
         self.quarantined = 0
         self._consumer: KafkaConsumer | None = None
@@ -151,6 +155,7 @@ class AuditTableWriter:
             sink=sink,
             trusted=trusted,
             quarantined=quarantined,
+            gather_seconds=settings.audit.batch_wait_seconds,
         )
 
     @property
@@ -161,7 +166,11 @@ class AuditTableWriter:
     async def start(self) -> None:
         """Subscribe to the audit topic (committed records only)."""
         self._consumer = build_consumer(
-            self.kafka, self.topic, group_id=self.group_id, max_poll_records=self.max_batch
+            self.kafka,
+            self.topic,
+            group_id=self.group_id,
+            max_poll_records=self.max_batch,
+            gather_seconds=self.gather_seconds,
         )
         await self._consumer.start()
 

@@ -310,6 +310,18 @@ class TestBuilders:
         assert kwargs["isolation_level"] == "read_committed"
         assert kwargs["enable_auto_commit"] is False
         assert (kwargs["group_id"], kwargs["max_poll_records"]) == ("g", 7)
+        assert "fetch_min_bytes" not in kwargs  # the broker answers with the first record
+
+    def test_a_gathering_consumer_lets_the_broker_hold_its_fetches(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The audit readers: a fetch waits up to the gather time unless a backlog fills it."""
+        recorder = type("C", (Recorder,), {"built": []})
+        monkeypatch.setattr(clients_module, "AIOKafkaConsumer", recorder)
+        build_consumer(CONFIG, "t", group_id="g", gather_seconds=0.25)
+        ((_, kwargs),) = recorder.built
+        assert kwargs["fetch_max_wait_ms"] == 250
+        assert kwargs["fetch_min_bytes"] == clients_module.GATHER_MIN_BYTES
 
     def test_admin_uses_the_same_connection(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """The admin client connects like every other client."""
