@@ -144,7 +144,11 @@ class AuditSettings(_Group):
     checkpoint_every_records: int = Field(100, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
     batch_wait_seconds: float = Field(
-        0.1, ge=0, le=5, description="gather source messages this long per audit transaction"
+        0.5,
+        ge=0,
+        le=5,
+        description="gather source messages this long per audit transaction (the audit "
+        "readers' fetches wait as long at the broker); no result waits for the audit trail",
     )
     trusted_public_keys: tuple[str, ...] = Field(
         (),

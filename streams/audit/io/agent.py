@@ -151,7 +151,7 @@ class AuditAgent:
         policy: CheckpointPolicy,
         chain_partition: int = 0,
         max_batch: int = 500,
-        batch_wait_seconds: float = 0.1,
+        batch_wait_seconds: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
         trusted: TrustedKeys | None = None,
