@@ -325,6 +325,10 @@ class KafkaConsumer(_Client):
         """Drop every assignment."""
         self._consumer.unsubscribe()
 
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this consumer reads now (its group's assignment, or assigned)."""
+        return frozenset(self._consumer.assignment())
+
     async def position(self, partition: TopicPartition) -> int:
         """The offset of the next record to be fetched from ``partition``."""
         with kafka_errors("reading a position"):

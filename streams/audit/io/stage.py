@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 import structlog
 
 from observability.metrics import Metrics
+from schemas.errors import RadstreamError
 from schemas.settings import Settings
 from sinks.database import Database, tls_context
 from streams.audit.io.agent import AuditAgent
@@ -17,6 +18,9 @@ from streams.batching_sink import Backpressure, SinkHooks
 from streams.kafka.loop import run_until_stopped
 
 log = structlog.get_logger("radstream.audit")
+
+# After the agent stopped, the table copy goes on until it has everything (bounded by this).
+TABLE_DRAIN_SECONDS = 10.0
 
 
 def database_outage_hook(metrics: Metrics) -> SinkHooks[object]:
@@ -49,6 +53,10 @@ async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metr
     transaction is committed or aborted, never cut off) and stop cleanly; then the first
     failure is raised. A database outage only stalls the table copy (backpressure); the agent
     keeps writing the chain to Kafka meanwhile, and a stop during the outage ends the wait.
+
+    The table copy stops after the agent, once it has copied what the agent committed (its
+    last batch and its stop checkpoint; :func:`drain_table_copy`, bounded): after a clean stop
+    the table holds the whole chain, and verifying it then does not report a truncated table.
     """
     agent = AuditAgent.from_settings(settings)
     database = Database(
@@ -62,15 +70,55 @@ async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metr
     writer = AuditTableWriter.from_settings(
         settings, database, backpressure, agent.trusted, quarantined=metrics.audit_quarantined
     )
+    writer_stop, writer_done = asyncio.Event(), asyncio.Event()
+
+    async def agent_then_drain() -> None:
+        try:
+            await run_until_stopped(agent, stop)
+        finally:
+            await drain_table_copy(writer, writer_stop, writer_done)
+
+    async def copy_to_table() -> None:
+        try:
+            await run_until_stopped(writer, writer_stop)
+        finally:
+            writer_done.set()
+
     try:
         await run_side_by_side(
-            stop,
-            run_until_stopped(agent, stop),
-            run_until_stopped(writer, stop),
-            export_audit_counts(agent, metrics, stop),
+            stop, agent_then_drain(), copy_to_table(), export_audit_counts(agent, metrics, stop)
         )
     finally:
         await database.dispose()
+
+
+async def drain_table_copy(
+    writer: AuditTableWriter,
+    writer_stop: asyncio.Event,
+    writer_done: asyncio.Event,
+    *,
+    bound_seconds: float = TABLE_DRAIN_SECONDS,
+    poll_seconds: float = 0.1,
+) -> None:
+    """Let the table copy catch up with the topic (at most ``bound_seconds``), then stop it.
+
+    Ends early when the writer has already ended (it failed, or was never started).
+    """
+    try:
+        async with asyncio.timeout(bound_seconds):
+            while not writer_done.is_set():
+                with contextlib.suppress(RadstreamError):  # the writer's loop handles those
+                    if await writer.caught_up():
+                        return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writer_done.wait(), poll_seconds)
+    except TimeoutError:
+        log.warning(
+            "audit_table_copy_behind",
+            action="stopping anyway; the copy resumes from the committed offsets at the next start",
+        )
+    finally:
+        writer_stop.set()
 
 
 async def run_side_by_side(stop: asyncio.Event, *parts: Awaitable[object]) -> None:

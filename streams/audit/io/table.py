@@ -109,8 +109,6 @@ class AuditTableWriter:
         trusted: the keys whose record signatures make a record the agent's.
         max_batch: most messages per database transaction.
         quarantined: told the number of foreign messages quarantined by each batch.
-        gather_seconds: how long the broker may hold a fetch to gather records (the audit
-            agent's batch wait: it commits a transaction about that often).
     """
 
     def __init__(
@@ -123,7 +121,6 @@ class AuditTableWriter:
         trusted: TrustedKeys,
         max_batch: int = 500,
         quarantined: Callable[[int], None] | None = None,
-        gather_seconds: float = 0.0,
     ) -> None:
         self.kafka = kafka
         self.topic = TopicNames(prefix).audit
@@ -132,7 +129,6 @@ class AuditTableWriter:
         self.trusted = trusted
         self.max_batch = max_batch
         self._quarantined = quarantined
-        self.gather_seconds = gather_seconds
         self.stored = 0
         self.quarantined = 0
         self._consumer: KafkaConsumer | None = None
@@ -155,7 +151,6 @@ class AuditTableWriter:
             sink=sink,
             trusted=trusted,
             quarantined=quarantined,
-            gather_seconds=settings.audit.batch_wait_seconds,
         )
 
     @property
@@ -166,11 +161,7 @@ class AuditTableWriter:
     async def start(self) -> None:
         """Subscribe to the audit topic (committed records only)."""
         self._consumer = build_consumer(
-            self.kafka,
-            self.topic,
-            group_id=self.group_id,
-            max_poll_records=self.max_batch,
-            gather_seconds=self.gather_seconds,
+            self.kafka, self.topic, group_id=self.group_id, max_poll_records=self.max_batch
         )
         await self._consumer.start()
 
@@ -179,6 +170,22 @@ class AuditTableWriter:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
+
+    async def caught_up(self) -> bool:
+        """Whether everything committed on this writer's partitions of the topic is copied.
+
+        A writer with no partitions (another member of its group copies them) has nothing to
+        copy; one not started has not caught up.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        partitions = consumer.assignment()
+        ends = await consumer.end_offsets(partitions)
+        for partition, end in ends.items():
+            if await consumer.position(partition) < end:
+                return False
+        return True
 
     async def process_batch(self, timeout_ms: int = 500) -> int:
         """Store one batch, then commit its offsets; the number of messages handled."""

@@ -9,8 +9,16 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from observability.metrics import Metrics
+from schemas.errors import ErrorCode, TransientError
 from streams.audit.io.agent import finish_before_cancelling
-from streams.audit.io.stage import database_outage_hook, export_audit_counts, run_side_by_side
+from streams.audit.io.stage import (
+    database_outage_hook,
+    drain_table_copy,
+    export_audit_counts,
+    run_side_by_side,
+)
+from streams.audit.io.table import AuditTableWriter
+from streams.kafka import KafkaClientConfig, TopicPartition
 
 pytestmark = pytest.mark.requirement("RS-AUD-07")
 
@@ -126,3 +134,120 @@ class TestTransactionsAreNotCutOff:
             return 3
 
         assert await finish_before_cancelling(transaction(), bound=1) == 3
+
+
+class FakeWriter:
+    """The table copy as the drain sees it: caught up after ``behind`` more looks."""
+
+    def __init__(self, behind: int, *, failing: bool = False) -> None:
+        self.behind = behind
+        self.failing = failing
+        self.looks = 0
+
+    async def caught_up(self) -> bool:
+        self.looks += 1
+        if self.failing:
+            raise TransientError(ErrorCode.BROKER_UNAVAILABLE, "reading end offsets")
+        return self.looks > self.behind
+
+
+class TestDrainTableCopy:
+    """After the agent stopped, the table copy stops once it has the whole chain (bounded)."""
+
+    async def test_the_copy_stops_once_caught_up(self) -> None:
+        writer, writer_stop, writer_done = FakeWriter(behind=2), asyncio.Event(), asyncio.Event()
+        await drain_table_copy(writer, writer_stop, writer_done, poll_seconds=0)  # type: ignore[arg-type]
+        assert writer.looks == 3
+        assert writer_stop.is_set()
+
+    async def test_a_copy_that_never_catches_up_is_stopped_at_the_bound(self) -> None:
+        """One warning line; the copy resumes from its committed offsets at the next start."""
+        writer, writer_stop, writer_done = (
+            FakeWriter(behind=10**9),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
+        with capture_logs() as logs:
+            await drain_table_copy(
+                writer,  # type: ignore[arg-type]
+                writer_stop,
+                writer_done,
+                bound_seconds=0.01,
+                poll_seconds=0,
+            )
+        assert writer_stop.is_set()
+        assert [entry["event"] for entry in logs] == ["audit_table_copy_behind"]
+
+    async def test_broker_trouble_while_looking_is_not_a_verdict(self) -> None:
+        """The writer's own loop deals with the broker; the drain keeps looking until bounded."""
+        writer, writer_stop, writer_done = (
+            FakeWriter(0, failing=True),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
+        await drain_table_copy(
+            writer,  # type: ignore[arg-type]
+            writer_stop,
+            writer_done,
+            bound_seconds=0.01,
+            poll_seconds=0,
+        )
+        assert writer.looks > 1
+        assert writer_stop.is_set()
+
+    async def test_a_writer_that_ended_is_not_waited_for(self) -> None:
+        writer, writer_stop, writer_done = (
+            FakeWriter(behind=10**9),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
+        writer_done.set()
+        await drain_table_copy(writer, writer_stop, writer_done)  # type: ignore[arg-type]
+        assert writer.looks == 0
+        assert writer_stop.is_set()
+
+
+class FakeConsumer:
+    """Positions and end offsets of the writer's partitions."""
+
+    def __init__(self, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]):
+        self.positions = positions
+        self.ends = ends
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self.positions)
+
+    async def end_offsets(self, partitions: frozenset[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def position(self, partition: TopicPartition) -> int:
+        return self.positions[partition]
+
+
+class TestCaughtUp:
+    TP = TopicPartition("p.audit.log", 0)
+
+    def writer(self, consumer: FakeConsumer | None) -> AuditTableWriter:
+        writer = AuditTableWriter(
+            kafka=KafkaClientConfig("k:9092"),
+            prefix="p.",
+            group_id="g",
+            sink=None,  # type: ignore[arg-type]
+            trusted=None,  # type: ignore[arg-type]
+        )
+        writer._consumer = consumer  # type: ignore[assignment]
+        return writer
+
+    async def test_behind_until_the_position_reaches_the_end(self) -> None:
+        consumer = FakeConsumer({self.TP: 4}, {self.TP: 6})
+        writer = self.writer(consumer)
+        assert not await writer.caught_up()
+        consumer.positions[self.TP] = 6
+        assert await writer.caught_up()
+
+    async def test_no_partitions_nothing_to_copy(self) -> None:
+        """Another member of the writer's group copies the chain."""
+        assert await self.writer(FakeConsumer({}, {})).caught_up()
+
+    async def test_not_started_is_not_caught_up(self) -> None:
+        assert not await self.writer(None).caught_up()
