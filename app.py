@@ -52,7 +52,7 @@ from sinks.database import Database, tls_context
 from sinks.repositories import ComparisonRepository, LifecycleRepository, ResultsRepository
 from sinks.results_sink import ResultsSink, WriteReport
 from sinks.studies import StudyStore
-from streams.agents import AgentSpec, Deferral, register_agent
+from streams.agents import AgentSpec, Deferral, register_agent, watch_consumers
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
 from streams.dicom_io.receiver import run_dicom_listener
@@ -451,13 +451,26 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     apps = [_faust_app(worker, group, specs, on_fatal) for group, specs in groups.items()]
     started: list[faust.App] = []
     stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
+    # Faust never raises what its consumer's group coordination holds (a group the principal
+    # may not use): without this watch such a worker would wait for ever (streams/agents.py).
+    watching = asyncio.ensure_future(watch_consumers(apps, on_fatal))
     try:
         for faust_app in apps:
-            await faust_app.start()
-            started.append(faust_app)
-        worker.mark_started()
-        await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
+            # A refused group leaves Faust's start waiting for ever: the watch's verdict ends it.
+            starting: asyncio.Future[object] = asyncio.ensure_future(faust_app.start())
+            await asyncio.wait([starting, fatal], return_when=asyncio.FIRST_COMPLETED)
+            started.append(faust_app)  # stopped in the finally, even half started
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await starting
+                break
+            starting.result()
+        else:
+            worker.mark_started()
+            await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        watching.cancel()
         stopped.cancel()
         held = fatal.done()
         fatal.cancel()

@@ -30,6 +30,7 @@ import structlog
 
 from schemas.errors import ErrorCode, RadstreamError
 from streams.kafka import Outgoing
+from streams.kafka.errors import kafka_errors
 from streams.pipeline import Incoming, StageHandler, StageObserver, process_batch
 
 T = TypeVar("T")
@@ -39,6 +40,8 @@ log = structlog.get_logger("radstream.agents")
 # How long an idle agent waits for its first message before it looks again (a bound on every
 # wait; shutdown cancels the wait anyway). Not a batching delay: a message ends the wait at once.
 IDLE_RECHECK_SECONDS = 1.0
+# Bound of one look at a Faust consumer's pending error (a hop to Faust's consumer thread).
+CONSUMER_CHECK_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,3 +332,61 @@ def register_agent(
 
     agent.__name__ = agent.__qualname__ = f"{spec.name}_agent"
     return app.agent(channel, name=spec.name, concurrency=1)(agent)
+
+
+async def raise_consumer_error(app: faust.App) -> None:
+    """Raise the error aiokafka holds for ``app``'s consumer, translated; return if there is none.
+
+    aiokafka raises what its group coordination cannot get past without the operator (a group
+    or topic the principal may not use: ``GroupAuthorizationFailedError``, or a coordination
+    task that died) from the consumer's ``getmany``. Faust never calls ``getmany``: it reads
+    from aiokafka's fetcher directly (faust-streaming 0.15, ``drivers/aiokafka.py``,
+    ``_fetch_records``), so such an error is never raised and the worker waits without a member
+    or a line, for ever. This asks the coordinator (``check_errors``, on Faust's consumer
+    thread, where the coordinator lives). An app whose consumer has not started, or whose
+    thread does not answer within the bound, is skipped: no verdict is not an error.
+
+    Raises:
+        RadstreamError: ``BROKER_REQUEST_REFUSED`` for a refusal, else the translated error.
+    """
+    consumer = getattr(app, "_consumer", None)  # not app.consumer: that would create one
+    thread = getattr(consumer, "_thread", None)
+    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+    if thread is None or coordinator is None:
+        return
+
+    async def check() -> None:
+        coordinator.check_errors()
+
+    try:
+        async with asyncio.timeout(CONSUMER_CHECK_TIMEOUT_SECONDS):
+            with kafka_errors(f"consuming in group {app.conf.id}"):
+                await thread.call_thread(check)
+    except TimeoutError:
+        return  # the consumer thread is busy or stopping: no verdict, the next look decides
+
+
+async def watch_consumers(
+    apps: Sequence[faust.App],
+    on_fatal: Callable[[Exception], None],
+    *,
+    every_seconds: float = 1.0,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> None:
+    """Check every app's consumer every ``every_seconds``; the first error ends the worker.
+
+    The error is logged as one line (``consumer_failed`` with the group and the error code)
+    and passed to ``on_fatal``, which stops the worker; it exits non-zero for its supervisor.
+    """
+    while True:
+        await sleep(every_seconds)
+        for app in apps:
+            try:
+                await raise_consumer_error(app)
+            except Exception as exc:  # noqa: BLE001 - any error here means no consumption
+                code = exc.code if isinstance(exc, RadstreamError) else ErrorCode.INTERNAL_ERROR
+                log.error(  # noqa: TRY400 - one line; the error's text is the CLI's to print
+                    "consumer_failed", group=app.conf.id, error_code=code.value
+                )
+                on_fatal(exc)
+                return

@@ -196,6 +196,34 @@ class TestWorkersOnTheSecureProfile:
             worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
         assert worker.returncode == 0, log.read_text()
 
+    def test_a_worker_refused_its_group_exits_with_one_line(
+        self, secure_kafka: SecureKafka, tmp_path: Path
+    ) -> None:
+        """A principal that may read arrivals but not use its consumer group: exit 7, one line.
+
+        Faust never raises the group coordinator's refusal; without the consumer watch the
+        worker waited for ever without a line (issue 17: recover or exit, never hang).
+        """
+        group_prefix = f"{secure_kafka.group_prefix}-nogroup"
+        arrived = secure_kafka.topic_prefix + "images.arrived"
+        admin = config(secure_kafka.settings("admin"))
+        read = AclBinding("api", ResourceType.TOPIC, arrived, PatternType.LITERAL, Operation.READ)
+        asyncio.run(create_acls(admin, [read.wire()]))
+        log = tmp_path / "worker.log"
+        worker = start_worker(secure_kafka, "api", group_prefix, log)
+        try:
+            worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=30)
+        text = log.read_text()
+        assert worker.returncode == REFUSED_EXIT, text
+        lines = [line for line in text.splitlines() if "BROKER_REQUEST_REFUSED" in line]
+        assert len(lines) == 1, text
+        assert f"consuming in group {group_prefix}-validation" in lines[0]
+        assert "Traceback" not in text
+
     def test_a_refused_delivery_stops_the_worker_and_commits_nothing(
         self, secure_kafka: SecureKafka, tmp_path: Path
     ) -> None:
