@@ -160,6 +160,23 @@ def start_worker(
         )
 
 
+def run_refused_worker(secure_kafka: SecureKafka, group_prefix: str, log: Path) -> str:
+    """Run a validation worker as ``api`` until it exits (bounded); it must exit refused (7).
+
+    Returns its log.
+    """
+    worker = start_worker(secure_kafka, "api", group_prefix, log)
+    try:
+        worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=30)
+    text = log.read_text()
+    assert worker.returncode == REFUSED_EXIT, text
+    return text
+
+
 def publish_sample(secure_kafka: SecureKafka) -> str:
     """Publish one sample arrival as the router; its event id."""
     sample = REPO_ROOT / "samples" / "dicom" / "ct_small.dcm"
@@ -209,16 +226,7 @@ class TestWorkersOnTheSecureProfile:
         admin = config(secure_kafka.settings("admin"))
         read = AclBinding("api", ResourceType.TOPIC, arrived, PatternType.LITERAL, Operation.READ)
         asyncio.run(create_acls(admin, [read.wire()]))
-        log = tmp_path / "worker.log"
-        worker = start_worker(secure_kafka, "api", group_prefix, log)
-        try:
-            worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(timeout=30)
-        text = log.read_text()
-        assert worker.returncode == REFUSED_EXIT, text
+        text = run_refused_worker(secure_kafka, group_prefix, tmp_path / "worker.log")
         lines = [line for line in text.splitlines() if "BROKER_REQUEST_REFUSED" in line]
         assert len(lines) == 1, text
         assert f"consuming in group {group_prefix}-validation" in lines[0]
@@ -238,16 +246,7 @@ class TestWorkersOnTheSecureProfile:
         ]
         asyncio.run(create_acls(admin, [b.wire() for b in reads]))
         publish_sample(secure_kafka)
-        log = tmp_path / "worker.log"
-        worker = start_worker(secure_kafka, "api", group_prefix, log)
-        try:
-            worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(timeout=30)
-        text = log.read_text()
-        assert worker.returncode == REFUSED_EXIT, text
+        text = run_refused_worker(secure_kafka, group_prefix, tmp_path / "worker.log")
         assert text.count("delivery_failed") == 1, text
         assert "BROKER_REQUEST_REFUSED" in text
 

@@ -151,60 +151,45 @@ class FakeWriter:
         return self.looks > self.behind
 
 
+async def drain(writer: FakeWriter, *, done: bool = False, bound: float = 10.0) -> asyncio.Event:
+    """Run :func:`drain_table_copy` on ``writer``; the writer's stop event it set."""
+    writer_stop, writer_done = asyncio.Event(), asyncio.Event()
+    if done:
+        writer_done.set()
+    await drain_table_copy(
+        writer,  # type: ignore[arg-type]
+        writer_stop,
+        writer_done,
+        bound_seconds=bound,
+        poll_seconds=0,
+    )
+    return writer_stop
+
+
 class TestDrainTableCopy:
     """After the agent stopped, the table copy stops once it has the whole chain (bounded)."""
 
     async def test_the_copy_stops_once_caught_up(self) -> None:
-        writer, writer_stop, writer_done = FakeWriter(behind=2), asyncio.Event(), asyncio.Event()
-        await drain_table_copy(writer, writer_stop, writer_done, poll_seconds=0)  # type: ignore[arg-type]
+        writer = FakeWriter(behind=2)
+        assert (await drain(writer)).is_set()
         assert writer.looks == 3
-        assert writer_stop.is_set()
 
     async def test_a_copy_that_never_catches_up_is_stopped_at_the_bound(self) -> None:
         """One warning line; the copy resumes from its committed offsets at the next start."""
-        writer, writer_stop, writer_done = (
-            FakeWriter(behind=10**9),
-            asyncio.Event(),
-            asyncio.Event(),
-        )
         with capture_logs() as logs:
-            await drain_table_copy(
-                writer,  # type: ignore[arg-type]
-                writer_stop,
-                writer_done,
-                bound_seconds=0.01,
-                poll_seconds=0,
-            )
-        assert writer_stop.is_set()
+            assert (await drain(FakeWriter(behind=10**9), bound=0.01)).is_set()
         assert [entry["event"] for entry in logs] == ["audit_table_copy_behind"]
 
     async def test_broker_trouble_while_looking_is_not_a_verdict(self) -> None:
         """The writer's own loop deals with the broker; the drain keeps looking until bounded."""
-        writer, writer_stop, writer_done = (
-            FakeWriter(0, failing=True),
-            asyncio.Event(),
-            asyncio.Event(),
-        )
-        await drain_table_copy(
-            writer,  # type: ignore[arg-type]
-            writer_stop,
-            writer_done,
-            bound_seconds=0.01,
-            poll_seconds=0,
-        )
+        writer = FakeWriter(0, failing=True)
+        assert (await drain(writer, bound=0.01)).is_set()
         assert writer.looks > 1
-        assert writer_stop.is_set()
 
     async def test_a_writer_that_ended_is_not_waited_for(self) -> None:
-        writer, writer_stop, writer_done = (
-            FakeWriter(behind=10**9),
-            asyncio.Event(),
-            asyncio.Event(),
-        )
-        writer_done.set()
-        await drain_table_copy(writer, writer_stop, writer_done)  # type: ignore[arg-type]
+        writer = FakeWriter(behind=10**9)
+        assert (await drain(writer, done=True)).is_set()
         assert writer.looks == 0
-        assert writer_stop.is_set()
 
 
 class FakeConsumer:
