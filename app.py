@@ -462,8 +462,10 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
             started.append(faust_app)  # stopped in the finally, even half started
             if not starting.done():
                 starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await starting
+                # Bounded: a start that ignores its cancellation must not hold the exit.
+                await asyncio.wait([starting], timeout=worker.settings.watchdog.shutdown_seconds)
+                if starting.done() and not starting.cancelled():
+                    starting.exception()  # retrieved: the watch's verdict is the error raised
                 break
             starting.result()
         else:

@@ -147,8 +147,8 @@ class AuditSettings(_Group):
         0.5,
         ge=0,
         le=5,
-        description="gather source messages this long per audit transaction (the audit "
-        "readers' fetches wait as long at the broker); no result waits for the audit trail",
+        description="gather source messages this long per audit transaction (the agent's "
+        "fetches wait as long at the broker); no result waits for the audit trail",
     )
     trusted_public_keys: tuple[str, ...] = Field(
         (),
