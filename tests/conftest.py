@@ -38,19 +38,27 @@ _TREE_STATUS = pytest.StashKey[frozenset[str] | None]()
 
 
 def work_tree_status() -> frozenset[str] | None:
-    """``git status --porcelain`` lines of the checkout (None outside a git checkout)."""
-    try:
-        result = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=all"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return frozenset(result.stdout.splitlines())
+    """The checkout's changes: ``git status --porcelain`` lines and untracked directories.
+
+    ``git status`` does not show an untracked directory that holds no file (Faust leaves an
+    empty ``<app>-data/v1/tables`` tree when it is given no data directory), so the untracked
+    directories are listed too (``git ls-files --others --directory`` names empty ones).
+    None outside a git checkout.
+    """
+    commands = (
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        ["git", "ls-files", "--others", "--exclude-standard", "--directory"],
+    )
+    lines: set[str] = set()
+    for command in commands:
+        try:
+            result = subprocess.run(
+                command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        lines.update(result.stdout.splitlines())
+    return frozenset(lines)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import faust
 import pytest
@@ -24,7 +25,7 @@ CORRELATION_ID = "0c" * 16
 
 
 async def test_arrival_reaches_faust_agent_and_plain_consumer(
-    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str
+    kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """One published arrival is read intact, with its key and correlation header, by both."""
     await ensure_topics(kafka, topic_prefix, keys=(TopicKey.IMAGES_ARRIVED,), partitions_override=1)
@@ -36,6 +37,8 @@ async def test_arrival_reaches_faust_agent_and_plain_consumer(
     app = faust.App(
         f"rstest-{uuid.uuid4().hex[:8]}",
         broker=f"kafka://{kafka_bootstrap}",
+        # Faust's default data directory is <app id>-data in the working directory (the checkout).
+        datadir=str(tmp_path / "faust"),
         store="memory://",
         web_enabled=False,
         loop=asyncio.get_running_loop(),
