@@ -13,7 +13,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,6 +60,31 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int]:
         "p99_ms": round(1000 * percentile(seconds, 0.99), 1),
         "max_ms": round(1000 * max(seconds), 1) if seconds else float("nan"),
     }
+
+
+# The hops of an image's path to its stored result, as (name, from column, to column).
+HOPS = (
+    ("arrival_to_validated", "occurred_at", "validated_at"),
+    ("validated_to_inferred", "validated_at", "completed_at"),
+    ("inferred_to_stored", "completed_at", "stored_at"),
+)
+
+
+def latency_by_hop(rows: Sequence[Mapping[str, datetime | None]]) -> dict[str, Any]:
+    """:func:`latency_summary` of each hop in :data:`HOPS`, over the rows that have both times.
+
+    Which hop holds the tail says which stage to look at: validation (with the arrival's
+    consumption), inference (with the validated event's), or the results sink's write.
+    """
+    summaries: dict[str, Any] = {}
+    for name, start, end in HOPS:
+        seconds: list[float] = []
+        for row in rows:
+            began, ended = row[start], row[end]
+            if began is not None and ended is not None:
+                seconds.append((ended - began).total_seconds())
+        summaries[name] = latency_summary(seconds)
+    return summaries
 
 
 def outgoing_arrival(event: ImageArrived) -> Outgoing:
@@ -279,8 +304,12 @@ class Probe:
         """Stored/rejected counts, result rows, latencies and the last commit time of a phase."""
         db, _, _ = self._require()
         ids = list(event_ids)
+        # The validation step's time (the event's own ``at``) splits the path into its hops.
         rows = await db.fetch(
-            "SELECT occurred_at, stored_at FROM inference_results WHERE event_id = ANY($1::uuid[])",
+            "SELECT r.occurred_at, v.at AS validated_at, r.completed_at, r.stored_at"
+            " FROM inference_results r LEFT JOIN LATERAL (SELECT min(e.at) AS at"
+            " FROM image_events e WHERE e.event_id = r.event_id AND e.state = 'validated') v"
+            " ON true WHERE r.event_id = ANY($1::uuid[])",
             ids,
         )
         states = await db.fetch(
@@ -297,5 +326,6 @@ class Probe:
             "by_state": {r["state"]: r["n"] for r in states},
             "result_rows": len(rows),
             "latency": latency_summary(latencies),
+            "latency_by_hop": latency_by_hop(rows),
             "last_row_at": last.timestamp() if last is not None else None,
         }

@@ -270,6 +270,7 @@ async def measure_phase(
         "finished_by_state": outcome["by_state"],
         "result_rows": outcome["result_rows"],
         "latency_occurred_to_stored": outcome["latency"],
+        "latency_by_hop": outcome["latency_by_hop"],
         "audit": {
             "records": records,
             "checkpoints": checkpoints,

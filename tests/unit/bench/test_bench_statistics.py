@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.probe import latency_summary, outgoing_arrival, percentile, publish_all, publish_paced
+from bench.probe import (
+    latency_by_hop,
+    latency_summary,
+    outgoing_arrival,
+    percentile,
+    publish_all,
+    publish_paced,
+)
 from bench.workload import ArrivalFactory, build_workload
 from schemas.correlation import CORRELATION_ID_HEADER, accept_correlation_id
 from schemas.events import ImageArrived
@@ -49,6 +57,38 @@ class TestLatencySummary:
         summary = latency_summary([])
         assert summary["count"] == 0
         assert math.isnan(summary["max_ms"])
+
+
+class TestLatencyByHop:
+    def test_each_hop_from_its_own_pair_of_times(self) -> None:
+        """Arrival, validation, inference and storage times split into three hops."""
+        t0 = datetime(2026, 11, 30, tzinfo=UTC)
+        row = {
+            "occurred_at": t0,
+            "validated_at": t0 + timedelta(milliseconds=10),
+            "completed_at": t0 + timedelta(milliseconds=40),
+            "stored_at": t0 + timedelta(milliseconds=100),
+        }
+        hops = latency_by_hop([row])
+        assert {name: hop["p50_ms"] for name, hop in hops.items()} == {
+            "arrival_to_validated": 10.0,
+            "validated_to_inferred": 30.0,
+            "inferred_to_stored": 60.0,
+        }
+
+    def test_a_row_without_its_validation_step_counts_only_where_it_can(self) -> None:
+        """A result whose validation step is missing is left out of the two hops that need it."""
+        t0 = datetime(2026, 11, 30, tzinfo=UTC)
+        row = {
+            "occurred_at": t0,
+            "validated_at": None,
+            "completed_at": t0 + timedelta(milliseconds=40),
+            "stored_at": t0 + timedelta(milliseconds=100),
+        }
+        hops = latency_by_hop([row])
+        assert hops["arrival_to_validated"]["count"] == 0
+        assert hops["validated_to_inferred"]["count"] == 0
+        assert hops["inferred_to_stored"]["count"] == 1
 
 
 class TestOutgoingArrival:
