@@ -484,7 +484,11 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
                 )
 
         report["pipeline"] = await run_kind("pipeline", "pipeline", half_rate=options.half_rate)
-        report["aiokafka_baseline"] = await run_kind("baseline", "baseline", half_rate=False)
+        # The baseline at half rate too: whether the tail at normal load is Faust's or the
+        # per-message cost of the hops themselves (bench/README.md, 2026-11-30 19:10 UTC).
+        report["aiokafka_baseline"] = await run_kind(
+            "baseline", "baseline", half_rate=options.half_rate
+        )
         if options.profile:
             phase = options.profile_phase
             profiled = await run_kind(
@@ -664,6 +668,9 @@ def render_table(report: dict[str, Any]) -> str:
         half = report["pipeline"]["half_rate"]
         rows.append((f"pipeline, half rate ({half['target_rate']:.1f}/s)", half))
     rows.append(("aiokafka baseline, saturation", report["aiokafka_baseline"]["saturation"]))
+    if "half_rate" in report["aiokafka_baseline"]:
+        half = report["aiokafka_baseline"]["half_rate"]
+        rows.append((f"aiokafka, half rate ({half['target_rate']:.1f}/s)", half))
     for label, phase in rows:
         lat = phase["latency_occurred_to_stored"]
         lines.append(
@@ -696,6 +703,19 @@ def render_table(report: dict[str, Any]) -> str:
         counts = phase.get("kafka_messages_per_image", {})
         cells = "  ".join(f"{name} {value:.2f}" for name, value in counts.items())
         lines.append(f"{label:<30}{cells}")
+    hops = [(label, phase["latency_by_hop"]) for label, phase in rows if "latency_by_hop" in phase]
+    if hops:
+        lines += [
+            "",
+            f"{'latency by hop, p50/p95/p99 ms':<30}"
+            + "".join(f"{name.replace('_', ' '):>24}" for name in hops[0][1]),
+        ]
+        for label, by_hop in hops:
+            cells = "".join(
+                f"{hop['p50_ms']:>8.0f}{hop['p95_ms']:>8.0f}{hop['p99_ms']:>8.0f}"
+                for hop in by_hop.values()
+            )
+            lines.append(f"{label:<30}{cells}")
     lines += ["", f"issue 18 targets (layout: {w.get('layout', 'per-stage')})"]
     for name, target in report.get("targets", {}).items():
         value = target["value"]

@@ -38,18 +38,29 @@ def phase(images_per_second: float, cpu: dict[str, float | None]) -> dict[str, A
     }
 
 
+HOPS = {
+    "arrival_to_validated": {"p50_ms": 11.0, "p95_ms": 12.0, "p99_ms": 13.0},
+    "validated_to_inferred": {"p50_ms": 21.0, "p95_ms": 22.0, "p99_ms": 23.0},
+    "inferred_to_stored": {"p50_ms": 31.0, "p95_ms": 32.0, "p99_ms": 33.0},
+}
+
+
 def report(*, half_rate: bool) -> dict[str, Any]:
     """A report as run_benchmark builds it, with round numbers."""
     cpu = {"validation": 0.005, "inference": 0.02, "broker": None, "bench_driver": 0.5}
     pipeline: dict[str, Any] = {"saturation": phase(20.0, cpu)}
+    baseline: dict[str, Any] = {
+        "saturation": phase(25.0, {"validation": 0.005, "inference": 0.025})
+    }
     if half_rate:
         pipeline["half_rate"] = phase(10.0, cpu) | {"target_rate": 10.0}
+        baseline["half_rate"] = phase(12.0, cpu) | {"target_rate": 12.5} | {"latency_by_hop": HOPS}
     built: dict[str, Any] = {
         "machine": {"nproc": 2, "cpu_model": "cpu", "memory_mb": 1, "loadavg_1min_before": 0.5},
         "workload": {"events": 400, "bad_events": 20},
         "work_limit": {"images_per_second": 40.0, "seconds": 10.0, "cpu_seconds_per_image": 0.025},
         "pipeline": pipeline,
-        "aiokafka_baseline": {"saturation": phase(25.0, {"validation": 0.005, "inference": 0.025})},
+        "aiokafka_baseline": baseline,
     }
     built["throughputs"] = throughputs(built)
     built["ratios"] = ratios(built)
@@ -135,11 +146,24 @@ class TestTable:
         assert "pipeline / aiokafka baseline: 0.80" in table
         row = next(line for line in table.splitlines() if line.startswith("pipeline, saturation"))
         assert row.split()[2:5] == ["20.0", "0.50", "100"]
+        assert "aiokafka, half rate (12.5/s)" in table
+
+    def test_latency_by_hop_for_the_phases_that_have_it(self) -> None:
+        """One row per phase with hop latencies: p50, p95 and p99 of each hop in order."""
+        table = render_table(report(half_rate=True))
+        lines = table.splitlines()
+        header = next(line for line in lines if line.startswith("latency by hop"))
+        assert header.split()[-3:] == ["inferred", "to", "stored"]
+        row = next(
+            line for line in lines[lines.index(header) :] if line.startswith("aiokafka, half")
+        )
+        assert row.split()[-9:] == ["11", "12", "13", "21", "22", "23", "31", "32", "33"]
 
     def test_no_half_rate_row_without_the_phase(self) -> None:
         """A smoke run's table has no half-rate row; unmeasured CPU shows as '-'."""
         table = render_table(report(half_rate=False))
         assert "half rate" not in table
+        assert "latency by hop" not in table
         assert " - " in table
 
 
