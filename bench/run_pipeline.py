@@ -485,7 +485,8 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
 
         report["pipeline"] = await run_kind("pipeline", "pipeline", half_rate=options.half_rate)
         # The baseline at half rate too: whether the tail at normal load is Faust's or the
-        # per-message cost of the hops themselves (bench/README.md, 2026-11-30 19:10 UTC).
+        # per-message cost of the hops themselves (bench/README.md, "Where the half-rate tail
+        # comes from").
         report["aiokafka_baseline"] = await run_kind(
             "baseline", "baseline", half_rate=options.half_rate
         )
