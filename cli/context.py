@@ -34,9 +34,10 @@ from schemas.settings import LoggingSettings, Settings, describe_settings_error,
 T = TypeVar("T")
 log = structlog.get_logger("radstream.cli")
 
-# Loggers of these packages are radstream's own; every other logger is a library's.
+# Loggers of these packages are radstream's own; every other logger is a library's. Most of our
+# modules log as "radstream.<area>" (radstream.agents, radstream.kafka, ...), not by module path.
 OUR_PACKAGES: Final = frozenset(
-    {"app", "bench", "cli", "gateway", "observability", "schemas", "sinks", "streams"}
+    {"app", "bench", "cli", "gateway", "observability", "radstream", "schemas", "sinks", "streams"}
 )
 CONTEXT_SETTINGS: Final[dict[str, Any]] = {
     "help_option_names": ["-h", "--help"],

@@ -227,9 +227,16 @@ class TestWorkersOnTheSecureProfile:
         read = AclBinding("api", ResourceType.TOPIC, arrived, PatternType.LITERAL, Operation.READ)
         asyncio.run(create_acls(admin, [read.wire()]))
         text = run_refused_worker(secure_kafka, group_prefix, tmp_path / "worker.log")
-        lines = [line for line in text.splitlines() if "BROKER_REQUEST_REFUSED" in line]
+        lines = [line for line in text.splitlines() if line.startswith("radstream worker:")]
         assert len(lines) == 1, text
+        assert "BROKER_REQUEST_REFUSED" in lines[0]
         assert f"consuming in group {group_prefix}-validation" in lines[0]
+        # The log pipeline gets the reason too, although the worker never started.
+        logged = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        failed = [entry for entry in logged if entry["event"] == "consumer_failed"]
+        assert [(f["group"], f["error_code"]) for f in failed] == [
+            (f"{group_prefix}-validation", "BROKER_REQUEST_REFUSED")
+        ], text
         assert "Traceback" not in text
 
     def test_a_refused_delivery_stops_the_worker_and_commits_nothing(
