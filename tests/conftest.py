@@ -194,4 +194,17 @@ def restored_logging() -> Iterator[None]:
     its streams still exist.
     """
     yield
+    gc.unfreeze()  # a service run in-process froze its heap (cli.context.freeze_startup_heap)
     gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _heap_unfrozen() -> Iterator[None]:
+    """Every test ends with the collector seeing every object again.
+
+    A service run in-process freezes what is alive when it serves; frozen, a test's objects
+    that later form garbage cycles would never be collected, for the rest of the session.
+    """
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
