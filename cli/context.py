@@ -34,11 +34,12 @@ from schemas.settings import LoggingSettings, Settings, describe_settings_error,
 T = TypeVar("T")
 log = structlog.get_logger("radstream.cli")
 
-# Loggers of these packages are radstream's own; every other logger is a library's. Most of our
-# modules log as "radstream.<area>" (radstream.agents, radstream.kafka, ...), not by module path.
+# Loggers of these packages are radstream's own; every other logger is a library's.
 OUR_PACKAGES: Final = frozenset(
-    {"app", "bench", "cli", "gateway", "observability", "radstream", "schemas", "sinks", "streams"}
+    {"app", "bench", "cli", "gateway", "observability", "schemas", "sinks", "streams"}
 )
+# The pipeline's internals log as "radstream.<area>" (radstream.agents, radstream.kafka, ...).
+PIPELINE_LOGGERS: Final = "radstream"
 CONTEXT_SETTINGS: Final[dict[str, Any]] = {
     "help_option_names": ["-h", "--help"],
     "max_content_width": 100,
@@ -46,15 +47,26 @@ CONTEXT_SETTINGS: Final[dict[str, Any]] = {
 
 
 class LibraryLines(logging.Filter):
-    """Drops the libraries' log records while :attr:`held` is set (ours always pass)."""
+    """Drops the libraries' log records while :attr:`held` is set (ours always pass).
+
+    The pipeline's internals (``radstream.<area>`` loggers) count as ours in a service
+    (:attr:`service`): a worker that fails while starting must still log why
+    (``consumer_failed``, ``delivery_failed``). A one-shot command holds them back with the
+    libraries': its output is its result and, on failure, one line, and the stages it runs
+    in-process (the demo) or the clients it closes would add theirs.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.held = True
+        self.service = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Pass radstream's own records, and library records unless they are held back."""
-        return not self.held or record.name.partition(".")[0] in OUR_PACKAGES
+        if not self.held:
+            return True
+        package = record.name.partition(".")[0]
+        return package in OUR_PACKAGES or (self.service and package == PIPELINE_LOGGERS)
 
 
 @dataclass
@@ -115,6 +127,7 @@ class Invocation:
         if self.debug:
             level = "DEBUG"
         self.library_lines.held = not self.verbose
+        self.library_lines.service = service
         configure_logging(
             settings.model_copy(update={"level": level}),
             stream=click.get_text_stream("stderr"),

@@ -136,10 +136,11 @@ def build_handler(
     )
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(formatter)
-    # Reconnection errors of the Kafka client come by the thousand in an outage: collapsed.
-    handler.addFilter(RepeatedLineGate())
+    # The caller's filters first: the gate must count (and summarise) only lines it would show.
     for item in filters:
         handler.addFilter(item)
+    # Reconnection errors of the Kafka client come by the thousand in an outage: collapsed.
+    handler.addFilter(RepeatedLineGate())
     setattr(handler, _HANDLER_MARK, True)
     return handler
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from cli.context import LibraryLines
+from cli.context import Invocation, LibraryLines
+from schemas.settings import LoggingSettings
 from tests.conftest import REPO_ROOT
 
 # structlog.get_logger("<name>") with a literal name: how radstream's modules log (stdlib
@@ -46,17 +47,39 @@ def test_the_source_names_loggers_outside_the_module_paths() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(logger_names()))
-def test_our_named_loggers_pass_while_held(name: str) -> None:
+def test_our_named_loggers_pass_while_a_service_starts(name: str) -> None:
     """A worker that fails while starting still logs why (consumer_failed, delivery_failed)."""
     lines = LibraryLines()
+    lines.service = True
     assert lines.held
     assert lines.filter(record(name))
 
 
+def test_a_one_shot_command_holds_the_pipelines_internal_lines() -> None:
+    """One-shot: its result and one failure line; radstream.<area> lines are held like a
+    library's (the module-path loggers of the command itself still pass)."""
+    lines = LibraryLines()
+    assert not lines.filter(record("radstream.kafka"))
+    assert lines.filter(record("cli.context"))
+    lines.held = False  # --verbose
+    assert lines.filter(record("radstream.kafka"))
+
+
+@pytest.mark.parametrize("service", [False, True])
 @pytest.mark.parametrize("name", ["aiokafka.consumer", "faust.transport", "pynetdicom.assoc"])
-def test_library_lines_are_held_until_released(name: str) -> None:
+def test_library_lines_are_held_until_released(name: str, service: bool) -> None:
     """Libraries' lines are dropped while held and pass once the service started."""
     lines = LibraryLines()
+    lines.service = service
     assert not lines.filter(record(name))
     lines.held = False
     assert lines.filter(record(name))
+
+
+def test_a_service_invocation_marks_its_filter() -> None:
+    """Invocation.configure_logging(service=True) is what lets the pipeline's lines through."""
+    invocation = Invocation()
+    invocation.configure_logging(LoggingSettings(), service=True)
+    assert invocation.library_lines.service
+    invocation.configure_logging(LoggingSettings())
+    assert not invocation.library_lines.service

@@ -17,6 +17,7 @@ import structlog
 from observability.logging import (
     MESSAGE_CONTEXT_KEYS,
     bind_message_context,
+    build_handler,
     configure_logging,
     escape_control_characters,
     message_context,
@@ -27,6 +28,7 @@ from observability.phi import (
     REDACTED_EMAIL,
     REDACTED_ID,
     REDACTED_PHI,
+    PhiMasker,
     default_masker,
     set_default_masker,
 )
@@ -284,3 +286,30 @@ class TestWorkerLoggingConfig:
         assert (
             sum(getattr(h, "_radstream_handler", False) for h in logging.getLogger().handlers) == 1
         )
+
+
+class _Toggle(logging.Filter):
+    """Drops every record while ``dropping`` (as the CLI holds library lines back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropping = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.dropping
+
+
+def test_the_repeated_line_gate_counts_only_lines_the_callers_filters_let_through() -> None:
+    """Lines a caller's filter dropped are neither held as repeats nor summarised later."""
+    toggle = _Toggle()
+    stream = io.StringIO()
+    handler = build_handler(
+        LoggingSettings(), PhiMasker.from_settings(LoggingSettings()), stream, [toggle]
+    )
+    error = logging.LogRecord("aiokafka.conn", logging.ERROR, __file__, 1, "down %s", ("n",), None)
+    for _ in range(3):
+        handler.handle(error)
+    assert stream.getvalue() == ""
+    toggle.dropping = False
+    handler.handle(error)  # the first this handler shows: not a repeat of the dropped ones
+    assert json.loads(stream.getvalue())["event"] == "down n"
