@@ -22,7 +22,7 @@ import click
 import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
 from cli.main import run_command
-from cli.worker import stages_option
+from cli.worker import serve_worker, stages_option
 from streams.agents import AgentSpec
 from streams.kafka import (
     ConsumerRecord,
@@ -114,9 +114,11 @@ def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
     """Run the stages like `radstream worker`, consuming with plain aiokafka loops."""
     settings = invocation.start(service=True)
     stages = stages or app.default_stages(settings)
-    invocation.service_started()
+    # Started (and its start-up heap frozen) once it consumes, as `radstream worker`.
     run_until_signalled(
-        lambda stop: app.run_worker(settings, stages, stop, consumer_loop=aiokafka_consumer_loop)
+        lambda stop: serve_worker(
+            invocation, settings, stages, stop, consumer_loop=aiokafka_consumer_loop
+        )
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import click
 
@@ -11,6 +12,7 @@ from cli.context import Command, Invocation, pass_invocation, run_until_signalle
 from cli.errors import CommandError
 from cli.params import CommaList
 from schemas.errors import ErrorCode
+from schemas.settings import Settings
 
 stages_option = click.option(
     "--stages",
@@ -47,18 +49,32 @@ def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
             '\'[{"ae_title": "PACS", "host": "pacs.local", "port": 104}]\'',
         )
 
-    async def serve(stop: asyncio.Event) -> None:
-        started = asyncio.Event()
-        announced = asyncio.create_task(started.wait())
+    run_until_signalled(
+        lambda stop: serve_worker(invocation, settings, stages, stop),
+        shutdown_seconds=settings.watchdog.shutdown_seconds,
+    )
 
-        def announce(task: asyncio.Task[bool]) -> None:
-            if not task.cancelled():
-                invocation.service_started()
 
-        announced.add_done_callback(announce)
-        try:
-            await app.run_worker(settings, stages, stop, started=started)
-        finally:
-            announced.cancel()
+async def serve_worker(
+    invocation: Invocation,
+    settings: Settings,
+    stages: Sequence[str],
+    stop: asyncio.Event,
+    consumer_loop: app.ConsumerLoop = app.faust_consumer_loop,
+) -> None:
+    """``app.run_worker`` until ``stop``; the service counts as started once the worker consumes.
 
-    run_until_signalled(serve, shutdown_seconds=settings.watchdog.shutdown_seconds)
+    The benchmark's aiokafka baseline runs its workers through this too, with its own loop.
+    """
+    started = asyncio.Event()
+    announced = asyncio.create_task(started.wait())
+
+    def announce(task: asyncio.Task[bool]) -> None:
+        if not task.cancelled():
+            invocation.service_started()
+
+    announced.add_done_callback(announce)
+    try:
+        await app.run_worker(settings, stages, stop, started=started, consumer_loop=consumer_loop)
+    finally:
+        announced.cancel()
