@@ -298,6 +298,11 @@ def messages_per_image(
     return per_image
 
 
+def paced_rate(saturation_images_per_second: float, given: float | None) -> float:
+    """The half-rate phase's pace: ``given``, else half the saturation throughput."""
+    return given if given is not None else saturation_images_per_second / 2
+
+
 async def run_workers(
     kind: str,
     options: Options,
@@ -308,8 +313,14 @@ async def run_workers(
     half_rate: bool,
     log_dir: Path,
     profile_dir: Path | None = None,
+    half_rate_at: float | None = None,
 ) -> dict[str, Any]:
-    """Start the workers of ``kind``, warm them up, measure saturation (and half rate), stop."""
+    """Start the workers of ``kind``, warm them up, measure saturation (and half rate), stop.
+
+    The half-rate phase paces arrivals at ``half_rate_at`` images/s when given (the baseline
+    runs at the pipeline's rate, so the two are compared under one load), else at half this
+    set's own saturation throughput.
+    """
     from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics  # noqa: PLC0415
     from streams.topics import TopicNames  # noqa: PLC0415
 
@@ -353,7 +364,7 @@ async def run_workers(
         if profiling and options.profile_phase == "saturation":
             signal_workers(workers, STOP_SIGNAL)
         if half_rate:
-            rate = phases["saturation"]["images_per_second"] / 2
+            rate = paced_rate(phases["saturation"]["images_per_second"], half_rate_at)
             if profiling:
                 signal_workers(workers, START_SIGNAL)
             phases["half_rate"] = await measure_phase(
@@ -458,7 +469,12 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
         log_dir = Path(tmp)
 
         async def run_kind(
-            kind: str, label: str, *, half_rate: bool, profile_dir: Path | None = None
+            kind: str,
+            label: str,
+            *,
+            half_rate: bool,
+            profile_dir: Path | None = None,
+            half_rate_at: float | None = None,
         ) -> dict[str, Any]:
             # One database per set of workers: each set writes its own audit chain 0, and the
             # audit sink refuses a second chain 0 in one audit_log table.
@@ -481,14 +497,19 @@ async def run_benchmark(options: Options) -> dict[str, Any]:
                     half_rate=half_rate,
                     log_dir=log_dir,
                     profile_dir=profile_dir,
+                    half_rate_at=half_rate_at,
                 )
 
         report["pipeline"] = await run_kind("pipeline", "pipeline", half_rate=options.half_rate)
-        # The baseline at half rate too: whether the tail at normal load is Faust's or the
-        # per-message cost of the hops themselves (bench/README.md, "Where the half-rate tail
-        # comes from").
+        # The baseline at half rate too, at the pipeline's pace: whether the tail at normal
+        # load is Faust's or the per-message cost of the hops themselves (bench/README.md,
+        # "Where the half-rate tail comes from").
+        pipeline_half = report["pipeline"].get("half_rate")
         report["aiokafka_baseline"] = await run_kind(
-            "baseline", "baseline", half_rate=options.half_rate
+            "baseline",
+            "baseline",
+            half_rate=options.half_rate,
+            half_rate_at=pipeline_half["target_rate"] if pipeline_half else None,
         )
         if options.profile:
             phase = options.profile_phase

@@ -15,6 +15,7 @@ from bench.run_pipeline import (
     count_lines,
     measure_single_decode_rows,
     messages_per_image,
+    paced_rate,
     parse_args,
     port_of,
     ratios,
@@ -277,3 +278,13 @@ class TestCommitPartition:
     ) -> None:
         """Java's String.hashCode, Kafka's Utils.abs, modulo the partitions."""
         assert offsets_partition(group, partitions) == expected
+
+
+class TestPacedRate:
+    def test_half_the_sets_own_saturation_by_default(self) -> None:
+        """The pipeline's half-rate phase: half of what it sustained at saturation."""
+        assert paced_rate(42.8, None) == 21.4
+
+    def test_a_given_pace_wins(self) -> None:
+        """The baseline runs at the pipeline's pace, whatever its own saturation was."""
+        assert paced_rate(46.8, 21.4) == 21.4
