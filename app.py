@@ -63,10 +63,11 @@ from streams.inference.routing import RoutingRules
 from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics
 from streams.kafka.config import DEFAULT_REQUEST_TIMEOUT_MS
 from streams.lanes import MarkLane, routine_only, stat_only
-from streams.pipeline import StageObserver
+from streams.pipeline import StageHandler, StageObserver
 from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
 from streams.stages.dicom_export import DicomExportStage
+from streams.stages.fused import ValidateThenInfer, already_inferred
 from streams.stages.handoff import PixelHandoff
 from streams.stages.inference import InferenceStage
 from streams.stages.results import LIFECYCLE_ONLY_TOPICS, ResultsStage
@@ -180,17 +181,26 @@ def build_pixel_handoff(settings: Settings, stages: Sequence[str]) -> PixelHando
 
 
 def build_validation_specs(
-    settings: Settings, topics: TopicNames, *, handoff: PixelHandoff | None = None
+    settings: Settings,
+    topics: TopicNames,
+    *,
+    handoff: PixelHandoff | None = None,
+    inference: InferenceStage | None = None,
 ) -> list[AgentSpec]:
     """The validation agents: storage reads with retries, validation off the event loop.
 
     Two lanes over one stage: stat arrivals have a topic and an agent of their own, so a stat
     image is validated while a routine backlog waits (docs/studies.md, "Priorities"). With
-    ``handoff``, accepted images' pixels are put there for this process's inference stage.
+    ``handoff``, accepted images' pixels are put there for this process's inference stage; with
+    ``inference`` too, the agents infer each accepted image in the batch that validated it
+    (:mod:`streams.stages.fused`).
     """
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
-    stage = ValidationStage(
+    validation = ValidationStage(
         build_image_reader(settings), settings.validation, rules, handoff=handoff
+    )
+    stage: StageHandler = (
+        validation if inference is None else ValidateThenInfer(validation, inference)
     )
     lanes = STAGE_TOPICS["validation"]
     return [
@@ -205,18 +215,13 @@ def build_validation_specs(
     ]
 
 
-def build_inference_specs(
-    settings: Settings,
-    topics: TopicNames,
-    metrics: Metrics,
-    *,
-    handoff: PixelHandoff | None = None,
-) -> list[AgentSpec]:
-    """The inference agents: micro-batches of ``inference.batch_size`` within the wait time.
+def build_inference_stage(
+    settings: Settings, metrics: Metrics, *, handoff: PixelHandoff | None = None
+) -> InferenceStage:
+    """The inference stage: the model registry and routing rules, measured.
 
-    Routine and stat lanes share the stage (one registry, one set of ONNX sessions); the stat
-    lane takes what is there at once instead of waiting to fill a batch. With ``handoff``
-    (validation runs in this process too), pixels are taken from it instead of decoded again.
+    With ``handoff`` (validation runs in this process too), pixels are taken from it instead of
+    decoded again.
     """
     registry = load_model_registry(settings)
     for status in registry.list():
@@ -232,11 +237,10 @@ def build_inference_specs(
                 scores=model.manifest.reference.score_points(),
                 statistics=model.manifest.reference.statistic_points(),
             )
-    rules = RoutingRules.load(settings.inference.routing_rules_file)
-    stage = InferenceStage(
+    return InferenceStage(
         build_image_reader(settings),
         registry,
-        rules,
+        RoutingRules.load(settings.inference.routing_rules_file),
         settings.validation,
         on_model_batch=metrics.inference_batch,
         on_model_outcome=metrics.model_observed,
@@ -244,6 +248,17 @@ def build_inference_specs(
         handoff=handoff,
         on_pixel_handoff=metrics.pixel_handoff_used,
     )
+
+
+def build_inference_specs(
+    settings: Settings, topics: TopicNames, stage: InferenceStage
+) -> list[AgentSpec]:
+    """The inference agents: micro-batches of ``inference.batch_size`` within the wait time.
+
+    Routine and stat lanes share the stage (one registry, one set of ONNX sessions); the stat
+    lane takes what is there at once instead of waiting to fill a batch. Both skip the events
+    of images inferred where they were validated (:func:`streams.stages.fused.already_inferred`).
+    """
     lanes = STAGE_TOPICS["inference"]
     return [
         AgentSpec(
@@ -252,6 +267,7 @@ def build_inference_specs(
             stage,
             settings.inference.batch_size,
             settings.inference.batch_wait_seconds,
+            skip=already_inferred,
         ),
         AgentSpec(
             "inference-stat",
@@ -259,6 +275,7 @@ def build_inference_specs(
             MarkLane(stage),
             settings.inference.batch_size,
             STAT_BATCH_WAIT_SECONDS,
+            skip=already_inferred,
         ),
     ]
 
@@ -567,10 +584,14 @@ async def build_worker(
         probe = (await open_database(stack, settings, pool_size=1)).ping
     specs: list[AgentSpec] = []
     handoff = build_pixel_handoff(settings, stages)
+    inference = (
+        build_inference_stage(settings, metrics, handoff=handoff) if "inference" in stages else None
+    )
     if "validation" in stages:
-        specs += build_validation_specs(settings, topics, handoff=handoff)
-    if "inference" in stages:
-        specs += build_inference_specs(settings, topics, metrics, handoff=handoff)
+        fused = inference if settings.inference.fuse_with_validation else None
+        specs += build_validation_specs(settings, topics, handoff=handoff, inference=fused)
+    if inference is not None:
+        specs += build_inference_specs(settings, topics, inference)
     if "results" in stages:
         database = await open_database(
             stack, settings, pool_size=settings.sink.pool_size, check=False

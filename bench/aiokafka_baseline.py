@@ -92,8 +92,9 @@ async def consume(worker: app.Worker, spec: AgentSpec, stop: asyncio.Event) -> N
             records = await take_batch(consumer, spec.batch_size, spec.batch_wait_seconds)
             if not records:
                 continue
-            batch = [incoming_from_record(r) for r in records]
-            await process_batch(spec.handler, batch, worker.deliver, worker.observer)
+            batch = spec.kept([incoming_from_record(r) for r in records])
+            if batch:
+                await process_batch(spec.handler, batch, worker.deliver, worker.observer)
             await consumer.commit(next_offsets(records))
             worker.batch_done(spec.name)
     finally:

@@ -88,6 +88,12 @@ class InferenceSettings(_Group):
         description="memory for pixels validation hands to inference in the same worker "
         "process (decode once; docs/performance.md); 0 disables the hand-off",
     )
+    fuse_with_validation: bool = Field(
+        True,
+        description="a worker running validation and inference infers each accepted image in "
+        "the batch that validated it (one hop less; docs/performance.md); false: inference "
+        "consumes images.validated as a separate stage",
+    )
 
 
 class SinkSettings(_Group):

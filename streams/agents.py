@@ -75,6 +75,9 @@ class AgentSpec:
         batch_wait_seconds: how long a batch that is not full may wait for more messages after
             its first (0: take what is there; a batch then fills only while the stage is busy).
         deferral: messages a batch may hold back for a more urgent one (:class:`Deferral`).
+        skip: messages the stage does not handle although its topics carry them (acknowledged
+            with their batch): events of an image already inferred where it was validated
+            (``streams.stages.fused.already_inferred``).
     """
 
     name: str
@@ -83,6 +86,13 @@ class AgentSpec:
     batch_size: int
     batch_wait_seconds: float
     deferral: Deferral | None = None
+    skip: Callable[[Incoming], bool] | None = None
+
+    def kept(self, batch: Sequence[Incoming]) -> list[Incoming]:
+        """The messages of ``batch`` the stage handles (all of them without ``skip``)."""
+        if self.skip is None:
+            return list(batch)
+        return [message for message in batch if not self.skip(message)]
 
 
 def incoming_from_event(event: Any) -> Incoming:
@@ -308,12 +318,20 @@ def register_agent(
 
     async def agent(stream: Any) -> AsyncIterator[None]:
         async for events in take(stream, spec.batch_size, spec.batch_wait_seconds, spec.deferral):
-            batch = [incoming_from_event(event) for event in events]
+            batch = spec.kept([incoming_from_event(event) for event in events])
             try:
-                outgoing = await finish_even_if_cancelled(
-                    process_batch(
-                        spec.handler, batch, deliver, observer, on_handler_crash=on_handler_crash
+                outgoing = (
+                    await finish_even_if_cancelled(
+                        process_batch(
+                            spec.handler,
+                            batch,
+                            deliver,
+                            observer,
+                            on_handler_crash=on_handler_crash,
+                        )
                     )
+                    if batch
+                    else []
                 )
             except Exception as exc:
                 # Only delivery raises out of process_batch, and only what retrying cannot fix.

@@ -37,7 +37,7 @@ from schemas.correlation import (
     with_correlation_header,
 )
 from schemas.errors import ErrorCode, RadstreamError, error_for
-from schemas.events import DeadLetter, Stage, utc_now
+from schemas.events import DeadLetter, ImageRejected, Stage, utc_now
 from streams.kafka import Headers, Outgoing
 from streams.retry import FailureRecord, RetryPolicy, run_with_retries
 from streams.topics import TopicKey
@@ -303,10 +303,39 @@ async def _process_batch(
     seconds = time.perf_counter() - started
     log_outcomes(handler.stage, batch, outgoing)
     log.debug("batch_processed", stage=handler.stage.value, size=len(batch), seconds=seconds)
-    observer.batch_processed(
-        handler.stage, len(batch), seconds, [_outcome_of(message) for message in outgoing]
-    )
+    by_stage: dict[Stage, list[Outgoing]] = {handler.stage: []}
+    for message in outgoing:
+        by_stage.setdefault(outcome_stage(message, handler.stage), []).append(message)
+    for stage, messages in by_stage.items():
+        # The handler's own stage received the batch; a later stage run in the same step
+        # (streams/stages/fused.py) received the images its outcomes are about.
+        size = len(batch) if stage is handler.stage else _images_in(messages)
+        observer.batch_processed(stage, size, seconds, [_outcome_of(m) for m in messages])
     return outgoing
+
+
+def _images_in(messages: Sequence[Outgoing]) -> int:
+    """How many images ``messages`` are outcomes of (one per model; a shadow's beside them)."""
+    return len(
+        {
+            getattr(m.value, "event_id", None) or id(m)
+            for m in messages
+            if m.topic is not TopicKey.INFERENCE_SHADOW
+        }
+    )
+
+
+def outcome_stage(message: Outgoing, default: Stage) -> Stage:
+    """The stage an outcome is of: a rejection or dead letter names it, a result is inference's.
+
+    Every other outcome is ``default``'s (the stage that handled the batch).
+    """
+    value = message.value
+    if isinstance(value, DeadLetter | ImageRejected):
+        return value.stage
+    if message.topic in (TopicKey.INFERENCE_RESULTS, TopicKey.INFERENCE_SHADOW):
+        return Stage.INFERENCE
+    return default
 
 
 def log_outcomes(stage: Stage, batch: Sequence[Incoming], outgoing: Sequence[Outgoing]) -> None:
@@ -326,7 +355,7 @@ def log_outcomes(stage: Stage, batch: Sequence[Incoming], outgoing: Sequence[Out
         with message_context(
             correlation_id,
             event_id=getattr(value, "event_id", None),
-            stage=stage,
+            stage=outcome_stage(out, stage),
             topic=position[0],
             partition=position[1],
             offset=position[2],

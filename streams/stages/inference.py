@@ -121,9 +121,25 @@ class InferenceStage:
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Results and rejections for ``batch``; order of messages is kept per image."""
         out: list[Outgoing] = []
-        prepared: list[_Prepared] = []
+        events: list[tuple[Incoming, ImageValidated]] = []
         for message in batch:
-            ready = await self._prepare(message)
+            try:
+                events.append((message, parse_event(message, ImageValidated)))
+            except RadstreamError as exc:
+                out.append(dead_letter_for(message, self.stage, exc))
+        return out + await self.infer(events)
+
+    async def infer(self, events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
+        """Results and rejections for validated images, each with the message it came from.
+
+        That message is the one a dead letter keeps and whose correlation id the outcomes
+        carry: the ``images.validated`` message here, the arrival when validation and
+        inference run as one step (:mod:`streams.stages.fused`).
+        """
+        out: list[Outgoing] = []
+        prepared: list[_Prepared] = []
+        for message, event in events:
+            ready = await self._prepare(message, event)
             if isinstance(ready, Outgoing):
                 out.append(ready)
             else:
@@ -166,11 +182,7 @@ class InferenceStage:
         # Keyed by the study (schemas.events.study_key), never by the consumed message's key.
         return Outgoing(topic, value.message_key(), value, message.out_headers())
 
-    async def _prepare(self, message: Incoming) -> _Prepared | Outgoing:
-        try:
-            event = parse_event(message, ImageValidated)
-        except RadstreamError as exc:
-            return dead_letter_for(message, self.stage, exc)
+    async def _prepare(self, message: Incoming, event: ImageValidated) -> _Prepared | Outgoing:
         pixels = self._handed_off(event)
         if pixels is None:
             decoded = await self._read_and_decode(message, event)

@@ -1,9 +1,10 @@
 """Decode once on the real broker: a worker running validation and inference in one process
 hands the validator's pixels to inference, and publishes what separate workers publish.
 
-Run 1: one worker with both stages (one hand-off store). Run 2: the separate-stage deployment,
-a validation worker and an inference worker (no store: inference reads and decodes again). The
-same arrivals go through both; the outcomes must be equal, and run 1 must count hand-off hits.
+Run 1: one worker with both stages as separate agents (fusion off; one hand-off store). Run 2:
+the separate-stage deployment, a validation worker and an inference worker (no store: inference
+reads and decodes again). The same arrivals go through both; the outcomes must be equal, and run
+1 must count hand-off hits. The fused step (the default) is compared the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 import app
 from schemas.events import ImageArrived, ImageRejected, InferenceCompleted
-from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, InferenceSettings, Settings, load_settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
@@ -98,6 +99,8 @@ async def run(
     bootstrap: str,
     stage_sets: Sequence[Sequence[str]],
     arrivals: Sequence[ImageArrived],
+    *,
+    fuse: bool = True,
 ) -> tuple[list[Outcome], list[CollectorRegistry]]:
     """Every outcome of ``arrivals`` through workers running ``stage_sets`` on fresh topics."""
     prefix = f"rstest.handoff.{uuid.uuid4().hex[:12]}."
@@ -107,6 +110,7 @@ async def run(
         topic_prefix=prefix,
         consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES_DIR,),
+        inference=InferenceSettings(fuse_with_validation=fuse),
     )
     names = TopicNames(prefix)
     async with AsyncExitStack() as stack:
@@ -128,7 +132,7 @@ async def test_combined_worker_decodes_once_and_publishes_what_separate_workers_
         for _ in range(COPIES)
     ]
     combined, (registry,) = await run(
-        kafka, kafka_bootstrap, [["validation", "inference"]], arrivals
+        kafka, kafka_bootstrap, [["validation", "inference"]], arrivals, fuse=False
     )
     separate, (_, inference_only) = await run(
         kafka, kafka_bootstrap, [["validation"], ["inference"]], arrivals
@@ -145,3 +149,29 @@ async def test_combined_worker_decodes_once_and_publishes_what_separate_workers_
     assert (
         inference_only.get_sample_value("radstream_pixel_handoff_total", {"result": "miss"}) is None
     )
+
+
+async def test_fused_worker_infers_once_and_publishes_what_separate_workers_do(
+    kafka_bootstrap: str, kafka: KafkaClientConfig
+) -> None:
+    """Fused (the default): a combined worker infers each image in the step that validated it,
+    and a separately deployed inference worker (a group of its own, reading every validated
+    event) skips the marked events: the same outcomes as the separate stages, each once.
+    """
+    arrivals = [
+        arrival_for_file(SAMPLES_DIR / relative, source="PACS1", modality=modality)
+        for relative, modality in FILES
+        for _ in range(COPIES)
+    ]
+    fused, (combined, inference_only) = await run(
+        kafka, kafka_bootstrap, [["validation", "inference"], ["inference"]], arrivals
+    )
+    separate, _ = await run(kafka, kafka_bootstrap, [["validation"], ["inference"]], arrivals)
+
+    assert fused == separate
+    assert len(fused) == len(arrivals) * OUTCOMES_PER_IMAGE
+    received = "radstream_stage_events_received_total"
+    # Each image reached inference in the fused step (more only if redelivered) ...
+    assert (combined.get_sample_value(received, {"stage": "inference"}) or 0) >= len(arrivals)
+    # ... and the separately deployed inference worker handed its stage none of them.
+    assert (inference_only.get_sample_value(received, {"stage": "inference"}) or 0) == 0
