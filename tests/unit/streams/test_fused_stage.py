@@ -24,7 +24,13 @@ from streams.agents import AgentSpec
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, NullObserver, outcome_stage, process_batch
+from streams.pipeline import (
+    Incoming,
+    NullObserver,
+    dead_letter_for,
+    outcome_stage,
+    process_batch,
+)
 from streams.retry import FailureRecord, RetriesExhaustedError
 from streams.router import arrival_for_file
 from streams.stages.fused import INFERRED_HEADER, ValidateThenInfer, already_inferred
@@ -207,6 +213,9 @@ class TestCountedPerStage:
         )
         as_rejection = Outgoing(TopicKey.IMAGES_REJECTED, b"k", rejected, ())
         assert outcome_stage(as_rejection, Stage.VALIDATION) is Stage.INFERENCE
+        (arrival, *_) = arrivals()
+        letter = dead_letter_for(arrival, Stage.INFERENCE, ValueError("model crashed"))
+        assert outcome_stage(letter, Stage.VALIDATION) is Stage.INFERENCE
         other = Outgoing(TopicKey.IMAGES_VALIDATED, b"k", event, ())
         assert outcome_stage(other, Stage.RESULTS_SINK) is Stage.RESULTS_SINK
         assert outcome_stage(other, Stage.VALIDATION) is Stage.VALIDATION
