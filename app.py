@@ -62,7 +62,7 @@ from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics
 from streams.kafka.config import DEFAULT_REQUEST_TIMEOUT_MS
-from streams.lanes import MarkLane, routine_only, stat_only
+from streams.lanes import MarkLane, routine_skips, stat_skips
 from streams.pipeline import StageHandler, StageObserver
 from streams.retry import RetryPolicy
 from streams.stages.common import ImageReader
@@ -129,12 +129,19 @@ async def open_publisher(
 
 
 async def open_database(
-    stack: AsyncExitStack, settings: Settings, *, pool_size: int, check: bool = True
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    pool_size: int,
+    check: bool = True,
+    pre_ping: bool = True,
 ) -> Database:
     """An engine for ``settings.database_url``, disposed when ``stack`` closes.
 
     Args:
         check: ping PostgreSQL now, so a service fails while starting instead of later.
+        pre_ping: test pooled connections at checkout (:class:`~sinks.database.Database`);
+            False for a sink that retries its writes.
 
     Raises:
         TransientError: ``DATABASE_UNAVAILABLE`` when ``check`` and PostgreSQL does not answer.
@@ -143,6 +150,7 @@ async def open_database(
         settings.database_url.get_secret_value(),
         pool_size=pool_size,
         tls=tls_context(settings.database),
+        pre_ping=pre_ping,
     )
     stack.push_async_callback(database.dispose)
     if check and not await database.ping():
@@ -367,16 +375,18 @@ def build_studies_specs(
         AgentSpec(
             "studies",
             topics.of(lanes.reads),
-            routine_only(stage),
+            stage,
             settings.studies.batch_size,
             settings.studies.batch_wait_seconds,
+            skip=routine_skips,
         ),
         AgentSpec(
             "studies-stat",
             topics.of((*lanes.stat_reads, *lanes.stat_shared)),
-            stat_only(stage, topics.of(lanes.stat_reads)),
+            stage,
             settings.studies.batch_size,
             STAT_BATCH_WAIT_SECONDS,
+            skip=stat_skips(topics.of(lanes.stat_reads)),
         ),
     ]
 
@@ -593,8 +603,10 @@ async def build_worker(
     if inference is not None:
         specs += build_inference_specs(settings, topics, inference)
     if "results" in stages:
+        # The sink retries a failed write, so it skips the pre-ping's three round trips per
+        # batch (sinks.database.Database, pre_ping).
         database = await open_database(
-            stack, settings, pool_size=settings.sink.pool_size, check=False
+            stack, settings, pool_size=settings.sink.pool_size, check=False, pre_ping=False
         )
         specs.append(build_results_spec(settings, topics, metrics, database))
     if "dicom-export" in stages:

@@ -6,12 +6,14 @@ topics both lanes share (``inference.results``, ``images.rejected``), where a st
 queue again behind every routine result before it. So the stat lanes' handlers are wrapped in
 :class:`MarkLane`: each message they produce carries the header ``radstream-lane: stat``. A
 stage that consumes a shared topic runs two agents over one handler (the studies stage): the
-routine agent in the stage's consumer group with :func:`routine_only`, the stat agent in a
-consumer group of its own (:attr:`streams.topics.StageTopics.stat_shared`) with
-:func:`stat_only`. The stat agent reads every message of the shared topics but hands its stage
-only the marked ones, so a stat result waits for the header checks of the routine results
-before it, not for their processing. docs/studies.md ("Priorities") has the design and its
-limits.
+routine agent in the stage's consumer group skips the marked messages (:func:`routine_skips`),
+the stat agent, in a consumer group of its own
+(:attr:`streams.topics.StageTopics.stat_shared`), skips the unmarked ones of the shared topics
+(:func:`stat_skips`). Both are :attr:`streams.agents.AgentSpec.skip` predicates, so a skipped
+message never reaches the stage or its metrics. The stat agent reads every message of the
+shared topics but hands its stage only the marked ones, so a stat result waits for the header
+checks of the routine results before it, not for their processing. docs/studies.md
+("Priorities") has the design and its limits.
 """
 
 from __future__ import annotations
@@ -48,32 +50,17 @@ class MarkLane:
         ]
 
 
-class LaneFilter:
-    """``handler`` over the messages of a batch that ``keep`` accepts; the rest are skipped.
+def routine_skips(message: Incoming) -> bool:
+    """The routine agent's :attr:`~streams.agents.AgentSpec.skip`: what a stat lane marked.
 
     A skipped message is the other lane's: that lane's agent (a consumer group of its own)
     handles it, so skipping it here loses nothing.
     """
-
-    def __init__(self, handler: StageHandler, keep: Callable[[Incoming], bool]) -> None:
-        self.stage = handler.stage
-        self._handler = handler
-        self._keep = keep
-
-    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
-        """The handler's outcomes for the kept messages (nothing for an all-skipped batch)."""
-        kept = [message for message in batch if self._keep(message)]
-        if not kept:
-            return []
-        return await self._handler.handle(kept)
+    return is_stat_lane(message)
 
 
-def routine_only(handler: StageHandler) -> LaneFilter:
-    """The routine agent's view of shared topics: every message no stat lane marked."""
-    return LaneFilter(handler, lambda message: not is_stat_lane(message))
-
-
-def stat_only(handler: StageHandler, stat_topics: Collection[str]) -> LaneFilter:
-    """The stat agent's view: its own lane's topics whole, shared topics' marked messages."""
+def stat_skips(stat_topics: Collection[str]) -> Callable[[Incoming], bool]:
+    """The stat agent's skip: its own lane's topics are taken whole, shared topics' marked
+    messages only (the routine agent handles the rest)."""
     own = frozenset(stat_topics)
-    return LaneFilter(handler, lambda message: message.topic in own or is_stat_lane(message))
+    return lambda message: message.topic not in own and not is_stat_lane(message)

@@ -15,8 +15,8 @@ from observability.health import HealthState
 from observability.metrics import Metrics
 from schemas.events import Stage
 from schemas.settings import load_settings
-from streams.lanes import LaneFilter
-from streams.pipeline import NullObserver
+from streams.lanes import LANE_HEADER, routine_skips
+from streams.pipeline import Incoming, NullObserver
 from streams.stages.studies import StudiesStage
 from streams.topics import TopicNames
 
@@ -78,8 +78,15 @@ class TestStudiesLanes:
         assert names.arrived_stat not in routine.topics
         assert set(stat.topics) == {names.arrived_stat, names.results, names.rejected}
         assert stat.batch_wait_seconds == app.STAT_BATCH_WAIT_SECONDS
-        assert isinstance(routine.handler, LaneFilter)
-        assert isinstance(stat.handler, LaneFilter)
+        # One stage, two lanes: each agent skips the other lane's messages before the stage
+        # (and its metrics) see them.
+        assert routine.handler is stage
+        assert stat.handler is stage
+        assert routine.skip is routine_skips
+        marked = Incoming(names.results, 0, 0, None, b"", ((LANE_HEADER, b"stat"),))
+        unmarked = Incoming(names.results, 0, 1, None, b"", ())
+        arrival = Incoming(names.arrived_stat, 0, 0, None, b"", ())
+        assert stat.kept([marked, unmarked, arrival]) == [marked, arrival]
 
 
 class TestDefaultStages:

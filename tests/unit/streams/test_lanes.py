@@ -6,19 +6,20 @@ agent's handler is given, in order, when a routine backlog sits before it on the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import Stage
+from streams.agents import AgentSpec
 from streams.kafka import Outgoing
 from streams.lanes import (
     LANE_HEADER,
     MarkLane,
     is_stat_lane,
-    routine_only,
-    stat_only,
+    routine_skips,
+    stat_skips,
 )
 from streams.pipeline import Incoming
 from streams.topics import TopicKey, TopicNames
@@ -76,6 +77,18 @@ class TestMarkLane:
         assert not is_stat_lane(other)
 
 
+def agent(name: str, handler: Echo, skip: Callable[[Incoming], bool]) -> AgentSpec:
+    """An agent over the shared topics, in batches of 200 as the studies agents take them."""
+    return AgentSpec(name, (NAMES.results,), handler, 200, 0.0, skip=skip)
+
+
+async def run(spec: AgentSpec, batch: Sequence[Incoming]) -> None:
+    """What the agent does with one batch: hand the stage what it keeps, if anything."""
+    kept = spec.kept(batch)
+    if kept:
+        await spec.handler.handle(kept)
+
+
 class TestSplitConsumers:
     async def test_stat_result_is_first_work_of_the_stat_agent_behind_a_routine_backlog(
         self,
@@ -90,32 +103,31 @@ class TestSplitConsumers:
         shared_topic = [consumed(o, i) for i, o in enumerate([*backlog, *urgent])]
 
         studies_routine, studies_stat = Echo(), Echo()
-        routine_agent = routine_only(studies_routine)
-        stat_agent = stat_only(studies_stat, NAMES.of((TopicKey.IMAGES_ARRIVED_STAT,)))
-        # Each agent consumes the whole topic (the stat agent in a group of its own) in
-        # batches of 200, as the studies agents do.
+        routine_agent = agent("studies", studies_routine, routine_skips)
+        stat_agent = agent(
+            "studies-stat", studies_stat, stat_skips(NAMES.of((TopicKey.IMAGES_ARRIVED_STAT,)))
+        )
+        # Each agent consumes the whole topic (the stat agent in a group of its own).
         for start in range(0, len(shared_topic), 200):
-            await stat_agent.handle(shared_topic[start : start + 200])
-            await routine_agent.handle(shared_topic[start : start + 200])
+            await run(stat_agent, shared_topic[start : start + 200])
+            await run(routine_agent, shared_topic[start : start + 200])
 
         assert [[m.value for m in batch] for batch in studies_stat.batches] == [[b"stat"]]
         handled = [m.value for batch in studies_routine.batches for m in batch]
         assert len(handled) == 1000
         assert b"stat" not in handled
 
-    async def test_stat_agent_takes_its_own_topics_whole(self) -> None:
+    def test_stat_agent_takes_its_own_topics_whole(self) -> None:
         """A stat arrival (its own topic, unmarked: routers publish it) reaches the stat agent."""
-        stage = Echo()
         arrival = Incoming(NAMES.arrived_stat, 0, 0, b"s", b"arrival", (CORRELATION,))
         routine_result = Incoming(NAMES.results, 0, 0, b"s", b"routine", (CORRELATION,))
-        await stat_only(stage, {NAMES.arrived_stat}).handle([arrival, routine_result])
-        assert stage.batches == [[arrival]]
+        stat_agent = agent("studies-stat", Echo(), stat_skips({NAMES.arrived_stat}))
+        assert stat_agent.kept([arrival, routine_result]) == [arrival]
 
-    async def test_a_batch_without_work_for_the_lane_does_not_reach_the_stage(self) -> None:
-        """All skipped: the stage is not called (no empty transaction, no outbox relay)."""
-        stage = Echo()
-        marked = (await MarkLane(Echo()).handle([validated(b"x", stat=True)]))[0]
-        out = await routine_only(stage).handle([consumed(marked, 0)])
-        assert out == []
-        assert stage.batches == []
-        assert routine_only(stage).stage is Stage.INFERENCE
+    async def test_the_routine_agent_skips_only_the_marked_messages(self) -> None:
+        """A stat-marked result is the stat agent's; an unmarked one and an arrival are kept."""
+        marked = consumed((await MarkLane(Echo()).handle([validated(b"x", stat=True)]))[0], 0)
+        unmarked = consumed((await Echo().handle([validated(b"y", stat=False)]))[0], 1)
+        arrival = Incoming(NAMES.arrived, 0, 0, b"s", b"arrival", (CORRELATION,))
+        routine_agent = agent("studies", Echo(), routine_skips)
+        assert routine_agent.kept([marked, unmarked, arrival]) == [unmarked, arrival]
