@@ -131,6 +131,13 @@ class Database:
         pool_size: pooled connections kept open (``SinkSettings.pool_size``).
         connect_timeout_seconds: how long a new connection may take before it counts as down.
         tls: asyncpg's ``ssl`` argument (:func:`tls_context`); None leaves asyncpg's default.
+        pre_ping: test each pooled connection at checkout (SQLAlchemy's ``pool_pre_ping``), so
+            a request after a server restart does not fail on a dead connection. It costs three
+            round trips per checkout (asyncpg's ping is BEGIN, a query, ROLLBACK). A caller that
+            retries a failed write anyway passes False: its first write after a restart fails
+            on the dead connection, SQLAlchemy invalidates the pool (the error is translated to
+            ``DATABASE_UNAVAILABLE``), and the retry gets a new connection ("optimistic"
+            disconnect handling). The batching sinks do; the API and one-shot commands do not.
     """
 
     def __init__(
@@ -140,6 +147,7 @@ class Database:
         pool_size: int = 5,
         connect_timeout_seconds: float = 5.0,
         tls: ssl.SSLContext | str | None = None,
+        pre_ping: bool = True,
     ) -> None:
         connect_args: dict[str, object] = {"timeout": connect_timeout_seconds}
         if tls is not None:
@@ -148,8 +156,7 @@ class Database:
             to_async_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            # A restarted server leaves dead pooled connections; test each at checkout.
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             pool_timeout=connect_timeout_seconds,
             connect_args=connect_args,
         )

@@ -194,6 +194,38 @@ class TestBackoff:
         assert states == [False, True]
         assert await _count_user(database, user) == 1
 
+    @pytest.mark.parametrize(("pre_ping", "retries"), [(True, []), (False, [0.01])])
+    async def test_a_connection_the_server_dropped_costs_at_most_one_retry(
+        self, database_url: str, database: Database, pre_ping: bool, retries: list[float]
+    ) -> None:
+        """The sink's pooled connection is terminated (what a server restart does to it): with
+        the pre-ping the next write checks it out and reconnects at once; without (the sinks'
+        setting) the first attempt fails, the pool is invalidated and one retry stores the
+        batch. Nothing is lost either way."""
+        delays: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            delays.append(seconds)
+
+        sink_database = Database(database_url, pool_size=1, pre_ping=pre_ping)
+        try:
+            sink = ResultsSink(sink_database.sessions, FAST, sleep=fake_sleep)
+            await flush_until_committed(added(sink, [make_result(user="before-drop")]))
+            async with sink_database.engine.connect() as pooled:
+                backend = (await pooled.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            async with database.engine.connect() as admin:
+                dropped = await admin.execute(
+                    text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": backend}
+                )
+                assert dropped.scalar_one() is True
+            user = f"u-{uuid.uuid4().hex[:10]}"
+            report = await flush_until_committed(added(sink, [make_result(user=user)]))
+        finally:
+            await sink_database.dispose()
+        assert report.results_inserted == 1
+        assert delays == retries
+        assert await _count_user(database, user) == 1
+
     async def test_first_try_success_reports_no_state_change(self, database: Database) -> None:
         """A write that succeeds at once does not call the health hook."""
         states: list[bool] = []

@@ -59,8 +59,12 @@ async def run_audit_stage(settings: Settings, stop: asyncio.Event, metrics: Metr
     the table holds the whole chain, and verifying it then does not report a truncated table.
     """
     agent = AuditAgent.from_settings(settings)
+    # The table writer retries a failed write: no pre-ping (sinks.database.Database, pre_ping).
     database = Database(
-        settings.database_url.get_secret_value(), pool_size=2, tls=tls_context(settings.database)
+        settings.database_url.get_secret_value(),
+        pool_size=2,
+        tls=tls_context(settings.database),
+        pre_ping=False,
     )
     # A shutdown during a database outage ends the wait; nothing was committed, so the records
     # are copied after the restart.
