@@ -137,7 +137,7 @@ def _unnest_insert(
     columns: tuple[str, ...],
     json_columns: frozenset[str],
     conflict_target: tuple[str, ...] | None,
-    returning: str,
+    returning: tuple[str, ...],
 ) -> ReturningInsert[Any]:
     """``INSERT ... SELECT ... FROM unnest($1, $2, ...) ON CONFLICT DO NOTHING RETURNING ...``.
 
@@ -160,7 +160,7 @@ def _unnest_insert(
         insert(table)
         .from_select(list(columns), select(*selected))
         .on_conflict_do_nothing(index_elements=list(conflict_target) if conflict_target else None)
-        .returning(table.c[returning])
+        .returning(*(table.c[name] for name in returning))
     )
 
 
@@ -217,7 +217,7 @@ class ResultsRepository:
             columns,
             _JSON_COLUMNS,
             ("event_id", "model_name", "model_version"),
-            "result_id",
+            ("result_id",),
         )
         with database_errors():
             inserted = await session.execute(statement, parameters)
@@ -362,7 +362,7 @@ class LifecycleRepository:
         # No conflict target: the only unique index besides the identity key is the
         # (event, state, model) expression index, which is what "already recorded" means.
         columns, parameters = _unnest_rows(rows)
-        statement = _unnest_insert(image_events, columns, frozenset(), None, "id")
+        statement = _unnest_insert(image_events, columns, frozenset(), None, ("id",))
         with database_errors():
             inserted = await session.execute(statement, parameters)
         return len(inserted.all())
@@ -583,26 +583,30 @@ class AuditLogRepository:
         """Insert new records; the number inserted and the forking ones to quarantine."""
         if not rows:
             return 0, []
-        values = [
-            {
-                "audit_topic": topic,
-                "chain_partition": record.chain_partition,
-                "sequence": record.sequence,
-                "hash": record.hash,
-                "event_id": record.object.event_id,
-                "recorded_at": record.recorded_at,
-                "audit_offset": offset,
-                "record": record.model_dump(mode="json"),
-            }
-            for record, offset in rows
-        ]
-        statement = (
-            insert(audit_log)
-            .values(values)
-            .on_conflict_do_nothing(constraint="uq_audit_log_chain_sequence")
-            .returning(audit_log.c.chain_partition, audit_log.c.sequence)
+        # The record travels as its JSON text (cast to JSONB by the statement).
+        columns, parameters = _unnest_rows(
+            [
+                {
+                    "audit_topic": topic,
+                    "chain_partition": record.chain_partition,
+                    "sequence": record.sequence,
+                    "hash": record.hash,
+                    "event_id": record.object.event_id,
+                    "recorded_at": record.recorded_at,
+                    "audit_offset": offset,
+                    "record": record.model_dump_json(),
+                }
+                for record, offset in rows
+            ]
         )
-        inserted = {tuple(row) for row in await session.execute(statement)}
+        statement = _unnest_insert(
+            audit_log,
+            columns,
+            frozenset({"record"}),
+            ("audit_topic", "chain_partition", "sequence"),
+            ("chain_partition", "sequence"),
+        )
+        inserted = {tuple(row) for row in await session.execute(statement, parameters)}
         skipped = [
             (record, offset)
             for record, offset in rows
