@@ -73,6 +73,7 @@ class TestArguments:
         """--smoke: 12 events, saturation only, no profiling."""
         options = parse_args(["--smoke"])
         assert (options.events, options.half_rate, options.profile) == (12, False, False)
+        assert options.settle_seconds == 0
 
     def test_default_run_has_every_phase(self) -> None:
         """make bench: 400 events, half rate on, profiling when pyinstrument is there."""
@@ -80,6 +81,9 @@ class TestArguments:
         assert options.events == 400
         assert options.half_rate
         assert options.profile
+        # The start-up's after-effects are kept out of the idle window and the phases.
+        assert options.settle_seconds == 10.0
+        assert parse_args(["--settle-seconds", "0"]).settle_seconds == 0
 
     def test_async_driver_is_stripped_from_the_admin_url(self) -> None:
         """The database URL may name SQLAlchemy's driver; asyncpg needs the plain form."""
