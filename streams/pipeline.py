@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from observability.logging import message_context
 from schemas.correlation import (
@@ -224,6 +225,29 @@ def parse_batch(
             else:
                 dead_letters.append(dead_letter_for(message, stage, exc))
     return parsed, dead_letters
+
+
+def skip_reporter(
+    logger: FilteringBoundLogger, event: str, count: Callable[[ErrorCode], None] | None = None
+) -> Callable[[Incoming, ErrorCode], None]:
+    """An ``on_skipped`` for :func:`parse_batch`: log the skip as ``event``, then ``count`` it.
+
+    The line carries the code and the message's position only: the value may hold whatever a
+    sender wrote.
+    """
+
+    def report(message: Incoming, code: ErrorCode) -> None:
+        logger.warning(
+            event,
+            error_code=code.value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        if count is not None:
+            count(code)
+
+    return report
 
 
 # Delivery waits out a broker outage (backpressure): every delay capped, no attempt limit.

@@ -34,7 +34,7 @@ from schemas.events import (
 )
 from streams.batching_sink import BatchingSink, flush_until_committed
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, dead_letter_for, parse_batch
+from streams.pipeline import Incoming, dead_letter_for, parse_batch, skip_reporter
 from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.results")
@@ -77,9 +77,9 @@ class ResultsStage:
         self._arrivals = frozenset(
             topics.of((TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT))
         )
+        self._skip_arrival = skip_reporter(log, "results_arrival_skipped", on_arrival_skipped)
         self._on_stored = on_stored
         self._on_write_error = on_write_error
-        self._on_arrival_skipped = on_arrival_skipped
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Store the batch; return dead letters for unparseable or unstorable messages."""
@@ -102,17 +102,6 @@ class ResultsStage:
                 except Exception as single:  # noqa: BLE001 - dead-lettered with its code
                     out.append(dead_letter_for(message, self.stage, single))
         return out
-
-    def _skip_arrival(self, message: Incoming, code: ErrorCode) -> None:
-        log.warning(
-            "results_arrival_skipped",
-            error_code=code.value,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-        )
-        if self._on_arrival_skipped is not None:
-            self._on_arrival_skipped(code)
 
     async def _write(self, events: Sequence[StorableEvent]) -> None:
         self._sink.clear()

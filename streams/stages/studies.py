@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 import structlog
 
 from schemas.correlation import derived_correlation_id, with_correlation_header
-from schemas.errors import ErrorCode
 from schemas.events import (
     ImageArrived,
     ImageRejected,
@@ -47,7 +46,7 @@ from schemas.studies import (
 )
 from sinks.studies import OutboxMessage, StudyStore, StudyTransaction
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, dead_letter_for, parse_batch
+from streams.pipeline import Incoming, dead_letter_for, parse_batch, skip_reporter
 from streams.retry import RetryPolicy, run_with_retries
 from streams.studies.aggregation import (
     CompletedStudy,
@@ -71,16 +70,7 @@ from streams.topics import TopicKey, TopicNames
 log = structlog.get_logger("radstream.studies")
 
 
-def _log_skipped_arrival(message: Incoming, code: ErrorCode) -> None:
-    """Its code and position only: the value may hold whatever a sender wrote."""
-    log.warning(
-        "studies_arrival_skipped",
-        error_code=code.value,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-    )
-
+_skip_arrival = skip_reporter(log, "studies_arrival_skipped")
 
 StudyInput = ImageArrived | ImageRejected | InferenceCompleted | StudyTransferCompleted
 Deliver = Callable[[Sequence[Outgoing]], Awaitable[None]]
@@ -142,7 +132,7 @@ class StudiesStage:
             self._models,
             self.stage,
             skipped_topics=self._arrivals,
-            on_skipped=_log_skipped_arrival,
+            on_skipped=_skip_arrival,
         )
         try:
             await self._apply_with_retries([event for _, event in parsed])
