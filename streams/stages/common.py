@@ -1,4 +1,5 @@
-"""Helpers the stage handlers share: reading image bytes with retries, decoding off the loop."""
+"""Helpers the stage handlers share: reading image bytes with retries, decoding off the loop,
+and the outcome of an image that cannot be read or is refused."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from streams.retry import FailureRecord, RetryPolicy, run_with_retries
+from schemas.errors import ErrorCode, RadstreamError
+from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
+from streams.kafka import Outgoing
+from streams.pipeline import Incoming, dead_letter_for
+from streams.retry import FailureRecord, RetriesExhaustedError, RetryPolicy, run_with_retries
+from streams.topics import TopicKey
 from streams.validation import read_image_bytes, resolve_image_uri
 
 Sleep = Callable[[float], Awaitable[object]]
@@ -69,3 +75,47 @@ class ImageReader:
             sleep=self._sleep,
             record=record,
         )
+
+
+def image_rejected(
+    message: Incoming,
+    stage: Stage,
+    event: ImageArrived | ImageValidated,
+    code: ErrorCode,
+    reason: str,
+    *,
+    retryable: bool,
+) -> Outgoing:
+    """The ``images.rejected`` message of ``event``'s image, with ``message``'s headers."""
+    rejected = ImageRejected(
+        event_id=event.event_id,
+        occurred_at=event.occurred_at,
+        stage=stage,
+        error_code=code,
+        reason=reason,
+        retryable=retryable,
+        source=event.source,
+        requested_by=event.requested_by,
+        study_instance_uid=event.study_instance_uid,
+    )
+    return Outgoing(
+        TopicKey.IMAGES_REJECTED, rejected.message_key(), rejected, message.out_headers()
+    )
+
+
+async def read_image_or_outcome(
+    reader: ImageReader, message: Incoming, stage: Stage, event: ImageArrived | ImageValidated
+) -> bytes | Outgoing:
+    """The bytes of ``event``'s image, or the message's outcome when they cannot be read.
+
+    Retries exhausted (a file still being written, a storage hiccup): a dead letter, so a
+    replay completes it once the file is there. Any other input error: a rejection with its
+    code.
+    """
+    record = FailureRecord()
+    try:
+        return await reader.read(event.image_uri, record)
+    except RetriesExhaustedError as exc:
+        return dead_letter_for(message, stage, exc, failures=record, event_id=event.event_id)
+    except RadstreamError as exc:
+        return image_rejected(message, stage, event, exc.code, exc.reason, retryable=exc.retryable)

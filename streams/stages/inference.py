@@ -28,7 +28,6 @@ from numpy.typing import NDArray
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import (
-    ImageRejected,
     ImageValidated,
     InferenceCompleted,
     ShadowOutcome,
@@ -42,8 +41,7 @@ from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
-from streams.retry import FailureRecord, RetriesExhaustedError
-from streams.stages.common import ImageReader, run_decoder
+from streams.stages.common import ImageReader, image_rejected, read_image_or_outcome, run_decoder
 from streams.stages.handoff import PixelHandoff
 from streams.topics import TopicKey
 from streams.validation import decode_pixels
@@ -207,18 +205,12 @@ class InferenceStage:
         self, message: Incoming, event: ImageValidated
     ) -> NDArray[np.float32] | Outgoing:
         """Read the image again, check it is still the validated bytes, decode it."""
-        record = FailureRecord()
-        try:
-            data = await self._reader.read(event.image_uri, record)
-        except RetriesExhaustedError as exc:
-            return dead_letter_for(
-                message, self.stage, exc, failures=record, event_id=event.event_id
-            )
-        except RadstreamError as exc:
-            return self._rejected(message, event, exc, None)
+        data = await read_image_or_outcome(self._reader, message, self.stage, event)
+        if isinstance(data, Outgoing):
+            return data
         if hashlib.sha256(data).hexdigest() != event.sha256:
             changed = error_for(ErrorCode.CHECKSUM_MISMATCH, "image bytes changed after validation")
-            return self._rejected(message, event, changed, None)
+            return self._rejected(message, event, changed)
         try:
             return await run_decoder(
                 decode_pixels,
@@ -228,7 +220,7 @@ class InferenceStage:
                 limits=self._limits,
             )
         except RadstreamError as exc:
-            return self._rejected(message, event, exc, None)
+            return self._rejected(message, event, exc)
 
     def _report_model_batches(self, outcomes: Sequence[InferenceOutcome], seconds: float) -> None:
         if self._on_model_batch is None:
@@ -279,20 +271,8 @@ class InferenceStage:
         return self._registry.mode(name, version).mode is RolloutMode.ACTIVE
 
     def _rejected(
-        self, message: Incoming, event: ImageValidated, error: RadstreamError, model_id: str | None
+        self, message: Incoming, event: ImageValidated, error: RadstreamError
     ) -> Outgoing:
-        rejected = ImageRejected(
-            event_id=event.event_id,
-            occurred_at=event.occurred_at,
-            stage=self.stage,
-            error_code=error.code,
-            reason=error.reason,
-            retryable=error.retryable,
-            source=event.source,
-            requested_by=event.requested_by,
-            study_instance_uid=event.study_instance_uid,
-            model_id=model_id,
-        )
-        return Outgoing(
-            TopicKey.IMAGES_REJECTED, rejected.message_key(), rejected, message.out_headers()
+        return image_rejected(
+            message, self.stage, event, error.code, error.reason, retryable=error.retryable
         )

@@ -17,15 +17,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from schemas.errors import ErrorCode, RadstreamError
-from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
+from schemas.errors import RadstreamError
+from schemas.events import ImageArrived, ImageValidated, Stage
 from schemas.settings import ValidationSettings
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming, dead_letter_for, parse_event
-from streams.retry import FailureRecord, RetriesExhaustedError
-from streams.stages.common import ImageReader, run_decoder
+from streams.stages.common import (
+    ImageReader,
+    image_rejected,
+    read_image_or_outcome,
+    run_decoder,
+)
 from streams.stages.handoff import PixelHandoff
-from streams.topics import TopicKey, validated_topic
+from streams.topics import validated_topic
 from streams.validation import (
     ClinicalRules,
     ValidationAccepted,
@@ -87,15 +91,9 @@ class ValidationStage:
             event = parse_event(message, ImageArrived)
         except RadstreamError as exc:
             return dead_letter_for(message, self.stage, exc)
-        record = FailureRecord()
-        try:
-            data = await self._reader.read(event.image_uri, record)
-        except RetriesExhaustedError as exc:
-            return dead_letter_for(
-                message, self.stage, exc, failures=record, event_id=event.event_id
-            )
-        except RadstreamError as exc:
-            return self._rejected(message, event, exc.code, exc.reason, retryable=exc.retryable)
+        data = await read_image_or_outcome(self._reader, message, self.stage, event)
+        if isinstance(data, Outgoing):
+            return data
         # Decoding is CPU-bound: off the loop, so heartbeats and other partitions keep going.
         outcome, pixels = await run_decoder(
             self._validate,
@@ -109,8 +107,13 @@ class ValidationStage:
             declared_study_instance_uid=event.study_instance_uid,
         )
         if not isinstance(outcome, ValidationAccepted):
-            return self._rejected(
-                message, event, outcome.error_code, outcome.reason, retryable=outcome.retryable
+            return image_rejected(
+                message,
+                self.stage,
+                event,
+                outcome.error_code,
+                outcome.reason,
+                retryable=outcome.retryable,
             )
         validated = validated_event(event, outcome)
         if self._handoff is not None and pixels is not None:
@@ -121,30 +124,6 @@ class ValidationStage:
             validated.message_key(),
             validated,
             message.out_headers(),
-        )
-
-    def _rejected(
-        self,
-        message: Incoming,
-        event: ImageArrived,
-        code: ErrorCode,
-        reason: str,
-        *,
-        retryable: bool,
-    ) -> Outgoing:
-        rejected = ImageRejected(
-            event_id=event.event_id,
-            occurred_at=event.occurred_at,
-            stage=self.stage,
-            error_code=code,
-            reason=reason,
-            retryable=retryable,
-            source=event.source,
-            requested_by=event.requested_by,
-            study_instance_uid=event.study_instance_uid,
-        )
-        return Outgoing(
-            TopicKey.IMAGES_REJECTED, rejected.message_key(), rejected, message.out_headers()
         )
 
 
