@@ -79,17 +79,11 @@ class InstanceArrival:
     priority: Priority = Priority.ROUTINE
 
 
-class SeriesState(BaseModel):
-    """One series of a study: its distinct instances and whether its generation is complete."""
+class _Generations(BaseModel):
+    """What a series and a study share: numbered generations, each completed once by a rule."""
 
     model_config = ConfigDict(extra="forbid")
 
-    series_instance_uid: str
-    modality: str | None = None
-    instances: list[str] = Field(default_factory=list)
-    expected: int | None = None
-    first_arrival_at: datetime
-    last_arrival_at: datetime
     generation: int = 1
     completed_by: CompletionRule | None = None
     completed_at: datetime | None = None
@@ -99,11 +93,25 @@ class SeriesState(BaseModel):
         """Whether the current generation is complete."""
         return self.completed_by is not None
 
+    def reopen(self) -> None:
+        """Start the next generation: a new instance arrived after this one completed."""
+        self.generation += 1
+        self.completed_by = self.completed_at = None
 
-class StudyState(BaseModel):
+
+class SeriesState(_Generations):
+    """One series of a study: its distinct instances and whether its generation is complete."""
+
+    series_instance_uid: str
+    modality: str | None = None
+    instances: list[str] = Field(default_factory=list)
+    expected: int | None = None
+    first_arrival_at: datetime
+    last_arrival_at: datetime
+
+
+class StudyState(_Generations):
     """The persisted state of one study: everything the rules need, and nothing of the patient."""
-
-    model_config = ConfigDict(extra="forbid")
 
     study_instance_uid: str
     priority: Priority = Priority.ROUTINE
@@ -112,14 +120,6 @@ class StudyState(BaseModel):
     expected_from_signal: bool = False
     first_arrival_at: datetime | None = None
     last_arrival_at: datetime | None = None
-    generation: int = 1
-    completed_by: CompletionRule | None = None
-    completed_at: datetime | None = None
-
-    @property
-    def complete(self) -> bool:
-        """Whether the current generation is complete."""
-        return self.completed_by is not None
 
     @property
     def instance_count(self) -> int:
@@ -162,8 +162,7 @@ def apply_arrival(state: StudyState, arrival: InstanceArrival) -> list[Completio
         return []
     series_uid = arrival.series_instance_uid or UNKNOWN_SERIES
     if state.complete:
-        state.generation += 1
-        state.completed_by = state.completed_at = None
+        state.reopen()
         state.expected, state.expected_from_signal = None, False
     series = state.series.get(series_uid)
     if series is None:
@@ -176,8 +175,7 @@ def apply_arrival(state: StudyState, arrival: InstanceArrival) -> list[Completio
         )
         state.series[series_uid] = series
     elif series.complete:
-        series.generation += 1
-        series.completed_by = series.completed_at = None
+        series.reopen()
     series.instances.append(arrival.instance_key)
     series.modality = series.modality or arrival.modality
     series.first_arrival_at = min(series.first_arrival_at, arrival.at)
