@@ -12,6 +12,7 @@ import json
 import math
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
@@ -232,6 +233,21 @@ class ModelManifest(_Strict):
     def model_id(self) -> str:
         """The exact id ``name@version``."""
         return f"{self.name}@{self.version}"
+
+
+def read_model_file(path: Path, what: str) -> str:
+    """The text of a file the models are served by (a manifest, the routing rules).
+
+    Raises:
+        InferenceError: ``MODEL_LOAD_FAILED`` saying ``what`` is unreadable, with the error's
+            type only.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InferenceError(
+            ErrorCode.MODEL_LOAD_FAILED, f"{what} unreadable: {type(exc).__name__}"
+        ) from exc
 
 
 def parse_manifest(text: str) -> ModelManifest:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.errors import ErrorCode, InferenceError, ResourceNotFoundError
 from schemas.rollout import RolloutMode
-from streams.inference.manifest import InputSpec, ModelManifest, parse_manifest
+from streams.inference.manifest import InputSpec, ModelManifest, parse_manifest, read_model_file
 from streams.inference.rollout import (
     ROLLOUT_FILE,
     STAGED,
@@ -123,13 +123,7 @@ def onnx_session_factory(
 
 def _read_manifest(manifest_path: Path) -> ModelManifest:
     """Parse a manifest file and check it lives in ``<name>/<version>/``."""
-    try:
-        text = manifest_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InferenceError(
-            ErrorCode.MODEL_LOAD_FAILED, f"manifest unreadable: {type(exc).__name__}"
-        ) from exc
-    manifest = parse_manifest(text)
+    manifest = parse_manifest(read_model_file(manifest_path, "manifest"))
     version_dir = manifest_path.parent
     if (manifest.name, manifest.version) != (version_dir.parent.name, version_dir.name):
         raise InferenceError(

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.errors import ErrorCode, InferenceError, InputValidationError, ResourceNotFoundError
+from streams.inference.manifest import read_model_file
 
 _MODEL_ID = r"^[a-z0-9][a-z0-9._-]{0,63}(@[0-9A-Za-z.+-]{1,32})?$"
 
@@ -72,13 +73,7 @@ class RoutingRules(BaseModel):
     @classmethod
     def load(cls, path: Path) -> RoutingRules:
         """Read and parse the rules file."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InferenceError(
-                ErrorCode.MODEL_LOAD_FAILED, f"routing rules unreadable: {type(exc).__name__}"
-            ) from exc
-        return cls.parse(text)
+        return cls.parse(read_model_file(path, "routing rules"))
 
     def unknown_models(self, known: Callable[[str], bool]) -> list[str]:
         """Model ids the rules name that ``known`` does not recognise (a start-up check)."""
