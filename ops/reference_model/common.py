@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from streams.inference.input_guard import input_statistics
 from streams.inference.manifest import (
     REFERENCE_QUANTILE_LEVELS,
+    REFERENCE_STATUS,
     InputStatistic,
     ModelManifest,
     parse_manifest,
@@ -164,6 +165,63 @@ def reference(
         "scores": {label: quantiles(values) for label, values in scores.items()},
         "statistics": {name.value: quantiles(values) for name, values in statistics.items()},
     }
+
+
+def evaluation_metrics(
+    heldout: Mapping[str, float], train_accuracy: float, *, heldout_count: int, heldout_seed: int
+) -> dict[str, float]:
+    """The manifest's ``metrics``: the held-out set's binary metrics and identity, then training
+    accuracy (the registry and model cards read these names)."""
+    return {
+        "heldout_accuracy": heldout["accuracy"],
+        "heldout_sensitivity": heldout["sensitivity"],
+        "heldout_specificity": heldout["specificity"],
+        "heldout_count": float(heldout_count),
+        "heldout_seed": float(heldout_seed),
+        "train_accuracy": train_accuracy,
+    }
+
+
+def manifest_data(
+    name: str,
+    version: str,
+    *,
+    intended_use: str,
+    spec: dict[str, Any],
+    label: str,
+    threshold: float,
+    score_meaning: str,
+    negative_decision: str,
+    metrics: dict[str, float],
+    drift_reference: dict[str, Any] | None,
+    legacy_default: bool | None = None,
+) -> dict[str, Any]:
+    """A reference model's manifest as plain data, in the documented key order.
+
+    The output is the one ``scores`` tensor :func:`add_logistic_head` writes, with one label.
+    ``legacy_default`` is the ``default`` flag of versions released before ``rollout.yaml``
+    decided modes (``None``: no flag); a falsy ``drift_reference`` leaves ``reference`` out.
+    """
+    data: dict[str, Any] = {"name": name, "version": version, "runtime": "onnxruntime"}
+    if legacy_default is not None:
+        data["default"] = legacy_default
+    data |= {
+        "status": REFERENCE_STATUS,
+        "intended_use": intended_use,
+        "model_card": "MODEL_CARD.md",
+        "input": spec,
+        "output": {
+            "tensor": "scores",
+            "labels": [label],
+            "score_meaning": score_meaning,
+            "thresholds": {label: threshold},
+            "negative_decision": negative_decision,
+        },
+        "metrics": metrics,
+    }
+    if drift_reference:
+        data["reference"] = drift_reference
+    return data
 
 
 def write_version(

@@ -26,9 +26,11 @@ from onnx import TensorProto, helper, numpy_helper
 from ops.reference_model.common import (
     add_logistic_head,
     binary_metrics,
+    evaluation_metrics,
     finish_model,
     fit_logistic,
     guard_ranges,
+    manifest_data,
     metric_rows,
     reference,
     run,
@@ -168,24 +170,18 @@ def manifest_dict(
     """The manifest as plain data, in the documented key order."""
     spec = input_spec().model_dump(mode="json")
     spec["expected_statistics"] = guard
-    return {
-        "name": MODEL_NAME,
-        "version": VERSION,
-        "runtime": "onnxruntime",
-        "status": REFERENCE_STATUS,
-        "intended_use": INTENDED_USE,
-        "model_card": "MODEL_CARD.md",
-        "input": spec,
-        "output": {
-            "tensor": "scores",
-            "labels": [LABEL],
-            "score_meaning": SCORE_MEANING,
-            "thresholds": {LABEL: threshold},
-            "negative_decision": "acceptable",
-        },
-        "metrics": metrics,
-        "reference": drift_reference,
-    }
+    return manifest_data(
+        MODEL_NAME,
+        VERSION,
+        intended_use=INTENDED_USE,
+        spec=spec,
+        label=LABEL,
+        threshold=threshold,
+        score_meaning=SCORE_MEANING,
+        negative_decision="acceptable",
+        metrics=metrics,
+        drift_reference=drift_reference,
+    )
 
 
 def model_card(threshold: float, metrics: dict[str, float]) -> str:
@@ -273,14 +269,12 @@ def train(registry: Path) -> dict[str, dict[str, float]]:
     heldout_x, heldout_y = dataset(HELDOUT_SEED, HELDOUT_COUNT)
     scores = run(model, heldout_x)[:, 0]
     heldout = binary_metrics(scores, heldout_y, threshold)
-    metrics = {
-        "heldout_accuracy": heldout["accuracy"],
-        "heldout_sensitivity": heldout["sensitivity"],
-        "heldout_specificity": heldout["specificity"],
-        "heldout_count": float(HELDOUT_COUNT),
-        "heldout_seed": float(HELDOUT_SEED),
-        "train_accuracy": binary_metrics(run(model, train_x)[:, 0], train_y, threshold)["accuracy"],
-    }
+    metrics = evaluation_metrics(
+        heldout,
+        binary_metrics(run(model, train_x)[:, 0], train_y, threshold)["accuracy"],
+        heldout_count=HELDOUT_COUNT,
+        heldout_seed=HELDOUT_SEED,
+    )
     write_version(
         registry,
         model,

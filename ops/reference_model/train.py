@@ -45,9 +45,11 @@ from ops.reference_model.common import (
     REGISTRY,
     add_logistic_head,
     binary_metrics,
+    evaluation_metrics,
     finish_model,
     fit_logistic,
     guard_ranges,
+    manifest_data,
     reference,
     run,
     statistics_matrix,
@@ -233,29 +235,20 @@ def manifest_dict(
         spec["expected_statistics"] = guard
     else:
         del spec["expected_statistics"]
-    data: dict[str, Any] = {
-        "name": MODEL_NAME,
-        "version": plan.version,
-        "runtime": "onnxruntime",
-    }
-    if plan.frozen:  # released with the legacy flag; rollout.yaml decides modes since 1.2.0
-        data["default"] = plan.default
-    return {
-        **data,
-        "status": REFERENCE_STATUS,
-        "intended_use": INTENDED_USE,
-        "model_card": "MODEL_CARD.md",
-        "input": spec,
-        "output": {
-            "tensor": "scores",
-            "labels": ["lesion"],
-            "score_meaning": SCORE_MEANING,
-            "thresholds": {"lesion": 0.5},
-            "negative_decision": "no_finding",
-        },
-        "metrics": metrics,
-        **({"reference": drift_reference} if drift_reference else {}),
-    }
+    return manifest_data(
+        MODEL_NAME,
+        plan.version,
+        intended_use=INTENDED_USE,
+        spec=spec,
+        label="lesion",
+        threshold=0.5,
+        score_meaning=SCORE_MEANING,
+        negative_decision="no_finding",
+        metrics=metrics,
+        drift_reference=drift_reference,
+        # Released with the legacy flag; rollout.yaml decides modes since 1.2.0.
+        legacy_default=plan.default if plan.frozen else None,
+    )
 
 
 GUARD_SECTION = """
@@ -364,14 +357,12 @@ def train_version(plan: VersionPlan, registry: Path) -> dict[str, float]:
     heldout_x, heldout_y = dataset(HELDOUT_SEED, HELDOUT_COUNT, spec)
     scores = run(model, heldout_x)[:, 0]
     heldout = binary_metrics(scores, heldout_y, 0.5)
-    metrics = {
-        "heldout_accuracy": heldout["accuracy"],
-        "heldout_sensitivity": heldout["sensitivity"],
-        "heldout_specificity": heldout["specificity"],
-        "heldout_count": float(HELDOUT_COUNT),
-        "heldout_seed": float(HELDOUT_SEED),
-        "train_accuracy": binary_metrics(run(model, train_x)[:, 0], train_y, 0.5)["accuracy"],
-    }
+    metrics = evaluation_metrics(
+        heldout,
+        binary_metrics(run(model, train_x)[:, 0], train_y, 0.5)["accuracy"],
+        heldout_count=HELDOUT_COUNT,
+        heldout_seed=HELDOUT_SEED,
+    )
     guard = drift_reference = None
     if plan.guard:
         guard = guard_ranges(statistics_matrix(train_x))
