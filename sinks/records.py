@@ -149,24 +149,23 @@ class LifecycleEntry(_Record):
     @classmethod
     def inferred(cls, result: InferenceCompleted) -> LifecycleEntry:
         """A model produced a result for the image."""
-        return cls(
-            event_id=result.event_id,
-            state=LifecycleState.INFERRED,
-            at=result.completed_at,
-            stage=Stage.INFERENCE.value,
-            model_name=result.model.name,
-            model_version=result.model.version,
-            requested_by=result.requested_by,
-        )
+        return cls._of_result(result, LifecycleState.INFERRED, result.completed_at, Stage.INFERENCE)
 
     @classmethod
     def stored(cls, result: InferenceCompleted, at: datetime) -> LifecycleEntry:
         """The result was committed to ``inference_results``."""
+        return cls._of_result(result, LifecycleState.STORED, at, Stage.RESULTS_SINK)
+
+    @classmethod
+    def _of_result(
+        cls, result: InferenceCompleted, state: LifecycleState, at: datetime, stage: Stage
+    ) -> LifecycleEntry:
+        """A step of a model's result: the result names the image, the model and the requester."""
         return cls(
             event_id=result.event_id,
-            state=LifecycleState.STORED,
+            state=state,
             at=at,
-            stage=Stage.RESULTS_SINK.value,
+            stage=stage.value,
             model_name=result.model.name,
             model_version=result.model.version,
             requested_by=result.requested_by,
