@@ -47,6 +47,7 @@ from schemas.settings import Settings
 from schemas.studies import StudyView
 from streams.inference.comparison import compare_versions
 from streams.topics import TopicKey
+from tests.unit.fake_clock import FakeClock
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!!"
 DIGEST = "ab" * 32
@@ -288,21 +289,6 @@ class FakeModels:
             f"{name}@{query.baseline or '1.0.0'}", f"{name}@{query.candidate or '2.0.0'}", []
         )
         return report.model_copy(update={"since": query.since, "until": query.until})
-
-
-@dataclass
-class FakeClock:
-    """Monotonic seconds that only move when a test says so."""
-
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Let ``seconds`` pass."""
-        self.now += seconds
 
 
 def settings_for(tmp_path: Path, **api: Any) -> Settings:

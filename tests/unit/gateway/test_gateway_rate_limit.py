@@ -6,7 +6,7 @@ import pytest
 
 from gateway.rate_limit import RateLimiter, TokenBucket
 from schemas.errors import RateLimitError
-from tests.unit.gateway.fakes import FakeClock
+from tests.unit.fake_clock import FakeClock
 
 pytestmark = pytest.mark.requirement("RS-API-04")
 

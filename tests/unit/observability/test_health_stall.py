@@ -5,20 +5,11 @@ from __future__ import annotations
 import pytest
 
 from observability.health import HealthState
+from tests.unit.fake_clock import FakeClock
 
 pytestmark = pytest.mark.requirement("RS-REL-14")
 
 STALL = 300.0
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def watched(clock: FakeClock, *, database: bool = False) -> HealthState:

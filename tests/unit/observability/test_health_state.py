@@ -15,18 +15,9 @@ from observability.health import (
     stage_lag_probe,
 )
 from observability.lag import GroupSnapshot, LagSample
+from tests.unit.fake_clock import FakeClock
 
 pytestmark = pytest.mark.requirement("RS-OBS-03")
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def ready_state(

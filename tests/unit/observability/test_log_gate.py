@@ -8,18 +8,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from observability.log_gate import RepeatedLineGate
+from tests.unit.fake_clock import FakeClock
 
 pytestmark = pytest.mark.requirement("RS-REL-13")
-
-
-class FakeClock:
-    """Monotonic seconds moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def record(name: str, msg: str, level: int = logging.ERROR) -> logging.LogRecord:
@@ -29,7 +20,7 @@ def record(name: str, msg: str, level: int = logging.ERROR) -> logging.LogRecord
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(now=0.0)
 
 
 @pytest.fixture
