@@ -76,13 +76,19 @@ def validated(event_id: uuid.UUID) -> ImageValidated:
     )
 
 
-def rejected(event_id: uuid.UUID, *, retryable: bool = False, reason: str = "bad") -> ImageRejected:
-    """A rejection of ``event_id`` with free-text ``reason``."""
+def rejected(
+    event_id: uuid.UUID,
+    *,
+    retryable: bool = False,
+    reason: str = "bad",
+    stage: Stage = Stage.VALIDATION,
+) -> ImageRejected:
+    """A rejection of ``event_id`` by ``stage`` with free-text ``reason``."""
     return ImageRejected(
         event_id=event_id,
         occurred_at=T0,
         rejected_at=T0 + timedelta(seconds=2),
-        stage=Stage.VALIDATION,
+        stage=stage,
         error_code=ErrorCode.IMAGE_MALFORMED,
         reason=reason,
         retryable=retryable,

@@ -39,6 +39,7 @@ from streams.stages.inference import InferenceStage
 from streams.stages.validation import ValidationStage
 from streams.topics import TopicKey, TopicNames
 from streams.validation import load_clinical_rules
+from tests.unit.audit import factories
 from tests.unit.streams.test_pixel_handoff import (
     FILES,
     LIMITS,
@@ -202,16 +203,8 @@ class TestCountedPerStage:
         """A rejection and a dead letter name their stage; a result is inference's; anything
         else is the handling stage's."""
         event = arrival_for_file(SAMPLES / "dicom" / "ct_small.dcm", source="demo")
-        rejected = ImageRejected(
-            event_id=event.event_id,
-            occurred_at=event.occurred_at,
-            stage=Stage.INFERENCE,
-            error_code=ErrorCode.MODEL_NO_ROUTE,
-            reason="no model",
-            retryable=False,
-            source=event.source,
-        )
-        as_rejection = Outgoing(TopicKey.IMAGES_REJECTED, b"k", rejected, ())
+        rejection = factories.rejected(event.event_id, stage=Stage.INFERENCE)
+        as_rejection = Outgoing(TopicKey.IMAGES_REJECTED, b"k", rejection, ())
         assert outcome_stage(as_rejection, Stage.VALIDATION) is Stage.INFERENCE
         (arrival, *_) = arrivals()
         letter = dead_letter_for(arrival, Stage.INFERENCE, ValueError("model crashed"))
