@@ -7,8 +7,6 @@ runs every stage; nothing is faked.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,17 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 import app
 from gateway.tokens import issue_token
 from schemas.audit import AuditRecord
-from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from schemas.settings import Settings
 from streams.audit.checkpoints import TrustedKeys
 from streams.audit.files import load_public_key
 from streams.audit.io import read_audit_topic
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
+from tests.integration.settings_support import isolated_settings, phantom_storage
 
 pytestmark = pytest.mark.requirement("RS-API-01", "RS-API-07", "RS-AUD-01", "RS-DB-04")
 
@@ -39,21 +37,12 @@ def api_settings(
     kafka_bootstrap: str, pipeline_database_url: str, topic_prefix: str, tmp_path: Path
 ) -> Settings:
     """Isolated topics, groups and audit key; storage root with one CT image in it."""
-    root = tmp_path / "images"
-    root.mkdir()
-    # A phantom of the kind the reference lesion-detector was trained on (a real CT slice is
-    # refused by its input guard, which is not what this test is about).
-    shutil.copy(SAMPLES_DIR / "dicom" / "ct_phantom_lesion.dcm", root / "ct.dcm")
-    return load_settings(
+    return isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(pipeline_database_url),
+        database_url=pipeline_database_url,
         topic_prefix=topic_prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
-        storage_roots=(root,),
-        audit={
-            "signing_key_file": tmp_path / "audit_key.pem",
-            "checkpoint_file": tmp_path / "checkpoints.jsonl",
-        },
+        storage_roots=(phantom_storage(tmp_path),),
+        audit_dir=tmp_path,
     )
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,10 +18,15 @@ from prometheus_client import CollectorRegistry
 import app
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import ImageRejected, InferenceCompleted
-from schemas.settings import SAMPLES_DIR, load_settings
+from schemas.settings import SAMPLES_DIR
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+from tests.integration.settings_support import (
+    copied_model_registry,
+    isolated_settings,
+    registry_settings,
+)
 
 pytestmark = pytest.mark.requirement("RS-INF-02", "RS-INF-06")
 
@@ -52,19 +55,14 @@ async def test_results_with_provenance_and_tampered_model_refused(
     kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """1.0.0 serves with full provenance; tampered 1.1.0 is refused per event, not a crash."""
-    registry_dir = tmp_path / "model_registry"
-    shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
+    registry_dir = copied_model_registry(tmp_path)
     tampered = registry_dir / "lesion-detector" / "1.1.0" / "model.onnx"
     tampered.write_bytes(tampered.read_bytes() + b"\0")
-    settings = load_settings(
+    settings = isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES_DIR,),
-        inference={
-            "model_registry_dir": registry_dir,
-            "routing_rules_file": registry_dir / "routing.yaml",
-        },
+        inference=registry_settings(registry_dir),
     )
     await ensure_topics(kafka, topic_prefix)
     metrics = CollectorRegistry()

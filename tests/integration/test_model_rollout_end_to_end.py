@@ -22,19 +22,23 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
-from pydantic import SecretStr
 
 import app
 from cli.main import main
 from schemas.audit import ApiAction
 from schemas.events import ImageArrived, InferenceCompleted, ShadowOutcome
-from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
 from sinks.repositories import ComparisonRepository, ResultsRepository
 from streams.inference.registry import read_rollout
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+from tests.integration.settings_support import (
+    copied_model_registry,
+    isolated_settings,
+    registry_settings,
+)
 
 pytestmark = [
     pytest.mark.requirement("RS-MOD-01", "RS-MOD-02", "RS-MOD-03", "RS-MOD-04"),
@@ -163,18 +167,12 @@ def settings(
     kafka_bootstrap: str, topic_prefix: str, pipeline_database_url: str, tmp_path: Path
 ) -> Settings:
     """This test's topics, database and a copy of the shipped model registry."""
-    registry_dir = tmp_path / "model_registry"
-    shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
-    return load_settings(
+    return isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(pipeline_database_url),
+        database_url=pipeline_database_url,
         topic_prefix=topic_prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES_DIR,),
-        inference={
-            "model_registry_dir": registry_dir,
-            "routing_rules_file": registry_dir / "routing.yaml",
-        },
+        inference=registry_settings(copied_model_registry(tmp_path)),
     )
 
 

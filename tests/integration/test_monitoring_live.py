@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -28,14 +26,14 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 import app
 from gateway.tokens import issue_token
 from observability.metrics import catalogue
-from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from schemas.settings import Settings
 from streams.kafka import KafkaClientConfig, ensure_topics
 from tests.integration.database_helpers import database_in_thread
+from tests.integration.settings_support import isolated_settings, phantom_storage
 from tests.prometheus_peer import PrometheusPeer
 from tests.promql import alert_rules, dashboard_exprs, family_of, labels_used, metric_names
 from tests.reliability.private_postgres import PrivateCluster, free_port, running_cluster
@@ -75,20 +73,14 @@ def live_settings(
     kafka_bootstrap: str, topic_prefix: str, cluster: PrivateCluster, tmp_path: Path
 ) -> Iterator[Settings]:
     """Isolated topics, groups, audit key and a migrated database on the private cluster."""
-    root = tmp_path / "images"
-    root.mkdir()
-    shutil.copy(SAMPLES_DIR / "dicom" / "ct_phantom_lesion.dcm", root / "ct.dcm")
+    root = phantom_storage(tmp_path)
     url, drop = database_in_thread(cluster.admin_url)
-    yield load_settings(
+    yield isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(url),
+        database_url=url,
         topic_prefix=topic_prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(root,),
-        audit={
-            "signing_key_file": tmp_path / "audit_key.pem",
-            "checkpoint_file": tmp_path / "checkpoints.jsonl",
-        },
+        audit_dir=tmp_path,
         observability={"metrics_host": "127.0.0.1", "metrics_port": free_port()},
     )
     with contextlib.suppress(Exception):  # the cluster may be down after the outage test

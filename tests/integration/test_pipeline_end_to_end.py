@@ -17,19 +17,19 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 from sqlalchemy import text
 
 from cli.demo import run_pipeline_on_files
 from observability.metrics import serve_metrics
 from schemas.events import DeadLetter, ImageRejected, ImageValidated
-from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
 from streams.audit.checkpoints import TrustedKeys
 from streams.audit.files import checkpoint_file_for, load_public_key
 from streams.audit.io import verify_topic
 from streams.kafka import KafkaClientConfig
 from streams.topics import TopicNames
+from tests.integration.settings_support import isolated_settings
 
 SAMPLES = SAMPLES_DIR
 # Each good image and what every model it is routed to answers (a decision or a refusal code).
@@ -109,17 +109,13 @@ def pipeline_settings(
     """Settings for one isolated pipeline run: own topics, own audit key and checkpoint file."""
     tmp_path = tmp_path_factory.mktemp("pipeline")
     topic_prefix = f"rstest.{run_id}.e2e-{uuid.uuid4().hex[:6]}."
-    return load_settings(
+    return isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(pipeline_database_url),
+        database_url=pipeline_database_url,
         topic_prefix=topic_prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES,),
-        audit={
-            "signing_key_file": tmp_path / "audit_key.pem",
-            "checkpoint_file": tmp_path / "checkpoints.jsonl",
-            "checkpoint_every_records": 5,
-        },
+        audit_dir=tmp_path,
+        audit={"checkpoint_every_records": 5},
         logging={"format": "json"},
     )
 
