@@ -480,16 +480,26 @@ class TestRaster:
         assert outcome.geometry.samples_per_pixel == 3
 
 
+def _validate_ct_with_geometry_raising(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> ValidationRejected:
+    """Validate the CT sample while the geometry check raises ``error``; it must be rejected."""
+
+    def failing_step(*_args: object, **_kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("streams.validation.validator.check_geometry", failing_step)
+    outcome = _validate(CT)
+    assert isinstance(outcome, ValidationRejected)
+    return outcome
+
+
 class TestNeverRaises:
     def test_unexpected_exception_becomes_malformed(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """An unexpected library exception becomes IMAGE_MALFORMED with a fixed reason."""
-
-        def explode(*_args: object, **_kwargs: object) -> None:
-            raise RuntimeError("CompressedSamples^CT1")
-
-        monkeypatch.setattr("streams.validation.validator.check_geometry", explode)
-        outcome = _validate(CT)
-        assert isinstance(outcome, ValidationRejected)
+        outcome = _validate_ct_with_geometry_raising(
+            monkeypatch, RuntimeError("CompressedSamples^CT1")
+        )
         assert outcome.error_code is ErrorCode.IMAGE_MALFORMED
         assert "CompressedSamples" not in outcome.reason
 
@@ -518,11 +528,5 @@ class TestNativePluginPanics:
 
     def test_panic_outside_decoder_still_a_verdict(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A BaseException from any other step is caught at the top level too."""
-
-        def panicking_step(*_args: object, **_kwargs: object) -> None:
-            raise _PanicException("boom")
-
-        monkeypatch.setattr("streams.validation.validator.check_geometry", panicking_step)
-        outcome = _validate(CT)
-        assert isinstance(outcome, ValidationRejected)
+        outcome = _validate_ct_with_geometry_raising(monkeypatch, _PanicException("boom"))
         assert outcome.error_code is ErrorCode.IMAGE_MALFORMED
