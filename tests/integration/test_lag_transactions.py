@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from observability.lag import LagReader
+from observability.lag import LagReader, LagSample
 from streams.kafka import (
     KafkaClientConfig,
     RawMessage,
@@ -46,17 +46,25 @@ async def write_transaction(
         await producer.send_offsets_to_transaction({TopicPartition(topic, 0): committed}, group)
 
 
+async def lag_after_transaction(
+    kafka_bootstrap: str, topic_prefix: str, committed: int
+) -> LagSample:
+    """The lag sample of a group committed at ``committed`` on a three-record transaction."""
+    config = KafkaClientConfig(kafka_bootstrap)
+    topic, group = f"{topic_prefix}audit.log", f"rstest-lso-{uuid.uuid4().hex[:8]}"
+    async with asyncio.timeout(STEP_SECONDS):
+        await write_transaction(config, topic, 3, group, committed)
+        async with LagReader(config, topic_prefix, group_prefix=group) as reader:
+            (snapshot,) = await reader.snapshots([group])
+    (sample,) = snapshot.samples
+    return sample
+
+
 async def test_drained_transactional_topic_has_no_lag(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     """Group at the offset after the last record, commit marker at the end: lag 0."""
-    config = KafkaClientConfig(kafka_bootstrap)
-    topic, group = f"{topic_prefix}audit.log", f"rstest-lso-{uuid.uuid4().hex[:8]}"
-    async with asyncio.timeout(STEP_SECONDS):
-        await write_transaction(config, topic, 3, group, 3)
-        async with LagReader(config, topic_prefix, group_prefix=group) as reader:
-            (snapshot,) = await reader.snapshots([group])
-    (sample,) = snapshot.samples
+    sample = await lag_after_transaction(kafka_bootstrap, topic_prefix, committed=3)
     assert (sample.committed, sample.end, sample.lag) == (3, 4, 0)
 
 
@@ -64,13 +72,7 @@ async def test_backlog_in_a_transactional_topic_is_its_records(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     """Group at the first record: all three records lag, with the first one's age."""
-    config = KafkaClientConfig(kafka_bootstrap)
-    topic, group = f"{topic_prefix}audit.log", f"rstest-lso-{uuid.uuid4().hex[:8]}"
-    async with asyncio.timeout(STEP_SECONDS):
-        await write_transaction(config, topic, 3, group, 0)
-        async with LagReader(config, topic_prefix, group_prefix=group) as reader:
-            (snapshot,) = await reader.snapshots([group])
-    (sample,) = snapshot.samples
+    sample = await lag_after_transaction(kafka_bootstrap, topic_prefix, committed=0)
     assert sample.readable_from == 0
     assert sample.lag == 4
     assert sample.committed_timestamp is not None
