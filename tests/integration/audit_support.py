@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,6 +32,7 @@ from streams.audit.io import (
 from streams.batching_sink import Backpressure
 from streams.kafka import KafkaClientConfig
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
+from tests.integration.database_helpers import run_in_thread
 from tests.unit.audit.factories import api_action, arrived, completed, rejected, validated
 
 # Source topics get 2 partitions (not production's 6) to keep topic creation quick.
@@ -228,3 +230,16 @@ async def produce_audited_log(
     return AuditedLog(
         bootstrap, prefix, directory, records, read_checkpoints(directory / "checkpoints.jsonl")
     )
+
+
+def audited_log_for_module(
+    kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> AuditedLog:
+    """One agent run (20 records, checkpoints at 4, 9, 14, 19) for a module's tests to share.
+
+    Its topics are under a prefix and its key and checkpoint file in a directory, both named
+    ``name`` and unique to the run.
+    """
+    prefix = f"rstest.{run_id}.{name}.{uuid.uuid4().hex[:8]}."
+    directory = tmp_path_factory.mktemp(name)
+    return run_in_thread(lambda: produce_audited_log(kafka_bootstrap, prefix, directory))

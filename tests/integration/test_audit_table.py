@@ -24,8 +24,11 @@ from streams.audit.io import (
 )
 from streams.audit.verify import TamperKind, VerificationReport
 from streams.kafka.loop import run_until_idle
-from tests.integration.audit_support import AuditedLog, make_table_writer, produce_audited_log
-from tests.integration.database_helpers import run_in_thread
+from tests.integration.audit_support import (
+    AuditedLog,
+    audited_log_for_module,
+    make_table_writer,
+)
 from tests.unit.audit.factories import T0
 
 pytestmark = pytest.mark.requirement("RS-AUD-04", "RS-AUD-05", "RS-G-05")
@@ -37,10 +40,8 @@ DISABLE = "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"
 def audited(
     kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AuditedLog:
-    """One agent run (20 records, checkpoints at 4, 9, 14, 19) shared by the module's tests."""
-    prefix = f"rstest.{run_id}.audit-table.{uuid.uuid4().hex[:8]}."
-    directory = tmp_path_factory.mktemp("audit-table")
-    return run_in_thread(lambda: produce_audited_log(kafka_bootstrap, prefix, directory))
+    """One agent run shared by the module's tests."""
+    return audited_log_for_module(kafka_bootstrap, run_id, tmp_path_factory, "audit-table")
 
 
 @pytest.fixture

@@ -16,11 +16,10 @@ from streams.audit.io import verify_topic
 from streams.audit.verify import TamperKind, VerificationReport
 from tests.integration.audit_support import (
     AuditedLog,
+    audited_log_for_module,
     create_audit_topic,
-    produce_audited_log,
     publish_log,
 )
-from tests.integration.database_helpers import run_in_thread
 from tests.unit.audit.factories import T0
 
 pytestmark = pytest.mark.requirement("RS-AUD-05", "RS-G-05")
@@ -30,10 +29,8 @@ pytestmark = pytest.mark.requirement("RS-AUD-05", "RS-G-05")
 def audited(
     kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AuditedLog:
-    """One agent run (20 records, checkpoints at 4, 9, 14, 19) shared by the module's tests."""
-    prefix = f"rstest.{run_id}.audit-tamper.{uuid.uuid4().hex[:8]}."
-    directory = tmp_path_factory.mktemp("audit-topic")
-    return run_in_thread(lambda: produce_audited_log(kafka_bootstrap, prefix, directory))
+    """One agent run shared by the module's tests."""
+    return audited_log_for_module(kafka_bootstrap, run_id, tmp_path_factory, "audit-tamper")
 
 
 async def _verify_copy(

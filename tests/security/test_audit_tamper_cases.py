@@ -67,10 +67,10 @@ from streams.audit.verify import TamperKind, VerificationReport
 from streams.kafka.loop import run_until_idle
 from tests.integration.audit_support import (
     AuditedLog,
+    audited_log_for_module,
     make_table_writer,
-    produce_audited_log,
 )
-from tests.integration.database_helpers import migrated_database, run_in_thread
+from tests.integration.database_helpers import migrated_database
 from tests.unit.audit.factories import T0
 
 pytestmark = pytest.mark.requirement("RS-SEC-03", "RS-AUD-05")
@@ -85,10 +85,8 @@ UNGUARD = (
 def audited(
     kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AuditedLog:
-    """One agent run (20 records, checkpoints at 4, 9, 14, 19) shared by the module's cases."""
-    prefix = f"rstest.{run_id}.tamper.{uuid.uuid4().hex[:8]}."
-    directory = tmp_path_factory.mktemp("tamper")
-    return run_in_thread(lambda: produce_audited_log(kafka_bootstrap, prefix, directory))
+    """One agent run shared by the module's cases."""
+    return audited_log_for_module(kafka_bootstrap, run_id, tmp_path_factory, "tamper")
 
 
 class Deployment:
