@@ -202,6 +202,22 @@ class AuditedLog:
         """The agent's audit topic."""
         return TopicNames(self.prefix).audit
 
+    async def copy_to_table(self, database: Database, group_name: str) -> AuditTableWriter:
+        """Copy the whole topic into ``database``'s ``audit_log``; the writer that did it.
+
+        The writer's consumer group is new (``group_name`` and a random suffix), so every copy
+        reads the topic from its start.
+        """
+        from streams.kafka.loop import run_until_idle  # noqa: PLC0415 - keep helpers light
+
+        group = f"{self.prefix}{group_name}-{uuid.uuid4().hex[:6]}"
+        writer = make_table_writer(
+            self.bootstrap, self.prefix, database, self.trusted, group_id=group
+        )
+        # Idle after 0.5 s: the topic was complete before the writer started.
+        await run_until_idle(writer, idle_seconds=0.5)
+        return writer
+
     def copy_directory(self, target: Path) -> Path:
         """A copy of the key and checkpoint file in ``target`` (tests may append to it)."""
         target.mkdir(parents=True, exist_ok=True)

@@ -23,11 +23,9 @@ from streams.audit.io import (
     verify_table,
 )
 from streams.audit.verify import TamperKind, VerificationReport
-from streams.kafka.loop import run_until_idle
 from tests.integration.audit_support import (
     AuditedLog,
     audited_log_for_module,
-    make_table_writer,
 )
 from tests.unit.audit.factories import T0
 
@@ -137,12 +135,7 @@ class TestSink:
         database = Database(url, pool_size=2)
         try:
             repository = AuditLogRepository(database.sessions)
-            group = f"{audited.prefix}sink-{uuid.uuid4().hex[:6]}"
-            writer = make_table_writer(
-                audited.bootstrap, audited.prefix, database, audited.trusted, group_id=group
-            )
-            # Idle after 0.5 s: the topic was complete before the writer started.
-            await run_until_idle(writer, idle_seconds=0.5)
+            writer = await audited.copy_to_table(database, "sink")
             assert writer.stored == 20
             event_id = audited.records[0].object.event_id
             assert event_id is not None
@@ -223,11 +216,7 @@ async def trail(audited: AuditedLog, new_database: Callable[[], str]) -> AuditTr
     database = Database(url, pool_size=2)
     try:
         # A group of its own: each test copies the whole topic into its own database.
-        group = f"{audited.prefix}trail-{uuid.uuid4().hex[:6]}"
-        writer = make_table_writer(
-            audited.bootstrap, audited.prefix, database, audited.trusted, group_id=group
-        )
-        await run_until_idle(writer, idle_seconds=0.5)
+        await audited.copy_to_table(database, "trail")
     finally:
         await database.dispose()
     files = AuditSettings(

@@ -46,7 +46,6 @@ Elsewhere:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,11 +63,9 @@ from streams.audit.checkpoints import CheckpointPolicy, sign_checkpoint
 from streams.audit.files import append_checkpoint, read_checkpoints
 from streams.audit.io import AuditAgent, AuditTrail
 from streams.audit.verify import TamperKind, VerificationReport
-from streams.kafka.loop import run_until_idle
 from tests.integration.audit_support import (
     AuditedLog,
     audited_log_for_module,
-    make_table_writer,
 )
 from tests.integration.database_helpers import migrated_database
 from tests.unit.audit.factories import T0
@@ -130,11 +127,7 @@ async def deployment(
     async with migrated_database(admin_database_url) as url:
         database = Database(url, pool_size=2)
         try:
-            group = f"{audited.prefix}tamper-{uuid.uuid4().hex[:6]}"
-            writer = make_table_writer(
-                audited.bootstrap, audited.prefix, database, audited.trusted, group_id=group
-            )
-            await run_until_idle(writer, idle_seconds=0.5)
+            writer = await audited.copy_to_table(database, "tamper")
             assert writer.stored == 20
         finally:
             await database.dispose()
