@@ -17,6 +17,8 @@ from streams.validation import ClinicalRules
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = REPO_ROOT / "samples"
+# The small CT sample most validation tests start from.
+CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 DEFAULT_LIMITS = ValidationSettings()
 # Permissive limits for the pydicom corpus: tiny test images and multi-frame files pass.
 PERMISSIVE_LIMITS = ValidationSettings(

@@ -17,11 +17,10 @@ from streams.validation import (
     load_clinical_rules,
     validate_image,
 )
-from tests.unit.validation.support import SAMPLES, edited_dicom
+from tests.unit.validation.support import CT, SAMPLES, edited_dicom
 
 pytestmark = pytest.mark.requirement("RS-VAL-06")
 
-CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 PNG = (SAMPLES / "raster" / "ct_256.png").read_bytes()
 LIMITS = ValidationSettings()
 RULES_FILE = ValidationSettings().clinical_rules_file

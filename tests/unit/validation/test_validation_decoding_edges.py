@@ -20,11 +20,10 @@ from pydicom.tag import Tag
 
 from schemas.errors import ErrorCode, RadstreamError
 from streams.validation import decoding
-from tests.unit.validation.support import SAMPLES, dataset_bytes, pydicom_file_bytes
+from tests.unit.validation.support import CT, SAMPLES, dataset_bytes, pydicom_file_bytes
 
 pytestmark = pytest.mark.requirement("RS-VAL-04")
 
-CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 PNG = (SAMPLES / "raster" / "ct_64.png").read_bytes()
 
 

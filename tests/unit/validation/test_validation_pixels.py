@@ -13,6 +13,7 @@ from schemas.events import ImageGeometry
 from schemas.settings import ValidationSettings
 from streams.validation import ValidationAccepted, decode_pixels, validate_image
 from tests.unit.validation.support import (
+    CT,
     OPEN_RULES,
     PERMISSIVE_LIMITS,
     SAMPLES,
@@ -21,8 +22,6 @@ from tests.unit.validation.support import (
 )
 
 pytestmark = pytest.mark.requirement("RS-VAL-04")
-
-CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 
 
 def _geometry(data: bytes, limits: ValidationSettings = PERMISSIVE_LIMITS) -> ImageGeometry:

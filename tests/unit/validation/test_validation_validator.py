@@ -24,6 +24,7 @@ from streams.validation import (
     validate_image,
 )
 from tests.unit.validation.support import (
+    CT,
     DEFAULT_LIMITS,
     OPEN_RULES,
     PERMISSIVE_LIMITS,
@@ -37,8 +38,6 @@ from tests.unit.validation.support import (
 pytestmark = pytest.mark.requirement(
     "RS-VAL-01", "RS-VAL-02", "RS-VAL-03", "RS-VAL-04", "RS-VAL-05"
 )
-
-CT = (SAMPLES / "dicom" / "ct_small.dcm").read_bytes()
 
 
 def _validate(
