@@ -36,7 +36,7 @@ from prometheus_client.utils import floatToGoString
 
 from schemas.errors import ErrorCode
 from schemas.events import Stage
-from schemas.rollout import PairAgreement
+from schemas.rollout import PairAgreement, ResultRole
 
 # ~1.6x steps from 1 ms to 10 s: between neighbouring buckets a quantile estimate is off by at
 # most ~25 %, so p50/p95/p99 of stage and model latencies are meaningful.
@@ -152,13 +152,6 @@ class ModelOutcome(StrEnum):
     SCORED = "scored"
     OUT_OF_DISTRIBUTION = "out_of_distribution"  # refused by the input guard
     FAILED = "failed"
-
-
-class ModelRole(StrEnum):
-    """Whether a version's results are published or kept for comparison (shadow)."""
-
-    PUBLISHED = "published"
-    SHADOW = "shadow"
 
 
 class DicomOutcome(StrEnum):
@@ -635,7 +628,7 @@ class Metrics:
     ) -> None:
         """A model version handled one image: its outcome, scores and input statistics."""
         labels = (_label(model), _label(model_version))
-        role = ModelRole.SHADOW if shadow else ModelRole.PUBLISHED
+        role = ResultRole.SHADOW if shadow else ResultRole.PUBLISHED
         self.model_images.labels(*labels, role.value, ModelOutcome(outcome).value).inc()
         for label, score in (scores or {}).items():
             self.model_scores.labels(*labels, _label(label)).observe(score)
@@ -928,7 +921,6 @@ __all__ = [
     "MetricSpec",
     "Metrics",
     "ModelOutcome",
-    "ModelRole",
     "Outcome",
     "RateLimitScope",
     "Stopwatch",
