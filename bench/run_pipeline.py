@@ -335,11 +335,12 @@ async def run_workers(
     kafka = KafkaClientConfig(run.bootstrap, client_id="bench")
     await ensure_topics(kafka, run.topic_prefix)
     roles = roles_for(options.inference_processes, options.layout)
-    workers = start_workers(kind, run, log_dir, roles=roles, profile_dir=profile_dir)
     probe = Probe(run.bootstrap, run.database_url, run.topic_prefix, run.audit_group)
     publisher = KafkaPublisher(kafka, TopicNames(run.topic_prefix))
     phases: dict[str, Any] = {}
     pids, groups = service_pids(options)
+    # Nothing between starting the workers and the try below may raise: the finally stops them.
+    workers = start_workers(kind, run, log_dir, roles=roles, profile_dir=profile_dir)
     pids |= {w.role: w.pid for w in workers} | {"bench_driver": os.getpid()}
 
     def alive() -> bool:
