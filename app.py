@@ -194,6 +194,7 @@ def build_validation_specs(
     *,
     handoff: PixelHandoff | None = None,
     inference: InferenceStage | None = None,
+    observer: StageObserver | None = None,
 ) -> list[AgentSpec]:
     """The validation agents: storage reads with retries, validation off the event loop.
 
@@ -201,14 +202,18 @@ def build_validation_specs(
     image is validated while a routine backlog waits (docs/studies.md, "Priorities"). With
     ``handoff``, accepted images' pixels are put there for this process's inference stage; with
     ``inference`` too, the agents infer each accepted image in the batch that validated it
-    (:mod:`streams.stages.fused`).
+    (:mod:`streams.stages.fused`), and ``observer`` is told what is in flight in inference.
     """
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
     validation = ValidationStage(
         build_image_reader(settings), settings.validation, rules, handoff=handoff
     )
     stage: StageHandler = (
-        validation if inference is None else ValidateThenInfer(validation, inference)
+        validation
+        if inference is None
+        else ValidateThenInfer(
+            validation, inference, in_flight=None if observer is None else observer.in_flight
+        )
     )
     lanes = STAGE_TOPICS["validation"]
     return [
@@ -593,13 +598,16 @@ async def build_worker(
         # A pool of one of its own: a ping must not queue behind a sink's batch writes.
         probe = (await open_database(stack, settings, pool_size=1)).ping
     specs: list[AgentSpec] = []
+    observer = MetricsObserver(metrics)
     handoff = build_pixel_handoff(settings, stages)
     inference = (
         build_inference_stage(settings, metrics, handoff=handoff) if "inference" in stages else None
     )
     if "validation" in stages:
         fused = inference if settings.inference.fuse_with_validation else None
-        specs += build_validation_specs(settings, topics, handoff=handoff, inference=fused)
+        specs += build_validation_specs(
+            settings, topics, handoff=handoff, inference=fused, observer=observer
+        )
     if inference is not None:
         specs += build_inference_specs(settings, topics, inference)
     if "results" in stages:
@@ -624,7 +632,7 @@ async def build_worker(
         stages=tuple(stages),
         specs=tuple(specs),
         deliver=publisher.deliver,
-        observer=MetricsObserver(metrics),
+        observer=observer,
         # Reachability gauges start from the probes' truth, not from a default 0. Progress is
         # tracked per agent (the stat lanes are agents of their own) and for audit.
         health=HealthState(

@@ -22,11 +22,11 @@ least once, as for every stage); the first, marked validated event is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
-from schemas.events import ImageValidated
+from schemas.events import ImageValidated, Stage
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming
 from streams.stages.inference import InferenceStage
@@ -42,12 +42,26 @@ def already_inferred(message: Incoming) -> bool:
 
 
 class ValidateThenInfer:
-    """The validation stage, then the inference stage on what it accepted, as one handler."""
+    """The validation stage, then the inference stage on what it accepted, as one handler.
 
-    def __init__(self, validation: ValidationStage, inference: InferenceStage) -> None:
+    Args:
+        in_flight: told when images enter (positive) and leave (negative) inference
+            (:meth:`streams.pipeline.StageObserver.in_flight`): the agent counts the batch in
+            flight under validation only, so without it inference's in-flight gauge would
+            stay 0 in a combined worker.
+    """
+
+    def __init__(
+        self,
+        validation: ValidationStage,
+        inference: InferenceStage,
+        *,
+        in_flight: Callable[[Stage, int], None] | None = None,
+    ) -> None:
         self.stage = validation.stage
         self._validation = validation
         self._inference = inference
+        self._in_flight = in_flight
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Validation's outcomes (accepted images marked as inferred), then inference's."""
@@ -61,4 +75,11 @@ class ValidateThenInfer:
                 outcomes.append(replace(outcome, headers=(*outcome.headers, _INFERRED)))
             else:
                 outcomes.append(outcome)
-        return outcomes + await self._inference.infer(accepted)
+        if not accepted or self._in_flight is None:
+            return outcomes + await self._inference.infer(accepted)
+        self._in_flight(self._inference.stage, len(accepted))
+        try:
+            return outcomes + await self._inference.infer(accepted)
+        finally:
+            # Also on cancellation or a crash: a step that ended has nothing in flight.
+            self._in_flight(self._inference.stage, -len(accepted))

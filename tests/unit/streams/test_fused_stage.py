@@ -214,6 +214,63 @@ class TestCountedPerStage:
         assert outcome_stage(other, Stage.VALIDATION) is Stage.VALIDATION
 
 
+class TestInFlight:
+    """A combined worker's inference in-flight gauge moves while the step infers."""
+
+    async def test_accepted_images_are_in_flight_in_inference_while_inferred(
+        self, registry: ModelRegistry, routing: RoutingRules, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        changes: list[tuple[Stage, int]] = []
+        seen_during: list[list[tuple[Stage, int]]] = []
+        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        infer = inference.infer
+
+        async def spy(events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
+            seen_during.append(list(changes))
+            return await infer(events)
+
+        monkeypatch.setattr(inference, "infer", spy)
+        fused = ValidateThenInfer(
+            validation_stage(None),
+            inference,
+            in_flight=lambda stage, delta: changes.append((stage, delta)),
+        )
+        await fused.handle([*arrivals(), bad_arrival(len(FILES))])
+        assert seen_during == [[(Stage.INFERENCE, len(FILES))]]
+        assert changes == [(Stage.INFERENCE, len(FILES)), (Stage.INFERENCE, -len(FILES))]
+
+    async def test_a_crashing_inference_leaves_nothing_in_flight(
+        self, registry: ModelRegistry, routing: RoutingRules, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        changes: list[tuple[Stage, int]] = []
+        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+
+        async def crash(events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
+            raise RuntimeError("model runtime died")
+
+        monkeypatch.setattr(inference, "infer", crash)
+        fused = ValidateThenInfer(
+            validation_stage(None),
+            inference,
+            in_flight=lambda stage, delta: changes.append((stage, delta)),
+        )
+        with pytest.raises(RuntimeError):
+            await fused.handle(arrivals()[:1])
+        assert changes == [(Stage.INFERENCE, 1), (Stage.INFERENCE, -1)]
+
+    async def test_nothing_accepted_moves_no_gauge(
+        self, registry: ModelRegistry, routing: RoutingRules
+    ) -> None:
+        changes: list[tuple[Stage, int]] = []
+        fused = ValidateThenInfer(
+            validation_stage(None),
+            InferenceStage(CountingReader(), registry, routing, LIMITS),
+            in_flight=lambda stage, delta: changes.append((stage, delta)),
+        )
+        await fused.handle([bad_arrival(0)])
+        assert changes == []
+
+
 class TestSkippingMarkedEvents:
     def test_only_marked_events_count_as_inferred(self) -> None:
         marked = Incoming("t", 0, 0, None, b"{}", ((INFERRED_HEADER, b"1"),))
@@ -245,6 +302,12 @@ class TestWiring:
         )
         fused = app.build_validation_specs(settings, topics, inference=inference)
         assert [type(spec.handler).__name__ for spec in fused] == ["ValidateThenInfer", "MarkLane"]
+        assert fused[0].handler._in_flight is None  # type: ignore[attr-defined]
+        observer = NullObserver()
+        observed = app.build_validation_specs(
+            settings, topics, inference=inference, observer=observer
+        )
+        assert observed[0].handler._in_flight == observer.in_flight  # type: ignore[attr-defined]
         alone = app.build_validation_specs(settings, topics)
         assert type(alone[0].handler) is ValidationStage
         for spec in app.build_inference_specs(settings, topics, inference):
