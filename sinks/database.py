@@ -25,6 +25,10 @@ from sqlalchemy.ext.asyncio import (
 from schemas.errors import ErrorCode, TransientError
 from schemas.settings import DatabaseSettings
 
+# Without the pre-ping, pooled connections older than this are replaced at checkout
+# (Database, pre_ping).
+RECYCLE_SECONDS = 300
+
 # Library errors that mean the server is unreachable, shutting down or refusing connections.
 # ``tests/unit/sinks/test_database_errors.py`` builds one of each and checks the translation.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -138,6 +142,10 @@ class Database:
             on the dead connection, SQLAlchemy invalidates the pool (the error is translated to
             ``DATABASE_UNAVAILABLE``), and the retry gets a new connection ("optimistic"
             disconnect handling). The batching sinks do; the API and one-shot commands do not.
+            Without the pre-ping, connections are replaced once they are five minutes old
+            (``pool_recycle``, no round trip): an idle timeout of a firewall or a connection
+            pooler (usually longer) then does not leave a dead connection whose first use
+            would be reported as a database outage.
     """
 
     def __init__(
@@ -157,6 +165,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=pre_ping,
+            pool_recycle=-1 if pre_ping else RECYCLE_SECONDS,
             pool_timeout=connect_timeout_seconds,
             connect_args=connect_args,
         )

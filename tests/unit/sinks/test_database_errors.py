@@ -7,7 +7,14 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from schemas.errors import ErrorCode, TransientError
-from sinks.database import UNAVAILABLE_ERRORS, database_errors, to_async_url, translate_error
+from sinks.database import (
+    RECYCLE_SECONDS,
+    UNAVAILABLE_ERRORS,
+    Database,
+    database_errors,
+    to_async_url,
+    translate_error,
+)
 
 pytestmark = pytest.mark.requirement("RS-ERR-01", "RS-DB-03")
 
@@ -118,3 +125,25 @@ class TestAsyncUrl:
     def test_driver_selected(self, url: str, expected: str) -> None:
         """Plain URLs get +asyncpg; explicit drivers are kept."""
         assert to_async_url(url) == expected
+
+
+class TestPoolSettings:
+    """What the pool does at checkout (no connection is made to build an engine)."""
+
+    async def test_the_default_pre_pings_and_never_recycles(self) -> None:
+        database = Database("postgresql://u@127.0.0.1:1/db")
+        try:
+            assert database.engine.pool._pre_ping is True  # type: ignore[attr-defined]
+            assert database.engine.pool._recycle == -1  # type: ignore[attr-defined]
+        finally:
+            await database.dispose()
+
+    async def test_a_retrying_sink_recycles_instead_of_pinging(self) -> None:
+        """No pre-ping, but no connection older than RECYCLE_SECONDS either: an idle timeout
+        on the way must not make the next write look like an outage."""
+        database = Database("postgresql://u@127.0.0.1:1/db", pre_ping=False)
+        try:
+            assert database.engine.pool._pre_ping is False  # type: ignore[attr-defined]
+            assert database.engine.pool._recycle == RECYCLE_SECONDS  # type: ignore[attr-defined]
+        finally:
+            await database.dispose()
