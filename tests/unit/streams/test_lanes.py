@@ -6,13 +6,15 @@ agent's handler is given, in order, when a routine backlog sits before it on the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import Stage
-from streams.agents import AgentSpec
+from streams.agents import AgentSpec, register_agent
 from streams.kafka import Outgoing
 from streams.lanes import (
     LANE_HEADER,
@@ -21,8 +23,9 @@ from streams.lanes import (
     routine_skips,
     stat_skips,
 )
-from streams.pipeline import Incoming
+from streams.pipeline import Incoming, NullObserver
 from streams.topics import TopicKey, TopicNames
+from tests.unit.streams.test_agents_shutdown import FakeApp
 
 pytestmark = pytest.mark.requirement("RS-CDS-02")
 
@@ -131,3 +134,64 @@ class TestSplitConsumers:
         arrival = Incoming(NAMES.arrived, 0, 0, b"s", b"arrival", (CORRELATION,))
         routine_agent = agent("studies", Echo(), routine_skips)
         assert routine_agent.kept([marked, unmarked, arrival]) == [unmarked, arrival]
+
+
+class _CountingObserver(NullObserver):
+    """Records the size of every batch the agent hands ``process_batch``."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def batch_processed(
+        self, stage: Stage, size: int, seconds: float, outcomes: Sequence[tuple[str, str | None]]
+    ) -> None:
+        self.sizes.append(size)
+
+
+class TestThroughTheAgent:
+    async def test_skipped_messages_reach_neither_the_stage_nor_its_metrics(self) -> None:
+        """The routine studies agent (register_agent, as the worker runs it) over an all-stat
+        batch and a mixed one: the stage and the metrics see the routine message only, and
+        both batches are finished (acknowledged), the all-skipped one too."""
+        marked = consumed((await MarkLane(Echo()).handle([validated(b"s", stat=True)]))[0], 0)
+        unmarked = consumed((await Echo().handle([validated(b"r", stat=False)]))[0], 1)
+        batches = [[marked], [marked, unmarked]]
+
+        def as_event(message: Incoming) -> SimpleNamespace:
+            return SimpleNamespace(
+                message=SimpleNamespace(
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=message.key,
+                    value=message.value,
+                    headers=message.headers,
+                    timestamp=0.0,
+                )
+            )
+
+        async def take(
+            stream: Any, _size: int, _within: float, _deferral: object
+        ) -> AsyncIterator[list[SimpleNamespace]]:
+            for batch in stream:
+                yield [as_event(message) for message in batch]
+
+        async def deliver(_messages: Sequence[Outgoing]) -> None:
+            return None
+
+        stage, observer, finished = Echo(), _CountingObserver(), []
+        app = FakeApp()
+        register_agent(
+            app,  # type: ignore[arg-type]
+            agent("studies", stage, routine_skips),
+            deliver,
+            observer,
+            on_batch_done=lambda name, _out: finished.append(name),
+            take=take,
+        )
+        assert app.agent_fn is not None
+        async for _ in app.agent_fn(batches):
+            pass
+        assert [[m.value for m in batch] for batch in stage.batches] == [[b"r"]]
+        assert observer.sizes == [1]
+        assert finished == ["studies", "studies"]
