@@ -145,6 +145,8 @@ def _unnest_insert(
     once, and a batch is one round trip however many rows it has (no 32k-parameter limit). It
     is built once per table and column list (values are bound at execution): building and
     compiling it for every batch cost more CPU than the write itself when batches are small.
+    Rows are inserted in the arrays' order (``WITH ORDINALITY ... ORDER BY``), so identity ids
+    follow the batch: the audit table's chains are read back in id order.
     """
     arrays = [
         bindparam(
@@ -152,13 +154,15 @@ def _unnest_insert(
         )
         for name in columns
     ]
-    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    source = (
+        func.unnest(*arrays).table_valued(*columns, with_ordinality="row_order").render_derived()
+    )
     selected = [
         cast(source.c[name], JSONB) if name in json_columns else source.c[name] for name in columns
     ]
     return (
         insert(table)
-        .from_select(list(columns), select(*selected))
+        .from_select(list(columns), select(*selected).order_by(source.c.row_order))
         .on_conflict_do_nothing(index_elements=list(conflict_target) if conflict_target else None)
         .returning(*(table.c[name] for name in returning))
     )
