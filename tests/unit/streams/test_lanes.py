@@ -157,24 +157,12 @@ class TestThroughTheAgent:
         unmarked = consumed((await Echo().handle([validated(b"r", stat=False)]))[0], 1)
         batches = [[marked], [marked, unmarked]]
 
-        def as_event(message: Incoming) -> SimpleNamespace:
-            return SimpleNamespace(
-                message=SimpleNamespace(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=message.headers,
-                    timestamp=0.0,
-                )
-            )
-
         async def take(
             stream: Any, _size: int, _within: float, _deferral: object
         ) -> AsyncIterator[list[SimpleNamespace]]:
+            # An Incoming has every field agents read from a Faust event's message.
             for batch in stream:
-                yield [as_event(message) for message in batch]
+                yield [SimpleNamespace(message=message) for message in batch]
 
         async def deliver(_messages: Sequence[Outgoing]) -> None:
             return None
