@@ -24,8 +24,8 @@ PEER_ENV="$STATE/peer.env"
 READY_TIMEOUT_SECONDS=60
 
 log() { printf 'orthanc: %s\n' "$*" >&2; }
-port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=ops/ports.sh
+source "$REPO/ops/ports.sh"
 
 install_missing() {
   local need=()

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.reliability.private_postgres import free_port
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ALERT_RULES = REPO / "ops" / "prometheus" / "alerts.yml"

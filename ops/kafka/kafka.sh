@@ -74,7 +74,8 @@ rotate_log() {
   mv -f "$LOG" "$LOG.1"
 }
 
-port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+# shellcheck source=ops/ports.sh
+source "$REPO/ops/ports.sh"
 
 running_pid() {
   [[ -f "$PIDFILE" ]] || return 1
@@ -300,7 +301,7 @@ up() {
   # With a fixed port the broker opens its listener only once it is unfenced and ready
   # (SocketServer defers the acceptor), so a successful TCP connect means ready.
   for _ in $(seq 240); do
-    if port_open "$PORT"; then
+    if port_open "$PORT" && running_pid >/dev/null; then
       log "ready"
       if [[ "$PROFILE" == secure ]]; then grant_secure; fi
       return 0

@@ -22,6 +22,7 @@ from cli import demo
 from cli.main import main
 from schemas.settings import SAMPLES_DIR, load_settings
 from tests.conftest import REPO_ROOT
+from tests.ports import free_port
 
 # Bounded: the API starts (producer, database check, uvicorn) in a few seconds.
 START_TIMEOUT_SECONDS = 60
@@ -89,13 +90,6 @@ def test_demo_shows_each_outcome_and_verifies_the_trail(
     assert {record["object"]["event_id"] for record in trail} == {stored}
     assert main(["audit", "show", "--event-id", stored, "--source", "table"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["CHAIN/SEQ", "RECORDED"]
-
-
-def free_port() -> int:
-    """A port free on this host right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_api_serves_until_sigterm(services_env: dict[str, str]) -> None:

@@ -41,7 +41,7 @@ from tests.dicom_peers import (
     upload,
 )
 from tests.dicom_support import SAMPLE_FILES, variant
-from tests.reliability.private_postgres import free_port
+from tests.ports import free_port
 from tests.unit.dicom.test_dicom_reports import result
 
 pytestmark = pytest.mark.requirement("RS-DCM-01", "RS-DCM-03")

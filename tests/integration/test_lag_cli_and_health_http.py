@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import threading
 import time
 import urllib.error
@@ -40,6 +39,7 @@ from observability.health import (
 from observability.lag import LagReader
 from observability.metrics import Metrics
 from schemas.settings import Settings, load_settings
+from tests.ports import free_port
 
 pytestmark = pytest.mark.requirement("RS-OBS-02", "RS-OBS-03")
 
@@ -101,14 +101,6 @@ def get(url: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def scrape_group(url: str, group: str) -> dict[str, float]:

@@ -34,9 +34,10 @@ from schemas.settings import Settings
 from streams.kafka import KafkaClientConfig, ensure_topics
 from tests.integration.database_helpers import database_in_thread
 from tests.integration.settings_support import isolated_settings, phantom_storage
+from tests.ports import free_port
 from tests.prometheus_peer import PrometheusPeer
 from tests.promql import alert_rules, dashboard_exprs, family_of, labels_used, metric_names
-from tests.reliability.private_postgres import PrivateCluster, free_port, running_cluster
+from tests.reliability.private_postgres import PrivateCluster, running_cluster
 
 pytestmark = pytest.mark.requirement("RS-MON-01", "RS-OBS-04")
 

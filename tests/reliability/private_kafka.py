@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.reliability.private_postgres import free_port
+from tests.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "ops" / "kafka" / "kafka.sh"
@@ -44,20 +44,30 @@ class PrivateKafka:
         """The broker's bootstrap address."""
         return f"127.0.0.1:{self.port}"
 
-    def _run(self, action: str) -> None:
+    def _run(self, action: str, *, check: bool = True) -> str:
         env = {
             **os.environ,
             "RADSTREAM_STATE_DIR": str(self.base),
             "RADSTREAM_KAFKA_PORT": str(self.port),
             "RADSTREAM_KAFKA_CONTROLLER_PORT": str(self.controller_port),
         }
-        subprocess.run(
+        done = subprocess.run(
             ["bash", str(SCRIPT), action],
-            check=True,
+            check=check,
             capture_output=True,
             env=env,
             timeout=SCRIPT_TIMEOUT_SECONDS,
         )
+        return done.stdout.decode(errors="replace").strip()
+
+    def evidence(self, lines: int = 40) -> str:
+        """The broker's status and its log's last lines, for a test that finds it unreachable.
+
+        The state directory goes with the test, so this is the only trace a failed run keeps.
+        """
+        log = self.base / "kafka" / "broker.log"
+        tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+        return "\n".join([self._run("status", check=False), *tail])
 
     def up(self) -> None:
         """Start (or restart, keeping its data) the broker; returns once its port is open."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from sinks.migrate import upgrade_async
+from tests.ports import free_port
 
 SUPERUSER = "postgres"
 
@@ -33,13 +33,6 @@ def postgres_bin_dir() -> Path:
     if pg_ctl is None:
         raise RuntimeError("PostgreSQL is not installed: run `bash ops/postgres.sh up` once")
     return Path(pg_ctl).resolve().parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateCluster:

@@ -217,16 +217,20 @@ async def result_rows(url: str) -> int:
 
 
 async def progress_after(
-    url: str, since_rows: int, bound: float, count: Callable[[str], Awaitable[int]] = result_rows
+    url: str,
+    since_rows: int,
+    bound: float,
+    count: Callable[[str], Awaitable[int]] = result_rows,
+    evidence: Callable[[], str] = str,
 ) -> float:
-    """Seconds until ``count`` exceeds ``since_rows`` (fails past ``bound``)."""
+    """Seconds until ``count`` exceeds ``since_rows`` (fails past ``bound``, with ``evidence``)."""
     started = time.monotonic()
     while time.monotonic() - started < bound:
         rows = await count(url)
         if rows > since_rows:
             return time.monotonic() - started
         await asyncio.sleep(1.0)
-    pytest.fail(f"no progress within {bound:g} s after a fault")
+    pytest.fail(f"no progress within {bound:g} s after a fault\n{evidence()}")
 
 
 def original_key(value: bytes | None) -> bytes | None:
@@ -379,7 +383,7 @@ async def test_chaos(  # noqa: PLR0915 - one scenario, told in order
             before = await rows_now(database_url)
             await asyncio.to_thread(broker.up)
             fault.recovered_after_seconds = await progress_after(
-                database_url, before, profile.recovery_bound_seconds
+                database_url, before, profile.recovery_bound_seconds, evidence=broker.evidence
             )
             run.faults.append(fault)
 

@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from schemas.settings import Settings, load_settings
+from tests.ports import free_port
 from tests.reliability.private_kafka import reuse_broker_jars
-from tests.reliability.private_postgres import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "ops" / "kafka" / "kafka.sh"

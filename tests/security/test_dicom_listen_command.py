@@ -26,7 +26,7 @@ from streams.dicom.instances import read_instance
 from streams.topics import TopicNames
 from tests.dicom_peers import arrivals, storescu
 from tests.dicom_support import canaries_in, variant
-from tests.reliability.private_postgres import free_port
+from tests.ports import free_port
 from tests.security.test_dicom_phi import PHI_AE_TITLE, PHI_UID, topic_text
 
 pytestmark = pytest.mark.requirement("RS-DCM-01", "RS-G-01", "RS-G-02")
