@@ -227,6 +227,33 @@ def parse_batch(
     return parsed, dead_letters
 
 
+async def apply_isolating_culprits(
+    parsed: Sequence[tuple[Incoming, ModelT]],
+    apply: Callable[[Sequence[ModelT]], Awaitable[None]],
+    stage: Stage,
+    *,
+    on_batch_error: Callable[[Exception], None] | None = None,
+) -> list[Outgoing]:
+    """Apply ``parsed``'s events in one call; if that fails, one by one: the dead letters.
+
+    One bad event must not take its batch-mates with it, nor lose the batch: after the batch
+    failed (reported to ``on_batch_error``), each event is applied alone and only those that
+    fail again are dead-lettered, with their own error.
+    """
+    dead_letters: list[Outgoing] = []
+    try:
+        await apply([event for _, event in parsed])
+    except Exception as exc:  # noqa: BLE001 - isolate the culprit instead of losing the batch
+        if on_batch_error is not None:
+            on_batch_error(exc)
+        for message, event in parsed:
+            try:
+                await apply([event])
+            except Exception as single:  # noqa: BLE001 - dead-lettered with its code
+                dead_letters.append(dead_letter_for(message, stage, single))
+    return dead_letters
+
+
 def skip_reporter(
     logger: FilteringBoundLogger, event: str, count: Callable[[ErrorCode], None] | None = None
 ) -> Callable[[Incoming, ErrorCode], None]:

@@ -34,7 +34,7 @@ from schemas.events import (
 )
 from streams.batching_sink import BatchingSink, flush_until_committed
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, dead_letter_for, parse_batch, skip_reporter
+from streams.pipeline import Incoming, apply_isolating_culprits, parse_batch, skip_reporter
 from streams.topics import TopicKey, TopicNames
 
 log = structlog.get_logger("radstream.results")
@@ -90,17 +90,9 @@ class ResultsStage:
             skipped_topics=self._arrivals,
             on_skipped=self._skip_arrival,
         )
-        try:
-            await self._write([event for _, event in parsed])
-        except Exception as exc:  # noqa: BLE001 - isolate the culprit instead of losing the batch
-            if self._on_write_error is not None:
-                self._on_write_error(exc)
-            # One bad row must not take its batch-mates with it: write them one by one.
-            for message, event in parsed:
-                try:
-                    await self._write([event])
-                except Exception as single:  # noqa: BLE001 - dead-lettered with its code
-                    out.append(dead_letter_for(message, self.stage, single))
+        out += await apply_isolating_culprits(
+            parsed, self._write, self.stage, on_batch_error=self._on_write_error
+        )
         return out
 
     async def _write(self, events: Sequence[StorableEvent]) -> None:

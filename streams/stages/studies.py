@@ -46,7 +46,7 @@ from schemas.studies import (
 )
 from sinks.studies import OutboxMessage, StudyStore, StudyTransaction
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, dead_letter_for, parse_batch, skip_reporter
+from streams.pipeline import Incoming, apply_isolating_culprits, parse_batch, skip_reporter
 from streams.retry import RetryPolicy, run_with_retries
 from streams.studies.aggregation import (
     CompletedStudy,
@@ -134,14 +134,7 @@ class StudiesStage:
             skipped_topics=self._arrivals,
             on_skipped=_skip_arrival,
         )
-        try:
-            await self._apply_with_retries([event for _, event in parsed])
-        except Exception:  # noqa: BLE001 - isolate the culprit instead of losing the batch
-            for message, event in parsed:
-                try:
-                    await self._apply_with_retries([event])
-                except Exception as single:  # noqa: BLE001 - dead-lettered with its code
-                    out.append(dead_letter_for(message, self.stage, single))
+        out += await apply_isolating_culprits(parsed, self._apply_with_retries, self.stage)
         await self.relay()
         return out
 
