@@ -14,7 +14,7 @@ import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Required, TypedDict, TypeVar, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,21 +98,13 @@ class _Run:
         return result
 
 
-def validate_image(
-    data: bytes,
-    *,
-    limits: ValidationSettings,
-    rules: ClinicalRules,
-    declared_size: int | None = None,
-    declared_sha256: str | None = None,
-    model_ids: Sequence[str] = (),
-    event_modality: str | None = None,
-    declared_study_instance_uid: str | None = None,
-) -> ValidationOutcome:
-    """Validate image bytes against the limits and clinical rules; never raises.
+class ValidationChecks(TypedDict, total=False):
+    """The keyword arguments of :func:`validate_image` and :func:`validate_and_decode`.
 
-    Args:
-        data: the bytes read from storage.
+    Both entry points check the same things and differ only in what they return, so what an
+    image is checked against is declared once, here.
+
+    Keys:
         limits: size, dimension and frame limits, and whether raw DICOM is allowed.
         rules: the clinical rules (per model and default).
         declared_size: the event's ``size_bytes``, compared when given.
@@ -123,21 +115,28 @@ def validate_image(
             study is rejected (``IMAGE_STUDY_UID_MISMATCH``): its result would be filed under
             the wrong study.
     """
-    checks = _Checks(limits, rules, declared_size, declared_sha256, model_ids, event_modality)
-    outcome, _ = _checked(data, checks, declared_study_instance_uid, with_pixels=False)
+
+    limits: Required[ValidationSettings]
+    rules: Required[ClinicalRules]
+    declared_size: int | None
+    declared_sha256: str | None
+    model_ids: Sequence[str]
+    event_modality: str | None
+    declared_study_instance_uid: str | None
+
+
+def validate_image(data: bytes, **checks: Unpack[ValidationChecks]) -> ValidationOutcome:
+    """Validate image bytes against the limits and clinical rules; never raises.
+
+    ``data`` are the bytes read from storage; ``checks`` are described by
+    :class:`ValidationChecks`.
+    """
+    outcome, _ = _checked(data, _Checks(**checks), with_pixels=False)
     return outcome
 
 
 def validate_and_decode(
-    data: bytes,
-    *,
-    limits: ValidationSettings,
-    rules: ClinicalRules,
-    declared_size: int | None = None,
-    declared_sha256: str | None = None,
-    model_ids: Sequence[str] = (),
-    event_modality: str | None = None,
-    declared_study_instance_uid: str | None = None,
+    data: bytes, **checks: Unpack[ValidationChecks]
 ) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
     """:func:`validate_image`, plus the model-ready pixels of an accepted image; never raises.
 
@@ -146,29 +145,33 @@ def validate_and_decode(
     accepted geometry with the same ``limits``: the first frame as float32, modality LUT applied.
     They are ``None`` for a rejected image. Arguments as for :func:`validate_image`.
     """
-    checks = _Checks(limits, rules, declared_size, declared_sha256, model_ids, event_modality)
-    return _checked(data, checks, declared_study_instance_uid, with_pixels=True)
+    return _checked(data, _Checks(**checks), with_pixels=True)
 
 
 @dataclass(frozen=True, slots=True)
 class _Checks:
-    """The arguments of :func:`validate_image` besides the bytes (see its docstring)."""
+    """:class:`ValidationChecks` with its defaults filled in.
+
+    Built before any check runs, so a call with an unknown or a missing keyword fails with a
+    ``TypeError`` instead of becoming a verdict.
+    """
 
     limits: ValidationSettings
     rules: ClinicalRules
-    declared_size: int | None
-    declared_sha256: str | None
-    model_ids: Sequence[str]
-    event_modality: str | None
+    declared_size: int | None = None
+    declared_sha256: str | None = None
+    model_ids: Sequence[str] = ()
+    event_modality: str | None = None
+    declared_study_instance_uid: str | None = None
 
 
 def _checked(
-    data: bytes, checks: _Checks, declared_study_uid: str | None, *, with_pixels: bool
+    data: bytes, checks: _Checks, *, with_pixels: bool
 ) -> tuple[ValidationOutcome, NDArray[np.float32] | None]:
     """Run every check; any failure becomes a :class:`ValidationRejected` without pixels."""
     run = _Run()
     try:
-        return _validate(run, data, checks, declared_study_uid, with_pixels=with_pixels)
+        return _validate(run, data, checks, with_pixels=with_pixels)
     except RadstreamError as error:
         rejected = ValidationRejected(
             error_code=error.code,
@@ -192,7 +195,6 @@ def _validate(
     run: _Run,
     data: bytes,
     checks: _Checks,
-    declared_study_instance_uid: str | None,
     *,
     with_pixels: bool,
 ) -> tuple[ValidationAccepted, NDArray[np.float32] | None]:
@@ -222,6 +224,7 @@ def _validate(
     geometry = build_geometry(header, source.dataset, str(pixels.dtype))
     dataset = source.dataset
     study_instance_uid = _uid(dataset, "StudyInstanceUID")
+    declared_study_instance_uid = checks.declared_study_instance_uid
     if declared_study_instance_uid not in (None, study_instance_uid) and study_instance_uid:
         # Neither UID in the reason: the router's log and ours would otherwise pair them up.
         raise error_for(
