@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.unit.module_imports import imported_packages
 
 pytestmark = pytest.mark.requirement("RS-ARC-01")
 
@@ -40,17 +41,6 @@ IO_SUBPACKAGES = ("streams/audit/io",)
 KAFKA_LAYER = ROOT / "streams" / "kafka"
 
 
-def imports_of(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found
-
-
 def python_files(folder: str) -> list[Path]:
     return sorted(p for p in (ROOT / folder).rglob("*.py") if "migrations" not in p.parts)
 
@@ -82,12 +72,12 @@ class TestLayering:
     @pytest.mark.parametrize("path", python_files("schemas"), ids=lambda p: p.name)
     def test_schemas_import_nothing_of_ours(self, path: Path) -> None:
         """schemas/ is the bottom layer: it imports no other radstream package."""
-        assert imports_of(path) & (OUR_PACKAGES - {"schemas"}) == set()
+        assert imported_packages(path) & (OUR_PACKAGES - {"schemas"}) == set()
 
     @pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
     def test_pure_logic_does_no_io(self, path: Path) -> None:
         """Validation, inference, audit and DICOM logic import only schemas/ and libraries."""
-        imported = imports_of(path)
+        imported = imported_packages(path)
         assert imported & (OUR_PACKAGES - {"schemas", "streams"}) == set()
         assert imported & (DB_LIBRARIES | IO_LIBRARIES) == set()
 
@@ -103,12 +93,12 @@ class TestLayering:
     )
     def test_only_sinks_talk_sql(self, path: Path) -> None:
         """SQLAlchemy and asyncpg are imported only under sinks/."""
-        assert imports_of(path) & DB_LIBRARIES == set()
+        assert imported_packages(path) & DB_LIBRARIES == set()
 
     @pytest.mark.parametrize("path", python_files("bench"), ids=lambda p: p.name)
     def test_bench_does_not_import_tests(self, path: Path) -> None:
         """Benchmarks build on the product (and their own helpers), never on the test suite."""
-        assert "tests" not in imports_of(path)
+        assert "tests" not in imported_packages(path)
 
     @pytest.mark.parametrize(
         "path",
@@ -121,7 +111,7 @@ class TestLayering:
     )
     def test_only_the_entry_points_import_the_command_line(self, path: Path) -> None:
         """The command line sits on top: no package below it imports cli/ or app.py."""
-        assert imports_of(path) & {"cli", "app"} == set()
+        assert imported_packages(path) & {"cli", "app"} == set()
 
     @pytest.mark.parametrize(
         "path",
@@ -133,7 +123,7 @@ class TestLayering:
 
         Faust's own wiring (the Faust app and the agents) imports faust, never aiokafka.
         """
-        assert "aiokafka" not in imports_of(path)
+        assert "aiokafka" not in imported_packages(path)
 
     def test_the_kafka_rule_sees_every_package(self) -> None:
         """The rule above reads the source packages, bench/ and app.py (not just a list)."""

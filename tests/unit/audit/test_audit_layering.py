@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.unit.module_imports import imported_packages
 
 pytestmark = pytest.mark.requirement("RS-ARC-01")
 
@@ -29,18 +30,7 @@ FORBIDDEN = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
 @pytest.mark.parametrize("module", PURE)
 def test_pure_module_imports(module: str) -> None:
     """Each pure audit module stays free of I/O libraries and outer layers."""
-    assert not _imports(PACKAGE / module) & FORBIDDEN
+    assert not imported_packages(PACKAGE / module) & FORBIDDEN

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.unit.inference.inference_builders import REPO_ROOT
+from tests.unit.module_imports import imported_modules
 
 pytestmark = pytest.mark.requirement("RS-ARC-01")
 
 PACKAGE = REPO_ROOT / "streams" / "inference"
 ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "pydantic", "yaml"}
 ALLOWED_OURS = ("schemas", "streams.inference")
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
 
 
 def _allowed(module: str) -> bool:
@@ -38,7 +27,7 @@ def _allowed(module: str) -> bool:
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
 def test_only_allowed_imports(path: Path) -> None:
     """No Kafka, SQL, HTTP, metrics or logging library is imported by the pure core."""
-    assert sorted(m for m in _imports(path) if not _allowed(m)) == []
+    assert sorted(m for m in imported_modules(path) if not _allowed(m)) == []
 
 
 def test_checker_rejects_a_forbidden_import() -> None:
@@ -49,5 +38,5 @@ def test_checker_rejects_a_forbidden_import() -> None:
 
 def test_stdlib_logging_is_not_used() -> None:
     """Pure logic does not log (stdlib logging is allowed by name, so check it explicitly)."""
-    used = set().union(*(_imports(path) for path in PACKAGE.glob("*.py")))
+    used = set().union(*(imported_modules(path) for path in PACKAGE.glob("*.py")))
     assert "logging" not in used

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
+from tests.unit.module_imports import imported_modules
 from tests.unit.validation.support import REPO_ROOT
 
 pytestmark = pytest.mark.requirement("RS-ARC-01")
@@ -20,21 +20,10 @@ ALLOWED_ROOTS = {
 FORBIDDEN_STREAMS = ("streams.topics", "streams.inference", "streams.audit")
 
 
-def _imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.append(node.module)
-    return names
-
-
 @pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda path: path.name)
 def test_only_pure_imports(path: Path) -> None:
     """No Kafka, SQL, HTTP, logging or metrics import in streams/validation."""
-    imports = _imports(path)
+    imports = imported_modules(path)
     assert imports, "the parser found no imports at all"
     for name in imports:
         assert name.split(".")[0] in ALLOWED_ROOTS, name
