@@ -8,7 +8,6 @@ offsets are committed past it.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,10 @@ from bench.aiokafka_baseline import aiokafka_consumer_loop
 from bench.probe import outgoing_arrival
 from bench.workload import ArrivalFactory, WorkItem
 from schemas.events import ImageRejected, ImageValidated
-from schemas.settings import SAMPLES_DIR, load_settings
+from schemas.settings import SAMPLES_DIR
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicNames
+from tests.integration.settings_support import isolated_settings
 
 pytestmark = pytest.mark.requirement("RS-BEN-01")
 
@@ -55,12 +55,11 @@ async def test_baseline_validation_gives_one_outcome_per_arrival_and_commits(
     kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """A good PNG is validated, an empty DICOM rejected, and the offsets committed past both."""
-    settings = load_settings(
+    settings = isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES_DIR,),
-        audit={"signing_key_file": tmp_path / "k.pem", "checkpoint_file": tmp_path / "c.jsonl"},
+        audit_dir=tmp_path,
     )
     topics = TopicNames(topic_prefix)
     await ensure_topics(kafka, topic_prefix, partitions_override=1)

@@ -27,12 +27,13 @@ from schemas.audit import ApiAction, ApiActionKind
 from schemas.correlation import CORRELATION_ID_HEADER, new_correlation_id
 from schemas.errors import ErrorCode
 from schemas.events import ImageArrived, ImageValidated, Stage
-from schemas.settings import SAMPLES_DIR, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, Settings
 from streams import dlq
 from streams.deadletter import REPLAY_OF_HEADER, DeadLetterEntry, DeadLetterFilter
 from streams.kafka import KafkaClientConfig, ensure_topics, read_topic
 from streams.router import arrival_for_file
 from streams.topics import TopicNames
+from tests.integration.settings_support import isolated_settings
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
@@ -109,10 +110,9 @@ async def run(
     late_event = arrival_for_file(late_file, source="router-1", modality="CT")
     late_file.unlink()  # announced before the router finished writing it
 
-    settings = load_settings(
+    settings = isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"rstest.{run_id}.dlq-{uuid.uuid4().hex[:6]}.",
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(storage,),
         retry={"max_attempts": 2, "initial_seconds": 0.01, "max_seconds": 0.02},
     )

@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 
 from cli.dicom_demo import RoundTripOutcome, connect_orthanc, export_settings, run_dicom_round_trip
 from observability.logging import configure_logging
 from schemas.audit import AuditEventType, AuditRecord
 from schemas.events import ImageArrived, ResultExported
-from schemas.settings import LoggingSettings, Settings, load_settings
+from schemas.settings import LoggingSettings, Settings
 from streams.audit.checkpoints import TrustedKeys
 from streams.audit.files import load_public_key
 from streams.audit.io import read_audit_topic
@@ -32,6 +31,7 @@ from streams.kafka import KafkaClientConfig, read_topic
 from streams.topics import TopicKey, TopicNames
 from tests.dicom_peers import orthanc_peer
 from tests.dicom_support import SAMPLE_FILES, canaries_in, variant
+from tests.integration.settings_support import isolated_settings
 from tests.security.test_logs_have_no_phi import captured_fds
 
 pytestmark = [
@@ -52,17 +52,13 @@ def trip_settings(
     tmp_path = tmp_path_factory.mktemp("dicom-trip")
     root = tmp_path / "storage"
     root.mkdir()
-    return load_settings(
+    return isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(pipeline_database_url),
+        database_url=pipeline_database_url,
         topic_prefix=f"rstest.{run_id}.dicomtrip-{uuid.uuid4().hex[:6]}.",
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(root,),
+        audit_dir=tmp_path,
         dicom={"allowed_calling_ae_titles": ["ORTHANC"]},
-        audit={
-            "signing_key_file": tmp_path / "audit_key.pem",
-            "checkpoint_file": tmp_path / "checkpoints.jsonl",
-        },
         logging={"format": "json", "level": "DEBUG"},
     )
 

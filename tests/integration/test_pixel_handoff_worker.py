@@ -20,10 +20,11 @@ from prometheus_client import CollectorRegistry
 
 import app
 from schemas.events import ImageArrived, ImageRejected, InferenceCompleted
-from schemas.settings import SAMPLES_DIR, InferenceSettings, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, InferenceSettings, Settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+from tests.integration.settings_support import isolated_settings
 
 pytestmark = pytest.mark.requirement("RS-PRF-02")
 
@@ -105,10 +106,9 @@ async def run(
     """Every outcome of ``arrivals`` through workers running ``stage_sets`` on fresh topics."""
     prefix = f"rstest.handoff.{uuid.uuid4().hex[:12]}."
     await ensure_topics(kafka, prefix)
-    settings = load_settings(
+    settings = isolated_settings(
         kafka_bootstrap=bootstrap,
         topic_prefix=prefix,
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES_DIR,),
         inference=InferenceSettings(fuse_with_validation=fuse),
     )

@@ -34,7 +34,6 @@ import pytest
 import pytest_asyncio
 import structlog
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 
 import app
 from observability.logging import configure_logging
@@ -45,12 +44,13 @@ from schemas.correlation import (
     derived_correlation_id,
 )
 from schemas.events import DeadLetter, ImageArrived
-from schemas.settings import SAMPLES_DIR, LoggingSettings, Settings, load_settings
+from schemas.settings import SAMPLES_DIR, LoggingSettings, Settings
 from sinks.migrate import upgrade_async
 from sinks.provisioning import create_database, drop_database, url_for_database
 from streams.audit.files import checkpoint_file_for
 from streams.kafka import KafkaClientConfig, read_topic
 from streams.topics import TopicNames
+from tests.integration.settings_support import isolated_settings
 from tests.unit.gateway.fakes import Harness, build_harness
 
 # One loop for the module: the pipeline fixture is module-scoped.
@@ -288,13 +288,12 @@ async def pipeline(
     name = f"radstream_test_{uuid.uuid4().hex[:12]}"
     await create_database(admin_database_url, name)
     database_url = url_for_database(admin_database_url, name)
-    settings = load_settings(
+    settings = isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(database_url),
+        database_url=database_url,
         topic_prefix=f"rstest.{run_id}.corr-{uuid.uuid4().hex[:6]}.",
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES,),
-        audit={"signing_key_file": tmp / "key.pem", "checkpoint_file": tmp / "checkpoints.jsonl"},
+        audit_dir=tmp,
     )
     topics = TopicNames(settings.topic_prefix)
     stream = io.StringIO()

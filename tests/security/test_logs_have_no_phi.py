@@ -26,16 +26,16 @@ import pytest
 import pytest_asyncio
 import structlog
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 
 from cli.demo import run_pipeline_on_files
 from observability.logging import configure_logging
 from schemas.correlation import CORRELATION_ID_HEADER, accept_correlation_id
 from schemas.events import ImageArrived
-from schemas.settings import SAMPLES_DIR, LoggingSettings, load_settings
+from schemas.settings import SAMPLES_DIR, LoggingSettings
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
 from tests.integration.database_helpers import database_in_thread
+from tests.integration.settings_support import isolated_settings
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.requirement("RS-G-01")]
 
@@ -129,17 +129,13 @@ async def output(
 ) -> AsyncIterator[dict[str, str]]:
     """Run the pipeline with logging at DEBUG; return the log lines and the fd 1/2 output."""
     tmp = tmp_path_factory.mktemp("logs-phi")
-    settings = load_settings(
+    settings = isolated_settings(
         kafka_bootstrap=kafka_bootstrap,
-        database_url=SecretStr(database_url),
+        database_url=database_url,
         topic_prefix=f"rstest.{run_id}.logs-{uuid.uuid4().hex[:6]}.",
-        consumer_group_prefix=f"rstest-{uuid.uuid4().hex[:8]}",
         storage_roots=(SAMPLES, tmp),
+        audit_dir=tmp,
         retry={"max_attempts": 2, "initial_seconds": 0.01, "max_seconds": 0.02},
-        audit={
-            "signing_key_file": tmp / "audit_key.pem",
-            "checkpoint_file": tmp / "checkpoints.jsonl",
-        },
     )
     logs = io.StringIO()
     files = [SAMPLES / name for name in sorted(MANIFEST["files"])] + [SAMPLES / r for r in RASTER]
