@@ -9,6 +9,7 @@ models or ``(H, W, C)`` for ``NHWC``; :func:`preprocess_batch` stacks them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,6 +25,9 @@ from streams.inference.manifest import (
 # ITU-R BT.601 luma weights: the usual RGB to grey conversion for 8-bit images.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MAX_INPUT_PIXELS = 8192 * 8192
+# Distinct (input size, output size) pairs kept: a model's two axes times the image sizes a
+# site sends; at most 64 x 8192 float32 each (2 MiB), so the bound caps memory too.
+RESAMPLE_MATRICES_CACHED = 64
 
 
 def _fail(reason: str) -> InferenceError:
@@ -41,25 +45,43 @@ def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
 
 
 def normalise(image: np.ndarray, normalisation: Normalisation) -> np.ndarray:
-    """Apply the manifest's windowing or normalisation to the whole image."""
+    """Apply the manifest's windowing or normalisation to the whole image (a new array).
+
+    One new array, then in place: the same float32 operations in the same order as
+    ``np.clip((image - lower) / width, 0, 1)``, without its two temporaries (full-resolution
+    passes were most of a 2048 px image's preprocessing).
+    """
     if isinstance(normalisation, WindowNormalisation):
         lower = normalisation.center - normalisation.width / 2
-        return np.clip((image - lower) / normalisation.width, 0.0, 1.0)
+        return _scaled(image, lower, normalisation.width, clip=True)
     if isinstance(normalisation, MinMaxNormalisation):
         low, high = float(image.min()), float(image.max())
         if high <= low:
             return np.zeros_like(image)
-        return (image - low) / (high - low)
+        return _scaled(image, low, high - low)
     if normalisation.mean is not None and normalisation.std is not None:
-        return (image - normalisation.mean) / normalisation.std
+        return _scaled(image, normalisation.mean, normalisation.std)
     std = float(image.std())
     if std == 0.0:
         return np.zeros_like(image)
-    return (image - float(image.mean())) / std
+    return _scaled(image, float(image.mean()), std)
 
 
+def _scaled(image: np.ndarray, offset: float, scale: float, *, clip: bool = False) -> np.ndarray:
+    """``(image - offset) / scale``, clipped to [0, 1] when asked, in one new array."""
+    out: np.ndarray = np.subtract(image, offset)
+    np.divide(out, scale, out=out)
+    if clip:
+        np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+@functools.lru_cache(maxsize=RESAMPLE_MATRICES_CACHED)
 def resample_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """The ``(size_out, size_in)`` matrix resizing one axis.
+    """The ``(size_out, size_in)`` matrix resizing one axis (read-only: shared by every call).
+
+    Built once per pair of sizes: a stream of images has few distinct sizes, and building the
+    matrix cost about as much as the product with it for small images.
 
     Shrinking averages the input pixels each output pixel covers, weighted by overlap (area
     interpolation, so nothing aliases). Enlarging interpolates linearly between pixel centres
@@ -70,7 +92,7 @@ def resample_matrix(size_in: int, size_out: int) -> np.ndarray:
         out_lo = np.arange(size_out)[:, np.newaxis] * scale
         in_lo = np.arange(size_in)[np.newaxis, :]
         overlap = np.minimum(out_lo + scale, in_lo + 1) - np.maximum(out_lo, in_lo)
-        return np.asarray(np.clip(overlap, 0.0, None) / scale, dtype=np.float32)
+        return _read_only(np.asarray(np.clip(overlap, 0.0, None) / scale, dtype=np.float32))
     centres = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
     centres = np.clip(centres, 0.0, size_in - 1)
     left = np.floor(centres).astype(np.intp)
@@ -80,6 +102,11 @@ def resample_matrix(size_in: int, size_out: int) -> np.ndarray:
     rows = np.arange(size_out)
     np.add.at(matrix, (rows, left), 1.0 - frac)
     np.add.at(matrix, (rows, right), frac)
+    return _read_only(matrix)
+
+
+def _read_only(matrix: np.ndarray) -> np.ndarray:
+    matrix.flags.writeable = False
     return matrix
 
 

@@ -74,9 +74,29 @@ class TestNormalise:
         normalisation = ZScoreNormalisation(kind="zscore", mean=10.0, std=5.0)
         np.testing.assert_allclose(normalise(np.array([[20.0, 0.0]]), normalisation), [[2, -2]])
 
+    @pytest.mark.parametrize(
+        "normalisation",
+        [WINDOW, MinMaxNormalisation(kind="minmax"), ZScoreNormalisation(kind="zscore")],
+    )
+    def test_the_input_is_left_as_it_was(self, normalisation: Any) -> None:
+        """Normalising works in a new array: the decoded pixels stay for the next model."""
+        image = np.array([[-500.0, 40.0], [300.0, 900.0]], dtype=np.float32)
+        before = image.copy()
+        result = normalise(image, normalisation)
+        np.testing.assert_array_equal(image, before)
+        assert not np.shares_memory(result, image)
+
 
 class TestResample:
     """Resizing by matrices: area when shrinking, bilinear when enlarging."""
+
+    def test_a_matrix_is_built_once_and_cannot_be_changed(self) -> None:
+        """Every image of a size shares its matrix, so no caller may write into it."""
+        assert resample_matrix(512, 64) is resample_matrix(512, 64)
+        with pytest.raises(ValueError, match="read-only"):
+            resample_matrix(512, 64)[0, 0] = 1.0
+        with pytest.raises(ValueError, match="read-only"):
+            resample_matrix(2, 5)[0, 0] = 1.0
 
     def test_same_size_is_identity(self) -> None:
         """No resize, no change."""
