@@ -76,9 +76,9 @@ class TestArguments:
         assert options.settle_seconds == 0
 
     def test_default_run_has_every_phase(self) -> None:
-        """make bench: 400 events, half rate on, profiling when pyinstrument is there."""
+        """make bench: 1,600 events, half rate on, profiling when pyinstrument is there."""
         options = parse_args([])
-        assert options.events == 400
+        assert options.events == 1600
         assert options.half_rate
         assert options.profile
         # The start-up's after-effects are kept out of the idle window and the phases.
