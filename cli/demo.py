@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,21 +182,34 @@ def pinning_own_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"audit": audit})
 
 
-async def wait_for_audit(settings: Settings, event_ids: Sequence[str], deadline: float) -> None:
-    """Wait (until ``deadline``) until the audit topic holds a record about each of the ids."""
-    wanted = set(event_ids)
+def audited_event_id(record: AuditRecord) -> Hashable:
+    """What :func:`wait_for_audit` looks for by default: the id of the event a record is about."""
+    return str(record.object.event_id)
+
+
+async def wait_for_audit(
+    settings: Settings,
+    wanted: Collection[Hashable],
+    deadline: float,
+    key: Callable[[AuditRecord], Hashable] = audited_event_id,
+) -> None:
+    """Wait (until ``deadline``) until the audit topic holds a record with each ``wanted`` key.
+
+    The worker must not stop before its audit agent has recorded what the run did: a demo's
+    topic prefix gets no second agent to catch up later.
+    """
     topic = TopicNames(settings.topic_prefix).audit
     trusted = own_audit_key(settings)
     loop = asyncio.get_running_loop()
     while loop.time() < deadline:
         content = await read_audit_topic(KafkaClientConfig.from_settings(settings), topic, trusted)
         seen = {
-            str(record.object.event_id)
+            key(record)
             for part in content.values()
             for record in part.records
             if isinstance(record, AuditRecord)
         }
-        if wanted <= seen:
+        if set(wanted) <= seen:
             return
         await asyncio.sleep(POLL_SECONDS)
 

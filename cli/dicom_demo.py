@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import Sequence
+import uuid
+from collections.abc import Hashable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from io import BytesIO
@@ -29,8 +30,16 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
 
 import app
-from cli.demo import START_TIMEOUT_SECONDS, FileOutcome, outcome_of, outcome_row, wait_for_start
+from cli.demo import (
+    START_TIMEOUT_SECONDS,
+    FileOutcome,
+    outcome_of,
+    outcome_row,
+    wait_for_audit,
+    wait_for_start,
+)
 from cli.errors import CommandError
+from schemas.audit import AuditEventType, AuditRecord
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, DicomPeer, Settings
@@ -102,14 +111,15 @@ async def connect_orthanc(url: str) -> Orthanc:
 class RoundTripOutcome:
     """One instance's trip: what radstream did with it, and the reports found in Orthanc.
 
-    ``reports`` has one entry per stored result: True when its report is in Orthanc, in the
-    source study, referencing the source instance.
+    ``reports`` has one entry per stored result (``result_ids``, in the same order): True when
+    its report is in Orthanc, in the source study, referencing the source instance.
     """
 
     name: str
     sop_instance_uid: str
     outcome: FileOutcome
     reports: tuple[bool, ...]
+    result_ids: tuple[uuid.UUID, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -155,7 +165,9 @@ async def run_dicom_round_trip(
     """Send ``instances`` (name, Part 10 bytes) through Orthanc to radstream and back.
 
     ``settings`` must export to ``orthanc`` (:func:`export_settings`). Waits at most
-    ``timeout_seconds`` for every outcome and report; unfinished ones are reported as such.
+    ``timeout_seconds`` for every outcome and report, then for the audit records of every
+    arrival and export (the worker stops after; nothing would audit them later); unfinished
+    ones are reported as such.
     """
     rules = RoutingRules.load(settings.inference.routing_rules_file)
     stop, started = asyncio.Event(), asyncio.Event()
@@ -194,11 +206,23 @@ async def run_dicom_round_trip(
                 ]
                 done = all(outcome.finished for outcome in outcomes)
                 if done or asyncio.get_running_loop().time() > deadline:
-                    return outcomes
+                    break
                 await asyncio.sleep(POLL_SECONDS)
+            await wait_for_audit(settings, [str(e.event_id) for e in arrived.values()], deadline)
+            exported = [(EXPORTED, r) for outcome in outcomes for r in outcome.result_ids]
+            await wait_for_audit(settings, exported, deadline, key=export_audited)
+            return outcomes
     finally:
         stop.set()
         await asyncio.gather(worker, listener, return_exceptions=True)
+
+
+EXPORTED: Final = AuditEventType.RESULT_EXPORTED
+
+
+def export_audited(record: AuditRecord) -> Hashable:
+    """An audit record as (its type, the result it is about): exports are audited per result."""
+    return (record.event_type, record.object.result_id)
 
 
 async def wait_for_listener(
@@ -257,7 +281,8 @@ async def _outcome(
             for r in results
         ]
     )
-    return RoundTripOutcome(name, str(source.SOPInstanceUID), outcome, reports)
+    result_ids = tuple(r.result_id for r in results)
+    return RoundTripOutcome(name, str(source.SOPInstanceUID), outcome, reports, result_ids)
 
 
 def fresh_copy(path: Path) -> bytes:
