@@ -209,15 +209,16 @@ async def run_dicom_round_trip(
                     break
                 await asyncio.sleep(POLL_SECONDS)
             await wait_for_audit(settings, [str(e.event_id) for e in arrived.values()], deadline)
-            exported = [(EXPORTED, r) for outcome in outcomes for r in outcome.result_ids]
+            exported = [
+                (AuditEventType.RESULT_EXPORTED, r)
+                for outcome in outcomes
+                for r in outcome.result_ids
+            ]
             await wait_for_audit(settings, exported, deadline, key=export_audited)
             return outcomes
     finally:
         stop.set()
         await asyncio.gather(worker, listener, return_exceptions=True)
-
-
-EXPORTED: Final = AuditEventType.RESULT_EXPORTED
 
 
 def export_audited(record: AuditRecord) -> Hashable:

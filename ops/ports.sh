@@ -7,17 +7,17 @@
 
 # Whether something listens on the port, read from the kernel's socket tables (never by
 # connecting, for the reason above).
-port_open() {
-  awk -v port="$(printf ':%04X' "$1")" \
-      'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == port { found = 1 } END { exit !found }' \
-      /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
+port_open() { port_listed "$1" 0A; }   # 0A: TCP_LISTEN
 
 # Whether a listening, connected or closing socket has the port as its local port (a socket
 # that is only bound is not in the tables; a server binds and listens at once).
-port_taken() {
-  awk -v port="$(printf ':%04X' "$1")" \
-      'FNR > 1 && substr($2, length($2) - 4) == port { found = 1 } END { exit !found }' \
+port_taken() { port_listed "$1"; }
+
+# Whether /proc/net/tcp{,6} has a socket on local port $1, in state $2 (hex) when given.
+port_listed() {
+  awk -v port="$(printf ':%04X' "$1")" -v state="${2:-}" \
+      'FNR > 1 && (state == "" || $4 == state) && substr($2, length($2) - 4) == port { found = 1 }
+       END { exit !found }' \
       /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 

@@ -299,7 +299,7 @@ up() {
       kafka.Kafka "$STATE/server.properties" >>"$LOG" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   # With a fixed port the broker opens its listener only once it is unfenced and ready
-  # (SocketServer defers the acceptor), so a successful TCP connect means ready.
+  # (SocketServer defers the acceptor), so a listening socket on the port means ready.
   for _ in $(seq 240); do
     if port_open "$PORT" && running_pid >/dev/null; then
       log "ready"
