@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Self
 
@@ -346,22 +354,31 @@ class KafkaConsumer(_Client):
         self, partitions: Collection[TopicPartition]
     ) -> dict[TopicPartition, int]:
         """The first offset still held by each partition."""
-        if not partitions:
-            return {}
-        with kafka_errors("reading start offsets"):
-            async with asyncio.timeout(self._config.admin_timeout_seconds):
-                found = await self._consumer.beginning_offsets(list(partitions))
-        return {tp: int(offset) for tp, offset in found.items()}
+        return await self._offsets(
+            partitions, "reading start offsets", self._consumer.beginning_offsets
+        )
 
     async def end_offsets(
         self, partitions: Collection[TopicPartition]
     ) -> dict[TopicPartition, int]:
         """Each partition's last stable offset (what a ``read_committed`` reader can reach)."""
+        return await self._offsets(partitions, "reading end offsets", self._consumer.end_offsets)
+
+    async def _offsets(
+        self,
+        partitions: Collection[TopicPartition],
+        doing: str,
+        read: Callable[[list[TopicPartition]], Awaitable[Mapping[TopicPartition, int]]],
+    ) -> dict[TopicPartition, int]:
+        """``read``'s offsets of ``partitions``, errors translated, bounded by the admin timeout.
+
+        No partitions asks the broker nothing.
+        """
         if not partitions:
             return {}
-        with kafka_errors("reading end offsets"):
+        with kafka_errors(doing):
             async with asyncio.timeout(self._config.admin_timeout_seconds):
-                found = await self._consumer.end_offsets(list(partitions))
+                found = await read(list(partitions))
         return {tp: int(offset) for tp, offset in found.items()}
 
 

@@ -150,6 +150,12 @@ class FakeConsumer:
         self.calls.append("end_offsets")
         return dict.fromkeys(partitions, 5)
 
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        self.calls.append("beginning_offsets")
+        return dict.fromkeys(partitions, 0)
+
     async def start(self) -> None:
         raise kafka.UnrecognizedBrokerVersion()
 
