@@ -26,6 +26,8 @@ READY_TIMEOUT_SECONDS=60
 log() { printf 'orthanc: %s\n' "$*" >&2; }
 # shellcheck source=ops/ports.sh
 source "$REPO/ops/ports.sh"
+# shellcheck source=ops/processes.sh
+source "$REPO/ops/processes.sh"
 
 install_missing() {
   local need=()
@@ -42,15 +44,8 @@ install_missing() {
 
 orthanc_bin() { command -v Orthanc 2>/dev/null || echo /usr/sbin/Orthanc; }
 
-running_pid() {
-  [[ -f "$PIDFILE" ]] || return 1
-  local pid; pid="$(cat "$PIDFILE")"
-  # Only an Orthanc process counts: a recycled pid must not be mistaken for it.
-  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'Orthanc'; then
-    echo "$pid"; return 0
-  fi
-  return 1
-}
+# Only an Orthanc process counts.
+running_pid() { pid_running_as "$PIDFILE" 'Orthanc'; }
 
 choose_ports() {
   # Ports chosen once are kept, so a restarted Orthanc is where the tests expect it.

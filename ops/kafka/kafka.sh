@@ -76,16 +76,11 @@ rotate_log() {
 
 # shellcheck source=ops/ports.sh
 source "$REPO/ops/ports.sh"
+# shellcheck source=ops/processes.sh
+source "$REPO/ops/processes.sh"
 
-running_pid() {
-  [[ -f "$PIDFILE" ]] || return 1
-  local pid; pid="$(cat "$PIDFILE")"
-  # Only a java process running kafka.Kafka counts: a recycled pid must not be mistaken for it.
-  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka.Kafka'; then
-    echo "$pid"; return 0
-  fi
-  return 1
-}
+# Only a java process running kafka.Kafka counts.
+running_pid() { pid_running_as "$PIDFILE" 'kafka.Kafka'; }
 
 fetch_jars() {
   local stamp="$LIB/.pom.sha256" want
