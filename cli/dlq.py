@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -307,6 +307,30 @@ def nothing_selected(verb: str) -> CommandError:
     )
 
 
+def emit_outcomes(
+    verb: str,
+    rows: Sequence[tuple[uuid.UUID, str, str]],
+    detail: tuple[str, str],
+    *,
+    as_json: bool,
+) -> None:
+    """Print what a replay or purge did to each dead letter; fail when it selected none.
+
+    Args:
+        verb: ``replay`` or ``purge``, for the failure's message.
+        rows: dead letter id, outcome and a detail per dead letter.
+        detail: the detail's JSON key and its table header.
+        as_json: a JSON list instead of a table.
+    """
+    key, header = detail
+    if as_json:
+        emit_json([{"dead_letter_id": str(i), "outcome": o, key: d} for i, o, d in rows])
+    else:
+        emit_table(["id", "outcome", header], rows)
+    if not rows:
+        raise nothing_selected(verb)
+
+
 @command.command("replay")
 @selection_options
 @actor_option
@@ -342,12 +366,7 @@ def replay_command(
         (e.dead_letter.dead_letter_id, verb, e.dead_letter.source_topic) for e in report.replayed
     ]
     rows += [(e.dead_letter.dead_letter_id, "refused", reason) for e, reason in report.refused]
-    if as_json:
-        emit_json([{"dead_letter_id": str(i), "outcome": o, "detail": d} for i, o, d in rows])
-    else:
-        emit_table(["id", "outcome", "topic or reason"], rows)
-    if not rows:
-        raise nothing_selected("replay")
+    emit_outcomes("replay", rows, ("detail", "topic or reason"), as_json=as_json)
     if report.refused:
         again = all(entry.replayed for entry, _ in report.refused)
         raise CommandError(
@@ -393,9 +412,4 @@ def purge_command(
         )
         for entry in report.purged
     ]
-    if as_json:
-        emit_json([{"dead_letter_id": str(i), "outcome": o, "how": h} for i, o, h in rows])
-    else:
-        emit_table(["id", "outcome", "how"], rows)
-    if not rows:
-        raise nothing_selected("purge")
+    emit_outcomes("purge", rows, ("how", "how"), as_json=as_json)
