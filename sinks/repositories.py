@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import (
+    Column,
     ColumnElement,
     RowMapping,
     Select,
@@ -40,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.dml import ReturningInsert
 
 from schemas.api import ResultQuery, VerificationStatus, utc_timestamp
@@ -416,6 +418,28 @@ class LifecycleRepository:
         return None if value is None else str(value)
 
 
+def _versions_in_window(
+    columns: ReadOnlyColumnCollection[str, Column[Any]],
+    at: Column[Any],
+    name: str,
+    versions: Sequence[str],
+    *,
+    since: datetime,
+    until: datetime,
+) -> tuple[ColumnElement[bool], ...]:
+    """The rows of ``versions`` of model ``name`` whose ``at`` lies in ``[since, until)``.
+
+    A comparison reads results and failures over this one selection (``columns`` has
+    ``model_name`` and ``model_version``), so both sides of it are counted alike.
+    """
+    return (
+        columns.model_name == name,
+        columns.model_version.in_(list(versions)),
+        at >= since,
+        at < until,
+    )
+
+
 class ComparisonRepository:
     """Two versions of one model compared on what both stored over a time window.
 
@@ -445,10 +469,7 @@ class ComparisonRepository:
                 _R.inference_seconds,
             )
             .where(
-                _R.model_name == name,
-                _R.model_version.in_(list(versions)),
-                _R.completed_at >= since,
-                _R.completed_at < until,
+                *_versions_in_window(_R, _R.completed_at, name, versions, since=since, until=until)
             )
             .order_by(_R.completed_at.desc())
             .limit(limit)
@@ -463,10 +484,7 @@ class ComparisonRepository:
             select(_E.event_id, _E.state, _E.at, _E.error_code, _E.model_name, _E.model_version)
             .where(
                 _E.state == LifecycleState.FAILED.value,
-                _E.model_name == name,
-                _E.model_version.in_(list(versions)),
-                _E.at >= since,
-                _E.at < until,
+                *_versions_in_window(_E, _E.at, name, versions, since=since, until=until),
             )
             .order_by(_E.at.desc())
             .limit(limit)
