@@ -357,6 +357,11 @@ class TopicNames:
         """The full names of ``keys``, in their order."""
         return tuple(self[key] for key in keys)
 
+    @property
+    def arrival_lanes(self) -> frozenset[str]:
+        """Both topics arrivals are published on, routine and stat (:func:`arrival_topic`)."""
+        return frozenset((self.arrived, self.arrived_stat))
+
     def all(self) -> dict[TopicKey, str]:
         """Every topic's full name, by key."""
         return {key: self[key] for key in TOPIC_SPECS}

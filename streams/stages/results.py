@@ -74,9 +74,7 @@ class ResultsStage:
             topics[TopicKey.IMAGES_ARRIVED_STAT]: ImageArrived,
         }
         # Validation dead-letters a malformed arrival; this stage only skips it (module doc).
-        self._arrivals = frozenset(
-            topics.of((TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT))
-        )
+        self._arrivals = topics.arrival_lanes
         self._skip_arrival = skip_reporter(log, "results_arrival_skipped", on_arrival_skipped)
         self._on_stored = on_stored
         self._on_write_error = on_write_error

@@ -120,9 +120,7 @@ class StudiesStage:
             topics[TopicKey.IMAGES_REJECTED]: ImageRejected,
         }
         self._topic_keys = {topics[key]: key for key in TopicKey}
-        self._arrivals = frozenset(
-            topics.of((TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT))
-        )
+        self._arrivals = topics.arrival_lanes
 
     async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
         """Apply the batch in one transaction, publish the outbox; dead-letter only bad input."""
