@@ -46,14 +46,10 @@ from tests.unit.streams.test_pixel_handoff import (
     SAMPLES,
     CountingReader,
     arrivals,
-    registry,
     results,
-    routing,
 )
 
 pytestmark = pytest.mark.requirement("RS-PRF-04")
-
-__all__ = ["registry", "routing"]  # fixtures, used by name
 
 
 def validation_stage(store: PixelHandoff | None) -> ValidationStage:
@@ -92,7 +88,7 @@ class RecordingObserver(NullObserver):
 
 class TestValidateThenInfer:
     async def test_accepted_images_are_inferred_in_the_same_step(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         """Validated events (marked), the rejection, then the results: what the two stages
         publish apart, without a second read or decode."""
@@ -100,7 +96,9 @@ class TestValidateThenInfer:
         inference_reader = CountingReader()
         fused = ValidateThenInfer(
             validation_stage(store),
-            InferenceStage(inference_reader, registry, routing, LIMITS, handoff=store),
+            InferenceStage(
+                inference_reader, reference_registry, reference_rules, LIMITS, handoff=store
+            ),
         )
         batch = [*arrivals(), bad_arrival(len(FILES))]
         out = await fused.handle(batch)
@@ -120,17 +118,19 @@ class TestValidateThenInfer:
             Incoming("t.images.validated", 0, i, o.key, o.value.model_dump_json().encode())
             for i, o in enumerate(await apart.handle(batch[: len(FILES)]))
         ]
-        separate = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        separate = InferenceStage(CountingReader(), reference_registry, reference_rules, LIMITS)
         assert results(out) == results(await separate.handle(consumed))
         assert results(out)
 
     async def test_outcomes_carry_the_arrivals_correlation_id(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         store = PixelHandoff(LIMITS.max_file_bytes)
         fused = ValidateThenInfer(
             validation_stage(store),
-            InferenceStage(CountingReader(), registry, routing, LIMITS, handoff=store),
+            InferenceStage(
+                CountingReader(), reference_registry, reference_rules, LIMITS, handoff=store
+            ),
         )
         batch = arrivals()
         out = await fused.handle(batch)
@@ -139,14 +139,15 @@ class TestValidateThenInfer:
         assert carried == expected
 
     async def test_an_inference_dead_letter_keeps_the_arrival(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         """No pixels handed on and the file gone: the dead letter is the arrival's, so a replay
         validates and infers the image again."""
         (arrival, *_) = arrivals()
         reader = FailingReader(good_reads=0)
         fused = ValidateThenInfer(
-            validation_stage(None), InferenceStage(reader, registry, routing, LIMITS)
+            validation_stage(None),
+            InferenceStage(reader, reference_registry, reference_rules, LIMITS),
         )
         out = await fused.handle([arrival])
         assert out[0].topic is TopicKey.IMAGES_VALIDATED
@@ -159,11 +160,12 @@ class TestValidateThenInfer:
             assert base64.b64decode(letter.value_b64) == arrival.value
 
     async def test_a_batch_with_nothing_accepted_runs_no_model(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         reader = CountingReader()
         fused = ValidateThenInfer(
-            validation_stage(None), InferenceStage(reader, registry, routing, LIMITS)
+            validation_stage(None),
+            InferenceStage(reader, reference_registry, reference_rules, LIMITS),
         )
         out = await fused.handle([bad_arrival(0), bad_arrival(1)])
         assert [o.topic for o in out] == [TopicKey.IMAGES_REJECTED] * 2
@@ -173,14 +175,16 @@ class TestValidateThenInfer:
 
 class TestCountedPerStage:
     async def test_each_stage_counts_what_it_received_and_did(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         """Validation received the batch; inference the accepted images, once per image
         whatever the number of models; rejections are counted under the stage that made them."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         fused = ValidateThenInfer(
             validation_stage(store),
-            InferenceStage(CountingReader(), registry, routing, LIMITS, handoff=store),
+            InferenceStage(
+                CountingReader(), reference_registry, reference_rules, LIMITS, handoff=store
+            ),
         )
         observer = RecordingObserver()
         batch = [*arrivals(), bad_arrival(len(FILES))]
@@ -218,11 +222,14 @@ class TestInFlight:
     """A combined worker's inference in-flight gauge moves while the step infers."""
 
     async def test_accepted_images_are_in_flight_in_inference_while_inferred(
-        self, registry: ModelRegistry, routing: RoutingRules, monkeypatch: pytest.MonkeyPatch
+        self,
+        reference_registry: ModelRegistry,
+        reference_rules: RoutingRules,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         changes: list[tuple[Stage, int]] = []
         seen_during: list[list[tuple[Stage, int]]] = []
-        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        inference = InferenceStage(CountingReader(), reference_registry, reference_rules, LIMITS)
         infer = inference.infer
 
         async def spy(events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
@@ -240,10 +247,13 @@ class TestInFlight:
         assert changes == [(Stage.INFERENCE, len(FILES)), (Stage.INFERENCE, -len(FILES))]
 
     async def test_a_crashing_inference_leaves_nothing_in_flight(
-        self, registry: ModelRegistry, routing: RoutingRules, monkeypatch: pytest.MonkeyPatch
+        self,
+        reference_registry: ModelRegistry,
+        reference_rules: RoutingRules,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         changes: list[tuple[Stage, int]] = []
-        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        inference = InferenceStage(CountingReader(), reference_registry, reference_rules, LIMITS)
 
         async def crash(events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
             raise RuntimeError("model runtime died")
@@ -259,12 +269,12 @@ class TestInFlight:
         assert changes == [(Stage.INFERENCE, 1), (Stage.INFERENCE, -1)]
 
     async def test_nothing_accepted_moves_no_gauge(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         changes: list[tuple[Stage, int]] = []
         fused = ValidateThenInfer(
             validation_stage(None),
-            InferenceStage(CountingReader(), registry, routing, LIMITS),
+            InferenceStage(CountingReader(), reference_registry, reference_rules, LIMITS),
             in_flight=lambda stage, delta: changes.append((stage, delta)),
         )
         await fused.handle([bad_arrival(0)])
@@ -315,11 +325,11 @@ class TestWiring:
         assert settings.inference.fuse_with_validation
 
     async def test_a_stat_arrival_marks_its_result_too(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
     ) -> None:
         """The stat lane wraps the whole step: its inference outcomes carry the lane header."""
         settings = Settings()
-        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        inference = InferenceStage(CountingReader(), reference_registry, reference_rules, LIMITS)
         _, stat = app.build_validation_specs(settings, TopicNames("t."), inference=inference)
         out = await stat.handler.handle(arrivals()[:1])
         assert len(out) > 1
