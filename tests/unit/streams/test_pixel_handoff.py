@@ -7,6 +7,7 @@ for images validated in the same process and publishes the same results as witho
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -165,49 +166,44 @@ def results(out: list[Outgoing]) -> list[tuple[object, ...]]:
     return sorted(found, key=repr)
 
 
+StageFactory = partial[InferenceStage]
+
+
+@pytest.fixture
+def stage_for(reference_registry: ModelRegistry, reference_rules: RoutingRules) -> StageFactory:
+    """An inference stage over the shipped models: give it the reader and the hand-off."""
+    return partial(
+        InferenceStage, registry=reference_registry, rules=reference_rules, limits=LIMITS
+    )
+
+
 class TestStages:
-    async def test_a_hit_skips_read_hash_and_decode(
-        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
-    ) -> None:
+    async def test_a_hit_skips_read_hash_and_decode(self, stage_for: StageFactory) -> None:
         """Validated in this process: inference never reads the file, and every image hits."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
         assert store.stats().entries == len(FILES)
         reader, hits = CountingReader(), list[bool]()
-        stage = InferenceStage(
-            reader,
-            reference_registry,
-            reference_rules,
-            LIMITS,
-            handoff=store,
-            on_pixel_handoff=hits.append,
-        )
+        stage = stage_for(reader, handoff=store, on_pixel_handoff=hits.append)
         out = await stage.handle(validated)
         assert reader.reads == 0
         assert hits == [True] * len(FILES)
         assert store.stats().entries == 0
         assert len(results(out)) >= len(FILES)
 
-    async def test_hit_and_miss_publish_the_same_results(
-        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
-    ) -> None:
+    async def test_hit_and_miss_publish_the_same_results(self, stage_for: StageFactory) -> None:
         """The handed-off pixels are the decode inference would do: identical scores, decisions
         and provenance as a worker without the hand-off (read, hash and decode again)."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
-        hit_stage = InferenceStage(
-            CountingReader(), reference_registry, reference_rules, LIMITS, handoff=store
-        )
+        hit_stage = stage_for(CountingReader(), handoff=store)
         miss_reader, misses = CountingReader(), list[bool]()
-        miss_stage = InferenceStage(
+        miss_stage = stage_for(
             miss_reader,
-            reference_registry,
-            reference_rules,
-            LIMITS,
             handoff=PixelHandoff(LIMITS.max_file_bytes),  # validation ran elsewhere: empty
             on_pixel_handoff=misses.append,
         )
-        plain_stage = InferenceStage(CountingReader(), reference_registry, reference_rules, LIMITS)
+        plain_stage = stage_for(CountingReader())
         hit = results(await hit_stage.handle(validated))
         miss = results(await miss_stage.handle(validated))
         plain = results(await plain_stage.handle(validated))
@@ -216,15 +212,13 @@ class TestStages:
         assert miss_reader.reads == len(FILES)
         assert misses == [False] * len(FILES)
 
-    async def test_a_disabled_store_changes_nothing(
-        self, reference_registry: ModelRegistry, reference_rules: RoutingRules
-    ) -> None:
+    async def test_a_disabled_store_changes_nothing(self, stage_for: StageFactory) -> None:
         """Budget 0: validation converts nothing and keeps nothing; inference reads as today."""
         store = PixelHandoff(0)
         validated = await validate(store)
         assert store.stats().entries == 0
         reader = CountingReader()
-        stage = InferenceStage(reader, reference_registry, reference_rules, LIMITS, handoff=store)
+        stage = stage_for(reader, handoff=store)
         assert results(await stage.handle(validated))
         assert reader.reads == len(FILES)
 
