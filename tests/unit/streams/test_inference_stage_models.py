@@ -15,6 +15,7 @@ from schemas.rollout import PairAgreement
 from schemas.settings import ValidationSettings, load_settings
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
 from streams.router import arrival_for_file
@@ -126,13 +127,14 @@ class TestModelOutcomes:
         assert hook.calls == []
 
 
-def stage_with_rollout(
+async def ct_with_rollout(
     tmp_path: Path,
     rules: RoutingRules,
     lesion_modes: str,
     on_model_comparison: ModelComparisonHook | None = None,
-) -> InferenceStage:
-    """The shipped registry with the lesion-detector versions in ``lesion_modes``."""
+) -> list[Outgoing]:
+    """What the stage publishes for the bundled CT image, with the shipped registry and the
+    lesion-detector versions in ``lesion_modes``."""
     registry_dir = tmp_path / "registry"
     shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
     (registry_dir / "rollout.yaml").write_text(
@@ -140,13 +142,14 @@ def stage_with_rollout(
         f"  lesion-detector:\n{lesion_modes}"
     )
     reader = ImageReader([SAMPLES], LIMITS.max_file_bytes, RetryPolicy(max_attempts=1))
-    return InferenceStage(
+    stage = InferenceStage(
         reader,
         ModelRegistry.load(registry_dir),
         rules,
         LIMITS,
         on_model_comparison=on_model_comparison,
     )
+    return await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
 
 
 def model_of(value: object) -> str | None:
@@ -162,12 +165,11 @@ class TestShadowRouting:
         self, tmp_path: Path, reference_rules: RoutingRules
     ) -> None:
         """A CT image: the active version's refusal is published, the shadow's score is not."""
-        stage = stage_with_rollout(
+        out = await ct_with_rollout(
             tmp_path,
             reference_rules,
             "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
         )
-        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
         published = [o for o in out if o.topic is not TopicKey.INFERENCE_SHADOW]
         shadows = [o for o in out if o.topic is TopicKey.INFERENCE_SHADOW]
         assert sorted((o.topic.value, str(model_of(o.value))) for o in published) == [
@@ -186,12 +188,11 @@ class TestShadowRouting:
         self, tmp_path: Path, reference_rules: RoutingRules
     ) -> None:
         """The guarded version in shadow refuses the CT: coded, but never on images.rejected."""
-        stage = stage_with_rollout(
+        out = await ct_with_rollout(
             tmp_path,
             reference_rules,
             "    1.1.0: {mode: active}\n    1.2.0: {mode: shadow}\n",
         )
-        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
         assert [o.topic for o in out].count(TopicKey.IMAGES_REJECTED) == 0
         assert sorted(
             str(model_of(o.value)) for o in out if o.topic is TopicKey.INFERENCE_RESULTS
@@ -255,8 +256,5 @@ class TestLiveComparison:
     ) -> None:
         """A real CT goes to both models; only lesion-detector has a second version running."""
         hook = CallRecorder(Compared)
-        stage = stage_with_rollout(
-            tmp_path, reference_rules, lesion_modes, on_model_comparison=hook
-        )
-        await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
+        await ct_with_rollout(tmp_path, reference_rules, lesion_modes, on_model_comparison=hook)
         assert hook.calls == expected
