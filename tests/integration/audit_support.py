@@ -28,7 +28,9 @@ from streams.audit.io import (
     AuditTableSink,
     AuditTableWriter,
     chain_key,
+    verify_topic,
 )
+from streams.audit.verify import VerificationReport
 from streams.batching_sink import Backpressure
 from streams.kafka import KafkaClientConfig
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
@@ -64,6 +66,13 @@ async def create_topics(bootstrap: str, prefix: str | None, *, extra: tuple[str,
 def trusted_in(directory: Path) -> TrustedKeys:
     """The public key of the agent whose key file is in ``directory``, as a verifier pins it."""
     return TrustedKeys.of(load_public_key(directory / "audit-key.pem"))
+
+
+async def verify_agent_topic(
+    kafka: KafkaClientConfig, topic: str, directory: Path
+) -> VerificationReport:
+    """Verify ``topic`` against the checkpoint file and key an agent keeps in ``directory``."""
+    return await verify_topic(kafka, topic, directory / "checkpoints.jsonl", trusted_in(directory))
 
 
 def make_agent(bootstrap: str, prefix: str, tmp_path: Path, *, every: int = 5) -> AuditAgent:

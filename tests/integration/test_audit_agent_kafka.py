@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.audit.files import read_checkpoints
-from streams.audit.io import read_audit_topic, trail_for_event, verify_topic
+from streams.audit.io import read_audit_topic, trail_for_event
 from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
@@ -17,6 +17,7 @@ from tests.integration.audit_support import (
     pipeline_events,
     publish,
     trusted_in,
+    verify_agent_topic,
 )
 
 pytestmark = pytest.mark.requirement("RS-AUD-01", "RS-AUD-02", "RS-AUD-03", "RS-G-04")
@@ -42,9 +43,7 @@ async def test_audits_every_event_once_into_a_verified_chain(
     assert [r.sequence for r in records] == list(range(len(events)))  # type: ignore[union-attr]
     cps = read_checkpoints(tmp_path / "checkpoints.jsonl")
     assert [cp.sequence for cp in cps] == [4, 9, 14, 15]  # every 5, then the tail at stop
-    report = await verify_topic(
-        kafka, names.audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
-    )
+    report = await verify_agent_topic(kafka, names.audit, tmp_path)
     assert report.ok, report.summary()
     assert report.records_checked == len(events)
 
@@ -64,9 +63,7 @@ async def test_restart_continues_the_chain(
     names = TopicNames(topic_prefix)
     records = (await read_audit_topic(kafka, names.audit, trusted_in(tmp_path)))[0].records
     assert [r.sequence for r in records] == list(range(12))  # type: ignore[union-attr]
-    report = await verify_topic(
-        kafka, names.audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
-    )
+    report = await verify_agent_topic(kafka, names.audit, tmp_path)
     assert report.ok, report.summary()
 
 
