@@ -28,6 +28,7 @@ from streams.audit.io import (
     AuditTableSink,
     AuditTableWriter,
     chain_key,
+    read_audit_topic,
     verify_topic,
 )
 from streams.audit.verify import VerificationReport
@@ -73,6 +74,22 @@ async def verify_agent_topic(
 ) -> VerificationReport:
     """Verify ``topic`` against the checkpoint file and key an agent keeps in ``directory``."""
     return await verify_topic(kafka, topic, directory / "checkpoints.jsonl", trusted_in(directory))
+
+
+async def assert_whole_chain(
+    kafka: KafkaClientConfig, topic: str, directory: Path, length: int
+) -> list[AuditRecord]:
+    """Assert ``topic`` holds only the agent's records, sequences 0 to ``length`` - 1, and
+    verifies whole against the checkpoints and key in ``directory``; return the records."""
+    content = await read_audit_topic(kafka, topic, trusted_in(directory))
+    records = content[0].records
+    assert all(isinstance(r, AuditRecord) for r in records)
+    chain = [r for r in records if isinstance(r, AuditRecord)]
+    assert [r.sequence for r in chain] == list(range(length))
+    report = await verify_agent_topic(kafka, topic, directory)
+    assert report.ok, report.summary()
+    assert report.records_checked == length
+    return chain
 
 
 def make_agent(bootstrap: str, prefix: str, tmp_path: Path, *, every: int = 5) -> AuditAgent:

@@ -17,12 +17,12 @@ from streams.kafka.loop import RESTART_POLICY, run_until_idle, run_until_stopped
 from streams.retry import RetryPolicy
 from streams.topics import TopicNames
 from tests.integration.audit_support import (
+    assert_whole_chain,
     create_topics,
     make_agent,
     pipeline_events,
     publish,
     trusted_in,
-    verify_agent_topic,
 )
 
 pytestmark = pytest.mark.requirement("RS-AUD-02", "RS-AUD-03")
@@ -92,10 +92,7 @@ async def test_second_agent_stands_by_until_the_first_stops(
     finally:
         await first.stop(clean=False)
         await second.stop(clean=False)
-    records = await _records(kafka_bootstrap, topic_prefix, tmp_path)
-    assert [r.sequence for r in records] == list(range(8))
-    report = await verify_agent_topic(kafka, TopicNames(topic_prefix).audit, tmp_path)
-    assert report.ok, report.summary()
+    await assert_whole_chain(kafka, TopicNames(topic_prefix).audit, tmp_path, 8)
 
 
 async def test_a_writer_that_lost_its_lease_unnoticed_is_fenced(
@@ -152,11 +149,8 @@ async def test_failed_transaction_is_redone_not_skipped(
                 await agent.process_batch(timeout_ms=200)
     finally:
         await agent.stop()
-    records = await _records(kafka_bootstrap, topic_prefix, tmp_path)
-    assert [r.sequence for r in records] == list(range(len(events)))
+    records = await assert_whole_chain(kafka, agent.audit_topic, tmp_path, len(events))
     assert len({(r.source.topic, r.source.partition, r.source.offset) for r in records}) == 12
-    report = await verify_agent_topic(kafka, agent.audit_topic, tmp_path)
-    assert report.ok, report.summary()
 
 
 async def test_idle_agent_checkpoints_after_interval(
