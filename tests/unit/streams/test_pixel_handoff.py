@@ -18,8 +18,6 @@ import app
 from observability.metrics import Metrics
 from schemas.events import ImageValidated, InferenceCompleted
 from schemas.settings import Settings, ValidationSettings, load_settings
-from streams.inference.registry import ModelRegistry
-from streams.inference.routing import RoutingRules
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming
 from streams.retry import FailureRecord, RetryPolicy
@@ -166,19 +164,10 @@ def results(out: list[Outgoing]) -> list[tuple[object, ...]]:
     return sorted(found, key=repr)
 
 
-StageFactory = partial[InferenceStage]
-
-
-@pytest.fixture
-def stage_for(reference_registry: ModelRegistry, reference_rules: RoutingRules) -> StageFactory:
-    """An inference stage over the shipped models: give it the reader and the hand-off."""
-    return partial(
-        InferenceStage, registry=reference_registry, rules=reference_rules, limits=LIMITS
-    )
-
-
 class TestStages:
-    async def test_a_hit_skips_read_hash_and_decode(self, stage_for: StageFactory) -> None:
+    async def test_a_hit_skips_read_hash_and_decode(
+        self, stage_for: partial[InferenceStage]
+    ) -> None:
         """Validated in this process: inference never reads the file, and every image hits."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
@@ -191,7 +180,9 @@ class TestStages:
         assert store.stats().entries == 0
         assert len(results(out)) >= len(FILES)
 
-    async def test_hit_and_miss_publish_the_same_results(self, stage_for: StageFactory) -> None:
+    async def test_hit_and_miss_publish_the_same_results(
+        self, stage_for: partial[InferenceStage]
+    ) -> None:
         """The handed-off pixels are the decode inference would do: identical scores, decisions
         and provenance as a worker without the hand-off (read, hash and decode again)."""
         store = PixelHandoff(LIMITS.max_file_bytes)
@@ -212,7 +203,9 @@ class TestStages:
         assert miss_reader.reads == len(FILES)
         assert misses == [False] * len(FILES)
 
-    async def test_a_disabled_store_changes_nothing(self, stage_for: StageFactory) -> None:
+    async def test_a_disabled_store_changes_nothing(
+        self, stage_for: partial[InferenceStage]
+    ) -> None:
         """Budget 0: validation converts nothing and keeps nothing; inference reads as today."""
         store = PixelHandoff(0)
         validated = await validate(store)
