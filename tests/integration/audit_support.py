@@ -28,7 +28,10 @@ from streams.audit.io import (
     AuditTableSink,
     AuditTableWriter,
     chain_key,
+    read_audit_topic,
+    verify_topic,
 )
+from streams.audit.verify import VerificationReport
 from streams.batching_sink import Backpressure
 from streams.kafka import KafkaClientConfig
 from streams.topics import TOPIC_SPECS, TopicKey, TopicNames
@@ -64,6 +67,29 @@ async def create_topics(bootstrap: str, prefix: str | None, *, extra: tuple[str,
 def trusted_in(directory: Path) -> TrustedKeys:
     """The public key of the agent whose key file is in ``directory``, as a verifier pins it."""
     return TrustedKeys.of(load_public_key(directory / "audit-key.pem"))
+
+
+async def verify_agent_topic(
+    kafka: KafkaClientConfig, topic: str, directory: Path
+) -> VerificationReport:
+    """Verify ``topic`` against the checkpoint file and key an agent keeps in ``directory``."""
+    return await verify_topic(kafka, topic, directory / "checkpoints.jsonl", trusted_in(directory))
+
+
+async def assert_whole_chain(
+    kafka: KafkaClientConfig, topic: str, directory: Path, length: int
+) -> list[AuditRecord]:
+    """Assert ``topic`` holds only the agent's records, sequences 0 to ``length`` - 1, and
+    verifies whole against the checkpoints and key in ``directory``; return the records."""
+    content = await read_audit_topic(kafka, topic, trusted_in(directory))
+    records = content[0].records
+    assert all(isinstance(r, AuditRecord) for r in records)
+    chain = [r for r in records if isinstance(r, AuditRecord)]
+    assert [r.sequence for r in chain] == list(range(length))
+    report = await verify_agent_topic(kafka, topic, directory)
+    assert report.ok, report.summary()
+    assert report.records_checked == length
+    return chain
 
 
 def make_agent(bootstrap: str, prefix: str, tmp_path: Path, *, every: int = 5) -> AuditAgent:

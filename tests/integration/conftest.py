@@ -15,7 +15,7 @@ import pytest
 
 from sinks.database import Database
 from sinks.provisioning import create_database, drop_database, url_for_database
-from tests.integration.database_helpers import database_in_thread, run_in_thread
+from tests.integration.database_helpers import own_database, run_in_thread
 
 
 @pytest.fixture
@@ -37,11 +37,8 @@ def new_database(admin_database_url: str) -> Iterator[Callable[[], str]]:
 @pytest.fixture(scope="session")
 def database_url(admin_database_url: str, run_id: str) -> Iterator[str]:
     """Plain ``postgresql://`` URL of this session's migrated test database."""
-    url, drop = database_in_thread(admin_database_url, name=f"radstream_test_{run_id}")
-    try:
+    with own_database(admin_database_url, name=f"radstream_test_{run_id}") as url:
         yield url
-    finally:
-        drop()
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +48,8 @@ def pipeline_database_url(admin_database_url: str) -> Iterator[str]:
     Tests that run the audit stage need their own: ``audit_log`` holds ONE chain per audit topic
     partition, so two pipelines with different audit topics must not share a database.
     """
-    url, drop = database_in_thread(admin_database_url)
-    yield url
-    drop()
+    with own_database(admin_database_url) as url:
+        yield url
 
 
 @pytest.fixture

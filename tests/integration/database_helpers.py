@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
 from sinks.migrate import upgrade_async
@@ -65,3 +65,15 @@ def database_in_thread(
     chosen = name or scratch_name()
     url = run_in_thread(lambda: create_prepared(admin_url, chosen, prepare))
     return url, lambda: run_in_thread(lambda: drop_database(admin_url, chosen))
+
+
+@contextmanager
+def own_database(
+    admin_url: str, *, name: str | None = None, prepare: Prepare = upgrade_async
+) -> Iterator[str]:
+    """For synchronous fixtures: a created, prepared database's URL, dropped on leaving."""
+    url, drop = database_in_thread(admin_url, name=name, prepare=prepare)
+    try:
+        yield url
+    finally:
+        drop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.app import create_app
@@ -19,6 +17,7 @@ from schemas.events import ImageArrived
 from streams.audit.io import TopicApiAuditPublisher
 from streams.kafka import KafkaClientConfig, KafkaPublisher
 from streams.topics import TopicKey, TopicNames
+from tests.integration.kafka_support import read_from_start
 from tests.unit.gateway.fakes import (
     FakeLifecycle,
     FakeModels,
@@ -48,19 +47,7 @@ async def _create_topics(bootstrap: str, names: list[str]) -> None:
 async def _first_message(
     bootstrap: str, topic: str
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(RECEIVE_TIMEOUT_SECONDS):
-            record = await consumer.getone()
-    finally:
-        await consumer.stop()
+    (record,) = await read_from_start(bootstrap, topic, want=1, within=RECEIVE_TIMEOUT_SECONDS)
     return record.key, record.value, list(record.headers)
 
 

@@ -11,12 +11,13 @@ from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode, TransientError
 from streams.audit.checkpoints import CheckpointPolicy
 from streams.audit.files import read_checkpoints
-from streams.audit.io import AuditAgent, read_audit_topic, verify_topic
+from streams.audit.io import AuditAgent, read_audit_topic
 from streams.kafka import KafkaClientConfig, KafkaProducer, RawMessage, build_producer
-from streams.kafka.loop import run_until_idle, run_until_stopped
+from streams.kafka.loop import RESTART_POLICY, run_until_idle, run_until_stopped
 from streams.retry import RetryPolicy
 from streams.topics import TopicNames
 from tests.integration.audit_support import (
+    assert_whole_chain,
     create_topics,
     make_agent,
     pipeline_events,
@@ -43,20 +44,26 @@ async def _until_work_done(agent: AuditAgent) -> None:
             pass
 
 
+async def _run_until_written(
+    agent: AuditAgent, records: int, *, restart: RetryPolicy = RESTART_POLICY
+) -> None:
+    """Run the agent until stopped, stopping it once it wrote ``records`` (bounded: 20 s)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_until_stopped(agent, stop, restart=restart))
+    async with asyncio.timeout(20):
+        while agent.records_written < records:  # noqa: ASYNC110 - polling the agent's own counter
+            await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+
+
 async def test_run_until_stopped_checkpoints_the_tail(
     kafka_bootstrap: str, kafka: KafkaClientConfig, topic_prefix: str, tmp_path: Path
 ) -> None:
     """Run until stopped, the agent leaves a checkpoint covering the last record."""
     await create_topics(kafka_bootstrap, topic_prefix)
     await publish(kafka_bootstrap, topic_prefix, pipeline_events(2))
-    agent = make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=100)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_until_stopped(agent, stop))
-    async with asyncio.timeout(20):
-        while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
-            await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
+    await _run_until_written(make_agent(kafka_bootstrap, topic_prefix, tmp_path, every=100), 8)
     assert [cp.sequence for cp in read_checkpoints(tmp_path / "checkpoints.jsonl")] == [7]
 
 
@@ -85,12 +92,7 @@ async def test_second_agent_stands_by_until_the_first_stops(
     finally:
         await first.stop(clean=False)
         await second.stop(clean=False)
-    records = await _records(kafka_bootstrap, topic_prefix, tmp_path)
-    assert [r.sequence for r in records] == list(range(8))
-    report = await verify_topic(
-        kafka, TopicNames(topic_prefix).audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
-    )
-    assert report.ok, report.summary()
+    await assert_whole_chain(kafka, TopicNames(topic_prefix).audit, tmp_path, 8)
 
 
 async def test_a_writer_that_lost_its_lease_unnoticed_is_fenced(
@@ -147,16 +149,8 @@ async def test_failed_transaction_is_redone_not_skipped(
                 await agent.process_batch(timeout_ms=200)
     finally:
         await agent.stop()
-    records = await _records(kafka_bootstrap, topic_prefix, tmp_path)
-    assert [r.sequence for r in records] == list(range(len(events)))
+    records = await assert_whole_chain(kafka, agent.audit_topic, tmp_path, len(events))
     assert len({(r.source.topic, r.source.partition, r.source.offset) for r in records}) == 12
-    report = await verify_topic(
-        kafka,
-        agent.audit_topic,
-        tmp_path / "checkpoints.jsonl",
-        trusted_in(tmp_path),
-    )
-    assert report.ok, report.summary()
 
 
 async def test_idle_agent_checkpoints_after_interval(
@@ -209,14 +203,9 @@ async def test_run_restarts_after_a_broker_error(
         return await original(self, timeout_ms)
 
     monkeypatch.setattr(AuditAgent, "process_batch", failing_once)
-    stop = asyncio.Event()
-    restart = RetryPolicy.until_done(initial_seconds=0, max_seconds=0)
-    task = asyncio.create_task(run_until_stopped(agent, stop, restart=restart))
-    async with asyncio.timeout(20):
-        while agent.records_written < 8:  # noqa: ASYNC110 - polling the agent's own counter
-            await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
+    await _run_until_written(
+        agent, 8, restart=RetryPolicy.until_done(initial_seconds=0, max_seconds=0)
+    )
     assert [r.sequence for r in await _records(kafka_bootstrap, topic_prefix, tmp_path)] == list(
         range(8)
     )

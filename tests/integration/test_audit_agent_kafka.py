@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from streams.audit.files import read_checkpoints
-from streams.audit.io import read_audit_topic, trail_for_event, verify_topic
+from streams.audit.io import trail_for_event
 from streams.kafka import KafkaClientConfig
 from streams.kafka.loop import run_until_idle
 from streams.topics import TopicKey, TopicNames
 from tests.integration.audit_support import (
+    assert_whole_chain,
     create_topics,
     make_agent,
     pipeline_events,
@@ -36,17 +37,9 @@ async def test_audits_every_event_once_into_a_verified_chain(
 
     assert await run_until_idle(agent) == len(events)
 
-    names = TopicNames(topic_prefix)
-    content = await read_audit_topic(kafka, names.audit, trusted_in(tmp_path))
-    records = content[0].records
-    assert [r.sequence for r in records] == list(range(len(events)))  # type: ignore[union-attr]
+    await assert_whole_chain(kafka, TopicNames(topic_prefix).audit, tmp_path, len(events))
     cps = read_checkpoints(tmp_path / "checkpoints.jsonl")
     assert [cp.sequence for cp in cps] == [4, 9, 14, 15]  # every 5, then the tail at stop
-    report = await verify_topic(
-        kafka, names.audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
-    )
-    assert report.ok, report.summary()
-    assert report.records_checked == len(events)
 
 
 async def test_restart_continues_the_chain(
@@ -61,13 +54,7 @@ async def test_restart_continues_the_chain(
     second = make_agent(kafka_bootstrap, topic_prefix, tmp_path)
     assert await run_until_idle(second) == 4
 
-    names = TopicNames(topic_prefix)
-    records = (await read_audit_topic(kafka, names.audit, trusted_in(tmp_path)))[0].records
-    assert [r.sequence for r in records] == list(range(12))  # type: ignore[union-attr]
-    report = await verify_topic(
-        kafka, names.audit, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path)
-    )
-    assert report.ok, report.summary()
+    await assert_whole_chain(kafka, TopicNames(topic_prefix).audit, tmp_path, 12)
 
 
 async def test_trail_for_one_image(

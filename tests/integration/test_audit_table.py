@@ -154,46 +154,60 @@ class TestTableTampering:
         report = await _verify(audited, stored)
         assert report.ok, report.summary()
 
-    async def test_edited_middle_record(self, audited: AuditedLog, stored: str) -> None:
-        """A record edited around the trigger is reported as edited at its sequence."""
-        await _sql(
-            stored,
-            DISABLE,
-            "UPDATE audit_log SET record = jsonb_set(record, '{correlation_id}', '\"forged\"') "
-            "WHERE sequence = 7",
-        )
-        assert _bad(await _verify(audited, stored)) == (7, TamperKind.EDITED)
-
-    async def test_reordered_records(self, audited: AuditedLog, stored: str) -> None:
-        """Two rows whose records were swapped are reported as reordered."""
-        await _sql(
-            stored,
-            DISABLE,
-            "UPDATE audit_log AS a SET record = b.record FROM audit_log AS b "
-            "WHERE (a.sequence, b.sequence) IN ((5, 6), (6, 5))",
-        )
-        assert _bad(await _verify(audited, stored)) == (5, TamperKind.REORDERED)
-
-    async def test_deleted_record(self, audited: AuditedLog, stored: str) -> None:
-        """A row deleted around the trigger is reported as deleted at its sequence."""
-        await _sql(stored, DISABLE, "DELETE FROM audit_log WHERE sequence = 11")
-        assert _bad(await _verify(audited, stored)) == (11, TamperKind.DELETED)
-
-    async def test_duplicated_record(self, audited: AuditedLog, stored: str) -> None:
-        """A row copied (after dropping the unique constraint) is reported as duplicated."""
-        await _sql(
-            stored,
-            "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_chain_sequence",
-            "INSERT INTO audit_log (audit_topic, chain_partition, sequence, hash, event_id, "
-            "recorded_at, audit_offset, record) SELECT audit_topic, chain_partition, sequence, "
-            "hash, event_id, recorded_at, audit_offset, record FROM audit_log WHERE sequence = 8",
-        )
-        assert _bad(await _verify(audited, stored)) == (8, TamperKind.DUPLICATED)
-
-    async def test_tail_cut_after_checkpoint(self, audited: AuditedLog, stored: str) -> None:
-        """Rows cut from the tail below the last checkpoint are reported as truncated."""
-        await _sql(stored, DISABLE, "DELETE FROM audit_log WHERE sequence >= 17")
-        assert _bad(await _verify(audited, stored)) == (17, TamperKind.TRUNCATED)
+    @pytest.mark.parametrize(
+        ("statements", "reported"),
+        [
+            pytest.param(
+                (
+                    DISABLE,
+                    "UPDATE audit_log SET record = jsonb_set(record, '{correlation_id}', "
+                    "'\"forged\"') WHERE sequence = 7",
+                ),
+                (7, TamperKind.EDITED),
+                id="a record edited around the trigger is edited at its sequence",
+            ),
+            pytest.param(
+                (
+                    DISABLE,
+                    "UPDATE audit_log AS a SET record = b.record FROM audit_log AS b "
+                    "WHERE (a.sequence, b.sequence) IN ((5, 6), (6, 5))",
+                ),
+                (5, TamperKind.REORDERED),
+                id="two rows whose records were swapped are reordered",
+            ),
+            pytest.param(
+                (DISABLE, "DELETE FROM audit_log WHERE sequence = 11"),
+                (11, TamperKind.DELETED),
+                id="a row deleted around the trigger is deleted at its sequence",
+            ),
+            pytest.param(
+                (
+                    "ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_chain_sequence",
+                    "INSERT INTO audit_log (audit_topic, chain_partition, sequence, hash, "
+                    "event_id, recorded_at, audit_offset, record) SELECT audit_topic, "
+                    "chain_partition, sequence, hash, event_id, recorded_at, audit_offset, "
+                    "record FROM audit_log WHERE sequence = 8",
+                ),
+                (8, TamperKind.DUPLICATED),
+                id="a row copied after dropping the unique constraint is duplicated",
+            ),
+            pytest.param(
+                (DISABLE, "DELETE FROM audit_log WHERE sequence >= 17"),
+                (17, TamperKind.TRUNCATED),
+                id="rows cut from the tail below the last checkpoint are truncated",
+            ),
+        ],
+    )
+    async def test_tampered_rows_are_reported(
+        self,
+        audited: AuditedLog,
+        stored: str,
+        statements: tuple[str, ...],
+        reported: tuple[int, TamperKind],
+    ) -> None:
+        """SQL run around the trigger is reported with its kind at the first sequence it hit."""
+        await _sql(stored, *statements)
+        assert _bad(await _verify(audited, stored)) == reported
 
     async def test_forged_checkpoint(
         self, audited: AuditedLog, stored: str, tmp_path: Path

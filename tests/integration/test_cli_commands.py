@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from cli.audit import serve_audit_verification
@@ -20,6 +19,7 @@ from sinks.migrate import revisions
 from streams.audit.checkpoints import encode_public_key
 from streams.audit.files import load_or_create_signing_key
 from streams.topics import TOPIC_SPECS
+from tests.integration.kafka_support import read_from_start
 
 pytestmark = pytest.mark.requirement("RS-CLI-01")
 
@@ -29,14 +29,7 @@ READ_TIMEOUT_SECONDS = 30
 
 async def first_arrival(bootstrap: str, topic: str) -> ImageArrived:
     """The first arrival event on ``topic`` (bounded wait)."""
-    consumer = AIOKafkaConsumer(
-        topic, group_id=None, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), READ_TIMEOUT_SECONDS)
-    finally:
-        await consumer.stop()
+    (record,) = await read_from_start(bootstrap, topic, want=1, within=READ_TIMEOUT_SECONDS)
     return ImageArrived.model_validate_json(record.value)
 
 

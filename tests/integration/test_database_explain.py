@@ -18,7 +18,7 @@ from bench.sink_events import BASE_TIME, sha
 from schemas.api import ResultQuery, VerificationStatus
 from sinks.migrate import upgrade_async
 from sinks.repositories import LifecycleRepository, ResultsRepository, encode_cursor
-from tests.integration.database_helpers import database_in_thread
+from tests.integration.database_helpers import own_database
 
 pytestmark = pytest.mark.requirement("RS-DB-04")
 
@@ -89,11 +89,8 @@ async def _load(url: str) -> None:
 @pytest.fixture(scope="module")
 def loaded_url(admin_database_url: str) -> Iterator[str]:
     """A migrated database of its own with 20 000 results and lifecycle rows, ANALYZEd."""
-    url, drop = database_in_thread(admin_database_url, prepare=_load)
-    try:
+    with own_database(admin_database_url, prepare=_load) as url:
         yield url
-    finally:
-        drop()
 
 
 async def _plan_indexes(url: str, statement: Select[Any]) -> set[tuple[str, str]]:

@@ -12,7 +12,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 import app
@@ -22,6 +21,7 @@ from schemas.settings import SAMPLES_DIR
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+from tests.integration.kafka_support import read_from_start
 from tests.integration.settings_support import (
     copied_model_registry,
     isolated_settings,
@@ -36,19 +36,8 @@ OUTCOME_TIMEOUT_SECONDS = 60
 
 async def collect(bootstrap: str, topics: list[str], want: int) -> list[tuple[str, bytes]]:
     """Read (topic, value) pairs until ``want`` messages arrived or the bound passed."""
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    got: list[tuple[str, bytes]] = []
-    try:
-        async with asyncio.timeout(OUTCOME_TIMEOUT_SECONDS):
-            while len(got) < want:
-                record = await consumer.getone()
-                got.append((record.topic, record.value))
-    finally:
-        await consumer.stop()
-    return got
+    records = await read_from_start(bootstrap, *topics, want=want, within=OUTCOME_TIMEOUT_SECONDS)
+    return [(record.topic, record.value) for record in records]
 
 
 async def test_results_with_provenance_and_tampered_model_refused(

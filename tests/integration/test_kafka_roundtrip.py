@@ -8,7 +8,6 @@ from pathlib import Path
 
 import faust
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.events import ImageArrived
@@ -16,6 +15,7 @@ from streams.agents import incoming_from_event
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.pipeline import Incoming
 from streams.topics import TopicKey, TopicNames
+from tests.integration.kafka_support import read_from_start
 
 pytestmark = pytest.mark.requirement("RS-PUB-01")
 
@@ -67,17 +67,8 @@ async def test_arrival_reaches_faust_agent_and_plain_consumer(
     assert via_faust.key == b"1.2.840.1"
     assert via_faust.correlation_id == CORRELATION_ID  # canonical: lower case
 
-    consumer = AIOKafkaConsumer(
-        names.arrived,
-        bootstrap_servers=kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
+    (record,) = await read_from_start(
+        kafka_bootstrap, names.arrived, want=1, within=RECEIVE_TIMEOUT_SECONDS
     )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), RECEIVE_TIMEOUT_SECONDS)
-    finally:
-        await consumer.stop()
     assert ImageArrived.model_validate_json(record.value) == event
     assert dict(record.headers)[CORRELATION_ID_HEADER] == CORRELATION_ID.upper().encode()

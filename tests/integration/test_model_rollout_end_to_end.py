@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
 
 import app
 from cli.main import main
@@ -34,6 +33,7 @@ from streams.inference.registry import read_rollout
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+from tests.integration.kafka_support import read_from_start
 from tests.integration.settings_support import (
     copied_model_registry,
     isolated_settings,
@@ -65,18 +65,8 @@ def new_version(registry_dir: Path, work: Path) -> tuple[Path, Path, Path]:
 
 async def read_topic(bootstrap: str, topic: str, want: int) -> list[bytes]:
     """The values on ``topic`` until ``want`` arrived (bounded)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        async with asyncio.timeout(TIMEOUT_SECONDS):
-            while len(values) < want:
-                values.append((await consumer.getone()).value)
-    finally:
-        await consumer.stop()
-    return values
+    records = await read_from_start(bootstrap, topic, want=want, within=TIMEOUT_SECONDS)
+    return [record.value for record in records]
 
 
 async def run_worker_on(

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 import app
@@ -24,6 +23,7 @@ from schemas.settings import SAMPLES_DIR, InferenceSettings, Settings
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.router import arrival_for_file
 from streams.topics import TopicKey, TopicNames
+from tests.integration.kafka_support import read_from_start
 from tests.integration.settings_support import isolated_settings
 
 pytestmark = pytest.mark.requirement("RS-PRF-02")
@@ -40,28 +40,18 @@ Outcome = tuple[uuid.UUID, str, object]
 
 async def collect(bootstrap: str, names: TopicNames, want: int) -> list[Outcome]:
     """(event_id, model, what it said) of ``want`` results and rejections, within the bound."""
-    consumer = AIOKafkaConsumer(
-        names.results,
-        names.rejected,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
     got: list[Outcome] = []
-    try:
-        async with asyncio.timeout(TIMEOUT_SECONDS):
-            while len(got) < want:
-                record = await consumer.getone()
-                if record.topic == names.results:
-                    r = InferenceCompleted.model_validate_json(record.value)
-                    said: object = (r.scores, r.decision, r.input_sha256, r.verdicts)
-                    got.append((r.event_id, f"{r.model.name}@{r.model.version}", said))
-                else:
-                    j = ImageRejected.model_validate_json(record.value)
-                    got.append((j.event_id, str(j.model_id), (j.stage, j.error_code)))
-    finally:
-        await consumer.stop()
+    records = await read_from_start(
+        bootstrap, names.results, names.rejected, want=want, within=TIMEOUT_SECONDS
+    )
+    for record in records:
+        if record.topic == names.results:
+            r = InferenceCompleted.model_validate_json(record.value)
+            said: object = (r.scores, r.decision, r.input_sha256, r.verdicts)
+            got.append((r.event_id, f"{r.model.name}@{r.model.version}", said))
+        else:
+            j = ImageRejected.model_validate_json(record.value)
+            got.append((j.event_id, str(j.model_id), (j.stage, j.error_code)))
     return sorted(got, key=repr)
 
 

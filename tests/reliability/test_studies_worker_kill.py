@@ -28,7 +28,7 @@ from schemas.events import ImageArrived, InferenceCompleted, ModelRef
 from schemas.studies import StudyCompleted, StudyResult
 from streams.kafka import KafkaClientConfig, KafkaPublisher, ensure_topics
 from streams.topics import TopicKey, TopicNames
-from tests.integration.database_helpers import database_in_thread
+from tests.integration.database_helpers import own_database
 from tests.reliability.worker_process import start_worker
 
 pytestmark = pytest.mark.requirement("RS-STU-01", "RS-STU-02", "RS-G-03")
@@ -70,11 +70,8 @@ async def wait_for_rows(
 @pytest.fixture
 def database_url(admin_database_url: str) -> Iterator[str]:
     """A fresh migrated database of this test's own, dropped after it."""
-    url, drop = database_in_thread(admin_database_url)
-    try:
+    with own_database(admin_database_url) as url:
         yield url
-    finally:
-        drop()
 
 
 def study_messages(study: str) -> list[tuple[TopicKey, ImageArrived | InferenceCompleted]]:

@@ -28,7 +28,6 @@ from streams.audit.io import (
     chain_key,
     read_audit_topic,
     verify_table,
-    verify_topic,
 )
 from streams.audit.verify import TamperKind
 from streams.kafka import KafkaClientConfig
@@ -42,6 +41,7 @@ from tests.integration.audit_support import (
     publish,
     publish_log,
     trusted_in,
+    verify_agent_topic,
 )
 from tests.integration.database_helpers import migrated_database
 from tests.unit.audit.factories import drafts
@@ -127,6 +127,6 @@ async def test_forged_records_are_quarantined_and_the_chain_goes_on(
     assert table.last_sequence == 7
 
     # The topic still holds the forgery: verify names it at the sequence it claimed.
-    report = await verify_topic(kafka, topic, tmp_path / "checkpoints.jsonl", trusted_in(tmp_path))
+    report = await verify_agent_topic(kafka, topic, tmp_path)
     assert (report.first_bad_sequence, report.problem) == (4, TamperKind.FORGED_RECORD)
     assert (report.last_sequence, report.foreign_records) == (7, 2)

@@ -12,6 +12,7 @@ import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -39,22 +40,26 @@ def _url(cluster: PrivateCluster, user: str, database: str = DATABASE) -> str:
     return f"postgresql://{user}@127.0.0.1:{cluster.port}/{database}"
 
 
+@asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to ``url``, closed on leaving."""
+    connection = await asyncpg.connect(url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def migrated(cluster: PrivateCluster) -> AsyncIterator[None]:
     """The database, migrated by its owner; an app and a reader login in the two groups."""
-    admin = await asyncpg.connect(cluster.admin_url)
-    try:
+    async with _connected(cluster.admin_url) as admin:
         await admin.execute(f"CREATE ROLE {OWNER} LOGIN CREATEROLE")
         await admin.execute(f"CREATE DATABASE {DATABASE} OWNER {OWNER}")
-    finally:
-        await admin.close()
     await upgrade_async(_url(cluster, OWNER))
-    owner = await asyncpg.connect(_url(cluster, OWNER))
-    try:
+    async with _connected(_url(cluster, OWNER)) as owner:
         await owner.execute(f"CREATE ROLE {APP} LOGIN IN ROLE {DATABASE}_runtime")
         await owner.execute(f"CREATE ROLE {READER} LOGIN IN ROLE {DATABASE}_readonly")
-    finally:
-        await owner.close()
     yield
 
 
@@ -82,12 +87,9 @@ class TestRuntimeRole:
 
     async def test_may_insert_and_select(self, cluster: PrivateCluster) -> None:
         """Appending and reading the trail are what it needs."""
-        app = await asyncpg.connect(_url(cluster, APP))
-        try:
+        async with _connected(_url(cluster, APP)) as app:
             await _insert_audit_row(app, 1)
             assert await app.fetchval("SELECT count(*) FROM audit_log") >= 1
-        finally:
-            await app.close()
 
     @pytest.mark.parametrize(
         "statement",
@@ -103,35 +105,26 @@ class TestRuntimeRole:
     )
     async def test_may_not_rewrite_the_trail(self, cluster: PrivateCluster, statement: str) -> None:
         """Every way to change or unprotect audit_log is refused for lack of privilege."""
-        app = await asyncpg.connect(_url(cluster, APP))
-        try:
+        async with _connected(_url(cluster, APP)) as app:
             await _insert_audit_row(app, next(_UNUSED_SEQUENCES))
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await app.execute(statement)
-        finally:
-            await app.close()
 
     async def test_owns_nothing(self, cluster: PrivateCluster) -> None:
         """No table belongs to the runtime role or its group."""
-        app = await asyncpg.connect(_url(cluster, APP))
-        try:
+        async with _connected(_url(cluster, APP)) as app:
             owned = await app.fetchval(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
                 " AND tableowner IN ($1, $2)",
                 APP,
                 f"{DATABASE}_runtime",
             )
-        finally:
-            await app.close()
         assert owned == 0
 
     async def test_may_update_results_for_verification(self, cluster: PrivateCluster) -> None:
         """The API marks results verified: UPDATE on inference_results is granted."""
-        app = await asyncpg.connect(_url(cluster, APP))
-        try:
+        async with _connected(_url(cluster, APP)) as app:
             await app.execute("UPDATE inference_results SET verified_at = now() WHERE false")
-        finally:
-            await app.close()
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -141,11 +134,8 @@ class TestReadOnlyRole:
 
     async def test_may_select(self, cluster: PrivateCluster) -> None:
         """It reads the trail (audit verify, audit show)."""
-        reader = await asyncpg.connect(_url(cluster, READER))
-        try:
+        async with _connected(_url(cluster, READER)) as reader:
             assert await reader.fetchval("SELECT count(*) FROM audit_log") >= 0
-        finally:
-            await reader.close()
 
     @pytest.mark.parametrize(
         "statement",
@@ -156,9 +146,6 @@ class TestReadOnlyRole:
     )
     async def test_may_not_write(self, cluster: PrivateCluster, statement: str) -> None:
         """Writes are refused."""
-        reader = await asyncpg.connect(_url(cluster, READER))
-        try:
+        async with _connected(_url(cluster, READER)) as reader:
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await reader.execute(statement)
-        finally:
-            await reader.close()

@@ -34,7 +34,7 @@ from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, LoggingSettings
 from streams.kafka import KafkaClientConfig, ensure_topics
 from streams.topics import TopicNames
-from tests.integration.database_helpers import database_in_thread
+from tests.integration.database_helpers import own_database
 from tests.integration.settings_support import isolated_settings
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.requirement("RS-G-01")]
@@ -112,11 +112,8 @@ async def publish_poison(bootstrap: str, topics: TopicNames, storage: Path) -> N
 @pytest.fixture(scope="module")
 def database_url(admin_database_url: str) -> Iterator[str]:
     """A migrated database of this module's own (the security suite has no shared one)."""
-    url, drop = database_in_thread(admin_database_url)
-    try:
+    with own_database(admin_database_url) as url:
         yield url
-    finally:
-        drop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

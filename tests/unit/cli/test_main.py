@@ -96,16 +96,23 @@ class TestUsageErrors:
         assert len(listed) <= 1
 
 
+def config_raises(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException | type[BaseException]
+) -> None:
+    """Make ``radstream config`` fail inside its work with ``error``."""
+
+    def raising(_settings: object) -> object:
+        raise error
+
+    monkeypatch.setattr("cli.config.emit_json", raising)
+
+
 class TestFailures:
     def test_unexpected_error_is_one_line_without_its_message(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A bug ends as INTERNAL_ERROR naming only the exception type; exit 70."""
-
-        def broken(_settings: object) -> object:
-            raise KeyError("Doe^John")
-
-        monkeypatch.setattr("cli.config.emit_json", broken)
+        config_raises(monkeypatch, KeyError("Doe^John"))
         assert main(["config"]) == ExitCode.INTERNAL
         err = capsys.readouterr().err
         assert err.count("\n") == 1
@@ -116,11 +123,7 @@ class TestFailures:
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """--debug adds the traceback, through the masking log pipeline, for a bug report."""
-
-        def broken(_settings: object) -> object:
-            raise KeyError("Doe^John")
-
-        monkeypatch.setattr("cli.config.emit_json", broken)
+        config_raises(monkeypatch, KeyError("Doe^John"))
         assert main(["--debug", "config"]) == ExitCode.INTERNAL
         err = capsys.readouterr().err
         assert "command_failed" in err
@@ -131,11 +134,7 @@ class TestFailures:
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Ctrl-C ends the command with 130 and one line (after the newline ending "^C")."""
-
-        def interrupted(_settings: object) -> object:
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr("cli.config.emit_json", interrupted)
+        config_raises(monkeypatch, KeyboardInterrupt)
         assert main(["config"]) == ExitCode.INTERRUPTED
         assert capsys.readouterr().err == "\nradstream config: interrupted\n"
 

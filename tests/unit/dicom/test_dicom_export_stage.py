@@ -179,6 +179,14 @@ class TestPublishedByPath:
         store = InstanceStore(tmp_path / "store")
         return DicomExportStage(store, sender, (PACS,), POLICY, images=reader, sleep=no_sleep)
 
+    async def dead_letter_code(self, tmp_path: Path, inferred: InferenceCompleted) -> ErrorCode:
+        """The code ``inferred`` is dead-lettered with; asserts nothing was sent."""
+        sender = FakeSender()
+        (out,) = await self.by_path(tmp_path, sender).handle([message(inferred)])
+        assert isinstance(out.value, DeadLetter)
+        assert sender.sent == []
+        return out.value.error_code
+
     async def test_report_from_the_uri(self, tmp_path: Path) -> None:
         """The report is built from the routed file, in its study, referencing it."""
         _path, inferred = self.routed(tmp_path)
@@ -195,21 +203,14 @@ class TestPublishedByPath:
         """Bytes that no longer match the result's input digest are never reported on."""
         path, inferred = self.routed(tmp_path)
         path.write_bytes(variant())
-        sender = FakeSender()
-        (out,) = await self.by_path(tmp_path, sender).handle([message(inferred)])
-        assert isinstance(out.value, DeadLetter)
-        assert out.value.error_code is ErrorCode.CHECKSUM_MISMATCH
-        assert sender.sent == []
+        assert await self.dead_letter_code(tmp_path, inferred) is ErrorCode.CHECKSUM_MISMATCH
 
     async def test_file_outside_the_roots_is_dead_lettered(self, tmp_path: Path) -> None:
         """A URI outside the storage roots is refused like everywhere else."""
         _path, inferred = self.routed(tmp_path)
         elsewhere = inferred.model_copy(update={"image_uri": "file:///etc/passwd"})
-        sender = FakeSender()
-        (out,) = await self.by_path(tmp_path, sender).handle([message(elsewhere)])
-        assert isinstance(out.value, DeadLetter)
-        assert out.value.error_code is ErrorCode.STORAGE_PATH_OUTSIDE_ROOTS
-        assert sender.sent == []
+        code = await self.dead_letter_code(tmp_path, elsewhere)
+        assert code is ErrorCode.STORAGE_PATH_OUTSIDE_ROOTS
 
     async def test_without_a_reader_it_is_skipped(self, tmp_path: Path) -> None:
         """A stage built without the storage reader only exports what it stored itself."""

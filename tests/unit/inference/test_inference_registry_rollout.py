@@ -83,24 +83,28 @@ class TestRegistryModes:
         selected = registry.select("fake-model@2.0.0", "1.2.3")
         assert [(m.manifest.version, shadow) for m, shadow in selected] == [("2.0.0", False)]
 
-    def test_bare_name_outside_the_canary(self) -> None:
-        """Outside the canary share: active published, shadows beside it."""
+    @pytest.mark.parametrize(
+        ("inside", "expected"),
+        [
+            pytest.param(
+                False,
+                [("1.0.0", False), ("2.0.0", True)],
+                id="outside the canary: active published, shadows beside it",
+            ),
+            pytest.param(
+                True,
+                [("4.0.0", False), ("1.0.0", True), ("2.0.0", True)],
+                id="inside the canary: the canary published, the active version in shadow",
+            ),
+        ],
+    )
+    def test_bare_name_by_canary_share(
+        self, inside: bool, expected: list[tuple[str, bool]]
+    ) -> None:
+        """A bare model name runs the published version and its shadows by the canary share."""
         registry, _ = _registry()
-        selected = registry.select("fake-model", _study(inside=False))
-        assert [(m.manifest.version, s) for m, s in selected] == [
-            ("1.0.0", False),
-            ("2.0.0", True),
-        ]
-
-    def test_bare_name_inside_the_canary(self) -> None:
-        """Inside the canary share: the canary published, the active version in shadow."""
-        registry, _ = _registry()
-        selected = registry.select("fake-model", _study(inside=True))
-        assert [(m.manifest.version, s) for m, s in selected] == [
-            ("4.0.0", False),
-            ("1.0.0", True),
-            ("2.0.0", True),
-        ]
+        selected = registry.select("fake-model", _study(inside=inside))
+        assert [(m.manifest.version, s) for m, s in selected] == expected
 
     def test_a_shadow_that_cannot_be_served_is_left_out(self) -> None:
         """A broken shadow never affects published traffic."""

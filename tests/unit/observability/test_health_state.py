@@ -164,25 +164,25 @@ class TestReadiness:
         state.beat()
         assert state.evaluate()[0] is True
 
-    def test_committed_offsets_advancing_count_as_progress(self) -> None:
-        """A higher committed-offset sum is progress (stages without a batch hook, e.g. audit)."""
+    @pytest.mark.parametrize(
+        ("committed_later", "ready"),
+        [
+            pytest.param(103, True, id="advancing count as progress"),
+            pytest.param(100, False, id="frozen are not progress"),
+        ],
+    )
+    def test_committed_offsets_renew_progress_only_when_they_advance(
+        self, committed_later: int, ready: bool
+    ) -> None:
+        """A higher committed-offset sum is progress (stages without a batch hook, e.g. audit);
+        the same sum is not."""
         clock = FakeClock()
         state = ready_state(clock, ("audit",))
         state.set_lag("audit", 5, committed=100)
         clock.now += 100
         state.beat()
-        state.set_lag("audit", 5, committed=103)
-        assert state.evaluate()[0] is True
-
-    def test_committed_offsets_frozen_are_not_progress(self) -> None:
-        """The same committed-offset sum does not renew progress."""
-        clock = FakeClock()
-        state = ready_state(clock, ("audit",))
-        state.set_lag("audit", 5, committed=100)
-        clock.now += 100
-        state.beat()
-        state.set_lag("audit", 5, committed=100)
-        assert state.evaluate()[0] is False
+        state.set_lag("audit", 5, committed=committed_later)
+        assert state.evaluate()[0] is ready
 
     def test_unknown_stage_is_refused(self) -> None:
         """Progress for a stage the worker does not run is a wiring bug and raises."""

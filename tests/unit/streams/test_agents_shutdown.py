@@ -25,12 +25,13 @@ from streams.topics import TopicKey
 pytestmark = pytest.mark.requirement("RS-G-03", "RS-INF-05")
 
 
-class FakeStream:
-    """take_events as Faust implements it: yields a batch, acks it in ``finally``."""
+class OneBatchStream:
+    """take_events as Faust implements it: yields one batch, acks it in ``finally``.
 
-    def __init__(self, values: list[bytes]) -> None:
-        self.values = values
-        self.acked: list[bytes] = []
+    Subclasses say what a batch is and what acknowledging it does.
+    """
+
+    def __init__(self) -> None:
         self.generator: AsyncIterator[list[Any]] | None = None
 
     def take_events(self, _max: int, within: float) -> AsyncIterator[list[Any]]:
@@ -38,7 +39,32 @@ class FakeStream:
         return self.generator
 
     async def _take_events(self) -> AsyncIterator[list[Any]]:
-        events = [
+        events = self.batch()
+        try:
+            yield events
+            await asyncio.sleep(3600)  # no second batch
+        finally:
+            self.ack(events)
+
+    def batch(self) -> list[Any]:
+        """The one batch of events the stream yields."""
+        raise NotImplementedError
+
+    def ack(self, events: list[Any]) -> None:
+        """Acknowledge ``events`` as the generator closes."""
+        raise NotImplementedError
+
+
+class FakeStream(OneBatchStream):
+    """Faust's acks of a batch, recorded as the values acknowledged."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        super().__init__()
+        self.values = values
+        self.acked: list[bytes] = []
+
+    def batch(self) -> list[Any]:
+        return [
             SimpleNamespace(
                 message=SimpleNamespace(
                     topic="t", partition=0, offset=i, key=None, value=v, headers=(), timestamp=0.0
@@ -46,11 +72,9 @@ class FakeStream:
             )
             for i, v in enumerate(self.values)
         ]
-        try:
-            yield events
-            await asyncio.sleep(3600)  # no second batch
-        finally:
-            self.acked.extend(e.message.value for e in events)
+
+    def ack(self, events: list[Any]) -> None:
+        self.acked.extend(e.message.value for e in events)
 
 
 def take_events(
@@ -165,7 +189,7 @@ class TestFinishEvenIfCancelled:
         assert finished == [True]
 
 
-class RefcountingStream:
+class RefcountingStream(OneBatchStream):
     """take_events with Faust's real acknowledgement rule: ``Message.ack`` and its refcount.
 
     The conductor gives each message one reference per stream; ``take_events`` acks every event
@@ -173,28 +197,22 @@ class RefcountingStream:
     """
 
     def __init__(self, values: list[bytes]) -> None:
+        super().__init__()
         self.consumer = object()
         self.messages = [
             Message("t", 0, i, 0.0, 0, None, None, v, None) for i, v in enumerate(values)
         ]
         self.committable: list[int] = []
-        self.generator: AsyncIterator[list[Any]] | None = None
 
-    def take_events(self, _max: int, within: float) -> AsyncIterator[list[Any]]:
-        self.generator = self._take_events()
-        return self.generator
-
-    async def _take_events(self) -> AsyncIterator[list[Any]]:
+    def batch(self) -> list[Any]:
         for message in self.messages:
             message.incref()
-        events = [SimpleNamespace(message=m) for m in self.messages]
-        try:
-            yield events
-            await asyncio.sleep(3600)  # no second batch
-        finally:
-            for event in events:
-                if event.message.ack(self.consumer):
-                    self.committable.append(event.message.offset)
+        return [SimpleNamespace(message=m) for m in self.messages]
+
+    def ack(self, events: list[Any]) -> None:
+        for event in events:
+            if event.message.ack(self.consumer):
+                self.committable.append(event.message.offset)
 
 
 async def refused(_messages: Sequence[Outgoing]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,8 +41,9 @@ def letter(
     stage: Stage = Stage.VALIDATION,
     at: datetime = T0,
     topic: str = ARRIVED,
+    headers: Sequence[tuple[str, bytes]] = ((CORRELATION_ID_HEADER, CORR.encode()),),
 ) -> DeadLetter:
-    """A dead letter with the given code, stage, failure time and source topic."""
+    """A dead letter with the given code, stage, failure time, source topic and headers."""
     return build_dead_letter(
         stage=stage,
         error=error_for(code, "why"),
@@ -53,7 +55,7 @@ def letter(
         offset=3,
         key=b"k",
         value=b"original",
-        headers=[(CORRELATION_ID_HEADER, CORR.encode())],
+        headers=headers,
         correlation_id=CORR,
         event_id=uuid.uuid4(),
     )
@@ -136,27 +138,8 @@ class TestReplayMessage:
 
     def test_replay_tag_is_not_duplicated(self) -> None:
         """Replaying a message that was itself a replay keeps one, current, replay tag."""
-        dl = letter().model_copy(
-            update={
-                "headers": (
-                    *letter().headers,
-                    *build_dead_letter(
-                        stage=Stage.VALIDATION,
-                        error=error_for(ErrorCode.EVENT_MALFORMED, "x"),
-                        attempts=1,
-                        first_failure_at=T0,
-                        last_failure_at=T0,
-                        topic=ARRIVED,
-                        partition=0,
-                        offset=0,
-                        key=None,
-                        value=b"",
-                        headers=[(REPLAY_OF_HEADER, b"older-id")],
-                        correlation_id=CORR,
-                        event_id=None,
-                    ).headers,
-                )
-            }
+        dl = letter(
+            headers=[(CORRELATION_ID_HEADER, CORR.encode()), (REPLAY_OF_HEADER, b"older-id")]
         )
         _, _, _, headers = replay_message(entry(0, dl))
         assert [v for k, v in headers if k == REPLAY_OF_HEADER] == [str(dl.dead_letter_id).encode()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Sequence
+from functools import partial
 
 import pytest
 
@@ -46,14 +47,10 @@ from tests.unit.streams.test_pixel_handoff import (
     SAMPLES,
     CountingReader,
     arrivals,
-    registry,
     results,
-    routing,
 )
 
 pytestmark = pytest.mark.requirement("RS-PRF-04")
-
-__all__ = ["registry", "routing"]  # fixtures, used by name
 
 
 def validation_stage(store: PixelHandoff | None) -> ValidationStage:
@@ -92,7 +89,7 @@ class RecordingObserver(NullObserver):
 
 class TestValidateThenInfer:
     async def test_accepted_images_are_inferred_in_the_same_step(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """Validated events (marked), the rejection, then the results: what the two stages
         publish apart, without a second read or decode."""
@@ -100,7 +97,7 @@ class TestValidateThenInfer:
         inference_reader = CountingReader()
         fused = ValidateThenInfer(
             validation_stage(store),
-            InferenceStage(inference_reader, registry, routing, LIMITS, handoff=store),
+            stage_for(inference_reader, handoff=store),
         )
         batch = [*arrivals(), bad_arrival(len(FILES))]
         out = await fused.handle(batch)
@@ -120,17 +117,17 @@ class TestValidateThenInfer:
             Incoming("t.images.validated", 0, i, o.key, o.value.model_dump_json().encode())
             for i, o in enumerate(await apart.handle(batch[: len(FILES)]))
         ]
-        separate = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        separate = stage_for(CountingReader())
         assert results(out) == results(await separate.handle(consumed))
         assert results(out)
 
     async def test_outcomes_carry_the_arrivals_correlation_id(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         store = PixelHandoff(LIMITS.max_file_bytes)
         fused = ValidateThenInfer(
             validation_stage(store),
-            InferenceStage(CountingReader(), registry, routing, LIMITS, handoff=store),
+            stage_for(CountingReader(), handoff=store),
         )
         batch = arrivals()
         out = await fused.handle(batch)
@@ -139,15 +136,13 @@ class TestValidateThenInfer:
         assert carried == expected
 
     async def test_an_inference_dead_letter_keeps_the_arrival(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """No pixels handed on and the file gone: the dead letter is the arrival's, so a replay
         validates and infers the image again."""
         (arrival, *_) = arrivals()
         reader = FailingReader(good_reads=0)
-        fused = ValidateThenInfer(
-            validation_stage(None), InferenceStage(reader, registry, routing, LIMITS)
-        )
+        fused = ValidateThenInfer(validation_stage(None), stage_for(reader))
         out = await fused.handle([arrival])
         assert out[0].topic is TopicKey.IMAGES_VALIDATED
         letters = [o.value for o in out if isinstance(o.value, DeadLetter)]
@@ -159,12 +154,10 @@ class TestValidateThenInfer:
             assert base64.b64decode(letter.value_b64) == arrival.value
 
     async def test_a_batch_with_nothing_accepted_runs_no_model(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         reader = CountingReader()
-        fused = ValidateThenInfer(
-            validation_stage(None), InferenceStage(reader, registry, routing, LIMITS)
-        )
+        fused = ValidateThenInfer(validation_stage(None), stage_for(reader))
         out = await fused.handle([bad_arrival(0), bad_arrival(1)])
         assert [o.topic for o in out] == [TopicKey.IMAGES_REJECTED] * 2
         assert all(isinstance(o.value, ImageRejected) for o in out)
@@ -173,14 +166,14 @@ class TestValidateThenInfer:
 
 class TestCountedPerStage:
     async def test_each_stage_counts_what_it_received_and_did(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """Validation received the batch; inference the accepted images, once per image
         whatever the number of models; rejections are counted under the stage that made them."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         fused = ValidateThenInfer(
             validation_stage(store),
-            InferenceStage(CountingReader(), registry, routing, LIMITS, handoff=store),
+            stage_for(CountingReader(), handoff=store),
         )
         observer = RecordingObserver()
         batch = [*arrivals(), bad_arrival(len(FILES))]
@@ -218,11 +211,11 @@ class TestInFlight:
     """A combined worker's inference in-flight gauge moves while the step infers."""
 
     async def test_accepted_images_are_in_flight_in_inference_while_inferred(
-        self, registry: ModelRegistry, routing: RoutingRules, monkeypatch: pytest.MonkeyPatch
+        self, stage_for: partial[InferenceStage], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         changes: list[tuple[Stage, int]] = []
         seen_during: list[list[tuple[Stage, int]]] = []
-        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        inference = stage_for(CountingReader())
         infer = inference.infer
 
         async def spy(events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
@@ -240,10 +233,10 @@ class TestInFlight:
         assert changes == [(Stage.INFERENCE, len(FILES)), (Stage.INFERENCE, -len(FILES))]
 
     async def test_a_crashing_inference_leaves_nothing_in_flight(
-        self, registry: ModelRegistry, routing: RoutingRules, monkeypatch: pytest.MonkeyPatch
+        self, stage_for: partial[InferenceStage], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         changes: list[tuple[Stage, int]] = []
-        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        inference = stage_for(CountingReader())
 
         async def crash(events: Sequence[tuple[Incoming, ImageValidated]]) -> list[Outgoing]:
             raise RuntimeError("model runtime died")
@@ -259,12 +252,12 @@ class TestInFlight:
         assert changes == [(Stage.INFERENCE, 1), (Stage.INFERENCE, -1)]
 
     async def test_nothing_accepted_moves_no_gauge(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         changes: list[tuple[Stage, int]] = []
         fused = ValidateThenInfer(
             validation_stage(None),
-            InferenceStage(CountingReader(), registry, routing, LIMITS),
+            stage_for(CountingReader()),
             in_flight=lambda stage, delta: changes.append((stage, delta)),
         )
         await fused.handle([bad_arrival(0)])
@@ -315,11 +308,11 @@ class TestWiring:
         assert settings.inference.fuse_with_validation
 
     async def test_a_stat_arrival_marks_its_result_too(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """The stat lane wraps the whole step: its inference outcomes carry the lane header."""
         settings = Settings()
-        inference = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        inference = stage_for(CountingReader())
         _, stat = app.build_validation_specs(settings, TopicNames("t."), inference=inference)
         out = await stat.handler.handle(arrivals()[:1])
         assert len(out) > 1

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
+from typing import Generic, ParamSpec, TypeVar
 
 import pytest
 
@@ -14,6 +15,7 @@ from schemas.rollout import PairAgreement
 from schemas.settings import ValidationSettings, load_settings
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
+from streams.kafka import Outgoing
 from streams.pipeline import Incoming
 from streams.retry import RetryPolicy
 from streams.router import arrival_for_file
@@ -28,35 +30,36 @@ SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 LIMITS = ValidationSettings()
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CallRecorder(Generic[P, T]):
+    """A hook that keeps each call as ``record(*args, **kwargs)``: it takes what ``record`` takes.
+
+    With a dataclass as ``record`` the hook's signature is the dataclass's fields, so the
+    production hook protocol is not copied here.
+    """
+
+    def __init__(self, record: Callable[P, T]) -> None:
+        self._record = record
+        self.calls: list[T] = []
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        self.calls.append(self._record(*args, **kwargs))
+
+
 @dataclass(frozen=True)
 class Observed:
-    """One call of the per-model hook."""
+    """One call of the per-model hook (:class:`ModelOutcomeHook`)."""
 
     model: str
     model_version: str
     outcome: str
+    _: KW_ONLY
     shadow: bool
     scores: Mapping[str, float] | None
     statistics: Mapping[str, float] | None
-
-
-class HookRecorder:
-    """Records what the stage reports per model version and image."""
-
-    def __init__(self) -> None:
-        self.calls: list[Observed] = []
-
-    def __call__(
-        self,
-        model: str,
-        model_version: str,
-        outcome: str,
-        *,
-        shadow: bool,
-        scores: Mapping[str, float] | None,
-        statistics: Mapping[str, float] | None,
-    ) -> None:
-        self.calls.append(Observed(model, model_version, outcome, shadow, scores, statistics))
 
 
 def validated_message(relative: str, offset: int) -> Incoming:
@@ -73,23 +76,11 @@ def validated_message(relative: str, offset: int) -> Incoming:
     return Incoming("t.images.validated", 0, offset, b"k", value)
 
 
-@pytest.fixture(scope="module")
-def reference_registry() -> ModelRegistry:
-    """The committed model registry."""
-    return ModelRegistry.load(load_settings().inference.model_registry_dir)
-
-
-@pytest.fixture(scope="module")
-def reference_rules() -> RoutingRules:
-    """The committed routing rules."""
-    return RoutingRules.load(load_settings().inference.routing_rules_file)
-
-
 @pytest.fixture
 def stage_and_hook(
     reference_registry: ModelRegistry, reference_rules: RoutingRules
-) -> tuple[InferenceStage, HookRecorder]:
-    hook = HookRecorder()
+) -> tuple[InferenceStage, CallRecorder[..., Observed]]:
+    hook = CallRecorder(Observed)
     reader = ImageReader([SAMPLES], LIMITS.max_file_bytes, RetryPolicy(max_attempts=1))
     stage = InferenceStage(
         reader, reference_registry, reference_rules, LIMITS, on_model_outcome=hook
@@ -99,7 +90,7 @@ def stage_and_hook(
 
 class TestModelOutcomes:
     async def test_a_real_ct_goes_to_both_models(
-        self, stage_and_hook: tuple[InferenceStage, HookRecorder]
+        self, stage_and_hook: tuple[InferenceStage, CallRecorder[..., Observed]]
     ) -> None:
         """One CT image: a quality result published, the lesion model's refusal rejected."""
         stage, hook = stage_and_hook
@@ -125,7 +116,7 @@ class TestModelOutcomes:
         )
 
     async def test_images_that_reach_no_model_are_not_reported(
-        self, stage_and_hook: tuple[InferenceStage, HookRecorder]
+        self, stage_and_hook: tuple[InferenceStage, CallRecorder[..., Observed]]
     ) -> None:
         """An NM image has no route: rejected, and no model version saw it."""
         stage, hook = stage_and_hook
@@ -136,13 +127,14 @@ class TestModelOutcomes:
         assert hook.calls == []
 
 
-def stage_with_rollout(
+async def ct_with_rollout(
     tmp_path: Path,
     rules: RoutingRules,
     lesion_modes: str,
     on_model_comparison: ModelComparisonHook | None = None,
-) -> InferenceStage:
-    """The shipped registry with the lesion-detector versions in ``lesion_modes``."""
+) -> list[Outgoing]:
+    """What the stage publishes for the bundled CT image, with the shipped registry and the
+    lesion-detector versions in ``lesion_modes``."""
     registry_dir = tmp_path / "registry"
     shutil.copytree(load_settings().inference.model_registry_dir, registry_dir)
     (registry_dir / "rollout.yaml").write_text(
@@ -150,13 +142,14 @@ def stage_with_rollout(
         f"  lesion-detector:\n{lesion_modes}"
     )
     reader = ImageReader([SAMPLES], LIMITS.max_file_bytes, RetryPolicy(max_attempts=1))
-    return InferenceStage(
+    stage = InferenceStage(
         reader,
         ModelRegistry.load(registry_dir),
         rules,
         LIMITS,
         on_model_comparison=on_model_comparison,
     )
+    return await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
 
 
 def model_of(value: object) -> str | None:
@@ -172,12 +165,11 @@ class TestShadowRouting:
         self, tmp_path: Path, reference_rules: RoutingRules
     ) -> None:
         """A CT image: the active version's refusal is published, the shadow's score is not."""
-        stage = stage_with_rollout(
+        out = await ct_with_rollout(
             tmp_path,
             reference_rules,
             "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
         )
-        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
         published = [o for o in out if o.topic is not TopicKey.INFERENCE_SHADOW]
         shadows = [o for o in out if o.topic is TopicKey.INFERENCE_SHADOW]
         assert sorted((o.topic.value, str(model_of(o.value))) for o in published) == [
@@ -196,12 +188,11 @@ class TestShadowRouting:
         self, tmp_path: Path, reference_rules: RoutingRules
     ) -> None:
         """The guarded version in shadow refuses the CT: coded, but never on images.rejected."""
-        stage = stage_with_rollout(
+        out = await ct_with_rollout(
             tmp_path,
             reference_rules,
             "    1.1.0: {mode: active}\n    1.2.0: {mode: shadow}\n",
         )
-        out = await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
         assert [o.topic for o in out].count(TopicKey.IMAGES_REJECTED) == 0
         assert sorted(
             str(model_of(o.value)) for o in out if o.topic is TopicKey.INFERENCE_RESULTS
@@ -221,33 +212,14 @@ class TestShadowRouting:
 
 @dataclass(frozen=True)
 class Compared:
-    """One call of the comparison hook."""
+    """One call of the comparison hook (:class:`ModelComparisonHook`)."""
 
     model: str
     baseline_version: str
     candidate_version: str
     agreement: PairAgreement
+    _: KW_ONLY
     score_deltas: Mapping[str, float]
-
-
-class ComparisonRecorder:
-    """Records the pairs the stage reports."""
-
-    def __init__(self) -> None:
-        self.calls: list[Compared] = []
-
-    def __call__(
-        self,
-        model: str,
-        baseline_version: str,
-        candidate_version: str,
-        agreement: PairAgreement,
-        *,
-        score_deltas: Mapping[str, float],
-    ) -> None:
-        self.calls.append(
-            Compared(model, baseline_version, candidate_version, agreement, score_deltas)
-        )
 
 
 @pytest.mark.requirement("RS-MOD-02")
@@ -257,7 +229,15 @@ class TestLiveComparison:
         [
             pytest.param(
                 "    1.2.0: {mode: active}\n    1.1.0: {mode: shadow}\n",
-                [Compared("lesion-detector", "1.2.0", "1.1.0", PairAgreement.BASELINE_FAILED, {})],
+                [
+                    Compared(
+                        "lesion-detector",
+                        "1.2.0",
+                        "1.1.0",
+                        PairAgreement.BASELINE_FAILED,
+                        score_deltas={},
+                    )
+                ],
                 id="the guarded active refuses the CT, its shadow scores it",
             ),
             pytest.param(
@@ -275,9 +255,6 @@ class TestLiveComparison:
         expected: list[Compared],
     ) -> None:
         """A real CT goes to both models; only lesion-detector has a second version running."""
-        hook = ComparisonRecorder()
-        stage = stage_with_rollout(
-            tmp_path, reference_rules, lesion_modes, on_model_comparison=hook
-        )
-        await stage.handle([validated_message("dicom/ct_small.dcm", 1)])
+        hook = CallRecorder(Compared)
+        await ct_with_rollout(tmp_path, reference_rules, lesion_modes, on_model_comparison=hook)
         assert hook.calls == expected

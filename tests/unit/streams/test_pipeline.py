@@ -54,6 +54,15 @@ class PanickingHandler:
         raise NativePanic("index out of bounds")
 
 
+class CancelledHandler:
+    """Stands in for a stage whose batch is cancelled by a shutdown."""
+
+    stage = Stage.VALIDATION
+
+    async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
+        raise asyncio.CancelledError
+
+
 class RejectingHandler:
     stage = Stage.VALIDATION
 
@@ -92,6 +101,18 @@ class RecordingDelivery:
 
 async def no_sleep(_seconds: float) -> None:
     return None
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A fresh registry per test, never the global default one."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def observer(registry: CollectorRegistry) -> MetricsObserver:
+    """The metrics observer under test, on the fresh registry."""
+    return MetricsObserver(Metrics(registry, process_collector=False))
 
 
 class TestIncoming:
@@ -197,19 +218,15 @@ class TestProcessBatch:
     async def test_cancellation_is_not_swallowed(self) -> None:
         """Shutting the worker down cancels the batch instead of dead-lettering it."""
 
-        class Cancelled:
-            stage = Stage.VALIDATION
-
-            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
-                raise asyncio.CancelledError
-
         with pytest.raises(asyncio.CancelledError):
-            await process_batch(Cancelled(), [incoming(b"x")], RecordingDelivery(), NullObserver())
+            await process_batch(
+                CancelledHandler(), [incoming(b"x")], RecordingDelivery(), NullObserver()
+            )
 
-    async def test_outcomes_are_measured(self) -> None:
+    async def test_outcomes_are_measured(
+        self, registry: CollectorRegistry, observer: MetricsObserver
+    ) -> None:
         """Rejections are counted by stage and code through the metrics observer."""
-        registry = CollectorRegistry()
-        observer = MetricsObserver(Metrics(registry, process_collector=False))
         event = ImageArrived(source="P", image_uri="file:///a/b.dcm")
         await process_batch(
             RejectingHandler(),
@@ -224,18 +241,18 @@ class TestProcessBatch:
             == 1.0
         )
 
-    def test_shadow_outcomes_are_not_the_events_outcome(self) -> None:
+    def test_shadow_outcomes_are_not_the_events_outcome(
+        self, registry: CollectorRegistry, observer: MetricsObserver
+    ) -> None:
         """A shadow version's outcome is not counted as an event the stage finished."""
-        registry = CollectorRegistry()
-        observer = MetricsObserver(Metrics(registry, process_collector=False))
         observer.batch_processed(Stage.INFERENCE, 1, 0.1, [("inferred", None), ("shadow", None)])
         labels = {"stage": "inference", "outcome": "succeeded"}
         assert registry.get_sample_value("radstream_stage_events_processed_total", labels) == 1.0
 
-    async def test_dead_letters_are_measured(self) -> None:
+    async def test_dead_letters_are_measured(
+        self, registry: CollectorRegistry, observer: MetricsObserver
+    ) -> None:
         """Dead letters are counted by stage and code."""
-        registry = CollectorRegistry()
-        observer = MetricsObserver(Metrics(registry, process_collector=False))
         await process_batch(CrashingHandler(), [incoming(b"x")], RecordingDelivery(), observer)
         assert (
             registry.get_sample_value(
@@ -245,10 +262,10 @@ class TestProcessBatch:
             == 1.0
         )
 
-    async def test_in_flight_counts_the_batch_while_it_runs(self) -> None:
+    async def test_in_flight_counts_the_batch_while_it_runs(
+        self, registry: CollectorRegistry, observer: MetricsObserver
+    ) -> None:
         """The in-flight gauge holds the batch while the handler works and drops after."""
-        registry = CollectorRegistry()
-        observer = MetricsObserver(Metrics(registry, process_collector=False))
         seen: list[float | None] = []
 
         class Watching:
@@ -268,26 +285,20 @@ class TestProcessBatch:
         in_flight = {"stage": "inference"}
         assert registry.get_sample_value("radstream_stage_in_flight_events", in_flight) == 0.0
 
-    async def test_in_flight_drops_when_cancelled(self) -> None:
+    async def test_in_flight_drops_when_cancelled(
+        self, registry: CollectorRegistry, observer: MetricsObserver
+    ) -> None:
         """A cancelled batch leaves nothing in flight (no stall alert after a shutdown)."""
-        registry = CollectorRegistry()
-        observer = MetricsObserver(Metrics(registry, process_collector=False))
-
-        class Cancelled:
-            stage = Stage.VALIDATION
-
-            async def handle(self, batch: Sequence[Incoming]) -> list[Outgoing]:
-                raise asyncio.CancelledError
 
         with pytest.raises(asyncio.CancelledError):
-            await process_batch(Cancelled(), [incoming(b"x")], RecordingDelivery(), observer)
+            await process_batch(CancelledHandler(), [incoming(b"x")], RecordingDelivery(), observer)
         in_flight = {"stage": "validation"}
         assert registry.get_sample_value("radstream_stage_in_flight_events", in_flight) == 0.0
 
-    async def test_a_sink_stage_counts_what_it_stored(self) -> None:
+    async def test_a_sink_stage_counts_what_it_stored(
+        self, registry: CollectorRegistry, observer: MetricsObserver
+    ) -> None:
         """Messages a sink stored produce no outgoing message and still count as succeeded."""
-        registry = CollectorRegistry()
-        observer = MetricsObserver(Metrics(registry, process_collector=False))
 
         class Storing:
             stage = Stage.RESULTS_SINK

@@ -7,6 +7,7 @@ for images validated in the same process and publishes the same results as witho
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,6 @@ import app
 from observability.metrics import Metrics
 from schemas.events import ImageValidated, InferenceCompleted
 from schemas.settings import Settings, ValidationSettings, load_settings
-from streams.inference.registry import ModelRegistry
-from streams.inference.routing import RoutingRules
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming
 from streams.retry import FailureRecord, RetryPolicy
@@ -130,16 +129,6 @@ class CountingReader(ImageReader):
         return await super().read(uri, record)
 
 
-@pytest.fixture(scope="module")
-def registry() -> ModelRegistry:
-    return ModelRegistry.load(load_settings().inference.model_registry_dir)
-
-
-@pytest.fixture(scope="module")
-def routing() -> RoutingRules:
-    return RoutingRules.load(load_settings().inference.routing_rules_file)
-
-
 def arrivals() -> list[Incoming]:
     """The arrival messages of FILES, as the router publishes them."""
     out = []
@@ -177,16 +166,14 @@ def results(out: list[Outgoing]) -> list[tuple[object, ...]]:
 
 class TestStages:
     async def test_a_hit_skips_read_hash_and_decode(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """Validated in this process: inference never reads the file, and every image hits."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
         assert store.stats().entries == len(FILES)
         reader, hits = CountingReader(), list[bool]()
-        stage = InferenceStage(
-            reader, registry, routing, LIMITS, handoff=store, on_pixel_handoff=hits.append
-        )
+        stage = stage_for(reader, handoff=store, on_pixel_handoff=hits.append)
         out = await stage.handle(validated)
         assert reader.reads == 0
         assert hits == [True] * len(FILES)
@@ -194,23 +181,20 @@ class TestStages:
         assert len(results(out)) >= len(FILES)
 
     async def test_hit_and_miss_publish_the_same_results(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """The handed-off pixels are the decode inference would do: identical scores, decisions
         and provenance as a worker without the hand-off (read, hash and decode again)."""
         store = PixelHandoff(LIMITS.max_file_bytes)
         validated = await validate(store)
-        hit_stage = InferenceStage(CountingReader(), registry, routing, LIMITS, handoff=store)
+        hit_stage = stage_for(CountingReader(), handoff=store)
         miss_reader, misses = CountingReader(), list[bool]()
-        miss_stage = InferenceStage(
+        miss_stage = stage_for(
             miss_reader,
-            registry,
-            routing,
-            LIMITS,
             handoff=PixelHandoff(LIMITS.max_file_bytes),  # validation ran elsewhere: empty
             on_pixel_handoff=misses.append,
         )
-        plain_stage = InferenceStage(CountingReader(), registry, routing, LIMITS)
+        plain_stage = stage_for(CountingReader())
         hit = results(await hit_stage.handle(validated))
         miss = results(await miss_stage.handle(validated))
         plain = results(await plain_stage.handle(validated))
@@ -220,14 +204,14 @@ class TestStages:
         assert misses == [False] * len(FILES)
 
     async def test_a_disabled_store_changes_nothing(
-        self, registry: ModelRegistry, routing: RoutingRules
+        self, stage_for: partial[InferenceStage]
     ) -> None:
         """Budget 0: validation converts nothing and keeps nothing; inference reads as today."""
         store = PixelHandoff(0)
         validated = await validate(store)
         assert store.stats().entries == 0
         reader = CountingReader()
-        stage = InferenceStage(reader, registry, routing, LIMITS, handoff=store)
+        stage = stage_for(reader, handoff=store)
         assert results(await stage.handle(validated))
         assert reader.reads == len(FILES)
 

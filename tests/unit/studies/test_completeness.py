@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -192,8 +193,18 @@ class TestDuplicatesAndLateInstances:
 Step = tuple[str, int, int]  # ("arrive", instance index, seconds) | ("signal"|"tick", 0, seconds)
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """A drawn delivery of a study: its (series, SOP) instances and the steps delivering them."""
+
+    instances: list[tuple[str, str]]
+    steps: list[Step]
+    use_counts: bool
+    signal_count: bool
+
+
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[tuple[str, str]], list[Step], bool, bool]:
+def scenarios(draw: st.DrawFn) -> Scenario:
     """A study of 1-3 series, delivered in any order with duplicates, ticks and signals."""
     sizes = draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))
     instances = [(f"1.{s}", f"1.{s}.{i}") for s, size in enumerate(sizes) for i in range(size)]
@@ -213,19 +224,18 @@ def scenarios(draw: st.DrawFn) -> tuple[list[tuple[str, str]], list[Step], bool,
             steps.append(("signal", 0, clock))
     use_counts = draw(st.booleans())
     signal_count = draw(st.booleans())
-    return instances, steps, use_counts, signal_count
+    return Scenario(instances, steps, use_counts, signal_count)
 
 
-def run(
-    instances: list[tuple[str, str]], steps: list[Step], *, use_counts: bool, signal_count: bool
-) -> tuple[StudyState, list[CompletionEvent], list[int]]:
+def run(scenario: Scenario) -> tuple[StudyState, list[CompletionEvent], list[int]]:
     """Drive the machine; return the state, every completion and the generation at each step."""
+    instances = scenario.instances
     state = new_study(STUDY)
     events: list[CompletionEvent] = []
     per_series = {s: sum(1 for x, _ in instances if x == s) for s, _ in instances}
     now = T0
     generations = []
-    for kind, index, seconds in steps:
+    for kind, index, seconds in scenario.steps:
         now = max(now, T0 + timedelta(seconds=seconds))
         if kind == "arrive":
             series, sop = instances[index]
@@ -237,13 +247,13 @@ def run(
                     instance_key=sop,
                     at=now,
                     modality="CT" if series.endswith("0") else "MR",
-                    series_expected=per_series[series] if use_counts else None,
+                    series_expected=per_series[series] if scenario.use_counts else None,
                 ),
             )
         elif kind == "tick":
             events += apply_tick(state, now, QUIET)
         else:
-            events += apply_signal(state, len(instances) if signal_count else None, now)
+            events += apply_signal(state, len(instances) if scenario.signal_count else None, now)
         generations.append(state.generation)
     events += apply_tick(state, now + timedelta(days=1), QUIET)
     return state, events, generations
@@ -252,55 +262,45 @@ def run(
 class TestAnyInterleaving:
     @settings(max_examples=120, deadline=None)
     @given(scenarios())
-    def test_exactly_one_completion_per_study_generation(
-        self, scenario: tuple[list[tuple[str, str]], list[Step], bool, bool]
-    ) -> None:
+    def test_exactly_one_completion_per_study_generation(self, scenario: Scenario) -> None:
         """Every generation completes exactly once, generations are 1..n, the last has all."""
-        instances, steps, use_counts, signal_count = scenario
-        state, events, _ = run(instances, steps, use_counts=use_counts, signal_count=signal_count)
+        state, events, _ = run(scenario)
         completions = studies_of(events)
         assert [c.generation for c in completions] == list(range(1, state.generation + 1))
         assert len({c.completion_id for c in completions}) == len(completions)
-        assert completions[-1].instance_count == len(instances)
+        assert completions[-1].instance_count == len(scenario.instances)
         assert state.complete
 
     @settings(max_examples=120, deadline=None)
     @given(scenarios())
-    def test_exactly_one_completion_per_series_generation(
-        self, scenario: tuple[list[tuple[str, str]], list[Step], bool, bool]
-    ) -> None:
+    def test_exactly_one_completion_per_series_generation(self, scenario: Scenario) -> None:
         """No series completes twice in one generation; each ends complete with all it got."""
-        instances, steps, use_counts, signal_count = scenario
-        state, events, _ = run(instances, steps, use_counts=use_counts, signal_count=signal_count)
+        state, events, _ = run(scenario)
         keys = [(e.series_instance_uid, e.generation) for e in series_of(events)]
         assert len(keys) == len(set(keys))
         for uid, series in state.series.items():
             assert series.complete
-            assert sorted(series.instances) == sorted(sop for s, sop in instances if s == uid)
+            assert sorted(series.instances) == sorted(
+                sop for s, sop in scenario.instances if s == uid
+            )
             assert (uid, series.generation) in keys
 
     @settings(max_examples=80, deadline=None)
     @given(scenarios())
-    def test_duplicates_never_complete_or_reopen(
-        self, scenario: tuple[list[tuple[str, str]], list[Step], bool, bool]
-    ) -> None:
+    def test_duplicates_never_complete_or_reopen(self, scenario: Scenario) -> None:
         """Replaying every arrival again after the end changes nothing (redelivery is safe)."""
-        instances, steps, use_counts, signal_count = scenario
-        state, _, _ = run(instances, steps, use_counts=use_counts, signal_count=signal_count)
+        state, _, _ = run(scenario)
         before = state.model_dump()
-        for series, sop in instances:
+        for series, sop in scenario.instances:
             assert apply_arrival(state, arrival(sop, 10**6, series=series)) == []
         assert state.model_dump() == before
 
     @settings(max_examples=80, deadline=None)
     @given(scenarios())
     def test_generation_only_grows_on_a_new_instance_after_completion(
-        self, scenario: tuple[list[tuple[str, str]], list[Step], bool, bool]
+        self, scenario: Scenario
     ) -> None:
         """Reopenings are bounded by the distinct instances: duplicates never reopen."""
-        instances, steps, use_counts, signal_count = scenario
-        state, _, generations = run(
-            instances, steps, use_counts=use_counts, signal_count=signal_count
-        )
+        state, _, generations = run(scenario)
         assert generations == sorted(generations)
-        assert state.generation <= len(instances)
+        assert state.generation <= len(scenario.instances)

@@ -1,4 +1,7 @@
-"""Fixtures of the inference tests: the committed registry and routing rules, loaded once."""
+"""Fixtures of the unit tests: the committed model registry and routing rules, loaded once.
+
+Shared by the inference tests and the stage tests that run the shipped models.
+"""
 
 from __future__ import annotations
 
