@@ -11,6 +11,7 @@ import click
 import pytest
 
 from cli import dlq
+from cli.errors import CommandError
 from cli.main import main
 from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
@@ -209,3 +210,40 @@ class TestRefusalsWithoutBroker:
 def test_value_bytes_are_base64_in_the_letter() -> None:
     """Sanity of the fixture: the dead letter stores the value as base64."""
     assert base64.b64decode(entry(b"abc").dead_letter.value_b64) == b"abc"
+
+
+class TestOutcomes:
+    """What replay and purge print per dead letter, and their failure when none was selected."""
+
+    ROWS = [(uuid.UUID(int=7), "replayed", "radstream.images.arrived")]
+
+    @pytest.mark.parametrize(
+        ("verb", "detail"), [("replay", ("detail", "topic or reason")), ("purge", ("how", "how"))]
+    )
+    def test_json_names_each_detail(
+        self, verb: str, detail: tuple[str, str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dlq.emit_outcomes(verb, self.ROWS, detail, as_json=True)
+        assert json.loads(capsys.readouterr().out) == [
+            {
+                "dead_letter_id": str(uuid.UUID(int=7)),
+                "outcome": "replayed",
+                detail[0]: "radstream.images.arrived",
+            }
+        ]
+
+    def test_table_has_headers(self, capsys: pytest.CaptureFixture[str]) -> None:
+        dlq.emit_outcomes("replay", self.ROWS, ("detail", "topic or reason"), as_json=False)
+        header, row = capsys.readouterr().out.splitlines()
+        assert header.split() == ["ID", "OUTCOME", "TOPIC", "OR", "REASON"]
+        assert row.split() == [str(uuid.UUID(int=7)), "replayed", "radstream.images.arrived"]
+
+    @pytest.mark.parametrize("verb", ["replay", "purge"])
+    def test_nothing_selected_fails_after_printing(
+        self, verb: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(CommandError) as caught:
+            dlq.emit_outcomes(verb, [], ("how", "how"), as_json=True)
+        assert json.loads(capsys.readouterr().out) == []
+        assert caught.value.code is ErrorCode.RESOURCE_NOT_FOUND
+        assert f"nothing to {verb}" in str(caught.value)

@@ -187,6 +187,30 @@ class TestKafkaConsumer:
         assert inner.calls == []
         assert await consumer.end_offsets([TopicPartition("t", 0)]) == {TopicPartition("t", 0): 5}
 
+    async def test_start_and_end_offsets_ask_their_own_question(self) -> None:
+        """Start offsets come from aiokafka's beginning offsets, end offsets from its end ones."""
+        inner = FakeConsumer()
+        consumer = KafkaConsumer(inner, CONFIG)  # type: ignore[arg-type]
+        tp = TopicPartition("t", 2)
+        assert await consumer.beginning_offsets([tp]) == {tp: 0}
+        assert await consumer.end_offsets([tp]) == {tp: 5}
+        assert inner.calls == ["beginning_offsets", "end_offsets"]
+
+    async def test_offset_errors_name_what_was_read(self) -> None:
+        """A failed offsets request is translated and says which offsets it was reading."""
+
+        class Failing(FakeConsumer):
+            async def beginning_offsets(
+                self, partitions: list[TopicPartition]
+            ) -> dict[TopicPartition, int]:
+                raise kafka.RequestTimedOutError()
+
+        consumer = KafkaConsumer(Failing(), CONFIG)  # type: ignore[arg-type]
+        with pytest.raises(TransientError) as caught:
+            await consumer.beginning_offsets([TopicPartition("t", 0)])
+        assert caught.value.code is ErrorCode.TIMEOUT
+        assert "reading start offsets" in str(caught.value)
+
     async def test_failed_start_stops(self) -> None:
         """A consumer that could not start is stopped again and the failure translated."""
         inner = FakeConsumer()
