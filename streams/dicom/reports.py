@@ -66,6 +66,39 @@ def report_identity(result: InferenceCompleted, study_instance_uid: str) -> Repo
     )
 
 
+# The Type 2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1) that
+# highdicom reads from the evidence without a default. Type 2 means present but possibly empty;
+# senders still omit them (research phantoms and de-identified studies do), and the report of
+# such an image must not fail for it.
+TYPE2_FROM_SOURCE: Final = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+)
+
+
+def with_type2_present(source: Dataset) -> Dataset:
+    """``source``, or a copy of its top level with the missing :data:`TYPE2_FROM_SOURCE` empty.
+
+    The copy shares the source's data elements (none is changed) but not its element dict, so
+    the source stays as it was read.
+    """
+    missing = [keyword for keyword in TYPE2_FROM_SOURCE if keyword not in source]
+    if not missing:
+        return source
+    filled = Dataset()
+    for element in source:
+        filled.add(element)
+    for keyword in missing:
+        setattr(filled, keyword, None)  # an empty element of the keyword's VR
+    return filled
+
+
 def _concept(value: str, meaning: str | None = None) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value[:16], CODING_SCHEME, meaning or value)
 
@@ -89,8 +122,13 @@ def build_result_report(source: Dataset, result: InferenceCompleted) -> Dataset:
         source: the stored source instance's dataset (pixel data not needed).
         result: the inference result; its scores, decision and model provenance.
 
+    Type 2 patient and study attributes the source omits (:data:`TYPE2_FROM_SOURCE`) are
+    empty in the report, as Type 2 allows; the source itself is not changed.
+
     Raises:
         ValueError: the source lacks what a report needs (highdicom's checks).
+        AttributeError: the source lacks a Type 1 attribute (StudyInstanceUID, SOPClassUID,
+            SOPInstanceUID).
     """
     algorithm = _algorithm(result)
     identity = report_identity(result, str(source.StudyInstanceUID))
@@ -130,7 +168,7 @@ def build_result_report(source: Dataset, result: InferenceCompleted) -> Dataset:
         imaging_measurements=[group],
     )
     return hd.sr.ComprehensiveSR(
-        evidence=[source],
+        evidence=[with_type2_present(source)],
         content=content[0],
         series_instance_uid=identity.series_instance_uid,
         series_number=REPORT_SERIES_NUMBER,

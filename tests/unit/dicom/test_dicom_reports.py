@@ -5,15 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from pydicom import Dataset, dcmread
 from pydicom.uid import UID
 
 from schemas.events import InferenceCompleted, ModelRef
+from schemas.settings import SAMPLES_DIR
 from streams.dicom.reports import (
     REPORT_SOP_CLASS_UID,
+    TYPE2_FROM_SOURCE,
     build_result_report,
     derived_uid,
     report_identity,
+    with_type2_present,
 )
 from tests.dicom_support import PHI_CANARIES, sample_path
 
@@ -125,3 +129,38 @@ class TestReport:
         report = build_result_report(src, result())
         assert str(report.PatientName) == PHI_CANARIES["PatientName"]
         assert not any("CANARY" in str(v).upper() for v in content_values(report))
+
+
+class TestSourceWithoutType2Attributes:
+    """Senders omit Type 2 attributes (phantoms, de-identified studies): the report is still
+    built, with those attributes empty, and the stored source is not changed."""
+
+    def test_missing_patient_and_study_attributes_are_empty_in_the_report(self) -> None:
+        src = source()
+        for keyword in TYPE2_FROM_SOURCE:
+            if keyword not in ("PatientName", "PatientID"):
+                delattr(src, keyword)
+        report = build_result_report(src, result())
+        for keyword in TYPE2_FROM_SOURCE:
+            assert keyword in report
+        assert (report.PatientBirthDate, report.StudyDate, report.AccessionNumber) == (
+            None,
+            None,
+            None,
+        )
+        assert report.PatientID == src.PatientID
+        assert report.StudyInstanceUID == src.StudyInstanceUID
+        assert "PatientBirthDate" not in src
+        assert "StudyDate" not in src
+
+    def test_a_complete_source_is_used_as_it_is(self) -> None:
+        src = source()
+        assert with_type2_present(src) is src
+
+    @pytest.mark.parametrize("name", ["ct_phantom_clear.dcm", "ct_phantom_lesion.dcm"])
+    def test_the_bundled_phantoms_get_a_report(self, name: str) -> None:
+        """The demo's phantoms carry only the patient's name and id (make demo-dicom sends them)."""
+        src = dcmread(SAMPLES_DIR / "dicom" / name, stop_before_pixels=True)
+        report = build_result_report(src, result())
+        assert report.StudyInstanceUID == src.StudyInstanceUID
+        assert report.PatientID == src.PatientID
