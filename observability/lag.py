@@ -30,6 +30,7 @@ from typing import Final, Protocol
 
 from observability.metrics import LagStatus, Metrics
 from schemas.settings import Settings
+from streams.audit.io.lease import is_lease_group
 from streams.kafka import (
     AsyncResource,
     KafkaAdmin,
@@ -397,9 +398,18 @@ class LagReader(AsyncResource):
         return self._admin, self._consumer
 
     async def list_groups(self) -> list[str]:
-        """The radstream consumer groups on the cluster (named ``<group_prefix>[-...]``)."""
+        """The radstream consumer groups on the cluster (named ``<group_prefix>[-...]``).
+
+        The audit chains' lease groups are left out: they only coordinate which agent writes a
+        chain, never commit an offset, and would be judged "no committed offsets" (an error)
+        on a healthy system. ``--group`` can still name one.
+        """
         admin, _ = self._require()
-        return [g for g in await admin.list_groups() if group_matches(g, self.group_prefix)]
+        return [
+            g
+            for g in await admin.list_groups()
+            if group_matches(g, self.group_prefix) and not is_lease_group(g)
+        ]
 
     async def snapshots(self, groups: Sequence[str] | None) -> list[GroupSnapshot]:
         """One :class:`GroupSnapshot` per group (``None``: every radstream group)."""

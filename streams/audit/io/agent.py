@@ -56,7 +56,7 @@ from streams.audit.files import (
     load_or_create_signing_key,
     read_checkpoints,
 )
-from streams.audit.io.lease import ChainLease
+from streams.audit.io.lease import ChainLease, lease_group_id
 from streams.audit.io.topic import checkpoint_message, record_message, recover_head
 from streams.audit.records import AUDITED_TOPICS, draft_for_message
 from streams.kafka import (
@@ -186,7 +186,7 @@ class AuditAgent:
         self._producer: KafkaProducer | None = None
         self.lease_wait_seconds = lease_wait_seconds
         self._lease = ChainLease(
-            kafka, self.audit_topic, chain_partition, f"{self.transactional_id}.lease"
+            kafka, self.audit_topic, chain_partition, lease_group_id(self.transactional_id)
         )
         self.state = ChainState.genesis(chain_partition)
         self._records_since_checkpoint = 0

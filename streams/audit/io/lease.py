@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Final
 
 from streams.kafka import (
     AsyncResource,
@@ -25,6 +26,19 @@ from streams.kafka import (
     TopicPartition,
     build_consumer,
 )
+
+# The lease group of a chain is named after the chain's transactional id.
+LEASE_GROUP_SUFFIX: Final = ".lease"
+
+
+def lease_group_id(transactional_id: str) -> str:
+    """The consumer group whose assignment is the lease of the chain ``transactional_id``."""
+    return f"{transactional_id}{LEASE_GROUP_SUFFIX}"
+
+
+def is_lease_group(group: str) -> bool:
+    """Whether ``group`` is a chain's lease: it coordinates, it never consumes or commits."""
+    return group.endswith(LEASE_GROUP_SUFFIX)
 
 
 class ChainLease(AsyncResource):

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from observability.lag import LagReader, LagSample, _rounds
+from streams.audit.io.lease import lease_group_id
 from streams.kafka import KafkaClientConfig, TopicPartition
 
 pytestmark = pytest.mark.requirement("RS-OBS-02")
@@ -115,3 +116,23 @@ class TestLastStableOffset:
         """Without a head read (timestamps off) the lag is end - committed, as before."""
         sample = LagSample("g", "t", 0, committed=5, end=6, timestamp=0.0)
         assert sample.lag == 1
+
+
+class TestGroupsListed:
+    async def test_the_audit_chains_lease_groups_are_not_judged(self) -> None:
+        """A lease group never commits an offset (it only decides which agent writes a chain):
+        listing it would report "no committed offsets", an error, on a healthy system."""
+
+        class Listing(FakeAdmin):
+            async def list_groups(self) -> list[str]:
+                return [
+                    "p",
+                    "p-audit",
+                    lease_group_id("p-audit.audit-chain-0"),
+                    "p-results",
+                    "other-group",
+                ]
+
+        reader = reader_over(Listing(0), FakeConsumer({}, 0))
+        reader.group_prefix = "p"
+        assert await reader.list_groups() == ["p", "p-audit", "p-results"]
