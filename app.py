@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -167,13 +168,17 @@ def load_model_registry(settings: Settings) -> ModelRegistry:
     )
 
 
-def build_image_reader(settings: Settings) -> ImageReader:
-    """Reads images from the storage roots, retrying a file not there yet (both stages)."""
+def build_image_reader(
+    settings: Settings, *, on_retry: Callable[[ErrorCode], None] | None = None
+) -> ImageReader:
+    """Reads images from the storage roots, retrying a file not there yet (both stages);
+    ``on_retry`` counts each retry (``radstream_retries_total``)."""
     return ImageReader(
         settings.storage_roots,
         settings.validation.max_file_bytes,
         RetryPolicy.from_settings(settings.retry),
         settle_seconds=settings.validation.file_settle_seconds,
+        on_retry=on_retry,
     )
 
 
@@ -205,8 +210,9 @@ def build_validation_specs(
     (:mod:`streams.stages.fused`), and ``observer`` is told what is in flight in inference.
     """
     rules = load_clinical_rules(settings.validation.clinical_rules_file)
+    on_retry = None if observer is None else functools.partial(observer.retried, Stage.VALIDATION)
     validation = ValidationStage(
-        build_image_reader(settings), settings.validation, rules, handoff=handoff
+        build_image_reader(settings, on_retry=on_retry), settings.validation, rules, handoff=handoff
     )
     stage: StageHandler = (
         validation
@@ -251,7 +257,7 @@ def build_inference_stage(
                 statistics=model.manifest.reference.statistic_points(),
             )
     return InferenceStage(
-        build_image_reader(settings),
+        build_image_reader(settings, on_retry=functools.partial(metrics.retried, Stage.INFERENCE)),
         registry,
         RoutingRules.load(settings.inference.routing_rules_file),
         settings.validation,

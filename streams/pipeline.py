@@ -120,6 +120,9 @@ class StageObserver(Protocol):
     def delivery_retried(self, stage: Stage) -> None:
         """Producing a batch's outcomes failed once and will be retried."""
 
+    def retried(self, stage: Stage, code: ErrorCode) -> None:
+        """A stage's own work (reading an image) failed with ``code`` and will be retried."""
+
     def in_flight(self, stage: Stage, delta: int) -> None:
         """``delta`` messages entered (positive) or left (negative) the stage's work."""
 
@@ -133,6 +136,9 @@ class NullObserver:
         """Record nothing."""
 
     def delivery_retried(self, stage: Stage) -> None:
+        """Record nothing."""
+
+    def retried(self, stage: Stage, code: ErrorCode) -> None:
         """Record nothing."""
 
     def in_flight(self, stage: Stage, delta: int) -> None:

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import structlog
+
 from schemas.errors import ErrorCode, RadstreamError
 from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
 from streams.kafka import Outgoing
@@ -18,6 +20,8 @@ from streams.pipeline import Incoming, dead_letter_for
 from streams.retry import FailureRecord, RetriesExhaustedError, RetryPolicy, run_with_retries
 from streams.topics import TopicKey
 from streams.validation import read_image_bytes, resolve_image_uri
+
+log = structlog.get_logger("radstream.stages")
 
 Sleep = Callable[[float], Awaitable[object]]
 P = ParamSpec("P")
@@ -47,13 +51,16 @@ class ImageReader:
         settle_seconds: float = 0.0,
         sleep: Sleep = asyncio.sleep,
         wall_clock: Callable[[], float] = time.time,
+        on_retry: Callable[[ErrorCode], None] | None = None,
     ) -> None:
+        """``on_retry`` is told the code of each failed read that will be retried."""
         self._roots = tuple(roots)
         self._max_bytes = max_bytes
         self._policy = policy
         self._settle_seconds = settle_seconds
         self._sleep = sleep
         self._wall_clock = wall_clock
+        self._on_retry = on_retry
 
     def _read(self, uri: str) -> bytes:
         return read_image_bytes(
@@ -73,8 +80,20 @@ class ImageReader:
             lambda: asyncio.to_thread(self._read, uri),
             self._policy,
             sleep=self._sleep,
+            on_retry=self._retried,
             record=record,
         )
+
+    def _retried(self, attempt: int, error: RadstreamError, delay: float) -> None:
+        # The code and timing only: the file's name and the error's reason may quote PHI.
+        log.warning(
+            "image_read_retried",
+            error_code=error.code.value,
+            attempt=attempt,
+            delay_seconds=round(delay, 3),
+        )
+        if self._on_retry is not None:
+            self._on_retry(error.code)
 
 
 def image_rejected(

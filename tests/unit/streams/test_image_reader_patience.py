@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from structlog.testing import capture_logs
 
+import app
+from observability.metrics import Metrics
+from observability.stage_observer import MetricsObserver
 from schemas.errors import ErrorCode, RadstreamError
-from schemas.settings import load_settings
+from schemas.settings import SAMPLES_DIR, load_settings
+from streams.pipeline import Incoming
 from streams.retry import FailureRecord, RetryPolicy
+from streams.router import arrival_for_file
 from streams.stages.common import ImageReader
+from streams.topics import TopicKey, TopicNames
 
 pytestmark = pytest.mark.requirement("RS-VAL-08")
 
@@ -68,3 +76,53 @@ class TestImageReader:
         with pytest.raises(RadstreamError) as caught:
             await reader.read((tmp_path / "never.dcm").as_uri(), FailureRecord())
         assert caught.value.code is ErrorCode.RETRIES_EXHAUSTED
+
+    async def test_each_retry_is_counted_and_logged_without_the_file_name(
+        self, tmp_path: Path
+    ) -> None:
+        """An operator sees a missing file being waited for (radstream_retries_total and a
+        warning per retry) long before it is dead-lettered; the name, which may quote a
+        patient, is in neither."""
+
+        async def sleep(_seconds: float) -> None:
+            return None
+
+        codes: list[ErrorCode] = []
+        reader = ImageReader(
+            [tmp_path], 100, RetryPolicy(max_attempts=3), sleep=sleep, on_retry=codes.append
+        )
+        with capture_logs() as logs, pytest.raises(RadstreamError):
+            await reader.read((tmp_path / "Doe^Jane.dcm").as_uri(), FailureRecord())
+        assert codes == [ErrorCode.STORAGE_FILE_NOT_FOUND] * 2
+        retried = [entry for entry in logs if entry["event"] == "image_read_retried"]
+        assert [entry["attempt"] for entry in retried] == [1, 2]
+        assert {entry["error_code"] for entry in retried} == {"STORAGE_FILE_NOT_FOUND"}
+        assert "Doe" not in repr(logs)
+
+
+class TestRetriesReachTheMetric:
+    async def test_a_validation_worker_counts_its_storage_retries(self, tmp_path: Path) -> None:
+        """The worker's wiring gives the validation stage's reader the retry counter: a file
+        that never comes is counted once per retry, then dead-lettered."""
+        settings = load_settings(
+            storage_roots=(tmp_path,),
+            retry={"max_attempts": 3, "initial_seconds": 0.001, "max_seconds": 0.001},
+        )
+        metrics = Metrics(CollectorRegistry(), process_collector=False)
+        routine, _stat = app.build_validation_specs(
+            settings, TopicNames(settings.topic_prefix), observer=MetricsObserver(metrics)
+        )
+        sample = SAMPLES_DIR / "raster" / "ct_64.png"
+        arrival = arrival_for_file(sample, source="test").model_copy(
+            update={"image_uri": (tmp_path / "gone.png").as_uri()}
+        )
+        message = Incoming(
+            "images.arrived", 0, 0, arrival.message_key(), arrival.model_dump_json().encode()
+        )
+        (outcome,) = await routine.handler.handle([message])
+        assert outcome.topic is TopicKey.DEADLETTER
+        text = generate_latest(metrics.registry).decode()
+        assert (
+            'radstream_retries_total{error_code="STORAGE_FILE_NOT_FOUND",stage="validation"} 2.0'
+            in text
+        )
