@@ -307,19 +307,21 @@ def verify_chain(
     findings.extend(walker.foreign)
     findings.extend(walker.columns)
     last_sequence = walker.expected - 1
+    pinned = (trusted if isinstance(trusted, TrustedKeys) else TrustedKeys.of(trusted)).key_ids
     genuine: list[AuditCheckpoint] = []
+    # A checkpoint naming a key that is not pinned is forged or was signed with a key the
+    # verifier was not given (a wrong or missing pin): the reports say which key it names.
+    unpinned: set[str] = set()
     for cp in ours:
         if checkpoint_signature_valid(cp, trusted):
             genuine.append(cp)
+            continue
+        if cp.key_id in pinned:
+            detail = "checkpoint signature does not verify with the pinned key it names"
         else:
-            findings.append(
-                _Finding(
-                    cp.sequence,
-                    TamperKind.FORGED_CHECKPOINT,
-                    "checkpoint signature or key id does not verify",
-                    rank=1,
-                )
-            )
+            unpinned.add(cp.key_id)
+            detail = f"checkpoint names key {cp.key_id}, which is not pinned"
+        findings.append(_Finding(cp.sequence, TamperKind.FORGED_CHECKPOINT, detail, rank=1))
     findings.extend(_coverage_findings(genuine, walker, last_sequence))
     if max_uncovered is not None:
         newest = max((cp.sequence for cp in genuine), default=-1)
@@ -328,6 +330,11 @@ def verify_chain(
                 f"{last_sequence - newest} records after the newest genuine checkpoint "
                 f"(at most {max_uncovered} allowed): checkpoints are missing"
             )
+            if unpinned:
+                detail += (
+                    f", or signed by a key that is not pinned (checkpoints name "
+                    f"{', '.join(sorted(unpinned))}: check the pinned audit keys first)"
+                )
             findings.append(_Finding(newest + 1, TamperKind.MISSING_CHECKPOINTS, detail, rank=1))
 
     base = VerificationReport(

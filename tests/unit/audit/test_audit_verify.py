@@ -176,6 +176,35 @@ class TestTampering:
         report = verify_chain(records, [*cps, forged], PUB)
         assert _problem(report) == (12, TamperKind.FORGED_CHECKPOINT)
 
+    def test_a_checkpoint_of_an_unpinned_key_names_that_key(self, chain: Chain) -> None:
+        """Forged, or signed by a key the verifier was not given: the detail names its key."""
+        records, cps = chain
+        other = Ed25519PrivateKey.generate()
+        forged = sign_checkpoint(other, ChainState.after(records[12]), T0)
+        report = verify_chain(records, [*cps, forged], PUB)
+        assert report.detail == f"checkpoint names key {forged.key_id}, which is not pinned"
+
+    def test_a_bad_signature_of_a_pinned_key_says_so(self, chain: Chain) -> None:
+        records, cps = chain
+        forged = sign_checkpoint(KEY, ChainState.after(records[12]), T0).model_copy(
+            update={"signature": cps[0].signature}
+        )
+        report = verify_chain(records, [*cps, forged], PUB)
+        assert _problem(report) == (12, TamperKind.FORGED_CHECKPOINT)
+        assert report.detail == "checkpoint signature does not verify with the pinned key it names"
+
+    def test_a_wrong_pin_is_suggested_when_no_checkpoint_verifies(self, chain: Chain) -> None:
+        """Every checkpoint names a key that is not pinned (the operator pinned the wrong key):
+        the first finding is still the uncovered records, but it names the checkpoints' key."""
+        records, cps = chain
+        wrong_pin = Ed25519PrivateKey.generate().public_key()
+        report = verify_chain(records, cps, wrong_pin, max_uncovered=5)
+        assert _problem(report) == (0, TamperKind.MISSING_CHECKPOINTS)
+        assert f"signed by a key that is not pinned (checkpoints name {cps[0].key_id}" in (
+            report.detail
+        )
+        assert "check the pinned audit keys first" in report.summary()
+
     def test_forged_checkpoint_does_not_extend_coverage(self, chain: Chain) -> None:
         """A forged checkpoint beyond the log's end is reported as forged, not truncation."""
         records, cps = chain
