@@ -3,7 +3,7 @@ and verification speed, written to bench/results/audit.json.
 
 Run from the repository root with the services up:
 
-    PYTHONPATH=. /work/main/.venv/bin/python bench/bench_audit.py [--records 20000] [--kafka 5000]
+    PYTHONPATH=. .venv/bin/python bench/bench_audit.py [--records 20000] [--kafka 5000]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark: cost of PHI masking per log event (the masker runs on every line).
 
-Run: PYTHONPATH=. /work/main/.venv/bin/python bench/phi_masking.py
+Run: PYTHONPATH=. .venv/bin/python bench/phi_masking.py
 """
 
 from __future__ import annotations

@@ -91,5 +91,7 @@ def demo(invocation: Invocation, orthanc_url: str, timeout: float) -> None:
         raise CommandError(
             ErrorCode.TIMEOUT,
             f"{unfinished} of {len(outcomes)} instances unfinished after {timeout:g} s",
-            advice="Check the lines on stderr (--verbose), or give --timeout more time",
+            advice="See the stages' lines with 'radstream --verbose dicom demo ...' and the "
+            "dead letters (an export Orthanc refused, say) with 'radstream dlq list', "
+            "or give --timeout more time",
         )

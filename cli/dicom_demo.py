@@ -1,4 +1,4 @@
-"""The DICOM round trip through a real PACS (Orthanc), as ``radstream demo --dicom`` shows it.
+"""The DICOM round trip through a real PACS (Orthanc), as ``radstream dicom demo`` shows it.
 
 1. the worker (every stage, ``dicom-export`` sending to Orthanc) and the C-STORE receiver start
    in this process;

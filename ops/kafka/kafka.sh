@@ -90,7 +90,11 @@ fetch_jars() {
   command -v mvn >/dev/null || { log "maven is required to fetch the broker jars"; exit 1; }
   log "fetching Kafka jars from Maven Central (first run only)"
   rm -rf "$LIB"; mkdir -p "$LIB"
-  mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
+  # -B and style.color=never turn Maven's colours off, yet its console library (Jansi 2, as in
+  # Debian's Maven 3.8) still writes ANSI resets ("ESC[0m") to stdout and stderr; jansi.noreset
+  # drops them. A JVM property, so MAVEN_OPTS: a -D argument is read after the console is set up.
+  MAVEN_OPTS="${MAVEN_OPTS:+$MAVEN_OPTS }-Djansi.noreset=true" \
+      mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
       -DoutputDirectory="$LIB" -DincludeScope=runtime
   echo "$want" >"$stamp"
 }

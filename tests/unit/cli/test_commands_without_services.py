@@ -10,6 +10,7 @@ import pytest
 
 from cli import schemas as cli_schemas
 from cli.demo import FileOutcome, demo_modality_hint, demo_settings, outcome_row, sample_files
+from cli.dicom_demo import Orthanc, RoundTripOutcome
 from cli.main import main
 from schemas.settings import SAMPLES_DIR, load_settings
 
@@ -245,6 +246,34 @@ class TestDicomCommands:
         monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
         assert main(["dicom", "demo", "--orthanc", "file:///etc"], settings=load_settings()) == 2
         assert "REQUEST_INVALID: the Orthanc URL must be http(s)" in capsys.readouterr().err
+
+    def test_dicom_demo_timeout_advice_gives_commands_that_run(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Unfinished instances end in TIMEOUT, advising --verbose where it parses and dlq list."""
+        unfinished = RoundTripOutcome(
+            "ct_small.dcm", "1.2.3", FileOutcome(Path("ct_small.dcm"), "", (), None, ()), ()
+        )
+
+        async def connect(url: str) -> Orthanc:
+            return Orthanc(url, "ORTHANC", 4242)
+
+        async def round_trip(*_args: object, **_kwargs: object) -> list[RoundTripOutcome]:
+            return [unfinished]
+
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
+        monkeypatch.setattr("cli.dicom.connect_orthanc", connect)
+        monkeypatch.setattr("cli.dicom.demo_instances", lambda: [("ct_small.dcm", b"")])
+        monkeypatch.setattr("cli.dicom.run_dicom_round_trip", round_trip)
+        argv = ["dicom", "demo", "--orthanc", "http://127.0.0.1:9", "--timeout", "1"]
+        assert main(argv, settings=load_settings()) == 5
+        err = capsys.readouterr().err
+        assert "TIMEOUT: 1 of 1 instances unfinished after 1 s." in err
+        assert "'radstream --verbose dicom demo ...'" in err
+        assert "'radstream dlq list'" in err
+        # The forms advised are ones the parser accepts.
+        assert main(["--verbose", "dicom", "demo", "--help"]) == 0
+        assert main(["dlq", "list", "--help"]) == 0
 
 
 class TestTopicsAcls:
