@@ -15,9 +15,10 @@ import click
 
 from cli.audit import verify_audit_trail
 from cli.context import Group, Invocation, pass_invocation
+from cli.errors import CommandError
 from cli.output import emit
 from compliance.report import AuditInput, AuditUnavailable, write_compliance_report
-from schemas.errors import RadstreamError
+from schemas.errors import ErrorCode, RadstreamError
 from schemas.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,11 +59,19 @@ def audit_input(settings: Settings, source: str) -> AuditInput:
 def report(invocation: Invocation, *, out: Path, audit_source: str) -> None:
     """Write the one compliance report (matrix, SOUP list, model cards, audit verification)."""
     settings = invocation.start()
-    path = write_compliance_report(
-        out,
-        repo_root=REPO_ROOT,
-        model_registry_dir=settings.inference.model_registry_dir,
-        audit=audit_input(settings, audit_source),
-        generated_at=datetime.now(UTC),
-    )
+    audit = audit_input(settings, audit_source)
+    try:
+        path = write_compliance_report(
+            out,
+            repo_root=REPO_ROOT,
+            model_registry_dir=settings.inference.model_registry_dir,
+            audit=audit,
+            generated_at=datetime.now(UTC),
+        )
+    except OSError as exc:  # the operator's --out: not a bug (the path is not echoed)
+        raise CommandError(
+            ErrorCode.REQUEST_INVALID,
+            f"cannot write the report to the --out path ({exc.strerror or type(exc).__name__})",
+            advice="Give --out a file in a directory you can write to",
+        ) from exc
     emit(f"compliance report written to {path}")

@@ -314,3 +314,16 @@ class TestTopicsAcls:
             "dicom-export",
             "audit",
         ]
+
+
+class TestComplianceReport:
+    def test_an_unwritable_out_path_is_a_usage_error_not_a_bug(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A directory that cannot hold the report: one line, exit 2 (was 70, 'a bug')."""
+        out = "/proc/radstream-no-such-dir/Doe^Jane.md"
+        assert main(["compliance", "report", "--out", out, "--audit-source", "none"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1
+        assert "REQUEST_INVALID: cannot write the report to the --out path" in captured.err
+        assert "Doe" not in captured.err
