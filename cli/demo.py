@@ -31,9 +31,10 @@ from cli.params import json_option, seconds_option
 from cli.publish import publish_arrivals
 from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode, RadstreamError, TransientError
-from schemas.events import ImageArrived
+from schemas.events import ImageArrived, join_model_id
 from schemas.settings import SAMPLES_DIR, Settings
 from sinks.database import Database
+from sinks.records import LifecycleEntry
 from sinks.repositories import LifecycleRepository, ResultsRepository
 from streams.audit.checkpoints import TrustedKeys, encode_public_key
 from streams.audit.files import load_public_key
@@ -105,6 +106,13 @@ def routed_models(event: ImageArrived, rules: RoutingRules) -> int:
         return 1
 
 
+def refusal_of(step: LifecycleEntry) -> str:
+    """A model's refusal as the demo shows it: ``<model id>: <code>``, or the code alone."""
+    if not step.model_name:
+        return str(step.error_code)
+    return f"{join_model_id(step.model_name, step.model_version)}: {step.error_code}"
+
+
 async def outcome_of(
     database: Database, path: Path, event: ImageArrived, rules: RoutingRules
 ) -> FileOutcome:
@@ -122,13 +130,7 @@ async def outcome_of(
             f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(r.scores.items()))})"
             for r in stored
         ),
-        refusals=tuple(
-            f"{s.model_name}@{s.model_version}: {s.error_code}"
-            if s.model_name
-            else str(s.error_code)
-            for s in steps
-            if s.error_code and s.stage == "inference"
-        ),
+        refusals=tuple(refusal_of(s) for s in steps if s.error_code and s.stage == "inference"),
         expected=routed_models(event, rules),
     )
 

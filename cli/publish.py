@@ -9,10 +9,13 @@ from pathlib import Path
 import click
 
 from cli.context import Command, Invocation, pass_invocation
+from cli.errors import CommandError
 from cli.output import emit_json, emit_table
 from cli.params import Validated, json_option
+from gateway.image_refs import resolve_image_uri
 from observability.phi import mask_text
 from schemas.correlation import new_correlation_id, with_correlation_header
+from schemas.errors import RadstreamError
 from schemas.events import ImageArrived, ModelId, Priority, Pseudonym
 from schemas.settings import Settings
 from streams.kafka import KafkaPublisher
@@ -26,6 +29,30 @@ async def publish_arrivals(settings: Settings, events: Sequence[ImageArrived]) -
         for event in events:
             headers = with_correlation_header((), new_correlation_id())
             await pub.publish(arrival_topic(event.priority), event.message_key(), event, headers)
+
+
+def resolve_in_storage_roots(files: Sequence[Path], roots: Sequence[Path]) -> list[Path]:
+    """Each file's real path, provided every one lies inside a storage root.
+
+    The check is the API's (:func:`gateway.image_refs.resolve_image_uri`): a file the stages
+    could never read is refused here with the same code, before anything is published.
+
+    Raises:
+        CommandError: ``STORAGE_PATH_OUTSIDE_ROOTS`` naming the first such FILE by its position
+            (its path may hold patient data).
+    """
+    resolved: list[Path] = []
+    for number, path in enumerate(files, start=1):
+        try:
+            resolved.append(resolve_image_uri(path.absolute().as_uri(), roots))
+        except RadstreamError as exc:
+            raise CommandError(
+                exc.code,
+                f"FILE {number}: {exc.reason}",
+                advice="Put the file under a storage root, or add its folder to "
+                "RADSTREAM_STORAGE_ROOTS ('radstream config' shows the roots)",
+            ) from exc
+    return resolved
 
 
 @click.command("publish", cls=Command)
@@ -83,8 +110,9 @@ def command(
     """Publish one arrival event per FILE, as a router would.
 
     The events go to the images.arrived topic. Each carries the file's size, SHA-256 and DICOM
-    UIDs (never patient attributes) and a file:// URI, which must lie inside
-    RADSTREAM_STORAGE_ROOTS for the stages to read it. File names are shown masked.
+    UIDs (never patient attributes) and a file:// URI. Every FILE must lie inside
+    RADSTREAM_STORAGE_ROOTS, where the stages read: otherwise nothing is published and the
+    command fails with STORAGE_PATH_OUTSIDE_ROOTS, as the API does. File names are shown masked.
     """
     settings = invocation.start()
     events = [
@@ -96,7 +124,7 @@ def command(
             priority=Priority(priority),
             modality=modality,
         )
-        for path in files
+        for path in resolve_in_storage_roots(files, settings.storage_roots)
     ]
     asyncio.run(publish_arrivals(settings, events))
     rows = [(str(e.event_id), mask_text(p.name)) for p, e in zip(files, events, strict=True)]

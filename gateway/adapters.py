@@ -23,7 +23,7 @@ from schemas.api import (
     VerificationStatus,
 )
 from schemas.errors import ErrorCode, TransientError
-from schemas.events import ModelRef, Stage, ValidatorVerdict
+from schemas.events import ModelRef, Stage, ValidatorVerdict, join_model_id
 from schemas.rollout import VersionComparison
 from sinks.records import InferenceResultRecord
 from sinks.records import LifecycleEntry as StoredLifecycleEntry
@@ -82,7 +82,7 @@ def result_view(record: InferenceResultRecord) -> ResultView:
 
 def lifecycle_entry(entry: StoredLifecycleEntry) -> LifecycleEntry:
     """The API's view of one lifecycle step."""
-    model = f"{entry.model_name}@{entry.model_version}" if entry.model_name else None
+    model = join_model_id(entry.model_name, entry.model_version) if entry.model_name else None
     return LifecycleEntry(
         state=_STATE[str(entry.state)],
         stage=Stage(entry.stage) if entry.stage else None,

@@ -261,7 +261,12 @@ class LifecycleEntry(_Response):
     stage: Stage | None = None
     error_code: ErrorCode | None = None
     at: datetime
-    model: str | None = Field(None, max_length=100)
+    model: str | None = Field(
+        None,
+        max_length=100,
+        description="the model the step concerns: name@version, or the name alone when "
+        "no version was resolved (e.g. a model that is not registered)",
+    )
 
 
 class EventLifecycle(_Response):

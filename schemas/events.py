@@ -48,6 +48,15 @@ Pseudonym = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:-]{1,64}$")]
 ModelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}(@[0-9A-Za-z.+-]{1,32})?$")]
 
 
+def join_model_id(name: str, version: str | None) -> str:
+    """The :data:`ModelId` of ``name`` and ``version``: ``name@version``, or the bare name.
+
+    A step can name a model without a version (an id that never resolved, such as a model
+    that is not registered); it reads as the id it was asked for, never ``name@None``.
+    """
+    return f"{name}@{version}" if version else name
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)

@@ -134,6 +134,9 @@ class VerificationReport:
     linked: tuple[tuple[int, tuple[int, ...]], ...] = field(default=(), repr=False, compare=False)
     """(chain partition, a compact hash of each linked record from sequence 0) of every chain:
     what :func:`cross_check` compares record by record."""
+    stores_compared: bool = False
+    """True for :func:`cross_check`'s report: two stores compared record by record. No
+    checkpoint is verified there (``checkpoints_checked`` is 0); each store's own report did."""
 
     @property
     def error_code(self) -> ErrorCode | None:
@@ -157,6 +160,8 @@ class VerificationReport:
             if self.chains == 1
             else f"{self.chains} audit chains"
         )
+        if self.stores_compared:
+            return self._comparison_summary(where)
         if self.ok:
             return (
                 f"{where} intact: {self.records_checked} records, "
@@ -169,6 +174,21 @@ class VerificationReport:
             f"({self.detail}); {self.records_checked} records, "
             f"{self.checkpoints_checked} checkpoints read"
             + (f", {self.foreign_records} foreign records" if self.foreign_records else "")
+        )
+
+    def _comparison_summary(self, where: str) -> str:
+        """The cross-check's line: whether the stores hold the same records (no checkpoints)."""
+        if self.ok:
+            return (
+                f"{where} identical in both stores, record by record: "
+                f"{self.records_checked} records, last sequence {self.last_sequence}, "
+                f"head {self.head_hash[:16]}"
+            )
+        # The stores part on one chain, even when one store holds none (its count is 0).
+        problem = self.problem.value if self.problem else "unknown"
+        return (
+            f"audit chain {self.chain_partition} NOT identical in both stores: first bad sequence "
+            f"{self.first_bad_sequence}: {problem} ({self.detail})"
         )
 
 
@@ -469,6 +489,7 @@ def cross_check(topic: VerificationReport, table: VerificationReport) -> Verific
         detail="",
         checkpoints_checked=0,
         foreign_records=0,
+        stores_compared=True,
     )
     topic_chains = dict(topic.linked)
     table_chains = dict(table.linked)

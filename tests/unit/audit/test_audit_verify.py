@@ -418,3 +418,25 @@ class TestTrustAnchors:
         records, cps = chain
         report = verify_chain(records, cps, PUB)
         assert cross_check(report, report).ok
+
+    def test_cross_check_summary_claims_no_checkpoints(self, chain: Chain) -> None:
+        """It compares records, verifying no checkpoint: its line says so, not "0 verified"."""
+        records, cps = chain
+        report = verify_chain(records, cps, PUB)
+        compared = cross_check(report, report)
+        assert compared.stores_compared
+        assert not report.stores_compared
+        assert compared.summary() == (
+            "audit chain 0 identical in both stores, record by record: 20 records, "
+            f"last sequence 19, head {report.head_hash[:16]}"
+        )
+
+    def test_cross_check_failure_summary_claims_no_checkpoints(self, chain: Chain) -> None:
+        """Stores that differ: where they part, with no checkpoint count."""
+        records, cps = chain
+        topic = verify_chains({0: records}, cps, PUB)
+        summary = cross_check(topic, verify_chains({}, [], PUB)).summary()
+        assert summary.startswith(
+            "audit chain 0 NOT identical in both stores: first bad sequence 0: stores_differ ("
+        )
+        assert "checkpoint" not in summary

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
 import pytest
 
 from cli import schemas as cli_schemas
-from cli.demo import FileOutcome, demo_modality_hint, demo_settings, outcome_row, sample_files
+from cli.demo import (
+    FileOutcome,
+    demo_modality_hint,
+    demo_settings,
+    outcome_row,
+    refusal_of,
+    sample_files,
+)
 from cli.dicom_demo import Orthanc, RoundTripOutcome
 from cli.main import main
 from schemas.settings import SAMPLES_DIR, load_settings
+from sinks.records import LifecycleEntry
+from sinks.tables import LifecycleState
 
 
 class TestConfig:
@@ -188,6 +199,29 @@ class TestDemoHelpers:
             expected=len(decisions) + len(refusals) or 1,
         )
         assert outcome_row(outcome) == ("bad/x.dcm", *expected)
+
+    @pytest.mark.parametrize(
+        ("name", "version", "expected"),
+        [
+            ("m", "1", "m@1: MODEL_LOAD_FAILED"),
+            ("nosuch-model", None, "nosuch-model: MODEL_LOAD_FAILED"),
+            (None, None, "MODEL_LOAD_FAILED"),
+        ],
+    )
+    def test_refusals_name_the_model_as_it_was_asked_for(
+        self, name: str | None, version: str | None, expected: str
+    ) -> None:
+        """A refusal reads model@version, the bare name without a version (never "@None")."""
+        step = LifecycleEntry(
+            event_id=uuid.uuid4(),
+            state=LifecycleState.FAILED,
+            at=datetime(2026, 12, 1, tzinfo=UTC),
+            error_code="MODEL_LOAD_FAILED",
+            stage="inference",
+            model_name=name,
+            model_version=version,
+        )
+        assert refusal_of(step) == expected
 
     def test_an_image_waits_for_every_routed_model(self) -> None:
         """An image routed to two models is not finished while only one has answered."""
