@@ -340,5 +340,6 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
         raise CommandError(
             ErrorCode.TIMEOUT,
             f"{unfinished} of {len(rows)} images unfinished after {timeout:g} s",
-            advice="Check the worker's lines on stderr (--verbose), or give --timeout more time",
+            advice="See the stages' lines with 'radstream --verbose demo', "
+            "or give --timeout more time",
         )
