@@ -29,10 +29,11 @@ from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table, progress
 from cli.params import json_option, seconds_option
 from cli.publish import publish_arrivals
+from gateway.uploads import UPLOADS_DIR
 from schemas.audit import AuditRecord
 from schemas.errors import ErrorCode, RadstreamError, TransientError
 from schemas.events import ImageArrived, join_model_id
-from schemas.settings import SAMPLES_DIR, Settings
+from schemas.settings import RECEIVED_DICOM_DIR, SAMPLES_DIR, Settings
 from sinks.database import Database
 from sinks.records import LifecycleEntry
 from sinks.repositories import LifecycleRepository, ResultsRepository
@@ -89,9 +90,18 @@ def demo_modality_hint(path: Path) -> str | None:
     return prefix if prefix in {"CT", "MR", "US"} else None
 
 
-def sample_files() -> list[Path]:
+# Folders runs write into while the samples directory is the default storage root (the DICOM
+# receiver's instances, the API's uploads): what they hold is not a bundled sample.
+WRITTEN_BY_RUNS: Final = frozenset({RECEIVED_DICOM_DIR, UPLOADS_DIR})
+
+
+def sample_files(root: Path = SAMPLES_DIR) -> list[Path]:
     """The bundled sample images, good and bad (see samples/README.md)."""
-    return sorted(p for p in SAMPLES_DIR.rglob("*") if p.suffix in SAMPLE_SUFFIXES)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in SAMPLE_SUFFIXES and p.relative_to(root).parts[0] not in WRITTEN_BY_RUNS
+    )
 
 
 def routed_models(event: ImageArrived, rules: RoutingRules) -> int:

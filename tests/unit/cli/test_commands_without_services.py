@@ -150,6 +150,14 @@ class TestDemoHelpers:
         assert {".dcm", ".png", ".jpg"} <= names
         assert any(p.parent.name == "bad" for p in sample_files())
 
+    def test_what_runs_wrote_under_the_samples_is_not_a_sample(self, tmp_path: Path) -> None:
+        """samples/ is the default storage root: instances the DICOM receiver stored and API
+        uploads land under it, and a later demo must not publish them as bundled samples."""
+        for relative in ("dicom/ct.dcm", "received-dicom/ab/cd/ef.dcm", "uploads/2026/x.png"):
+            (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / relative).write_bytes(b"x")
+        assert sample_files(tmp_path) == [tmp_path / "dicom" / "ct.dcm"]
+
     @pytest.mark.parametrize(
         ("states", "code", "decisions", "refusals", "expected"),
         [
