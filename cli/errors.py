@@ -96,6 +96,7 @@ _ADVICE: Final = {
     "follow docs/audit.md, 'When verification fails'",
     ErrorCode.AUDIT_CHECKPOINT_INVALID: "Keep the evidence (do not restart or reset anything) "
     "and follow docs/audit.md, 'When verification fails'",
+    ErrorCode.MODEL_NOT_FOUND: "'radstream models list' shows the installed models and versions",
     ErrorCode.SETTINGS_INVALID: "Fix the variable named (README, 'Settings'); "
     "'radstream config' prints the settings in effect",
     ErrorCode.INTERNAL_ERROR: "This is a bug: run the command again with --debug and report "

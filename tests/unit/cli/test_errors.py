@@ -50,6 +50,12 @@ class TestFailureFor:
         )
         assert "docs/audit.md" in failure.advice
 
+    def test_an_unknown_model_points_at_the_installed_ones(self) -> None:
+        """`models show nosuch` (and every model command) says where the names are."""
+        failure = failure_for(error_for(ErrorCode.MODEL_NOT_FOUND, "model 'x' is not installed"))
+        assert failure.exit_code is ExitCode.NOT_FOUND
+        assert "'radstream models list'" in failure.advice
+
     def test_command_advice_wins(self) -> None:
         """A command's own advice replaces the code's general one."""
         error = CommandError(ErrorCode.RESOURCE_NOT_FOUND, "no such thing", advice="Look again")
