@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import click
+import structlog
 import uvicorn
 from fastapi import FastAPI
 
@@ -17,6 +18,8 @@ from cli.context import Command, Invocation, pass_invocation, run_until_signalle
 from cli.errors import CommandError
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
+
+log = structlog.get_logger("radstream.api")
 
 
 class _Server(uvicorn.Server):
@@ -41,6 +44,8 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self._on_started()
+            # uvicorn's own "running on" line is held back with the other library lines.
+            log.info("api_listening", host=self.config.host, port=self.config.port)
 
 
 def server_config(api: FastAPI, settings: Settings) -> uvicorn.Config:

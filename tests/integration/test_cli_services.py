@@ -120,6 +120,7 @@ def test_api_serves_until_sigterm(services_env: dict[str, str]) -> None:
     assert api.returncode == 0, err
     assert out == b""
     assert b"Traceback" not in err
+    assert b"api_listening" in err  # the operator sees where it serves
 
 
 async def test_api_in_process_serves_and_stops(services_env: dict[str, str]) -> None:
