@@ -45,10 +45,6 @@ class MetricsObserver:
         """Messages entered or left the stage's work."""
         self._metrics.stage_in_flight(stage, delta)
 
-    def delivery_retried(self, stage: Stage) -> None:
-        """Producing a batch's outcomes failed and is being retried."""
-        self._metrics.retried(stage, ErrorCode.BROKER_UNAVAILABLE)
-
     def retried(self, stage: Stage, code: ErrorCode) -> None:
-        """A stage's own work failed with a retryable ``code`` and is being retried."""
+        """Work of ``stage`` failed with a retryable ``code`` and is being retried."""
         self._metrics.retried(stage, code)

@@ -117,11 +117,9 @@ class StageObserver(Protocol):
     ) -> None:
         """A batch of ``size`` messages finished; outcomes are (outcome, error code) pairs."""
 
-    def delivery_retried(self, stage: Stage) -> None:
-        """Producing a batch's outcomes failed once and will be retried."""
-
     def retried(self, stage: Stage, code: ErrorCode) -> None:
-        """A stage's own work (reading an image) failed with ``code`` and will be retried."""
+        """Work of ``stage`` failed with ``code`` and will be retried: delivering a batch's
+        outcomes (``BROKER_UNAVAILABLE``) or reading an image."""
 
     def in_flight(self, stage: Stage, delta: int) -> None:
         """``delta`` messages entered (positive) or left (negative) the stage's work."""
@@ -133,9 +131,6 @@ class NullObserver:
     def batch_processed(
         self, stage: Stage, size: int, seconds: float, outcomes: Sequence[tuple[str, str | None]]
     ) -> None:
-        """Record nothing."""
-
-    def delivery_retried(self, stage: Stage) -> None:
         """Record nothing."""
 
     def retried(self, stage: Stage, code: ErrorCode) -> None:
@@ -354,7 +349,7 @@ async def _process_batch(
 
     def retried() -> None:
         log.warning("delivery_retried", stage=handler.stage.value, messages=len(outgoing))
-        observer.delivery_retried(handler.stage)
+        observer.retried(handler.stage, ErrorCode.BROKER_UNAVAILABLE)
 
     await deliver_until_done(deliver, outgoing, on_retry=retried)
     seconds = time.perf_counter() - started

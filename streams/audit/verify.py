@@ -327,16 +327,16 @@ def verify_chain(
     findings.extend(walker.foreign)
     findings.extend(walker.columns)
     last_sequence = walker.expected - 1
-    pinned = (trusted if isinstance(trusted, TrustedKeys) else TrustedKeys.of(trusted)).key_ids
+    keys = trusted if isinstance(trusted, TrustedKeys) else TrustedKeys.of(trusted)
     genuine: list[AuditCheckpoint] = []
     # A checkpoint naming a key that is not pinned is forged or was signed with a key the
     # verifier was not given (a wrong or missing pin): the reports say which key it names.
     unpinned: set[str] = set()
     for cp in ours:
-        if checkpoint_signature_valid(cp, trusted):
+        if checkpoint_signature_valid(cp, keys):
             genuine.append(cp)
             continue
-        if cp.key_id in pinned:
+        if cp.key_id in keys.key_ids:
             detail = "checkpoint signature does not verify with the pinned key it names"
         else:
             unpinned.add(cp.key_id)
