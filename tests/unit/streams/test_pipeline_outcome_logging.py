@@ -142,9 +142,17 @@ class TestOutcomeLogging:
             if len(calls) == 1:
                 raise error_for(ErrorCode.BROKER_UNAVAILABLE, "down")
 
-        await process_batch(MixedHandler(), [message(1, arrival("good"))], flaky, NullObserver())
+        told: list[tuple[Stage, ErrorCode]] = []
+
+        class Observer(NullObserver):
+            def retried(self, stage: Stage, code: ErrorCode) -> None:
+                told.append((stage, code))
+
+        await process_batch(MixedHandler(), [message(1, arrival("good"))], flaky, Observer())
         retried = [line for line in lines(logs) if line["event"] == "delivery_retried"]
         assert retried[0]["level"] == "warning"
+        # ... and counted (radstream_retries_total) under the stage, as an unavailable broker.
+        assert told == [(MixedHandler.stage, ErrorCode.BROKER_UNAVAILABLE)]
 
 
 class TestCorrelationId:
