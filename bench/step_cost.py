@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -36,16 +37,26 @@ from observability.stage_observer import MetricsObserver
 from schemas.events import ImageArrived
 from schemas.settings import SAMPLES_DIR, Settings, load_settings
 from streams.kafka import Outgoing
-from streams.pipeline import Incoming, StageHandler, process_batch
+from streams.pipeline import Incoming, StageHandler, StageObserver, process_batch
 from streams.topics import TopicKey, TopicNames
 
 # What the loop counts as stored or rejected, by the topic of the step's outcome.
 _COUNTED = {TopicKey.INFERENCE_RESULTS: "stored", TopicKey.IMAGES_REJECTED: "rejected"}
 
 
-def build_step(settings: Settings) -> tuple[StageHandler, int]:
-    """The validation-then-inference handler of a combined worker, and its batch size."""
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A combined worker's routine validation agent: its handler, batch size and observer."""
+
+    handler: StageHandler
+    batch_size: int
+    observer: StageObserver
+
+
+def build_step(settings: Settings) -> Step:
+    """The step as a worker wires it: one metrics registry for the stages and the observer."""
     metrics = Metrics(CollectorRegistry(), process_collector=False)
+    observer = MetricsObserver(metrics)
     handoff = app.build_pixel_handoff(settings, ("validation", "inference"))
     inference = app.build_inference_stage(settings, metrics, handoff=handoff)
     routine, _stat = app.build_validation_specs(
@@ -53,9 +64,9 @@ def build_step(settings: Settings) -> tuple[StageHandler, int]:
         TopicNames(settings.topic_prefix),
         handoff=handoff,
         inference=inference,
-        observer=MetricsObserver(metrics),
+        observer=observer,
     )
-    return routine.handler, routine.batch_size
+    return Step(routine.handler, routine.batch_size, observer)
 
 
 def as_incoming(arrivals: Sequence[ImageArrived]) -> list[Incoming]:
@@ -66,20 +77,18 @@ def as_incoming(arrivals: Sequence[ImageArrived]) -> list[Incoming]:
     ]
 
 
-async def run_step(
-    handler: StageHandler, messages: Sequence[Incoming], batch_size: int
-) -> Counter[str]:
+async def run_step(step: Step, messages: Sequence[Incoming]) -> Counter[str]:
     """Every batch through ``process_batch``; outcomes serialised; counted as the loop counts."""
     outcomes: Counter[str] = Counter()
-    observer = MetricsObserver(Metrics(CollectorRegistry(), process_collector=False))
 
     async def deliver(batch: Sequence[Outgoing]) -> None:
         for message in batch:
             message.value_bytes()
             outcomes[_COUNTED.get(message.topic, message.topic.value)] += 1
 
-    for start in range(0, len(messages), batch_size):
-        await process_batch(handler, messages[start : start + batch_size], deliver, observer)
+    for start in range(0, len(messages), step.batch_size):
+        batch = messages[start : start + step.batch_size]
+        await process_batch(step.handler, batch, deliver, step.observer)
     return outcomes
 
 
@@ -91,10 +100,10 @@ def measure_step_cost(
     Each is warmed up first on one arrival per distinct file (ONNX sessions, caches).
     """
     loop = WorkLoop.load(settings, single_decode=True)
-    handler, batch_size = build_step(settings)
+    step = build_step(settings)
     warmup = list({item.path: item for item in items}.values())
     loop.run([factory.fresh(item) for item in warmup])
-    asyncio.run(run_step(handler, as_incoming([factory.fresh(i) for i in warmup]), batch_size))
+    asyncio.run(run_step(step, as_incoming([factory.fresh(i) for i in warmup])))
 
     def loop_pass() -> tuple[float, Counter[str]]:
         arrivals = [factory.fresh(item) for item in items]
@@ -105,7 +114,7 @@ def measure_step_cost(
     def step_pass() -> tuple[float, Counter[str]]:
         messages = as_incoming([factory.fresh(item) for item in items])
         started = time.process_time()
-        outcomes = asyncio.run(run_step(handler, messages, batch_size))
+        outcomes = asyncio.run(run_step(step, messages))
         return time.process_time() - started, outcomes
 
     before, loop_outcomes = loop_pass()
