@@ -13,7 +13,8 @@ async def read_from_start(
     """The first ``want`` records of ``topics`` from the beginning, in the order they came.
 
     No consumer group (nothing is committed); fails with :class:`TimeoutError` when fewer than
-    ``want`` arrive within ``within`` seconds, so a missing message never hangs the test.
+    ``want`` arrive within ``within`` seconds (or the consumer does not start within as long),
+    so a missing message or broker never hangs the test.
     """
     consumer = AIOKafkaConsumer(
         *topics,
@@ -22,9 +23,10 @@ async def read_from_start(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    await consumer.start()
     got: list[ConsumerRecord[bytes, bytes]] = []
     try:
+        async with asyncio.timeout(within):  # a broker that is not there fails, never hangs
+            await consumer.start()
         async with asyncio.timeout(within):
             while len(got) < want:
                 got.append(await consumer.getone())
