@@ -26,7 +26,7 @@ from cli.output import emit, emit_json, emit_table
 from cli.params import AwareTime, Validated, actor_option, json_option
 from schemas.audit import ApiAction
 from schemas.errors import ErrorCode
-from schemas.events import utc_now
+from schemas.events import join_model_id, utc_now
 from schemas.rollout import RolloutMode
 from schemas.settings import Settings
 from sinks.repositories import ComparisonRepository
@@ -174,7 +174,7 @@ def scaffold_command(
     values, which 'models add' refuses until they are filled in.
     """
     invocation.start()
-    model_admin.split_model_id(f"{name}@{version}")
+    model_admin.split_model_id(join_model_id(name, version))
     weights = onnx.read_bytes()
     text = model_admin.scaffold_manifest(
         weights, name=name, version=version, labels=labels, modalities=modalities

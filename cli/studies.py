@@ -13,6 +13,7 @@ from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table
 from cli.params import json_option
 from schemas.errors import ErrorCode
+from schemas.events import join_model_id
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -91,7 +92,7 @@ def show_command(invocation: Invocation, study_uid: str, as_json: bool) -> None:
             ["model", "generation", "finding", "max score", "positive", "analysed", "failed"],
             [
                 (
-                    f"{r.model.name}@{r.model.version}",
+                    join_model_id(r.model.name, r.model.version),
                     r.generation,
                     r.finding,
                     f"{r.max_score:.3f}",
@@ -109,7 +110,7 @@ def show_command(invocation: Invocation, study_uid: str, as_json: bool) -> None:
             [
                 (
                     f.finding,
-                    f"{f.model_name}@{f.model_version}",
+                    join_model_id(f.model_name, f.model_version),
                     f"{f.score:.3f}",
                     f.rule,
                     f"{f.raised_at:%Y-%m-%d %H:%M:%S}Z",

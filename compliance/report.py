@@ -18,6 +18,7 @@ from typing import Protocol
 from compliance.matrix import MATRIX_JSON, read_matrix, render_markdown
 from compliance.soup import SoupError, build_inventory, render_soup_markdown
 from schemas.errors import RadstreamError
+from schemas.events import join_model_id
 from streams.inference.registry import ModelRegistry, ServingStatus
 
 DEFAULT_MATRIX_DIR = Path("docs/compliance/generated")
@@ -108,7 +109,7 @@ def _model_section(directory: Path) -> str:
     except RadstreamError as exc:
         return "\n".join([*lines, f"Model registry not available: {exc}", ""])
     for status in registry.list():
-        model_id = f"{status.name}@{status.version}"
+        model_id = join_model_id(status.name, status.version)
         verified = {
             ServingStatus.AVAILABLE: "weights match their SHA-256, served",
             ServingStatus.REFUSED: "REFUSED: weights do not match their SHA-256",

@@ -52,7 +52,7 @@ from schemas.errors import (
     InputValidationError,
     ResourceNotFoundError,
 )
-from schemas.events import InferenceCompleted
+from schemas.events import InferenceCompleted, join_model_id
 from schemas.rollout import ResultRole, VersionComparison
 from sinks.database import database_errors
 from sinks.records import (
@@ -536,7 +536,10 @@ class ComparisonRepository:
         results = [ComparedResult.model_validate(dict(r)) for r in result_rows[: self._max_rows]]
         failures = [LifecycleEntry.model_validate(dict(r)) for r in failure_rows[: self._max_rows]]
         report = compare_versions(
-            f"{name}@{baseline}", f"{name}@{candidate}", reversed(results), failures
+            join_model_id(name, baseline),
+            join_model_id(name, candidate),
+            reversed(results),
+            failures,
         )
         return report.model_copy(update={"since": since, "until": until, "truncated": truncated})
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from schemas.events import join_model_id
 from schemas.rollout import (
     DecisionPair,
     LatencySummary,
@@ -137,13 +138,15 @@ def compare_versions(
     wanted = {baseline, candidate}
     by_version: dict[str, dict[uuid.UUID, StoredResult]] = {baseline: {}, candidate: {}}
     for result in results:
-        model_id = f"{result.model_name}@{result.model_version}"
+        model_id = join_model_id(result.model_name, result.model_version)
         if model_id in wanted:
             by_version[model_id][result.event_id] = result
     failed: dict[str, dict[uuid.UUID, str]] = {baseline: {}, candidate: {}}
     for failure in failures:
-        model_id = f"{failure.model_name}@{failure.model_version}"
-        if model_id in wanted and failure.error_code:
+        if failure.model_name is None or not failure.error_code:
+            continue  # a step of no model, or one that did not fail: nothing to compare
+        model_id = join_model_id(failure.model_name, failure.model_version)
+        if model_id in wanted:
             failed[model_id][failure.event_id] = failure.error_code
     base, cand = by_version[baseline], by_version[candidate]
     pairs = [(base[event], cand[event]) for event in sorted(base.keys() & cand.keys())]
