@@ -45,16 +45,48 @@ async def _until_work_done(agent: AuditAgent) -> None:
 
 
 async def _run_until_written(
-    agent: AuditAgent, records: int, *, restart: RetryPolicy = RESTART_POLICY
+    agent: AuditAgent | _DyingAgent, records: int, *, restart: RetryPolicy = RESTART_POLICY
 ) -> None:
-    """Run the agent until stopped, stopping it once it wrote ``records`` (bounded: 20 s)."""
+    """Run the agent until stopped, stopping it once it wrote ``records`` (bounded: 20 s).
+
+    An agent that ends before that fails the call at once, with the agent's own exception.
+    """
     stop = asyncio.Event()
     task = asyncio.create_task(run_until_stopped(agent, stop, restart=restart))
-    async with asyncio.timeout(20):
-        while agent.records_written < records:  # noqa: ASYNC110 - polling the agent's own counter
-            await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
+    try:
+        async with asyncio.timeout(20):
+            # Polls the agent's own counter; waiting on the task wakes up as soon as it ends.
+            while agent.records_written < records and not task.done():
+                await asyncio.wait({task}, timeout=0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)  # raises what the agent ended with
+    assert agent.records_written >= records, "the agent ended before writing the records"
+
+
+class _DyingAgent:
+    """A batch loop whose first batch fails with an unexpected error."""
+
+    name = "dying"
+    records_written = 0
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def stop(self, *, clean: bool = True) -> None:
+        """Nothing to disconnect."""
+
+    async def process_batch(self, timeout_ms: int = 500) -> int:
+        """Die."""
+        raise RuntimeError("the agent died")
+
+
+async def test_run_until_written_fails_at_once_when_the_agent_dies() -> None:
+    """The helper raises the agent's own error at once instead of waiting out its 20 s."""
+    # 5 s: far less than the helper's own bound, far more than an agent takes to fail.
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="the agent died"):
+            await _run_until_written(_DyingAgent(), 1)
 
 
 async def test_run_until_stopped_checkpoints_the_tail(
