@@ -27,6 +27,7 @@ from schemas.errors import (
 )
 
 MAX_LISTED_FIELDS = 5
+NOT_JSON = "invalid request: the body is not valid JSON"
 _CODE_FOR_STATUS = {
     401: ErrorCode.AUTHENTICATION_FAILED,
     403: ErrorCode.AUTHORIZATION_FAILED,
@@ -65,7 +66,13 @@ def error_response(
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> str:
-    """Name the invalid fields and why, without ever repeating the submitted values."""
+    """Name the invalid fields and why, without ever repeating the submitted values.
+
+    A body that is not JSON at all has no fields to name: it gets one stable reason rather
+    than the parser's character offset (``body.9``) or message.
+    """
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return NOT_JSON
     described: list[str] = []
     for error in list(errors)[:MAX_LISTED_FIELDS]:
         loc = [str(part) for part in error.get("loc", ())]

@@ -2,12 +2,14 @@
 
 Every line goes through the same processors, in this order::
 
-    merge_contextvars -> add_log_level -> TimeStamper(UTC ISO) -> format_exc_info
+    merge_contextvars -> add_log_level -> TimeStamper(UTC ISO) -> format_traceback
         -> PhiMasker -> ControlCharacterEscaper -> JSONRenderer | ConsoleRenderer
 
 Lines of faust, aiokafka, uvicorn and every other stdlib logger are routed through structlog's
 :class:`~structlog.stdlib.ProcessorFormatter`, so they are masked and escaped too. Exceptions are
-formatted *before* masking, so patient data in a traceback's message is masked as well.
+formatted *before* masking, so patient data in a traceback's message is masked as well. The
+masker replaces absolute paths whole, so a traceback names the frames of code files by their
+module path instead (:func:`format_traceback`): ``cli/main.py``, ``click/core.py``.
 
 Per-message context (correlation id, event id, stage, topic/partition/offset) lives in
 contextvars: bind it with :func:`message_context` around the processing of one message or
@@ -18,9 +20,13 @@ request. Only a :data:`~schemas.correlation.CorrelationId` made by ``schemas/cor
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import sys
+import sysconfig
+import traceback
 import uuid
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -28,7 +34,7 @@ from contextvars import Token
 from typing import Any, Final, TextIO, TypedDict, Unpack
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import ExcInfo, Processor
 
 from observability.log_gate import RepeatedLineGate
 from observability.phi import PhiMasker, set_default_masker
@@ -89,6 +95,55 @@ class ControlCharacterEscaper:
         return value
 
 
+@functools.cache
+def _code_roots() -> tuple[str, ...]:
+    """Directories whose ``.py`` files are code, not data: the project, site-packages, stdlib.
+
+    Longest first, so a library in a virtualenv inside the project gets its import path.
+    """
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sysconfig.get_paths()
+    roots = {project, *(paths[name] for name in ("purelib", "platlib", "stdlib"))}
+    return tuple(sorted((os.path.normpath(root) for root in roots), key=len, reverse=True))
+
+
+def relative_code_path(filename: str) -> str:
+    """A code frame's file as its path below the code root holding it; else ``filename``.
+
+    Only a ``.py`` file below the project, site-packages or the standard library whose every
+    component is a Python identifier (a path an import could reach) is shortened. Any other
+    name is returned as it is and the masker replaces it whole, as every absolute path: image
+    file names can carry patient data.
+    """
+    if not (filename.endswith(".py") and os.path.isabs(filename)):
+        return filename
+    normal = os.path.normpath(filename)
+    root = next((root for root in _code_roots() if normal.startswith(root + os.sep)), None)
+    if root is None:
+        return filename
+    parts = normal[len(root) + 1 : -len(".py")].split(os.sep)
+    if not all(part.isidentifier() for part in parts):
+        return filename
+    return "/".join(parts) + ".py"
+
+
+def format_traceback(exc_info: ExcInfo) -> str:
+    """Python's traceback of ``exc_info``, code frames named by :func:`relative_code_path`.
+
+    File names are taken from the frames, never from the text: a message imitating a frame
+    line stays message text, and is masked as such.
+    """
+    report = traceback.TracebackException(*exc_info, compact=True)
+    pending = [report]
+    while pending:
+        current = pending.pop()
+        for frame in current.stack:
+            frame.filename = relative_code_path(frame.filename)
+        chained = (current.__cause__, current.__context__, *(current.exceptions or ()))
+        pending.extend(item for item in chained if item is not None)
+    return "".join(report.format()).removesuffix("\n")
+
+
 def _shared_processors() -> list[Processor]:
     """What every line gets before it is rendered, whatever logger produced it."""
     return [
@@ -109,7 +164,7 @@ def build_renderer_chain(settings: LoggingSettings, masker: PhiMasker) -> list[P
         renderer = structlog.processors.JSONRenderer(sort_keys=True)
     return [
         structlog.processors.StackInfoRenderer(),
-        structlog.processors.format_exc_info,
+        structlog.processors.ExceptionRenderer(format_traceback),
         masker,
         ControlCharacterEscaper(),
         renderer,

@@ -230,6 +230,32 @@ class KafkaProducer(_Client):
     async def _open(self) -> None:
         async with asyncio.timeout(self._config.admin_timeout_seconds):
             await self._producer.start()
+        # Private, but the sender task is where a fatal error (a fenced producer) surfaces.
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None and sender.sender_task is not None:
+            sender.sender_task.add_done_callback(self._retrieve_orphaned_errors)
+
+    def _retrieve_orphaned_errors(self, sender_task: asyncio.Task[None]) -> None:
+        """Mark as retrieved the error aiokafka leaves on futures nobody awaits once it died.
+
+        When the sender fails for good (a newer producer of the transactional id fenced this
+        one), aiokafka sets the error on the transaction's end waiter and on each undelivered
+        batch's drain waiter. It awaits those only to commit or abort and to wait for room in
+        a full batch, neither of which follows a fatal error, so each would log "Future
+        exception was never retrieved" when collected. The caller learns the error from its
+        failed send; these copies are only retrieved. Runs after aiokafka's own callback
+        (added first, in ``start``), which sets them.
+        """
+        if sender_task.cancelled() or sender_task.exception() is None:
+            return
+        # Private, as above: aiokafka offers no way to close these.
+        batches = self._producer._message_accumulator._batches.values()
+        waiters = [batch._drain_waiter for queue in batches for batch in queue]
+        if self._producer._txn_manager is not None:
+            waiters.append(self._producer._txn_manager.wait_for_transaction_end())
+        for waiter in waiters:
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()
 
     async def _close(self) -> None:
         await self._producer.stop()

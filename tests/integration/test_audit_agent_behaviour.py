@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,17 +48,75 @@ async def _until_work_done(agent: AuditAgent) -> None:
             pass
 
 
+@contextmanager
+def _unretrieved_future_errors() -> Iterator[list[str]]:
+    """The errors that futures dropped in the block reported as never retrieved.
+
+    A future reports that only when it is collected, so the block ends with a collection.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    reported: list[str] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == "Future exception was never retrieved":
+            reported.append(repr(context.get("exception")))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield reported
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+
+
 async def _run_until_written(
-    agent: AuditAgent, records: int, *, restart: RetryPolicy = RESTART_POLICY
+    agent: AuditAgent | _DyingAgent, records: int, *, restart: RetryPolicy = RESTART_POLICY
 ) -> None:
-    """Run the agent until stopped, stopping it once it wrote ``records`` (bounded: 20 s)."""
+    """Run the agent until stopped, stopping it once it wrote ``records`` (bounded: 20 s).
+
+    An agent that ends before that fails the call at once, with the agent's own exception.
+    """
     stop = asyncio.Event()
     task = asyncio.create_task(run_until_stopped(agent, stop, restart=restart))
-    async with asyncio.timeout(20):
-        while agent.records_written < records:  # noqa: ASYNC110 - polling the agent's own counter
-            await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
+    try:
+        async with asyncio.timeout(20):
+            # Polls the agent's own counter; waiting on the task wakes up as soon as it ends.
+            while agent.records_written < records and not task.done():
+                await asyncio.wait({task}, timeout=0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)  # raises what the agent ended with
+    assert agent.records_written >= records, "the agent ended before writing the records"
+
+
+class _DyingAgent:
+    """A batch loop whose first batch fails with an unexpected error."""
+
+    name = "dying"
+    records_written = 0
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def stop(self, *, clean: bool = True) -> None:
+        """Nothing to disconnect."""
+
+    async def process_batch(self, timeout_ms: int = 500) -> int:
+        """Die."""
+        raise RuntimeError("the agent died")
+
+
+async def test_run_until_written_fails_at_once_when_the_agent_dies() -> None:
+    """The helper raises the agent's own error at once instead of waiting out its 20 s."""
+    # 5 s: far less than the helper's own bound, far more than an agent takes to fail.
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="the agent died"):
+            await _run_until_written(_DyingAgent(), 1)
 
 
 async def test_run_until_stopped_checkpoints_the_tail(
@@ -105,15 +167,18 @@ async def test_a_writer_that_lost_its_lease_unnoticed_is_fenced(
     await first.start()
     successor = build_producer(kafka, transactional_id=first.transactional_id)
     await successor.start()
-    try:
-        await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
-        with pytest.raises(TransientError) as fenced:
-            await _until_work_done(first)
-        assert fenced.value.code is ErrorCode.BROKER_REQUEST_REFUSED
-        assert not fenced.value.retryable
-    finally:
-        await first.stop(clean=False)
-        await successor.stop()
+    with _unretrieved_future_errors() as unretrieved:
+        try:
+            await publish(kafka_bootstrap, topic_prefix, pipeline_events(1))
+            with pytest.raises(TransientError) as fenced:
+                await _until_work_done(first)
+            refusal = (fenced.value.code, fenced.value.retryable)
+            del fenced  # its traceback holds the fenced producer, which must be collectable
+        finally:
+            await first.stop(clean=False)
+            await successor.stop()
+    assert refusal == (ErrorCode.BROKER_REQUEST_REFUSED, False)
+    assert unretrieved == [], "the fenced producer left errors nobody retrieved"
     assert await _records(kafka_bootstrap, topic_prefix, tmp_path) == []
 
 

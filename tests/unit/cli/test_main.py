@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import click
@@ -129,6 +130,20 @@ class TestFailures:
         assert "command_failed" in err
         assert "Traceback" in err
         assert "Doe^John" not in err
+
+    def test_debug_traceback_names_code_frames_by_module_path(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--debug's frames read cli/main.py and click/core.py, not [REDACTED_PATH]."""
+        config_raises(monkeypatch, KeyError("k"))
+        assert main(["--debug", "config"]) == ExitCode.INTERNAL
+        (logged,) = [
+            line for line in capsys.readouterr().err.splitlines() if "command_failed" in line
+        ]
+        exception = json.loads(logged)["exception"]
+        assert 'File "cli/main.py", line' in exception
+        assert 'File "click/core.py", line' in exception
+        assert "[REDACTED_PATH]" not in exception
 
     def test_ctrl_c_is_interrupted(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

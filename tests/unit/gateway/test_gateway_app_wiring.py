@@ -23,3 +23,10 @@ class TestDescribeValidationErrors:
         """The name of an unexpected field is client input and is not repeated."""
         errors = [{"loc": ("body", "Doe^Jane"), "type": "extra_forbidden"}]
         assert "Doe" not in describe_validation_errors(errors)
+
+    def test_unparsable_json_is_one_stable_reason(self) -> None:
+        """A body that is not JSON is said so, without the parser's position or message."""
+        errors = [
+            {"loc": ("body", 9), "type": "json_invalid", "ctx": {"error": "Unterminated string"}}
+        ]
+        assert describe_validation_errors(errors) == "invalid request: the body is not valid JSON"

@@ -491,6 +491,26 @@ class TestVerify:
         assert response.status_code == 400
 
 
+class TestMalformedJson:
+    """Every JSON endpoint answers a body that is not JSON the same way."""
+
+    @pytest.mark.parametrize("path", ["/infer", "/infer/batch", "/results/{result_id}/verify"])
+    async def test_not_json_is_one_stable_reason(self, harness: Harness, path: str) -> None:
+        """400 REQUEST_INVALID saying the body is not JSON, with no parser position or body."""
+        result = harness.results.add(make_result("dr-house"))
+        response = await harness.client.post(
+            path.format(result_id=result.result_id),
+            content=b'{"note": "Doe^Jane',
+            headers={**harness.auth(), "Content-Type": "application/json"},
+        )
+        assert (response.status_code, response.json()["code"], response.json()["message"]) == (
+            400,
+            "REQUEST_INVALID",
+            "invalid request: the body is not valid JSON",
+        )
+        assert "Doe" not in response.text
+
+
 class TestLifecycle:
     """GET /events/{event_id}."""
 

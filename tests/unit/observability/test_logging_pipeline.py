@@ -9,10 +9,12 @@ import logging
 import logging.config
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+import yaml
 
 from observability.logging import (
     MESSAGE_CONTEXT_KEYS,
@@ -21,12 +23,14 @@ from observability.logging import (
     configure_logging,
     escape_control_characters,
     message_context,
+    relative_code_path,
     reset_message_context,
     worker_logging_config,
 )
 from observability.phi import (
     REDACTED_EMAIL,
     REDACTED_ID,
+    REDACTED_PATH,
     REDACTED_PHI,
     PhiMasker,
     default_masker,
@@ -37,6 +41,8 @@ from schemas.events import Stage
 from schemas.settings import LoggingSettings
 
 pytestmark = pytest.mark.requirement("RS-LOG-01", "RS-LOG-03", "RS-G-01")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def cid(name: str) -> CorrelationId:
@@ -200,6 +206,92 @@ class TestLogInjection:
         line = _json_lines(stream)[0]
         assert line["items"] == ["a\\nb", ["c\\rd"]]
         assert line["more"] == {"k": "e\\nf"}
+
+
+def _raise_in(filename: str, message: str = "boom") -> None:
+    """Raise ValueError(message) from code whose frame names ``filename``."""
+    code = compile(f"raise ValueError({message!r})", filename, "exec")
+    exec(code, {})  # noqa: S102 - a constant statement, compiled to forge the frame's file name
+
+
+def _logged_traceback(configured: Any, error: Exception | None = None, **raising: str) -> str:
+    """The ``exception`` field of one JSON line logged while handling an error."""
+    stream = configured()
+    try:
+        if error is not None:
+            _raise(error)
+        _raise_in(**raising)
+    except Exception:  # noqa: BLE001 - whichever error the test raised is logged
+        structlog.get_logger().exception("command_failed")
+    (line,) = _json_lines(stream)
+    exception: str = line["exception"]
+    return exception
+
+
+class TestReadableTracebacks:
+    """Frames of code files show module paths; every other path stays masked."""
+
+    def test_own_frames_show_the_path_within_the_project(self, configured: Any) -> None:
+        """A frame of radstream's own code reads tests/.../file.py, not [REDACTED_PATH]."""
+        text = _logged_traceback(configured, ValueError("x"))
+        assert 'File "tests/unit/observability/test_logging_pipeline.py", line' in text
+        assert REDACTED_PATH not in text
+
+    def test_library_frames_show_the_path_within_site_packages(self, configured: Any) -> None:
+        """A frame of an installed library reads yaml/....py."""
+        stream = configured()
+        try:
+            yaml.safe_load("[")
+        except yaml.YAMLError:
+            structlog.get_logger().exception("command_failed")
+        text = _json_lines(stream)[0]["exception"]
+        assert 'File "yaml/__init__.py", line' in text
+        assert REDACTED_PATH not in text
+
+    def test_a_file_outside_the_code_roots_stays_masked(self, configured: Any) -> None:
+        """A frame of a file elsewhere (a data directory) is masked as before."""
+        text = _logged_traceback(configured, filename="/data/JaneDoe/scan.py")
+        assert f'File "{REDACTED_PATH}", line 1' in text
+        assert "JaneDoe" not in text
+
+    def test_escaping_the_project_root_stays_masked(self, configured: Any) -> None:
+        """``..`` cannot lead a path out of the project and unmasked."""
+        text = _logged_traceback(configured, filename=f"{PROJECT_ROOT}/../JaneDoe/scan.py")
+        assert "JaneDoe" not in text
+
+    def test_a_file_name_that_is_no_module_name_stays_masked(self, configured: Any) -> None:
+        """Under the project root, a file name no import could reach is masked as before."""
+        text = _logged_traceback(configured, filename=f"{PROJECT_ROOT}/in/Doe-Jane_19420317.py")
+        assert "Doe" not in text
+        assert REDACTED_PATH in text
+
+    def test_paths_in_the_message_stay_masked(self, configured: Any) -> None:
+        """A message imitating a code frame is message text: its path is masked."""
+        forged = f'\n  File "{PROJECT_ROOT}/JaneDoe.py", line 1, in x'
+        text = _logged_traceback(configured, FileNotFoundError(f"/data/JaneDoe.dcm{forged}"))
+        assert "JaneDoe" not in text
+
+    def test_chained_and_grouped_frames_are_relative(self, configured: Any) -> None:
+        """Causes, contexts and the members of an exception group get module paths too."""
+        group = ExceptionGroup("several", [_caught(ValueError("a"))])
+        cause = _caught(KeyError("b"))
+        group.__cause__ = cause
+        text = _logged_traceback(configured, group)
+        assert text.count('File "tests/unit/observability/test_logging_pipeline.py"') >= 3
+        assert REDACTED_PATH not in text
+
+    @pytest.mark.parametrize("filename", ["<string>", "cli/main.py", "/data/scan.dcm"])
+    def test_other_names_are_left_as_they_are(self, filename: str) -> None:
+        """Pseudo-files, relative names and files other than .py are not touched."""
+        assert relative_code_path(filename) == filename
+
+
+def _caught(error: Exception) -> Exception:
+    """``error`` after it was raised (so that it carries a traceback)."""
+    try:
+        _raise(error)
+    except Exception as exc:  # noqa: BLE001 - returned to the caller
+        return exc
 
 
 class TestMessageContext:
