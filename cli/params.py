@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from pydantic import TypeAdapter, ValidationError
@@ -100,6 +101,28 @@ class CommaList(click.ParamType):
                 ctx,
             )
         return items
+
+
+class HttpUrl(click.ParamType):
+    """An ``http://`` or ``https://`` URL with a host (a REST base URL such as Orthanc's)."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The URL without a trailing slash; a usage error otherwise.
+
+        The message does not quote the value: a URL may carry a user and password.
+        """
+        text = str(value).strip()
+        try:
+            parts = urlsplit(text)
+            usable = parts.scheme in {"http", "https"} and bool(parts.hostname)
+            _port = parts.port  # a port that is not a number raises here
+        except ValueError:
+            usable = False
+        if not usable:
+            self.fail("not an http(s) URL with a host (e.g. http://127.0.0.1:8042)", param, ctx)
+        return text.rstrip("/")
 
 
 JSON_HELP: Final = "Print one JSON document instead of a table."

@@ -20,7 +20,9 @@ from cli.demo import (
     sample_files,
 )
 from cli.dicom_demo import Orthanc, RoundTripOutcome
+from cli.errors import CommandError
 from cli.main import main
+from schemas.errors import ErrorCode
 from schemas.settings import SAMPLES_DIR, load_settings
 from sinks.records import LifecycleEntry
 from sinks.tables import LifecycleState
@@ -281,13 +283,35 @@ class TestDicomCommands:
         assert "RADSTREAM_DICOM__EXPORT_DESTINATIONS" in err
         assert "Traceback" not in err
 
-    def test_dicom_demo_refuses_a_url_that_is_not_http(
+    @pytest.mark.parametrize("url", ["file:///etc", "http://", "localhost:8042", "http://h:x/"])
+    def test_dicom_demo_refuses_a_bad_url_before_touching_anything(
+        self, url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A --orthanc that is not an http(s) URL is a usage error: no migration, no Orthanc."""
+        touched: list[str] = []
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: touched.append("db") or "head")
+        monkeypatch.setattr("cli.dicom.connect_orthanc", lambda _url: touched.append("orthanc"))
+        assert main(["dicom", "demo", "--orthanc", url], settings=load_settings()) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "REQUEST_INVALID: Invalid value for '--orthanc': not an http(s) URL" in err
+        assert touched == []
+
+    def test_dicom_demo_asks_orthanc_before_migrating(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The Orthanc URL must be http(s): a file:// URL is refused in one line."""
-        monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
-        assert main(["dicom", "demo", "--orthanc", "file:///etc"], settings=load_settings()) == 2
-        assert "REQUEST_INVALID: the Orthanc URL must be http(s)" in capsys.readouterr().err
+        """An Orthanc that does not answer leaves the database as it was (exit 5, one line)."""
+        touched: list[str] = []
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: touched.append("db") or "head")
+
+        async def absent(_url: str) -> Orthanc:
+            raise CommandError(ErrorCode.DICOM_PEER_UNAVAILABLE, "Orthanc did not answer")
+
+        monkeypatch.setattr("cli.dicom.connect_orthanc", absent)
+        argv = ["dicom", "demo", "--orthanc", "http://127.0.0.1:9/"]
+        assert main(argv, settings=load_settings()) == 5
+        assert "DICOM_PEER_UNAVAILABLE: Orthanc did not answer" in capsys.readouterr().err
+        assert touched == []
 
     def test_dicom_demo_timeout_advice_gives_commands_that_run(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

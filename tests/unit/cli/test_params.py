@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 
-from cli.params import AwareTime, CommaList, ErrorCodeType, Validated
+from cli.params import AwareTime, CommaList, ErrorCodeType, HttpUrl, Validated
 from schemas.errors import ErrorCode
 from schemas.events import ModelId
 
@@ -66,3 +66,19 @@ class TestCommaList:
         """A typo, or nothing at all, is a usage error naming the choices."""
         with pytest.raises(click.BadParameter, match="choose from validation,inference"):
             convert(CommaList(["validation", "inference"]), value)
+
+
+class TestHttpUrl:
+    def test_trailing_slash_is_dropped(self) -> None:
+        """``http://h:8042/`` is the base URL ``http://h:8042``."""
+        assert convert(HttpUrl(), "http://h:8042/") == "http://h:8042"
+
+    @pytest.mark.parametrize(
+        "value", ["file:///etc", "http://", "h:8042", "http://h:port", "http://[::1"]
+    )
+    def test_not_http_with_a_host_is_refused_without_quoting_it(self, value: str) -> None:
+        """Another scheme, no host or a bad port: refused; the value (it may hold a password)
+        is not repeated."""
+        with pytest.raises(click.BadParameter, match=r"not an http\(s\) URL") as refused:
+            convert(HttpUrl(), value)
+        assert repr(value) not in str(refused.value)
