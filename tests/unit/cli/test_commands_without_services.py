@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -340,6 +342,66 @@ class TestDicomCommands:
         # The forms advised are ones the parser accepts.
         assert main(["--verbose", "dicom", "demo", "--help"]) == 0
         assert main(["dlq", "list", "--help"]) == 0
+
+
+class QuietBroker:
+    """The listener's broker side without a broker: topics exist, the reader answers."""
+
+    @classmethod
+    def from_settings(cls, *_args: object, **_kwargs: object) -> QuietBroker:
+        return cls()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def list_groups(self) -> list[str]:
+        return []
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port another process (here: this socket) already listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+class TestDicomListen:
+    @pytest.fixture(autouse=True)
+    def _no_broker(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        async def nothing(*_args: object, **_kwargs: object) -> object:
+            return object()
+
+        monkeypatch.setattr("app.ensure_topics", nothing)
+        monkeypatch.setattr("app.open_publisher", nothing)
+        monkeypatch.setattr("app.LagReader", QuietBroker)
+
+    @pytest.mark.parametrize(
+        ("busy", "named"),
+        [
+            ("dicom", "cannot listen for DICOM on 127.0.0.1:{port} (Address already in use)"),
+            ("metrics", "cannot serve /livez, /readyz and /metrics on 127.0.0.1:{port}"),
+        ],
+    )
+    def test_a_port_in_use_is_one_settings_line_not_a_bug(
+        self, busy: str, named: str, busy_port: int, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The DICOM or the /metrics port held by another process: exit 3 (was 70, 'a bug')."""
+        ports = {"dicom": 0, "metrics": 0, busy: busy_port}
+        settings = load_settings(
+            dicom={"host": "127.0.0.1", "port": ports["dicom"]},
+            observability={"metrics_host": "127.0.0.1", "metrics_port": ports["metrics"]},
+        )
+        assert main(["dicom", "listen"], settings=settings) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith("radstream dicom listen: SETTINGS_INVALID: ")
+        assert named.format(port=busy_port) in err
+        assert "stop the process that holds the port" in err
 
 
 class TestTopicsAcls:
