@@ -285,6 +285,23 @@ class TestDicomCommands:
         assert "RADSTREAM_DICOM__EXPORT_DESTINATIONS" in err
         assert "Traceback" not in err
 
+    @pytest.mark.parametrize("spelt", ["dicom_export", "validation,dicom-export,results_sink"])
+    def test_worker_takes_the_dead_letters_spelling_of_a_stage(
+        self, spelt: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--stages dicom_export (as `dlq list --stage` spells it) is the dicom-export stage."""
+        assert main(["worker", "--stages", spelt], settings=load_settings()) == 3
+        assert "SETTINGS_INVALID: the dicom-export stage has no destination" in (
+            capsys.readouterr().err
+        )
+
+    def test_worker_help_lists_the_stages(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`worker --help` names every stage it can run, and the other spelling."""
+        assert main(["worker", "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "from validation,inference,results,audit,studies,dicom-export" in out
+        assert "(dicom_export, results_sink) are accepted" in out
+
     @pytest.mark.parametrize("url", ["file:///etc", "http://", "localhost:8042", "http://h:x/"])
     def test_dicom_demo_refuses_a_bad_url_before_touching_anything(
         self, url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

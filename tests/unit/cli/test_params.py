@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 
-from cli.params import AwareTime, CommaList, ErrorCodeType, HttpUrl, Validated
+from cli.params import AwareTime, CommaList, ErrorCodeType, HttpUrl, NameChoice, Validated
 from schemas.errors import ErrorCode
 from schemas.events import ModelId
 
@@ -82,3 +82,32 @@ class TestHttpUrl:
         with pytest.raises(click.BadParameter, match=r"not an http\(s\) URL") as refused:
             convert(HttpUrl(), value)
         assert repr(value) not in str(refused.value)
+
+
+class TestStageSpellings:
+    """Stages are spelt two ways (worker: dicom-export, results; dead letters: dicom_export,
+    results_sink); every stage option accepts both."""
+
+    def test_choice_takes_either_spelling_and_returns_the_canonical_one(self) -> None:
+        """``dicom-export`` and ``results`` are the dead letters' dicom_export and results_sink."""
+        kind = NameChoice(
+            ["dicom_export", "results_sink", "validation"], {"results": "results_sink"}
+        )
+        assert [convert(kind, v) for v in ("dicom-export", "Results", "results-sink")] == [
+            "dicom_export",
+            "results_sink",
+            "results_sink",
+        ]
+
+    def test_choice_refuses_an_unknown_name_listing_the_choices(self) -> None:
+        """Anything else is click's usage error, naming the valid choices."""
+        with pytest.raises(click.BadParameter, match="'dicom_export', 'validation'"):
+            convert(NameChoice(["dicom_export", "validation"]), "export")
+
+    def test_list_takes_either_spelling_once(self) -> None:
+        """``dicom_export,results_sink,dicom-export`` runs dicom-export and results, once each."""
+        kind = CommaList(["results", "dicom-export"], {"results_sink": "results"})
+        assert convert(kind, "dicom_export,results_sink,dicom-export") == (
+            "dicom-export",
+            "results",
+        )
