@@ -15,9 +15,11 @@ import pytest
 from cli import schemas as cli_schemas
 from cli.demo import (
     FileOutcome,
+    api_base_url,
     demo_modality_hint,
     demo_settings,
     outcome_row,
+    reading_hints,
     refusal_of,
     sample_files,
 )
@@ -28,6 +30,7 @@ from schemas.errors import ErrorCode
 from schemas.settings import SAMPLES_DIR, load_settings
 from sinks.records import LifecycleEntry
 from sinks.tables import LifecycleState
+from streams.audit.verify import VerificationReport
 
 
 class TestConfig:
@@ -272,6 +275,72 @@ class TestSchemasExport:
         captured = capsys.readouterr()
         assert captured.out.splitlines() == ["STALE FILE", "schemas/asyncapi.json"]
         assert "CHECK_FAILED: 1 contract file(s) differ from the models" in captured.err
+
+
+class TestDemoSummary:
+    @pytest.fixture
+    def ran(self, monkeypatch: pytest.MonkeyPatch) -> str:
+        """A demo run without services: one image stored, one rejected; its stored event id."""
+        stored_id, rejected_id = str(uuid.uuid4()), str(uuid.uuid4())
+        outcomes = [
+            FileOutcome(SAMPLES_DIR / "ct_256.png", stored_id, ("arrived", "stored"), None, ("m",)),
+            FileOutcome(SAMPLES_DIR / "bad.dcm", rejected_id, ("arrived", "rejected"), "X", ()),
+        ]
+
+        async def pipeline(*_args: object, **_kwargs: object) -> list[FileOutcome]:
+            return outcomes
+
+        async def verified(*_args: object) -> list[tuple[str, VerificationReport]]:
+            return [("topic", VerificationReport(True, 4, 1, 0, 3, "0" * 64))]
+
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
+        monkeypatch.setattr("cli.demo.run_pipeline_on_files", pipeline)
+        monkeypatch.setattr("cli.demo.verify_audit_trail", verified)
+        monkeypatch.setattr("cli.demo.pinning_own_key", lambda settings: settings)
+        return stored_id
+
+    def test_ends_with_where_to_read_the_results(
+        self, ran: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The summary's last lines (stdout) say how to read the results and the trail later."""
+        wildcard = "0.0.0.0"  # noqa: S104 - the listen address the hint must not print
+        settings = load_settings(topic_prefix="site.", api={"host": wildcard, "port": 8081})
+        assert main(["demo"], settings=settings) == 0
+        out = capsys.readouterr().out.splitlines()
+        hints = out[out.index(next(line for line in out if line.startswith("read the results"))) :]
+        assert len(hints) == 6
+        assert "radstream token --subject demo-clinician --role clinician" in hints[2]
+        assert hints[3].endswith("http://127.0.0.1:8081/results")
+        assert hints[4].endswith(f"http://127.0.0.1:8081/events/{ran}")
+        assert hints[5].startswith("  RADSTREAM_TOPIC_PREFIX=site.demo-")
+        assert hints[5].endswith(f"radstream audit show --event-id {ran} --source table")
+
+    def test_json_is_one_document_without_hints(
+        self, ran: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--json stays one JSON document (it lists every event id and the topic prefix)."""
+        assert main(["demo", "--json"], settings=load_settings()) == 0
+        assert ran in {o["event_id"] for o in json.loads(capsys.readouterr().out)["outcomes"]}
+
+    def test_the_advised_commands_parse(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The token is issued for the demo's requester; audit show takes the advised options."""
+        assert main(["token", "--subject", "demo-clinician", "--role", "clinician"]) == 0
+        argv = ["audit", "show", "--event-id", str(uuid.uuid4()), "--source", "table", "--help"]
+        assert main(argv) == 0
+
+    @pytest.mark.parametrize(
+        ("host", "url"),
+        [("10.0.0.5", "http://10.0.0.5:8080"), ("::", "http://127.0.0.1:8080"),
+         ("::1", "http://[::1]:8080")],
+    )  # fmt: skip
+    def test_api_url_is_one_a_client_can_reach(self, host: str, url: str) -> None:
+        """A wildcard listen address is reached on the loopback; an IPv6 host is bracketed."""
+        assert api_base_url(load_settings(api={"host": host})) == url
+
+    def test_without_a_stored_image_the_id_is_a_placeholder(self) -> None:
+        """No image stored: the commands name EVENT_ID for the user to fill in."""
+        hints = reading_hints(load_settings(), None)
+        assert hints[4].endswith("/events/EVENT_ID")
 
 
 class TestDicomCommands:
