@@ -11,6 +11,7 @@ run.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shlex
 import uuid
 from collections.abc import Callable, Collection, Hashable, Sequence
@@ -303,12 +304,14 @@ def outcome_row(outcome: FileOutcome, name: str | None = None) -> tuple[str, str
 
 def api_base_url(settings: Settings) -> str:
     """Where ``radstream api`` serves with these settings (loopback for a wildcard address)."""
-    host = settings.api.host
-    if host in {"", "0.0.0.0", "::"}:  # noqa: S104 - recognising the wildcard, not binding it
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.api.port}"
+    host, port = settings.api.host, settings.api.port
+    try:
+        address = ipaddress.ip_address(host or "127.0.0.1")
+    except ValueError:  # a host name
+        return f"http://{host}:{port}"
+    if address.is_unspecified:  # listens everywhere: the loopback reaches it
+        return f"http://127.0.0.1:{port}"
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
 
 
 def reading_hints(settings: Settings, event_id: str | None) -> list[str]:

@@ -331,7 +331,7 @@ class TestDemoSummary:
     @pytest.mark.parametrize(
         ("host", "url"),
         [("10.0.0.5", "http://10.0.0.5:8080"), ("::", "http://127.0.0.1:8080"),
-         ("::1", "http://[::1]:8080")],
+         ("::1", "http://[::1]:8080"), ("api.local", "http://api.local:8080")],
     )  # fmt: skip
     def test_api_url_is_one_a_client_can_reach(self, host: str, url: str) -> None:
         """A wildcard listen address is reached on the loopback; an IPv6 host is bracketed."""
