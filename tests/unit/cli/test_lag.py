@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from cli import lag as cli_lag
 from cli.main import main
@@ -99,3 +101,32 @@ class TestUnknownGroups:
         """Known groups are dropped, repeats are named once."""
         async with OfflineReader(["a", "c"]) as reader:
             assert await reader.unknown_groups(["b", "a", "d", "b", "c"]) == ["b", "d"]
+
+
+class TestServe:
+    async def test_an_unknown_group_is_exported_as_error_not_refused(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--serve keeps running for a group that does not exist yet (its worker may start
+        after the exporter) and exports it with status error."""
+
+        async def no_dead_letters(*_args: object) -> int:
+            return 0
+
+        monkeypatch.setattr(cli_lag, "_reader", lambda _settings: OfflineReader([]))
+        monkeypatch.setattr(cli_lag, "waiting_count", no_dead_letters)
+        settings = load_settings(observability={"metrics_host": "127.0.0.1", "metrics_port": 0})
+        registry, stop = CollectorRegistry(), asyncio.Event()
+        await asyncio.wait_for(  # bounded: the first poll stops it
+            cli_lag.run_lag_exporter(
+                settings,
+                ["radstream-later"],
+                0.1,
+                stop,
+                registry=registry,
+                on_listening=lambda _port: stop.set(),
+            ),
+            10,
+        )
+        status = {"group": "radstream-later", "status": "error"}
+        assert registry.get_sample_value("radstream_consumer_group_status", status) == 1
