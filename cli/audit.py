@@ -159,8 +159,13 @@ def verify_command(invocation: Invocation, source: str, every: float | None, as_
     show_verification(reports, as_json=as_json)
 
 
+# ``recorded_at`` is when the audited event happened, by the clock of the service that produced
+# it (a router's for an arrival), not when the audit agent appended the record: "happened at".
+SHOW_HEADERS = ["chain/seq", "happened at", "event", "action", "outcome", "code", "actor", "source"]
+
+
 def record_row(record: AuditRecord) -> tuple[object, ...]:
-    """One line of ``audit show``."""
+    """One line of ``audit show`` (the columns of :data:`SHOW_HEADERS`)."""
     return (
         f"{record.chain_partition}/{record.sequence}",
         record.recorded_at.isoformat(),
@@ -192,6 +197,13 @@ def record_row(record: AuditRecord) -> tuple[object, ...]:
 def show_command(invocation: Invocation, event_id: uuid.UUID, source: str, as_json: bool) -> None:
     """Print the audit trail of one image: every record about its event id, in chain order.
 
+    Rows are in chain order (CHAIN/SEQ): the order the audit agent appended the records, which
+    the hash chain attests and 'audit verify' refers to. HAPPENED AT is the record's
+    recorded_at: when the audited event happened, by the clock of the service that produced it
+    (the router's for an arrival), not when it was appended. The agent reads the stages' topics
+    side by side, so a step can be appended after a later one (a validation after the inference
+    it preceded) and the times need not rise down the table; --json gives both for sorting.
+
     Records name stages, actions, outcomes and ids, never patient data. Exits 4 when no
     record mentions the event.
     """
@@ -208,10 +220,7 @@ def show_command(invocation: Invocation, event_id: uuid.UUID, source: str, as_js
     if as_json:
         emit_json([record.model_dump(mode="json") for record in trail])
         return
-    emit_table(
-        ["chain/seq", "recorded at", "event", "action", "outcome", "code", "actor", "source"],
-        [record_row(record) for record in trail],
-    )
+    emit_table(SHOW_HEADERS, [record_row(record) for record in trail])
 
 
 @command.command("public-key")

@@ -11,6 +11,8 @@ run.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import shlex
 import uuid
 from collections.abc import Callable, Collection, Hashable, Sequence
 from contextlib import AsyncExitStack
@@ -49,6 +51,9 @@ TERMINAL_STATES: Final = frozenset({"stored", "rejected", "failed"})
 SAMPLE_SUFFIXES: Final = frozenset({".dcm", ".png", ".jpg", ".bin"})
 START_TIMEOUT_SECONDS: Final = 120.0
 POLL_SECONDS: Final = 0.5
+# Who the demo's arrivals are requested by: the API lists a user's own results, so a token for
+# this subject reads them.
+DEMO_REQUESTER: Final = "demo-clinician"
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,7 @@ async def run_pipeline_on_files(
     files: Sequence[Path],
     *,
     timeout_seconds: float = 180.0,
-    requested_by: str = "demo-clinician",
+    requested_by: str = DEMO_REQUESTER,
     registry: CollectorRegistry | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[FileOutcome]:
@@ -297,6 +302,40 @@ def outcome_row(outcome: FileOutcome, name: str | None = None) -> tuple[str, str
     return name, "rejected", "; ".join(outcome.refusals) or outcome.error_code or "-"
 
 
+def api_base_url(settings: Settings) -> str:
+    """Where ``radstream api`` serves with these settings (loopback for a wildcard address)."""
+    host, port = settings.api.host, settings.api.port
+    try:
+        address = ipaddress.ip_address(host or "127.0.0.1")
+    except ValueError:  # a host name
+        return f"http://{host}:{port}"
+    if address.is_unspecified:  # listens everywhere: the loopback reaches it
+        return f"http://127.0.0.1:{port}"
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
+
+
+def reading_hints(settings: Settings, event_id: str | None) -> list[str]:
+    """The commands that read a demo run's results afterwards (its summary's last lines).
+
+    PostgreSQL keeps the results and lifecycles (the API reads them: ``GET /results`` lists the
+    requester's, ``GET /events/{id}`` one image's lifecycle); the audit trail is the run's own
+    topic prefix's, kept in the ``audit_log`` table too. ``event_id`` is one of the run's images
+    (``--json`` lists them all).
+    """
+    api = api_base_url(settings)
+    example = event_id or "EVENT_ID"
+    prefix = shlex.quote(settings.topic_prefix)
+    return [
+        "read the results later (PostgreSQL keeps them; --json lists every event id):",
+        f"  radstream api &    # the HTTP API, at {api} (docs/api.md)",
+        f"  TOKEN=$(radstream token --subject {DEMO_REQUESTER} --role clinician)",
+        f'  curl -sS -H "Authorization: Bearer $TOKEN" {api}/results',
+        f'  curl -sS -H "Authorization: Bearer $TOKEN" {api}/events/{example}',
+        f"  RADSTREAM_TOPIC_PREFIX={prefix} radstream audit show --event-id {example} "
+        "--source table",
+    ]
+
+
 @click.command("demo", cls=Command)
 @seconds_option(
     "--timeout", minimum=1, default=180.0, help_text="How long to wait for every image's outcome."
@@ -309,7 +348,8 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
     Shows what became of each image. Upgrades the database, starts every stage in this process,
     publishes the bundled samples (good and crafted bad ones) as a router would, reads each
     outcome back from PostgreSQL and ends by verifying the audit trail on the topic and in the
-    table.
+    table. The summary ends with the commands that read the results afterwards (the HTTP API's
+    /results and /events/ID, 'radstream audit show').
     """
     settings = demo_settings(invocation.start())
     revision = db.upgrade(settings)
@@ -346,6 +386,11 @@ def command(invocation: Invocation, timeout: float, as_json: bool) -> None:
             f"code, {unfinished} unfinished"
         )
         show_verification(reports, as_json=False)
+        example = next(
+            (o.event_id for o, row in zip(outcomes, rows, strict=True) if row[1] == "stored"), None
+        )
+        for line in reading_hints(settings, example):
+            emit(line)
     if unfinished:
         raise CommandError(
             ErrorCode.TIMEOUT,

@@ -18,7 +18,7 @@ from cli.dicom_demo import (
 )
 from cli.errors import CommandError
 from cli.output import emit, emit_table, progress
-from cli.params import seconds_option
+from cli.params import HttpUrl, seconds_option
 from schemas.errors import ErrorCode
 
 
@@ -53,8 +53,9 @@ def listen(invocation: Invocation) -> None:
     "--orthanc",
     "orthanc_url",
     required=True,
-    metavar="URL",
-    help="Orthanc's REST base URL (make demo-dicom passes the one ops/orthanc.sh started).",
+    type=HttpUrl(),
+    help="Orthanc's REST base URL, http(s) (make demo-dicom passes the one ops/orthanc.sh "
+    "started).",
 )
 @seconds_option(
     "--timeout",
@@ -66,14 +67,16 @@ def listen(invocation: Invocation) -> None:
 def demo(invocation: Invocation, orthanc_url: str, timeout: float) -> None:
     """Show the DICOM round trip: Orthanc -> radstream -> results -> SR back in Orthanc.
 
-    Upgrades the database, starts every stage (dicom-export sending to that Orthanc) and the
-    C-STORE receiver in this process, uploads the bundled DICOM samples to Orthanc as new
-    studies, asks Orthanc to send them to radstream, and shows each outcome and whether each
-    result's Structured Report arrived in Orthanc in the image's study.
+    Asks Orthanc who it is (nothing is changed when it does not answer), upgrades the
+    database, starts every stage (dicom-export sending to that Orthanc) and the C-STORE
+    receiver in this process, uploads the bundled DICOM samples to Orthanc as new studies, asks
+    Orthanc to send them to radstream, and shows each outcome and whether each result's
+    Structured Report arrived in Orthanc in the image's study.
     """
     settings = invocation.start()
-    revision = db.upgrade(settings)
+    # Orthanc first: a peer that is not there must not leave a migrated database behind.
     orthanc = asyncio.run(connect_orthanc(orthanc_url))
+    revision = db.upgrade(settings)
     settings = export_settings(settings, orthanc)
     instances = demo_instances()
     emit(f"database at revision {revision}; Orthanc {orthanc.ae_title} at {orthanc.url}")

@@ -22,7 +22,14 @@ import click
 from cli.context import Group, Invocation, pass_invocation
 from cli.errors import CommandError
 from cli.output import emit, emit_json, emit_table, progress
-from cli.params import AwareTime, ErrorCodeType, actor_option, json_option
+from cli.params import (
+    WORKER_STAGE_FOR,
+    AwareTime,
+    ErrorCodeType,
+    NameChoice,
+    actor_option,
+    json_option,
+)
 from observability.logging import escape_control_characters
 from observability.phi import mask_text, mask_value
 from schemas.correlation import with_correlation_header
@@ -77,8 +84,12 @@ def selection_options(action: F) -> F:
         ),
         click.option(
             "--stage",
-            type=click.Choice([s.value for s in Stage]),
-            help="Only dead letters from this stage.",
+            type=NameChoice(
+                [s.value for s in Stage],
+                {worker: stage.value for stage, worker in WORKER_STAGE_FOR.items()},
+            ),
+            help="Only dead letters from this stage, as dead letters name it; the worker's "
+            "spellings (dicom-export, results) are accepted too.",
         ),
         click.option(
             "--since",

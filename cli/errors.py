@@ -47,7 +47,7 @@ EXIT_CODE_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.CHECK_FAILED: "a check found a problem, listed on stdout",
     ExitCode.USAGE: "the command line is wrong (command, option or value)",
     ExitCode.SETTINGS: "a RADSTREAM_* setting is invalid or refused",
-    ExitCode.NOT_FOUND: "the event, dead letter, key or migration does not exist",
+    ExitCode.NOT_FOUND: "the event, dead letter, key, migration or consumer group does not exist",
     ExitCode.UNAVAILABLE: "Kafka or PostgreSQL did not answer (in time): retry later",
     ExitCode.INTEGRITY: "the audit trail does not verify",
     ExitCode.REFUSED: "refused: not allowed here, or done before",

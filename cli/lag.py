@@ -44,8 +44,23 @@ def _reader(settings: Settings) -> LagReader:
 async def lag_once(
     settings: Settings, groups: Sequence[str] | None, interval: float
 ) -> list[GroupReport]:
-    """Two snapshots ``interval`` seconds apart, judged as one window."""
+    """Two snapshots ``interval`` seconds apart, judged as one window.
+
+    Raises:
+        CommandError: ``RESOURCE_NOT_FOUND`` when a named group does not exist on the broker
+            (checked before the first snapshot).
+    """
     async with _reader(settings) as reader:
+        unknown = await reader.unknown_groups(groups) if groups else []
+        if unknown:
+            raise CommandError(
+                ErrorCode.RESOURCE_NOT_FOUND,
+                f"no consumer group {', '.join(map(repr, unknown))} on the broker "
+                f"({settings.kafka_bootstrap})",
+                advice="Check the name: 'radstream lag' without --group lists radstream's "
+                f"groups ({settings.consumer_group_prefix}-<stages>, "
+                "RADSTREAM_CONSUMER_GROUP_PREFIX); a group exists once its worker has started",
+            )
         monitor = LagMonitor(reader, settings.observability.lag_window_seconds, groups=groups)
         await monitor.poll()
         await asyncio.sleep(interval)
@@ -127,7 +142,8 @@ def report_data(report: GroupReport) -> dict[str, Any]:
     "--group",
     "groups",
     multiple=True,
-    help="A consumer group to judge (repeatable; default: every radstream group).",
+    help="A consumer group to judge (repeatable; default: every radstream group). Without "
+    "--serve, a group the broker does not know is refused (exit 4).",
 )
 @json_option
 @pass_invocation
@@ -143,7 +159,9 @@ def command(
 
     The status is ok, warning, stalled, stopped or error. It needs a trend, so two snapshots are
     taken --interval seconds apart; a group is judged by whether it commits and whether its lag
-    grows, not by a threshold. Exits 1 when a group is stalled, stopped or in error.
+    grows, not by a threshold. Exits 1 when a group is stalled, stopped or in error, and 4 when
+    a --group does not exist on the broker. With --serve a named group that does not exist yet
+    is exported with status error until its worker creates it (the exporter may start first).
     """
     selected = list(groups) or None
     if serve:

@@ -8,15 +8,16 @@ option — before any service is contacted. No message quotes a whole list of ch
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import ErrorCode
-from schemas.events import Pseudonym
+from schemas.events import Pseudonym, Stage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,20 +79,66 @@ class AwareTime(click.ParamType):
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+# Stages have two spellings: the worker runs them by the names of ``app.ALL_STAGES``
+# (``dicom-export``, ``results``: its consumer groups are named after them), and events, dead
+# letters, logs and metrics name them by :class:`~schemas.events.Stage` (``dicom_export``,
+# ``results_sink``). Both are kept (renaming either renames consumer groups or a contract's
+# values); every option taking a stage accepts both. "-" and "_" are interchangeable anyway;
+# these differ by more.
+WORKER_STAGE_FOR: Final[Mapping[Stage, str]] = {Stage.RESULTS_SINK: "results"}
+
+
+def spelling(name: str) -> str:
+    """A name as options compare it: case, surrounding blanks, ``-`` and ``_`` do not matter."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _by_spelling(choices: Sequence[str], aliases: Mapping[str, str]) -> dict[str, str]:
+    """Each accepted spelling of a choice or alias -> the choice (choices win over aliases)."""
+    return {spelling(alias): choice for alias, choice in aliases.items()} | {
+        spelling(choice): choice for choice in choices
+    }
+
+
+class NameChoice(click.Choice[str]):
+    """One of ``choices``, also spelt with ``_`` for ``-`` (or the reverse), or by an alias.
+
+    ``--help`` shows the choices themselves.
+
+    Args:
+        choices: the canonical names (what the command receives).
+        aliases: other names -> the choice they stand for.
+    """
+
+    def __init__(self, choices: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
+        super().__init__(choices)
+        self._accepted = _by_spelling(choices, aliases or {})
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The canonical choice; click's usage error (listing the choices) for anything else."""
+        found = self._accepted.get(spelling(str(value)))
+        return found if found is not None else super().convert(value, param, ctx)
+
+
 class CommaList(click.ParamType):
-    """A comma-separated subset of ``choices`` (``validation,inference``), order kept."""
+    """A comma-separated subset of ``choices`` (``validation,inference``), order kept.
+
+    Like :class:`NameChoice`, each item may be spelt with ``_`` for ``-`` or by an alias.
+    """
 
     name = "list"
 
-    def __init__(self, choices: Sequence[str]) -> None:
+    def __init__(self, choices: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
         self.choices = tuple(choices)
+        self._accepted = _by_spelling(self.choices, aliases or {})
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """The chosen items; a usage error naming the unknown ones and the allowed ones."""
         if isinstance(value, tuple):
             return value
-        items = tuple(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
-        unknown = [item for item in items if item not in self.choices]
+        given = [part.strip() for part in str(value).split(",") if part.strip()]
+        unknown = [item for item in given if spelling(item) not in self._accepted]
+        items = tuple(dict.fromkeys(self._accepted.get(spelling(item), item) for item in given))
         if unknown or not items:
             self.fail(
                 f"{', '.join(map(repr, unknown)) or 'nothing'} given; choose from "
@@ -100,6 +147,28 @@ class CommaList(click.ParamType):
                 ctx,
             )
         return items
+
+
+class HttpUrl(click.ParamType):
+    """An ``http://`` or ``https://`` URL with a host (a REST base URL such as Orthanc's)."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The URL without a trailing slash; a usage error otherwise.
+
+        The message does not quote the value: a URL may carry a user and password.
+        """
+        text = str(value).strip()
+        try:
+            parts = urlsplit(text)
+            usable = parts.scheme in {"http", "https"} and bool(parts.hostname)
+            _port = parts.port  # a port that is not a number raises here
+        except ValueError:
+            usable = False
+        if not usable:
+            self.fail("not an http(s) URL with a host (e.g. http://127.0.0.1:8042)", param, ctx)
+        return text.rstrip("/")
 
 
 JSON_HELP: Final = "Print one JSON document instead of a table."

@@ -10,17 +10,21 @@ import click
 import app
 from cli.context import Command, Invocation, pass_invocation, run_until_signalled
 from cli.errors import CommandError
-from cli.params import CommaList
+from cli.params import WORKER_STAGE_FOR, CommaList
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
 
 stages_option = click.option(
     "--stages",
-    type=CommaList(app.ALL_STAGES),
+    type=CommaList(
+        app.ALL_STAGES, {stage.value: worker for stage, worker in WORKER_STAGE_FOR.items()}
+    ),
     default=None,
-    help="The stages to run, comma-separated (default: all; dicom-export only when "
-    "RADSTREAM_DICOM__EXPORT_DESTINATIONS names a destination). Each stage set is its own "
-    "consumer group, so each stage scales on its own; dicom-export always has its own group.",
+    help=f"The stages to run, comma-separated, from {','.join(app.ALL_STAGES)} (default: all; "
+    "dicom-export only when RADSTREAM_DICOM__EXPORT_DESTINATIONS names a destination). The "
+    "spellings of dead letters and metrics (dicom_export, results_sink) are accepted too. Each "
+    "stage set is its own consumer group, so each stage scales on its own; dicom-export always "
+    "has its own group.",
 )
 
 

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from observability.lag import SnapshotSource
 from observability.metrics import render_metrics
+from schemas.errors import ErrorCode, error_for
 
 DEFAULT_HEARTBEAT_TIMEOUT: Final = 10.0
 DEFAULT_PROGRESS_TIMEOUT: Final = 60.0
@@ -424,8 +425,31 @@ class WorkerHealth:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start the reader, the probe loop and (with an address) the HTTP server."""
-        await self.reader.start()
+        """Start the HTTP server (with an address), then the reader and the probe loop.
+
+        The server binds first, so an address that cannot be served leaves nothing running.
+
+        Raises:
+            RadstreamError: ``SETTINGS_INVALID`` when the address cannot be listened on (in use
+                by another process, not an address of this host, a privileged port).
+        """
+        if self.address is not None:
+            host, port = self.address
+            try:
+                self.server, _thread = serve_health(self.state, self.registry, host, port)
+            except OSError as exc:
+                raise error_for(
+                    ErrorCode.SETTINGS_INVALID,
+                    f"cannot serve /livez, /readyz and /metrics on {host}:{port} "
+                    f"({exc.strerror or 'refused'}); stop the process that holds the port, or "
+                    "set RADSTREAM_OBSERVABILITY__METRICS_HOST and "
+                    "RADSTREAM_OBSERVABILITY__METRICS_PORT",
+                ) from exc
+        try:
+            await self.reader.start()
+        except BaseException:
+            self._close_server()
+            raise
         self._task = asyncio.create_task(
             run_health_probes(
                 self.state,
@@ -435,18 +459,21 @@ class WorkerHealth:
                 interval_seconds=self.interval_seconds,
             )
         )
-        if self.address is not None:
-            self.server, _thread = serve_health(self.state, self.registry, *self.address)
 
     async def close(self) -> None:
         """Stop serving, end the probe loop and stop the reader."""
         self._stop.set()
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        self._close_server()
         if self._task is not None:
             await self._task
         await self.reader.stop()
+
+    def _close_server(self) -> None:
+        """Stop serving and release the port (a no-op when nothing is served)."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -411,6 +411,17 @@ class LagReader(AsyncResource):
             if group_matches(g, self.group_prefix) and not is_lease_group(g)
         ]
 
+    async def unknown_groups(self, groups: Sequence[str]) -> list[str]:
+        """Those of ``groups`` the broker does not know, in the order given.
+
+        A group exists while it has members or committed offsets; one that never did (a typo)
+        or whose offsets expired is not listed. The broker describes such a group as an empty
+        ``Dead`` one rather than refusing, so its lag would be judged "no committed offsets".
+        """
+        admin, _ = self._require()
+        known = set(await admin.list_groups())
+        return [group for group in dict.fromkeys(groups) if group not in known]
+
     async def snapshots(self, groups: Sequence[str] | None) -> list[GroupSnapshot]:
         """One :class:`GroupSnapshot` per group (``None``: every radstream group)."""
         admin, consumer = self._require()

@@ -26,7 +26,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from schemas.correlation import new_correlation_id
-from schemas.errors import ErrorCode, RadstreamError, TransientError
+from schemas.errors import ErrorCode, RadstreamError, TransientError, error_for
 from schemas.settings import DicomSettings, Settings
 from streams.dicom import statuses
 from streams.dicom.instances import ACCEPTED_TRANSFER_SYNTAXES, IMAGE_STORAGE_SOP_CLASSES
@@ -99,15 +99,29 @@ class DicomReceiver:
         return ae
 
     def start(self) -> tuple[str, int]:
-        """Listen (non-blocking) and return the bound address (port 0 picks a free port)."""
+        """Listen (non-blocking) and return the bound address (port 0 picks a free port).
+
+        Raises:
+            RadstreamError: ``SETTINGS_INVALID`` when the address cannot be listened on (in use
+                by another process, not an address of this host, a privileged port).
+        """
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_REJECTED, self.on_rejected),
         ]
-        server = self.application_entity().start_server(
-            (self._settings.host, self._settings.port), block=False, evt_handlers=handlers
-        )
+        host, port = self._settings.host, self._settings.port
+        try:
+            server = self.application_entity().start_server(
+                (host, port), block=False, evt_handlers=handlers
+            )
+        except OSError as exc:
+            raise error_for(
+                ErrorCode.SETTINGS_INVALID,
+                f"cannot listen for DICOM on {host}:{port} ({exc.strerror or 'refused'}); "
+                "stop the process that holds the port, or set RADSTREAM_DICOM__HOST and "
+                "RADSTREAM_DICOM__PORT",
+            ) from exc
         if server is None:  # pragma: no cover - block=False always returns the server
             raise RuntimeError("pynetdicom did not return its server")
         self._server = server

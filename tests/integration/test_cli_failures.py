@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.dicom_demo import Orthanc
 from cli.errors import EXIT_CODE_MEANINGS, ExitCode, exit_code_for
 from cli.main import main, runnable_commands
 from schemas.errors import ErrorCode
@@ -310,6 +311,13 @@ class TestEveryCommandFailsPlainly:
         capfd: pytest.CaptureFixture[str],
     ) -> None:
         """PostgreSQL unreachable: DATABASE_UNAVAILABLE, exit 5, for every command needing it."""
+
+        async def orthanc_answers(url: str) -> Orthanc:
+            return Orthanc(url, "ORTHANC", 4242)
+
+        # `dicom demo` asks Orthanc before it migrates (an absent peer must leave the database
+        # alone), and none runs at its URL here: stand in for its /system so the database fails.
+        monkeypatch.setattr("cli.dicom.connect_orthanc", orthanc_answers)
         monkeypatch.setenv("RADSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)
         monkeypatch.setenv(
             "RADSTREAM_DATABASE_URL",

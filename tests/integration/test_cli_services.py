@@ -89,7 +89,7 @@ def test_demo_shows_each_outcome_and_verifies_the_trail(
     trail = json.loads(capsys.readouterr().out)
     assert {record["object"]["event_id"] for record in trail} == {stored}
     assert main(["audit", "show", "--event-id", stored, "--source", "table"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["CHAIN/SEQ", "RECORDED"]
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["CHAIN/SEQ", "HAPPENED"]
 
 
 def test_api_serves_until_sigterm(services_env: dict[str, str]) -> None:

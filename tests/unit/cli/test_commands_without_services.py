@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,17 +15,22 @@ import pytest
 from cli import schemas as cli_schemas
 from cli.demo import (
     FileOutcome,
+    api_base_url,
     demo_modality_hint,
     demo_settings,
     outcome_row,
+    reading_hints,
     refusal_of,
     sample_files,
 )
 from cli.dicom_demo import Orthanc, RoundTripOutcome
+from cli.errors import CommandError
 from cli.main import main
+from schemas.errors import ErrorCode
 from schemas.settings import SAMPLES_DIR, load_settings
 from sinks.records import LifecycleEntry
 from sinks.tables import LifecycleState
+from streams.audit.verify import VerificationReport
 
 
 class TestConfig:
@@ -270,6 +277,72 @@ class TestSchemasExport:
         assert "CHECK_FAILED: 1 contract file(s) differ from the models" in captured.err
 
 
+class TestDemoSummary:
+    @pytest.fixture
+    def ran(self, monkeypatch: pytest.MonkeyPatch) -> str:
+        """A demo run without services: one image stored, one rejected; its stored event id."""
+        stored_id, rejected_id = str(uuid.uuid4()), str(uuid.uuid4())
+        outcomes = [
+            FileOutcome(SAMPLES_DIR / "ct_256.png", stored_id, ("arrived", "stored"), None, ("m",)),
+            FileOutcome(SAMPLES_DIR / "bad.dcm", rejected_id, ("arrived", "rejected"), "X", ()),
+        ]
+
+        async def pipeline(*_args: object, **_kwargs: object) -> list[FileOutcome]:
+            return outcomes
+
+        async def verified(*_args: object) -> list[tuple[str, VerificationReport]]:
+            return [("topic", VerificationReport(True, 4, 1, 0, 3, "0" * 64))]
+
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
+        monkeypatch.setattr("cli.demo.run_pipeline_on_files", pipeline)
+        monkeypatch.setattr("cli.demo.verify_audit_trail", verified)
+        monkeypatch.setattr("cli.demo.pinning_own_key", lambda settings: settings)
+        return stored_id
+
+    def test_ends_with_where_to_read_the_results(
+        self, ran: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The summary's last lines (stdout) say how to read the results and the trail later."""
+        wildcard = "0.0.0.0"  # noqa: S104 - the listen address the hint must not print
+        settings = load_settings(topic_prefix="site.", api={"host": wildcard, "port": 8081})
+        assert main(["demo"], settings=settings) == 0
+        out = capsys.readouterr().out.splitlines()
+        hints = out[out.index(next(line for line in out if line.startswith("read the results"))) :]
+        assert len(hints) == 6
+        assert "radstream token --subject demo-clinician --role clinician" in hints[2]
+        assert hints[3].endswith("http://127.0.0.1:8081/results")
+        assert hints[4].endswith(f"http://127.0.0.1:8081/events/{ran}")
+        assert hints[5].startswith("  RADSTREAM_TOPIC_PREFIX=site.demo-")
+        assert hints[5].endswith(f"radstream audit show --event-id {ran} --source table")
+
+    def test_json_is_one_document_without_hints(
+        self, ran: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--json stays one JSON document (it lists every event id and the topic prefix)."""
+        assert main(["demo", "--json"], settings=load_settings()) == 0
+        assert ran in {o["event_id"] for o in json.loads(capsys.readouterr().out)["outcomes"]}
+
+    def test_the_advised_commands_parse(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The token is issued for the demo's requester; audit show takes the advised options."""
+        assert main(["token", "--subject", "demo-clinician", "--role", "clinician"]) == 0
+        argv = ["audit", "show", "--event-id", str(uuid.uuid4()), "--source", "table", "--help"]
+        assert main(argv) == 0
+
+    @pytest.mark.parametrize(
+        ("host", "url"),
+        [("10.0.0.5", "http://10.0.0.5:8080"), ("::", "http://127.0.0.1:8080"),
+         ("::1", "http://[::1]:8080"), ("api.local", "http://api.local:8080")],
+    )  # fmt: skip
+    def test_api_url_is_one_a_client_can_reach(self, host: str, url: str) -> None:
+        """A wildcard listen address is reached on the loopback; an IPv6 host is bracketed."""
+        assert api_base_url(load_settings(api={"host": host})) == url
+
+    def test_without_a_stored_image_the_id_is_a_placeholder(self) -> None:
+        """No image stored: the commands name EVENT_ID for the user to fill in."""
+        hints = reading_hints(load_settings(), None)
+        assert hints[4].endswith("/events/EVENT_ID")
+
+
 class TestDicomCommands:
     def test_export_without_destination_is_a_settings_error(
         self, capsys: pytest.CaptureFixture[str]
@@ -281,13 +354,52 @@ class TestDicomCommands:
         assert "RADSTREAM_DICOM__EXPORT_DESTINATIONS" in err
         assert "Traceback" not in err
 
-    def test_dicom_demo_refuses_a_url_that_is_not_http(
+    @pytest.mark.parametrize("spelt", ["dicom_export", "validation,dicom-export,results_sink"])
+    def test_worker_takes_the_dead_letters_spelling_of_a_stage(
+        self, spelt: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--stages dicom_export (as `dlq list --stage` spells it) is the dicom-export stage."""
+        assert main(["worker", "--stages", spelt], settings=load_settings()) == 3
+        assert "SETTINGS_INVALID: the dicom-export stage has no destination" in (
+            capsys.readouterr().err
+        )
+
+    def test_worker_help_lists_the_stages(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`worker --help` names every stage it can run, and the other spelling."""
+        assert main(["worker", "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "from validation,inference,results,audit,studies,dicom-export" in out
+        assert "(dicom_export, results_sink) are accepted" in out
+
+    @pytest.mark.parametrize("url", ["file:///etc", "http://", "localhost:8042", "http://h:x/"])
+    def test_dicom_demo_refuses_a_bad_url_before_touching_anything(
+        self, url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A --orthanc that is not an http(s) URL is a usage error: no migration, no Orthanc."""
+        touched: list[str] = []
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: touched.append("db") or "head")
+        monkeypatch.setattr("cli.dicom.connect_orthanc", lambda _url: touched.append("orthanc"))
+        assert main(["dicom", "demo", "--orthanc", url], settings=load_settings()) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "REQUEST_INVALID: Invalid value for '--orthanc': not an http(s) URL" in err
+        assert touched == []
+
+    def test_dicom_demo_asks_orthanc_before_migrating(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The Orthanc URL must be http(s): a file:// URL is refused in one line."""
-        monkeypatch.setattr("cli.db.upgrade", lambda _settings: "head")
-        assert main(["dicom", "demo", "--orthanc", "file:///etc"], settings=load_settings()) == 2
-        assert "REQUEST_INVALID: the Orthanc URL must be http(s)" in capsys.readouterr().err
+        """An Orthanc that does not answer leaves the database as it was (exit 5, one line)."""
+        touched: list[str] = []
+        monkeypatch.setattr("cli.db.upgrade", lambda _settings: touched.append("db") or "head")
+
+        async def absent(_url: str) -> Orthanc:
+            raise CommandError(ErrorCode.DICOM_PEER_UNAVAILABLE, "Orthanc did not answer")
+
+        monkeypatch.setattr("cli.dicom.connect_orthanc", absent)
+        argv = ["dicom", "demo", "--orthanc", "http://127.0.0.1:9/"]
+        assert main(argv, settings=load_settings()) == 5
+        assert "DICOM_PEER_UNAVAILABLE: Orthanc did not answer" in capsys.readouterr().err
+        assert touched == []
 
     def test_dicom_demo_timeout_advice_gives_commands_that_run(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -316,6 +428,66 @@ class TestDicomCommands:
         # The forms advised are ones the parser accepts.
         assert main(["--verbose", "dicom", "demo", "--help"]) == 0
         assert main(["dlq", "list", "--help"]) == 0
+
+
+class QuietBroker:
+    """The listener's broker side without a broker: topics exist, the reader answers."""
+
+    @classmethod
+    def from_settings(cls, *_args: object, **_kwargs: object) -> QuietBroker:
+        return cls()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def list_groups(self) -> list[str]:
+        return []
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port another process (here: this socket) already listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+class TestDicomListen:
+    @pytest.fixture(autouse=True)
+    def _no_broker(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        async def nothing(*_args: object, **_kwargs: object) -> object:
+            return object()
+
+        monkeypatch.setattr("app.ensure_topics", nothing)
+        monkeypatch.setattr("app.open_publisher", nothing)
+        monkeypatch.setattr("app.LagReader", QuietBroker)
+
+    @pytest.mark.parametrize(
+        ("busy", "named"),
+        [
+            ("dicom", "cannot listen for DICOM on 127.0.0.1:{port} (Address already in use)"),
+            ("metrics", "cannot serve /livez, /readyz and /metrics on 127.0.0.1:{port}"),
+        ],
+    )
+    def test_a_port_in_use_is_one_settings_line_not_a_bug(
+        self, busy: str, named: str, busy_port: int, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The DICOM or the /metrics port held by another process: exit 3 (was 70, 'a bug')."""
+        ports = {"dicom": 0, "metrics": 0, busy: busy_port}
+        settings = load_settings(
+            dicom={"host": "127.0.0.1", "port": ports["dicom"]},
+            observability={"metrics_host": "127.0.0.1", "metrics_port": ports["metrics"]},
+        )
+        assert main(["dicom", "listen"], settings=settings) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith("radstream dicom listen: SETTINGS_INVALID: ")
+        assert named.format(port=busy_port) in err
+        assert "stop the process that holds the port" in err
 
 
 class TestTopicsAcls:

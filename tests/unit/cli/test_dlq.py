@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 import click
 import pytest
 
+import app
 from cli import dlq
 from cli.errors import CommandError
 from cli.main import main
+from cli.params import WORKER_STAGE_FOR, spelling
 from schemas.correlation import CORRELATION_ID_HEADER, derived_correlation_id
 from schemas.deadletter_marks import DeadLetterMark, DeadLetterMarkKind
 from schemas.errors import ErrorCode, error_for
@@ -72,6 +74,39 @@ class TestSelection:
                 since=T0,
             )
         ]
+
+    @staticmethod
+    def stage_of(value: str) -> Stage | None:
+        """What ``--stage value`` selects."""
+        seen: list[DeadLetterFilter] = []
+
+        @click.command()
+        @dlq.selection_options
+        def action(*, selection: DeadLetterFilter) -> None:
+            seen.append(selection)
+
+        action.main(["--stage", value], standalone_mode=False)
+        return seen[0].stage
+
+    @pytest.mark.parametrize("stage", list(Stage))
+    def test_stage_takes_the_dead_letters_spelling(self, stage: Stage) -> None:
+        """--stage dicom_export selects the dicom_export letters."""
+        assert self.stage_of(stage.value) is stage
+
+    @pytest.mark.parametrize("worker_stage", app.ALL_STAGES)
+    def test_stage_takes_the_workers_spelling_too(self, worker_stage: str) -> None:
+        """--stage dicom-export or results (as `worker --stages` spells them) selects the Stage
+        that worker stage's dead letters carry."""
+        stage = self.stage_of(worker_stage)
+        assert stage is not None
+        assert spelling(WORKER_STAGE_FOR.get(stage, stage.value)) == spelling(worker_stage)
+
+    def test_help_lists_the_stages(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`dlq list --help` shows the valid stages and says the worker's spelling is accepted."""
+        assert main(["dlq", "list", "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "|".join(s.value for s in Stage) in out
+        assert "the worker's spellings (dicom-export, results) are accepted" in out
 
     @pytest.mark.parametrize(
         ("argv", "reason"),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 
-from cli.params import AwareTime, CommaList, ErrorCodeType, Validated
+from cli.params import AwareTime, CommaList, ErrorCodeType, HttpUrl, NameChoice, Validated
 from schemas.errors import ErrorCode
 from schemas.events import ModelId
 
@@ -66,3 +66,48 @@ class TestCommaList:
         """A typo, or nothing at all, is a usage error naming the choices."""
         with pytest.raises(click.BadParameter, match="choose from validation,inference"):
             convert(CommaList(["validation", "inference"]), value)
+
+
+class TestHttpUrl:
+    def test_trailing_slash_is_dropped(self) -> None:
+        """``http://h:8042/`` is the base URL ``http://h:8042``."""
+        assert convert(HttpUrl(), "http://h:8042/") == "http://h:8042"
+
+    @pytest.mark.parametrize(
+        "value", ["file:///etc", "http://", "h:8042", "http://h:port", "http://[::1"]
+    )
+    def test_not_http_with_a_host_is_refused_without_quoting_it(self, value: str) -> None:
+        """Another scheme, no host or a bad port: refused; the value (it may hold a password)
+        is not repeated."""
+        with pytest.raises(click.BadParameter, match=r"not an http\(s\) URL") as refused:
+            convert(HttpUrl(), value)
+        assert repr(value) not in str(refused.value)
+
+
+class TestStageSpellings:
+    """Stages are spelt two ways (worker: dicom-export, results; dead letters: dicom_export,
+    results_sink); every stage option accepts both."""
+
+    def test_choice_takes_either_spelling_and_returns_the_canonical_one(self) -> None:
+        """``dicom-export`` and ``results`` are the dead letters' dicom_export and results_sink."""
+        kind = NameChoice(
+            ["dicom_export", "results_sink", "validation"], {"results": "results_sink"}
+        )
+        assert [convert(kind, v) for v in ("dicom-export", "Results", "results-sink")] == [
+            "dicom_export",
+            "results_sink",
+            "results_sink",
+        ]
+
+    def test_choice_refuses_an_unknown_name_listing_the_choices(self) -> None:
+        """Anything else is click's usage error, naming the valid choices."""
+        with pytest.raises(click.BadParameter, match="'dicom_export', 'validation'"):
+            convert(NameChoice(["dicom_export", "validation"]), "export")
+
+    def test_list_takes_either_spelling_once(self) -> None:
+        """``dicom_export,results_sink,dicom-export`` runs dicom-export and results, once each."""
+        kind = CommaList(["results", "dicom-export"], {"results_sink": "results"})
+        assert convert(kind, "dicom_export,results_sink,dicom-export") == (
+            "dicom-export",
+            "results",
+        )

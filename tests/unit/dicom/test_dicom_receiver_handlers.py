@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 import streams.dicom_io.receiver as receiver_module
 from observability.metrics import Metrics
+from schemas.errors import ErrorCode, RadstreamError
 from schemas.settings import DicomSettings
 from streams.dicom_io.ingest import InstanceIngest
 from streams.dicom_io.receiver import DicomReceiver, ae_fingerprint
@@ -144,3 +146,23 @@ class TestObserved:
         rx = DicomReceiver(DicomSettings(), ingest, asyncio.get_running_loop(), observer=metrics)
         rx.on_rejected(StoreEvent(b"", calling="DOE^JANE"))  # type: ignore[arg-type]
         assert registry.get_sample_value("radstream_dicom_associations_refused_total") == 1
+
+
+class TestListening:
+    async def test_a_port_in_use_is_a_settings_error(self, tmp_path: Path) -> None:
+        """Another process holds the DICOM port: SETTINGS_INVALID naming the variables, not a
+        bare OSError (which the command line reports as a bug)."""
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = int(holder.getsockname()[1])
+            settings = DicomSettings(host="127.0.0.1", port=port)
+            ingest = InstanceIngest(
+                InstanceStore(tmp_path), FakePublisher(), max_bytes=1, publish_timeout_seconds=1
+            )
+            rx = DicomReceiver(settings, ingest, asyncio.get_running_loop())
+            with pytest.raises(RadstreamError) as refused:
+                rx.start()
+        assert refused.value.code is ErrorCode.SETTINGS_INVALID
+        assert f"127.0.0.1:{port}" in refused.value.reason
+        assert "RADSTREAM_DICOM__PORT" in refused.value.reason

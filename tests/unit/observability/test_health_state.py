@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -15,6 +16,7 @@ from observability.health import (
     stage_lag_probe,
 )
 from observability.lag import GroupSnapshot, LagSample
+from schemas.errors import ErrorCode, RadstreamError
 from tests.unit.fake_clock import FakeClock
 
 pytestmark = pytest.mark.requirement("RS-OBS-03")
@@ -347,4 +349,32 @@ class TestWorkerHealth:
             True,
             "lag 2",
         )
+        assert health.server is None
+
+    async def test_an_address_in_use_is_a_settings_error_and_starts_nothing(self) -> None:
+        """A /metrics port another process holds: SETTINGS_INVALID, the reader never started."""
+        source = ManagedFake([])
+        state = HealthState(["validation"], requires_database=False)
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = int(holder.getsockname()[1])
+            health = WorkerHealth(state, source, {}, address=("127.0.0.1", port))
+            with pytest.raises(RadstreamError) as refused:
+                await health.start()
+        assert refused.value.code is ErrorCode.SETTINGS_INVALID
+        assert "RADSTREAM_OBSERVABILITY__METRICS_PORT" in refused.value.reason
+        assert (source.events, health.server) == ([], None)
+
+    async def test_a_reader_that_fails_to_start_releases_the_port(self) -> None:
+        """The server binds first; when the broker then does not answer, the port is freed."""
+
+        class Unreachable(ManagedFake):
+            async def start(self) -> None:
+                raise RuntimeError("broker down")
+
+        state = HealthState(["validation"], requires_database=False)
+        health = WorkerHealth(state, Unreachable([]), {}, address=("127.0.0.1", 0))
+        with pytest.raises(RuntimeError, match="broker down"):
+            await health.start()
         assert health.server is None
