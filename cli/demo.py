@@ -141,7 +141,7 @@ async def outcome_of(
         states=tuple(str(s.state) for s in steps),
         error_code=codes[0] if codes else None,
         decisions=tuple(
-            f"{r.model_name}@{r.model_version}: {r.decision} "
+            f"{join_model_id(r.model_name, r.model_version)}: {r.decision} "
             f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(r.scores.items()))})"
             for r in stored
         ),
