@@ -104,10 +104,14 @@ def aggregate_study(
 
 
 def all_rejected(study: CompletedStudy, outcomes: Sequence[InstanceOutcome]) -> bool:
-    """Whether every instance was rejected before any model ran (nothing to analyse: failed)."""
+    """Whether every instance was rejected before any model ran (nothing to analyse: failed).
+
+    An instance counts only when every arrival of it was: a corrupt copy beside a resend of the
+    same SOP instance that a model analysed (or has yet to) leaves the instance to analyse.
+    """
     rejected = {o.event_id for o in outcomes if o.model is None and o.model_name is None}
     return bool(study.instances) and all(
-        any(event in rejected for event in instance.event_ids) for instance in study.instances
+        all(event in rejected for event in instance.event_ids) for instance in study.instances
     )
 
 

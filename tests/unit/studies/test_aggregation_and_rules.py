@@ -93,6 +93,28 @@ class TestAggregation:
         assert all_rejected(STUDY, rejected)
         assert not all_rejected(STUDY, rejected[:2])
 
+    def test_a_rejected_copy_beside_an_analysed_resend_is_not_failed(self) -> None:
+        """A corrupt copy, then a good resend of the same SOP instance: analysed, not failed."""
+        corrupt, resent = uuid.UUID(int=10), uuid.UUID(int=11)
+        study = CompletedStudy(
+            study_instance_uid="1.2.3",
+            generation=1,
+            priority=Priority.ROUTINE,
+            completed_at=T0,
+            instances=(
+                StudyInstance(
+                    instance_key="1.2.3.9", event_ids=(corrupt, resent), sop_instance_uid="1.2.3.9"
+                ),
+            ),
+        )
+        outcomes = [
+            InstanceOutcome(event_id=corrupt, error_code="PIXEL_DATA_TRUNCATED"),
+            result(resent, 0.9),
+        ]
+        assert not all_rejected(study, outcomes)
+        (summary,) = aggregate_study(study, outcomes, now=T0, timed_out=False)
+        assert (summary.analysed_count, len(summary.failures)) == (1, 0)
+
 
 class TestDecisionRules:
     def test_study_rule_needs_score_and_positive_images(self) -> None:
