@@ -161,7 +161,18 @@ def verify_command(invocation: Invocation, source: str, every: float | None, as_
 
 # ``recorded_at`` is when the audited event happened, by the clock of the service that produced
 # it (a router's for an arrival), not when the audit agent appended the record: "happened at".
-SHOW_HEADERS = ["chain/seq", "happened at", "event", "action", "outcome", "code", "actor", "source"]
+# "detail", not "code": besides error codes it holds an export's destination AE title, an urgent
+# finding's finding:rule and a model change (docs/audit.md, outcome_description).
+SHOW_HEADERS = [
+    "chain/seq",
+    "happened at",
+    "event",
+    "action",
+    "outcome",
+    "detail",
+    "actor",
+    "source",
+]
 
 
 def record_row(record: AuditRecord) -> tuple[object, ...]:
