@@ -85,7 +85,10 @@ async def run_tool(*command: str) -> tuple[int, str]:
 async def storescu(
     port: int, files: Sequence[Path], *, calling: str = "STORESCU", called: str = "RADSTREAM"
 ) -> tuple[int, str]:
-    """Send ``files`` with dcmtk's storescu, proposing each file's own transfer syntax."""
+    """Send uncompressed ``files`` with dcmtk's storescu (a compressed file needs an ``-x`` option).
+
+    ``-R`` proposes only the files' SOP classes, with the uncompressed transfer syntaxes.
+    """
     return await run_tool(
         dcmtk("storescu"), "-v", "-R", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
         *map(str, files),
