@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
 from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
 
@@ -252,11 +253,20 @@ async def arrivals_by_sop(settings: Settings) -> dict[str, ImageArrived]:
 
     Read from the topic rather than derived from the uploaded bytes: Orthanc rewrites the file
     meta information when it sends, so the bytes radstream received (and their event id) differ.
+    The demo runs on the configured topics, so other senders' records are there too: one that
+    is not an ``ImageArrived`` (the stages dead-letter it) is skipped, not a crash.
     """
     content = await read_topic(
         KafkaClientConfig.from_settings(settings), TopicNames(settings.topic_prefix).arrived
     )
-    events = [ImageArrived.model_validate_json(r.value) for r in content.all_records()]
+    events: list[ImageArrived] = []
+    for record in content.all_records():
+        if record.value is None:
+            continue
+        try:
+            events.append(ImageArrived.model_validate_json(record.value))
+        except ValidationError:
+            continue  # not ours to judge here: the pipeline dead-letters it
     return {event.sop_instance_uid: event for event in events if event.sop_instance_uid}
 
 
