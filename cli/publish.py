@@ -14,6 +14,7 @@ from cli.output import emit_json, emit_table
 from cli.params import Validated, json_option
 from gateway.image_refs import resolve_image_uri
 from observability.phi import mask_text
+from schemas.api import Modality
 from schemas.correlation import new_correlation_id, with_correlation_header
 from schemas.errors import RadstreamError
 from schemas.events import ImageArrived, ModelId, Priority, Pseudonym
@@ -84,7 +85,7 @@ def resolve_in_storage_roots(files: Sequence[Path], roots: Sequence[Path]) -> li
 )
 @click.option(
     "--modality",
-    type=Validated(ImageArrived.model_fields["modality"].rebuild_annotation(), "modality"),
+    type=Validated(Modality, "modality"),
     help="Modality for PNG/JPEG exports (CT, MR, ...); a DICOM file's own Modality wins.",
 )
 @click.option(

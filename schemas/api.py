@@ -28,9 +28,11 @@ from schemas.events import (
     Uid,
     ValidatorVerdict,
 )
+from schemas.modality import defined_modality
 from schemas.rollout import RolloutMode
 
-Modality = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")]
+# What a person types is refused when it is not a defined term (schemas/modality.py).
+Modality = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$"), AfterValidator(defined_modality)]
 # A model name as the catalogue lists it (the part of a ModelId before "@").
 ModelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 # Opaque paging cursor produced by the results repository.

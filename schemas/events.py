@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Protocol
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -37,12 +38,17 @@ from schemas.correlation import (
     derived_correlation_id,
 )
 from schemas.errors import ErrorCode
+from schemas.modality import recognised_modality
 
 SCHEMA_VERSION: Final = 1
 
 # DICOM UIDs: dot-separated numeric components, at most 64 characters (PS3.5 9.1).
 Uid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# A modality a sender gave: a value that is not a DICOM defined term is read as no modality, so
+# free text in the field (a name, say) is never routed by, logged or passed on
+# (schemas/modality.py).
+SenderModality = Annotated[str | None, AfterValidator(recognised_modality)]
 # Pseudonymous identifiers (user ids, router names): short, no spaces, no free text.
 Pseudonym = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:-]{1,64}$")]
 ModelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}(@[0-9A-Za-z.+-]{1,32})?$")]
@@ -175,7 +181,7 @@ class ImageArrived(StudyKeyed, Event):
     study_instance_uid: Uid | None = None
     series_instance_uid: Uid | None = None
     sop_instance_uid: Uid | None = None
-    modality: str | None = Field(None, pattern=r"^[A-Z0-9]{1,16}$")
+    modality: SenderModality = Field(None, pattern=r"^[A-Z0-9]{1,16}$")
     model_ids: tuple[ModelId, ...] = Field(default=(), max_length=8)
     requested_by: Pseudonym | None = Field(None, description="pseudonymous user id")
     priority: Priority = Priority.ROUTINE
@@ -242,7 +248,7 @@ class ImageValidated(StudyKeyed, Event):
     study_instance_uid: Uid | None = None
     series_instance_uid: Uid | None = None
     sop_instance_uid: Uid | None = None
-    modality: str | None = None
+    modality: SenderModality = None
     model_ids: tuple[ModelId, ...] = ()
     requested_by: Pseudonym | None = None
     priority: Priority = Priority.ROUTINE
@@ -304,7 +310,7 @@ class InferenceCompleted(StudyKeyed, Event):
     study_instance_uid: Uid | None = None
     series_instance_uid: Uid | None = None
     sop_instance_uid: Uid | None = None
-    modality: str | None = None
+    modality: SenderModality = None
     source: Pseudonym | None = None
     image_uri: str | None = Field(
         None,

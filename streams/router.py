@@ -16,6 +16,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
 from schemas.events import ImageArrived, Priority
+from schemas.modality import recognised_modality
 
 _ROUTING_TAGS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Modality")
 
@@ -33,6 +34,9 @@ def _routing_attributes(path: Path) -> dict[str, str]:
         strict=True,
     ):
         value = str(dataset.get(keyword, "") or "").strip()
+        if field == "modality":
+            # Only a defined term: free text in Modality is no modality (schemas/modality.py).
+            value = recognised_modality(value) or ""
         if value:
             found[field] = value
     return found

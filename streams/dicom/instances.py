@@ -38,6 +38,7 @@ from pydicom.uid import (
 
 from schemas.errors import ErrorCode, InputValidationError
 from schemas.events import ImageArrived, Priority
+from schemas.modality import recognised_modality
 from streams.validation.decoding import library_warnings_guarded
 
 DICOM_CONTENT_TYPE: Final = "application/dicom"
@@ -88,7 +89,6 @@ infer on, and refusing SR also keeps radstream's own result reports from looping
 """
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
 _EVENT_NAMESPACE: Final = uuid.UUID("3c4e7f0a-9b1d-4f5e-8a2c-6d0b1e9f7a35")
 
 
@@ -193,7 +193,7 @@ def _routing_facts(dataset: object) -> ReceivedInstance:
         study_instance_uid=_required_uid(dataset, "StudyInstanceUID"),
         series_instance_uid=_required_uid(dataset, "SeriesInstanceUID"),
         transfer_syntax_uid=transfer_syntax,
-        modality=modality if _MODALITY.fullmatch(modality) else None,
+        modality=recognised_modality(modality),
     )
 
 

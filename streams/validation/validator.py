@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import ImageFormat, ImageGeometry, Sha256Hex, Uid, ValidatorVerdict
+from schemas.modality import recognised_modality
 from schemas.settings import ValidationSettings
 from streams.validation.clinical import (
     ClinicalFacts,
@@ -231,9 +232,12 @@ def _validate(
             ErrorCode.IMAGE_STUDY_UID_MISMATCH,
             "the event's StudyInstanceUID differs from the image file's",
         )
-    modality = _dicom_code(dataset, "Modality") if dataset is not None else None
-    hint = checks.event_modality
-    if dataset is None and hint is not None and _CODE.match(hint):
+    # Only a defined term: free text in Modality (a name, say) is no modality (schemas/modality.py).
+    modality = (
+        recognised_modality(_dicom_code(dataset, "Modality")) if dataset is not None else None
+    )
+    hint = recognised_modality(checks.event_modality)
+    if dataset is None and hint is not None:
         modality = hint
     facts = ClinicalFacts(
         format=header.format, modality=modality, body_part=geometry.body_part, dataset=dataset

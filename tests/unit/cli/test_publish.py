@@ -79,3 +79,15 @@ class TestStorageRoots:
         inside.write_bytes(b"x")
         assert main(["publish", str(inside)], settings=settings_for(root)) == 5
         assert "BROKER_UNAVAILABLE" in capsys.readouterr().err
+
+
+class TestModality:
+    def test_a_modality_that_is_no_defined_term_is_a_usage_error(
+        self, root: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`--modality` takes DICOM defined terms only: exit 2, before any connection."""
+        image = root / "a.png"
+        image.write_bytes(b"x")
+        argv = ["publish", "--modality", "DOEJANE", str(image)]
+        assert main(argv, settings=settings_for(root)) == 2
+        assert "not a DICOM modality defined term" in capsys.readouterr().err

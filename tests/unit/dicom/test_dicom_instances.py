@@ -44,6 +44,10 @@ class TestAccepted:
         """A modality that is not a short code is left out rather than carried."""
         assert read_instance(variant(Modality="Doe Jane")).modality is None
 
+    def test_code_shaped_free_text_modality_is_dropped(self) -> None:
+        """A name in code-string shape is not a defined term either (schemas/modality.py)."""
+        assert read_instance(variant(Modality="DOEJANE")).modality is None
+
 
 class TestRefused:
     def test_empty(self) -> None:

@@ -79,6 +79,17 @@ class TestSubmitReference:
         )
         assert response.status_code == 400
 
+    async def test_modality_that_is_no_defined_term_is_refused(self, harness: Harness) -> None:
+        """A name in code-string shape is REQUEST_INVALID, and the answer does not repeat it."""
+        response = await harness.client.post(
+            "/infer",
+            json=_reference(harness, modality="DOEJANE"),
+            headers=harness.auth(*SERVICE),
+        )
+        assert (response.status_code, response.json()["code"]) == (400, "REQUEST_INVALID")
+        assert "DOEJANE" not in response.text
+        assert harness.publisher.messages == []
+
     async def test_key_is_study_uid_when_given(self, harness: Harness) -> None:
         """A study's images share a key (and so a partition)."""
         await harness.client.post(

@@ -10,6 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from streams.router import arrival_for_file
+from tests.dicom_support import variant
 
 pytestmark = pytest.mark.requirement("RS-PUB-01")
 
@@ -36,6 +37,14 @@ class TestArrivalForFile:
         text = arrival_for_file(path, source="PACS1").model_dump_json()
         assert "CompressedSamples" not in text
         assert "1CT1" not in text
+
+    def test_header_modality_that_is_no_defined_term_is_left_out(self, tmp_path: Path) -> None:
+        """A name in the header's Modality is not carried (nor refused: the image goes on)."""
+        path = tmp_path / "ct.dcm"
+        path.write_bytes(variant(Modality="DOEJANE"))
+        event = arrival_for_file(path, source="PACS1")
+        assert event.modality is None
+        assert "DOEJANE" not in event.model_dump_json()
 
     def test_non_dicom_file_has_no_uids(self, tmp_path: Path) -> None:
         """A PNG has no DICOM header; the event still names the file and its checksum."""

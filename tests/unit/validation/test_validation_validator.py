@@ -23,6 +23,7 @@ from streams.validation import (
     decoding,
     validate_image,
 )
+from tests.dicom_support import variant
 from tests.unit.validation.support import (
     CT,
     DEFAULT_LIMITS,
@@ -142,6 +143,19 @@ class TestAcceptedOutcome:
     def test_png_ignores_malformed_hint(self) -> None:
         """A hint that is not a modality code is dropped rather than echoed."""
         outcome = _validate((SAMPLES / "raster" / "ct_256.png").read_bytes(), event_modality="x y")
+        assert isinstance(outcome, ValidationAccepted)
+        assert outcome.modality is None
+
+    def test_png_ignores_a_code_shaped_name_as_hint(self) -> None:
+        """A hint in code-string shape that is no defined term (a name) is dropped too."""
+        png = (SAMPLES / "raster" / "ct_256.png").read_bytes()
+        outcome = _validate(png, event_modality="DOEJANE")
+        assert isinstance(outcome, ValidationAccepted)
+        assert outcome.modality is None
+
+    def test_header_modality_that_is_no_defined_term_is_dropped(self) -> None:
+        """A name written into the header's Modality never becomes the image's modality."""
+        outcome = _validate(variant(Modality="DOEJANE"))
         assert isinstance(outcome, ValidationAccepted)
         assert outcome.modality is None
 
