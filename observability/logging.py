@@ -259,6 +259,9 @@ def configure_logging(
     # pynetdicom's INFO/DEBUG lines narrate associations, PDUs and datasets (AE titles and
     # attribute values a sender chose); its warnings and errors are about the connection.
     logging.getLogger("pynetdicom").setLevel(max(level, logging.WARNING))
+    # highdicom's INFO lines narrate each report it builds (about seven per SR: "copy
+    # Patient-related attributes from dataset <UID>"): noise at INFO, and they name source UIDs.
+    logging.getLogger("highdicom").setLevel(max(level, logging.WARNING))
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
 

@@ -113,6 +113,17 @@ class TestJsonOutput:
         assert line["level"] == "warning"
         assert line["event"] == f"bad record PatientName={REDACTED_PHI}"
 
+    @pytest.mark.parametrize("library", ["highdicom", "pynetdicom"])
+    def test_dicom_libraries_narration_is_not_logged_at_info(
+        self, configured: Any, library: str
+    ) -> None:
+        """Their INFO lines narrate each report/association; their warnings still show."""
+        stream = configured(level="INFO")
+        logging.getLogger(f"{library}.base").info("copy Patient-related attributes")
+        logging.getLogger(f"{library}.base").warning("something about the connection")
+        (line,) = _json_lines(stream)
+        assert line["event"] == "something about the connection"
+
     def test_exception_text_is_masked(self, configured: Any) -> None:
         """PHI in an exception message is masked in the rendered traceback."""
         stream = configured()
