@@ -171,6 +171,25 @@ def build_renderer_chain(settings: LoggingSettings, masker: PhiMasker) -> list[P
     ]
 
 
+class RoutineLibraryErrors(logging.Filter):
+    """Lowers to a warning the library "errors" that are routine for a service like ours.
+
+    pynetdicom logs "Network timeout reached" at ERROR when a peer leaves an association idle
+    past ``network_timeout`` and it is closed: routine for a listener (a PACS keeping its
+    association open between studies). Log-based alerting on errors must not page for it.
+    """
+
+    ROUTINE: Final = frozenset({("pynetdicom.association", "Network timeout reached")})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Always keeps the record; lowers a routine one above WARNING to WARNING."""
+        # structlog's own records carry a dict as ``msg``: only a library's text is compared.
+        routine = isinstance(record.msg, str) and (record.name, record.msg) in self.ROUTINE
+        if routine and record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def build_handler(
     settings: LoggingSettings,
     masker: PhiMasker,
@@ -191,6 +210,7 @@ def build_handler(
     )
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(formatter)
+    handler.addFilter(RoutineLibraryErrors())
     # The caller's filters first: the gate must count (and summarise) only lines it would show.
     for item in filters:
         handler.addFilter(item)

@@ -124,6 +124,19 @@ class TestJsonOutput:
         (line,) = _json_lines(stream)
         assert line["event"] == "something about the connection"
 
+    def test_an_idle_association_closing_is_a_warning_not_an_error(self, configured: Any) -> None:
+        """pynetdicom's "Network timeout reached" is routine for a listener: no ERROR line."""
+        stream = configured(level="INFO")
+        logging.getLogger("pynetdicom.association").error("Network timeout reached")
+        logging.getLogger("pynetdicom.association").error("Association Aborted")
+        logging.getLogger("pynetdicom.association").warning("Network timeout reached")
+        levels = [(line["event"], line["level"]) for line in _json_lines(stream)]
+        assert levels == [
+            ("Network timeout reached", "warning"),
+            ("Association Aborted", "error"),
+            ("Network timeout reached", "warning"),
+        ]
+
     def test_exception_text_is_masked(self, configured: Any) -> None:
         """PHI in an exception message is masked in the rendered traceback."""
         stream = configured()
