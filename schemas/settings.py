@@ -242,6 +242,12 @@ class DicomSettings(_Group):
         description="how long a C-STORE waits for the broker's confirmation before answering "
         "'out of resources' (keep it below the senders' DIMSE timeout, Orthanc's is 10 s)",
     )
+    require_called_ae_title: bool = Field(
+        False,
+        description="refuse associations addressed to another AE title than ae_title, so a "
+        "sender configured with the wrong title fails at once instead of being accepted "
+        "(off by default, as in Orthanc's DicomCheckCalledAet)",
+    )
     max_associations: int = Field(10, ge=1, le=100)
     network_timeout_seconds: float = Field(60.0, gt=0)
     dimse_timeout_seconds: float = Field(30.0, gt=0)

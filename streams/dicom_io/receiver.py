@@ -93,6 +93,7 @@ class DicomReceiver:
         ae.dimse_timeout = self._settings.dimse_timeout_seconds
         ae.acse_timeout = self._settings.dimse_timeout_seconds
         ae.require_calling_aet = sorted(self._allowed)
+        ae.require_called_aet = self._settings.require_called_ae_title
         ae.add_supported_context(Verification)
         for sop_class in IMAGE_STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 import streams.dicom_io.receiver as receiver_module
 from observability.metrics import Metrics
@@ -166,3 +168,37 @@ class TestListening:
         assert refused.value.code is ErrorCode.SETTINGS_INVALID
         assert f"127.0.0.1:{port}" in refused.value.reason
         assert "RADSTREAM_DICOM__PORT" in refused.value.reason
+
+
+class TestCalledAeTitle:
+    @pytest.mark.parametrize(("required", "accepted"), [(False, True), (True, False)])
+    async def test_a_wrong_called_title_is_refused_only_when_required(
+        self, tmp_path: Path, required: bool, accepted: bool
+    ) -> None:
+        """A sender addressing "WRONG" is accepted by default (as Orthanc does) and refused
+        at association when require_called_ae_title is set; the right title always works."""
+        settings = DicomSettings(
+            host="127.0.0.1", port=0, ae_title="RADSTREAM", require_called_ae_title=required
+        )
+        ingest = InstanceIngest(
+            InstanceStore(tmp_path), FakePublisher(), max_bytes=1, publish_timeout_seconds=1
+        )
+        rx = DicomReceiver(settings, ingest, asyncio.get_running_loop())
+        host, port = rx.start()
+        try:
+            wrong = await asyncio.to_thread(_associates, host, port, "WRONG")
+            right = await asyncio.to_thread(_associates, host, port, "RADSTREAM")
+        finally:
+            rx.stop()
+        assert (wrong, right) == (accepted, True)
+
+
+def _associates(host: str, port: int, called: str) -> bool:
+    """Whether an association (Verification) addressed to ``called`` is accepted."""
+    scu = AE(ae_title="SENDER")
+    scu.add_requested_context(Verification)
+    assoc = scu.associate(host, port, ae_title=called)
+    established = bool(assoc.is_established)
+    if established:
+        assoc.release()
+    return established
