@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from observability.lag import SnapshotSource
 from observability.metrics import render_metrics
-from schemas.errors import ErrorCode, error_for
+from schemas.errors import address_unusable
 
 DEFAULT_HEARTBEAT_TIMEOUT: Final = 10.0
 DEFAULT_PROGRESS_TIMEOUT: Final = 60.0
@@ -438,11 +438,12 @@ class WorkerHealth:
             try:
                 self.server, _thread = serve_health(self.state, self.registry, host, port)
             except OSError as exc:
-                raise error_for(
-                    ErrorCode.SETTINGS_INVALID,
-                    f"cannot serve /livez, /readyz and /metrics on {host}:{port} "
-                    f"({exc.strerror or 'refused'}); stop the process that holds the port, or "
-                    "set RADSTREAM_OBSERVABILITY__METRICS_HOST and "
+                raise address_unusable(
+                    "serve /livez, /readyz and /metrics",
+                    host,
+                    port,
+                    exc,
+                    "RADSTREAM_OBSERVABILITY__METRICS_HOST and "
                     "RADSTREAM_OBSERVABILITY__METRICS_PORT",
                 ) from exc
         try:

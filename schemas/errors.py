@@ -529,3 +529,19 @@ def for_code(code: ErrorCode) -> type[RadstreamError]:
 def error_for(code: ErrorCode, reason: str | None = None) -> RadstreamError:
     """Build the right exception for ``code`` with a patient-data-free ``reason``."""
     return for_code(code)(code, reason)
+
+
+def address_unusable(
+    service: str, host: str, port: int, exc: OSError, variables: str
+) -> RadstreamError:
+    """``SETTINGS_INVALID`` for an address a server cannot listen on.
+
+    In use by another process, not an address of this host, a privileged port: a setting to
+    change (``variables``), not a bug and not a retry. ``service`` says what would listen
+    there ("listen for DICOM").
+    """
+    return error_for(
+        ErrorCode.SETTINGS_INVALID,
+        f"cannot {service} on {host}:{port} ({exc.strerror or 'refused'}); stop the process "
+        f"that holds the port, or set {variables}",
+    )

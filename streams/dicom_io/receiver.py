@@ -26,7 +26,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from schemas.correlation import new_correlation_id
-from schemas.errors import ErrorCode, RadstreamError, TransientError, error_for
+from schemas.errors import ErrorCode, RadstreamError, TransientError, address_unusable
 from schemas.settings import DicomSettings, Settings
 from streams.dicom import statuses
 from streams.dicom.instances import ACCEPTED_TRANSFER_SYNTAXES, IMAGE_STORAGE_SOP_CLASSES
@@ -117,11 +117,12 @@ class DicomReceiver:
                 (host, port), block=False, evt_handlers=handlers
             )
         except OSError as exc:
-            raise error_for(
-                ErrorCode.SETTINGS_INVALID,
-                f"cannot listen for DICOM on {host}:{port} ({exc.strerror or 'refused'}); "
-                "stop the process that holds the port, or set RADSTREAM_DICOM__HOST and "
-                "RADSTREAM_DICOM__PORT",
+            raise address_unusable(
+                "listen for DICOM",
+                host,
+                port,
+                exc,
+                "RADSTREAM_DICOM__HOST and RADSTREAM_DICOM__PORT",
             ) from exc
         if server is None:  # pragma: no cover - block=False always returns the server
             raise RuntimeError("pynetdicom did not return its server")
