@@ -150,7 +150,10 @@ class ClinicalFacts:
     format: ImageFormat
     modality: str | None
     body_part: str | None
+    """A DICOM defined term (schemas/body_part.py), or ``None``."""
     dataset: Dataset | None
+    body_part_unrecognised: bool = False
+    """BodyPartExamined held a code-shaped value that is no defined term (kept out of sight)."""
 
 
 def check_clinical_rules(
@@ -194,10 +197,9 @@ def _check_dicom_attributes(
     for keyword in rule.required_attributes:
         if _absent(dataset, keyword):
             raise error_for(ErrorCode.CLINICAL_ATTRIBUTE_MISSING, f"{keyword} missing {where}")
-    if (
-        rule.allowed_body_parts is not None
-        and facts.body_part is not None
-        and facts.body_part not in rule.allowed_body_parts
+    if rule.allowed_body_parts is not None and (
+        facts.body_part_unrecognised
+        or (facts.body_part is not None and facts.body_part not in rule.allowed_body_parts)
     ):
         raise error_for(ErrorCode.CLINICAL_BODY_PART_NOT_ALLOWED, f"body part not allowed {where}")
     if rule.pixel_spacing_mm is not None:
