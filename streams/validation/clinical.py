@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
 
+from schemas.body_part import recognised_body_part
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import ImageFormat, ImageGeometry, ValidatorVerdict
 from streams.validation.decoding import element_value, optional_float
@@ -107,6 +108,18 @@ class ClinicalRule(_Strict):
     @staticmethod
     def _is_format(value: Any) -> bool:
         return isinstance(value, str) and value in {f.value for f in ImageFormat}
+
+    @field_validator("allowed_body_parts")
+    @classmethod
+    def _defined_body_parts(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """A rule names only body parts a sender's value can be (schemas/body_part.py)."""
+        unknown = [part for part in value or () if recognised_body_part(part) != part]
+        if unknown:
+            raise ValueError(
+                "not DICOM Body Part Examined defined terms (PS3.16 Annex L): "
+                + ", ".join(sorted(unknown))
+            )
+        return value
 
     @field_validator("required_attributes")
     @classmethod

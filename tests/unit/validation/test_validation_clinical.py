@@ -57,6 +57,16 @@ class TestLoading:
         with pytest.raises(ValidationError):
             _rules(required_attributes=["PatientsShoeSize"])
 
+    def test_body_part_that_is_no_defined_term_refused(self) -> None:
+        """allowed_body_parts names DICOM defined terms only; the error names the stray one."""
+        with pytest.raises(ValidationError, match=r"defined terms \(PS3.16 Annex L\): CHESTS \["):
+            _rules(allowed_body_parts=["CHEST", "CHESTS"])
+
+    def test_bundled_file_names_only_defined_body_parts(self) -> None:
+        """The shipped rules pass the same check (they load, and name CHEST)."""
+        rules = load_clinical_rules(RULES_FILE)
+        assert rules.models["chest-xray-classifier"].allowed_body_parts == ("CHEST",)
+
     def test_inverted_range_refused(self) -> None:
         """A range whose min exceeds its max is refused."""
         with pytest.raises(ValidationError):
