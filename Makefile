@@ -101,7 +101,7 @@ security: setup
 # bar is 85 %): input validation, logging with PHI masking, and the error catalogues — the code
 # that decides what a sender is told and what an operator may read. The second coverage report
 # fails the run and names the lines when one of them drops below 100 %.
-FULL_COVERAGE := streams/validation/*,observability/logging.py,observability/phi.py,observability/phi_attributes.py,schemas/modality.py,schemas/errors.py,gateway/errors.py,cli/errors.py
+FULL_COVERAGE := streams/validation/*,observability/logging.py,observability/phi.py,observability/phi_attributes.py,schemas/modality.py,schemas/body_part.py,schemas/errors.py,gateway/errors.py,cli/errors.py
 # --compliance-gate fails the run when an implemented requirement has no passing test.
 test: setup tools services-up peers-up lint typecheck security sbom  ## the whole suite: ruff, mypy, bandit, licences, pytest with coverage and the traceability gate
 	RADSTREAM_REQUIRE_SERVICES=1 $(BIN)/pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider \

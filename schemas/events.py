@@ -31,6 +31,7 @@ from pydantic import (
 
 # The header's name belongs to the correlation-id owner; re-exported here for the modules being
 # rewritten in parallel (the Kafka layer, the CLI) until they import it from there.
+from schemas.body_part import recognised_body_part
 from schemas.correlation import (
     MAX_CORRELATION_ID_LENGTH,
     CorrelationId,
@@ -49,6 +50,10 @@ Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 # free text in the field (a name, say) is never routed by, logged or passed on
 # (schemas/modality.py).
 SenderModality = Annotated[str | None, AfterValidator(recognised_modality)]
+# A body part examined a sender gave: likewise read as none unless it is a DICOM defined term
+# (normalised to upper case), so a name typed into BodyPartExamined goes nowhere
+# (schemas/body_part.py).
+SenderBodyPart = Annotated[str | None, AfterValidator(recognised_body_part)]
 # Pseudonymous identifiers (user ids, router names): short, no spaces, no free text.
 Pseudonym = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@:-]{1,64}$")]
 ModelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}(@[0-9A-Za-z.+-]{1,32})?$")]
@@ -218,7 +223,7 @@ class ImageGeometry(BaseModel):
     transfer_syntax_uid: Uid | None = None
     pixel_spacing_mm: tuple[float, float] | None = None
     slice_thickness_mm: float | None = None
-    body_part: str | None = Field(None, max_length=32)
+    body_part: SenderBodyPart = Field(None, max_length=32)
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     window_center: float | None = None

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schemas.body_part import recognised_body_part
 from schemas.errors import ErrorCode, InferenceError, InputValidationError, ResourceNotFoundError
 from streams.inference.manifest import read_model_file
 
@@ -37,13 +38,31 @@ class RoutingRule(BaseModel):
                 raise ValueError(f"{model_id!r} is not a model id (name or name@version)")
         return value
 
+    @field_validator("body_part")
+    @classmethod
+    def _body_part_defined(cls, value: str | None) -> str | None:
+        """A DICOM defined term (any case), kept in upper case; anything else could never match."""
+        if value is None:
+            return None
+        term = recognised_body_part(value)
+        if term is None:
+            raise ValueError(
+                f"body_part {value!r} is not a DICOM Body Part Examined defined term"
+                " (PS3.16 Annex L, e.g. CHEST, HEAD, ABDOMEN)"
+            )
+        return term
+
     def matches(self, modality: str | None, body_part: str | None) -> bool:
-        """Whether an image with this modality and body part falls under the rule."""
+        """Whether an image with this modality and body part falls under the rule.
+
+        The image's body part counts only as a defined term (schemas/body_part.py), compared
+        without case or surrounding blanks.
+        """
         if modality is None or modality.upper() != self.modality:
             return False
         if self.body_part is None:
             return True
-        return body_part is not None and body_part.strip().upper() == self.body_part.upper()
+        return recognised_body_part(body_part) == self.body_part
 
 
 class RoutingRules(BaseModel):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydicom.datadict import keyword_dict
 from pydicom.dataset import Dataset
 
+from schemas.body_part import recognised_body_part
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import ImageFormat, ImageGeometry, ValidatorVerdict
 from streams.validation.decoding import element_value, optional_float
@@ -108,6 +109,18 @@ class ClinicalRule(_Strict):
     def _is_format(value: Any) -> bool:
         return isinstance(value, str) and value in {f.value for f in ImageFormat}
 
+    @field_validator("allowed_body_parts")
+    @classmethod
+    def _defined_body_parts(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """A rule names only body parts a sender's value can be (schemas/body_part.py)."""
+        unknown = [part for part in value or () if recognised_body_part(part) != part]
+        if unknown:
+            raise ValueError(
+                "not DICOM Body Part Examined defined terms (PS3.16 Annex L): "
+                + ", ".join(sorted(unknown))
+            )
+        return value
+
     @field_validator("required_attributes")
     @classmethod
     def _known_keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -150,7 +163,10 @@ class ClinicalFacts:
     format: ImageFormat
     modality: str | None
     body_part: str | None
+    """A DICOM defined term (schemas/body_part.py), or ``None``."""
     dataset: Dataset | None
+    body_part_unrecognised: bool = False
+    """BodyPartExamined held a code-shaped value that is no defined term (kept out of sight)."""
 
 
 def check_clinical_rules(
@@ -194,10 +210,9 @@ def _check_dicom_attributes(
     for keyword in rule.required_attributes:
         if _absent(dataset, keyword):
             raise error_for(ErrorCode.CLINICAL_ATTRIBUTE_MISSING, f"{keyword} missing {where}")
-    if (
-        rule.allowed_body_parts is not None
-        and facts.body_part is not None
-        and facts.body_part not in rule.allowed_body_parts
+    if rule.allowed_body_parts is not None and (
+        facts.body_part_unrecognised
+        or (facts.body_part is not None and facts.body_part not in rule.allowed_body_parts)
     ):
         raise error_for(ErrorCode.CLINICAL_BODY_PART_NOT_ALLOWED, f"body part not allowed {where}")
     if rule.pixel_spacing_mm is not None:

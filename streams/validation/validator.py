@@ -21,8 +21,16 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from pydicom.dataset import Dataset
 
+from schemas.body_part import recognised_body_part
 from schemas.errors import ErrorCode, RadstreamError, error_for
-from schemas.events import ImageFormat, ImageGeometry, Sha256Hex, Uid, ValidatorVerdict
+from schemas.events import (
+    ImageFormat,
+    ImageGeometry,
+    SenderBodyPart,
+    Sha256Hex,
+    Uid,
+    ValidatorVerdict,
+)
 from schemas.modality import recognised_modality
 from schemas.settings import ValidationSettings
 from streams.validation.clinical import (
@@ -68,7 +76,7 @@ class ValidationAccepted(_Outcome):
     study_instance_uid: Uid | None = None
     series_instance_uid: Uid | None = None
     sop_instance_uid: Uid | None = None
-    body_part: str | None = None
+    body_part: SenderBodyPart = None
 
 
 class ValidationRejected(_Outcome):
@@ -239,8 +247,15 @@ def _validate(
     hint = recognised_modality(checks.event_modality)
     if dataset is None and hint is not None:
         modality = hint
+    # The geometry carries a body part only when it is a defined term; one that was given in
+    # code-string shape but is none (a name, say) is still no body part a rule allows.
+    given_body_part = _dicom_code(dataset, "BodyPartExamined") if dataset is not None else None
     facts = ClinicalFacts(
-        format=header.format, modality=modality, body_part=geometry.body_part, dataset=dataset
+        format=header.format,
+        modality=modality,
+        body_part=geometry.body_part,
+        dataset=dataset,
+        body_part_unrecognised=given_body_part is not None and geometry.body_part is None,
     )
     run.verdicts.extend(
         run.check(
@@ -292,7 +307,8 @@ def build_geometry(header: ImageHeader, dataset: Dataset | None, dtype: str) -> 
             "transfer_syntax_uid": ts if ts and _UID.match(ts) and len(ts) <= 64 else None,
             "pixel_spacing_mm": _positive_pair(pixel_spacing(dataset)),
             "slice_thickness_mm": optional_float(dataset, "SliceThickness"),
-            "body_part": _dicom_code(dataset, "BodyPartExamined"),
+            # Only a defined term: free text in it is no body part (schemas/body_part.py).
+            "body_part": recognised_body_part(_dicom_code(dataset, "BodyPartExamined")),
             "rescale_slope": optional_float(dataset, "RescaleSlope") or 1.0,
             "rescale_intercept": optional_float(dataset, "RescaleIntercept") or 0.0,
             "window_center": optional_float(dataset, "WindowCenter"),

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.requirement("RS-G-01", "RS-G-02", "RS-DCM-01", "RS-DCM-
 PHI_AE_TITLE = "CANARYDOE_JANEPH"  # a patient's name as the calling AE title (16 characters)
 PHI_UID = "CANARYDOE^JANEPHI"
 PHI_MODALITY = "CANARYDOE"  # a surname in Modality: the shape of a code string
+PHI_BODY_PART = "CANARYDOE"  # a surname in BodyPartExamined: the shape of a code string
 
 
 @pytest.fixture
@@ -78,18 +79,20 @@ async def test_receiver_leaks_nothing(
     publisher: KafkaPublisher,
     log_buffer: io.StringIO,
 ) -> None:
-    """PHI in every attribute, a PHI-shaped AE title, file name, UID, modality: none leaks."""
+    """PHI in attributes, AE title, file name, UID, Modality and BodyPartExamined: none leaks."""
     good = tmp_path / "CANARYDOE_JANEPHI_19450607.dcm"
     good.write_bytes(variant(phi=True))
     bad = tmp_path / "MRN-CANARY-991177.dcm"
     bad.write_bytes(variant(phi=True, StudyInstanceUID=PHI_UID))
     named = tmp_path / "modality.dcm"  # accepted, but its Modality is no defined term
     named.write_bytes(variant(phi=True, Modality=PHI_MODALITY))
+    part = tmp_path / "body_part.dcm"  # accepted, but its BodyPartExamined is no defined term
+    part.write_bytes(variant(phi=True, BodyPartExamined=PHI_BODY_PART))
     open_door = settings_for(tmp_path / "open", kafka_bootstrap, topic_prefix, [])
     guarded = settings_for(tmp_path / "guarded", kafka_bootstrap, topic_prefix, ["STORESCU"])
     with captured_fds() as output:
         async with listening(open_door, publisher) as (_host, port):
-            code, tool_output = await storescu(port, [good, named, bad], calling=PHI_AE_TITLE)
+            code, tool_output = await storescu(port, [good, named, part, bad], calling=PHI_AE_TITLE)
         async with listening(guarded, publisher) as (_host, port):
             refused, _ = await storescu(port, [good], calling=PHI_AE_TITLE)
     assert code != 0  # the bad one was refused
@@ -98,6 +101,7 @@ async def test_receiver_leaks_nothing(
     topic = await topic_text(kafka_bootstrap, TopicNames(topic_prefix).arrived)
     assert read_instance(good.read_bytes()).sop_instance_uid in topic  # the control
     assert read_instance(named.read_bytes()).sop_instance_uid in topic  # stored, unrouted
+    assert read_instance(part.read_bytes()).sop_instance_uid in topic  # stored, no body part
     assert canaries_in(topic) == []
     logs = log_buffer.getvalue() + output.getvalue()
     assert "dicom_association_refused" in logs  # the control: the refusal was logged

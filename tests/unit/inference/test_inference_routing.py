@@ -54,6 +54,16 @@ class TestRoute:
         """Without a body part only modality-only rules can match."""
         assert route([], "CT", None, RULES) == ["lesion-detector"]
 
+    def test_name_as_body_part_matches_no_body_part_rule(self) -> None:
+        """A code-shaped name is no body part: only modality-only rules can match it."""
+        assert route([], "CT", "CANARYDOE", RULES) == ["lesion-detector"]
+
+    def test_no_route_reason_never_names_the_body_part(self) -> None:
+        """MODEL_NO_ROUTE names the modality only; a name in the body part stays out."""
+        with pytest.raises(InputValidationError) as caught:
+            route([], "MR", "CANARYDOE", RULES)
+        assert "CANARYDOE" not in caught.value.reason
+
     def test_pinned_version_in_rule(self) -> None:
         """Rules may pin a version."""
         assert route([], "MR", "HEAD", RULES) == ["brain-mr@2.0.0"]
@@ -119,6 +129,23 @@ class TestRules:
     def test_invalid_rules_are_refused(self, text: str) -> None:
         """Syntax errors, bad modality codes, bad ids, empty lists and unknown keys fail."""
         with pytest.raises(InferenceError) as caught:
+            RoutingRules.parse(text)
+        assert caught.value.code is ErrorCode.MODEL_LOAD_FAILED
+
+    def test_rule_body_part_is_kept_as_the_defined_term(self) -> None:
+        """A rule may write a body part in any case; it is held, and matched, in upper case."""
+        rules = RoutingRules.parse(
+            "rules:\n  - modality: CT\n    body_part: chest\n    models: [m]\n"
+        )
+        assert rules.rules[0].body_part == "CHEST"
+        assert route([], "CT", "CHEST", rules) == ["m"]
+
+    def test_rule_body_part_that_is_no_defined_term_is_refused(self) -> None:
+        """A rule naming a non-term could never match: a load failure that names it."""
+        text = "rules:\n  - modality: CT\n    body_part: LUNGS\n    models: [m]\n"
+        with pytest.raises(
+            InferenceError, match="'LUNGS' is not a DICOM Body Part Examined"
+        ) as caught:
             RoutingRules.parse(text)
         assert caught.value.code is ErrorCode.MODEL_LOAD_FAILED
 

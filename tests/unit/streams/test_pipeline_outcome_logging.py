@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import structlog
@@ -14,11 +15,17 @@ import structlog
 from observability.logging import PAYLOAD_LOGGERS, configure_logging
 from schemas.correlation import CORRELATION_ID_HEADER
 from schemas.errors import ErrorCode, error_for
-from schemas.events import ImageArrived, ImageRejected, Stage
-from schemas.settings import LoggingSettings
+from schemas.events import ImageArrived, ImageRejected, ImageValidated, Stage
+from schemas.settings import LoggingSettings, ValidationSettings
 from streams.kafka import Outgoing
 from streams.pipeline import Incoming, NullObserver, dead_letter_for, parse_event, process_batch
+from streams.retry import RetryPolicy
+from streams.router import arrival_for_file
+from streams.stages.common import ImageReader
+from streams.stages.validation import ValidationStage
 from streams.topics import TopicKey
+from streams.validation import ClinicalRules
+from tests.dicom_support import variant
 
 pytestmark = pytest.mark.requirement("RS-LOG-01", "RS-G-01")
 
@@ -153,6 +160,57 @@ class TestOutcomeLogging:
         assert retried[0]["level"] == "warning"
         # ... and counted (radstream_retries_total) under the stage, as an unavailable broker.
         assert told == [(MixedHandler.stage, ErrorCode.BROKER_UNAVAILABLE)]
+
+
+class TestBodyPartNamesNeverLeave:
+    """A surname in BodyPartExamined, through the real validation stage and the stage runner."""
+
+    NAME = "CANARYDOE"  # code-string shaped, so only the defined-term rule keeps it out
+
+    @staticmethod
+    def arrival(root: Path, name: str, body_part: str, model_ids: tuple[str, ...]) -> bytes:
+        path = root / name
+        path.write_bytes(variant(BodyPartExamined=body_part))
+        event = arrival_for_file(path, source="pacs-1", model_ids=model_ids)
+        return event.model_dump_json().encode()
+
+    async def run(self, root: Path, body_part: str) -> list[Outgoing]:
+        """One arrival accepted by an open rule, one checked by a chest-only rule."""
+        rules = ClinicalRules.model_validate(
+            {"models": {"chest-ct": {"allowed_body_parts": ["CHEST"]}}}
+        )
+        limits = ValidationSettings()
+        reader = ImageReader([root], limits.max_file_bytes, RetryPolicy(max_attempts=1))
+        batch = [
+            message(1, self.arrival(root, "open.dcm", body_part, ())),
+            message(2, self.arrival(root, "chest.dcm", body_part, ("chest-ct",))),
+        ]
+        return await process_batch(
+            ValidationStage(reader, limits, rules), batch, deliver, NullObserver()
+        )
+
+    async def test_name_reaches_no_event_log_line_or_reason(
+        self, tmp_path: Path, logs: io.StringIO
+    ) -> None:
+        """Accepted without a body part; refused by the chest rule with a reason that lacks it."""
+        out = await self.run(tmp_path, self.NAME)
+        validated, rejected = (o.value for o in out)
+        assert isinstance(validated, ImageValidated)
+        assert validated.geometry.body_part is None
+        assert isinstance(rejected, ImageRejected)
+        assert rejected.error_code is ErrorCode.CLINICAL_BODY_PART_NOT_ALLOWED
+        assert {line["event"] for line in lines(logs)} >= {"message_processed", "image_rejected"}
+        produced = validated.model_dump_json() + rejected.model_dump_json()
+        assert self.NAME not in produced + logs.getvalue()
+
+    @pytest.mark.parametrize("written", ["CHEST", "chest"])
+    async def test_a_defined_term_goes_on_as_before(self, tmp_path: Path, written: str) -> None:
+        """CHEST, in either case, is carried as CHEST and passes the chest-only rule."""
+        out = await self.run(tmp_path, written)
+        assert [type(o.value) for o in out] == [ImageValidated, ImageValidated]
+        assert {o.value.geometry.body_part for o in out if isinstance(o.value, ImageValidated)} == {
+            "CHEST"
+        }
 
 
 class TestCorrelationId:

@@ -57,6 +57,16 @@ class TestLoading:
         with pytest.raises(ValidationError):
             _rules(required_attributes=["PatientsShoeSize"])
 
+    def test_body_part_that_is_no_defined_term_refused(self) -> None:
+        """allowed_body_parts names DICOM defined terms only; the error names the stray one."""
+        with pytest.raises(ValidationError, match=r"defined terms \(PS3.16 Annex L\): CHESTS \["):
+            _rules(allowed_body_parts=["CHEST", "CHESTS"])
+
+    def test_bundled_file_names_only_defined_body_parts(self) -> None:
+        """The shipped rules pass the same check (they load, and name CHEST)."""
+        rules = load_clinical_rules(RULES_FILE)
+        assert rules.models["chest-xray-classifier"].allowed_body_parts == ("CHEST",)
+
     def test_inverted_range_refused(self) -> None:
         """A range whose min exceeds its max is refused."""
         with pytest.raises(ValidationError):
@@ -130,6 +140,27 @@ class TestRules:
         outcome = _check(data, _rules(allowed_body_parts=["CHEST"]))
         assert isinstance(outcome, ValidationAccepted)
         assert outcome.body_part == "CHEST"
+
+    def test_body_part_in_lower_case_allowed(self) -> None:
+        """A listed body part written in lower case is the same term, and passes."""
+        data = edited_dicom("CT_small.dcm", BodyPartExamined="chest")
+        outcome = _check(data, _rules(allowed_body_parts=["CHEST"]))
+        assert isinstance(outcome, ValidationAccepted)
+        assert outcome.body_part == "CHEST"
+
+    def test_name_as_body_part_refused_without_it(self) -> None:
+        """A code-shaped name is no body part a rule allows (as before), and is not repeated."""
+        data = edited_dicom("CT_small.dcm", BodyPartExamined="CANARYDOE")
+        outcome = _check(data, _rules(allowed_body_parts=["CHEST"]))
+        assert _rejected_with(outcome) is ErrorCode.CLINICAL_BODY_PART_NOT_ALLOWED
+        assert "CANARYDOE" not in outcome.model_dump_json()
+
+    def test_name_as_body_part_passes_a_rule_without_a_list(self) -> None:
+        """Without allowed_body_parts the name is simply no body part: accepted, not carried."""
+        data = edited_dicom("CT_small.dcm", BodyPartExamined="CANARYDOE")
+        outcome = _check(data, _rules(allowed_modalities=["CT"]))
+        assert isinstance(outcome, ValidationAccepted)
+        assert "CANARYDOE" not in outcome.model_dump_json()
 
     def test_required_attribute_missing(self) -> None:
         """A required attribute that is absent is CLINICAL_ATTRIBUTE_MISSING."""

@@ -159,6 +159,20 @@ class TestAcceptedOutcome:
         assert isinstance(outcome, ValidationAccepted)
         assert outcome.modality is None
 
+    def test_header_body_part_that_is_no_defined_term_is_dropped(self) -> None:
+        """A name in the header's BodyPartExamined is in neither the geometry nor the outcome."""
+        outcome = _validate(variant(BodyPartExamined="CANARYDOE"))
+        assert isinstance(outcome, ValidationAccepted)
+        assert (outcome.body_part, outcome.geometry.body_part) == (None, None)
+        assert "CANARYDOE" not in outcome.model_dump_json()
+
+    @pytest.mark.parametrize("written", ["CHEST", "chest"])
+    def test_header_body_part_that_is_a_defined_term_is_kept(self, written: str) -> None:
+        """A defined term is carried in upper case, in the geometry and the outcome."""
+        outcome = _validate(variant(BodyPartExamined=written))
+        assert isinstance(outcome, ValidationAccepted)
+        assert (outcome.body_part, outcome.geometry.body_part) == ("CHEST", "CHEST")
+
     def test_png_16_bit(self) -> None:
         """A 16-bit greyscale PNG decodes to uint16."""
         outcome = _validate((SAMPLES / "raster" / "ct_128_16bit.png").read_bytes())
