@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.body_part import recognised_body_part
 from schemas.errors import ErrorCode, InferenceError, InputValidationError, ResourceNotFoundError
+from schemas.modality import recognised_modality
 from streams.inference.manifest import read_model_file
 
 _MODEL_ID = r"^[a-z0-9][a-z0-9._-]{0,63}(@[0-9A-Za-z.+-]{1,32})?$"
@@ -36,6 +37,14 @@ class RoutingRule(BaseModel):
         for model_id in value:
             if not re.fullmatch(_MODEL_ID, model_id):
                 raise ValueError(f"{model_id!r} is not a model id (name or name@version)")
+        return value
+
+    @field_validator("modality")
+    @classmethod
+    def _modality_defined(cls, value: str) -> str:
+        """A DICOM modality defined term: an image's modality is never anything else."""
+        if recognised_modality(value) != value:
+            raise ValueError(f"modality {value!r} is not a DICOM modality defined term (CID 33)")
         return value
 
     @field_validator("body_part")

@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from schemas.body_part import recognised_body_part
 from schemas.errors import ErrorCode, RadstreamError, error_for
 from schemas.events import ImageFormat, ImageGeometry, ValidatorVerdict
+from schemas.modality import recognised_modality
 from streams.validation.decoding import element_value, optional_float
 
 _AGE = re.compile(r"^(\d{3})([DWMY])$")
@@ -108,6 +109,20 @@ class ClinicalRule(_Strict):
     @staticmethod
     def _is_format(value: Any) -> bool:
         return isinstance(value, str) and value in {f.value for f in ImageFormat}
+
+    @field_validator("allowed_modalities", "assumed_modality_for_non_dicom")
+    @classmethod
+    def _defined_modalities(
+        cls, value: tuple[str, ...] | str | None
+    ) -> tuple[str, ...] | str | None:
+        """A rule names only modalities an image can have (schemas/modality.py)."""
+        named = (value,) if isinstance(value, str) else value or ()
+        unknown = [code for code in named if recognised_modality(code) != code]
+        if unknown:
+            raise ValueError(
+                "not DICOM modality defined terms (CID 33): " + ", ".join(sorted(unknown))
+            )
+        return value
 
     @field_validator("allowed_body_parts")
     @classmethod

@@ -149,6 +149,12 @@ class TestRules:
             RoutingRules.parse(text)
         assert caught.value.code is ErrorCode.MODEL_LOAD_FAILED
 
+    def test_rule_modality_that_is_no_defined_term_is_refused(self) -> None:
+        """A rule for modality "XR" (not a DICOM term; CR/DX are) could never match."""
+        text = "rules:\n  - modality: XR\n    models: [m]\n"
+        with pytest.raises(InferenceError, match="'XR' is not a DICOM modality defined term"):
+            RoutingRules.parse(text)
+
     def test_missing_file_is_a_load_failure(self, tmp_path: Path) -> None:
         """An absent rules file raises MODEL_LOAD_FAILED."""
         with pytest.raises(InferenceError, match="unreadable"):

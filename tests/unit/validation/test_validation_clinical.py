@@ -62,6 +62,18 @@ class TestLoading:
         with pytest.raises(ValidationError, match=r"defined terms \(PS3.16 Annex L\): CHESTS \["):
             _rules(allowed_body_parts=["CHEST", "CHESTS"])
 
+    def test_modality_that_is_no_defined_term_refused(self) -> None:
+        """allowed_modalities names DICOM defined terms only: a typo could never match."""
+        with pytest.raises(ValidationError, match=r"defined terms \(CID 33\): CTX \["):
+            _rules(allowed_modalities=["CT", "CTX"])
+
+    def test_assumed_modality_that_is_no_defined_term_refused(self) -> None:
+        """The modality assumed for PNG/JPEG is a defined term too; None and CR are accepted."""
+        with pytest.raises(ValidationError, match=r"defined terms \(CID 33\): XRAY \["):
+            _rules(assumed_modality_for_non_dicom="XRAY")
+        assert _rules(assumed_modality_for_non_dicom="CR") is not None
+        assert _rules(assumed_modality_for_non_dicom=None) is not None
+
     def test_bundled_file_names_only_defined_body_parts(self) -> None:
         """The shipped rules pass the same check (they load, and name CHEST)."""
         rules = load_clinical_rules(RULES_FILE)
