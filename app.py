@@ -56,7 +56,7 @@ from sinks.studies import StudyStore
 from streams.agents import AgentSpec, Deferral, register_agent, watch_consumers
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
-from streams.dicom_io.receiver import run_dicom_listener
+from streams.dicom_io.receiver import ensure_storage_writable, run_dicom_listener
 from streams.dicom_io.sender import DicomSender
 from streams.dicom_io.store import InstanceStore
 from streams.inference.registry import ModelRegistry
@@ -844,8 +844,12 @@ async def run_listener(
         on_listening: called with the bound DICOM address once the port is open.
 
     Raises:
+        RadstreamError: ``SETTINGS_INVALID`` when the storage folder cannot be written, checked
+            first (a setting to fix, whether or not the broker answers), or when a port cannot
+            be listened on.
         TransientError: the broker does not answer while starting.
     """
+    await asyncio.to_thread(ensure_storage_writable, settings)
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     async with AsyncExitStack() as stack:

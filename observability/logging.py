@@ -179,6 +179,15 @@ class RoutineLibraryErrors(logging.Filter):
     association open between studies). Log-based alerting on errors must not page for it.
     """
 
+    # Not routine, on purpose: the three lines pynetdicom.acse logs at ERROR when a PACS
+    # rejects an export's association ("Association Rejected", "Result: Rejected Permanent,
+    # Source: ...", "Reason: ..."; a failure *status* makes pynetdicom log no ERROR at all).
+    # radstream does report that refusal itself, with its code, but as the dead letter's
+    # ``message_dead_lettered`` WARNING (every dead letter is a warning; the alert is
+    # RadstreamDeadLettersRising on radstream_dead_letters_total). Lowered, a permanently
+    # refused export - which needs a person: register our AE title at the PACS - would leave
+    # no ERROR line for log-based alerting at all. Only a line radstream itself reports at
+    # ERROR may be lowered here; tests/unit/observability/test_logging_pipeline.py pins this.
     ROUTINE: Final = frozenset({("pynetdicom.association", "Network timeout reached")})
 
     def filter(self, record: logging.LogRecord) -> bool:

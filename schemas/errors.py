@@ -545,3 +545,18 @@ def address_unusable(
         f"cannot {service} on {host}:{port} ({exc.strerror or 'refused'}); stop the process "
         f"that holds the port, or set {variables}",
     )
+
+
+def folder_unusable(purpose: str, folder: str, exc: OSError, variable: str) -> RadstreamError:
+    """``SETTINGS_INVALID`` for a folder a service must write to but cannot, found at start.
+
+    Not creatable (a parent is a file, no permission), read-only, not a folder: a setting to
+    change (``variable``) or a folder to fix, not a bug and not a retry; found at start rather
+    than on every instance afterwards. ``purpose`` says what the folder is for ("store
+    received DICOM").
+    """
+    return error_for(
+        ErrorCode.SETTINGS_INVALID,
+        f"cannot {purpose} in {folder} ({exc.strerror or type(exc).__name__}); set {variable} "
+        "to a folder this process can create and write",
+    )

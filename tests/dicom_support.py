@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.uid import generate_uid
 
 # Uncompressed (explicit LE), RLE, JPEG 2000, JPEG baseline, deflate.
@@ -92,6 +93,35 @@ def _variant(name: str, *, phi: bool, new_uids: bool, attributes: dict[str, obje
     for keyword, value in attributes.items():
         setattr(dataset, keyword, value)
     return to_bytes(dataset)
+
+
+_LONG_LENGTH_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+)
+
+
+def with_corrupt_length(data: bytes, keyword: str) -> bytes:
+    """``data`` (explicit VR little endian Part 10) with ``keyword``'s length field overwritten
+    so that its value runs past the end of the bytes, as a sender's broken writer would leave it.
+
+    The element is located by pydicom (its value offset and VR), not by searching for the tag's
+    bytes, so only that one length field changes.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = dcmread(BytesIO(data), stop_before_pixels=True)
+        # Typed as DataElement, but an element nobody accessed is still the RawDataElement read.
+        element: object = dataset.get_item(keyword, keep_deferred=True)
+    if not isinstance(element, RawDataElement) or element.is_implicit_VR:
+        raise ValueError(f"{keyword} is not a raw explicit VR element of this dataset")
+    width = 4 if element.VR in _LONG_LENGTH_VRS else 2
+    start = element.value_tell - width
+    beyond = min(len(data) - element.value_tell + 100, (1 << (8 * width)) - 2)
+    if element.value_tell + beyond <= len(data):
+        raise ValueError("the dataset is too large for this element's length field to overrun it")
+    corrupt = bytearray(data)
+    corrupt[start : start + width] = beyond.to_bytes(width, "little")
+    return bytes(corrupt)
 
 
 def canaries_in(text: str) -> list[str]:

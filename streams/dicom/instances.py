@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Final
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     JPEG2000,
@@ -89,6 +90,8 @@ infer on, and refusing SR also keeps radstream's own result reports from looping
 """
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+_HEADER_BYTES: Final = 8  # tag, VR and 2-byte length, or tag and 4-byte length
 _EVENT_NAMESPACE: Final = uuid.UUID("3c4e7f0a-9b1d-4f5e-8a2c-6d0b1e9f7a35")
 
 
@@ -126,7 +129,8 @@ def read_instance(data: bytes) -> ReceivedInstance:
 
     Raises:
         InputValidationError: ``IMAGE_EMPTY``, ``DICOM_NOT_PART10`` (no preamble/meta),
-            ``IMAGE_MALFORMED`` (unreadable header), ``DICOM_TRANSFER_SYNTAX_MISSING``,
+            ``IMAGE_MALFORMED`` (unreadable header: corrupt, cut short, an element's length
+            running past the end of the data), ``DICOM_TRANSFER_SYNTAX_MISSING``,
             ``TRANSFER_SYNTAX_UNSUPPORTED``, ``DICOM_SOP_CLASS_UNSUPPORTED`` or
             ``DICOM_INVALID_VALUE`` (a required UID missing, malformed or inconsistent).
     """
@@ -141,12 +145,73 @@ def read_instance(data: bytes) -> ReceivedInstance:
             ) from exc
         except Exception as exc:
             raise _invalid(ErrorCode.IMAGE_MALFORMED, "the DICOM header is corrupt") from exc
+        if _cut_short(dataset, data):
+            # Before the routing facts: the attributes after the cut are not "missing" from a
+            # well-formed dataset (A900, fix the data), the dataset could not be read (C000).
+            raise _invalid(
+                ErrorCode.IMAGE_MALFORMED,
+                "the dataset could not be read: it is cut short or an element's length is corrupt",
+            )
         try:
             return _routing_facts(dataset)
         except InputValidationError:
             raise
         except Exception as exc:
             raise _invalid(ErrorCode.IMAGE_MALFORMED, "the DICOM header is corrupt") from exc
+
+
+def _cut_short(dataset: Dataset, data: bytes) -> bool:
+    """Whether the header read stopped early because an element's length is corrupt or cut off.
+
+    pydicom does not raise on this at the top level: it reads what is left as the broken
+    element's value (or finds fewer than the 8 bytes of an element header), stops, and returns
+    the elements read so far, so every attribute after the break looks absent. Its traces are in
+    the elements themselves: a raw element holding fewer value bytes than its declared length,
+    or 1-7 bytes left over after the last element (a cut-off header; a read that ends at the
+    pixel data leaves 8 or more). pydicom warns about some of these cases, but warning filters
+    and its logger are process-wide and shared with the receiver's other threads, so they cannot
+    say whose read it was. (Inside an undefined-length sequence pydicom raises instead, which
+    :func:`read_instance` translates.) The left-over check needs offsets into ``data``, which a
+    deflated dataset, read from an inflated copy, does not have.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    elements = [*(_elements(meta) if isinstance(meta, Dataset) else []), *_elements(dataset)]
+    if any(_value_cut_short(element) for element in elements):
+        return True
+    deflated = getattr(meta, "TransferSyntaxUID", None) == DeflatedExplicitVRLittleEndian
+    return not deflated and 0 < _bytes_after_last_element(elements, len(data)) < _HEADER_BYTES
+
+
+def _elements(dataset: Dataset) -> list[object]:
+    # keep_deferred: look at what was read; convert and read nothing more. Typed DataElement,
+    # but an element nobody accessed yet is the RawDataElement read (value bytes, length).
+    tags = dataset.keys()  # iterating the dataset itself would convert every element
+    return [dataset.get_item(tag, keep_deferred=True) for tag in tags]
+
+
+def _value_cut_short(element: object) -> bool:
+    return (
+        isinstance(element, RawDataElement)
+        and element.length != _UNDEFINED_LENGTH
+        and isinstance(element.value, bytes)
+        and len(element.value) < element.length
+    )
+
+
+def _bytes_after_last_element(elements: list[object], size: int) -> int:
+    """How many bytes follow the last element read; 0 when that cannot be told."""
+    raw = [element for element in elements if isinstance(element, RawDataElement)]
+    if not raw:
+        return 0
+    last = max(raw, key=lambda element: element.value_tell)
+    parsed_after = any(
+        (getattr(element, "file_tell", None) or 0) > last.value_tell
+        for element in elements
+        if not isinstance(element, RawDataElement)
+    )
+    if last.length == _UNDEFINED_LENGTH or parsed_after:
+        return 0
+    return size - (last.value_tell + last.length)
 
 
 def referenced_uids(data: bytes) -> tuple[str | None, str | None]:

@@ -51,6 +51,20 @@ class InstanceStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def ensure_writable(self) -> None:
+        """Create ``root`` when missing (mode 0750), and prove it writable: a probe file is
+        created in it and removed, since ``os.access`` answers "writable" to root whatever the
+        folder's permissions (a read-only mount, say) and says nothing of a missing folder.
+
+        Raises:
+            OSError: the folder cannot be created (a parent is a regular file, no permission),
+                is not a folder, or refuses a new file (read-only, full, permissions).
+        """
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
+        descriptor, probe = tempfile.mkstemp(prefix=".writable-probe-", dir=self.root)
+        os.close(descriptor)
+        os.unlink(probe)
+
     def path_for(self, sha256: str) -> Path:
         """Where the instance with this digest is (or would be) stored."""
         if not _SHA256.fullmatch(sha256):

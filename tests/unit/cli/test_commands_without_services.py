@@ -474,11 +474,17 @@ class TestDicomListen:
         ],
     )
     def test_a_port_in_use_is_one_settings_line_not_a_bug(
-        self, busy: str, named: str, busy_port: int, capsys: pytest.CaptureFixture[str]
+        self,
+        busy: str,
+        named: str,
+        busy_port: int,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         """The DICOM or the /metrics port held by another process: exit 3 (was 70, 'a bug')."""
         ports = {"dicom": 0, "metrics": 0, busy: busy_port}
         settings = load_settings(
+            storage_roots=(tmp_path,),  # the storage folder is created at start: not in samples/
             dicom={"host": "127.0.0.1", "port": ports["dicom"]},
             observability={"metrics_host": "127.0.0.1", "metrics_port": ports["metrics"]},
         )
@@ -488,6 +494,36 @@ class TestDicomListen:
         assert err.startswith("radstream dicom listen: SETTINGS_INVALID: ")
         assert named.format(port=busy_port) in err
         assert "stop the process that holds the port" in err
+
+    def test_an_unwritable_storage_folder_is_one_settings_line_at_start(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """A storage folder that cannot be created (its parent is a regular file) stops the
+        start with exit 3 and one SETTINGS_INVALID line naming the folder's variable, before
+        the broker or the port: it used to start and refuse every C-STORE with A700."""
+        reached: list[str] = []
+
+        async def listener(*_args: object, **_kwargs: object) -> None:
+            reached.append("listening")  # without the check the service would run from here
+
+        monkeypatch.setattr("app.run_dicom_listener", listener)
+        (tmp_path / "a-file").write_bytes(b"")
+        folder = tmp_path / "a-file" / "received-dicom"
+        settings = load_settings(
+            storage_roots=(tmp_path,),
+            dicom={"host": "127.0.0.1", "port": 0, "storage_dir": folder},
+            observability={"metrics_host": "127.0.0.1", "metrics_port": 0},
+        )
+        assert main(["dicom", "listen"], settings=settings) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith("radstream dicom listen: SETTINGS_INVALID: ")
+        assert f"cannot store received DICOM in {folder} (Not a directory)" in err
+        assert "RADSTREAM_DICOM__STORAGE_DIR" in err
+        assert reached == []
 
 
 class TestTopicsAcls:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import struct
+from io import BytesIO
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
 import streams.dicom.instances as instances_module
@@ -17,7 +18,14 @@ from streams.dicom.instances import (
     referenced_uids,
     valid_uid,
 )
-from tests.dicom_support import SAMPLE_FILES, sample_bytes, sample_path, variant
+from tests.dicom_support import (
+    SAMPLE_FILES,
+    sample_bytes,
+    sample_path,
+    to_bytes,
+    variant,
+    with_corrupt_length,
+)
 
 
 def refusal(data: bytes) -> InputValidationError:
@@ -58,14 +66,62 @@ class TestRefused:
         """Bytes without the DICOM preamble are DICOM_NOT_PART10."""
         assert refusal(b"\x89PNG\r\n\x1a\n" + b"\x00" * 200).code is ErrorCode.DICOM_NOT_PART10
 
-    @pytest.mark.parametrize("cut", [150, 400, 600])
-    def test_truncated_header_is_refused_with_a_code(self, cut: int) -> None:
-        """pydicom reads a cut header without error; the missing attributes are named."""
+    def test_header_cut_in_the_file_meta_has_no_transfer_syntax(self) -> None:
+        """Bytes that end inside the file meta are DICOM_TRANSFER_SYNTAX_MISSING (C000)."""
+        assert refusal(sample_bytes("CT_small.dcm")[:150]).code is (
+            ErrorCode.DICOM_TRANSFER_SYNTAX_MISSING
+        )
+
+    def test_header_cut_between_elements_names_the_missing_attribute(self) -> None:
+        """Bytes that end exactly after an element look like a dataset that ends there: what
+        is missing is named (no trace tells this cut from a dataset written so)."""
+        error = refusal(sample_bytes("CT_small.dcm")[:400])
+        assert error.code is ErrorCode.DICOM_INVALID_VALUE
+        assert "SOPClassUID" in error.reason
+
+    @pytest.mark.parametrize("cut", [600, 2204, 2224])
+    def test_header_cut_inside_an_element_could_not_be_read(self, cut: int) -> None:
+        """Bytes that end inside an element's value (600, 2224) or header (2204) are
+        IMAGE_MALFORMED, not "StudyInstanceUID is missing": pydicom reads them without error
+        and returns the elements before the cut."""
         error = refusal(sample_bytes("CT_small.dcm")[:cut])
-        assert error.code in {
-            ErrorCode.DICOM_TRANSFER_SYNTAX_MISSING,
-            ErrorCode.DICOM_INVALID_VALUE,
-        }
+        assert error.code is ErrorCode.IMAGE_MALFORMED
+        assert "could not be read" in error.reason
+
+    @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "Modality", "PatientName"])
+    def test_corrupt_element_length_could_not_be_read(self, keyword: str) -> None:
+        """An element whose length runs past the end swallows the rest of the dataset: that is
+        IMAGE_MALFORMED (C000) with a reason quoting nothing from the dataset."""
+        error = refusal(with_corrupt_length(variant(phi=True), keyword))
+        assert error.code is ErrorCode.IMAGE_MALFORMED
+        assert error.reason == (
+            "the dataset could not be read: it is cut short or an element's length is corrupt"
+        )
+
+    def test_cut_inside_an_undefined_length_sequence(self) -> None:
+        """A cut inside an undefined-length sequence is IMAGE_MALFORMED too (pydicom raises
+        there, looking for the next item; the translation keeps it C000)."""
+        dataset = dcmread(BytesIO(variant()))
+        item = Dataset()
+        item.CodeValue = "CANARY1"
+        item.is_undefined_length_sequence_item = True
+        dataset.ProcedureCodeSequence = [item]
+        dataset["ProcedureCodeSequence"].is_undefined_length = True
+        data = to_bytes(dataset)
+        assert b"\xfe\xff\xdd\xe0" in data  # the sequence delimiter: undefined length
+        value_at = data.index(b"CANARY1")
+        # Cut inside the item's CodeValue: its declared length now runs past the end.
+        with pytest.raises(InputValidationError) as caught:
+            read_instance(data[: value_at + 3])
+        assert caught.value.code is ErrorCode.IMAGE_MALFORMED
+
+    def test_missing_study_uid_on_a_well_formed_dataset_is_still_a900(self) -> None:
+        """A well-formed dataset without StudyInstanceUID is DICOM_INVALID_VALUE (A900)."""
+        dataset = dcmread(BytesIO(variant()))
+        del dataset.StudyInstanceUID
+        error = refusal(to_bytes(dataset))
+        assert error.code is ErrorCode.DICOM_INVALID_VALUE
+        assert error.reason == "StudyInstanceUID is missing or not a valid UID"
 
     def test_library_failure_is_translated(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Whatever pydicom raises on a corrupt header becomes IMAGE_MALFORMED."""
@@ -109,8 +165,6 @@ class TestRefused:
 
 def to_bytes_without_meta_checks(dataset: object) -> bytes:
     """Write a dataset whose file meta lacks the transfer syntax (pydicom refuses to)."""
-    from io import BytesIO  # noqa: PLC0415
-
     from pydicom.filewriter import dcmwrite  # noqa: PLC0415
 
     buffer = BytesIO()

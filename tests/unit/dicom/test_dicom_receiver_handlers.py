@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydicom import Dataset, dcmread
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    Verification,
+)
+from structlog.testing import capture_logs
 
 import streams.dicom_io.receiver as receiver_module
 from observability.metrics import Metrics
@@ -19,7 +27,7 @@ from schemas.settings import DicomSettings
 from streams.dicom_io.ingest import InstanceIngest
 from streams.dicom_io.receiver import DicomReceiver, ae_fingerprint
 from streams.dicom_io.store import InstanceStore
-from tests.dicom_support import variant
+from tests.dicom_support import canaries_in, to_bytes, variant, with_corrupt_length
 from tests.unit.dicom.fakes import FakePublisher
 
 
@@ -202,3 +210,72 @@ def _associates(host: str, port: int, called: str) -> bool:
     if established:
         assoc.release()
     return established
+
+
+class TestUnreadableDataset:
+    """C-STOREs over a real association, the dataset sent byte for byte as written."""
+
+    async def test_corrupt_element_length_is_cannot_understand(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A dataset whose PatientName length runs past its end is answered C000
+        IMAGE_MALFORMED ("could not be read"), not A900 "StudyInstanceUID is missing", and
+        nothing of the dataset reaches the answer or the log."""
+        corrupt = with_corrupt_length(variant(phi=True), "PatientName")
+        with capture_logs() as logs:
+            answer = await _send_over_association(tmp_path, monkeypatch, corrupt)
+        assert (answer.Status, answer.ErrorComment) == (0xC000, "IMAGE_MALFORMED")
+        (refused,) = [entry for entry in logs if entry["event"] == "dicom_store_refused"]
+        assert "could not be read" in refused["reason"]
+        assert refused["dicom_status"] == "0xC000"
+        assert canaries_in(repr(logs) + repr(answer)) == []
+
+    async def test_missing_study_uid_in_a_well_formed_dataset_is_still_a900(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The same path with a readable dataset lacking StudyInstanceUID still answers A900
+        DICOM_INVALID_VALUE naming the attribute."""
+        dataset = dcmread(BytesIO(variant()))
+        del dataset.StudyInstanceUID
+        with capture_logs() as logs:
+            answer = await _send_over_association(tmp_path, monkeypatch, to_bytes(dataset))
+        assert (answer.Status, answer.ErrorComment) == (0xA900, "DICOM_INVALID_VALUE")
+        (refused,) = [entry for entry in logs if entry["event"] == "dicom_store_refused"]
+        assert refused["reason"] == "StudyInstanceUID is missing or not a valid UID"
+
+
+async def _send_over_association(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> Dataset:
+    """Send ``data`` (a Part 10 file) to a receiver on a free port; return its answer."""
+    # Sent from the file as chunks: pynetdicom sends the bytes after the file meta as they are
+    # instead of decoding and re-encoding the dataset (which would repair or refuse it).
+    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)
+    path = tmp_path / "sent.dcm"
+    path.write_bytes(data)
+    settings = DicomSettings(host="127.0.0.1", port=0, allowed_calling_ae_titles=("SENDER",))
+    ingest = InstanceIngest(
+        InstanceStore(tmp_path / "store"),
+        FakePublisher(),
+        max_bytes=10_000_000,
+        publish_timeout_seconds=2,
+    )
+    rx = DicomReceiver(settings, ingest, asyncio.get_running_loop())
+    host, port = rx.start()
+    try:
+        return await asyncio.to_thread(_store, host, port, path)
+    finally:
+        rx.stop()
+
+
+def _store(host: str, port: int, path: Path) -> Dataset:
+    scu = AE(ae_title="SENDER")
+    scu.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = scu.associate(host, port, ae_title="RADSTREAM")
+    assert assoc.is_established
+    try:
+        answer = assoc.send_c_store(path)
+    finally:
+        assoc.release()
+    assert isinstance(answer, Dataset)
+    return answer

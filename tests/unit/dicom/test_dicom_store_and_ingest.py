@@ -98,6 +98,43 @@ def make_ingest(tmp_path: Path, publisher: FakePublisher, timeout: float = 1.0) 
     )
 
 
+class TestEnsureWritable:
+    def test_a_missing_folder_is_created_and_no_probe_is_left(self, tmp_path: Path) -> None:
+        """A missing storage folder (and its missing parents) is created, mode 0750; the
+        probe file that proved it writable is gone again."""
+        root = tmp_path / "not" / "yet"
+        InstanceStore(root).ensure_writable()
+        assert root.is_dir()
+        assert root.stat().st_mode & 0o777 == 0o750
+        assert list(root.iterdir()) == []
+
+    def test_a_folder_under_a_regular_file_cannot_be_created(self, tmp_path: Path) -> None:
+        """A path whose parent is a regular file fails with OSError (even for root, for whom
+        os.access says yes to read-only permissions)."""
+        (tmp_path / "a-file").write_bytes(b"")
+        with pytest.raises(OSError, match="Not a directory"):
+            InstanceStore(tmp_path / "a-file" / "dicom").ensure_writable()
+
+    def test_a_regular_file_is_not_a_storage_folder(self, tmp_path: Path) -> None:
+        """A storage path that is a regular file fails with OSError."""
+        (tmp_path / "a-file").write_bytes(b"")
+        with pytest.raises(OSError, match="exists"):
+            InstanceStore(tmp_path / "a-file").ensure_writable()
+
+    def test_a_folder_refusing_new_files_fails(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The probe is what proves writability: a folder that exists but refuses a new file
+        (a read-only mount; for root, permissions alone do not) fails with that OSError."""
+
+        def refused(*_args: object, **_kwargs: object) -> tuple[int, str]:
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(store_module.tempfile, "mkstemp", refused)
+        with pytest.raises(OSError, match="Read-only"):
+            InstanceStore(tmp_path).ensure_writable()
+
+
 class TestIngest:
     async def test_stored_then_announced_once(self, tmp_path: Path) -> None:
         """The instance is stored, then one ImageArrived keyed by study with the correlation id."""

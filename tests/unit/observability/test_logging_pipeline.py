@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import structlog
 import yaml
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import ComprehensiveSRStorage  # type: ignore[attr-defined]
 
 from observability.logging import (
     MESSAGE_CONTEXT_KEYS,
@@ -38,7 +40,12 @@ from observability.phi import (
 )
 from schemas.correlation import CorrelationId, derived_correlation_id
 from schemas.events import Stage
-from schemas.settings import LoggingSettings
+from schemas.settings import DicomPeer, LoggingSettings
+from streams.dicom_io.sender import DicomSender
+from streams.pipeline import log_outcomes
+from streams.stages.dicom_export import DicomExportStage
+from tests.unit.dicom.test_dicom_export_stage import POLICY, no_sleep, stored_result
+from tests.unit.dicom.test_dicom_export_stage import message as export_message
 
 pytestmark = pytest.mark.requirement("RS-LOG-01", "RS-LOG-03", "RS-G-01")
 
@@ -136,6 +143,25 @@ class TestJsonOutput:
             ("Association Aborted", "error"),
             ("Network timeout reached", "warning"),
         ]
+
+    async def test_a_refused_export_keeps_its_only_error_lines(
+        self, configured: Any, tmp_path: Path
+    ) -> None:
+        """An export whose association the PACS rejects permanently, over a real association:
+        pynetdicom's three rejection lines stay ERROR, because radstream's own report of it
+        (the DICOM_EXPORT_REFUSED dead letter) is a WARNING; a failure status (C000) makes
+        pynetdicom log no ERROR, so radstream's warning is the one line there."""
+        stream = configured(level="INFO")
+        rejected = await _export_to_refusing_pacs(stream, tmp_path, status=0, known=False)
+        refused = await _export_to_refusing_pacs(stream, tmp_path, status=0xC000, known=True)
+        assert rejected == [
+            ("error", "pynetdicom.acse", "Association Rejected", None),
+            ("error", "pynetdicom.acse", "Result: Rejected Permanent, Source: Service User", None),
+            ("error", "pynetdicom.acse", "Reason: Calling AE title not recognised", None),
+            ("warning", None, "message_dead_lettered", "DICOM_EXPORT_REFUSED"),
+        ]
+        assert refused == [("warning", None, "message_dead_lettered", "DICOM_EXPORT_REFUSED")]
+        assert "CANARY" not in stream.getvalue().upper()
 
     def test_exception_text_is_masked(self, configured: Any) -> None:
         """PHI in an exception message is masked in the rendered traceback."""
@@ -429,3 +455,32 @@ def test_the_repeated_line_gate_counts_only_lines_the_callers_filters_let_throug
     toggle.dropping = False
     handler.handle(error)  # the first this handler shows: not a repeat of the dropped ones
     assert json.loads(stream.getvalue())["event"] == "down n"
+
+
+async def _export_to_refusing_pacs(
+    stream: io.StringIO, tmp_path: Path, *, status: int, known: bool
+) -> list[tuple[str, str | None, str, str | None]]:
+    """Export a result to a loopback PACS (answering ``status``, or rejecting our AE title
+    when not ``known``) through the dicom-export stage and its outcome log; return the
+    warning and error lines (level, logger, event, error code) logged meanwhile."""
+    already = len(stream.getvalue().splitlines())
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(ComprehensiveSRStorage)
+    ae.require_calling_aet = ["RADSTREAM" if known else "SOMEONE"]
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda _e: status)]
+    )
+    try:
+        peer = DicomPeer(ae_title="PACS", host="127.0.0.1", port=server.server_address[1])
+        store, inferred = stored_result(tmp_path / f"store-{status:04x}-{known}")
+        export = DicomExportStage(store, DicomSender("RADSTREAM"), (peer,), POLICY, sleep=no_sleep)
+        batch = [export_message(inferred)]
+        log_outcomes(Stage.DICOM_EXPORT, batch, await export.handle(batch))
+    finally:
+        server.shutdown()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()[already:] if line]
+    return [
+        (line["level"], line.get("logger"), line["event"], line.get("error_code"))
+        for line in lines
+        if line["level"] in {"warning", "error", "critical"}
+    ]
