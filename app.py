@@ -864,7 +864,9 @@ async def run_listener(
             client_id="radstream-dicom",
             send_timeout_seconds=LISTENER_SEND_TIMEOUT_SECONDS,
         )
-        state = HealthState((), requires_database=False)
+        # Its broker probe feeds radstream_broker_up, as a worker's does: a listener whose broker
+        # is gone refuses every C-STORE, and RadstreamBrokerUnavailable must see it.
+        state = HealthState((), requires_database=False, on_broker_up=metrics.set_broker_up)
         address = None
         if serve_http:
             address = (settings.observability.metrics_host, settings.observability.metrics_port)

@@ -178,7 +178,8 @@ def judge_group(window: Sequence[GroupSnapshot]) -> GroupVerdict:
     - STALLED: members exist, lag > 0, and the committed offset did not move over the window.
     - STOPPED: the group has no members while lag > 0.
     - ERROR: offsets went backwards, or there is no data to judge (no snapshot, no committed
-      partition, a snapshot out of order, or lag > 0 with only one point in time).
+      partition and no member, a snapshot out of order, or lag > 0 with only one point in time).
+      A group with members that committed nothing yet is OK: an idle consumer, not a fault.
     """
     if not window:
         return GroupVerdict(LagStatus.ERROR, "no data")
@@ -186,6 +187,10 @@ def judge_group(window: Sequence[GroupSnapshot]) -> GroupVerdict:
         return GroupVerdict(LagStatus.ERROR, "snapshots out of order")
     latest = window[-1]
     if not latest.samples:
+        if latest.members:
+            # A started consumer that had nothing to consume yet (a new deployment, an idle
+            # stat or export lane) commits nothing; the workers' own probes read it as no lag.
+            return GroupVerdict(LagStatus.OK, "members joined, nothing committed yet")
         return GroupVerdict(LagStatus.ERROR, "no committed offsets")
     current = {(s.topic, s.partition) for s in latest.samples}
     verdicts = [

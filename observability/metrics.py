@@ -339,7 +339,9 @@ class Metrics:
             "Events a stage is processing right now.",
             ("stage",),
         )
-        self.deadletter_depth = declare.gauge(
+        # Only the lag exporter reads the dead-letter topic: a 0 from every worker would be a
+        # count nobody made (and would make an exporter's restart look like new dead letters).
+        self.deadletter_depth = declare.known_gauge(
             "radstream_deadletter_depth_messages",
             "Dead letters waiting for an operator (neither replayed nor purged).",
         )

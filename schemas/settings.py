@@ -37,6 +37,10 @@ SAMPLES_DIR = PROJECT_ROOT / "samples"
 STATE_DIR = PROJECT_ROOT / ".state"
 ENV_PREFIX: Final = "RADSTREAM_"
 ENV_NESTED_DELIMITER: Final = "__"
+# One Kafka bootstrap server: a host name, IPv4 or bracketed IPv6 address, and an optional port.
+_BOOTSTRAP_SERVER_RE: Final = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?$"
+)
 _MASK: Final = "**********"
 # libpq takes a password in the URL's query or in a keyword/value string as well.
 _PASSWORD_PARAMETER = re.compile(r"(?i)\b(password|sslpassword)=[^&\s]*")
@@ -423,6 +427,22 @@ class Settings(BaseSettings):
     watchdog: WatchdogSettings = WatchdogSettings()
     database: DatabaseSettings = DatabaseSettings()
     studies: StudiesSettings = StudiesSettings()
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_servers(cls, value: str) -> str:
+        """Refuse a bootstrap list the Kafka client could not parse (it would fail as a bug).
+
+        ``host[:port]`` or ``[ipv6][:port]``, comma-separated; the port 1-65535.
+        """
+        servers = [server.strip() for server in value.split(",")]
+        for server in servers:
+            match = _BOOTSTRAP_SERVER_RE.match(server)
+            if match is None:
+                raise ValueError("expected host:port[,host:port...] (e.g. 127.0.0.1:9092)")
+            if match["port"] is not None and not 1 <= int(match["port"]) <= 65535:
+                raise ValueError(f"port {match['port']} is outside 1-65535")
+        return ",".join(servers)
 
     @field_validator("storage_roots", mode="before")
     @classmethod

@@ -85,15 +85,18 @@ class TestNamedGroups:
         )
         assert "'radstream lag' without --group lists" in captured.err
 
-    def test_a_known_group_without_commits_is_still_judged(
+    def test_a_known_idle_group_without_commits_passes(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """A group that exists but never committed is an error verdict (exit 1), as before."""
+        """A group with a member that committed nothing yet (idle) is judged ok: exit 0."""
         argv = ["lag", "--group", "radstream-validation", "--interval", "0.1"]
-        assert main(argv, settings=load_settings()) == 1
+        assert main(argv, settings=load_settings()) == 0
         captured = capsys.readouterr()
-        assert "radstream-validation  status=error (no committed offsets)" in captured.out
-        assert "CHECK_FAILED" in captured.err
+        assert (
+            "radstream-validation  status=ok (members joined, nothing committed yet)"
+            in captured.out
+        )
+        assert captured.err == ""
 
 
 class TestUnknownGroups:

@@ -60,6 +60,12 @@ class TestOk:
         """No members is fine when there is no work."""
         assert evaluate_group(window([(7, 7)], [(7, 7)], members=0)) is LagStatus.OK
 
+    def test_started_group_that_committed_nothing_yet_is_ok(self) -> None:
+        """A consumer that joined and had nothing to consume (idle deployment) is not an error."""
+        verdict = judge_group([GroupSnapshot(GROUP, 0.0, (), 1), GroupSnapshot(GROUP, 30.0, (), 2)])
+        assert verdict.status is LagStatus.OK
+        assert verdict.reason == "members joined, nothing committed yet"
+
 
 class TestWarning:
     def test_lag_growing_every_step_while_committing_is_warning(self) -> None:
@@ -102,9 +108,10 @@ class TestError:
         """No data is an error, not OK."""
         assert evaluate_group([]) is LagStatus.ERROR
 
-    def test_group_without_committed_offsets_is_error(self) -> None:
-        """A snapshot with no committed partitions cannot be judged."""
-        assert evaluate_group([GroupSnapshot(GROUP, 0.0, (), 1)]) is LagStatus.ERROR
+    @pytest.mark.parametrize("members", [0, None])
+    def test_group_without_committed_offsets_or_members_is_error(self, members: int | None) -> None:
+        """No committed partition and no (known) member: nothing to judge."""
+        assert evaluate_group([GroupSnapshot(GROUP, 0.0, (), members)]) is LagStatus.ERROR
 
     def test_committed_offset_going_backwards_is_error(self) -> None:
         """An offset reset (committed moved back) is an error."""

@@ -296,7 +296,13 @@ class TestSinkHooks:
         assert _value(registry, "radstream_database_up") == 0
 
     @pytest.mark.parametrize(
-        "name", ["radstream_database_up", "radstream_broker_up", "radstream_audit_chain_valid"]
+        "name",
+        [
+            "radstream_database_up",
+            "radstream_broker_up",
+            "radstream_audit_chain_valid",
+            "radstream_deadletter_depth_messages",
+        ],
     )
     def test_unmeasured_facts_have_no_sample(self, registry: CollectorRegistry, name: str) -> None:
         """A fresh process exports no 0 for what it never checked (no alert on a default)."""

@@ -177,6 +177,23 @@ class TestValidationOfValues:
             Settings(topic_prefix="bad prefix/")
 
 
+class TestKafkaBootstrap:
+    @pytest.mark.parametrize(
+        "value", ["127.0.0.1:9092", "kafka-0:9092,kafka-1:9092", "broker", "[::1]:9092"]
+    )
+    def test_server_lists_the_client_parses_accepted(self, value: str) -> None:
+        """host[:port] lists (IPv6 in brackets) are taken as given."""
+        assert Settings(kafka_bootstrap=value).kafka_bootstrap == value
+
+    @pytest.mark.parametrize(
+        "value", ["", "notahost:abc", "127.0.0.1:99999", "127.0.0.1:0", "a:9092,,b:9092", "h:1 x"]
+    )
+    def test_unparseable_server_lists_refused(self, value: str) -> None:
+        """A list the Kafka client would crash on is a settings error, not a bug at run time."""
+        with pytest.raises(ValidationError, match="kafka_bootstrap"):
+            Settings(kafka_bootstrap=value)
+
+
 class TestDicomSettings:
     def test_store_defaults_inside_the_first_root(self, tmp_path: Path) -> None:
         """Received instances go to <first storage root>/received-dicom by default."""
