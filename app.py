@@ -82,11 +82,12 @@ ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies", "
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
 DATABASE_STAGES: Final = frozenset({"results", "audit", "studies"})
 # Stages that consume in a consumer group of their own, whatever they run with: the export waits
-# for a PACS (retries with backoff), which must not hold back the results stage's commits; a
-# stat agent that skims topics shared with the routine lane (streams/lanes.py) must see all of
-# them, unhindered by the routine agent's backlog.
+# for a PACS (retries with backoff), which must not hold back the results stage's commits. Every
+# stat agent (streams/lanes.py) has a consumer of its own, whose fetches and dispatch never wait
+# behind a routine backlog's records (measured: docs/studies.md, "Priorities"); the studies one
+# must also see every message of the topics it shares with the routine lane.
 OWN_GROUP_STAGES: Final = frozenset(
-    {"dicom-export", *(f"{stage}-stat" for stage, io in STAGE_TOPICS.items() if io.stat_shared)}
+    {"dicom-export", *(f"{stage}-stat" for stage, io in STAGE_TOPICS.items() if io.stat_reads)}
 )
 # The listener's publications outlive aiokafka's batch expiry (its request timeout): a TIMEOUT
 # from the publisher then comes after aiokafka itself gave up on a batch it could not send.

@@ -96,7 +96,8 @@ def acls_for(topic_prefix: str, group_prefix: str) -> list[AclBinding]:
     """Every ACL of every principal, for one deployment's topic and consumer-group prefixes.
 
     Group names follow the processes: a worker running one stage consumes as
-    ``<group_prefix>-<stage>`` (``app.consumer_group``); the audit agent as
+    ``<group_prefix>-<stage>`` (``app.consumer_group``), its stat agent as
+    ``<group_prefix>-<stage>-stat`` (``app.OWN_GROUP_STAGES``); the audit agent as
     ``<group_prefix>-audit`` with transactional ids ``<group_prefix>-audit.audit-chain-<n>``,
     its table sink as ``<group_prefix>-audit-sink``.
     """
@@ -109,7 +110,7 @@ def acls_for(topic_prefix: str, group_prefix: str) -> list[AclBinding]:
         bindings += _topics(stage, names, io.all_reads, Operation.READ)
         bindings += _topics(stage, names, io.writes, Operation.WRITE)
         bindings.append(_group(stage, f"{group_prefix}-{stage}"))
-        if io.stat_shared:  # the stat agent's own group (app.OWN_GROUP_STAGES, streams/lanes.py)
+        if io.stat_reads:  # the stat agent's own group (app.OWN_GROUP_STAGES, streams/lanes.py)
             bindings.append(_group(stage, f"{group_prefix}-{stage}-stat"))
     audit_group = f"{group_prefix}-{AUDIT}"
     bindings += _topics(AUDIT, names, (*AUDITED_TOPICS, TopicKey.AUDIT_LOG), Operation.READ)

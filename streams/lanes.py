@@ -1,7 +1,9 @@
 """The stat lane on topics both lanes share: outcomes marked with their lane, consumers split.
 
-Stat arrivals and validated images have topics of their own (``streams/topics.py``), so
-validation and inference take a stat image before a routine backlog. Their outcomes land on
+Stat arrivals and validated images have topics of their own (``streams/topics.py``) and agents
+of their own, each consuming in a consumer group of its own (``app.OWN_GROUP_STAGES``), so
+validation and inference take a stat image before a routine backlog: neither the routine
+agents' topics nor their consumer's fetches stand in its way. Their outcomes land on
 topics both lanes share (``inference.results``, ``images.rejected``), where a stat result would
 queue again behind every routine result before it. So the stat lanes' handlers are wrapped in
 :class:`MarkLane`: each message they produce carries the header ``radstream-lane: stat``. A

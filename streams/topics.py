@@ -224,11 +224,12 @@ class StageTopics:
 
     reads: tuple[TopicKey, ...]
     writes: tuple[TopicKey, ...]
-    # The stat lane's inputs: an agent of their own in the same group (docs/studies.md).
+    # The stat lane's inputs: an agent of their own, consuming in a group of its own
+    # (``<group prefix>-<stage>-stat``), so no routine backlog holds its fetches back
+    # (docs/studies.md, "Priorities").
     stat_reads: tuple[TopicKey, ...] = ()
     # Topics both lanes share that the stat agent reads too, keeping only what a stat lane
-    # produced (streams/lanes.py). With any, the stat agent consumes in a group of its own
-    # (``<group prefix>-<stage>-stat``): it must see every message of them.
+    # produced (streams/lanes.py); its own group lets it see every message of them.
     stat_shared: tuple[TopicKey, ...] = ()
 
     @property

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ import pytest
 from schemas.errors import ErrorCode, TransientError
 from schemas.events import ImageValidated
 from schemas.settings import Settings
-from streams.acls import AclBinding, Operation, PatternType, ResourceType
+from streams.acls import AclBinding, Operation, PatternType, ResourceType, acls_for
 from streams.kafka import KafkaClientConfig, build_admin, build_producer, create_acls, read_topic
 from streams.kafka.messages import RawMessage
 from tests.conftest import REPO_ROOT
@@ -160,12 +161,15 @@ def start_worker(
         )
 
 
-def run_refused_worker(secure_kafka: SecureKafka, group_prefix: str, log: Path) -> str:
-    """Run a validation worker as ``api`` until it exits (bounded); it must exit refused (7).
+def run_refused_worker(
+    secure_kafka: SecureKafka, group_prefix: str, log: Path, principal: str = "api"
+) -> str:
+    """Run a validation worker as ``principal`` until it exits (bounded); it must exit refused
+    (7).
 
     Returns its log.
     """
-    worker = start_worker(secure_kafka, "api", group_prefix, log)
+    worker = start_worker(secure_kafka, principal, group_prefix, log)
     try:
         worker.wait(timeout=WORKER_TIMEOUT_SECONDS)
     finally:
@@ -239,18 +243,54 @@ class TestWorkersOnTheSecureProfile:
         ], text
         assert "Traceback" not in text
 
+    def test_a_worker_refused_its_stat_group_exits_with_one_line(
+        self, secure_kafka: SecureKafka, tmp_path: Path
+    ) -> None:
+        """Its routine group granted, the stat agent's not: exit 7, one line naming that group.
+
+        The stat agent consumes in a group of its own (app.OWN_GROUP_STAGES), in a second Faust
+        app started after the first: its refusal must end the worker as the first one's does,
+        not leave it starting for ever.
+        """
+        group_prefix = f"{secure_kafka.group_prefix}-nostat"
+        admin = config(secure_kafka.settings("admin"))
+        group = AclBinding(
+            "validation",
+            ResourceType.GROUP,
+            f"{group_prefix}-validation",
+            PatternType.LITERAL,
+            Operation.READ,
+        )
+        asyncio.run(create_acls(admin, [group.wire()]))
+        text = run_refused_worker(
+            secure_kafka, group_prefix, tmp_path / "worker.log", principal="validation"
+        )
+        lines = [line for line in text.splitlines() if line.startswith("radstream worker:")]
+        assert len(lines) == 1, text
+        assert "BROKER_REQUEST_REFUSED" in lines[0]
+        assert f"consuming in group {group_prefix}-validation-stat" in lines[0]
+        logged = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        failed = [entry for entry in logged if entry["event"] == "consumer_failed"]
+        assert [(f["group"], f["error_code"]) for f in failed] == [
+            (f"{group_prefix}-validation-stat", "BROKER_REQUEST_REFUSED")
+        ], text
+        assert "Traceback" not in text
+
     def test_a_refused_delivery_stops_the_worker_and_commits_nothing(
         self, secure_kafka: SecureKafka, tmp_path: Path
     ) -> None:
         """A principal that may read arrivals but not write outcomes: exit 7, offsets kept."""
         group_prefix = f"{secure_kafka.group_prefix}-refused"
         group = f"{group_prefix}-validation"
-        arrived = secure_kafka.topic_prefix + "images.arrived"
         admin = config(secure_kafka.settings("admin"))
+        # Everything the validation principal may read (both lanes' arrivals, in both groups),
+        # nothing it may write.
         reads = [
-            AclBinding("api", ResourceType.TOPIC, arrived, PatternType.LITERAL, Operation.READ),
-            AclBinding("api", ResourceType.GROUP, group, PatternType.LITERAL, Operation.READ),
+            replace(binding, principal="api")
+            for binding in acls_for(secure_kafka.topic_prefix, group_prefix)
+            if binding.principal == "validation" and binding.operation is Operation.READ
         ]
+        assert {b.name for b in reads} >= {group, f"{group}-stat"}
         asyncio.run(create_acls(admin, [b.wire() for b in reads]))
         publish_sample(secure_kafka)
         text = run_refused_worker(secure_kafka, group_prefix, tmp_path / "worker.log")

@@ -65,7 +65,14 @@ class TestConsumerGroups:
         built = worker(("validation", "inference", "results", "studies"))
         assert built.group_of("studies") == "radstream-inference+results+studies+validation"
         assert built.group_of("studies-stat") == "radstream-studies-stat"
-        assert built.group_of("validation-stat") == built.group_id
+
+    def test_every_stat_agent_consumes_in_its_own_group(self) -> None:
+        """No routine backlog in the stage set's consumer stands between a stat image and its
+        agent: validation-stat and inference-stat have a consumer (group) of their own too."""
+        built = worker(("validation", "inference", "results", "studies"))
+        for stage in ("validation", "inference"):
+            assert built.group_of(stage) == built.group_id
+            assert built.group_of(f"{stage}-stat") == f"radstream-{stage}-stat"
 
 
 class TestStudiesLanes:

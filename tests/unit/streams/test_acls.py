@@ -65,10 +65,11 @@ class TestDerivedAcls:
         assert grants(stage, ResourceType.GROUP, Operation.READ) == groups
         assert NAMES[TopicKey.AUDIT_LOG] not in grants(stage, ResourceType.TOPIC, Operation.WRITE)
 
-    def test_the_studies_stat_agent_has_its_group_granted(self) -> None:
-        """The studies stat agent reads shared topics in a group of its own: granted to it."""
-        assert "studies-stat" in OWN_GROUP_STAGES
-        assert f"{GROUPS}-studies-stat" in grants("studies", ResourceType.GROUP, Operation.READ)
+    def test_every_stat_agent_has_its_group_granted(self) -> None:
+        """Each stat agent consumes in a group of its own (app.Worker.group_of): granted."""
+        for stage in ("validation", "inference", "studies"):
+            assert f"{stage}-stat" in OWN_GROUP_STAGES
+            assert f"{GROUPS}-{stage}-stat" in grants(stage, ResourceType.GROUP, Operation.READ)
 
     def test_the_audit_principal_matches_the_audit_processes(self) -> None:
         """Its groups and transactional ids are the ones the audit agent and sink use."""
