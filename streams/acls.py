@@ -26,7 +26,7 @@ from enum import IntEnum
 from typing import Final
 
 from streams.audit.records import AUDITED_TOPICS
-from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
+from streams.topics import ARRIVAL_TOPICS, STAGE_TOPICS, TopicKey, TopicNames
 
 
 class ResourceType(IntEnum):
@@ -102,10 +102,9 @@ def acls_for(topic_prefix: str, group_prefix: str) -> list[AclBinding]:
     its table sink as ``<group_prefix>-audit-sink``.
     """
     names = TopicNames(topic_prefix)
-    bindings = _topics(ROUTER, names, (TopicKey.IMAGES_ARRIVED,), Operation.WRITE)
-    bindings += _topics(
-        API, names, (TopicKey.IMAGES_ARRIVED, TopicKey.API_ACTIONS), Operation.WRITE
-    )
+    # Routers and the API publish arrivals of either priority (stat has a lane of its own).
+    bindings = _topics(ROUTER, names, ARRIVAL_TOPICS, Operation.WRITE)
+    bindings += _topics(API, names, (*ARRIVAL_TOPICS, TopicKey.API_ACTIONS), Operation.WRITE)
     for stage, io in STAGE_TOPICS.items():
         bindings += _topics(stage, names, io.all_reads, Operation.READ)
         bindings += _topics(stage, names, io.writes, Operation.WRITE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel
 
@@ -389,6 +389,10 @@ def value_models() -> dict[TopicKey, type[BaseModel]]:
         TopicKey.IMAGES_ARRIVED_STAT: ImageArrived,
         TopicKey.IMAGES_VALIDATED_STAT: ImageValidated,
     }
+
+
+ARRIVAL_TOPICS: Final = (TopicKey.IMAGES_ARRIVED, TopicKey.IMAGES_ARRIVED_STAT)
+"""Every topic :func:`arrival_topic` names: what a router or the API must be allowed to write."""
 
 
 def arrival_topic(priority: Priority) -> TopicKey:

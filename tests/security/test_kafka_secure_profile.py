@@ -123,11 +123,19 @@ class TestAuthorisation:
     async def test_a_router_may_only_write_arrivals(
         self, secure_kafka: SecureKafka, topic: str
     ) -> None:
-        """A router (DICOM listener, ``radstream publish``) writes images.arrived and no more."""
+        """A router (DICOM listener, ``radstream publish``) writes arrivals and no more."""
         router = secure_kafka.settings("router")
         with pytest.raises(TransientError) as caught:
             await send(router, secure_kafka.topic_prefix + topic)
         assert caught.value.code is ErrorCode.BROKER_REQUEST_REFUSED
+
+    @pytest.mark.parametrize("topic", ["images.arrived", "images.arrived.stat"])
+    async def test_a_router_may_write_both_arrival_lanes(
+        self, secure_kafka: SecureKafka, topic: str
+    ) -> None:
+        """Stat arrivals have a topic of their own; the router and the API must reach it too."""
+        for principal in ("router", "api"):
+            await send(secure_kafka.settings(principal), secure_kafka.topic_prefix + topic)
 
     async def test_only_the_audit_principal_may_write_the_audit_log(
         self, secure_kafka: SecureKafka

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from app import OWN_GROUP_STAGES, consumer_group
+from schemas.events import Priority
 from schemas.settings import load_settings
 from streams.acls import PRINCIPALS, AclBinding, Operation, PatternType, ResourceType, acls_for
 from streams.audit.io.agent import AuditAgent
 from streams.audit.records import AUDITED_TOPICS
-from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
+from streams.topics import ARRIVAL_TOPICS, STAGE_TOPICS, TopicKey, TopicNames, arrival_topic
 
 pytestmark = pytest.mark.requirement("RS-SEC-01")
 
@@ -42,12 +43,19 @@ class TestDerivedAcls:
         assert writers(TopicKey.AUDIT_LOG) == {"audit"}
 
     def test_routers_write_arrivals_and_nothing_else(self) -> None:
-        """A router's whole grant: one topic, one operation."""
+        """A router's whole grant: the arrival topics of both lanes, write only."""
         assert [b for b in ACLS if b.principal == "router"] == [
             AclBinding(
-                "router", ResourceType.TOPIC, NAMES.arrived, PatternType.LITERAL, Operation.WRITE
+                "router", ResourceType.TOPIC, NAMES[key], PatternType.LITERAL, Operation.WRITE
             )
+            for key in sorted(ARRIVAL_TOPICS, key=lambda key: NAMES[key])
         ]
+
+    @pytest.mark.parametrize("priority", list(Priority))
+    def test_routers_and_the_api_may_publish_every_priority(self, priority: Priority) -> None:
+        """Where the listener, ``radstream publish`` and the API send an arrival, they may write:
+        a stat image from a router was refused on the secure profile."""
+        assert {"router", "api"} <= writers(arrival_topic(priority))
 
     @pytest.mark.parametrize("stage", sorted(STAGE_TOPICS))
     def test_each_stage_reads_and_writes_only_its_own_topics(self, stage: str) -> None:
