@@ -33,6 +33,7 @@ from schemas.settings import Settings
 from streams.audit.io.lease import is_lease_group
 from streams.kafka import (
     AsyncResource,
+    GroupMembership,
     KafkaAdmin,
     KafkaClientConfig,
     KafkaConsumer,
@@ -179,7 +180,11 @@ def judge_group(window: Sequence[GroupSnapshot]) -> GroupVerdict:
     - STOPPED: the group has no members while lag > 0.
     - ERROR: offsets went backwards, or there is no data to judge (no snapshot, no committed
       partition and no member, a snapshot out of order, or lag > 0 with only one point in time).
-      A group with members that committed nothing yet is OK: an idle consumer, not a fault.
+
+    A partition assigned to a member that never committed it is judged from where the member
+    starts (the log's start, :meth:`LagReader.snapshots`): idle when the topic is empty, stalled
+    when records wait and nothing is committed over the window. A group with members but no
+    partition to judge (assignments not readable, a rebalance in progress) is OK.
     """
     if not window:
         return GroupVerdict(LagStatus.ERROR, "no data")
@@ -188,9 +193,9 @@ def judge_group(window: Sequence[GroupSnapshot]) -> GroupVerdict:
     latest = window[-1]
     if not latest.samples:
         if latest.members:
-            # A started consumer that had nothing to consume yet (a new deployment, an idle
-            # stat or export lane) commits nothing; the workers' own probes read it as no lag.
-            return GroupVerdict(LagStatus.OK, "members joined, nothing committed yet")
+            # Members, but no partition whose offsets could be read: a rebalance in progress,
+            # or assignments that do not decode. Not a fault of the group's own.
+            return GroupVerdict(LagStatus.OK, "members joined, no partition assigned yet")
         return GroupVerdict(LagStatus.ERROR, "no committed offsets")
     current = {(s.topic, s.partition) for s in latest.samples}
     verdicts = [
@@ -433,7 +438,7 @@ class LagReader(AsyncResource):
         names = list(groups) if groups is not None else await self.list_groups()
         if not names:
             return []
-        membership = {}
+        membership: dict[str, GroupMembership] = {}
         for group in names:
             described = await admin.group_membership(group)
             if described is not None:
@@ -446,10 +451,29 @@ class LagReader(AsyncResource):
                 for tp, offset in (await admin.group_offsets(group)).items()
                 if tp.topic.startswith(self.topic_prefix) and offset >= 0
             }
+        # A member starts a partition it never committed from the log's start (every radstream
+        # consumer resets to "earliest"): that is its position until its first commit, so a
+        # consumer stuck before its first commit shows lag, and an idle one none.
+        unstarted = {
+            group: {
+                tp
+                for tp in membership[group].assigned
+                if tp.topic.startswith(self.topic_prefix) and tp not in raw[group]
+            }
+            for group in names
+            if group in membership
+        }
         # Offsets of deleted topics linger in the group, and end offsets of a missing topic would
         # block: keep only topics that exist, asking about these few topics only (listing every
         # topic of a busy cluster every probe cost ~50 ms of CPU, bench/README.md).
-        topics = set(await admin.topic_partitions({tp.topic for o in raw.values() for tp in o}))
+        wanted = {tp.topic for o in raw.values() for tp in o}
+        wanted |= {tp.topic for tps in unstarted.values() for tp in tps}
+        topics = set(await admin.topic_partitions(wanted))
+        starts = await consumer.beginning_offsets(
+            sorted({tp for tps in unstarted.values() for tp in tps if tp.topic in topics})
+        )
+        for group, tps in unstarted.items():
+            raw[group].update({tp: starts[tp] for tp in tps if tp in starts})
         committed = {
             group: {tp: offset for tp, offset in offsets.items() if tp.topic in topics}
             for group, offsets in raw.items()
@@ -460,7 +484,8 @@ class LagReader(AsyncResource):
         heads = await self._committed_heads(committed, ends)
         result = []
         for group in names:
-            members, state = membership.get(group, (None, ""))
+            described = membership.get(group)
+            members, state = (described.members, described.state) if described else (None, "")
             samples = tuple(
                 LagSample(
                     group=group,

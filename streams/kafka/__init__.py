@@ -22,6 +22,7 @@ from streams.kafka.admin import TopicReport, create_acls, ensure_topics
 from streams.kafka.clients import (
     AsyncResource,
     ConsumerRecord,
+    GroupMembership,
     KafkaAdmin,
     KafkaConsumer,
     KafkaProducer,
@@ -40,6 +41,7 @@ from streams.kafka.reader import TopicContent, TopicReader, read_topic
 __all__ = [
     "AsyncResource",
     "ConsumerRecord",
+    "GroupMembership",
     "Headers",
     "KafkaAdmin",
     "KafkaClientConfig",

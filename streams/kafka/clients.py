@@ -24,6 +24,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import structlog
@@ -33,6 +34,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.admin import CreateAclsRequest
 from aiokafka.protocol.metadata import MetadataRequest
@@ -46,6 +48,7 @@ from streams.kafka.messages import RawMessage
 __all__ = [
     "AsyncResource",
     "ConsumerRecord",
+    "GroupMembership",
     "KafkaAdmin",
     "KafkaConsumer",
     "KafkaProducer",
@@ -547,8 +550,8 @@ class KafkaAdmin(_Client):
                 offsets = await self._admin.list_consumer_group_offsets(group)
         return {tp: int(meta.offset) for tp, meta in offsets.items()}
 
-    async def group_membership(self, group: str) -> tuple[int, str] | None:
-        """(members, state) of ``group``; ``None`` when the broker does not know it.
+    async def group_membership(self, group: str) -> GroupMembership | None:
+        """``group`` as its coordinator describes it; ``None`` when the broker does not know it.
 
         One group per request: aiokafka 0.14 decodes DescribeGroups v3 answers with the v2
         schema, which ignores the trailing ``authorized_operations`` of a single group but
@@ -560,8 +563,36 @@ class KafkaAdmin(_Client):
         for response in responses:
             for error_code, group_id, state, _ptype, _protocol, members, *_ in response.groups:
                 if error_code == _NO_ERROR and group_id == group:
-                    return len(members), str(state)
+                    return GroupMembership(len(members), str(state), _assigned(members))
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMembership:
+    """A consumer group's members, state and the partitions assigned to its members."""
+
+    members: int
+    state: str
+    assigned: frozenset[TopicPartition] = frozenset()
+
+
+def _assigned(members: Iterable[Any]) -> frozenset[TopicPartition]:
+    """The partitions assigned to ``members`` (DescribeGroups entries, assignment last).
+
+    Every consumer-protocol assignor (aiokafka's, Faust's) encodes the standard member
+    assignment; an empty one (a rebalance in progress) or one that does not decode (another
+    protocol) assigns nothing we can read.
+    """
+    assigned: set[TopicPartition] = set()
+    for member in members:
+        raw = member[-1]
+        if not isinstance(raw, bytes) or not raw:
+            continue
+        try:
+            assigned.update(ConsumerProtocolMemberAssignment.decode(raw).partitions())
+        except ValueError:  # aiokafka's decoders raise ValueError for every malformed buffer
+            continue
+    return frozenset(assigned)
 
 
 def build_producer(

@@ -12,7 +12,7 @@ from cli import lag as cli_lag
 from cli.main import main
 from observability.lag import LagReader
 from schemas.settings import Settings, load_settings
-from streams.kafka import KafkaClientConfig, TopicPartition
+from streams.kafka import GroupMembership, KafkaClientConfig, TopicPartition
 
 pytestmark = pytest.mark.requirement("RS-OBS-02")
 
@@ -29,8 +29,8 @@ class FakeAdmin:
     async def list_groups(self) -> list[str]:
         return self.groups
 
-    async def group_membership(self, group: str) -> tuple[int, str]:
-        return (1, "Stable") if group in self.groups else (0, "Dead")
+    async def group_membership(self, group: str) -> GroupMembership:
+        return GroupMembership(1, "Stable") if group in self.groups else GroupMembership(0, "Dead")
 
     async def group_offsets(self, _group: str) -> dict[TopicPartition, int]:
         return {}
@@ -41,6 +41,11 @@ class FakeAdmin:
 
 class FakeConsumer:
     async def end_offsets(self, _partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {}
+
+    async def beginning_offsets(
+        self, _partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
         return {}
 
 
@@ -93,7 +98,7 @@ class TestNamedGroups:
         assert main(argv, settings=load_settings()) == 0
         captured = capsys.readouterr()
         assert (
-            "radstream-validation  status=ok (members joined, nothing committed yet)"
+            "radstream-validation  status=ok (members joined, no partition assigned yet)"
             in captured.out
         )
         assert captured.err == ""

@@ -60,11 +60,12 @@ class TestOk:
         """No members is fine when there is no work."""
         assert evaluate_group(window([(7, 7)], [(7, 7)], members=0)) is LagStatus.OK
 
-    def test_started_group_that_committed_nothing_yet_is_ok(self) -> None:
-        """A consumer that joined and had nothing to consume (idle deployment) is not an error."""
+    def test_members_without_a_partition_to_judge_is_ok(self) -> None:
+        """Members whose assignments could not be read (a rebalance): not the group's fault.
+        (Assigned partitions never committed are judged from the log start: test_lag_reader.)"""
         verdict = judge_group([GroupSnapshot(GROUP, 0.0, (), 1), GroupSnapshot(GROUP, 30.0, (), 2)])
         assert verdict.status is LagStatus.OK
-        assert verdict.reason == "members joined, nothing committed yet"
+        assert verdict.reason == "members joined, no partition assigned yet"
 
 
 class TestWarning:

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from observability.lag import LagReader, LagSample, _rounds
+from observability.lag import LagReader, LagSample, LagStatus, _rounds, judge_group
 from streams.audit.io.lease import lease_group_id
-from streams.kafka import KafkaClientConfig, TopicPartition
+from streams.kafka import GroupMembership, KafkaClientConfig, TopicPartition
 
 pytestmark = pytest.mark.requirement("RS-OBS-02")
 
@@ -30,15 +30,21 @@ class TestReaderLifecycle:
 
 
 class FakeAdmin:
-    """One group committed at ``committed`` on partition t/0."""
+    """One group committed at ``committed`` on partition t/0 (``None``: committed nothing), its
+    one member assigned ``assigned``."""
 
-    def __init__(self, committed: int) -> None:
+    def __init__(
+        self, committed: int | None, assigned: frozenset[TopicPartition] = frozenset()
+    ) -> None:
         self.committed = committed
+        self.assigned = assigned
 
-    async def group_membership(self, _group: str) -> tuple[int, str]:
-        return 1, "Stable"
+    async def group_membership(self, _group: str) -> GroupMembership:
+        return GroupMembership(1, "Stable", self.assigned)
 
     async def group_offsets(self, _group: str) -> dict[TopicPartition, int]:
+        if self.committed is None:
+            return {}
         return {TopicPartition("p.t", 0): self.committed}
 
     async def topic_partitions(self, topics: set[str]) -> dict[str, list[int]]:
@@ -58,6 +64,11 @@ class FakeConsumer:
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return dict.fromkeys(partitions, self.end)
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, min(self.records, default=self.end))
 
     def assign(self, _positions: object) -> None:
         return None
@@ -116,6 +127,40 @@ class TestLastStableOffset:
         """Without a head read (timestamps off) the lag is end - committed, as before."""
         sample = LagSample("g", "t", 0, committed=5, end=6, timestamp=0.0)
         assert sample.lag == 1
+
+
+class TestUnstartedPartitions:
+    """A member that never committed a partition is judged from where it starts: the log start."""
+
+    T0 = TopicPartition("p.t", 0)
+
+    async def test_idle_member_on_an_empty_topic_is_caught_up(self) -> None:
+        """A new deployment with nothing to consume: lag 0 from the start, OK (no page)."""
+        reader = reader_over(FakeAdmin(None, frozenset({self.T0})), FakeConsumer({}, end=0))
+        (snapshot,) = await reader.snapshots(["g"])
+        (sample,) = snapshot.samples
+        assert (sample.committed, sample.end, sample.lag) == (0, 0, 0)
+        assert judge_group([snapshot]).status is LagStatus.OK
+
+    async def test_member_stuck_before_its_first_commit_is_stalled(self) -> None:
+        """Records wait, nothing is committed over the window: stalled, not "idle"."""
+        consumer = FakeConsumer(dict.fromkeys(range(3, 10), 1_000), end=10)
+        reader = reader_over(FakeAdmin(None, frozenset({self.T0})), consumer)
+        first = (await reader.snapshots(["g"]))[0]
+        reader._clock = lambda: 160.0
+        later = (await reader.snapshots(["g"]))[0]
+        (sample,) = later.samples
+        assert (sample.committed, sample.lag) == (3, 7)  # from the log start, not offset 0
+        assert judge_group([first, later]).status is LagStatus.STALLED
+
+    async def test_partitions_of_other_deployments_and_committed_ones_are_left_alone(
+        self,
+    ) -> None:
+        """Only this prefix's assigned partitions without a commit get a start-of-log sample."""
+        assigned = frozenset({self.T0, TopicPartition("other.t", 0)})
+        reader = reader_over(FakeAdmin(5, assigned), FakeConsumer(dict.fromkeys(range(9), 1), 9))
+        (snapshot,) = await reader.snapshots(["g"])
+        assert [(s.topic, s.committed) for s in snapshot.samples] == [("p.t", 5)]
 
 
 class TestGroupsListed:

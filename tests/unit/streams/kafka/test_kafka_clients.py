@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from aiokafka import errors as kafka
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from structlog.testing import capture_logs
 
 from schemas.errors import ErrorCode, TransientError
 from streams.kafka import (
+    GroupMembership,
     KafkaAdmin,
     KafkaClientConfig,
     KafkaConsumer,
@@ -280,8 +282,16 @@ class TestKafkaAdmin:
         """Members and state of a known group; None for one the broker does not know."""
         inner = FakeAdmin()
         admin = KafkaAdmin(inner, CONFIG)  # type: ignore[arg-type]
-        inner.groups = [(0, "g", "Stable", "consumer", "range", [object(), object()])]
-        assert await admin.group_membership("g") == (2, "Stable")
+        assigned = ConsumerProtocolMemberAssignment(0, [("t", [0, 2])], b"").encode()
+        members = [
+            ("m1", "c", "h", b"", assigned),
+            ("m2", "c", "h", b"", b""),  # a rebalance in progress: nothing assigned yet
+            ("m3", "c", "h", b"", b"\x00"),  # not a consumer-protocol assignment
+        ]
+        inner.groups = [(0, "g", "Stable", "consumer", "range", members)]
+        assert await admin.group_membership("g") == GroupMembership(
+            3, "Stable", frozenset({TopicPartition("t", 0), TopicPartition("t", 2)})
+        )
         inner.groups = [(16, "g", "", "", "", [])]
         assert await admin.group_membership("g") is None
 
