@@ -47,8 +47,9 @@ class TestComposeFile:
         """Kafka, PostgreSQL, the workers per stage, the API and Prometheus are defined."""
         assert {"kafka", "postgres", "prometheus", "api", "migrate"} <= set(SERVICES)
         stages = {" ".join(SERVICES[n]["command"]) for n in radstream_services()}
-        for stage in ("validation", "inference", "results", "audit"):
+        for stage in ("validation", "inference", "results", "audit", "studies"):
             assert f"worker --stages {stage}" in stages
+        assert "dicom listen" in stages
 
     def test_kafka_is_kraft_without_zookeeper(self) -> None:
         """The broker runs KRaft (combined broker+controller), no ZooKeeper service."""
@@ -114,7 +115,11 @@ class TestComposeFile:
         assert re.search(r"RADSTREAM_API__JWT_SECRET: \$\{RADSTREAM_API__JWT_SECRET:\?", text)
 
     def test_prometheus_config_scrapes_the_workers(self) -> None:
-        """The mounted Prometheus config exists and scrapes every worker service."""
+        """The mounted Prometheus config scrapes every radstream process on its metrics port.
+
+        The workers, the DICOM listener, the lag monitor and the audit verifier on 9464, the
+        API on 8080: an unscraped process's alerts (the DICOM ones) could never fire.
+        """
         config = yaml.safe_load((ROOT / "ops/prometheus/prometheus.docker.yml").read_text())
         targets = {
             t
@@ -123,8 +128,12 @@ class TestComposeFile:
             for t in sc["targets"]
         }
         for name in radstream_services():
-            if name.startswith("worker-"):
-                assert f"{name}:9464" in targets
+            if name == "migrate":
+                continue
+            port = 8080 if name == "api" else 9464
+            assert f"{name}:{port}" in targets, name
+        # and nothing that is not a service: a target nobody runs is always down
+        assert {t.split(":")[0] for t in targets} <= set(SERVICES)
 
     def test_dockerfile_copies_what_the_app_needs(self) -> None:
         """The image contains every package and the model registry the workers load."""
@@ -170,12 +179,12 @@ class TestComposeDeployment:
 
     @pytest.mark.requirement("RS-DEP-02")
     def test_every_worker_is_health_checked_on_readyz(self) -> None:
-        """Workers are healthy only when ready; the monitors when they serve /metrics."""
+        """Workers and the listener are healthy only when ready; monitors when serving /metrics."""
         for name in radstream_services():
             if name == "migrate":
                 continue
             test = " ".join(SERVICES[name]["healthcheck"]["test"])
-            if name.startswith("worker-"):
+            if name.startswith("worker-") or name == "dicom-listener":
                 assert ":9464/readyz" in test, name
             elif name == "api":
                 assert ":8080/" in test

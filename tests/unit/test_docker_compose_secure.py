@@ -40,6 +40,8 @@ EXPECTED = {
     "worker --stages inference": "inference",
     "worker --stages results": "results",
     "worker --stages audit": "audit",
+    "worker --stages studies": "studies",
+    "dicom listen": "router",
     "api": "api",
     "bootstrap": "admin",
     "lag --serve": "admin",

@@ -107,6 +107,25 @@ class TestWorkloads:
             assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
+    def test_every_process_is_scraped_on_its_metrics_port(
+        self, rendered: list[dict[str, Any]]
+    ) -> None:
+        """Each pod asks Prometheus (prometheus.io/*) to scrape the port serving /metrics.
+
+        The workers, the DICOM listener and the lag monitor on ``metrics``, the API on ``http``;
+        without it the site's annotation scraping misses the pod and its alerts cannot fire.
+        """
+        for name, deployment in _of_kind(rendered, "Deployment").items():
+            template = deployment["spec"]["template"]
+            (container,) = template["spec"]["containers"]
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            port = ports.get("metrics", ports.get("http"))
+            assert port is not None, name
+            annotations = template["metadata"].get("annotations", {})
+            assert annotations.get("prometheus.io/scrape") == "true", name
+            assert annotations.get("prometheus.io/port") == str(port), name
+            assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "radstream", name
+
     def test_every_deployment_has_a_disruption_budget(self, rendered: list[dict[str, Any]]) -> None:
         """A PodDisruptionBudget selects the pods of every Deployment."""
         budgets = [

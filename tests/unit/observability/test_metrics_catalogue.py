@@ -17,8 +17,9 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "observability.md"
 _TABLE_RE = re.compile(
     r"<!-- metrics-catalogue:begin[^>]*-->\n(.*?)<!-- metrics-catalogue:end -->", re.DOTALL
 )
-# Labels Prometheus adds to every series (job/instance/role from the scrape configs).
-TARGET_LABELS = frozenset({"job", "instance", "role", "le"})
+# Labels Prometheus adds to every series (job/instance/role from the scrape configs, and
+# app_kubernetes_io_name, which they set on every radstream target: test_scrape_configs.py).
+TARGET_LABELS = frozenset({"job", "instance", "role", "app_kubernetes_io_name", "le"})
 
 
 class TestCatalogue:
