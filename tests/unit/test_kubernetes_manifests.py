@@ -136,6 +136,28 @@ class TestWorkloads:
             labels = deployment["spec"]["template"]["metadata"]["labels"]
             assert any(all(labels.get(k) == v for k, v in b.items()) for b in budgets), name
 
+    def test_every_server_listens_beyond_the_pods_loopback(
+        self, rendered: list[dict[str, Any]]
+    ) -> None:
+        """A Service or Prometheus reaches a pod at its address: the servers they reach (the
+        API, /metrics, the DICOM listener) must not keep their loopback defaults, and each
+        Service's port is the one its server listens on."""
+        (config,) = [o for o in rendered if o["kind"] == "ConfigMap"]
+        data = config["data"]
+        for variable in (
+            "RADSTREAM_API__HOST",
+            "RADSTREAM_OBSERVABILITY__METRICS_HOST",
+            "RADSTREAM_DICOM__HOST",
+        ):
+            assert data.get(variable) == "0.0.0.0", variable  # noqa: S104 - what is checked
+        ports = {
+            port["name"]: port["containerPort"]
+            for deployment in _of_kind(rendered, "Deployment").values()
+            for container in deployment["spec"]["template"]["spec"]["containers"]
+            for port in container.get("ports", [])
+        }
+        assert ports["dicom"] == int(data["RADSTREAM_DICOM__PORT"])
+
     def test_configmap_names_are_real_settings(self, rendered: list[dict[str, Any]]) -> None:
         """Every RADSTREAM_* key of the ConfigMap is a setting the app reads, and no secret."""
         (config,) = [o for o in rendered if o["kind"] == "ConfigMap"]
