@@ -469,14 +469,24 @@ class ConsumerLoop(Protocol):
         """Consume until ``stop`` is set."""
 
 
-async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
+AppFactory = Callable[[Worker, str, Sequence[AgentSpec], Callable[[Exception], None]], faust.App]
+"""Builds the Faust app of one consumer group (:func:`_faust_app`; tests pass fakes)."""
+
+
+async def faust_consumer_loop(
+    worker: Worker, stop: asyncio.Event, *, build_app: AppFactory | None = None
+) -> None:
     """The production loop: Faust owns group membership, batching and offset commits.
 
     One Faust app per consumer group (:meth:`Worker.group_of`): the stage set's, and one for each
     stage that consumes in a group of its own. When an agent cannot deliver a batch for good (a
     refused delivery: it holds the batch unacknowledged), every app stops and the error is
-    raised, so the worker exits non-zero and a supervisor restarts it.
+    raised, so the worker exits non-zero and a supervisor restarts it. A start waits for
+    the group's first assignment, which may never come (a group coordinator that is not
+    available, a broker that accepts connections and never answers): ``stop`` ends it, with one
+    ``worker_start_interrupted`` line, and the loop returns.
     """
+    make_app = build_app if build_app is not None else _faust_app
     # Set to the error of the first batch an agent could not deliver for good.
     fatal: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
@@ -487,7 +497,7 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     groups: dict[str, list[AgentSpec]] = {}
     for spec in worker.specs:
         groups.setdefault(worker.group_of(spec.name), []).append(spec)
-    apps = [_faust_app(worker, group, specs, on_fatal) for group, specs in groups.items()]
+    apps = [make_app(worker, group, specs, on_fatal) for group, specs in groups.items()]
     started: list[faust.App] = []
     stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     # Faust never raises what its consumer's group coordination holds (a group the principal
@@ -495,11 +505,14 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     watching = asyncio.ensure_future(watch_consumers(apps, on_fatal))
     try:
         for faust_app in apps:
-            # A refused group leaves Faust's start waiting for ever: the watch's verdict ends it.
+            # A start can wait for ever (a refused group, no coordinator): the watch's verdict
+            # or the stop ends it.
             starting: asyncio.Future[object] = asyncio.ensure_future(faust_app.start())
-            await asyncio.wait([starting, fatal], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([starting, fatal, stopped], return_when=asyncio.FIRST_COMPLETED)
             started.append(faust_app)  # stopped in the finally, even half started
             if not starting.done():
+                if not fatal.done():
+                    log.warning("worker_start_interrupted", group=faust_app.conf.id)
                 starting.cancel()
                 # Bounded: a start that ignores its cancellation must not hold the exit.
                 await asyncio.wait([starting], timeout=worker.settings.watchdog.shutdown_seconds)
@@ -507,6 +520,8 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
                     starting.exception()  # retrieved: the watch's verdict is the error raised
                 break
             starting.result()
+            if stopped.done():
+                break  # stopped between two starts: the next app need not start
         else:
             worker.mark_started()
             await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
