@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import functools
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -481,7 +481,8 @@ async def faust_consumer_loop(
     One Faust app per consumer group (:meth:`Worker.group_of`): the stage set's, and one for each
     stage that consumes in a group of its own. When an agent cannot deliver a batch for good (a
     refused delivery: it holds the batch unacknowledged), every app stops and the error is
-    raised, so the worker exits non-zero and a supervisor restarts it. A start waits for
+    raised, so the worker exits non-zero and a supervisor restarts it; that holds while the apps
+    stop as well (a batch drained after ``stop`` whose delivery is refused). A start waits for
     the group's first assignment, which may never come (a group coordinator that is not
     available, a broker that accepts connections and never answers): ``stop`` ends it, with one
     ``worker_start_interrupted`` line, and the loop returns.
@@ -528,18 +529,40 @@ async def faust_consumer_loop(
     finally:
         watching.cancel()
         stopped.cancel()
-        held = fatal.done()
-        fatal.cancel()
-        for faust_app in reversed(started):
-            if held:
+        await _stop_apps(reversed(started), fatal)
+    if fatal.done():
+        raise _fatal_error(fatal)  # the agent's error: the worker exits non-zero
+
+
+async def _stop_apps(apps: Iterable[faust.App], fatal: asyncio.Future[object]) -> None:
+    """Stop ``apps`` in turn; ``fatal`` stays open, as a batch drained now may fail for good.
+
+    Raises:
+        Exception: ``fatal``'s error when the stop is cancelled after it was set.
+    """
+    try:
+        for faust_app in apps:
+            if fatal.done():
                 # The held batch is never acknowledged: Faust must not wait for it while
                 # stopping (stream_wait_empty would wait forever); it commits what was acked.
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", AlreadyConfiguredWarning)
                     faust_app.conf.stream_wait_empty = False
             await faust_app.stop()
-    if fatal.done() and not fatal.cancelled():
-        fatal.result()  # raises the agent's error: the worker exits non-zero
+    except asyncio.CancelledError:
+        # The stop overran and was cancelled (finish_within): Faust was waiting for a batch
+        # that failed while draining. That failure, not the cancellation, ends the worker.
+        if fatal.done():
+            raise _fatal_error(fatal) from None
+        raise
+
+
+def _fatal_error(fatal: asyncio.Future[object]) -> BaseException:
+    """The error ``fatal`` was set to (it is only ever set to one)."""
+    error = fatal.exception()
+    if error is None:  # pragma: no cover - on_fatal sets an exception, never a result
+        return RuntimeError("a batch could not be delivered")
+    return error
 
 
 def _faust_app(
@@ -728,7 +751,7 @@ async def run_worker(
     Raises:
         ValueError: a stage is not one of :data:`ALL_STAGES`.
         TransientError: the broker or the database did not answer while starting.
-        RuntimeError: a stage failed while running (its error is the cause).
+        RuntimeError: a stage failed while running or while stopping (its error is the cause).
     """
     async with AsyncExitStack() as stack:
         worker = await build_worker(
@@ -748,8 +771,9 @@ async def run_worker(
         finally:
             # A failed stage must not leave the others waiting for a stop that never comes.
             stop.set()
-            # Failures were raised above already; here every stage only has to finish.
+            # A failure before the stop was raised above; here every stage has to finish.
             await finish_within(tasks, settings.watchdog.shutdown_seconds)
+        raise_failure_while_stopping(tasks)
 
 
 class WorkerStalledError(RuntimeError):
@@ -791,6 +815,23 @@ async def finish_within(tasks: Sequence[asyncio.Task[None]], seconds: float) -> 
     for task in pending:
         task.cancel()
     await asyncio.wait(pending, timeout=seconds)
+
+
+def raise_failure_while_stopping(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Raise when a stage failed after the stop was set, so the exit status says so.
+
+    A batch whose delivery was refused while draining, an audit transaction that could not
+    commit: the stop was asked for, but it did not go cleanly, and a supervisor or an operator
+    must not read status 0. A stage that returned, or that :func:`finish_within` cancelled
+    because it overran (its own line said so), did not fail.
+    """
+    failures = [
+        error
+        for task in tasks
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None
+    ]
+    if failures:
+        raise RuntimeError("a worker stage failed while stopping") from failures[0]
 
 
 async def wait_for_stop_or_failure(

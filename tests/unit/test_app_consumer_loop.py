@@ -148,3 +148,53 @@ class TestStopWhileStarting:
         stop.set()
         await loop
         assert [fake.calls for fake in made.values()] == [["start", "stop"], ["start", "stop"]]
+
+
+class TestFailureWhileStopping:
+    async def test_batch_refused_while_draining_is_raised(self) -> None:
+        """A delivery refused for good while the apps stop ends the loop with that error."""
+        stop = asyncio.Event()
+        refused = ConnectionRefusedError("delivery refused while draining")
+        made: dict[str, FakeApp] = {}
+        make = factory(made, lambda group, fatal: FakeApp(group, on_stop=lambda: fatal(refused)))
+        stop.set()
+        with pytest.raises(ConnectionRefusedError) as caught:
+            await run_loop(worker("validation"), stop, make)
+        assert caught.value is refused
+
+    async def test_stop_cancelled_after_a_failed_drain_raises_the_failure(self) -> None:
+        """Faust waits for the held batch until the stop is cancelled: the failure is raised."""
+        stop = asyncio.Event()
+        refused = ConnectionRefusedError("delivery refused while draining")
+        stopping = asyncio.Event()
+        made: dict[str, FakeApp] = {}
+
+        class WaitsForHeldBatch(FakeApp):
+            async def stop(self) -> None:
+                await super().stop()
+                stopping.set()
+                await asyncio.get_running_loop().create_future()  # wait_empty, for ever
+
+        def build(group: str, fatal: Callable[[Exception], None]) -> FakeApp:
+            return WaitsForHeldBatch(group, on_stop=lambda: fatal(refused))
+
+        stop.set()
+        loop = asyncio.create_task(
+            app.faust_consumer_loop(worker("validation"), stop, build_app=factory(made, build))
+        )
+        await asyncio.wait_for(stopping.wait(), HANG_GUARD_SECONDS)
+        loop.cancel()  # what app.finish_within does once the stop overran
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(loop, HANG_GUARD_SECONDS)
+
+    async def test_clean_stop_raises_nothing(self) -> None:
+        """Without a failure the stop is clean: the loop returns."""
+        stop = asyncio.Event()
+        stop.set()
+        made: dict[str, FakeApp] = {}
+        assert await run_loop(worker("validation"), stop, factory(made, plain_app)) is None
+
+
+def plain_app(group: str, _fatal: Callable[[Exception], None]) -> FakeApp:
+    """A fake app that starts and stops at once."""
+    return FakeApp(group)
