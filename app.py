@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import faust
 import structlog
@@ -77,6 +77,8 @@ from streams.stages.validation import ValidationStage
 from streams.studies.decision_support import load_decision_rules
 from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
 from streams.validation import load_clinical_rules
+
+T = TypeVar("T")
 
 ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies", "dicom-export")
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
@@ -513,7 +515,7 @@ async def faust_consumer_loop(
             started.append(faust_app)  # stopped in the finally, even half started
             if not starting.done():
                 if not fatal.done():
-                    log.warning("worker_start_interrupted", group=faust_app.conf.id)
+                    log.warning("worker_start_interrupted", step="joining", group=faust_app.conf.id)
                 starting.cancel()
                 # Bounded: a start that ignores its cancellation must not hold the exit.
                 await asyncio.wait([starting], timeout=worker.settings.watchdog.shutdown_seconds)
@@ -754,9 +756,15 @@ async def run_worker(
         RuntimeError: a stage failed while running or while stopping (its error is the cause).
     """
     async with AsyncExitStack() as stack:
-        worker = await build_worker(
-            stack, settings, stages, registry=registry, serve_http=serve_http, started=started
+        worker = await unless_stopped(
+            build_worker(
+                stack, settings, stages, registry=registry, serve_http=serve_http, started=started
+            ),
+            stop,
+            settings.watchdog.shutdown_seconds,
         )
+        if worker is None:
+            return  # stopped while starting: what was opened closes with the stack
         tasks: list[asyncio.Task[None]] = []
         if worker.specs:
             tasks.append(asyncio.create_task(consumer_loop(worker, stop)))
@@ -774,6 +782,32 @@ async def run_worker(
             # A failure before the stop was raised above; here every stage has to finish.
             await finish_within(tasks, settings.watchdog.shutdown_seconds)
         raise_failure_while_stopping(tasks)
+
+
+async def unless_stopped(
+    starting: Coroutine[Any, Any, T], stop: asyncio.Event, seconds: float
+) -> T | None:
+    """Run ``starting`` to its end, or until ``stop`` is set; ``None`` when it was stopped.
+
+    Building a worker waits for the broker and the database (each call bounded): a SIGTERM
+    meanwhile cancels it at once, with one ``worker_start_interrupted`` line, instead of
+    waiting for the bound and then reporting the outage. A start that ignores its
+    cancellation is left after ``seconds`` (the process-level backstop bounds the rest).
+    """
+    start = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([start, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if start.done():
+        return start.result()
+    log.warning("worker_start_interrupted", step="connecting")
+    start.cancel()
+    await asyncio.wait([start], timeout=seconds)
+    if start.done() and not start.cancelled():
+        start.exception()  # retrieved: asked to stop, the worker does not report its outage
+    return None
 
 
 class WorkerStalledError(RuntimeError):
