@@ -23,10 +23,10 @@ import asyncio
 import contextlib
 import functools
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import faust
 import structlog
@@ -77,6 +77,8 @@ from streams.stages.validation import ValidationStage
 from streams.studies.decision_support import load_decision_rules
 from streams.topics import STAGE_TOPICS, TopicKey, TopicNames
 from streams.validation import load_clinical_rules
+
+T = TypeVar("T")
 
 ALL_STAGES: Final = ("validation", "inference", "results", "audit", "studies", "dicom-export")
 # Stages that write to PostgreSQL: a worker running one checks the database while starting.
@@ -469,14 +471,25 @@ class ConsumerLoop(Protocol):
         """Consume until ``stop`` is set."""
 
 
-async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
+AppFactory = Callable[[Worker, str, Sequence[AgentSpec], Callable[[Exception], None]], faust.App]
+"""Builds the Faust app of one consumer group (:func:`_faust_app`; tests pass fakes)."""
+
+
+async def faust_consumer_loop(
+    worker: Worker, stop: asyncio.Event, *, build_app: AppFactory | None = None
+) -> None:
     """The production loop: Faust owns group membership, batching and offset commits.
 
     One Faust app per consumer group (:meth:`Worker.group_of`): the stage set's, and one for each
     stage that consumes in a group of its own. When an agent cannot deliver a batch for good (a
     refused delivery: it holds the batch unacknowledged), every app stops and the error is
-    raised, so the worker exits non-zero and a supervisor restarts it.
+    raised, so the worker exits non-zero and a supervisor restarts it; that holds while the apps
+    stop as well (a batch drained after ``stop`` whose delivery is refused). A start waits for
+    the group's first assignment, which may never come (a group coordinator that is not
+    available, a broker that accepts connections and never answers): ``stop`` ends it, with one
+    ``worker_start_interrupted`` line, and the loop returns.
     """
+    make_app = build_app if build_app is not None else _faust_app
     # Set to the error of the first batch an agent could not deliver for good.
     fatal: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
@@ -487,7 +500,7 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     groups: dict[str, list[AgentSpec]] = {}
     for spec in worker.specs:
         groups.setdefault(worker.group_of(spec.name), []).append(spec)
-    apps = [_faust_app(worker, group, specs, on_fatal) for group, specs in groups.items()]
+    apps = [make_app(worker, group, specs, on_fatal) for group, specs in groups.items()]
     started: list[faust.App] = []
     stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
     # Faust never raises what its consumer's group coordination holds (a group the principal
@@ -495,11 +508,14 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
     watching = asyncio.ensure_future(watch_consumers(apps, on_fatal))
     try:
         for faust_app in apps:
-            # A refused group leaves Faust's start waiting for ever: the watch's verdict ends it.
+            # A start can wait for ever (a refused group, no coordinator): the watch's verdict
+            # or the stop ends it.
             starting: asyncio.Future[object] = asyncio.ensure_future(faust_app.start())
-            await asyncio.wait([starting, fatal], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([starting, fatal, stopped], return_when=asyncio.FIRST_COMPLETED)
             started.append(faust_app)  # stopped in the finally, even half started
             if not starting.done():
+                if not fatal.done():
+                    log.warning("worker_start_interrupted", step="joining", group=faust_app.conf.id)
                 starting.cancel()
                 # Bounded: a start that ignores its cancellation must not hold the exit.
                 await asyncio.wait([starting], timeout=worker.settings.watchdog.shutdown_seconds)
@@ -507,24 +523,48 @@ async def faust_consumer_loop(worker: Worker, stop: asyncio.Event) -> None:
                     starting.exception()  # retrieved: the watch's verdict is the error raised
                 break
             starting.result()
+            if stopped.done():
+                break  # stopped between two starts: the next app need not start
         else:
             worker.mark_started()
             await asyncio.wait([stopped, fatal], return_when=asyncio.FIRST_COMPLETED)
     finally:
         watching.cancel()
         stopped.cancel()
-        held = fatal.done()
-        fatal.cancel()
-        for faust_app in reversed(started):
-            if held:
+        await _stop_apps(reversed(started), fatal)
+    if fatal.done():
+        raise _fatal_error(fatal)  # the agent's error: the worker exits non-zero
+
+
+async def _stop_apps(apps: Iterable[faust.App], fatal: asyncio.Future[object]) -> None:
+    """Stop ``apps`` in turn; ``fatal`` stays open, as a batch drained now may fail for good.
+
+    Raises:
+        Exception: ``fatal``'s error when the stop is cancelled after it was set.
+    """
+    try:
+        for faust_app in apps:
+            if fatal.done():
                 # The held batch is never acknowledged: Faust must not wait for it while
                 # stopping (stream_wait_empty would wait forever); it commits what was acked.
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", AlreadyConfiguredWarning)
                     faust_app.conf.stream_wait_empty = False
             await faust_app.stop()
-    if fatal.done() and not fatal.cancelled():
-        fatal.result()  # raises the agent's error: the worker exits non-zero
+    except asyncio.CancelledError:
+        # The stop overran and was cancelled (finish_within): Faust was waiting for a batch
+        # that failed while draining. That failure, not the cancellation, ends the worker.
+        if fatal.done():
+            raise _fatal_error(fatal) from None
+        raise
+
+
+def _fatal_error(fatal: asyncio.Future[object]) -> BaseException:
+    """The error ``fatal`` was set to (it is only ever set to one)."""
+    error = fatal.exception()
+    if error is None:  # pragma: no cover - on_fatal sets an exception, never a result
+        return RuntimeError("a batch could not be delivered")
+    return error
 
 
 def _faust_app(
@@ -713,12 +753,18 @@ async def run_worker(
     Raises:
         ValueError: a stage is not one of :data:`ALL_STAGES`.
         TransientError: the broker or the database did not answer while starting.
-        RuntimeError: a stage failed while running (its error is the cause).
+        RuntimeError: a stage failed while running or while stopping (its error is the cause).
     """
     async with AsyncExitStack() as stack:
-        worker = await build_worker(
-            stack, settings, stages, registry=registry, serve_http=serve_http, started=started
+        worker = await unless_stopped(
+            build_worker(
+                stack, settings, stages, registry=registry, serve_http=serve_http, started=started
+            ),
+            stop,
+            settings.watchdog.shutdown_seconds,
         )
+        if worker is None:
+            return  # stopped while starting: what was opened closes with the stack
         tasks: list[asyncio.Task[None]] = []
         if worker.specs:
             tasks.append(asyncio.create_task(consumer_loop(worker, stop)))
@@ -733,8 +779,35 @@ async def run_worker(
         finally:
             # A failed stage must not leave the others waiting for a stop that never comes.
             stop.set()
-            # Failures were raised above already; here every stage only has to finish.
+            # A failure before the stop was raised above; here every stage has to finish.
             await finish_within(tasks, settings.watchdog.shutdown_seconds)
+        raise_failure_while_stopping(tasks)
+
+
+async def unless_stopped(
+    starting: Coroutine[Any, Any, T], stop: asyncio.Event, seconds: float
+) -> T | None:
+    """Run ``starting`` to its end, or until ``stop`` is set; ``None`` when it was stopped.
+
+    Building a worker waits for the broker and the database (each call bounded): a SIGTERM
+    meanwhile cancels it at once, with one ``worker_start_interrupted`` line, instead of
+    waiting for the bound and then reporting the outage. A start that ignores its
+    cancellation is left after ``seconds`` (the process-level backstop bounds the rest).
+    """
+    start = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([start, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if start.done():
+        return start.result()
+    log.warning("worker_start_interrupted", step="connecting")
+    start.cancel()
+    await asyncio.wait([start], timeout=seconds)
+    if start.done() and not start.cancelled():
+        start.exception()  # retrieved: asked to stop, the worker does not report its outage
+    return None
 
 
 class WorkerStalledError(RuntimeError):
@@ -776,6 +849,23 @@ async def finish_within(tasks: Sequence[asyncio.Task[None]], seconds: float) -> 
     for task in pending:
         task.cancel()
     await asyncio.wait(pending, timeout=seconds)
+
+
+def raise_failure_while_stopping(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Raise when a stage failed after the stop was set, so the exit status says so.
+
+    A batch whose delivery was refused while draining, an audit transaction that could not
+    commit: the stop was asked for, but it did not go cleanly, and a supervisor or an operator
+    must not read status 0. A stage that returned, or that :func:`finish_within` cancelled
+    because it overran (its own line said so), did not fail.
+    """
+    failures = [
+        error
+        for task in tasks
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None
+    ]
+    if failures:
+        raise RuntimeError("a worker stage failed while stopping") from failures[0]
 
 
 async def wait_for_stop_or_failure(

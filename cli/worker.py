@@ -39,9 +39,11 @@ def command(invocation: Invocation, stages: tuple[str, ...] | None) -> None:
     or (for the results and audit stages) PostgreSQL does not answer while it starts; an outage
     after that is waited out. A stage that fails later, or stalls (lag, the broker and database
     up, no progress for RADSTREAM_WATCHDOG__STALL_SECONDS), ends the worker with a non-zero
-    status, so that its supervisor restarts it. After SIGTERM the stages get
-    RADSTREAM_WATCHDOG__SHUTDOWN_SECONDS to finish, then are cancelled; a worker still running
-    after twice that plus 10 s exits at once with status 70 (docs/operations.md).
+    status, so that its supervisor restarts it. SIGTERM while starting ends the start at once
+    (status 0). After SIGTERM the stages get RADSTREAM_WATCHDOG__SHUTDOWN_SECONDS to finish,
+    then are cancelled; a stage that fails meanwhile ends the worker with its error's status; a
+    worker still running after twice that plus 10 s exits at once with status 70
+    (docs/operations.md).
     """
     settings = invocation.start(service=True)
     stages = stages or app.default_stages(settings)

@@ -161,3 +161,35 @@ class TestSupervision:
         await app.wait_for_stop_or_failure(stop, [forever])
         assert not forever.done()
         forever.cancel()
+
+
+class TestFailureWhileStopping:
+    async def test_stage_failing_after_the_stop_is_raised(self) -> None:
+        """A stage that fails while it stops makes the worker fail, with its error as cause."""
+        stop = asyncio.Event()
+        draining = asyncio.Event()
+
+        async def fails_while_draining() -> None:
+            await draining.wait()
+            raise ConnectionError("audit commit failed")
+
+        task = asyncio.create_task(fails_while_draining())
+        stop.set()
+        await app.wait_for_stop_or_failure(stop, [task])  # a stop: no failure yet
+        draining.set()
+        await app.finish_within([task], 5.0)
+        with pytest.raises(RuntimeError, match="failed while stopping") as caught:
+            app.raise_failure_while_stopping([task])
+        assert isinstance(caught.value.__cause__, ConnectionError)
+
+    async def test_stage_cancelled_by_the_stop_is_no_failure(self) -> None:
+        """A stage cancelled because it overran the stop, or that returned, did not fail."""
+
+        async def forever() -> None:
+            await asyncio.Event().wait()
+
+        overran = asyncio.create_task(forever())
+        returned = asyncio.create_task(asyncio.sleep(0))
+        await app.finish_within([overran, returned], 0.01)
+        assert overran.cancelled()
+        app.raise_failure_while_stopping([overran, returned])

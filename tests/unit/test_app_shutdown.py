@@ -9,8 +9,13 @@ from structlog.testing import capture_logs
 
 import app
 from observability.health import HealthState
+from schemas.settings import load_settings
 
 pytestmark = pytest.mark.requirement("RS-REL-14")
+
+# A guard against a hang only: the admin client gives up on a silent broker within its own
+# timeout, so an unfixed start ends (with an error) before this.
+HANG_GUARD_SECONDS = 60.0
 
 
 def stalled_state() -> HealthState:
@@ -93,3 +98,52 @@ class TestFinishWithin:
     async def test_no_stages_nothing_to_wait_for(self) -> None:
         """A worker without tasks finishes at once."""
         await app.finish_within([], 1.0)
+
+
+class TestStopWhileConnecting:
+    async def test_stop_ends_a_start_waiting_for_a_silent_broker(self) -> None:
+        """A broker that accepts and never answers: the stop ends the start, with one line."""
+        connected = asyncio.Event()
+        held: list[asyncio.StreamWriter] = []
+
+        async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+            connected.set()
+
+        server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = load_settings(kafka_bootstrap=f"127.0.0.1:{port}")
+        stop = asyncio.Event()
+        try:
+            worker = asyncio.create_task(
+                app.run_worker(settings, ["validation"], stop, serve_http=False)
+            )
+            await asyncio.wait_for(connected.wait(), HANG_GUARD_SECONDS)
+            with capture_logs() as logs:
+                stop.set()
+                await asyncio.wait_for(worker, HANG_GUARD_SECONDS)
+        finally:
+            for writer in held:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+        assert [(line["event"], line["step"]) for line in logs] == [
+            ("worker_start_interrupted", "connecting")
+        ]
+
+    async def test_a_start_that_completes_is_returned(self) -> None:
+        """Not stopped: the start's result is the worker to run."""
+
+        async def build() -> str:
+            return "worker"
+
+        assert await app.unless_stopped(build(), asyncio.Event(), 1.0) == "worker"
+
+    async def test_a_start_that_fails_raises(self) -> None:
+        """Not stopped: the start's failure (the outage) is the worker's error."""
+
+        async def build() -> str:
+            raise ConnectionError("broker unavailable")
+
+        with pytest.raises(ConnectionError):
+            await app.unless_stopped(build(), asyncio.Event(), 1.0)
