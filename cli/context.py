@@ -224,6 +224,39 @@ class ShutdownBackstop:
         self._exit(int(ExitCode.INTERNAL))
 
 
+# Once a command has returned, the interpreter still joins every non-daemon thread before the
+# process ends; a library thread that never ends (Faust's consumer thread after a stop that was
+# cancelled, say) would hold the exit for ever, after the backstop was disarmed.
+EXIT_BOUND_SECONDS: Final = 30.0
+
+
+def bound_exit(
+    status: int,
+    seconds: float | None = None,
+    *,
+    exit_process: Callable[[int], object] = os._exit,
+) -> threading.Timer:
+    """Bound what remains of the process's exit: after ``seconds`` it ends by force.
+
+    A daemon timer, started when the command's status is known and the interpreter is about to
+    exit; a normal exit ends it with the process. Forced, the process ends with the command's
+    own status, or :attr:`ExitCode.INTERNAL` after a command that succeeded (something hung),
+    after one log line. Only the console script calls it: in-process callers (tests) outlive it.
+    ``seconds`` defaults to :data:`EXIT_BOUND_SECONDS`.
+    """
+    bound = EXIT_BOUND_SECONDS if seconds is None else seconds
+
+    def force() -> None:
+        log.error("process_exit_forced", reason="threads still running at exit", seconds=bound)
+        logging.shutdown()
+        exit_process(status or int(ExitCode.INTERNAL))
+
+    timer = threading.Timer(bound, force)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def run_until_signalled(
     service: Callable[[asyncio.Event], Awaitable[T]],
     *,

@@ -22,7 +22,7 @@ from typing import Final
 import click
 import structlog
 
-from cli.context import Group, Invocation
+from cli.context import Group, Invocation, bound_exit
 from cli.errors import EXIT_CODE_MEANINGS, ExitCode, Failure, exit_code_for, failure_for
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
@@ -184,4 +184,5 @@ def run() -> None:
         # A reader such as "head" closed the pipe: what it wanted was written. Point stdout at
         # /dev/null so that the interpreter's final flush does not complain on stderr.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    bound_exit(status)
     sys.exit(status)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from cli.context import ShutdownBackstop, run_until_signalled
+from cli.context import ShutdownBackstop, bound_exit, run_until_signalled
 from cli.errors import ExitCode
 
 pytestmark = pytest.mark.requirement("RS-REL-14")
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+# Only stops a hung child; the child is expected to end within a second.
+HANG_GUARD_SECONDS = 60
 
 
 class Exits:
@@ -69,3 +76,40 @@ class TestRunUntilSignalled:
         assert run_until_signalled(service, backstop=backstop) == "done"
         assert backstop.armed
         assert not exits.called.wait(0.05)
+
+
+class TestBoundExit:
+    """After the command returned, leftover threads cannot hold the process for ever."""
+
+    @pytest.mark.parametrize(("status", "forced"), [(7, 7), (0, ExitCode.INTERNAL)])
+    def test_forced_exit_keeps_the_commands_status(self, status: int, forced: int) -> None:
+        """A failed command's status survives the forced exit; a clean one that hung is 70."""
+        exits = Exits()
+        with capture_logs() as logs:
+            bound_exit(status, 0.01, exit_process=exits)
+            assert exits.called.wait(5)
+        assert exits.statuses == [forced]
+        assert logs[0]["event"] == "process_exit_forced"
+        assert logs[0]["reason"] == "threads still running at exit"
+
+    def test_console_script_exits_despite_a_thread_that_never_ends(self) -> None:
+        """The real entry point in a child process holding a non-daemon thread that never ends:
+        it exits with the command's own status (2, an unknown command) instead of hanging."""
+        script = (
+            "import threading\n"
+            "import cli.context\n"
+            "from cli.main import run\n"
+            "cli.context.EXIT_BOUND_SECONDS = 0.2\n"
+            "threading.Thread(target=threading.Event().wait).start()\n"
+            "run()\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, "no-such-command"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD_SECONDS,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "process_exit_forced" in done.stdout + done.stderr
