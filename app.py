@@ -1002,8 +1002,11 @@ async def build_api(
     them. After that, ``/readyz`` reports whether both still answer.
 
     Raises:
+        RadstreamError: ``SETTINGS_INVALID`` when the DICOM storage folder (STOW-RS stores
+            there, as the DICOM listener does) cannot be written, checked first.
         TransientError: the broker or the database does not answer.
     """
+    await asyncio.to_thread(ensure_storage_writable, settings)
     publisher = await open_publisher(
         stack, settings, client_id="radstream-api", send_timeout_seconds=10.0
     )

@@ -526,6 +526,27 @@ class TestDicomListen:
         assert reached == []
 
 
+class TestApiStart:
+    def test_an_unwritable_dicom_storage_folder_stops_the_api_at_start(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """STOW-RS stores where the DICOM listener does: a folder that cannot be created is one
+        SETTINGS_INVALID line (exit 3) before the broker is asked (nothing listens on port 1:
+        without the check the API would end 5, broker unavailable, or store nothing later)."""
+        (tmp_path / "a-file").write_bytes(b"")
+        folder = tmp_path / "a-file" / "received-dicom"
+        settings = load_settings(
+            kafka_bootstrap="127.0.0.1:1",
+            storage_roots=(tmp_path,),
+            dicom={"storage_dir": folder},
+        )
+        assert main(["api"], settings=settings) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith("radstream api: SETTINGS_INVALID: ")
+        assert f"cannot store received DICOM in {folder} (Not a directory)" in err
+
+
 class TestTopicsAcls:
     def test_lists_each_principals_acls_for_the_prefixes(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
