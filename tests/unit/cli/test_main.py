@@ -155,8 +155,12 @@ class TestFailures:
 
 
 def test_console_script_exits_with_the_status(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``radstream`` (the console script) exits the process with main's status."""
+    """``radstream`` (the console script) exits the process with main's status, its exit
+    bounded (the bound's timer is replaced: in this process it would end the test run)."""
     monkeypatch.setattr(cli_main, "main", lambda: 4)
+    bounded: list[int] = []
+    monkeypatch.setattr(cli_main, "bound_exit", bounded.append)
     with pytest.raises(SystemExit) as exited:
         cli_main.run()
     assert exited.value.code == 4
+    assert bounded == [4]
