@@ -186,17 +186,28 @@ class ShutdownBackstop:
 
     Armed when the stop is asked for (a signal, or the service ending on its own); a daemon
     thread, so a blocked event loop or a task that swallows cancellation cannot hold it. A
-    second SIGINT or SIGTERM exits at once. Exits with :attr:`ExitCode.INTERNAL` after one log
-    line: a supervisor restarts the process, an operator sees why it was forced.
+    second SIGINT or SIGTERM exits at once. Exits with ``status`` (:attr:`ExitCode.INTERNAL`)
+    after one log line: a supervisor restarts the process, an operator sees why it was forced.
 
     Args:
         seconds: how long shutting down may take once armed.
         exit_process: ends the process with a status (``os._exit``; a fake in tests).
+        status: the forced exit's status.
+        overran: the log line's reason when the bound runs out.
     """
 
-    def __init__(self, seconds: float, *, exit_process: Callable[[int], object] = os._exit) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        exit_process: Callable[[int], object] = os._exit,
+        status: int = ExitCode.INTERNAL,
+        overran: str = "shutdown overran",
+    ) -> None:
         self.seconds = seconds
         self._exit = exit_process
+        self._status = int(status)
+        self._overran = overran
         self._timer: threading.Timer | None = None
 
     @property
@@ -209,7 +220,7 @@ class ShutdownBackstop:
         if self._timer is not None:
             self._force("second stop signal")
             return
-        self._timer = threading.Timer(self.seconds, self._force, args=("shutdown overran",))
+        self._timer = threading.Timer(self.seconds, self._force, args=(self._overran,))
         self._timer.daemon = True
         self._timer.start()
 
@@ -221,7 +232,7 @@ class ShutdownBackstop:
     def _force(self, why: str) -> None:
         log.error("process_exit_forced", reason=why, seconds=self.seconds)
         logging.shutdown()
-        self._exit(int(ExitCode.INTERNAL))
+        self._exit(self._status)
 
 
 # Once a command has returned, the interpreter still joins every non-daemon thread before the
@@ -235,26 +246,23 @@ def bound_exit(
     seconds: float | None = None,
     *,
     exit_process: Callable[[int], object] = os._exit,
-) -> threading.Timer:
+) -> ShutdownBackstop:
     """Bound what remains of the process's exit: after ``seconds`` it ends by force.
 
-    A daemon timer, started when the command's status is known and the interpreter is about to
-    exit; a normal exit ends it with the process. Forced, the process ends with the command's
-    own status, or :attr:`ExitCode.INTERNAL` after a command that succeeded (something hung),
-    after one log line. Only the console script calls it: in-process callers (tests) outlive it.
-    ``seconds`` defaults to :data:`EXIT_BOUND_SECONDS`.
+    A :class:`ShutdownBackstop`, armed when the command's status is known and the interpreter is
+    about to exit; a normal exit ends its daemon timer with the process. Forced, the process
+    ends with the command's own status, or :attr:`ExitCode.INTERNAL` after a command that
+    succeeded (something hung), after one log line. Only the console script calls it:
+    in-process callers (tests) outlive it. ``seconds`` defaults to :data:`EXIT_BOUND_SECONDS`.
     """
-    bound = EXIT_BOUND_SECONDS if seconds is None else seconds
-
-    def force() -> None:
-        log.error("process_exit_forced", reason="threads still running at exit", seconds=bound)
-        logging.shutdown()
-        exit_process(status or int(ExitCode.INTERNAL))
-
-    timer = threading.Timer(bound, force)
-    timer.daemon = True
-    timer.start()
-    return timer
+    backstop = ShutdownBackstop(
+        EXIT_BOUND_SECONDS if seconds is None else seconds,
+        exit_process=exit_process,
+        status=status or ExitCode.INTERNAL,
+        overran="threads still running at exit",
+    )
+    backstop.arm()
+    return backstop
 
 
 def run_until_signalled(
