@@ -56,9 +56,9 @@ from sinks.studies import StudyStore
 from streams.agents import AgentSpec, Deferral, register_agent, watch_consumers
 from streams.audit.io import TopicApiAuditPublisher, run_audit_stage
 from streams.batching_sink import SinkHooks
-from streams.dicom_io.receiver import ensure_storage_writable, run_dicom_listener
+from streams.dicom_io.receiver import run_dicom_listener
 from streams.dicom_io.sender import DicomSender
-from streams.dicom_io.store import InstanceStore
+from streams.dicom_io.store import InstanceStore, ensure_storage_writable
 from streams.inference.registry import ModelRegistry
 from streams.inference.routing import RoutingRules
 from streams.kafka import KafkaClientConfig, KafkaPublisher, Outgoing, ensure_topics

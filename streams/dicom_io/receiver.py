@@ -31,13 +31,11 @@ from schemas.errors import (
     RadstreamError,
     TransientError,
     address_unusable,
-    folder_unusable,
 )
 from schemas.settings import DicomSettings, Settings
 from streams.dicom import statuses
 from streams.dicom.instances import ACCEPTED_TRANSFER_SYNTAXES, IMAGE_STORAGE_SOP_CLASSES
 from streams.dicom_io.ingest import ArrivalPublisher, InstanceIngest
-from streams.dicom_io.store import InstanceStore
 
 log = structlog.get_logger("radstream.dicom")
 # Beyond the ingest's own timeout: hopping onto the loop, header parsing and the disk write.
@@ -220,25 +218,6 @@ def _status(status: int, code: ErrorCode | None) -> Dataset:
     if code is not None:
         answer.ErrorComment = code.value  # LO, at most 64 characters: our codes fit
     return answer
-
-
-def ensure_storage_writable(settings: Settings) -> None:
-    """Check at start that the folder received instances go to can be written (blocking).
-
-    Without it the receiver would start, answer C-ECHO and fail every C-STORE with ``A700``,
-    which senders retry for ever. The folder is created when missing, as the store does on its
-    first write.
-
-    Raises:
-        RadstreamError: ``SETTINGS_INVALID`` naming the folder and its variable.
-    """
-    directory = settings.dicom_storage_dir
-    try:
-        InstanceStore(directory).ensure_writable()
-    except OSError as exc:
-        raise folder_unusable(
-            "store received DICOM", str(directory), exc, "RADSTREAM_DICOM__STORAGE_DIR"
-        ) from exc
 
 
 async def run_dicom_listener(

@@ -24,7 +24,8 @@ from typing import Final
 
 from pydicom import Dataset, dcmread
 
-from schemas.errors import ErrorCode, InputValidationError, TransientError
+from schemas.errors import ErrorCode, InputValidationError, TransientError, folder_unusable
+from schemas.settings import Settings
 from streams.validation.decoding import library_warnings_guarded
 
 _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
@@ -144,3 +145,22 @@ def read_header(source: Path | bytes) -> Dataset:
             raise InputValidationError(
                 ErrorCode.IMAGE_MALFORMED, "the source instance's header is corrupt"
             ) from exc
+
+
+def ensure_storage_writable(settings: Settings) -> None:
+    """Check at start that the folder received instances go to can be written (blocking).
+
+    The DICOM listener and the API (STOW-RS) run it first: without it the listener would start,
+    answer C-ECHO and fail every C-STORE with ``A700``, which senders retry for ever. The
+    folder is created when missing, as the store does on its first write.
+
+    Raises:
+        RadstreamError: ``SETTINGS_INVALID`` naming the folder and its variable.
+    """
+    directory = settings.dicom_storage_dir
+    try:
+        InstanceStore(directory).ensure_writable()
+    except OSError as exc:
+        raise folder_unusable(
+            "store received DICOM", str(directory), exc, "RADSTREAM_DICOM__STORAGE_DIR"
+        ) from exc
